@@ -1,0 +1,368 @@
+"""Encoder, decoder and residual stack of the VQ-VAE paper, for 1D/2D/3D data."""
+
+from __future__ import annotations
+
+import keras
+
+_CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
+_CONV_TRANSPOSE = {
+    1: keras.layers.Conv1DTranspose,
+    2: keras.layers.Conv2DTranspose,
+    3: keras.layers.Conv3DTranspose,
+}
+
+
+def _describe(name: str, value) -> str:
+    return f"Received: {name}={value!r} (of type {type(value).__name__})."
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise ValueError(
+            f"`{name}` must be {kind} integer. {_describe(name, value)}"
+        )
+
+
+def _check_spatial_dims(spatial_dims) -> None:
+    if spatial_dims not in (1, 2, 3):
+        raise ValueError(
+            "`spatial_dims` must be 1, 2 or 3. "
+            f"{_describe('spatial_dims', spatial_dims)}"
+        )
+
+
+def _check_input_rank(layer: keras.layers.Layer, input_shape) -> None:
+    expected = layer.spatial_dims + 2
+    if len(input_shape) != expected:
+        axes = {1: "length", 2: "height, width", 3: "time, height, width"}
+        raise ValueError(
+            f"`{layer.name}` expects inputs of shape (batch, "
+            f"{axes[layer.spatial_dims]}, channels) (rank {expected}, "
+            f"spatial_dims={layer.spatial_dims}). "
+            f"Received: inputs.shape={tuple(input_shape)}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class ResidualStack(keras.layers.Layer):
+    """Residual blocks `x + conv1x1(relu(conv3x3(relu(x))))`, then ReLU.
+
+    The paper's residual block ("ReLU, 3x3 conv, ReLU, 1x1 conv").
+
+    Args:
+        num_hiddens: channels of the input and output (the residual path).
+        num_residual_blocks: number of blocks.
+        num_residual_hiddens: channels inside each block (after the 3x3 conv).
+        spatial_dims: 1, 2 or 3 (the rank of the data grid).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `(batch, ..., num_hiddens)`, e.g. `(batch, height, width,
+            num_hiddens)` for `spatial_dims=2`.
+
+    Returns:
+        A tensor of the input's shape.
+    """
+
+    def __init__(
+        self,
+        num_hiddens: int,
+        num_residual_blocks: int,
+        num_residual_hiddens: int,
+        spatial_dims: int = 2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_int("num_hiddens", num_hiddens, 1)
+        _check_int("num_residual_blocks", num_residual_blocks, 0)
+        _check_int("num_residual_hiddens", num_residual_hiddens, 1)
+        _check_spatial_dims(spatial_dims)
+        self.num_hiddens = num_hiddens
+        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_hiddens = num_residual_hiddens
+        self.spatial_dims = spatial_dims
+        conv = _CONV[spatial_dims]
+        self.blocks = [
+            (
+                conv(
+                    num_residual_hiddens, 3, padding="same", name=f"res{i}_3x3"
+                ),
+                conv(num_hiddens, 1, name=f"res{i}_1x1"),
+            )
+            for i in range(num_residual_blocks)
+        ]
+
+    def build(self, input_shape):
+        _check_input_rank(self, input_shape)
+        if input_shape[-1] != self.num_hiddens:
+            raise ValueError(
+                f"`{self.name}` expects {self.num_hiddens} input channels. "
+                f"Received: inputs.shape={tuple(input_shape)}"
+            )
+        inner = tuple(input_shape[:-1]) + (self.num_residual_hiddens,)
+        for conv3, conv1 in self.blocks:
+            conv3.build(input_shape)
+            conv1.build(inner)
+
+    def call(self, inputs):
+        x = inputs
+        for conv3, conv1 in self.blocks:
+            h = conv3(keras.ops.relu(x))
+            x = x + conv1(keras.ops.relu(h))
+        return keras.ops.relu(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_hiddens=self.num_hiddens,
+            num_residual_blocks=self.num_residual_blocks,
+            num_residual_hiddens=self.num_residual_hiddens,
+            spatial_dims=self.spatial_dims,
+        )
+        return config
+
+
+_NETWORK_ARGS = """
+        num_hiddens: channels of the strided convolutions and the residual
+            path (256 in the paper).
+        num_residual_blocks: residual blocks (2 in the paper).
+        num_residual_hiddens: channels inside each residual block.
+        num_downsamples: stride-2 4x4 convolutions; each halves every spatial
+            axis (2 in the paper: 32x32 images -> 8x8 codes, 128x128 -> 32x32).
+        spatial_dims: 1 (audio, `(batch, time, channels)`), 2 (images) or 3
+            (video, `(batch, time, height, width, channels)`).
+        **kwargs: base `keras.layers.Layer` arguments."""
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class Encoder(keras.layers.Layer):
+    (
+        """The VQ-VAE encoder: x -> z_e(x).
+
+    `num_downsamples` stride-2 4x4 convolutions with ReLU, a 3x3 convolution,
+    the residual stack, and a 1x1 projection to `embedding_dim`.
+
+    Args:
+        embedding_dim: D, channels of the output `z_e`."""
+        + _NETWORK_ARGS
+        + """
+
+    Call arguments:
+        inputs: `(batch, height, width, channels)` for `spatial_dims=2`;
+            each spatial size must be divisible by `2**num_downsamples`.
+
+    Returns:
+        `z_e`: `(batch, height / 2**num_downsamples, width /
+        2**num_downsamples, embedding_dim)`.
+
+    Example:
+
+    >>> encoder = Encoder(embedding_dim=64)
+    >>> encoder(keras.ops.zeros((2, 32, 32, 3))).shape
+    (2, 8, 8, 64)
+    """
+    )
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_hiddens: int = 256,
+        num_residual_blocks: int = 2,
+        num_residual_hiddens: int = 256,
+        num_downsamples: int = 2,
+        spatial_dims: int = 2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_int("embedding_dim", embedding_dim, 1)
+        _check_int("num_hiddens", num_hiddens, 1)
+        _check_int("num_downsamples", num_downsamples, 0)
+        _check_spatial_dims(spatial_dims)
+        self.embedding_dim = embedding_dim
+        self.num_hiddens = num_hiddens
+        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_hiddens = num_residual_hiddens
+        self.num_downsamples = num_downsamples
+        self.spatial_dims = spatial_dims
+        conv = _CONV[spatial_dims]
+        self.downsamples = [
+            conv(num_hiddens, 4, strides=2, padding="same", name=f"down{i}")
+            for i in range(num_downsamples)
+        ]
+        self.conv = conv(num_hiddens, 3, padding="same", name="conv")
+        self.residual_stack = ResidualStack(
+            num_hiddens,
+            num_residual_blocks,
+            num_residual_hiddens,
+            spatial_dims,
+            name="residual_stack",
+        )
+        self.projection = conv(embedding_dim, 1, name="projection")
+
+    def build(self, input_shape):
+        _check_input_rank(self, input_shape)
+        factor = 2**self.num_downsamples
+        spatial = input_shape[1:-1]
+        if any(s is not None and s % factor for s in spatial):
+            raise ValueError(
+                f"`{self.name}` expects spatial sizes divisible by "
+                f"2**num_downsamples={factor}. "
+                f"Received: inputs.shape={tuple(input_shape)}"
+            )
+        shape = tuple(input_shape)
+        for layer in self.downsamples:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.conv.build(shape)
+        shape = self.conv.compute_output_shape(shape)
+        self.residual_stack.build(shape)
+        self.projection.build(shape)
+
+    def call(self, inputs):
+        x = inputs
+        for layer in self.downsamples:
+            x = keras.ops.relu(layer(x))
+        x = self.residual_stack(self.conv(x))
+        return self.projection(x)
+
+    def compute_output_shape(self, input_shape):
+        factor = 2**self.num_downsamples
+        spatial = tuple(
+            None if s is None else s // factor for s in input_shape[1:-1]
+        )
+        return (input_shape[0],) + spatial + (self.embedding_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            num_hiddens=self.num_hiddens,
+            num_residual_blocks=self.num_residual_blocks,
+            num_residual_hiddens=self.num_residual_hiddens,
+            num_downsamples=self.num_downsamples,
+            spatial_dims=self.spatial_dims,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class Decoder(keras.layers.Layer):
+    (
+        """The VQ-VAE decoder: z_q -> x, mirroring `Encoder`.
+
+    A 3x3 convolution to `num_hiddens`, the residual stack, then
+    `num_downsamples` stride-2 4x4 transposed convolutions (ReLU between
+    them); the last one outputs `output_channels`.
+
+    Args:
+        output_channels: channels of the output (3 for RGB, or the number of
+            distribution parameters per pixel)."""
+        + _NETWORK_ARGS
+        + """
+
+    Call arguments:
+        inputs: `z_q`, `(batch, h, w, embedding_dim)` for `spatial_dims=2`.
+
+    Returns:
+        `(batch, h * 2**num_downsamples, w * 2**num_downsamples,
+        output_channels)`, unbounded (no output activation).
+
+    Example:
+
+    >>> decoder = Decoder(output_channels=3)
+    >>> decoder(keras.ops.zeros((2, 8, 8, 64))).shape
+    (2, 32, 32, 3)
+    """
+    )
+
+    def __init__(
+        self,
+        output_channels: int,
+        num_hiddens: int = 256,
+        num_residual_blocks: int = 2,
+        num_residual_hiddens: int = 256,
+        num_downsamples: int = 2,
+        spatial_dims: int = 2,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_int("output_channels", output_channels, 1)
+        _check_int("num_hiddens", num_hiddens, 1)
+        _check_int("num_downsamples", num_downsamples, 0)
+        _check_spatial_dims(spatial_dims)
+        self.output_channels = output_channels
+        self.num_hiddens = num_hiddens
+        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_hiddens = num_residual_hiddens
+        self.num_downsamples = num_downsamples
+        self.spatial_dims = spatial_dims
+        conv = _CONV[spatial_dims]
+        transpose = _CONV_TRANSPOSE[spatial_dims]
+        self.conv = conv(num_hiddens, 3, padding="same", name="conv")
+        self.residual_stack = ResidualStack(
+            num_hiddens,
+            num_residual_blocks,
+            num_residual_hiddens,
+            spatial_dims,
+            name="residual_stack",
+        )
+        self.upsamples = [
+            transpose(
+                output_channels if i == num_downsamples - 1 else num_hiddens,
+                4,
+                strides=2,
+                padding="same",
+                name=f"up{i}",
+            )
+            for i in range(num_downsamples)
+        ]
+        self.output_conv = (
+            None
+            if num_downsamples
+            else conv(output_channels, 3, padding="same", name="output")
+        )
+
+    def build(self, input_shape):
+        _check_input_rank(self, input_shape)
+        shape = tuple(input_shape)
+        self.conv.build(shape)
+        shape = self.conv.compute_output_shape(shape)
+        self.residual_stack.build(shape)
+        for layer in self.upsamples:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        if self.output_conv is not None:
+            self.output_conv.build(shape)
+
+    def call(self, inputs):
+        x = self.residual_stack(self.conv(inputs))
+        for i, layer in enumerate(self.upsamples):
+            x = layer(x)
+            if i < len(self.upsamples) - 1:
+                x = keras.ops.relu(x)
+        if self.output_conv is not None:
+            x = self.output_conv(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        factor = 2**self.num_downsamples
+        spatial = tuple(
+            None if s is None else s * factor for s in input_shape[1:-1]
+        )
+        return (input_shape[0],) + spatial + (self.output_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            output_channels=self.output_channels,
+            num_hiddens=self.num_hiddens,
+            num_residual_blocks=self.num_residual_blocks,
+            num_residual_hiddens=self.num_residual_hiddens,
+            num_downsamples=self.num_downsamples,
+            spatial_dims=self.spatial_dims,
+        )
+        return config

@@ -1,0 +1,546 @@
+"""Vector quantization layers: `VectorQuantizer` and `VectorQuantizerEMA`.
+
+The distance, nearest-code search and codebook lookup are written once, in
+`_BaseVectorQuantizer`; the two public layers differ only in how the codebook
+learns (gradients vs. exponential moving averages) and in the loss they add.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae import codebook_ops
+from tf_vqvae.metrics import CodebookUsage
+
+_DATA_INIT_CHOICES = (None, "random", "kmeans++")
+
+
+def _describe(name: str, value) -> str:
+    return f"Received: {name}={value!r} (of type {type(value).__name__})."
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"`{name}` must be a positive integer. {_describe(name, value)}"
+        )
+
+
+def _check_non_negative_float(name: str, value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-negative finite number. "
+            f"{_describe(name, value)}"
+        )
+
+
+@tf.custom_gradient
+def _straight_through(z_e: tf.Tensor, z_q: tf.Tensor):
+    """Returns `z_q`; the gradient at the output goes to `z_e` unchanged.
+
+    `z_q` (the looked-up codebook vectors) receives no gradient from this path:
+    the codebook learns only from the codebook loss (or from EMA updates).
+    """
+
+    def grad(upstream):
+        return upstream, tf.zeros_like(z_q)
+
+    return tf.identity(z_q), grad
+
+
+class _BaseVectorQuantizer(keras.layers.Layer):
+    """Shared machinery of the two quantizers; not public."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        commitment_cost: float = 0.25,
+        data_init: str | None = None,
+        dead_code_restart_steps: int | None = None,
+        max_distance_elements: int = 2**24,
+        check_finite: bool = False,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_positive_int("num_embeddings", num_embeddings)
+        _check_positive_int("embedding_dim", embedding_dim)
+        _check_non_negative_float("commitment_cost", commitment_cost)
+        if data_init not in _DATA_INIT_CHOICES:
+            raise ValueError(
+                "`data_init` must be one of None, 'random' or 'kmeans++'. "
+                f"{_describe('data_init', data_init)}"
+            )
+        if dead_code_restart_steps is not None:
+            _check_positive_int(
+                "dead_code_restart_steps", dead_code_restart_steps
+            )
+        _check_positive_int("max_distance_elements", max_distance_elements)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(
+                f"`seed` must be an integer. {_describe('seed', seed)}"
+            )
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.commitment_cost = float(commitment_cost)
+        self.data_init = data_init
+        self.dead_code_restart_steps = dead_code_restart_steps
+        self.max_distance_elements = max_distance_elements
+        self.check_finite = bool(check_finite)
+        self.seed = seed
+        self.usage = CodebookUsage(num_embeddings, name="codebook")
+
+    # ------------------------------------------------------------------ build
+    def _check_shape(self, shape) -> None:
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"`{self.name}` expects inputs of shape (batch, ..., "
+                f"{self.embedding_dim}) with rank >= 2. "
+                f"Received: inputs.shape={shape}"
+            )
+        if shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"`{self.name}` expects inputs of shape (batch, ..., "
+                f"{self.embedding_dim}): the last dimension must equal "
+                f"embedding_dim={self.embedding_dim}. "
+                f"Received: inputs.shape={shape}"
+            )
+
+    def build(self, input_shape):
+        self._check_shape(input_shape)
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.num_embeddings, self.embedding_dim),
+            initializer=self._embeddings_initializer(),
+            trainable=self._embeddings_trainable,
+            autocast=False,
+            dtype="float32",
+            aggregation="only_first_replica",
+        )
+        state = dict(
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        # Number of training updates applied: seeds the stateless random
+        # choices of data init and restarts, identically on every replica.
+        self.update_count = self.add_weight(
+            name="update_count",
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            **state,
+        )
+        if self.dead_code_restart_steps is not None:
+            self.steps_since_used = self.add_weight(
+                name="steps_since_used",
+                shape=(self.num_embeddings,),
+                initializer="zeros",
+                dtype="int64",
+                **state,
+            )
+        self._build_state(state)
+
+    def _build_state(self, state: dict) -> None:
+        """Creates subclass state (EMA statistics)."""
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # ------------------------------------------------------------ public API
+    def distances(self, inputs) -> tf.Tensor:
+        """Squared L2 distances to every code, `[..., num_embeddings]`.
+
+        `||z||^2 - 2 z.E^T + ||E||^2`: one matmul. Materialises the whole
+        distance tensor; `encode` never does.
+        """
+        flat = tf.reshape(tf.cast(inputs, "float32"), (-1, self.embedding_dim))
+        d = codebook_ops.squared_distances(flat, self.embeddings)
+        out_shape = tf.concat(
+            [tf.shape(inputs)[:-1], [self.num_embeddings]], axis=0
+        )
+        return tf.reshape(d, out_shape)
+
+    def encode(self, inputs) -> tf.Tensor:
+        """Index of the nearest code: int32 of shape `inputs.shape[:-1]`."""
+        inputs = tf.convert_to_tensor(inputs)
+        if not self.built:
+            self.build(inputs.shape)
+        self._check_shape(inputs.shape)
+        flat = tf.reshape(tf.cast(inputs, "float32"), (-1, self.embedding_dim))
+        codes = codebook_ops.nearest_codes(
+            flat, self.embeddings, self.max_distance_elements
+        )
+        return tf.reshape(codes, tf.shape(inputs)[:-1])
+
+    def lookup(self, codes) -> tf.Tensor:
+        """Codebook vectors for integer `codes`: `[..., embedding_dim]`.
+
+        Returned in the layer's compute dtype.
+        """
+        vectors = tf.gather(self.embeddings, tf.cast(codes, "int32"))
+        return tf.cast(vectors, self.compute_dtype)
+
+    # ------------------------------------------------------------------ call
+    def call(self, inputs, training=None):
+        self._check_shape(inputs.shape)
+        z_e = inputs
+        if self.check_finite:
+            z_e = tf.debugging.assert_all_finite(
+                z_e, f"`{self.name}` received non-finite inputs"
+            )
+        flat = tf.reshape(tf.cast(z_e, "float32"), (-1, self.embedding_dim))
+
+        if training:
+            self._before_search(flat)
+        codes = codebook_ops.nearest_codes(
+            flat, self.embeddings, self.max_distance_elements
+        )
+        counts = codebook_ops.code_counts(codes, self.num_embeddings)
+        counts = _all_reduce_sum(counts)
+        self.usage.update_state(counts)
+
+        z_q_flat = tf.gather(self.embeddings, codes)
+        self._add_losses(flat, z_q_flat)
+        if training:
+            self._after_search(flat, codes, counts)
+
+        z_q = tf.reshape(z_q_flat, tf.shape(inputs))
+        return _straight_through(z_e, tf.cast(z_q, z_e.dtype))
+
+    # ------------------------------------------------------------- internals
+    def _before_search(self, flat: tf.Tensor) -> None:
+        """Data-dependent initialisation at the first training batch."""
+        if self.data_init is None:
+            return
+
+        def initialise():
+            samples = _all_gather(flat)
+            codebook = codebook_ops.sample_codebook(
+                samples,
+                self.num_embeddings,
+                method=self.data_init,
+                seed=self._stateless_seed(1),
+            )
+            self.embeddings.assign(codebook)
+            self._on_data_init(codebook)
+            return tf.constant(True)
+
+        tf.cond(
+            tf.equal(self.update_count, 0),
+            initialise,
+            lambda: tf.constant(False),
+        )
+
+    def _after_search(self, flat, codes, counts) -> None:
+        self._update_codebook(flat, codes, counts)
+        if self.dead_code_restart_steps is not None:
+            self._restart_dead_codes(flat, counts)
+        self.update_count.assign_add(1)
+
+    def _restart_dead_codes(self, flat, counts) -> None:
+        used = counts > 0
+        steps = tf.where(
+            used,
+            tf.zeros_like(self.steps_since_used),
+            self.steps_since_used + 1,
+        )
+        dead = steps >= self.dead_code_restart_steps
+
+        def restart():
+            samples = _all_gather(flat)
+            replacement = codebook_ops.sample_rows(
+                samples, self.num_embeddings, self._stateless_seed(2)
+            )
+            new = tf.where(dead[:, None], replacement, self.embeddings)
+            self.embeddings.assign(new)
+            self._on_restart(dead, replacement)
+            return tf.constant(True)
+
+        tf.cond(tf.reduce_any(dead), restart, lambda: tf.constant(False))
+        self.steps_since_used.assign(
+            tf.where(dead, tf.zeros_like(steps), steps)
+        )
+
+    def _stateless_seed(self, stream: int) -> tf.Tensor:
+        return tf.stack(
+            [
+                tf.constant(self.seed * 1000003 + stream, "int64"),
+                tf.cast(self.update_count, "int64"),
+            ]
+        )
+
+    def _embeddings_initializer(self):
+        raise NotImplementedError
+
+    def _add_losses(self, flat, z_q_flat) -> None:
+        raise NotImplementedError
+
+    def _update_codebook(self, flat, codes, counts) -> None:
+        """Codebook learning besides gradients (EMA)."""
+
+    def _on_data_init(self, codebook) -> None:
+        """Resets subclass state after data-dependent initialisation."""
+
+    def _on_restart(self, dead, replacement) -> None:
+        """Resets subclass state of restarted codes."""
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_embeddings=self.num_embeddings,
+            embedding_dim=self.embedding_dim,
+            commitment_cost=self.commitment_cost,
+            data_init=self.data_init,
+            dead_code_restart_steps=self.dead_code_restart_steps,
+            max_distance_elements=self.max_distance_elements,
+            check_finite=self.check_finite,
+            seed=self.seed,
+        )
+        return config
+
+
+def _all_reduce_sum(value: tf.Tensor) -> tf.Tensor:
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce("sum", value)
+
+
+def _all_gather(value: tf.Tensor) -> tf.Tensor:
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
+_SHARED_DOC = """
+    Args:
+        num_embeddings: K, the number of codes.
+        embedding_dim: D, the size of each code vector.
+        commitment_cost: beta, the weight of the commitment loss
+            `||z_e - sg[z_q]||^2`. The paper uses 0.25.
+        data_init: `None` (default, the paper), `"random"` or `"kmeans++"`:
+            at the first training batch, replace the codebook by encoder
+            outputs picked at random or by k-means++ seeding. Under
+            `tf.distribute` the outputs of all replicas are gathered, so every
+            replica gets the same codebook.
+        dead_code_restart_steps: `None` (default, the paper) or a positive
+            integer n: a code that no vector picked in n consecutive training
+            steps is re-seeded from a random encoder output of the current
+            (global) batch.
+        max_distance_elements: above this many entries the `N x K` distance
+            matrix is computed in row chunks, so memory stays bounded for large
+            K (K = 65536 works on a laptop).
+        check_finite: if `True`, raise `InvalidArgumentError` on non-finite
+            inputs (off by default: it costs a pass over the inputs).
+        seed: seeds the random choices of `data_init` and restarts.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `z_e`, float tensor `(batch, ..., embedding_dim)` of any rank
+            >= 2: `(batch, time, D)`, `(batch, height, width, D)`,
+            `(batch, time, height, width, D)`.
+        training: Python bool. State (EMA statistics, data init, restarts)
+            changes only when `True`.
+
+    Returns:
+        `z_q`: same shape as `inputs`, in the layer's compute dtype: each vector
+        replaced by its nearest code (squared L2). The forward value is exactly
+        the codebook vector; the gradient passes straight through to `z_e`
+        (`tf.custom_gradient`), and the codebook gets no gradient from it.
+
+    Metrics (in `model.fit`'s progress bar and History):
+        `perplexity`, `codebook_usage` for each batch (averaged over the
+        epoch), `epoch_perplexity`, `epoch_codebook_usage` and `dead_codes`
+        from the code counts pooled over the whole epoch (or the whole
+        `evaluate` dataset). Under `tf.distribute` counts are all-reduced, so
+        the numbers describe the global batch.
+
+    Raises:
+        ValueError: for invalid arguments, or inputs whose last dimension is not
+            `embedding_dim`.
+"""
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class VectorQuantizer(_BaseVectorQuantizer):
+    (
+        """Vector quantization layer trained by gradients (VQ-VAE, eq. 3).
+
+    Snaps each input vector `z_e` to its nearest codebook vector
+    `e_k, k = argmin_j ||z_e - e_j||^2` and adds, through `add_loss`,
+
+        mean((sg[z_e] - z_q)^2) + commitment_cost * mean((z_e - sg[z_q])^2)
+
+    with means over all elements (Sonnet's convention). The first term moves
+    the codebook towards the encoder outputs, the second keeps the encoder
+    committed to its codes.
+    """
+        + _SHARED_DOC
+        + """
+    Example:
+
+    >>> vq = VectorQuantizer(num_embeddings=512, embedding_dim=64)
+    >>> z_q = vq(keras.random.normal((8, 16, 16, 64)))   # (8, 16, 16, 64)
+    >>> codes = vq.encode(keras.random.normal((8, 16, 16, 64)))  # (8, 16, 16)
+    >>> vectors = vq.lookup(codes)                          # (8, 16, 16, 64)
+
+    References:
+        [1] van den Oord, Vinyals, Kavukcuoglu. Neural Discrete Representation
+            Learning. NeurIPS 2017.
+    """
+    )
+
+    _embeddings_trainable = True
+
+    def _embeddings_initializer(self):
+        return keras.initializers.VarianceScaling(
+            scale=1.0, mode="fan_in", distribution="uniform", seed=self.seed
+        )
+
+    def _add_losses(self, flat, z_q_flat) -> None:
+        codebook_loss = tf.reduce_mean(
+            tf.square(tf.stop_gradient(flat) - z_q_flat)
+        )
+        commitment_loss = tf.reduce_mean(
+            tf.square(flat - tf.stop_gradient(z_q_flat))
+        )
+        self.add_loss(codebook_loss + self.commitment_cost * commitment_loss)
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class VectorQuantizerEMA(_BaseVectorQuantizer):
+    (
+        """Vector quantization with a codebook learned by moving averages.
+
+    The paper's appendix A.1: the codebook is not trained by gradients (it is
+    not in `trainable_weights`). For each training batch with `n_i` vectors
+    assigned to code i and their sum `s_i`:
+
+        N_i <- decay * N_i + (1 - decay) * n_i
+        m_i <- decay * m_i + (1 - decay) * s_i
+        e_i <- m_i / N~_i,   N~_i = (N_i + epsilon) / (sum(N) + K epsilon) sum(N)
+
+    (`N~` is N with Laplace smoothing, as in Sonnet). `N` and `m` start at
+    zero and are not debiased; a code whose `N_i` is still below `epsilon`
+    (never picked) keeps its vector instead of collapsing to zero, the failure
+    of a zero-started debiased average. Counts and sums are all-reduced across
+    replicas before the update, so N replicas with a global batch B give the
+    codebook of one device with batch B. Only the commitment loss
+    `commitment_cost * mean((z_e - sg[z_q])^2)` is added.
+    """
+        + _SHARED_DOC.replace(
+            "        data_init:",
+            "        decay: gamma, the moving-average decay (0.99 in the paper).\n"
+            "        epsilon: Laplace smoothing of the cluster sizes.\n"
+            "        data_init:",
+        )
+        + """
+    Example:
+
+    >>> vq = VectorQuantizerEMA(num_embeddings=512, embedding_dim=64)
+    >>> z_q = vq(keras.random.normal((8, 16, 16, 64)), training=True)
+    >>> len(vq.trainable_weights)
+    0
+    """
+    )
+
+    _embeddings_trainable = False
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        commitment_cost: float = 0.25,
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
+        **kwargs,
+    ):
+        if (
+            isinstance(decay, bool)
+            or not isinstance(decay, (int, float))
+            or not 0.0 <= decay < 1.0
+        ):
+            raise ValueError(
+                "`decay` must be a number in [0, 1). "
+                f"{_describe('decay', decay)}"
+            )
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not epsilon > 0
+        ):
+            raise ValueError(
+                "`epsilon` must be a positive number. "
+                f"{_describe('epsilon', epsilon)}"
+            )
+        super().__init__(
+            num_embeddings, embedding_dim, commitment_cost, **kwargs
+        )
+        self.decay = float(decay)
+        self.epsilon = float(epsilon)
+
+    def _embeddings_initializer(self):
+        return keras.initializers.RandomNormal(stddev=1.0, seed=self.seed)
+
+    def _build_state(self, state: dict) -> None:
+        self.ema_cluster_size = self.add_weight(
+            name="ema_cluster_size",
+            shape=(self.num_embeddings,),
+            initializer="zeros",
+            dtype="float32",
+            **state,
+        )
+        self.ema_sum = self.add_weight(
+            name="ema_sum",
+            shape=(self.num_embeddings, self.embedding_dim),
+            initializer="zeros",
+            dtype="float32",
+            **state,
+        )
+
+    def _add_losses(self, flat, z_q_flat) -> None:
+        commitment_loss = tf.reduce_mean(
+            tf.square(flat - tf.stop_gradient(z_q_flat))
+        )
+        self.add_loss(self.commitment_cost * commitment_loss)
+
+    def _update_codebook(self, flat, codes, counts) -> None:
+        sums = tf.math.unsorted_segment_sum(
+            tf.stop_gradient(flat), codes, self.num_embeddings
+        )
+        sums = _all_reduce_sum(sums)
+        decay = self.decay
+        cluster_size = decay * self.ema_cluster_size + (1.0 - decay) * counts
+        ema_sum = decay * self.ema_sum + (1.0 - decay) * sums
+        self.ema_cluster_size.assign(cluster_size)
+        self.ema_sum.assign(ema_sum)
+        self.embeddings.assign(
+            codebook_ops.ema_codebook(
+                cluster_size, ema_sum, self.embeddings, self.epsilon
+            )
+        )
+
+    def _on_data_init(self, codebook) -> None:
+        self.ema_cluster_size.assign(tf.zeros_like(self.ema_cluster_size))
+        self.ema_sum.assign(tf.zeros_like(self.ema_sum))
+
+    def _on_restart(self, dead, replacement) -> None:
+        self.ema_cluster_size.assign(tf.where(dead, 0.0, self.ema_cluster_size))
+        self.ema_sum.assign(tf.where(dead[:, None], 0.0, self.ema_sum))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(decay=self.decay, epsilon=self.epsilon)
+        return config

@@ -1,0 +1,268 @@
+"""The VQ-VAE model: encoder, vector quantizer, decoder."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae.networks import Decoder, Encoder
+from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
+
+_QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+
+
+def to_unit_range(images) -> tf.Tensor:
+    """Images as float32 in [0, 1]: uint8 is divided by 255, floats kept."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        return tf.cast(images, "float32") / 255.0
+    if not images.dtype.is_floating:
+        raise TypeError(
+            "Images must be uint8 in [0, 255] or floating point in [0, 1]. "
+            f"Received: images.dtype={images.dtype.name}"
+        )
+    return tf.cast(images, "float32")
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class VQVAE(keras.Model):
+    """Vector-quantised variational autoencoder (van den Oord et al., 2017).
+
+    `x -> Encoder -> z_e -> vector quantizer -> z_q -> Decoder -> x_hat`.
+    Images are float in [0, 1] or uint8 in [0, 255] (converted); the encoder
+    sees them shifted to [-0.5, 0.5] as in the paper, and reconstructions come
+    back in [0, 1] (float32, not clipped). The loss is
+
+        mean((x_hat - x)^2) + vq_loss
+
+    where `vq_loss` is the quantizer's codebook and commitment loss (`"vq"`)
+    or commitment loss only (`"ema"`, appendix A.1). All losses go through
+    `add_loss`, so `compile(optimizer=...)` and `fit(images)` need no targets,
+    and training under `tf.distribute.MirroredStrategy` matches one device.
+
+    Args:
+        num_embeddings: K, codebook size (512 in the paper).
+        embedding_dim: D, code vector size (64 in the paper).
+        num_hiddens: channels of the encoder/decoder (256 in the paper).
+        num_residual_blocks: residual blocks in encoder and decoder (2).
+        num_residual_hiddens: channels inside a residual block (256).
+        num_downsamples: stride-2 convolutions; codes are
+            `2**num_downsamples` times smaller than the input on each axis.
+        commitment_cost: beta (0.25 in the paper).
+        quantizer: `"ema"` (`VectorQuantizerEMA`, default) or `"vq"`
+            (`VectorQuantizer`, codebook trained by gradients).
+        decay: EMA decay gamma (`"ema"` only).
+        epsilon: EMA Laplace smoothing (`"ema"` only).
+        data_init: `None`, `"random"` or `"kmeans++"` codebook initialisation
+            from the first training batch.
+        dead_code_restart_steps: re-seed codes unused for this many training
+            steps (`None`: never).
+        spatial_dims: 1 (audio), 2 (images) or 3 (video).
+        seed: seeds the codebook initialiser and the quantizer's random
+            choices.
+        **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: images `(batch, height, width, channels)` (for
+            `spatial_dims=2`); height and width divisible by
+            `2**num_downsamples`.
+        training: Python bool; the EMA codebook moves only when `True`.
+
+    Returns:
+        Reconstructions, float32 of the input's shape, in [0, 1] scale.
+
+    Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity`,
+    `codebook_usage`, `epoch_perplexity`, `epoch_codebook_usage`,
+    `dead_codes` (see `CodebookUsage`).
+
+    Example:
+
+    >>> model = VQVAE(num_embeddings=512, embedding_dim=64)
+    >>> model.compile(optimizer=keras.optimizers.Adam(2e-4))
+    >>> model.fit(images, epochs=1)           # images in [0, 1]
+    >>> codes = model.encode(images[:8])      # int32 (8, 8, 8) for 32x32
+    >>> x_hat = model.decode(codes)           # float32 (8, 32, 32, 3)
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int = 512,
+        embedding_dim: int = 64,
+        num_hiddens: int = 256,
+        num_residual_blocks: int = 2,
+        num_residual_hiddens: int = 256,
+        num_downsamples: int = 2,
+        commitment_cost: float = 0.25,
+        quantizer: str = "ema",
+        decay: float = 0.99,
+        epsilon: float = 1e-5,
+        data_init: str | None = None,
+        dead_code_restart_steps: int | None = None,
+        spatial_dims: int = 2,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if quantizer not in _QUANTIZERS:
+            raise ValueError(
+                "`quantizer` must be 'ema' or 'vq'. "
+                f"Received: quantizer={quantizer!r} "
+                f"(of type {type(quantizer).__name__})."
+            )
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.num_hiddens = num_hiddens
+        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_hiddens = num_residual_hiddens
+        self.num_downsamples = num_downsamples
+        self.commitment_cost = commitment_cost
+        self.quantizer_type = quantizer
+        self.decay = decay
+        self.epsilon = epsilon
+        self.data_init = data_init
+        self.dead_code_restart_steps = dead_code_restart_steps
+        self.spatial_dims = spatial_dims
+        self.seed = seed
+
+        network = dict(
+            num_hiddens=num_hiddens,
+            num_residual_blocks=num_residual_blocks,
+            num_residual_hiddens=num_residual_hiddens,
+            num_downsamples=num_downsamples,
+            spatial_dims=spatial_dims,
+        )
+        self.encoder = Encoder(embedding_dim, name="encoder", **network)
+        quantizer_kwargs = dict(
+            commitment_cost=commitment_cost,
+            data_init=data_init,
+            dead_code_restart_steps=dead_code_restart_steps,
+            seed=seed,
+            name="quantizer",
+        )
+        if quantizer == "ema":
+            quantizer_kwargs.update(decay=decay, epsilon=epsilon)
+        self.quantizer = _QUANTIZERS[quantizer](
+            num_embeddings, embedding_dim, **quantizer_kwargs
+        )
+        self._network_kwargs = network
+        self.decoder = None
+        self.image_channels = None
+        self.reconstruction_loss_tracker = keras.metrics.Mean(
+            name="reconstruction_loss"
+        )
+        self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        expected_rank = self.spatial_dims + 2
+        if len(input_shape) != expected_rank or input_shape[-1] is None:
+            raise ValueError(
+                f"VQVAE(spatial_dims={self.spatial_dims}) expects inputs of "
+                f"rank {expected_rank} with a known channel axis, e.g. "
+                f"{(None,) + (32,) * self.spatial_dims + (3,)}. Received: inputs.shape={input_shape}"
+            )
+        self.image_channels = int(input_shape[-1])
+        self.decoder = Decoder(
+            self.image_channels, name="decoder", **self._network_kwargs
+        )
+        self.encoder.build(input_shape)
+        latent_shape = self.encoder.compute_output_shape(input_shape)
+        self.quantizer.build(latent_shape)
+        self.decoder.build(latent_shape)
+
+    def _check_images(self, images: tf.Tensor) -> None:
+        shape = tuple(images.shape)
+        if len(shape) != self.spatial_dims + 2 or (
+            shape[-1] is not None and shape[-1] != self.image_channels
+        ):
+            example = (None,) + (32,) * self.spatial_dims
+            raise ValueError(
+                f"`{self.name}` was built for inputs of rank "
+                f"{self.spatial_dims + 2} with {self.image_channels} "
+                f"channels, e.g. {example + (self.image_channels,)}. "
+                f"Received: inputs.shape={shape}"
+            )
+
+    def _encode_vectors(self, images, training=None) -> tf.Tensor:
+        images = to_unit_range(images)
+        if not self.built:
+            self.build(images.shape)
+        self._check_images(images)
+        return images, self.encoder(images - 0.5, training=training)
+
+    def _decode_vectors(self, z_q) -> tf.Tensor:
+        return tf.cast(self.decoder(z_q), "float32") + 0.5
+
+    def call(self, inputs, training=None):
+        images, z_e = self._encode_vectors(inputs, training=training)
+        z_q = self.quantizer(z_e, training=training)
+        reconstructions = self._decode_vectors(z_q)
+        self.add_loss(tf.reduce_mean(tf.square(reconstructions - images)))
+        return reconstructions
+
+    def encode(self, images) -> tf.Tensor:
+        """Integer codes for `images`: int32 `(batch, h', w')`."""
+        _, z_e = self._encode_vectors(images, training=False)
+        return self.quantizer.encode(z_e)
+
+    def decode(self, codes) -> tf.Tensor:
+        """Images in [0, 1] scale for int `codes` `(batch, h', w')`."""
+        codes = tf.convert_to_tensor(codes)
+        if not codes.dtype.is_integer:
+            raise TypeError(
+                "`codes` must be an integer tensor. "
+                f"Received: codes.dtype={codes.dtype.name}"
+            )
+        if codes.shape.rank != self.spatial_dims + 1:
+            raise ValueError(
+                f"`codes` must have shape (batch, "
+                f"{', '.join(['...'] * self.spatial_dims)}) (rank "
+                f"{self.spatial_dims + 1}). Received: codes.shape="
+                f"{tuple(codes.shape)}"
+            )
+        if not self.built:
+            raise ValueError(
+                "The model must be built (called on images once, or loaded) "
+                "before `decode`."
+            )
+        return self._decode_vectors(self.quantizer.lookup(codes))
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        total = super().compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+        vq_loss = tf.add_n(self.quantizer.losses)
+        self.vq_loss_tracker.update_state(vq_loss)
+        self.reconstruction_loss_tracker.update_state(
+            tf.add_n(self.losses) - vq_loss
+        )
+        return total
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_embeddings=self.num_embeddings,
+            embedding_dim=self.embedding_dim,
+            num_hiddens=self.num_hiddens,
+            num_residual_blocks=self.num_residual_blocks,
+            num_residual_hiddens=self.num_residual_hiddens,
+            num_downsamples=self.num_downsamples,
+            commitment_cost=self.commitment_cost,
+            quantizer=self.quantizer_type,
+            decay=self.decay,
+            epsilon=self.epsilon,
+            data_init=self.data_init,
+            dead_code_restart_steps=self.dead_code_restart_steps,
+            spatial_dims=self.spatial_dims,
+            seed=self.seed,
+        )
+        return config
