@@ -129,7 +129,7 @@ def sample_rows(samples: tf.Tensor, num: int, seed: tf.Tensor) -> tf.Tensor:
 def kmeans_plus_plus(
     samples: tf.Tensor, num: int, seed: tf.Tensor
 ) -> tf.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii, 2007): `num` rows of `samples`.
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007): `num` rows.
 
     Each new centre is drawn with probability proportional to the squared
     distance to the nearest centre chosen so far.

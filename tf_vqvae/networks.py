@@ -1,4 +1,4 @@
-"""Encoder, decoder and residual stack of the VQ-VAE paper, for 1D/2D/3D data."""
+"""Encoder, decoder and residual stack of the VQ-VAE paper (1D/2D/3D)."""
 
 from __future__ import annotations
 

@@ -430,7 +430,8 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
 
         N_i <- decay * N_i + (1 - decay) * n_i
         m_i <- decay * m_i + (1 - decay) * s_i
-        e_i <- m_i / N~_i,   N~_i = (N_i + epsilon) / (sum(N) + K epsilon) sum(N)
+        e_i <- m_i / N~_i
+        N~_i = (N_i + epsilon) / (sum(N) + K epsilon) * sum(N)
 
     (`N~` is N with Laplace smoothing, as in Sonnet). `N` and `m` start at
     zero and are not debiased; a code whose `N_i` is still below `epsilon`
@@ -442,7 +443,8 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
     """
         + _SHARED_DOC.replace(
             "        data_init:",
-            "        decay: gamma, the moving-average decay (0.99 in the paper).\n"
+            "        decay: gamma, the moving-average decay (paper: 0.99)."
+            "\n"
             "        epsilon: Laplace smoothing of the cluster sizes.\n"
             "        data_init:",
         )

@@ -159,7 +159,8 @@ class VQVAE(keras.Model):
             raise ValueError(
                 f"VQVAE(spatial_dims={self.spatial_dims}) expects inputs of "
                 f"rank {expected_rank} with a known channel axis, e.g. "
-                f"{(None,) + (32,) * self.spatial_dims + (3,)}. Received: inputs.shape={input_shape}"
+                f"{(None,) + (32,) * self.spatial_dims + (3,)}. "
+                f"Received: inputs.shape={input_shape}"
             )
         self.image_channels = int(input_shape[-1])
         self.decoder = Decoder(
