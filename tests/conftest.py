@@ -1,0 +1,28 @@
+"""Test session set-up: quiet TensorFlow, two logical CPU devices."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs, configured before TensorFlow initialises its devices, so
+# MirroredStrategy tests can compare 1 and 2 replicas on this machine.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+# TF32 would make GPU runs differ from the numpy references.
+tf.config.experimental.enable_tensor_float_32_execution(False)
+
+REPLICA_DEVICES = ["/cpu:0", "/cpu:1"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
