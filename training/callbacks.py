@@ -1,0 +1,463 @@
+"""TensorBoard callbacks for VQ-VAE training: pictures, code usage, codebook.
+
+Each callback writes real event files with `tf.summary` into its own run
+directory under `log_dir`, so TensorBoard lists them side by side with the
+`train` and `validation` runs of `keras.callbacks.TensorBoard`:
+
+    log_dir/train, log_dir/validation   keras.callbacks.TensorBoard scalars
+                                        (`epoch_loss`, `epoch_perplexity`,
+                                        `epoch_dead_codes`, ...)
+    log_dir/images          `reconstructions`: originals | reconstructions
+    log_dir/codebook        `code_usage` histogram, `codebook/*` scalars,
+                            and the codebook in the embedding projector
+    log_dir/prior_samples   `prior_samples`: decoded samples of the prior
+
+`tensorboard_callbacks(log_dir, validation_images)` returns the usual set.
+
+Example:
+
+    >>> callbacks = tensorboard_callbacks("runs/cifar", images[:16])
+    >>> model.fit(dataset, epochs=10, callbacks=callbacks)
+    >>> prior.fit(codes, callbacks=[PriorSamples(
+    ...     "runs/cifar", sample_fn=prior_sample_fn(prior),
+    ...     decode_fn=model.decode)])
+
+then `tensorboard --logdir runs/cifar`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.plugins.projector import projector_config_pb2
+
+from tf_vqvae import codebook_ops
+from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
+
+__all__ = [
+    "CodeUsage",
+    "CodebookProjector",
+    "PriorSamples",
+    "ReconstructionImages",
+    "image_grid",
+    "prior_sample_fn",
+    "save_image_grid",
+    "side_by_side",
+    "tensorboard_callbacks",
+    "write_histogram",
+]
+
+# Metrics of `VQVAE` (see `CodebookUsage`) copied as `codebook/<name>` scalars.
+CODEBOOK_METRICS = (
+    "perplexity",
+    "codebook_usage",
+    "epoch_perplexity",
+    "epoch_codebook_usage",
+    "dead_codes",
+)
+PROJECTOR_TENSOR_NAME = "codebook/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _check_every(every_n_epochs) -> None:
+    if (
+        isinstance(every_n_epochs, bool)
+        or not isinstance(every_n_epochs, int)
+        or every_n_epochs < 1
+    ):
+        raise ValueError(
+            "`every_n_epochs` must be a positive integer. "
+            f"Received: every_n_epochs={every_n_epochs!r} "
+            f"(of type {type(every_n_epochs).__name__})."
+        )
+
+
+def _check_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            "`images` must be a non-empty batch of shape (batch, height, "
+            f"width, channels). Received: images.shape={images.shape}"
+        )
+    if images.dtype != np.uint8 and not np.issubdtype(
+        images.dtype, np.floating
+    ):
+        raise TypeError(
+            "`images` must be uint8 in [0, 255] or floating point in [0, 1]. "
+            f"Received: images.dtype={images.dtype}"
+        )
+    return images
+
+
+class _SummaryCallback(keras.callbacks.Callback):
+    """Owns one `tf.summary` writer for `log_dir/run_name`."""
+
+    def __init__(self, log_dir: str, run_name: str, every_n_epochs: int):
+        super().__init__()
+        _check_every(every_n_epochs)
+        self.log_dir = os.fspath(log_dir)
+        self.run_name = run_name
+        self.every_n_epochs = every_n_epochs
+        self._writer = None
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.log_dir, self.run_name)
+
+    @property
+    def writer(self) -> tf.summary.SummaryWriter:
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.run_dir)
+        return self._writer
+
+    def _due(self, epoch: int) -> bool:
+        return (epoch + 1) % self.every_n_epochs == 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._due(epoch):
+            with self.writer.as_default(step=epoch):
+                self.write(epoch, logs or {})
+            self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write(self, epoch: int, logs: dict) -> None:
+        raise NotImplementedError
+
+
+class ReconstructionImages(_SummaryCallback):
+    """Each epoch, a fixed batch's reconstructions beside the originals.
+
+    Writes the image summary `reconstructions` to `log_dir/images`: a grid
+    whose tiles alternate original, reconstruction (so each reconstruction is
+    right of its original), `pairs_per_row` pairs per row.
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        images: a fixed batch `(batch, height, width, channels)`, uint8 or float
+            in [0, 1], e.g. the first validation images. Keep it small (8-32).
+        every_n_epochs: write every n-th epoch (1: every epoch).
+        pairs_per_row: original/reconstruction pairs per grid row.
+        model: the VQ-VAE to call; default the model being trained.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        images,
+        every_n_epochs: int = 1,
+        pairs_per_row: int = 4,
+        model: keras.Model | None = None,
+    ):
+        super().__init__(log_dir, "images", every_n_epochs)
+        self.images = _check_images(images)
+        self.pairs_per_row = pairs_per_row
+        self.vqvae = model
+
+    def grid(self) -> np.ndarray:
+        """The uint8 grid of the fixed batch and its reconstructions."""
+        model = self.vqvae or self.model
+        reconstructions = model(self.images, training=False)
+        pairs = side_by_side(self.images, np.asarray(reconstructions))
+        return image_grid(pairs, ncols=2 * self.pairs_per_row)
+
+    def write(self, epoch, logs):
+        tf.summary.image(
+            "reconstructions",
+            self.grid()[None],
+            description="Fixed batch: each original, then its reconstruction.",
+        )
+
+
+def write_histogram(tag: str, counts, description: str = "") -> None:
+    """Writes `counts[k]` as the height of bucket `[k, k + 1)`.
+
+    TensorBoard's histogram format (`(left, right, count)` rows), with one
+    bucket per code, so the plot reads directly as usage per code index.
+    Must run under a default `tf.summary` writer with a step.
+    """
+    counts = tf.cast(tf.reshape(counts, [-1]), tf.float64)
+    left = tf.range(tf.size(counts), dtype=tf.float64)
+    buckets = tf.stack([left, left + 1.0, counts], axis=1)
+    metadata = histogram_metadata.create_summary_metadata(
+        display_name=tag, description=description
+    )
+    tf.summary.write(tag, buckets, metadata=metadata.SerializeToString())
+
+
+class CodeUsage(_SummaryCallback):
+    """Each epoch, how often each code is used, and codebook health scalars.
+
+    Writes to `log_dir/codebook`:
+
+    - `code_usage`: a histogram with one bucket per code (x: code index,
+      height: how many latent positions of the fixed batch picked it);
+    - `codebook/batch_perplexity`, `codebook/batch_dead_codes`: perplexity
+      `exp(-sum p log p)` and number of unused codes on the fixed batch;
+    - `codebook/<metric>` for the model's `perplexity`, `codebook_usage`,
+      `epoch_perplexity`, `epoch_codebook_usage` and `dead_codes` found in
+      the epoch logs (training, and `val_*` ones as `codebook/val_<metric>`).
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        images: the fixed batch to encode, uint8 or float in [0, 1].
+        every_n_epochs: write every n-th epoch.
+        model: the VQ-VAE; default the model being trained.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        images,
+        every_n_epochs: int = 1,
+        model: keras.Model | None = None,
+    ):
+        super().__init__(log_dir, "codebook", every_n_epochs)
+        self.images = _check_images(images)
+        self.vqvae = model
+
+    def counts(self) -> tf.Tensor:
+        """float32 `[num_embeddings]` code counts over the fixed batch."""
+        model = self.vqvae or self.model
+        codes = model.encode(self.images)
+        return codebook_ops.code_counts(codes, model.num_embeddings)
+
+    def write(self, epoch, logs):
+        counts = self.counts()
+        write_histogram(
+            "code_usage",
+            counts,
+            description="Latent positions of the fixed batch per code index.",
+        )
+        tf.summary.scalar(
+            "codebook/batch_perplexity", codebook_ops.perplexity(counts)
+        )
+        tf.summary.scalar(
+            "codebook/batch_dead_codes",
+            tf.reduce_sum(tf.cast(counts == 0, tf.float32)),
+        )
+        for name in CODEBOOK_METRICS:
+            for key in (name, f"val_{name}"):
+                if key in logs:
+                    tf.summary.scalar(f"codebook/{key}", float(logs[key]))
+
+
+class CodebookProjector(keras.callbacks.Callback):
+    """The codebook in TensorBoard's embedding projector.
+
+    Keras 3's `TensorBoard(embeddings_freq=...)` cannot write the projector
+    config (keras#20210), so this callback writes, in `log_dir/codebook`:
+
+    - a checkpoint holding only the `(num_embeddings, embedding_dim)`
+      codebook (under `PROJECTOR_TENSOR_NAME`), through
+      `tf.train.CheckpointManager` (atomic; the latest one is kept);
+    - `codebook_metadata.tsv`: one row per code, its index and how many
+      latent positions of `images` picked it (when `images` are given);
+    - `projector_config.pbtxt` pointing at both.
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        images: optional fixed batch; its code counts label the points.
+        every_n_epochs: write every n-th epoch.
+        model: the VQ-VAE; default the model being trained.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        images=None,
+        every_n_epochs: int = 1,
+        model: keras.Model | None = None,
+    ):
+        super().__init__()
+        _check_every(every_n_epochs)
+        self.log_dir = os.fspath(log_dir)
+        self.images = None if images is None else _check_images(images)
+        self.every_n_epochs = every_n_epochs
+        self.vqvae = model
+        self._variable = None
+        self._manager = None
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.log_dir, "codebook")
+
+    def write_projector(self, step: int) -> str:
+        """Writes checkpoint, metadata and config; returns the config path."""
+        model = self.vqvae or self.model
+        codebook = tf.convert_to_tensor(model.quantizer.embeddings)
+        tf.io.gfile.makedirs(self.run_dir)
+        if self._variable is None:
+            self._variable = tf.Variable(codebook, trainable=False)
+            self._manager = tf.train.CheckpointManager(
+                tf.train.Checkpoint(codebook=self._variable),
+                self.run_dir,
+                max_to_keep=1,
+                checkpoint_name="codebook",
+            )
+        else:
+            self._variable.assign(codebook)
+        self._manager.save(checkpoint_number=step)
+
+        config = projector_config_pb2.ProjectorConfig()
+        embedding = config.embeddings.add()
+        embedding.tensor_name = PROJECTOR_TENSOR_NAME
+        if self.images is not None:
+            counts = codebook_ops.code_counts(
+                model.encode(self.images), model.num_embeddings
+            ).numpy()
+            rows = ["code\tcount"] + [
+                f"{k}\t{int(c)}" for k, c in enumerate(counts)
+            ]
+            _write_atomic(
+                os.path.join(self.run_dir, "codebook_metadata.tsv"),
+                "\n".join(rows) + "\n",
+            )
+            embedding.metadata_path = "codebook_metadata.tsv"
+        path = os.path.join(self.run_dir, "projector_config.pbtxt")
+        _write_atomic(path, text_format.MessageToString(config))
+        return path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs == 0:
+            self.write_projector(epoch)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def prior_sample_fn(prior, **sample_kwargs) -> Callable:
+    """`(num, seed) -> int32 codes` for a prior with a `distribution()`.
+
+    Works with `PixelCNNPrior` (`prior.distribution().sample(num, seed=...)`)
+    or anything with the same method; extra keyword arguments (e.g. class
+    labels) are passed to `sample`.
+    """
+
+    def sample(num: int, seed: int) -> tf.Tensor:
+        codes = prior.distribution().sample(num, seed=seed, **sample_kwargs)
+        return tf.cast(codes, tf.int32)
+
+    return sample
+
+
+class PriorSamples(_SummaryCallback):
+    """Each epoch, images decoded from samples of the prior being trained.
+
+    Writes the image summary `prior_samples` to `log_dir/prior_samples`. The
+    same `seed` every epoch, so the grid shows how the prior changes rather
+    than sampling noise.
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        sample_fn: `(num, seed) -> int codes (num, h', w')`, e.g.
+            `prior_sample_fn(prior)`.
+        decode_fn: `codes -> images in [0, 1]`, e.g. `vqvae.decode`, or the
+            `VQVAE` itself (its `decode` is used).
+        num_samples: images per grid.
+        seed: the sampling seed.
+        ncols: images per grid row.
+        every_n_epochs: write every n-th epoch.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        sample_fn: Callable,
+        decode_fn,
+        num_samples: int = 16,
+        seed: int = 0,
+        ncols: int = 8,
+        every_n_epochs: int = 1,
+    ):
+        super().__init__(log_dir, "prior_samples", every_n_epochs)
+        if not callable(sample_fn):
+            raise TypeError(
+                "`sample_fn` must be callable as sample_fn(num, seed). "
+                f"Received: sample_fn={sample_fn!r} "
+                f"(of type {type(sample_fn).__name__})."
+            )
+        if hasattr(decode_fn, "decode"):
+            decode_fn = decode_fn.decode
+        if not callable(decode_fn):
+            raise TypeError(
+                "`decode_fn` must be callable on codes, or a VQVAE. "
+                f"Received: decode_fn={decode_fn!r} "
+                f"(of type {type(decode_fn).__name__})."
+            )
+        if (
+            isinstance(num_samples, bool)
+            or not isinstance(num_samples, int)
+            or num_samples < 1
+        ):
+            raise ValueError(
+                "`num_samples` must be a positive integer. "
+                f"Received: num_samples={num_samples!r} "
+                f"(of type {type(num_samples).__name__})."
+            )
+        self.sample_fn = sample_fn
+        self.decode_fn = decode_fn
+        self.num_samples = num_samples
+        self.seed = seed
+        self.ncols = ncols
+
+    def grid(self) -> np.ndarray:
+        """The uint8 grid of decoded samples."""
+        codes = self.sample_fn(self.num_samples, self.seed)
+        images = self.decode_fn(tf.cast(codes, tf.int32))
+        return image_grid(np.asarray(images), ncols=self.ncols)
+
+    def write(self, epoch, logs):
+        tf.summary.image(
+            "prior_samples",
+            self.grid()[None],
+            description=f"Decoded prior samples, seed {self.seed}.",
+        )
+
+
+def tensorboard_callbacks(
+    log_dir: str,
+    validation_images,
+    every_n_epochs: int = 1,
+    projector: bool = True,
+    **tensorboard_kwargs,
+) -> list[keras.callbacks.Callback]:
+    """The usual TensorBoard set for training a VQ-VAE.
+
+    `keras.callbacks.TensorBoard` (scalars of every metric, in `train` and
+    `validation` runs), `ReconstructionImages`, `CodeUsage` and, if
+    `projector`, `CodebookProjector`, all on the same fixed batch.
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        validation_images: the fixed batch, e.g. 16 validation images.
+        every_n_epochs: how often the pictures, histogram and projector are
+            written (scalars are written every epoch).
+        projector: whether to write the codebook for the projector.
+        **tensorboard_kwargs: passed to `keras.callbacks.TensorBoard`.
+
+    Returns:
+        A list of callbacks for `fit`.
+    """
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir, **tensorboard_kwargs),
+        ReconstructionImages(log_dir, validation_images, every_n_epochs),
+        CodeUsage(log_dir, validation_images, every_n_epochs),
+    ]
+    if projector:
+        callbacks.append(
+            CodebookProjector(log_dir, validation_images, every_n_epochs)
+        )
+    return callbacks
