@@ -51,7 +51,7 @@ def _straight_through(z_e: tf.Tensor, z_q: tf.Tensor):
     """
 
     def grad(upstream):
-        return upstream, tf.zeros_like(z_q)
+        return upstream, None
 
     return tf.identity(z_q), grad
 
@@ -201,8 +201,16 @@ class _BaseVectorQuantizer(keras.layers.Layer):
             )
         flat = tf.reshape(tf.cast(z_e, "float32"), (-1, self.embedding_dim))
 
+        samples = None
+        if training and (
+            self.data_init is not None
+            or self.dead_code_restart_steps is not None
+        ):
+            # Gathered outside any tf.cond: a cross-replica sync inside
+            # control flow is not supported by tf.distribute.
+            samples = _all_gather(tf.stop_gradient(flat))
         if training:
-            self._before_search(flat)
+            self._before_search(samples)
         codes = codebook_ops.nearest_codes(
             flat, self.embeddings, self.max_distance_elements
         )
@@ -213,61 +221,55 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         z_q_flat = tf.gather(self.embeddings, codes)
         self._add_losses(flat, z_q_flat)
         if training:
-            self._after_search(flat, codes, counts)
+            self._after_search(flat, codes, counts, samples)
 
         z_q = tf.reshape(z_q_flat, tf.shape(inputs))
         return _straight_through(z_e, tf.cast(z_q, z_e.dtype))
 
     # ------------------------------------------------------------- internals
-    def _before_search(self, flat: tf.Tensor) -> None:
+    # Variable assignments stay outside `tf.cond`: under MirroredStrategy
+    # assigning a mirrored variable is a cross-replica sync, which
+    # tf.distribute does not allow inside control flow.
+    def _before_search(self, samples: tf.Tensor | None) -> None:
         """Data-dependent initialisation at the first training batch."""
         if self.data_init is None:
             return
-
-        def initialise():
-            samples = _all_gather(flat)
-            codebook = codebook_ops.sample_codebook(
+        codebook = tf.cond(
+            tf.equal(self.update_count, 0),
+            lambda: codebook_ops.sample_codebook(
                 samples,
                 self.num_embeddings,
                 method=self.data_init,
                 seed=self._stateless_seed(1),
-            )
-            self.embeddings.assign(codebook)
-            self._on_data_init(codebook)
-            return tf.constant(True)
-
-        tf.cond(
-            tf.equal(self.update_count, 0),
-            initialise,
-            lambda: tf.constant(False),
+            ),
+            lambda: tf.convert_to_tensor(self.embeddings),
         )
+        self.embeddings.assign(codebook)
 
-    def _after_search(self, flat, codes, counts) -> None:
+    def _after_search(self, flat, codes, counts, samples) -> None:
         self._update_codebook(flat, codes, counts)
         if self.dead_code_restart_steps is not None:
-            self._restart_dead_codes(flat, counts)
+            self._restart_dead_codes(samples, counts)
         self.update_count.assign_add(1)
 
-    def _restart_dead_codes(self, flat, counts) -> None:
-        used = counts > 0
+    def _restart_dead_codes(self, samples, counts) -> None:
         steps = tf.where(
-            used,
+            counts > 0,
             tf.zeros_like(self.steps_since_used),
             self.steps_since_used + 1,
         )
         dead = steps >= self.dead_code_restart_steps
-
-        def restart():
-            samples = _all_gather(flat)
-            replacement = codebook_ops.sample_rows(
+        replacement = tf.cond(
+            tf.reduce_any(dead),
+            lambda: codebook_ops.sample_rows(
                 samples, self.num_embeddings, self._stateless_seed(2)
-            )
-            new = tf.where(dead[:, None], replacement, self.embeddings)
-            self.embeddings.assign(new)
-            self._on_restart(dead, replacement)
-            return tf.constant(True)
-
-        tf.cond(tf.reduce_any(dead), restart, lambda: tf.constant(False))
+            ),
+            lambda: tf.convert_to_tensor(self.embeddings),
+        )
+        self.embeddings.assign(
+            tf.where(dead[:, None], replacement, self.embeddings)
+        )
+        self._on_restart(dead)
         self.steps_since_used.assign(
             tf.where(dead, tf.zeros_like(steps), steps)
         )
@@ -289,10 +291,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
     def _update_codebook(self, flat, codes, counts) -> None:
         """Codebook learning besides gradients (EMA)."""
 
-    def _on_data_init(self, codebook) -> None:
-        """Resets subclass state after data-dependent initialisation."""
-
-    def _on_restart(self, dead, replacement) -> None:
+    def _on_restart(self, dead) -> None:
         """Resets subclass state of restarted codes."""
 
     def get_config(self):
@@ -534,11 +533,7 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
             )
         )
 
-    def _on_data_init(self, codebook) -> None:
-        self.ema_cluster_size.assign(tf.zeros_like(self.ema_cluster_size))
-        self.ema_sum.assign(tf.zeros_like(self.ema_sum))
-
-    def _on_restart(self, dead, replacement) -> None:
+    def _on_restart(self, dead) -> None:
         self.ema_cluster_size.assign(tf.where(dead, 0.0, self.ema_cluster_size))
         self.ema_sum.assign(tf.where(dead[:, None], 0.0, self.ema_sum))
 

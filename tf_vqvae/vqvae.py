@@ -24,6 +24,14 @@ def to_unit_range(images) -> tf.Tensor:
     return tf.cast(images, "float32")
 
 
+def _on_device_of(losses: list, reference: tf.Tensor) -> list:
+    """The `losses` placed on the same device as `reference`."""
+    device = getattr(reference, "device", None)
+    if not device:
+        return losses
+    return [loss for loss in losses if loss.device == device] or losses
+
+
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class VQVAE(keras.Model):
     """Vector-quantised variational autoencoder (van den Oord et al., 2017).
@@ -228,22 +236,40 @@ class VQVAE(keras.Model):
             )
         return self._decode_vectors(self.quantizer.lookup(codes))
 
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training; the losses are the model's own.
+
+        Args:
+            optimizer: as `keras.Model.compile`.
+            loss: must be `None`: the reconstruction and VQ losses are added
+                by the model itself, and `fit` needs no targets.
+            **kwargs: other `keras.Model.compile` arguments (`metrics`,
+                `jit_compile`, `steps_per_execution`, ...).
+        """
+        if loss is not None:
+            raise ValueError(
+                "VQVAE adds its reconstruction and VQ losses itself; "
+                "`compile` takes no `loss`. Received: loss="
+                f"{loss!r} (of type {type(loss).__name__})."
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        total = super().compute_loss(
-            x=x,
-            y=y,
-            y_pred=y_pred,
-            sample_weight=sample_weight,
-            training=training,
-        )
-        vq_loss = tf.add_n(self.quantizer.losses)
+        # Under MirroredStrategy the replicas trace `call` in turn on one
+        # shared layer, and the quantizer's all-reduce lets a later replica
+        # append its losses to lists an earlier one already filled. Keep the
+        # losses computed on this replica's device (the gradients were
+        # right either way; the reported metrics were not).
+        vq_loss = tf.add_n(_on_device_of(self.quantizer.losses, y_pred))
+        total = tf.add_n(_on_device_of(self.losses, y_pred))
         self.vq_loss_tracker.update_state(vq_loss)
-        self.reconstruction_loss_tracker.update_state(
-            tf.add_n(self.losses) - vq_loss
-        )
-        return total
+        self.reconstruction_loss_tracker.update_state(total - vq_loss)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # Keras' scaling of `add_loss` terms: gradients are summed across
+        # replicas, so each replica contributes 1/replicas of its mean.
+        return total / replicas
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

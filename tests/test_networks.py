@@ -1,0 +1,123 @@
+"""Encoder, Decoder and ResidualStack."""
+
+import numpy as np
+import pytest
+
+from tests.testing import run_layer_test
+from tf_vqvae import Decoder, Encoder, ResidualStack
+
+SMALL = {"num_hiddens": 8, "num_residual_blocks": 1, "num_residual_hiddens": 4}
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, in_shape, out_shape",
+    [
+        (1, (2, 16, 1), (2, 4, 5)),
+        (2, (2, 16, 16, 3), (2, 4, 4, 5)),
+        (3, (1, 8, 8, 8, 3), (1, 2, 2, 2, 5)),
+    ],
+    ids=["1d", "2d", "3d"],
+)
+def test_encoder_decoder_conformance(spatial_dims, in_shape, out_shape):
+    kwargs = {**SMALL, "spatial_dims": spatial_dims}
+    data = np.random.default_rng(0).normal(size=in_shape).astype("float32")
+    run_layer_test(
+        Encoder,
+        {"embedding_dim": 5, **kwargs},
+        data,
+        out_shape,
+        expected_num_trainable_weights=2 * 2 + 2 + 4 + 2,
+        expected_num_non_trainable_weights=0,
+    )
+    latent = np.zeros(out_shape, "float32")
+    run_layer_test(
+        Decoder,
+        {"output_channels": in_shape[-1], **kwargs},
+        latent,
+        in_shape,
+        expected_num_trainable_weights=2 + 4 + 2 * 2,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_paper_defaults_downsample_by_four():
+    encoder = Encoder(embedding_dim=64)
+    assert encoder(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 8, 8, 64)
+    assert encoder.num_hiddens == 256 and encoder.num_residual_blocks == 2
+    decoder = Decoder(output_channels=3)
+    assert decoder(np.zeros((1, 8, 8, 64), "float32")).shape == (1, 32, 32, 3)
+
+
+def test_no_downsampling_keeps_resolution():
+    kwargs = {**SMALL, "num_downsamples": 0}
+    z = Encoder(4, **kwargs)(np.zeros((1, 5, 5, 3), "float32"))
+    assert z.shape == (1, 5, 5, 4)
+    assert Decoder(3, **kwargs)(z).shape == (1, 5, 5, 3)
+
+
+def test_residual_stack_conformance():
+    run_layer_test(
+        ResidualStack,
+        {"num_hiddens": 6, "num_residual_blocks": 2, "num_residual_hiddens": 3},
+        np.ones((2, 4, 4, 6), "float32"),
+        (2, 4, 4, 6),
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (
+            lambda: Encoder(4, name="enc", **SMALL),
+            (2, 16, 3),
+            "`enc` expects inputs of shape (batch, height, width, channels) "
+            "(rank 4, spatial_dims=2). Received: inputs.shape=(2, 16, 3)",
+        ),
+        (
+            lambda: Encoder(4, name="enc", **SMALL),
+            (2, 18, 16, 3),
+            "`enc` expects spatial sizes divisible by 2**num_downsamples=4. "
+            "Received: inputs.shape=(2, 18, 16, 3)",
+        ),
+        (
+            lambda: Decoder(3, name="dec", spatial_dims=1, **SMALL),
+            (2, 4, 4, 3),
+            "`dec` expects inputs of shape (batch, length, channels) "
+            "(rank 3, spatial_dims=1). Received: inputs.shape=(2, 4, 4, 3)",
+        ),
+    ],
+    ids=["rank", "divisible", "decoder-rank"],
+)
+def test_bad_input_messages(layer, shape, message):
+    with pytest.raises(ValueError) as error:
+        layer()(np.zeros(shape, "float32"))
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"num_hiddens": 0},
+            "`num_hiddens` must be a positive integer. "
+            "Received: num_hiddens=0 (of type int).",
+        ),
+        (
+            {"spatial_dims": 4},
+            "`spatial_dims` must be 1, 2 or 3. "
+            "Received: spatial_dims=4 (of type int).",
+        ),
+        (
+            {"num_downsamples": -1},
+            "`num_downsamples` must be a non-negative integer. "
+            "Received: num_downsamples=-1 (of type int).",
+        ),
+    ],
+    ids=["hiddens", "spatial-dims", "downsamples"],
+)
+def test_bad_argument_messages(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        Encoder(4, **kwargs)
+    assert str(error.value) == message

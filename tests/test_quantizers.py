@@ -1,0 +1,402 @@
+"""VectorQuantizer / VectorQuantizerEMA against numpy references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.testing import run_layer_test
+from tf_vqvae import VectorQuantizer, VectorQuantizerEMA, codebook_ops
+
+K, D = 6, 3
+
+
+def _codebook(seed=0, k=K, d=D):
+    return np.random.default_rng(seed).normal(size=(k, d)).astype("float32")
+
+
+def _inputs(shape, seed=1):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _nearest(flat, codebook):
+    d = ((flat[:, None, :] - codebook[None]) ** 2).sum(-1)
+    return d.argmin(1)
+
+
+def _make(cls, codebook, **kwargs):
+    layer = cls(codebook.shape[0], codebook.shape[1], **kwargs)
+    layer.build((None, codebook.shape[1]))
+    layer.embeddings.assign(codebook)
+    return layer
+
+
+QUANTIZERS = [
+    pytest.param(VectorQuantizer, id="vq"),
+    pytest.param(VectorQuantizerEMA, id="ema"),
+]
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_layer_conformance(cls):
+    non_trainable = {VectorQuantizer: 1, VectorQuantizerEMA: 4}[cls]
+    trainable = {VectorQuantizer: 1, VectorQuantizerEMA: 0}[cls]
+    run_layer_test(
+        cls,
+        init_kwargs={"num_embeddings": 8, "embedding_dim": 4},
+        input_data=_inputs((2, 3, 3, 4)),
+        expected_output_shape=(2, 3, 3, 4),
+        expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=non_trainable,
+    )
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize(
+    "shape",
+    [(4, 7, D), (2, 5, 4, D), (2, 3, 2, 4, D)],
+    ids=["1d", "2d", "3d"],
+)
+def test_forward_is_nearest_code_any_rank(cls, shape):
+    codebook = _codebook()
+    layer = _make(cls, codebook)
+    z = _inputs(shape)
+    codes = _nearest(z.reshape(-1, D), codebook).reshape(shape[:-1])
+
+    np.testing.assert_array_equal(layer.encode(z), codes)
+    z_q = layer(z, training=False)
+    np.testing.assert_array_equal(z_q, codebook[codes])
+    np.testing.assert_array_equal(layer.lookup(codes), codebook[codes])
+    assert layer.encode(z).dtype == tf.int32
+
+
+def test_squared_distances_match_numpy():
+    codebook = _codebook()
+    layer = _make(VectorQuantizer, codebook)
+    z = _inputs((2, 5, D))
+    expected = ((z[..., None, :] - codebook) ** 2).sum(-1)
+    np.testing.assert_allclose(layer.distances(z), expected, rtol=1e-5)
+
+
+def test_gradients_match_numpy_reference():
+    """Straight-through identity; codebook loss trains only the codebook;
+    commitment gradient is scaled by commitment_cost."""
+    beta = 0.25
+    codebook = _codebook()
+    layer = _make(VectorQuantizer, codebook, commitment_cost=beta)
+    z = tf.constant(_inputs((5, D)))
+    upstream = _inputs((5, D), seed=7)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        z_q = layer(z, training=True)
+        total = tf.reduce_sum(z_q * upstream) + tf.add_n(layer.losses)
+    grad_z, grad_e = tape.gradient(total, [z, layer.embeddings])
+    grad_e = tf.convert_to_tensor(grad_e)  # IndexedSlices from the gather
+
+    flat = z.numpy()
+    codes = _nearest(flat, codebook)
+    e_q = codebook[codes]
+    numel = flat.size
+    # d/dz: straight-through upstream + beta * d mean((z - sg e)^2)
+    expected_z = upstream + beta * 2.0 * (flat - e_q) / numel
+    # d/dE: only the codebook term mean((sg z - e)^2)
+    expected_e = np.zeros_like(codebook)
+    np.add.at(expected_e, codes, 2.0 * (e_q - flat) / numel)
+    np.testing.assert_allclose(grad_z, expected_z, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad_e, expected_e, rtol=1e-5, atol=1e-7)
+
+    codebook_loss = ((flat - e_q) ** 2).mean()
+    np.testing.assert_allclose(
+        tf.add_n(layer.losses), (1 + beta) * codebook_loss, rtol=1e-5
+    )
+
+
+def test_codebook_gets_no_gradient_through_output():
+    layer = _make(VectorQuantizer, _codebook())
+    z = tf.constant(_inputs((5, D)))
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(layer(z, training=True))
+    assert tape.gradient(out, layer.embeddings) is None
+
+
+def _ema_reference(flat, codebook, cluster, sums, decay, eps):
+    codes = _nearest(flat, codebook)
+    k = codebook.shape[0]
+    counts = np.bincount(codes, minlength=k).astype("float64")
+    batch_sums = np.zeros(codebook.shape, "float64")
+    np.add.at(batch_sums, codes, flat)
+    cluster = decay * cluster + (1 - decay) * counts
+    sums = decay * sums + (1 - decay) * batch_sums
+    total = cluster.sum()
+    smoothed = (cluster + eps) / (total + k * eps) * total
+    new = np.where(
+        (cluster >= eps)[:, None], sums / smoothed[:, None], codebook
+    )
+    return new, cluster, sums
+
+
+def test_ema_update_matches_appendix_a1_step_by_step():
+    decay, eps, beta = 0.9, 1e-5, 0.25
+    codebook = _codebook()
+    layer = _make(
+        VectorQuantizerEMA,
+        codebook,
+        decay=decay,
+        epsilon=eps,
+        commitment_cost=beta,
+    )
+    assert layer.trainable_weights == []
+    ref_e = codebook.astype("float64")
+    ref_n = np.zeros(K)
+    ref_m = np.zeros((K, D))
+    for step in range(4):
+        z = _inputs((2, 4, D), seed=10 + step)
+        flat = z.reshape(-1, D)
+        expected_codes = _nearest(flat, ref_e)
+        z_q = layer(z, training=True)
+        np.testing.assert_allclose(
+            z_q.numpy().reshape(-1, D), ref_e[expected_codes], rtol=1e-5
+        )
+        commitment = beta * ((flat - ref_e[expected_codes]) ** 2).mean()
+        np.testing.assert_allclose(
+            tf.add_n(layer.losses), commitment, rtol=1e-5
+        )
+        ref_e, ref_n, ref_m = _ema_reference(
+            flat, ref_e, ref_n, ref_m, decay, eps
+        )
+        np.testing.assert_allclose(layer.ema_cluster_size, ref_n, rtol=1e-5)
+        np.testing.assert_allclose(layer.ema_sum, ref_m, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            layer.embeddings, ref_e, rtol=1e-4, atol=1e-6
+        )
+
+
+def test_ema_never_picked_code_keeps_its_vector():
+    codebook = _codebook()
+    codebook[5] = 100.0  # far from every input: never picked
+    layer = _make(VectorQuantizerEMA, codebook)
+    for step in range(3):
+        layer(_inputs((16, D), seed=step), training=True)
+    np.testing.assert_array_equal(layer.embeddings[5], codebook[5])
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_inference_never_moves_state(cls):
+    layer = _make(
+        cls, _codebook(), data_init="random", dead_code_restart_steps=1
+    )
+    before = [w.numpy().copy() for w in layer.weights]
+    for training in (False, None):
+        layer(_inputs((8, D)), training=training)
+        layer.encode(_inputs((8, D)))
+    for w, b in zip(layer.weights, before):
+        np.testing.assert_array_equal(w, b)
+
+
+def test_chunked_search_equals_unchunked():
+    codebook = _codebook(k=300, d=8)
+    flat = tf.constant(_inputs((1001, 8)))
+    whole = codebook_ops.nearest_codes(flat, codebook, 10**9)
+    np.testing.assert_array_equal(whole, _nearest(flat.numpy(), codebook))
+    for max_elements in (300, 300 * 7, 300 * 1000):
+        chunked = codebook_ops.nearest_codes(flat, codebook, max_elements)
+        np.testing.assert_array_equal(chunked, whole)
+
+    graph_fn = tf.function(
+        lambda x: codebook_ops.nearest_codes(x, codebook, 300 * 64),
+        input_signature=[tf.TensorSpec([None, 8])],
+    )
+    np.testing.assert_array_equal(graph_fn(flat), whole)
+    np.testing.assert_array_equal(graph_fn(flat[:10]), whole[:10])
+
+
+def test_large_codebook_runs_in_chunks():
+    k, d = 65536, 16
+    layer = VectorQuantizer(k, d, max_distance_elements=2**22)
+    z = _inputs((2, 16, 16, d))
+    codes = layer.encode(z)
+    flat = z.reshape(-1, d)
+    # Check a sample of rows against brute force.
+    e = layer.embeddings.numpy()
+    rows = np.arange(0, flat.shape[0], 37)
+    expected = _nearest(flat[rows], e)
+    np.testing.assert_array_equal(codes.numpy().reshape(-1)[rows], expected)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_zero_size_batch(cls):
+    layer = _make(cls, _codebook())
+    out = layer(np.zeros((0, 4, D), "float32"), training=False)
+    assert tuple(out.shape) == (0, 4, D)
+    assert tuple(layer.encode(np.zeros((0, 4, D), "float32")).shape) == (0, 4)
+
+
+@pytest.mark.parametrize("method", ["random", "kmeans++"])
+def test_data_init_picks_encoder_outputs(method):
+    layer = VectorQuantizer(K, D, data_init=method, seed=3)
+    z = _inputs((40, D))
+    layer(z, training=True)
+    codebook = layer.embeddings.numpy()
+    # Every code is one of the inputs, and they are distinct.
+    d = ((codebook[:, None] - z[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(d.min(1), 0.0, atol=1e-10)
+    assert len({tuple(r) for r in codebook}) == K
+    # Only the first training batch initialises.
+    layer(_inputs((40, D), seed=9), training=True)
+    np.testing.assert_allclose(layer.embeddings, codebook)
+
+
+def test_kmeans_plus_plus_spreads_codes_over_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], "float32")
+    z = centres[rng.integers(0, 4, 400)] + rng.normal(size=(400, 2)) * 0.1
+    codebook = codebook_ops.kmeans_plus_plus(
+        tf.constant(z.astype("float32")), 4, tf.constant([1, 2], "int64")
+    ).numpy()
+    assert sorted(_nearest(codebook, centres).tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_dead_codes_restart_from_encoder_outputs(cls):
+    codebook = _codebook()
+    codebook[4:] = 50.0  # codes 4, 5 are never picked
+    layer = _make(cls, codebook, dead_code_restart_steps=2, seed=1)
+    z = _inputs((32, D))
+    layer(z, training=True)
+    np.testing.assert_array_equal(layer.embeddings[4:], codebook[4:])
+    layer(z, training=True)  # second unused step: restart
+    restarted = layer.embeddings.numpy()[4:]
+    d = ((restarted[:, None] - z[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(d.min(1), 0.0, atol=1e-10)
+    np.testing.assert_array_equal(layer.steps_since_used.numpy()[4:], 0)
+
+
+def test_codebook_usage_metric_matches_numpy():
+    codebook = _codebook()
+    layer = _make(VectorQuantizer, codebook)
+    batches = [_inputs((20, D), seed=s) for s in range(3)]
+    for z in batches:
+        layer(z, training=False)
+    result = {k: float(v) for k, v in layer.usage.result().items()}
+
+    def perplexity(counts):
+        p = counts / counts.sum()
+        p = p[p > 0]
+        return np.exp(-(p * np.log(p)).sum())
+
+    per_batch = [
+        np.bincount(_nearest(z, codebook), minlength=K) for z in batches
+    ]
+    pooled = np.sum(per_batch, axis=0)
+    np.testing.assert_allclose(
+        result["perplexity"],
+        np.mean([perplexity(c) for c in per_batch]),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        result["codebook_usage"],
+        np.mean([(c > 0).mean() for c in per_batch]),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        result["epoch_perplexity"], perplexity(pooled), rtol=1e-5
+    )
+    assert result["dead_codes"] == float((pooled == 0).sum())
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_mixed_precision_keeps_codebook_float32(cls):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    layer = cls(K, D, data_init="kmeans++", dead_code_restart_steps=1)
+    z = tf.constant(_inputs((4, 5, D)), "float16")
+    out = layer(z, training=True)
+    assert out.dtype == tf.float16
+    assert layer.embeddings.dtype == "float32"
+    for w in layer.non_trainable_weights:
+        assert w.dtype in ("float32", "int64")
+    assert np.isfinite(tf.add_n(layer.losses).numpy())
+    assert np.all(np.isfinite(layer.embeddings.numpy()))
+
+
+def test_check_finite_rejects_nan():
+    layer = VectorQuantizer(K, D, check_finite=True)
+    z = _inputs((4, D))
+    z[1, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="non-finite"):
+        layer(z)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (
+            (2, 5, 4),
+            "`vq` expects inputs of shape (batch, ..., 3): the last "
+            "dimension must equal embedding_dim=3. "
+            "Received: inputs.shape=(2, 5, 4)",
+        ),
+        (
+            (3,),
+            "`vq` expects inputs of shape (batch, ..., 3) with rank >= 2. "
+            "Received: inputs.shape=(3,)",
+        ),
+    ],
+    ids=["last-dim", "rank"],
+)
+def test_bad_input_shape_message(shape, message):
+    layer = VectorQuantizer(K, D, name="vq")
+    with pytest.raises(ValueError) as error:
+        layer(np.zeros(shape, "float32"))
+    assert str(error.value) == message
+    built = _make(VectorQuantizer, _codebook(), name="vq")
+    with pytest.raises(ValueError) as error:
+        built.encode(np.zeros(shape, "float32"))
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"num_embeddings": 0},
+            "`num_embeddings` must be a positive integer. "
+            "Received: num_embeddings=0 (of type int).",
+        ),
+        (
+            {"embedding_dim": 2.0},
+            "`embedding_dim` must be a positive integer. "
+            "Received: embedding_dim=2.0 (of type float).",
+        ),
+        (
+            {"commitment_cost": -1},
+            "`commitment_cost` must be a non-negative finite number. "
+            "Received: commitment_cost=-1 (of type int).",
+        ),
+        (
+            {"data_init": "kmeans"},
+            "`data_init` must be one of None, 'random' or 'kmeans++'. "
+            "Received: data_init='kmeans' (of type str).",
+        ),
+        (
+            {"dead_code_restart_steps": 0},
+            "`dead_code_restart_steps` must be a positive integer. "
+            "Received: dead_code_restart_steps=0 (of type int).",
+        ),
+        (
+            {"decay": 1.0},
+            "`decay` must be a number in [0, 1). "
+            "Received: decay=1.0 (of type float).",
+        ),
+        (
+            {"epsilon": 0},
+            "`epsilon` must be a positive number. "
+            "Received: epsilon=0 (of type int).",
+        ),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
+def test_bad_arguments_message(kwargs, message):
+    args = {"num_embeddings": K, "embedding_dim": D, **kwargs}
+    with pytest.raises(ValueError) as error:
+        VectorQuantizerEMA(**args)
+    assert str(error.value) == message
