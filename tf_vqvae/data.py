@@ -352,12 +352,15 @@ def _load_folder(dataset: str, root: str, split: str) -> Images:
             f"`dataset` folder {root!r} does not exist; give a folder laid "
             f"out as {root}/{split}/LABEL/*.png. Received: dataset={dataset!r}"
         )
-    files = sorted(
-        os.path.join(directory, name)
-        for directory, _, names in os.walk(split_dir)
-        for name in names
+    # The files ImageFolder reads: split/label/*.jpg|png, one level deep.
+    labels = sorted(os.listdir(split_dir)) if os.path.isdir(split_dir) else []
+    files = [
+        os.path.join(split_dir, label, name)
+        for label in labels
+        if os.path.isdir(os.path.join(split_dir, label))
+        for name in sorted(os.listdir(os.path.join(split_dir, label)))
         if name.lower().endswith(_IMAGE_SUFFIXES)
-    )
+    ]
     if not files:
         raise DatasetError(
             f"`dataset` folder {root!r} has no .jpg or .png images in "
