@@ -167,7 +167,7 @@ class CheckpointAndGuard(keras.callbacks.Callback):
         self._last_saved = self.global_step
 
     def _fail(self, what: str) -> None:
-        self.failure = f"at step {self.global_step} {what}"
+        self.failure = f"at step {self.global_step}: {what}"
         self.model.stop_training = True
 
 

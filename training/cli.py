@@ -266,8 +266,8 @@ def train(
             raise NonFiniteLossError(
                 f"Training stopped {guard.failure}; the model was restored "
                 f"to the last good checkpoint (step {good}) in "
-                f"{state.directory}. Lower --learning-rate (now "
-                f"{config.learning_rate:g}) and run the same command again "
+                f"{state.directory}; run again with a lower --learning-rate "
+                f"(now {config.learning_rate:g}) "
                 "to resume from there."
             )
     finally:

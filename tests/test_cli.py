@@ -1,0 +1,275 @@
+"""Tests for the `vqvae` command line: train, its artifacts and bad input."""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tf_vqvae.data import photo_tiles
+from tf_vqvae.training import cli
+from tf_vqvae.training.config import TrainConfig, load_config, save_config
+
+TINY = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "3",
+    "--global-batch-size",
+    "8",
+    "--num-embeddings",
+    "16",
+    "--embedding-dim",
+    "4",
+    "--num-hiddens",
+    "8",
+    "--num-residual-hiddens",
+    "4",
+    "--num-residual-blocks",
+    "1",
+    "--checkpoint-steps",
+    "2",
+]
+
+
+def _train(model_dir, *flags):
+    return cli.main(["train", "--model-dir", str(model_dir), *TINY, *flags])
+
+
+def _write_png(path, size=(8, 8), mode="RGB"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    channels = 3 if mode == "RGB" else 1
+    pixels = np.full((size[1], size[0], channels), 128, "uint8")
+    Image.fromarray(pixels if channels == 3 else pixels[..., 0]).save(path)
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in text
+        assert " ".join(field.metadata["help"].split()) in text
+    for flag in ("--model-dir", "--config", "--no-mixed-precision"):
+        assert flag in text
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 0
+    assert "train" in capsys.readouterr().out
+
+
+def test_train_writes_artifacts(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, "--quantizer", "vq", "--seed", "3") == 0
+    out = capsys.readouterr().out
+    for name in ("config.json", "model.keras", "reconstructions.png"):
+        path = model_dir / name
+        assert path.is_file()
+        assert str(path) in out
+    assert "vqvae: trained 3 steps" in out
+    assert (model_dir / "checkpoints" / "ckpt-3.index").is_file()
+    assert (model_dir / "logs" / "train").is_dir()
+    leftovers = [n for n in os.listdir(model_dir) if n.startswith(".tmp")]
+    assert leftovers == []
+
+    config = load_config(str(model_dir / "config.json"))
+    assert config == dataclasses.replace(
+        TrainConfig(),
+        epochs=1,
+        steps_per_epoch=3,
+        global_batch_size=8,
+        num_embeddings=16,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_hiddens=4,
+        num_residual_blocks=1,
+        checkpoint_steps=2,
+        quantizer="vq",
+        seed=3,
+    )
+    model = keras.saving.load_model(str(model_dir / "model.keras"))
+    assert model.num_embeddings == 16
+    assert model.quantizer_type == "vq"
+    # 16 validation images, original beside reconstruction, 8 per row.
+    grid = np.asarray(Image.open(model_dir / "reconstructions.png"))
+    assert grid.shape == (4 * 33 + 1, 8 * 33 + 1, 3)
+
+    # The saved config is reloadable; flags given override it.
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--config",
+            str(model_dir / "config.json"),
+            "--model-dir",
+            str(tmp_path / "other"),
+            "--learning-rate",
+            "0.01",
+        ]
+    )
+    assert cli.config_from_args(args) == dataclasses.replace(
+        config, learning_rate=0.01
+    )
+
+    # Running it again resumes: nothing left to train.
+    assert cli.main(["train", "--model-dir", str(model_dir)]) == 0
+    assert "vqvae: trained 3 steps" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "train" / "cats").mkdir(parents=True)
+    sizes = tmp_path / "sizes"
+    _write_png(sizes / "train" / "a" / "0.png", size=(8, 8))
+    _write_png(sizes / "train" / "b" / "0.png", size=(16, 8))
+    modes = tmp_path / "modes"
+    _write_png(modes / "train" / "a" / "0.png", mode="L")
+    _write_png(modes / "train" / "b" / "0.png", mode="RGB")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    tiny = cli.config_from_args(
+        cli.build_parser().parse_args(["train", "--model-dir", "x", *TINY])
+    )
+    save_config(dataclasses.replace(tiny, num_embeddings=32), str(existing))
+    config_path = existing / "config.json"
+
+    num_photos = len(photo_tiles("train"))
+    cases = [
+        (
+            ["--dataset", "tfds:no_such_dataset"],
+            "`dataset` names no TensorFlow Datasets dataset: "
+            "'no_such_dataset' is unknown; use a name from "
+            "`tfds.list_builders()`, e.g. 'tfds:cifar10'. "
+            "Received: dataset='tfds:no_such_dataset'",
+        ),
+        (
+            ["--dataset", "mnist"],
+            "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' (e.g. "
+            "'tfds:cifar10') or 'folder:PATH'. Received: dataset='mnist'",
+        ),
+        (
+            ["--dataset", f"folder:{empty}"],
+            f"`dataset` folder {str(empty)!r} has no .jpg or .png images in "
+            f"{empty}/train/LABEL/; lay it out as {empty}/train/LABEL/*.png. "
+            f"Received: dataset='folder:{empty}'",
+        ),
+        (
+            ["--dataset", f"folder:{sizes}"],
+            f"`dataset` images must all have one size; {sizes}/train/a/0.png "
+            f"is 8x8 but {sizes}/train/b/0.png is 16x8. Resize them to one "
+            f"size. Received: dataset='folder:{sizes}'",
+        ),
+        (
+            ["--dataset", f"folder:{modes}"],
+            "`dataset` images must be all grayscale or all RGB; "
+            f"{modes}/train/a/0.png has 1 channel(s) but "
+            f"{modes}/train/b/0.png has 3. Convert them to one mode. "
+            f"Received: dataset='folder:{modes}'",
+        ),
+        (
+            [
+                "--strategy",
+                "mirrored",
+                "--devices",
+                "/cpu:0",
+                "/cpu:1",
+                "--global-batch-size",
+                "7",
+            ],
+            "`global_batch_size` must be divisible by the number of replicas "
+            "(2); pass a multiple of 2. Received: global_batch_size=7",
+        ),
+        (
+            ["--strategy", "multi-worker"],
+            "`strategy` 'multi-worker' needs the TF_CONFIG environment "
+            "variable (cluster and task, see README's Command line). "
+            "Received: strategy='multi-worker'",
+        ),
+        (
+            ["--epochs", "0"],
+            "`epochs` must be a positive integer. Received: epochs=0",
+        ),
+        (
+            ["--devices", "/cpu:0"],
+            "`devices` needs --strategy mirrored. "
+            "Received: devices=['/cpu:0'], strategy='default'",
+        ),
+        (
+            ["--global-batch-size", "100000"],
+            "`global_batch_size` must be at most the number of training "
+            f"images ({num_photos}). Received: global_batch_size=100000",
+        ),
+        (
+            ["--config", str(tmp_path / "nowhere.json")],
+            "`config` file does not exist; pass a config.json written by "
+            "`vqvae train`. Received: config="
+            f"{str(tmp_path / 'nowhere.json')!r}",
+        ),
+    ]
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    try:
+        for flags, message in cases:
+            model_dir = tmp_path / "run"
+            assert _train(model_dir, *flags) == cli.EXIT_USAGE, flags
+            assert capsys.readouterr().err == (
+                f"vqvae train: error: {message}\n"
+            )
+            assert not model_dir.exists(), flags
+    finally:
+        monkeypatch.undo()
+
+    # A model dir from an incompatible config: error, and it is untouched.
+    before = {p: p.stat().st_mtime_ns for p in existing.iterdir()}
+    assert _train(existing) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae train: error: `model_dir` {str(existing)!r} holds a run with "
+        f"num_embeddings=32; resume it with the same options (--config "
+        f"{config_path}) or use a new --model-dir. "
+        "Received: num_embeddings=16\n"
+    )
+    assert {p: p.stat().st_mtime_ns for p in existing.iterdir()} == before
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"epochs": 2, "batch_size": 8}))
+    assert _train(tmp_path / "run", "--config", str(path)) == cli.EXIT_USAGE
+    names = sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert capsys.readouterr().err == (
+        f"vqvae train: error: `{path}` has unknown options ['batch_size']; "
+        f"the options are {names}. Received: batch_size=8\n"
+    )
+
+
+def test_non_finite_loss_stops_with_good_weights(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    code = _train(
+        model_dir,
+        "--learning-rate",
+        "1e30",
+        "--quantizer",
+        "vq",
+        "--steps-per-epoch",
+        "6",
+    )
+    assert code == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    checkpoints = model_dir / "checkpoints"
+    assert err.startswith("vqvae train: error: Training stopped at step ")
+    assert err.endswith(
+        f"is not finite (loss=nan); the model was restored to the last good "
+        f"checkpoint (step 0) in {checkpoints}; run again with a lower "
+        "--learning-rate (now 1e+30) to resume from there.\n"
+    )
+    assert not (model_dir / "model.keras").exists()
+    reader = tf.train.load_checkpoint(str(checkpoints))
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.isfinite(value).all(), name
