@@ -76,7 +76,13 @@ class TrainingState:
             try:
                 status = self.checkpoint.restore(path)
                 status.assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except (
+                tf.errors.OpError,
+                ValueError,
+                AssertionError,
+                IndexError,
+                KeyError,
+            ) as error:
                 reason = str(error).strip().splitlines()[0][:200]
                 remaining = len(paths) - index - 1
                 then = (

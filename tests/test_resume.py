@@ -1,0 +1,169 @@
+"""Fault tolerance of `vqvae train`: SIGKILL mid-epoch, damaged checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_vqvae.training import cli
+
+# Tiny model, EMA codebook with k-means++ init and dead-code restarts, so the
+# quantizer's stateless random choices are part of what must resume exactly.
+FLAGS = [
+    "--global-batch-size",
+    "8",
+    "--num-embeddings",
+    "16",
+    "--embedding-dim",
+    "4",
+    "--num-hiddens",
+    "8",
+    "--num-residual-hiddens",
+    "4",
+    "--num-residual-blocks",
+    "1",
+    "--data-init",
+    "kmeans++",
+    "--dead-code-restart-steps",
+    "3",
+    "--seed",
+    "5",
+]
+
+
+def _command(model_dir, *flags):
+    return [
+        sys.executable,
+        "-m",
+        "tf_vqvae.training.cli",
+        "train",
+        "--model-dir",
+        str(model_dir),
+        *FLAGS,
+        *flags,
+    ]
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _checkpoint_tensors(path):
+    reader = tf.train.load_checkpoint(path)
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.startswith("save_counter")
+        and name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    }
+
+
+def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
+    flags = ["--epochs", "2", "--steps-per-epoch", "30"]
+    flags += ["--checkpoint-steps", "4"]
+    reference = tmp_path / "reference"
+    subprocess.run(
+        _command(reference, *flags),
+        env=_env(),
+        check=True,
+        capture_output=True,
+    )
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        _command(killed, *flags),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    marker = killed / "checkpoints" / "ckpt-8.index"
+    deadline = time.time() + 300
+    while not marker.exists() and process.poll() is None:
+        assert time.time() < deadline, "no checkpoint at step 8"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (killed / "model.keras").exists()
+    latest = tf.train.latest_checkpoint(str(killed / "checkpoints"))
+    step = int(latest.rsplit("-", 1)[-1])
+    assert 8 <= step < 30, "killed mid-epoch"
+
+    resumed = subprocess.run(
+        _command(killed, *flags),
+        env=_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert f"resuming {killed} at step {step} of 60" in resumed.stdout
+
+    expected = _checkpoint_tensors(str(reference / "checkpoints" / "ckpt-60"))
+    actual = _checkpoint_tensors(str(killed / "checkpoints" / "ckpt-60"))
+    assert sorted(actual) == sorted(expected)
+    assert any("quantizer/embeddings" in name for name in expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+    weights = [
+        keras.saving.load_model(str(d / "model.keras")).get_weights()
+        for d in (reference, killed)
+    ]
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)
+
+
+def _damage(prefix, how):
+    path = f"{prefix}.data-00000-of-00001"
+    content = bytearray(open(path, "rb").read())
+    if how == "truncate":
+        content = content[: len(content) // 2]
+    else:
+        content[len(content) // 2] ^= 0xFF
+    with open(path, "wb") as file:
+        file.write(content)
+
+
+def test_damaged_latest_checkpoint_falls_back(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    flags = ["--steps-per-epoch", "6", "--checkpoint-steps", "2"]
+    argv = ["train", "--model-dir", str(model_dir), *FLAGS, *flags]
+    assert cli.main([*argv, "--epochs", "1"]) == 0
+    checkpoints = model_dir / "checkpoints"
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-6")
+    capsys.readouterr()
+
+    _damage(checkpoints / "ckpt-6", "truncate")
+    _damage(checkpoints / "ckpt-4", "flip")
+    assert cli.main([*argv, "--epochs", "2"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    unreadable = [line for line in lines if "is unreadable" in line]
+    assert len(unreadable) == 2, captured.err
+    assert unreadable[0].startswith(
+        f"vqvae: checkpoint {checkpoints}/ckpt-6 is unreadable ("
+    )
+    assert unreadable[0].endswith(f"); falling back to {checkpoints}/ckpt-4.")
+    assert unreadable[1].startswith(
+        f"vqvae: checkpoint {checkpoints}/ckpt-4 is unreadable ("
+    )
+    assert unreadable[1].endswith(f"); falling back to {checkpoints}/ckpt-2.")
+    assert f"resuming {model_dir} at step 2 of 12" in captured.out
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-12")
+
+    # Every checkpoint damaged: a clear error, exit code 2.
+    for step in (8, 10, 12):
+        _damage(checkpoints / f"ckpt-{step}", "truncate")
+    assert cli.main([*argv, "--epochs", "3"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.splitlines()
+    paths = [f"{checkpoints}/ckpt-{step}" for step in (8, 10, 12)]
+    assert err[-1] == (
+        f"vqvae train: error: `model_dir` holds no readable checkpoint in "
+        f"{checkpoints}; move the model dir away and train again. "
+        f"Received: checkpoints={paths}"
+    )
