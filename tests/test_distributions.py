@@ -1,0 +1,184 @@
+"""Tests of the TFP distribution over codes defined by the PixelCNN prior."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tf_vqvae.distributions import PixelCNNCodeDistribution
+from tf_vqvae.prior import PixelCNNPrior
+
+TINY = dict(num_embeddings=5, grid_shape=(3, 4), num_hiddens=8, num_layers=2)
+
+
+def _codes(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 5, size=shape, dtype="int32")
+
+
+def _numpy_log_prob(logits, codes):
+    """Sum over positions of log softmax(logits)[code], float64."""
+    logits = logits.astype("float64")
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_softmax, codes[..., None], -1)[..., 0]
+    return picked.sum(axis=(-2, -1))
+
+
+def test_distribution_properties():
+    dist = PixelCNNPrior(**TINY).distribution()
+    assert isinstance(dist, tfp.distributions.Distribution)
+    assert isinstance(dist, PixelCNNCodeDistribution)
+    assert dist.event_shape == (3, 4)
+    assert dist.batch_shape == ()
+    assert dist.dtype == tf.int32
+    np.testing.assert_array_equal(dist.event_shape_tensor(), [3, 4])
+
+
+def test_log_prob_matches_numpy_and_categorical():
+    prior = PixelCNNPrior(**TINY)
+    dist = prior.distribution()
+    codes = _codes((4, 3, 4))
+    log_prob = dist.log_prob(codes)
+    assert log_prob.shape == (4,)
+
+    logits = prior(codes).numpy()
+    np.testing.assert_allclose(
+        log_prob, _numpy_log_prob(logits, codes), rtol=1e-5, atol=1e-5
+    )
+    categorical = tfp.distributions.Categorical(logits=logits)
+    expected = tf.reduce_sum(categorical.log_prob(codes), axis=[1, 2])
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_log_prob_normalises_over_all_grids():
+    # 2x2 grid, K = 2: the probabilities of the 16 grids sum to one.
+    prior = PixelCNNPrior(2, (2, 2), num_hiddens=4, num_layers=2)
+    grids = np.array(
+        [
+            [[(g >> b) & 1 for b in (0, 1)], [(g >> b) & 1 for b in (2, 3)]]
+            for g in range(16)
+        ],
+        "int32",
+    )
+    total = np.exp(prior.distribution().log_prob(grids).numpy()).sum()
+    np.testing.assert_allclose(total, 1.0, rtol=1e-5)
+
+
+def test_tempered_log_prob():
+    prior = PixelCNNPrior(**TINY)
+    codes = _codes((2, 3, 4), seed=1)
+    logits = prior(codes).numpy()
+    np.testing.assert_allclose(
+        prior.distribution(temperature=0.5).log_prob(codes),
+        _numpy_log_prob(logits / 0.5, codes),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_sample_shape_dtype_and_seed():
+    dist = PixelCNNPrior(**TINY).distribution()
+    a = dist.sample(6, seed=0)
+    assert a.shape == (6, 3, 4)
+    assert a.dtype == tf.int32
+    np.testing.assert_array_equal(a, dist.sample(6, seed=0))
+    assert not np.array_equal(a, dist.sample(6, seed=1))
+    assert dist.sample(seed=3).shape == (3, 4)
+    assert dist.sample([2, 3], seed=3).shape == (2, 3, 3, 4)
+
+
+def test_sample_from_given_noise():
+    prior = PixelCNNPrior(**TINY)
+    noise = tf.random.stateless_uniform((2, 3, 4, 5), seed=(4, 2))
+    codes = prior.distribution().sample(2, noise=noise)
+    np.testing.assert_array_equal(codes, prior.sample_codes(noise))
+    naive = prior.distribution(method="naive").sample(2, noise=noise)
+    np.testing.assert_array_equal(codes, naive)
+
+
+def test_labels_give_a_batch():
+    prior = PixelCNNPrior(**TINY, num_classes=3)
+    labels = np.array([0, 2], "int32")
+    dist = prior.distribution(labels=labels)
+    assert dist.batch_shape == (2,)
+    samples = dist.sample(3, seed=1)
+    assert samples.shape == (3, 2, 3, 4)
+    log_prob = dist.log_prob(samples)
+    assert log_prob.shape == (3, 2)
+    for b, label in enumerate(labels):
+        single = prior.distribution(labels=label)
+        assert single.batch_shape == ()
+        np.testing.assert_allclose(
+            log_prob[:, b], single.log_prob(samples[:, b]), rtol=1e-6
+        )
+
+
+def test_top_k_one_sample_has_log_prob_of_ties_only():
+    # With top_k=1 every sampled code is the most likely one; log_prob is 0
+    # except where logits tie (the untrained network's first position has K
+    # equal logits, so it keeps all K: log K nats).
+    prior = PixelCNNPrior(**TINY)
+    dist = prior.distribution(top_k=1)
+    codes = dist.sample(2, seed=0)
+    np.testing.assert_allclose(dist.log_prob(codes), -np.log(5.0), rtol=1e-5)
+
+
+def test_validate_args_rejects_out_of_range_codes():
+    dist = PixelCNNPrior(**TINY).distribution(validate_args=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_embeddings"):
+        dist.log_prob(np.full((1, 3, 4), 5, "int32"))
+
+
+def test_wrong_noise_shape():
+    dist = PixelCNNPrior(**TINY).distribution()
+    with pytest.raises(ValueError) as error:
+        dist.sample(2, noise=tf.zeros((3, 3, 4, 5)))
+    assert str(error.value) == (
+        "`noise` must have shape (2, 3, 4, 5) (sample, *batch, H, W, "
+        "num_embeddings). Received: noise.shape=(3, 3, 4, 5)"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(labels=[1]),
+            "`labels` must be given exactly when the prior is class "
+            "conditional (num_classes=None). "
+            "Received: labels=[1] (of type list).",
+        ),
+        (
+            dict(method="fast"),
+            "`method` must be 'cached' or 'naive'. "
+            "Received: method='fast' (of type str).",
+        ),
+        (
+            dict(temperature=-1),
+            "`temperature` must be a positive finite number. "
+            "Received: temperature=-1 (of type int).",
+        ),
+    ],
+    ids=["labels", "method", "temperature"],
+)
+def test_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        PixelCNNPrior(**TINY).distribution(**kwargs)
+    assert str(error.value) == message
+
+
+def test_import_tf_vqvae_does_not_import_tfp():
+    code = (
+        "import sys, tf_vqvae; print('tensorflow_probability' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""},
+    )
+    assert result.stdout.strip() == "False"

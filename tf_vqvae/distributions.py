@@ -1,0 +1,210 @@
+"""The PixelCNN prior as a TensorFlow Probability distribution over codes.
+
+The only module of the library that imports `tensorflow_probability`; the
+prior imports it lazily from `PixelCNNPrior.distribution()`, so
+`import tf_vqvae` does not pay for TFP.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tf_vqvae.prior import adjust_logits, check_sampling_options
+
+
+def _stateless_seed(seed) -> tf.Tensor:
+    """A `[2]` stateless seed. An int `s` maps to `[s, 0]`, so the same int
+    gives the same draws on every call (TFP's `sanitize_seed` would draw a
+    fresh seed from a stateful op); `None` draws a random seed."""
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return tf.constant([seed, 0], tf.int32)
+    return tfp.random.sanitize_seed(seed)
+
+
+class PixelCNNCodeDistribution(tfp.distributions.Distribution):
+    """Distribution over code grids defined by a trained `PixelCNNPrior`.
+
+    `p(z) = prod_{i,j} Categorical(z[i,j]; softmax(adjust(logits[i,j])))`
+    where `logits = prior(z)` depend only on the codes before `(i, j)` in
+    raster order and `adjust` divides by `temperature` and keeps the `top_k`
+    largest logits (the rest get probability 0). `log_prob` is one masked
+    forward pass; `sample` runs the prior's autoregressive sampler with the
+    Gumbel-max trick on uniform noise, drawn from `seed` (an int, or a
+    stateless `[2]` seed: the same seed gives the same codes) or passed as
+    `noise`.
+
+    Args:
+        prior: a `PixelCNNPrior`.
+        labels: `None`, or int class labels of a class-conditional prior, a
+            scalar or `(batch,)`: the distribution's batch shape.
+        temperature: positive; 1 is the prior itself.
+        top_k: `None` or the number of most likely codes kept per position.
+        method: `"cached"` (default) or `"naive"` sampler; same codes.
+        validate_args: check that codes passed to `log_prob` are in
+            `[0, num_embeddings)`.
+        name: the distribution's name.
+
+    Event shape `[H, W]`, dtype int32, batch shape `labels.shape` (or `[]`).
+
+    Example:
+
+    >>> dist = prior.distribution()
+    >>> codes = dist.sample(16, seed=0)          # int32 (16, H, W)
+    >>> dist.log_prob(codes)                     # float32 (16,), nats
+    >>> dist.sample(2, noise=u)                  # u: (2, H, W, K) uniform
+    """
+
+    def __init__(
+        self,
+        prior,
+        labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        method: str = "cached",
+        validate_args: bool = False,
+        name: str = "PixelCNNCodeDistribution",
+    ):
+        parameters = dict(locals())
+        check_sampling_options(temperature, top_k, prior.num_embeddings)
+        if (labels is None) != (prior.num_classes is None):
+            raise ValueError(
+                "`labels` must be given exactly when the prior is class "
+                f"conditional (num_classes={prior.num_classes}). "
+                f"Received: labels={labels!r} (of type "
+                f"{type(labels).__name__})."
+            )
+        if method not in ("cached", "naive"):
+            raise ValueError(
+                "`method` must be 'cached' or 'naive'. "
+                f"Received: method={method!r} (of type "
+                f"{type(method).__name__})."
+            )
+        with tf.name_scope(name) as name:
+            self._prior = prior
+            self._labels = (
+                None
+                if labels is None
+                else tf.convert_to_tensor(labels, "int32")
+            )
+            if self._labels is not None and self._labels.shape.rank > 1:
+                raise ValueError(
+                    "`labels` must be a scalar or of shape (batch,). "
+                    f"Received: labels.shape={tuple(self._labels.shape)}"
+                )
+            self._temperature = float(temperature)
+            self._top_k = top_k
+            self._method = method
+            super().__init__(
+                dtype=tf.int32,
+                reparameterization_type=tfp.distributions.NOT_REPARAMETERIZED,
+                validate_args=validate_args,
+                allow_nan_stats=True,
+                parameters=parameters,
+                name=name,
+            )
+
+    @property
+    def prior(self):
+        """The `PixelCNNPrior`."""
+        return self._prior
+
+    @property
+    def labels(self):
+        """The class labels (`None` for an unconditional prior)."""
+        return self._labels
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @property
+    def top_k(self) -> int | None:
+        return self._top_k
+
+    def _event_shape(self):
+        return tf.TensorShape(self._prior.grid_shape)
+
+    def _event_shape_tensor(self):
+        return tf.constant(self._prior.grid_shape, tf.int32)
+
+    def _batch_shape(self):
+        if self._labels is None:
+            return tf.TensorShape([])
+        return self._labels.shape
+
+    def _batch_shape_tensor(self):
+        if self._labels is None:
+            return tf.constant([], tf.int32)
+        return tf.shape(self._labels)
+
+    def _flat_labels(self, copies):
+        if self._labels is None:
+            return None
+        return tf.tile(tf.reshape(self._labels, [-1]), [copies])
+
+    def _sample_n(self, n, seed=None, noise=None):
+        height, width = self._prior.grid_shape
+        k = self._prior.num_embeddings
+        static_n = tf.get_static_value(n)
+        n = int(static_n) if static_n is not None else n
+        batch = self.batch_shape.as_list()
+        per_sample = 1
+        for size in batch:
+            per_sample *= size
+        if noise is None:
+            noise = tf.random.stateless_uniform(
+                [n * per_sample, height, width, k],
+                seed=_stateless_seed(seed),
+            )
+        else:
+            noise = tf.convert_to_tensor(noise, tf.float32)
+            expected = [n] + batch + [height, width, k]
+            if noise.shape.as_list() != expected:
+                raise ValueError(
+                    f"`noise` must have shape {tuple(expected)} "
+                    "(sample, *batch, H, W, num_embeddings). "
+                    f"Received: noise.shape={tuple(noise.shape)}"
+                )
+            noise = tf.reshape(noise, [-1, height, width, k])
+        codes = self._prior.sample_codes(
+            noise,
+            self._flat_labels(n),
+            temperature=self._temperature,
+            top_k=self._top_k,
+            method=self._method,
+        )
+        return tf.reshape(codes, [n] + batch + [height, width])
+
+    def _log_prob(self, codes):
+        height, width = self._prior.grid_shape
+        codes = tf.convert_to_tensor(codes, tf.int32)
+        if self.validate_args:
+            checks = [
+                tf.debugging.assert_non_negative(
+                    codes, message="codes must be >= 0"
+                ),
+                tf.debugging.assert_less(
+                    codes,
+                    self._prior.num_embeddings,
+                    message="codes must be < num_embeddings",
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                codes = tf.identity(codes)
+        batch = self.batch_shape_tensor()
+        prefix = tf.broadcast_dynamic_shape(tf.shape(codes)[:-2], batch)
+        codes = tf.broadcast_to(
+            codes, tf.concat([prefix, [height, width]], axis=0)
+        )
+        flat = tf.reshape(codes, [-1, height, width])
+        inputs = flat
+        if self._labels is not None:
+            labels = tf.broadcast_to(self._labels, prefix)
+            inputs = {"codes": flat, "labels": tf.reshape(labels, [-1])}
+        logits = adjust_logits(
+            self._prior(inputs, training=False), self._temperature, self._top_k
+        )
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        picked = tf.gather(log_probs, flat, axis=-1, batch_dims=3)
+        return tf.reshape(tf.reduce_sum(picked, axis=[1, 2]), prefix)
