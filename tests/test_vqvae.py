@@ -196,6 +196,18 @@ def test_bad_inputs_have_clear_messages(images):
         assert message in str(error.value)
 
 
+def test_check_finite_rejects_nan_pixels(images):
+    model = VQVAE(check_finite=True, name="vqvae", **TINY)
+    x = images[:2].astype("float32") / 255.0
+    model(x)
+    x[1, 3, 3, 0] = np.inf
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match="`vqvae` received non-finite pixel values",
+    ):
+        model(x)
+
+
 def test_decode_before_build_is_refused():
     with pytest.raises(ValueError) as error:
         VQVAE(**TINY).decode(np.zeros((1, 4, 4), "int32"))

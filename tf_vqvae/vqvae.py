@@ -68,6 +68,9 @@ class VQVAE(keras.Model):
         spatial_dims: 1 (audio), 2 (images) or 3 (video).
         seed: seeds the codebook initialiser and the quantizer's random
             choices.
+        check_finite: if `True`, non-finite input pixels raise
+            `InvalidArgumentError` (off by default: it costs a pass over the
+            input).
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -108,6 +111,7 @@ class VQVAE(keras.Model):
         dead_code_restart_steps: int | None = None,
         spatial_dims: int = 2,
         seed: int = 0,
+        check_finite: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +135,7 @@ class VQVAE(keras.Model):
         self.dead_code_restart_steps = dead_code_restart_steps
         self.spatial_dims = spatial_dims
         self.seed = seed
+        self.check_finite = bool(check_finite)
 
         network = dict(
             num_hiddens=num_hiddens,
@@ -197,6 +202,10 @@ class VQVAE(keras.Model):
         if not self.built:
             self.build(images.shape)
         self._check_images(images)
+        if self.check_finite:
+            images = tf.debugging.assert_all_finite(
+                images, f"`{self.name}` received non-finite pixel values"
+            )
         return images, self.encoder(images - 0.5, training=training)
 
     def _decode_vectors(self, z_q) -> tf.Tensor:
@@ -298,5 +307,6 @@ class VQVAE(keras.Model):
             dead_code_restart_steps=self.dead_code_restart_steps,
             spatial_dims=self.spatial_dims,
             seed=self.seed,
+            check_finite=self.check_finite,
         )
         return config
