@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_vqvae.arg_checks import check_int, describe
+
 _CONV = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
 _CONV_TRANSPOSE = {
     1: keras.layers.Conv1DTranspose,
@@ -12,23 +14,11 @@ _CONV_TRANSPOSE = {
 }
 
 
-def _describe(name: str, value) -> str:
-    return f"Received: {name}={value!r} (of type {type(value).__name__})."
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive" if minimum == 1 else "a non-negative"
-        raise ValueError(
-            f"`{name}` must be {kind} integer. {_describe(name, value)}"
-        )
-
-
 def _check_spatial_dims(spatial_dims) -> None:
     if spatial_dims not in (1, 2, 3):
         raise ValueError(
             "`spatial_dims` must be 1, 2 or 3. "
-            f"{_describe('spatial_dims', spatial_dims)}"
+            f"{describe('spatial_dims', spatial_dims)}"
         )
 
 
@@ -74,9 +64,9 @@ class ResidualStack(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("num_hiddens", num_hiddens, 1)
-        _check_int("num_residual_blocks", num_residual_blocks, 0)
-        _check_int("num_residual_hiddens", num_residual_hiddens, 1)
+        check_int("num_hiddens", num_hiddens, 1)
+        check_int("num_residual_blocks", num_residual_blocks, 0)
+        check_int("num_residual_hiddens", num_residual_hiddens, 1)
         _check_spatial_dims(spatial_dims)
         self.num_hiddens = num_hiddens
         self.num_residual_blocks = num_residual_blocks
@@ -178,9 +168,9 @@ class Encoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("embedding_dim", embedding_dim, 1)
-        _check_int("num_hiddens", num_hiddens, 1)
-        _check_int("num_downsamples", num_downsamples, 0)
+        check_int("embedding_dim", embedding_dim, 1)
+        check_int("num_hiddens", num_hiddens, 1)
+        check_int("num_downsamples", num_downsamples, 0)
         _check_spatial_dims(spatial_dims)
         self.embedding_dim = embedding_dim
         self.num_hiddens = num_hiddens
@@ -290,9 +280,9 @@ class Decoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("output_channels", output_channels, 1)
-        _check_int("num_hiddens", num_hiddens, 1)
-        _check_int("num_downsamples", num_downsamples, 0)
+        check_int("output_channels", output_channels, 1)
+        check_int("num_hiddens", num_hiddens, 1)
+        check_int("num_downsamples", num_downsamples, 0)
         _check_spatial_dims(spatial_dims)
         self.output_channels = output_channels
         self.num_hiddens = num_hiddens

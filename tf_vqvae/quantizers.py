@@ -7,38 +7,21 @@ learns (gradients vs. exponential moving averages) and in the loss they add.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
 from tf_vqvae import codebook_ops
+from tf_vqvae.arg_checks import check_int, describe, is_number
 from tf_vqvae.metrics import CodebookUsage
 
 _DATA_INIT_CHOICES = (None, "random", "kmeans++")
 
 
-def _describe(name: str, value) -> str:
-    return f"Received: {name}={value!r} (of type {type(value).__name__})."
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. {_describe(name, value)}"
-        )
-
-
 def _check_non_negative_float(name: str, value) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not is_number(value) or value < 0:
         raise ValueError(
             f"`{name}` must be a non-negative finite number. "
-            f"{_describe(name, value)}"
+            f"{describe(name, value)}"
         )
 
 
@@ -72,22 +55,20 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_embeddings", num_embeddings)
-        _check_positive_int("embedding_dim", embedding_dim)
+        check_int("num_embeddings", num_embeddings)
+        check_int("embedding_dim", embedding_dim)
         _check_non_negative_float("commitment_cost", commitment_cost)
         if data_init not in _DATA_INIT_CHOICES:
             raise ValueError(
                 "`data_init` must be one of None, 'random' or 'kmeans++'. "
-                f"{_describe('data_init', data_init)}"
+                f"{describe('data_init', data_init)}"
             )
         if dead_code_restart_steps is not None:
-            _check_positive_int(
-                "dead_code_restart_steps", dead_code_restart_steps
-            )
-        _check_positive_int("max_distance_elements", max_distance_elements)
+            check_int("dead_code_restart_steps", dead_code_restart_steps)
+        check_int("max_distance_elements", max_distance_elements)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(
-                f"`seed` must be an integer. {_describe('seed', seed)}"
+                f"`seed` must be an integer. {describe('seed', seed)}"
             )
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
@@ -468,23 +449,15 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
         epsilon: float = 1e-5,
         **kwargs,
     ):
-        if (
-            isinstance(decay, bool)
-            or not isinstance(decay, (int, float))
-            or not 0.0 <= decay < 1.0
-        ):
+        if not is_number(decay) or not 0.0 <= decay < 1.0:
             raise ValueError(
                 "`decay` must be a number in [0, 1). "
-                f"{_describe('decay', decay)}"
+                f"{describe('decay', decay)}"
             )
-        if (
-            isinstance(epsilon, bool)
-            or not isinstance(epsilon, (int, float))
-            or not epsilon > 0
-        ):
+        if not is_number(epsilon) or not epsilon > 0:
             raise ValueError(
                 "`epsilon` must be a positive number. "
-                f"{_describe('epsilon', epsilon)}"
+                f"{describe('epsilon', epsilon)}"
             )
         super().__init__(
             num_embeddings, embedding_dim, commitment_cost, **kwargs
