@@ -1,0 +1,255 @@
+"""In-graph request validation for exported serving signatures.
+
+TF Serving feeds request tensors to the graph without checking them against
+the signature's shapes: a wrong shape reaches the convolution kernel and fails
+as an oneDNN `Aborted` error (HTTP 409), an out-of-range code fails in
+`tf.gather` on CPU and silently returns zeros on GPU. These checks run first
+and turn each bad request into `InvalidArgumentError` (HTTP 400) whose message
+names the problem, e.g.
+
+    assertion failed: [`images` must have shape (batch, 32, 32, 3).
+    Received: images.shape=(2, 16, 16, 3)]
+
+They are `tf.debugging.Assert` ops: kept in SavedModels, stripped by the
+TFLite converter (so `.tflite` apps validate their own inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+def shape_string(shape: tf.Tensor) -> tf.Tensor:
+    """A runtime shape as Python writes a tuple: `(2, 16, 16, 3)`, `(5,)`."""
+    parts = tf.strings.as_string(shape)
+    joined = tf.strings.reduce_join(parts, separator=", ")
+    one = tf.equal(runtime_rank(shape), 1)
+    return tf.strings.join(["(", joined, tf.where(one, ",)", ")")])
+
+
+def _assert(condition: tf.Tensor, message: Sequence, name: str) -> tf.Operation:
+    """`Assert` whose failure message is exactly the joined `message`.
+
+    Messages avoid quotes: the Assert kernel escapes them.
+    """
+    return tf.debugging.Assert(
+        condition, [tf.strings.join(list(message))], name=name
+    )
+
+
+def runtime_rank(shape: tf.Tensor) -> tf.Tensor:
+    """The length of a runtime shape vector, computed from its values.
+
+    `tf.size(shape)` or `tf.rank(x)` would be constant-folded by Grappler
+    from the signature's static rank, yet TF Serving feeds tensors of any
+    rank: counting entries (all >= 0) cannot be folded.
+    """
+    return tf.reduce_sum(tf.cast(shape >= 0, tf.int32))
+
+
+def _describe_dims(names: Sequence[str], dims: Sequence[int | None]) -> str:
+    return ", ".join(
+        name if dim is None else str(dim)
+        for name, dim in zip(names, dims, strict=True)
+    )
+
+
+def check_grid(
+    tensor: tf.Tensor,
+    name: str,
+    dim_names: Sequence[str],
+    dims: Sequence[int | None],
+    multiple: int,
+    max_batch_size: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Checks `(batch, *dims)` at run time.
+
+    `dims` are the expected sizes after the batch axis; `None` means any
+    positive multiple of `multiple`. The batch must be in
+    `[1, max_batch_size]`.
+
+    Every condition is computed without ops that can fail on a bad shape
+    (the shape is zero-padded before indexing), and each later check passes
+    whenever an earlier one fails, so the message always names the first
+    problem.
+
+    Returns:
+        `(tensor, ok)`: `tensor` after the checks, and a scalar bool that is
+        true when they passed (for chaining further checks).
+    """
+    shape = tf.shape(tensor)
+    received = tf.strings.join(
+        [f"Received: {name}.shape=", shape_string(shape)]
+    )
+    rank = len(dims) + 1
+    expected = f"(batch, {_describe_dims(dim_names, dims)})"
+    dynamic = [n for n, d in zip(dim_names, dims, strict=True) if d is None]
+    requirement = f"`{name}` must have shape {expected}"
+    if dynamic and multiple > 1:
+        requirement += (
+            f" with {' and '.join(dynamic)} positive multiples of {multiple}"
+        )
+    elif dynamic:
+        requirement += f" with {' and '.join(dynamic)} positive"
+    padded = tf.pad(shape, [[0, rank]])
+    shape_ok = tf.equal(runtime_rank(shape), rank)
+    for axis, dim in enumerate(dims, start=1):
+        if dim is None:
+            ok = tf.logical_and(
+                padded[axis] > 0, tf.equal(padded[axis] % multiple, 0)
+            )
+        else:
+            ok = tf.equal(padded[axis], dim)
+        shape_ok = tf.logical_and(shape_ok, ok)
+    check_shape = _assert(
+        shape_ok, [requirement, ". ", received], f"check_{name}_shape"
+    )
+    batch_ok = tf.logical_and(padded[0] >= 1, padded[0] <= max_batch_size)
+    check_batch = _assert(
+        tf.logical_or(tf.logical_not(shape_ok), batch_ok),
+        [
+            f"`{name}` must have a batch size from 1 to {max_batch_size} "
+            "(max_batch_size of this export). ",
+            received,
+        ],
+        f"check_{name}_batch_size",
+    )
+    with tf.control_dependencies([check_shape, check_batch]):
+        return tf.identity(tensor), tf.logical_and(shape_ok, batch_ok)
+
+
+def check_finite(
+    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects NaN and infinite values; returns `tensor` after the check.
+
+    Passes when `valid` (the result of earlier checks) is false, so only
+    the first problem of a request is reported.
+    """
+    # Reductions over a flat view: axis=None would use the static rank.
+    bad = tf.logical_not(tf.math.is_finite(tf.reshape(tensor, [-1])))
+    count = tf.reduce_sum(tf.cast(bad, tf.int64))
+    check = _assert(
+        tf.logical_or(tf.logical_not(valid), tf.equal(count, 0)),
+        [
+            f"`{name}` must be finite (no NaN or infinity). Received: ",
+            tf.strings.as_string(count),
+            " non-finite values.",
+        ],
+        f"check_{name}_finite",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
+def check_codes(
+    codes: tf.Tensor, num_embeddings: int, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects codes outside `[0, num_embeddings)`; returns `codes` after.
+
+    On CPU `tf.gather` would fail with a less helpful message; on GPU it
+    returns zeros, and `keras.ops.take` silently maps -1 to the last code.
+    Passes when `valid` (the result of earlier checks) is false.
+    """
+    flat = tf.reshape(codes, [-1])
+    low = tf.reduce_min(flat)
+    high = tf.reduce_max(flat)
+    empty = tf.equal(tf.size(flat), 0)
+    ok = tf.logical_or(empty, tf.logical_and(low >= 0, high < num_embeddings))
+    check = _assert(
+        ok,
+        [
+            f"`codes` must be integers in [0, {num_embeddings}) "
+            f"(num_embeddings={num_embeddings}). Received: min=",
+            tf.strings.as_string(low),
+            ", max=",
+            tf.strings.as_string(high),
+            ".",
+        ],
+        "check_codes_range",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(codes)
+
+
+def check_scalar_range(
+    value: tf.Tensor, name: str, low: int, high: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Checks a scalar is in `[low, high]`.
+
+    Returns:
+        `(scalar, ok)`: the value as a scalar after the checks, and whether
+        they passed.
+    """
+    shape = tf.shape(value)
+    rank_ok = tf.equal(runtime_rank(shape), 0)
+    check_rank = _assert(
+        rank_ok,
+        [
+            f"`{name}` must be a scalar. Received: {name}.shape=",
+            shape_string(shape),
+        ],
+        f"check_{name}_rank",
+    )
+    # The first element (0 if empty): never fails, whatever the shape.
+    scalar = tf.pad(tf.reshape(value, [-1]), [[0, 1]])[0]
+    range_ok = tf.logical_and(scalar >= low, scalar <= high)
+    check_range = _assert(
+        tf.logical_or(tf.logical_not(rank_ok), range_ok),
+        [
+            f"`{name}` must be an integer from {low} to {high}. "
+            f"Received: {name}=",
+            tf.strings.as_string(scalar),
+            ".",
+        ],
+        f"check_{name}_range",
+    )
+    with tf.control_dependencies([check_rank, check_range]):
+        return tf.identity(scalar), tf.logical_and(rank_ok, range_ok)
+
+
+def check_labels(
+    labels: tf.Tensor,
+    num: tf.Tensor,
+    num_classes: int,
+    valid: tf.Tensor | bool = True,
+) -> tf.Tensor:
+    """Checks class labels: shape `(num,)`, values in `[0, num_classes)`."""
+    shape = tf.shape(labels)
+    padded = tf.pad(shape, [[0, 1]])
+    shape_ok = tf.logical_and(
+        tf.equal(runtime_rank(shape), 1), tf.equal(padded[0], num)
+    )
+    check_shape = _assert(
+        tf.logical_or(tf.logical_not(valid), shape_ok),
+        [
+            "`labels` must have shape (num,). Received: labels.shape=",
+            shape_string(shape),
+            ", num=",
+            tf.strings.as_string(num),
+            ".",
+        ],
+        "check_labels_shape",
+    )
+    flat = tf.reshape(labels, [-1])
+    low = tf.reduce_min(tf.pad(flat, [[0, 1]]))
+    high = tf.reduce_max(tf.pad(flat, [[0, 1]]))
+    range_ok = tf.logical_and(low >= 0, high < num_classes)
+    check_range = _assert(
+        tf.logical_or(
+            tf.logical_not(tf.logical_and(valid, shape_ok)), range_ok
+        ),
+        [
+            f"`labels` must be integers in [0, {num_classes}) "
+            f"(num_classes={num_classes}). Received: min=",
+            tf.strings.as_string(low),
+            ", max=",
+            tf.strings.as_string(high),
+            ".",
+        ],
+        "check_labels_range",
+    )
+    with tf.control_dependencies([check_shape, check_range]):
+        return tf.identity(labels)

@@ -1,0 +1,560 @@
+"""SavedModel export for TF Serving: named signatures, in-graph validation.
+
+`export_saved_model(model, "models", "vqvae", version=1)` writes
+
+    models/vqvae/1/saved_model.pb
+    models/vqvae/1/variables/...
+    models/vqvae/1/assets.extra/tf_serving_warmup_requests  (with [serving])
+    models/vqvae/1/MANIFEST.json
+
+the layout TF Serving polls. The version directory is written under a hidden
+temporary name in `models/vqvae/` and renamed into place, so a server never
+sees half a version (TF Serving only loads directories named by an integer).
+
+Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
+`h = H / 2**num_downsamples`, `w` likewise):
+
+    serving_default  images float32 (batch, H, W, C) in [0, 1]
+                     -> reconstructions float32 (batch, H, W, C),
+                        codes int32 (batch, h, w)
+    serving_uint8    images uint8 (batch, H, W, C) in [0, 255] -> as above
+    encode           images float32 (batch, H, W, C) -> codes int32
+    encode_uint8     images uint8 (batch, H, W, C) -> codes int32
+    decode           codes int32 (batch, h, w) -> images float32
+    sample           num int32 (), seed int32 () [, labels int32 (num,)]
+                     -> codes int32 (num, h, w), images float32
+                     (only when a prior is given)
+
+Every signature validates its request in the graph (see `checks`): wrong
+rank or size, codes outside [0, K), non-finite pixels, a batch above
+`max_batch_size`, `num` outside [1, max_batch_size] each raise
+`InvalidArgumentError` (HTTP 400 in TF Serving) with a message naming it.
+
+The SavedModel is built with `keras.export.ExportArchive`, which freezes Keras
+3 variables correctly (a plain `tf.Module` + `tf.saved_model.save` converts
+to TFLite files that return garbage without an error).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae.export import checks, manifest
+from tf_vqvae.version import __version__
+
+WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _describe(name: str, value) -> str:
+    return f"Received: {name}={value!r} (of type {type(value).__name__})."
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. {_describe(name, value)}"
+        )
+
+
+def check_model(model) -> None:
+    """Raises unless `model` is a built 2D `VQVAE`-like model."""
+    if not all(
+        hasattr(model, attr)
+        for attr in ("encode", "decode", "quantizer", "num_embeddings")
+    ):
+        raise TypeError(
+            "`model` must be a tf_vqvae VQVAE. "
+            f"Received: model={model!r} (of type {type(model).__name__})."
+        )
+    if not model.built:
+        raise ValueError(
+            "`model` must be built before export: call it on a batch of "
+            "images once, or load it with `keras.saving.load_model`."
+        )
+    if model.spatial_dims != 2:
+        raise ValueError(
+            "Export supports image models (spatial_dims=2). "
+            f"Received: model.spatial_dims={model.spatial_dims}"
+        )
+
+
+def check_image_size(model, image_size) -> tuple[int | None, int | None]:
+    """Validates `image_size` (None or `(height, width)`) for `model`."""
+    if image_size is None:
+        return (None, None)
+    factor = 2**model.num_downsamples
+    if (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1
+            for s in image_size
+        )
+        or any(s % factor for s in image_size)
+    ):
+        raise ValueError(
+            "`image_size` must be None or (height, width), positive integers "
+            f"divisible by 2**num_downsamples={factor}. "
+            f"{_describe('image_size', image_size)}"
+        )
+    return tuple(image_size)
+
+
+class ServingFunctions:
+    """The validated tf.functions behind each signature.
+
+    Shared by the SavedModel export (with checks) and usable on their own,
+    e.g. `ServingFunctions(model, (32, 32)).encode(images)`.
+
+    Args:
+        model: a built `VQVAE` (spatial_dims=2).
+        image_size: `(height, width)`, or `None` for any size divisible by
+            `2**num_downsamples` (signature shapes then have `None` there).
+        max_batch_size: largest accepted batch (and `num` for `sample`).
+        prior: optional prior with `distribution()`, whose
+            `distribution().sample(num, seed=...)` returns codes; enables
+            `sample`. `sample_fn(num, seed)` may be given instead.
+        sample_fn: optional `(num, seed) -> codes` function, used instead of
+            `prior` (e.g. to export a sampler of your own).
+        num_labels: if the prior is class-conditional, its number of classes:
+            `sample` then takes `labels int32 (num,)` and passes
+            `labels=` to `sample`.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        image_size=None,
+        max_batch_size: int = 64,
+        prior=None,
+        sample_fn: Callable | None = None,
+        num_labels: int | None = None,
+    ):
+        check_model(model)
+        _check_positive_int("max_batch_size", max_batch_size)
+        if num_labels is not None:
+            _check_positive_int("num_labels", num_labels)
+        self.model = model
+        self.image_size = check_image_size(model, image_size)
+        self.max_batch_size = max_batch_size
+        self.num_embeddings = int(model.num_embeddings)
+        self.channels = int(model.image_channels)
+        self.factor = 2**model.num_downsamples
+        self.code_size = tuple(
+            None if s is None else s // self.factor for s in self.image_size
+        )
+        self.prior = prior
+        if prior is not None:
+            _check_prior(prior, self.num_embeddings, self.code_size)
+            if num_labels is None:
+                num_labels = getattr(prior, "num_classes", None)
+        if sample_fn is None and prior is not None:
+            sample_fn = _prior_sample_fn(prior)
+        self.sample_fn = sample_fn
+        self.num_labels = num_labels
+
+    # ------------------------------------------------------------- specs
+    def image_spec(self, dtype) -> tf.TensorSpec:
+        return tf.TensorSpec(
+            (None, *self.image_size, self.channels), dtype, name="images"
+        )
+
+    def codes_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec((None, *self.code_size), tf.int32, name="codes")
+
+    # ------------------------------------------------------------ checks
+    def checked_images(self, images: tf.Tensor) -> tf.Tensor:
+        images, valid = checks.check_grid(
+            images,
+            "images",
+            ("height", "width", "channels"),
+            (*self.image_size, self.channels),
+            self.factor,
+            self.max_batch_size,
+        )
+        if images.dtype.is_floating:
+            images = checks.check_finite(images, "images", valid)
+        return images
+
+    def checked_codes(self, codes: tf.Tensor) -> tf.Tensor:
+        codes, valid = checks.check_grid(
+            codes,
+            "codes",
+            ("height", "width"),
+            self.code_size,
+            1,
+            self.max_batch_size,
+        )
+        return checks.check_codes(codes, self.num_embeddings, valid)
+
+    # --------------------------------------------------------- functions
+    def _images(self, images, validate: bool) -> tf.Tensor:
+        if validate:
+            images = self.checked_images(images)
+        return images
+
+    def reconstruct(self, images, validate: bool = True) -> dict:
+        images = self._images(images, validate)
+        codes = self.model.encode(images)
+        return {"reconstructions": self.model.decode(codes), "codes": codes}
+
+    def encode(self, images, validate: bool = True) -> dict:
+        return {"codes": self.model.encode(self._images(images, validate))}
+
+    def decode(self, codes, validate: bool = True) -> dict:
+        if validate:
+            codes = self.checked_codes(codes)
+        return {"images": self.model.decode(codes)}
+
+    def sample(self, num, seed, labels=None, validate: bool = True) -> dict:
+        if validate:
+            num, num_ok = checks.check_scalar_range(
+                num, "num", 1, self.max_batch_size
+            )
+            seed, _ = checks.check_scalar_range(seed, "seed", 0, 2**31 - 1)
+            if labels is not None:
+                labels = checks.check_labels(
+                    labels, num, self.num_labels, num_ok
+                )
+        kwargs = {} if labels is None else {"labels": labels}
+        codes = tf.cast(self.sample_fn(num, seed, **kwargs), tf.int32)
+        return {"codes": codes, "images": self.model.decode(codes)}
+
+    # ---------------------------------------------------------- endpoints
+    def endpoints(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
+        """`{signature name: tf.function with an input signature}`."""
+        float_images = self.image_spec(tf.float32)
+        uint8_images = self.image_spec(tf.uint8)
+        fns = {
+            "serving_default": tf.function(
+                lambda images: self.reconstruct(images),
+                input_signature=[float_images],
+            ),
+            "serving_uint8": tf.function(
+                lambda images: self.reconstruct(images),
+                input_signature=[uint8_images],
+            ),
+            "encode": tf.function(
+                lambda images: self.encode(images),
+                input_signature=[float_images],
+            ),
+            "encode_uint8": tf.function(
+                lambda images: self.encode(images),
+                input_signature=[uint8_images],
+            ),
+            "decode": tf.function(
+                lambda codes: self.decode(codes),
+                input_signature=[self.codes_spec()],
+            ),
+        }
+        if self.sample_fn is not None:
+            num = tf.TensorSpec((), tf.int32, name="num")
+            seed = tf.TensorSpec((), tf.int32, name="seed")
+            if self.num_labels is None:
+                fns["sample"] = tf.function(
+                    lambda num, seed: self.sample(num, seed),
+                    input_signature=[num, seed],
+                )
+            else:
+                labels = tf.TensorSpec((None,), tf.int32, name="labels")
+                fns["sample"] = tf.function(
+                    lambda num, seed, labels: self.sample(num, seed, labels),
+                    input_signature=[num, seed, labels],
+                )
+        return fns
+
+
+def _check_prior(prior, num_embeddings: int, code_size) -> None:
+    prior_k = getattr(prior, "num_embeddings", num_embeddings)
+    grid = tuple(getattr(prior, "grid_shape", code_size))
+    if prior_k != num_embeddings or any(
+        c is not None and c != g for c, g in zip(code_size, grid, strict=True)
+    ):
+        raise ValueError(
+            "`prior` must model the codes of `model`: num_embeddings="
+            f"{num_embeddings} and a code grid of {code_size}. Received: "
+            f"prior.num_embeddings={prior_k}, prior.grid_shape={grid}"
+        )
+
+
+def prior_noise(prior, num, seed) -> tf.Tensor:
+    """Uniform Gumbel-max noise `(num, H, W, K)` from a stateless seed."""
+    shape = tf.stack([num, *prior.grid_shape, prior.num_embeddings])
+    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+    return tf.random.stateless_uniform(shape, seed=seed)
+
+
+def _prior_sample_fn(prior) -> Callable:
+    """`(num, seed, labels=None) -> codes` for `prior`.
+
+    With `prior.sample_codes(noise, labels)` (`PixelCNNPrior`): the noise
+    is `prior_noise(prior, num, seed)`, so a seed gives the same codes in
+    Python and in the SavedModel. Otherwise
+    `prior.distribution(labels).sample(num, seed=...)`.
+    """
+
+    def sample(num, seed, labels=None):
+        if hasattr(prior, "sample_codes"):
+            return prior.sample_codes(prior_noise(prior, num, seed), labels)
+        seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+        if labels is None:
+            return prior.distribution().sample(num, seed=seed)
+        return prior.distribution(labels=labels).sample(seed=seed)
+
+    return sample
+
+
+def build_archive(functions: ServingFunctions) -> keras.export.ExportArchive:
+    """An `ExportArchive` tracking the model (and prior) with every endpoint."""
+    archive = keras.export.ExportArchive()
+    archive.track(functions.model)
+    if functions.prior is not None and isinstance(
+        functions.prior, keras.layers.Layer
+    ):
+        archive.track(functions.prior)
+    for name, fn in functions.endpoints().items():
+        archive.add_endpoint(name, fn)
+    return archive
+
+
+def signature_contract(export_dir: str | os.PathLike) -> dict:
+    """Names, dtypes and shapes of every signature, read from saved_model.pb.
+
+    What `saved_model_cli show --all` prints for the `serve` tag set, as a
+    dict: `{name: {"inputs": {input: {"dtype": "float32", "shape": [-1, 32,
+    32, 3]}}, "outputs": {...}}}` (-1 for dynamic dimensions, `None` for an
+    unknown rank). Reads the protocol buffer only; loads no TensorFlow graph.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(os.fspath(export_dir), "saved_model.pb")
+    proto = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
+    (meta_graph,) = [
+        m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags
+    ]
+
+    def describe(tensors) -> dict:
+        out = {}
+        for key in sorted(tensors):
+            info = tensors[key]
+            shape = (
+                None
+                if info.tensor_shape.unknown_rank
+                else [d.size for d in info.tensor_shape.dim]
+            )
+            out[key] = {
+                "dtype": tf.dtypes.as_dtype(info.dtype).name,
+                "shape": shape,
+            }
+        return out
+
+    contract = {}
+    for name in sorted(meta_graph.signature_def):
+        if name.startswith("__"):
+            continue
+        signature = meta_graph.signature_def[name]
+        contract[name] = {
+            "inputs": describe(signature.inputs),
+            "outputs": describe(signature.outputs),
+        }
+    return contract
+
+
+def _warmup_inputs(functions: ServingFunctions) -> dict[str, dict]:
+    """One small valid request per signature (batch 1)."""
+    size = tuple(s or functions.factor for s in functions.image_size)
+    code_size = tuple(s // functions.factor for s in size)
+    images = (1, *size, functions.channels)
+    requests = {
+        "serving_default": {"images": tf.zeros(images, tf.float32)},
+        "serving_uint8": {"images": tf.zeros(images, tf.uint8)},
+        "encode": {"images": tf.zeros(images, tf.float32)},
+        "encode_uint8": {"images": tf.zeros(images, tf.uint8)},
+        "decode": {"codes": tf.zeros((1, *code_size), tf.int32)},
+    }
+    if functions.sample_fn is not None:
+        requests["sample"] = {
+            "num": tf.constant(1, tf.int32),
+            "seed": tf.constant(0, tf.int32),
+        }
+        if functions.num_labels is not None:
+            requests["sample"]["labels"] = tf.zeros((1,), tf.int32)
+    return requests
+
+
+def write_warmup_requests(
+    export_dir: str, functions: ServingFunctions, model_name: str
+) -> str | None:
+    """Writes `assets.extra/tf_serving_warmup_requests` for TF Serving.
+
+    One `PredictionLog` per signature, so the first real request does not pay
+    for graph initialisation. Needs `tensorflow-serving-api` (the `[serving]`
+    extra); returns `None` without it.
+    """
+    try:
+        from tensorflow_serving.apis import (
+            model_pb2,
+            predict_pb2,
+            prediction_log_pb2,
+        )
+    except ImportError:
+        return None
+    path = os.path.join(export_dir, WARMUP_PATH)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for name, inputs in _warmup_inputs(functions).items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(
+                    name=model_name, signature_name=name
+                )
+            )
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
+def _metadata(
+    functions: ServingFunctions, model_name: str, version: int
+) -> dict:
+    model = functions.model
+    return {
+        "model_name": model_name,
+        "version": version,
+        "tf_vqvae_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "model": {
+            "class_name": type(model).__name__,
+            "config": model.get_config(),
+            "num_embeddings": functions.num_embeddings,
+            "image_size": list(functions.image_size),
+            "image_channels": functions.channels,
+            "code_size": list(functions.code_size),
+        },
+        "max_batch_size": functions.max_batch_size,
+        "has_prior": functions.sample_fn is not None,
+        "num_labels": functions.num_labels,
+    }
+
+
+def export_saved_model(
+    model: keras.Model,
+    out_dir: str | os.PathLike,
+    model_name: str = "vqvae",
+    version: int = 1,
+    prior=None,
+    overwrite: bool = False,
+    max_batch_size: int = 64,
+    image_size: tuple[int, int] | None = None,
+    sample_fn: Callable | None = None,
+    num_labels: int | None = None,
+    warmup: bool = True,
+) -> str:
+    """Exports `model` as `out_dir/model_name/version` for TF Serving.
+
+    Args:
+        model: a built `VQVAE` with `spatial_dims=2`.
+        out_dir: the model base directory TF Serving is pointed at, minus
+            the model name (`--model_base_path=out_dir/model_name`).
+        model_name: directory name, and the name in warm-up requests.
+        version: a positive integer; TF Serving serves the highest.
+        prior: optional trained prior (`prior.distribution().sample(num,
+            seed=...)` -> codes); adds the `sample` signature.
+        overwrite: replace an existing version directory (atomically: the
+            new version is complete before the old one is removed).
+        max_batch_size: requests with a larger batch are rejected with
+            `InvalidArgumentError`.
+        image_size: `(height, width)` accepted by the signatures; `None`
+            accepts any size divisible by `2**num_downsamples`.
+        sample_fn: `(num, seed) -> codes`, instead of `prior`.
+        num_labels: classes of a class-conditional prior (adds `labels`).
+        warmup: write TF Serving warm-up requests when `tensorflow-serving-api`
+            is installed.
+
+    Returns:
+        The version directory.
+
+    Raises:
+        FileExistsError: if the version exists and `overwrite` is False.
+        ValueError, TypeError: for invalid arguments.
+    """
+    if not isinstance(model_name, str) or not _NAME_PATTERN.match(model_name):
+        raise ValueError(
+            "`model_name` must be a non-empty name of letters, digits, '_', "
+            "'.' or '-' (it becomes a directory). "
+            f"{_describe('model_name', model_name)}"
+        )
+    _check_positive_int("version", version)
+    functions = ServingFunctions(
+        model,
+        image_size=image_size,
+        max_batch_size=max_batch_size,
+        prior=prior,
+        sample_fn=sample_fn,
+        num_labels=num_labels,
+    )
+    base = os.path.join(os.fspath(out_dir), model_name)
+    final = os.path.join(base, str(version))
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(
+            f"Version directory {final!r} already exists. Pass a new "
+            "`version`, or `overwrite=True` to replace it."
+        )
+    os.makedirs(base, exist_ok=True)
+    # Same file system as the final directory, so the rename is atomic; the
+    # leading dot and non-integer name keep TF Serving from loading it.
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
+    old = None
+    try:
+        archive = build_archive(functions)
+        archive.write_out(tmp, verbose=False)
+        if warmup:
+            write_warmup_requests(tmp, functions, model_name)
+        manifest.write_manifest(
+            tmp,
+            "saved_model",
+            signature_contract(tmp),
+            _metadata(functions, model_name, version),
+        )
+        if os.path.exists(final):
+            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=base)
+            os.rename(final, os.path.join(old, "version"))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not os.path.exists(final):
+            os.rename(os.path.join(old, "version"), final)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_unverified(export_dir: str | os.PathLike):
+    """`tf.saved_model.load` without checking the manifest."""
+    return tf.saved_model.load(os.fspath(export_dir))
+
+
+def load(export_dir: str | os.PathLike):
+    """Loads an exported version after `manifest.verify` passed.
+
+    Refuses a tampered, truncated or incomplete export with
+    `manifest.VerificationError` naming the file.
+    """
+    manifest.verify_files(export_dir)
+    return load_unverified(export_dir)
