@@ -168,6 +168,7 @@ def train(
         TrainingState,
         checkpoint_dir,
     )
+    from tf_vqvae.vqvae import to_unit_range
 
     strategy = make_strategy(config)
     replicas = strategy.num_replicas_in_sync
@@ -207,6 +208,8 @@ def train(
                 optimizer=keras.optimizers.Adam(config.learning_rate),
                 jit_compile=config.jit_compile,
             )
+            if config.strategy == "multi-worker":
+                _rank1_step_outputs(model)
             optimizer = model.optimizer
             optimizer.build(model.trainable_variables)
             state = TrainingState(model, optimizer, checkpoint_dir(write_dir))
@@ -249,6 +252,11 @@ def train(
                 start_step=step,
                 end_step=end_step,
             )
+            if config.strategy == "multi-worker":
+                # Keras all-reduces (MEAN) the first batch to build the
+                # model symbolically, and collective ops reject uint8: feed
+                # the [0, 1] floats the model would compute from it anyway.
+                dataset = dataset.map(to_unit_range)
             fitted = model.fit(
                 dataset,
                 epochs=last_epoch,
@@ -291,6 +299,28 @@ def train(
     return TrainResult(
         model=model, step=step, history=history, artifacts=artifacts
     )
+
+
+def _rank1_step_outputs(model) -> None:
+    """Makes `model.fit` work under `MultiWorkerMirroredStrategy`.
+
+    Keras 3 reduces the train step's outputs across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalar metrics
+    (tensorflow/tensorflow#72388). The metrics are already synchronised, so
+    returning them with shape `(1,)` makes that mean the value itself. Only
+    this model instance changes; `model.keras` is a plain `VQVAE`.
+    """
+    import tensorflow as tf
+
+    train_step = model.train_step
+
+    def step(data):
+        return {
+            name: tf.reshape(value, [1])
+            for name, value in train_step(data).items()
+        }
+
+    model.train_step = step
 
 
 def _validation_images(config: TrainConfig, train_images):

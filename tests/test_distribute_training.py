@@ -1,0 +1,154 @@
+"""`vqvae train` under tf.distribute: mirrored replicas and multi-worker."""
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPLICA_DEVICES
+
+from tf_vqvae import VQVAE
+from tf_vqvae.training import cli
+from tf_vqvae.training.config import TrainConfig
+
+TINY = TrainConfig(
+    epochs=1,
+    steps_per_epoch=4,
+    global_batch_size=8,
+    num_embeddings=16,
+    embedding_dim=4,
+    num_hiddens=8,
+    num_residual_hiddens=4,
+    num_residual_blocks=1,
+    learning_rate=1e-3,
+    checkpoint_steps=2,
+)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(quantizer="vq"),
+        dict(quantizer="ema", data_init="kmeans++"),
+        dict(quantizer="ema", dead_code_restart_steps=2),
+    ],
+    ids=["vq", "ema-kmeans", "ema-restarts"],
+)
+def test_mirrored_matches_one_device(tmp_path, changes):
+    config = dataclasses.replace(TINY, **changes)
+    single = cli.train(config, str(tmp_path / "single"), verbose=0)
+    keras.backend.clear_session()
+    mirrored_config = dataclasses.replace(
+        config, strategy="mirrored", devices=tuple(REPLICA_DEVICES)
+    )
+    mirrored = cli.train(mirrored_config, str(tmp_path / "mirrored"), verbose=0)
+    assert mirrored.step == single.step == 4
+    expected = {v.path: np.asarray(v) for v in single.model.variables}
+    actual = {v.path: np.asarray(v) for v in mirrored.model.variables}
+    assert sorted(actual) == sorted(expected)
+    for path, value in expected.items():
+        np.testing.assert_allclose(
+            actual[path], value, rtol=0, atol=1e-5, err_msg=path
+        )
+    # Training moved the weights: the comparison is not between two inits.
+    keras.utils.set_random_seed(config.seed)
+    fresh = VQVAE(**config.model_kwargs())
+    fresh.build((None, 32, 32, 3))
+    assert any(
+        not np.allclose(np.asarray(before), np.asarray(after))
+        for before, after in zip(
+            fresh.trainable_variables, single.model.trainable_variables
+        )
+    )
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_workers_end_identical(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    model_dir = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "tf_vqvae.training.cli",
+        "train",
+        "--model-dir",
+        str(model_dir),
+        "--strategy",
+        "multi-worker",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--global-batch-size",
+        "8",
+        "--num-embeddings",
+        "16",
+        "--embedding-dim",
+        "4",
+        "--num-hiddens",
+        "8",
+        "--num-residual-hiddens",
+        "4",
+        "--num-residual-blocks",
+        "1",
+        "--checkpoint-steps",
+        "2",
+    ]
+    processes = []
+    for index in range(2):
+        tf_config = {
+            "cluster": {"worker": workers},
+            "task": {"type": "worker", "index": index},
+        }
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(tf_config),
+            TF_CPP_MIN_LOG_LEVEL="2",
+            CUDA_VISIBLE_DEVICES="",
+        )
+        processes.append(
+            subprocess.Popen(
+                argv,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    assert "vqvae: trained 3 steps" in outputs[0]
+
+    chief = model_dir / "model.keras"
+    worker = model_dir / "workers" / "worker-1" / "model.keras"
+    weights = [
+        keras.saving.load_model(str(path)).get_weights()
+        for path in (chief, worker)
+    ]
+    assert len(weights[0]) == len(weights[1]) > 0
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)
+    assert (model_dir / "checkpoints" / "ckpt-3.index").exists()
