@@ -1,0 +1,356 @@
+"""TFLite / LiteRT export: on-device decoder (codes -> image) and encoder.
+
+`export_tflite(model, "tflite", image_size=(32, 32),
+representative_images=images)` writes
+
+    tflite/decoder_float32.tflite   codes int32 (batch, h, w) -> images
+    tflite/decoder_float16.tflite   float16 weights, float32 compute/in/out
+    tflite/decoder_int8.tflite      full-integer int8 ops; codes stay int32,
+                                    images come out float32
+    tflite/encoder_float32.tflite   images float32 (batch, H, W, C) -> codes
+    tflite/prior_sampler_float32.tflite   (optional, see `sampler_fn`)
+    tflite/MANIFEST.json
+
+Every file uses builtin ops only (`supported_ops=[TFLITE_BUILTINS]`, or
+`TFLITE_BUILTINS_INT8` for int8): no Flex/Select TF ops and no resource
+variables, so the plain LiteRT interpreter runs it. Each has one signature
+(`decode`, `encode`, `sample`) with named inputs and outputs; batch is
+dynamic (LiteRT resizes inputs on each call).
+
+The int8 decoder is calibrated with real codes: those the encoder gives for
+`representative_images` (or `representative_codes` directly), never random
+codes, whose activations would not match what the decoder sees in use.
+
+No validation survives conversion: the converter strips `tf.debugging`
+asserts, and LiteRT's `GATHER` fails with "gather index out of bounds" for a
+code >= K but is not guaranteed to reject every bad code. Apps must check
+`0 <= code < num_embeddings` themselves (see README, "Export and serving").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_vqvae.export import manifest
+from tf_vqvae.export.saved_model import check_image_size, check_model
+from tf_vqvae.version import __version__
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+# Ops that would need the Flex delegate or mean state left in the graph.
+_FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def _describe(name: str, value) -> str:
+    return f"Received: {name}={value!r} (of type {type(value).__name__})."
+
+
+def encoder_fn(model: keras.Model) -> Callable:
+    """images float32 in [0, 1] -> `{"codes": int32 (batch, h, w)}`.
+
+    The nearest-code search of `codebook_ops.nearest_codes`, written with
+    `tf.argmin` (a TFLite builtin; `keras.ops.argmin` adds a non-builtin
+    `BitwiseAnd`) and without its row-chunking loop: one matmul of
+    `(z, 1)` against the rows `(-2 e_k, ||e_k||^2)`, the same arithmetic,
+    so the codes match `model.encode`.
+    """
+    dim = model.embedding_dim
+
+    def encode(images):
+        z_e = model.encoder(images - 0.5, training=False)
+        # Static grid sizes where known, so the signature says (-1, h, w).
+        grid = [
+            -1 if i == 0 or s is None else s
+            for i, s in enumerate(z_e.shape[:-1])
+        ]
+        flat = tf.reshape(tf.cast(z_e, tf.float32), (-1, dim))
+        embeddings = tf.convert_to_tensor(model.quantizer.embeddings)
+        e_sq = tf.reduce_sum(tf.square(embeddings), axis=1, keepdims=True)
+        codebook_aug = tf.concat([-2.0 * embeddings, e_sq], axis=1)
+        flat_aug = tf.concat([flat, tf.ones_like(flat[:, :1])], axis=1)
+        scores = tf.matmul(flat_aug, codebook_aug, transpose_b=True)
+        codes = tf.argmin(scores, axis=1, output_type=tf.int32)
+        return {"codes": tf.reshape(codes, grid)}
+
+    return encode
+
+
+def decoder_fn(model: keras.Model) -> Callable:
+    """codes int32 -> `{"images": float32 (batch, H, W, C)}` (`tf.gather`)."""
+
+    def decode(codes):
+        return {"images": model.decode(codes)}
+
+    return decode
+
+
+def _convert(
+    model: keras.Model,
+    name: str,
+    fn: Callable,
+    input_signature: Sequence[tf.TensorSpec],
+    quantization: str,
+    representative: Callable | None = None,
+    track: Sequence = (),
+) -> bytes:
+    """Exports `fn` through `ExportArchive` and converts it, builtins only."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for resource in track:
+            archive.track(resource)
+        archive.add_endpoint(
+            name, tf.function(fn, input_signature=list(input_signature))
+        )
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            tmp, signature_keys=[name]
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
+        return converter.convert()
+
+
+def op_names(model_path: str | os.PathLike) -> list[str]:
+    """Sorted names of the ops in a `.tflite` file (via LiteRT)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(model_path))
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def _check_builtins(path: str) -> list[str]:
+    ops = op_names(path)
+    bad = [
+        op
+        for op in ops
+        if op.startswith("Flex") or op == "CUSTOM" or op in _FORBIDDEN_OPS
+    ]
+    if bad:
+        raise ValueError(
+            f"{os.path.basename(path)} uses non-builtin or stateful ops "
+            f"{bad}: LiteRT without the Flex delegate cannot run it."
+        )
+    return ops
+
+
+def _describe_details(details: dict[str, dict]) -> dict:
+    out = {}
+    for key, detail in details.items():
+        out[key] = {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(d) for d in detail["shape_signature"]],
+        }
+    return dict(sorted(out.items()))
+
+
+def file_signatures(model_path: str | os.PathLike) -> dict:
+    """`{signature: {"inputs": ..., "outputs": ...}}` of one `.tflite` file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.fspath(model_path))
+    contract = {}
+    for key in sorted(interpreter.get_signature_list()):
+        runner = interpreter.get_signature_runner(key)
+        contract[key] = {
+            "inputs": _describe_details(runner.get_input_details()),
+            "outputs": _describe_details(runner.get_output_details()),
+        }
+    return contract
+
+
+def signature_contract(export_dir: str | os.PathLike, manifest_data=None):
+    """`{file name: its signatures}` for every `.tflite` in `export_dir`."""
+    export_dir = os.fspath(export_dir)
+    return {
+        name: file_signatures(os.path.join(export_dir, name))
+        for name in sorted(os.listdir(export_dir))
+        if name.endswith(".tflite")
+    }
+
+
+def representative_codes_from(model, images, batch_size: int = 8):
+    """Real codes for int8 calibration: `model.encode` on real images."""
+    images = np.asarray(images)
+    codes = [
+        np.asarray(model.encode(images[i : i + batch_size]))
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(codes).astype(np.int32)
+
+
+def export_tflite(
+    model: keras.Model,
+    out_dir: str | os.PathLike,
+    image_size: tuple[int, int],
+    quantization: Sequence[str] = QUANTIZATIONS,
+    representative_images=None,
+    representative_codes=None,
+    encoder: bool = True,
+    sampler_fn: Callable | None = None,
+    sampler_signature: Sequence[tf.TensorSpec] | None = None,
+    sampler_track: Sequence = (),
+    overwrite: bool = False,
+) -> dict[str, str]:
+    """Converts the decoder (and encoder) to builtins-only `.tflite` files.
+
+    Args:
+        model: a built `VQVAE` with `spatial_dims=2`.
+        out_dir: directory for the files and `MANIFEST.json`; written under a
+            temporary name and renamed into place.
+        image_size: `(height, width)` of the images (codes are
+            `2**num_downsamples` times smaller).
+        quantization: any of `"float32"`, `"float16"`, `"int8"` for the
+            decoder (the encoder is always float32: int8 would change codes).
+        representative_images: real images (uint8 or float in [0, 1]) whose
+            codes calibrate int8; e.g. a few hundred training images.
+        representative_codes: real int codes `(n, h, w)`, instead of images.
+        encoder: also write `encoder_float32.tflite`.
+        sampler_fn: optional prior sampler to convert (e.g. Gumbel-max with
+            the uniform noise as an input, so it stays builtins-only); written
+            as `prior_sampler_float32.tflite` with signature `sample`.
+        sampler_signature: its input `tf.TensorSpec`s.
+        sampler_track: Keras layers/models the sampler uses (tracked so their
+            variables are frozen).
+        overwrite: replace an existing `out_dir`.
+
+    Returns:
+        `{file name: path}` of the written `.tflite` files.
+
+    Raises:
+        ValueError: for invalid arguments, missing calibration data, or a
+            conversion that would need non-builtin ops.
+        FileExistsError: if `out_dir` exists and `overwrite` is False.
+    """
+    check_model(model)
+    image_size = check_image_size(model, image_size)
+    if image_size == (None, None):
+        raise ValueError(
+            "`image_size` is required for TFLite: (height, width). "
+            "Received: image_size=None"
+        )
+    quantization = tuple(quantization)
+    unknown = [q for q in quantization if q not in QUANTIZATIONS]
+    if unknown or not quantization:
+        raise ValueError(
+            "`quantization` must be a non-empty subset of "
+            f"{list(QUANTIZATIONS)}. Received: quantization={quantization!r}"
+        )
+    if "int8" in quantization:
+        if representative_codes is None and representative_images is None:
+            raise ValueError(
+                "int8 quantization needs real calibration data: pass "
+                "`representative_images` (real images) or "
+                "`representative_codes` (their codes from the encoder)."
+            )
+        if representative_codes is None:
+            representative_codes = representative_codes_from(
+                model, representative_images
+            )
+        representative_codes = np.asarray(representative_codes, np.int32)
+    if sampler_fn is not None and sampler_signature is None:
+        raise ValueError(
+            "`sampler_signature` (the sampler's input TensorSpecs) is "
+            "required with `sampler_fn`."
+        )
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir!r} already exists. Pass `overwrite=True` to replace it."
+        )
+    factor = 2**model.num_downsamples
+    code_size = tuple(s // factor for s in image_size)
+    channels = int(model.image_channels)
+    codes_spec = tf.TensorSpec((None, *code_size), tf.int32, name="codes")
+    images_spec = tf.TensorSpec(
+        (None, *image_size, channels), tf.float32, name="images"
+    )
+
+    def representative():
+        for codes in representative_codes:
+            yield {"codes": codes[None]}
+
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(
+        prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent
+    )
+    try:
+        files = {}
+        for q in quantization:
+            files[f"decoder_{q}.tflite"] = _convert(
+                model,
+                "decode",
+                decoder_fn(model),
+                [codes_spec],
+                q,
+                representative if q == "int8" else None,
+            )
+        if encoder:
+            files["encoder_float32.tflite"] = _convert(
+                model, "encode", encoder_fn(model), [images_spec], "float32"
+            )
+        if sampler_fn is not None:
+            files["prior_sampler_float32.tflite"] = _convert(
+                model,
+                "sample",
+                sampler_fn,
+                sampler_signature,
+                "float32",
+                track=sampler_track,
+            )
+        ops = {}
+        for name, content in files.items():
+            path = os.path.join(tmp, name)
+            with open(path, "wb") as f:
+                f.write(content)
+            ops[name] = _check_builtins(path)
+        manifest.write_manifest(
+            tmp,
+            "tflite",
+            signature_contract(tmp),
+            {
+                "tf_vqvae_version": __version__,
+                "tensorflow_version": tf.__version__,
+                "model": {
+                    "class_name": type(model).__name__,
+                    "config": model.get_config(),
+                    "num_embeddings": int(model.num_embeddings),
+                    "image_size": list(image_size),
+                    "image_channels": channels,
+                    "code_size": list(code_size),
+                },
+                "quantization": list(quantization),
+                "calibration_codes": (
+                    None
+                    if representative_codes is None
+                    else int(len(representative_codes))
+                ),
+                "ops": ops,
+            },
+        )
+        old = None
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.rename(out_dir, os.path.join(old, "dir"))
+        os.rename(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {name: os.path.join(out_dir, name) for name in files}

@@ -1,0 +1,216 @@
+"""TFLite export: builtins-only files, LiteRT parity in a process without
+tf_vqvae, int8 calibrated on real codes, manifest and signatures."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.export_testing import (
+    IMAGE_SIZE,
+    psnr,
+    run_isolated,
+    trained_model,
+)
+from tf_vqvae.export import manifest, tflite
+
+FILES = [
+    "decoder_float16.tflite",
+    "decoder_float32.tflite",
+    "decoder_int8.tflite",
+    "encoder_float32.tflite",
+]
+DECODE = {
+    "decode": {
+        "inputs": {"codes": {"dtype": "int32", "shape": [-1, 4, 4]}},
+        "outputs": {"images": {"dtype": "float32", "shape": [-1, 16, 16, 3]}},
+    }
+}
+CONTRACT = {
+    "decoder_float16.tflite": DECODE,
+    "decoder_float32.tflite": DECODE,
+    "decoder_int8.tflite": DECODE,
+    "encoder_float32.tflite": {
+        "encode": {
+            "inputs": {
+                "images": {"dtype": "float32", "shape": [-1, 16, 16, 3]}
+            },
+            "outputs": {"codes": {"dtype": "int32", "shape": [-1, 4, 4]}},
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model, images = trained_model()
+    out = str(tmp_path_factory.mktemp("tflite") / "vqvae_tflite")
+    files = tflite.export_tflite(
+        model, out, IMAGE_SIZE, representative_images=images
+    )
+    return model, images, out, files
+
+
+def test_files_are_builtins_only(exported):
+    _, _, out, files = exported
+    assert sorted(files) == FILES
+    assert sorted(os.listdir(out)) == sorted(FILES + ["MANIFEST.json"])
+    recorded = manifest.read_manifest(out)["ops"]
+    for name in FILES:
+        ops = tflite.op_names(files[name])
+        assert recorded[name] == ops
+        assert not [op for op in ops if op.startswith("Flex")], ops
+        assert "CUSTOM" not in ops
+        assert not {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} & set(ops)
+    assert "GATHER" in recorded["decoder_float32.tflite"]
+    assert "ARG_MIN" in recorded["encoder_float32.tflite"]
+
+
+def test_signature_contract_and_verify(exported):
+    _, _, out, _ = exported
+    assert tflite.signature_contract(out) == CONTRACT
+    result = manifest.verify(out)
+    assert result["kind"] == "tflite"
+    assert result["signatures"] == CONTRACT
+    assert result["calibration_codes"] == 64
+
+
+def test_int8_is_full_integer(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=exported[3]["decoder_int8.tflite"])
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "TRANSPOSE_CONV", "ADD", "RELU"):
+            out_dtype = tensors[op["outputs"][0]]["dtype"]
+            assert out_dtype == np.int8, op
+
+
+ISOLATED_LITERT = """
+import json
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+out_dir, data_path, out_path = sys.argv[1:4]
+data = np.load(data_path)
+results = {}
+for name in sorted(os.listdir(out_dir)):
+    if not name.endswith(".tflite"):
+        continue
+    interpreter = Interpreter(model_path=os.path.join(out_dir, name))
+    (key,) = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner(key)
+    if key == "decode":
+        for n in (1, 5):
+            results[f"{name}/{n}"] = runner(codes=data["codes"][:n])["images"]
+    else:
+        results[f"{name}/5"] = runner(images=data["images"][:5])["codes"]
+# Out-of-range codes: LiteRT's GATHER rejects them on CPU (no asserts
+# survive conversion, so this is all an app gets).
+interpreter = Interpreter(
+    model_path=os.path.join(out_dir, "decoder_float32.tflite"))
+errors = []
+for bad in (16, -1):
+    runner = interpreter.get_signature_runner("decode")
+    try:
+        runner(codes=np.full((1, 4, 4), bad, np.int32))
+        errors.append("no error")
+    except RuntimeError as e:
+        errors.append("gather index out of bounds" in str(e))
+np.savez(out_path, **results)
+print(json.dumps(errors))
+"""
+
+
+def test_litert_in_fresh_process_matches_keras(exported, tmp_path):
+    model, images, out, _ = exported
+    batch = images[:5]
+    floats = (batch / 255.0).astype(np.float32)
+    codes = np.asarray(model.encode(batch))
+    data = tmp_path / "data.npz"
+    np.savez(data, images=floats, codes=codes)
+    result_path = tmp_path / "out.npz"
+    stdout = run_isolated(ISOLATED_LITERT, out, str(data), str(result_path))
+    assert json.loads(stdout) == [True, True]
+    r = np.load(result_path)
+    reference = np.asarray(model.decode(codes))
+    assert len(np.unique(codes)) > 1
+    for n in (1, 5):
+        fp32 = r[f"decoder_float32.tflite/{n}"]
+        assert fp32.shape == (n, 16, 16, 3)
+        np.testing.assert_allclose(fp32, reference[:n], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            r[f"decoder_float16.tflite/{n}"], reference[:n], rtol=0, atol=1e-3
+        )
+    int8 = r["decoder_int8.tflite/5"]
+    fp32 = r["decoder_float32.tflite/5"]
+    assert psnr(int8, fp32) > 35.0
+    np.testing.assert_array_equal(r["encoder_float32.tflite/5"], codes)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            dict(image_size=None),
+            ValueError,
+            "`image_size` is required for TFLite: (height, width). "
+            "Received: image_size=None",
+        ),
+        (
+            dict(quantization=("int4",)),
+            ValueError,
+            "`quantization` must be a non-empty subset of ['float32', "
+            "'float16', 'int8']. Received: quantization=('int4',)",
+        ),
+        (
+            dict(quantization=("int8",)),
+            ValueError,
+            "int8 quantization needs real calibration data: pass "
+            "`representative_images` (real images) or `representative_codes` "
+            "(their codes from the encoder).",
+        ),
+    ],
+    ids=["image-size", "quantization", "calibration"],
+)
+def test_bad_arguments(exported, tmp_path, kwargs, error, message):
+    kwargs = dict(dict(image_size=IMAGE_SIZE), **kwargs)
+    with pytest.raises(error) as info:
+        tflite.export_tflite(exported[0], str(tmp_path / "out"), **kwargs)
+    assert str(info.value) == message
+    assert os.listdir(tmp_path) == []
+
+
+def test_refuses_overwrite_and_cleans_up(exported, tmp_path, monkeypatch):
+    model = exported[0]
+    out = str(tmp_path / "out")
+    tflite.export_tflite(
+        model, out, IMAGE_SIZE, quantization=("float32",), encoder=False
+    )
+    with pytest.raises(FileExistsError) as info:
+        tflite.export_tflite(model, out, IMAGE_SIZE, quantization=("float32",))
+    assert str(info.value) == (
+        f"{out!r} already exists. Pass `overwrite=True` to replace it."
+    )
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manifest, "write_manifest", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tflite.export_tflite(
+            model,
+            out,
+            IMAGE_SIZE,
+            quantization=("float16",),
+            encoder=False,
+            overwrite=True,
+        )
+    assert os.listdir(tmp_path) == ["out"]
+    assert sorted(os.listdir(out)) == [
+        "MANIFEST.json",
+        "decoder_float32.tflite",
+    ]
+    monkeypatch.undo()
+    manifest.verify(out)
