@@ -28,8 +28,30 @@ def _augmented_codebook(embeddings: tf.Tensor) -> tf.Tensor:
     return tf.concat([-2.0 * embeddings, e_sq], axis=1)
 
 
-def _argmin_block(flat_aug: tf.Tensor, codebook_aug: tf.Tensor) -> tf.Tensor:
-    scores = tf.matmul(flat_aug, codebook_aug, transpose_b=True)
+# The search works on blocks of rows whose distances stay in cache: each
+# block's `[rows, K]` scores are written by the matmul and read back by the
+# argmin while still cached, instead of streaming one `[N, K]` matrix through
+# memory twice. Blocks of 2**21 scores (8 MiB), between 64 and 2048 rows,
+# measured fastest on a 2-core AVX-512 Xeon for K = 512 .. 65536: 1.2-1.7x
+# faster than one `[N, K]` block (benchmarks/bench_vq_layer.py).
+_BLOCK_ELEMENTS = 2**21
+_MIN_BLOCK_ROWS = 64
+_MAX_BLOCK_ROWS = 2048
+# Up to this many blocks are unrolled into the graph (static batch sizes);
+# beyond it, or for dynamic batch sizes, a `tf.while_loop` walks them.
+_MAX_UNROLLED_BLOCKS = 64
+
+
+def _block_rows(num_embeddings: int, max_distance_elements: int) -> int:
+    rows = _BLOCK_ELEMENTS // num_embeddings
+    rows = min(_MAX_BLOCK_ROWS, max(_MIN_BLOCK_ROWS, rows))
+    return max(1, min(rows, max_distance_elements // num_embeddings))
+
+
+def _argmin_block(block: tf.Tensor, codebook_aug: tf.Tensor) -> tf.Tensor:
+    """Nearest codes for the rows of `block` `[rows, D]`."""
+    block_aug = tf.concat([block, tf.ones_like(block[:, :1])], axis=1)
+    scores = tf.matmul(block_aug, codebook_aug, transpose_b=True)
     return tf.argmin(scores, axis=1, output_type=tf.int32)
 
 
@@ -38,32 +60,41 @@ def nearest_codes(
 ) -> tf.Tensor:
     """Index of the nearest code for each row of `flat` `[N, D]`: int32 `[N]`.
 
-    Never holds more than about `max_distance_elements` distances at once:
-    larger problems are searched in blocks of rows.
+    The same indices as `argmin(squared_distances(flat, embeddings), 1)`,
+    computed block by block (see `_BLOCK_ELEMENTS`) and never holding more
+    than about `max_distance_elements` distances at once. No gradient flows
+    through the search.
     """
+    flat = tf.stop_gradient(flat)
     num_embeddings = embeddings.shape[0]
-    codebook_aug = _augmented_codebook(embeddings)
-    ones = tf.ones_like(flat[:, :1])
-    flat_aug = tf.concat([flat, ones], axis=1)
-    rows = max(1, max_distance_elements // num_embeddings)
+    codebook_aug = _augmented_codebook(tf.stop_gradient(embeddings))
+    rows = _block_rows(num_embeddings, max_distance_elements)
 
     static_n = flat.shape[0]
     if static_n is not None and static_n <= rows:
-        return _argmin_block(flat_aug, codebook_aug)
+        return _argmin_block(flat, codebook_aug)
+    if static_n is not None and static_n <= rows * _MAX_UNROLLED_BLOCKS:
+        return tf.concat(
+            [
+                _argmin_block(flat[start : start + rows], codebook_aug)
+                for start in range(0, static_n, rows)
+            ],
+            axis=0,
+        )
 
-    def chunked():
-        n = tf.shape(flat_aug)[0]
-        num_chunks = (n + rows - 1) // rows
+    def blockwise():
+        n = tf.shape(flat)[0]
+        num_blocks = (n + rows - 1) // rows
         codes = tf.TensorArray(
-            tf.int32, size=num_chunks, infer_shape=False, element_shape=[None]
+            tf.int32, size=num_blocks, infer_shape=False, element_shape=[None]
         )
 
         def body(i, codes):
-            block = flat_aug[i * rows : (i + 1) * rows]
+            block = flat[i * rows : (i + 1) * rows]
             return i + 1, codes.write(i, _argmin_block(block, codebook_aug))
 
         _, codes = tf.while_loop(
-            lambda i, _: i < num_chunks,
+            lambda i, _: i < num_blocks,
             body,
             (tf.constant(0), codes),
             parallel_iterations=1,
@@ -71,11 +102,11 @@ def nearest_codes(
         return codes.concat()
 
     if static_n is not None:
-        return chunked()
+        return blockwise()
     return tf.cond(
-        tf.shape(flat_aug)[0] <= rows,
-        lambda: _argmin_block(flat_aug, codebook_aug),
-        chunked,
+        tf.shape(flat)[0] <= rows,
+        lambda: _argmin_block(flat, codebook_aug),
+        blockwise,
     )
 
 

@@ -1,0 +1,110 @@
+"""Helpers shared by the benchmark scripts: timing, memory, JSON results.
+
+Every benchmark script runs in its own subprocess (possibly in a peer's venv,
+which has neither tf_vqvae nor pytest), so this module imports only the
+standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+
+def quiet_tensorflow() -> None:
+    """Silences TensorFlow's C++ start-up logging (set before importing it)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB (from /proc)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Resets the kernel's peak-RSS mark (Linux >= 4.0), if allowed.
+
+    After a reset, `peak_rss_mb` no longer shows the peak, so the scripts
+    read `/proc/self/status` `VmHWM` through `hwm_mb` instead.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def hwm_mb() -> float:
+    """`VmHWM` (peak RSS since the last `reset_peak_rss`), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
+def time_repeats(
+    fn: Callable[[], object], warmup: int, repeats: int
+) -> list[float]:
+    """Wall-clock seconds of `repeats` calls of `fn` after `warmup` calls.
+
+    `fn` must block until its work is done (return a host value).
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def rates(times: list[float], work: float) -> dict:
+    """min/median/max of `work / time` (the min rate is the slowest run)."""
+    values = sorted(work / t for t in times)
+    return {
+        "min": values[0],
+        "median": statistics.median(values),
+        "max": values[-1],
+        "runs": len(values),
+    }
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", help="write the JSON result here")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0)
+    return parser
+
+
+def emit(result: dict, out: str | None) -> None:
+    """Writes `result` as JSON to `out` (or stdout)."""
+    text = json.dumps(result, indent=1, sort_keys=True)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def configure_tf_threads(tf, threads: int) -> None:
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
