@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -31,9 +32,11 @@ import typing
 from tf_vqvae.training.config import (
     CONFIG_FILE,
     ConfigError,
+    PriorConfig,
     TrainConfig,
     load_config,
     save_config,
+    write_atomic,
 )
 from tf_vqvae.version import __version__
 
@@ -41,6 +44,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 MODEL_FILE = "model.keras"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
+PRIOR_DIR = "prior"
+PRIOR_FILE = "prior.keras"
+SAMPLES_FILE = "samples.png"
+EVALUATION_FILE = "evaluation.json"
 LOGS_DIR = "logs"
 NUM_VALIDATION_IMAGES = 16
 
@@ -161,13 +168,8 @@ def train(
     import keras
 
     from tf_vqvae import VQVAE
-    from tf_vqvae.data import DatasetError, load_images, training_pipeline
-    from tf_vqvae.training.checkpointing import (
-        CheckpointAndGuard,
-        NonFiniteLossError,
-        TrainingState,
-        checkpoint_dir,
-    )
+    from tf_vqvae.data import DatasetError, load_images
+    from tf_vqvae.training.checkpointing import TrainingState, checkpoint_dir
     from tf_vqvae.vqvae import to_unit_range
 
     strategy = make_strategy(config)
@@ -191,7 +193,6 @@ def train(
             f"Received: global_batch_size={config.global_batch_size}"
         )
     steps_per_epoch = config.steps_per_epoch or data_steps
-    total_steps = config.epochs * steps_per_epoch
 
     created = not os.path.exists(write_dir)
     os.makedirs(write_dir, exist_ok=True)
@@ -225,64 +226,31 @@ def train(
 
     from tf_vqvae.training.callbacks import tensorboard_callbacks
 
-    if start_step:
-        print(
-            f"vqvae: resuming {model_dir} at step {start_step} of "
-            f"{total_steps}.",
-            flush=True,
-        )
-    guard = CheckpointAndGuard(state, start_step, config.checkpoint_steps)
-    callbacks = [guard] + tensorboard_callbacks(
+    callbacks = tensorboard_callbacks(
         os.path.join(write_dir, LOGS_DIR),
         validation,
         write_graph=False,
     )
-    history: dict = {}
-    step = start_step
+    # Keras all-reduces (MEAN) the first batch to build the model
+    # symbolically under multi-worker, and collective ops reject uint8:
+    # feed the [0, 1] floats the model would compute from it anyway.
+    to_float = to_unit_range if config.strategy == "multi-worker" else None
     try:
-        while step < total_steps and guard.failure is None:
-            epoch, offset = divmod(step, steps_per_epoch)
-            last_epoch = config.epochs if offset == 0 else epoch + 1
-            steps = steps_per_epoch - offset
-            end_step = total_steps if offset == 0 else step + steps
-            dataset = training_pipeline(
-                images,
-                config.global_batch_size,
-                config.seed,
-                start_step=step,
-                end_step=end_step,
-            )
-            if config.strategy == "multi-worker":
-                # Keras all-reduces (MEAN) the first batch to build the
-                # model symbolically, and collective ops reject uint8: feed
-                # the [0, 1] floats the model would compute from it anyway.
-                dataset = dataset.map(to_unit_range)
-            fitted = model.fit(
-                dataset,
-                epochs=last_epoch,
-                initial_epoch=epoch,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                shuffle=False,
-                verbose=verbose,
-            )
-            for key, values in fitted.history.items():
-                history.setdefault(key, []).extend(values)
-            step = guard.global_step
-        if guard.failure is not None:
-            good = state.restore_latest()
-            raise NonFiniteLossError(
-                f"Training stopped {guard.failure}; the model was restored "
-                f"to the last good checkpoint (step {good}) in "
-                f"{state.directory}; run again with a lower --learning-rate "
-                f"(now {config.learning_rate:g}) "
-                "to resume from there."
-            )
+        step, history = fit_resumable(
+            model,
+            state,
+            images,
+            start_step=start_step,
+            config=config,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            map_fn=to_float,
+            name=model_dir,
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    if guard._last_saved != step:
-        state.save(step)
     artifacts = {
         "config": os.path.join(write_dir, CONFIG_FILE),
         "checkpoints": state.directory,
@@ -299,6 +267,86 @@ def train(
     return TrainResult(
         model=model, step=step, history=history, artifacts=artifacts
     )
+
+
+def fit_resumable(
+    model,
+    state,
+    images,
+    start_step: int,
+    config,
+    steps_per_epoch: int,
+    callbacks: list,
+    verbose: int | str = 1,
+    map_fn=None,
+    name: str = "",
+) -> tuple[int, dict]:
+    """`model.fit` from global step `start_step` to the end of training.
+
+    The data of step `s` is the same whatever step training (re)started at
+    (`training_pipeline`), and a resumed run that starts mid-epoch first
+    finishes that epoch with a shorter `fit`, so epochs keep their numbers.
+    Checkpoints every `config.checkpoint_steps` steps, after each epoch and
+    at the end; stops on a non-finite loss or weights.
+
+    Returns:
+        `(step, history)`: the final global step and the metrics per epoch.
+
+    Raises:
+        NonFiniteLossError: with `model` restored to the last good
+            checkpoint.
+    """
+    from tf_vqvae.data import training_pipeline
+    from tf_vqvae.training.checkpointing import (
+        CheckpointAndGuard,
+        NonFiniteLossError,
+    )
+
+    total_steps = config.epochs * steps_per_epoch
+    if start_step:
+        print(
+            f"vqvae: resuming {name} at step {start_step} of {total_steps}.",
+            flush=True,
+        )
+    guard = CheckpointAndGuard(state, start_step, config.checkpoint_steps)
+    history: dict = {}
+    step = start_step
+    while step < total_steps and guard.failure is None:
+        epoch, offset = divmod(step, steps_per_epoch)
+        last_epoch = config.epochs if offset == 0 else epoch + 1
+        steps = steps_per_epoch - offset
+        dataset = training_pipeline(
+            images,
+            config.global_batch_size,
+            config.seed,
+            start_step=step,
+            end_step=total_steps if offset == 0 else step + steps,
+        )
+        if map_fn is not None:
+            dataset = dataset.map(map_fn)
+        fitted = model.fit(
+            dataset,
+            epochs=last_epoch,
+            initial_epoch=epoch,
+            steps_per_epoch=steps,
+            callbacks=[guard, *callbacks],
+            shuffle=False,
+            verbose=verbose,
+        )
+        for key, values in fitted.history.items():
+            history.setdefault(key, []).extend(values)
+        step = guard.global_step
+    if guard.failure is not None:
+        good = state.restore_latest()
+        raise NonFiniteLossError(
+            f"Training stopped {guard.failure}; the model was restored "
+            f"to the last good checkpoint (step {good}) in "
+            f"{state.directory}; run again with a lower --learning-rate "
+            f"(now {config.learning_rate:g}) to resume from there."
+        )
+    if state.latest_step() != step:
+        state.save(step)
+    return step, history
 
 
 def _rank1_step_outputs(model) -> None:
@@ -370,6 +418,358 @@ def save_reconstructions(model, images, path: str) -> str:
     return path
 
 
+# --------------------------------------------------------------- the prior
+def _load_vqvae(model_dir: str):
+    """The trained `VQVAE` of `model_dir` and its `TrainConfig`."""
+    import keras
+
+    import tf_vqvae  # noqa: F401  (registers the classes for loading)
+
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds no trained VQ-VAE "
+            f"({MODEL_FILE}); run `vqvae train --model-dir {model_dir}` "
+            "first. "
+            f"Received: model_dir={model_dir!r}"
+        )
+    config = load_config(os.path.join(model_dir, CONFIG_FILE))
+    return keras.saving.load_model(path), config
+
+
+def _load_prior(model_dir: str):
+    import keras
+
+    import tf_vqvae  # noqa: F401  (registers the classes for loading)
+
+    path = os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds no trained prior "
+            f"({PRIOR_DIR}/{PRIOR_FILE}); run `vqvae train-prior --model-dir "
+            f"{model_dir}` first. Received: model_dir={model_dir!r}"
+        )
+    return keras.saving.load_model(path, compile=False)
+
+
+def encode_images(model, images, batch_size: int = 256):
+    """The codes of every image, as `tf_vqvae.data.Images` of int32 grids
+    `(h', w')` in the images' order (for `training_pipeline`)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_vqvae.data import Images, evaluation_batches
+
+    encode = tf.function(model.encode, reduce_retracing=True)
+    codes = np.concatenate(
+        [
+            encode(batch).numpy()
+            for batch in evaluation_batches(images, batch_size)
+        ]
+    ).astype("int32")
+    return Images(
+        dataset=tf.data.Dataset.from_tensor_slices(codes),
+        num_examples=len(codes),
+        image_shape=tuple(int(d) for d in codes.shape[1:]),
+        name=f"codes of {images.name}",
+        split=images.split,
+    )
+
+
+def train_prior(
+    config: PriorConfig, model_dir: str, verbose: int | str = 1
+) -> TrainResult:
+    """Trains (or resumes) a `PixelCNNPrior` on the codes of `model_dir`'s
+    VQ-VAE over its training split, writing into `model_dir/prior`.
+
+    Same order, checkpoints, resume and guards as `train`.
+
+    Returns:
+        A `TrainResult` whose `model` is the prior.
+    """
+    import keras
+
+    from tf_vqvae import PixelCNNPrior
+    from tf_vqvae.data import DatasetError, load_images
+    from tf_vqvae.training.callbacks import PriorSamples, prior_sample_fn
+    from tf_vqvae.training.checkpointing import TrainingState, checkpoint_dir
+
+    vqvae, train_config = _load_vqvae(model_dir)
+    prior_dir = os.path.join(model_dir, PRIOR_DIR)
+    saved_path = os.path.join(prior_dir, CONFIG_FILE)
+    if os.path.exists(saved_path):
+        saved = load_config(saved_path, PriorConfig)
+        different = config.incompatible_fields(saved)
+        if different:
+            name = different[0]
+            raise UsageError(
+                f"`model_dir` {model_dir!r} holds a prior with {name}="
+                f"{getattr(saved, name)!r}; resume it with the same options "
+                f"(--config {saved_path}) or delete {prior_dir}. "
+                f"Received: {name}={getattr(config, name)!r}"
+            )
+    images = load_images(train_config.dataset, "train", train_config.data_dir)
+    codes = encode_images(vqvae, images)
+    data_steps = codes.steps_per_epoch(config.global_batch_size)
+    if data_steps < 1:
+        raise DatasetError(
+            f"`global_batch_size` must be at most the number of training "
+            f"images ({codes.num_examples}). "
+            f"Received: global_batch_size={config.global_batch_size}"
+        )
+    steps_per_epoch = config.steps_per_epoch or data_steps
+
+    created = not os.path.exists(prior_dir)
+    os.makedirs(prior_dir, exist_ok=True)
+    try:
+        save_config(config, prior_dir)
+        keras.utils.set_random_seed(config.seed)
+        prior = PixelCNNPrior(
+            num_embeddings=vqvae.num_embeddings,
+            grid_shape=codes.image_shape,
+            **config.prior_kwargs(),
+        )
+        prior.build((None, *codes.image_shape))
+        prior.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        prior.optimizer.build(prior.trainable_variables)
+        state = TrainingState(prior, prior.optimizer, checkpoint_dir(prior_dir))
+        start_step = state.restore_latest()
+        if start_step is None:
+            start_step = 0
+            state.save(0)
+        prior.optimizer.learning_rate.assign(config.learning_rate)
+    except BaseException:
+        if created:
+            shutil.rmtree(prior_dir, ignore_errors=True)
+        raise
+
+    logs = os.path.join(prior_dir, LOGS_DIR)
+    callbacks = [
+        keras.callbacks.TensorBoard(logs, write_graph=False),
+        PriorSamples(logs, prior_sample_fn(prior), vqvae),
+    ]
+    step, history = fit_resumable(
+        prior,
+        state,
+        codes,
+        start_step=start_step,
+        config=config,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        name=prior_dir,
+    )
+    artifacts = {
+        "prior_config": saved_path,
+        "prior_checkpoints": state.directory,
+        "prior_tensorboard": logs,
+        "prior": save_model(prior, os.path.join(prior_dir, PRIOR_FILE)),
+    }
+    return TrainResult(
+        model=prior, step=step, history=history, artifacts=artifacts
+    )
+
+
+def sample(
+    model_dir: str,
+    n: int = 64,
+    seed: int = 0,
+    temperature: float = 1.0,
+    output: str | None = None,
+) -> str:
+    """Decodes `n` samples of the prior into a PNG grid; returns its path.
+
+    The same `seed` gives the same images.
+    """
+    from tf_vqvae.visualize import save_image_grid
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
+    if not temperature > 0:
+        raise UsageError(
+            "`temperature` must be positive. "
+            f"Received: temperature={temperature!r}"
+        )
+    vqvae, _ = _load_vqvae(model_dir)
+    prior = _load_prior(model_dir)
+    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
+    images = vqvae.decode(codes).numpy()
+    output = output or os.path.join(model_dir, SAMPLES_FILE)
+    save_image_grid(output, images, ncols=min(8, n))
+    return output
+
+
+def evaluate(
+    model_dir: str,
+    dataset: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+) -> dict:
+    """Reconstruction and codebook metrics (and the prior's bits per code,
+    if there is a prior) on one split; written to `model_dir/evaluation.json`.
+
+    Metrics: `reconstruction_mse` (per pixel, [0, 1] scale), `psnr_db`,
+    `perplexity` (exp of the entropy of the pooled code counts),
+    `codebook_usage` (fraction of codes used), `dead_codes`, and
+    `prior_bits_per_code` (the prior's negative log-likelihood in bits).
+    """
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_vqvae.data import evaluation_batches, load_images
+    from tf_vqvae.vqvae import to_unit_range
+
+    vqvae, train_config = _load_vqvae(model_dir)
+    dataset = dataset or train_config.dataset
+    images = load_images(dataset, split, train_config.data_dir)
+    expected = (vqvae.image_channels,)
+    if images.image_shape[-1:] != expected:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise UsageError(
+            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
+            f"images but the model in {model_dir!r} was trained on "
+            f"{vqvae.image_channels}-channel "
+            f"({kind.get(vqvae.image_channels, 'other')}) images; evaluate "
+            "it on a dataset like the one it was trained on. "
+            f"Received: image_shape={images.image_shape}"
+        )
+    prior_path = os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)
+    prior = _load_prior(model_dir) if os.path.isfile(prior_path) else None
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        x = to_unit_range(batch)
+        codes = vqvae.encode(x)
+        squared = tf.reduce_sum(tf.square(vqvae.decode(codes) - x))
+        counts = tf.math.bincount(
+            tf.reshape(codes, [-1]),
+            minlength=vqvae.num_embeddings,
+            maxlength=vqvae.num_embeddings,
+            dtype=tf.float64,
+        )
+        nats = tf.constant(0.0, tf.float64)
+        if prior is not None:
+            nats = tf.reduce_sum(
+                tf.cast(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(
+                        labels=codes, logits=prior(codes)
+                    ),
+                    tf.float64,
+                )
+            )
+        return tf.cast(squared, tf.float64), counts, nats
+
+    squared, nats = 0.0, 0.0
+    counts = np.zeros(vqvae.num_embeddings)
+    for batch in evaluation_batches(images, batch_size):
+        batch_squared, batch_counts, batch_nats = step(batch)
+        squared += float(batch_squared)
+        counts += batch_counts.numpy()
+        nats += float(batch_nats)
+    pixels = images.num_examples * math.prod(images.image_shape)
+    mse = squared / pixels
+    probabilities = counts / counts.sum()
+    used = probabilities > 0
+    entropy = -float(np.sum(probabilities[used] * np.log(probabilities[used])))
+    metrics = {
+        "dataset": dataset,
+        "split": images.split,
+        "num_examples": images.num_examples,
+        "reconstruction_mse": mse,
+        "psnr_db": 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf,
+        "perplexity": math.exp(entropy),
+        "codebook_usage": float(used.mean()),
+        "dead_codes": int((~used).sum()),
+    }
+    if prior is not None:
+        metrics["prior_bits_per_code"] = nats / counts.sum() / math.log(2.0)
+    write_atomic(
+        os.path.join(model_dir, EVALUATION_FILE),
+        json.dumps(metrics, indent=2) + "\n",
+    )
+    return metrics
+
+
+# -------------------------------------------------------------------- demo
+DEMO_TRAIN = TrainConfig(
+    dataset="photos",
+    global_batch_size=32,
+    epochs=4,
+    learning_rate=1e-3,
+    num_embeddings=128,
+    embedding_dim=16,
+    num_hiddens=32,
+    num_residual_hiddens=16,
+    num_residual_blocks=1,
+    data_init="kmeans++",
+    dead_code_restart_steps=20,
+    checkpoint_steps=200,
+)
+DEMO_PRIOR = PriorConfig(
+    global_batch_size=32,
+    epochs=4,
+    learning_rate=1e-3,
+    num_hiddens=32,
+    num_layers=4,
+    checkpoint_steps=200,
+)
+
+
+def demo(
+    model_dir: str = "runs/demo",
+    epochs: int | None = None,
+    prior_epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    verbose: int | str = 1,
+) -> dict:
+    """The whole pipeline on the offline photos: train, train-prior,
+    sample, evaluate, export. Returns name -> path of every artifact (and
+    the metrics under `"metrics"`). Running it again resumes or reuses."""
+    train_config = dataclasses.replace(
+        DEMO_TRAIN,
+        epochs=epochs or DEMO_TRAIN.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    prior_config = dataclasses.replace(
+        DEMO_PRIOR,
+        epochs=prior_epochs or DEMO_PRIOR.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    timings = {}
+    started = time.time()
+    print(f"vqvae demo: 1/5 train the VQ-VAE in {model_dir}", flush=True)
+    artifacts = dict(train(train_config, model_dir, verbose=verbose).artifacts)
+    timings["train"] = time.time() - started
+    print("vqvae demo: 2/5 train the prior on the codes", flush=True)
+    result = train_prior(prior_config, model_dir, verbose=verbose)
+    artifacts.update(result.artifacts)
+    timings["train_prior"] = time.time() - started - sum(timings.values())
+    print("vqvae demo: 3/5 sample", flush=True)
+    artifacts["samples"] = sample(model_dir, n=64, seed=0)
+    print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
+    metrics = evaluate(model_dir)
+    artifacts["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
+    print("vqvae demo: 5/5 export a SavedModel", flush=True)
+    artifacts["saved_model"] = _export_saved_model(model_dir, result.model)
+    timings["total"] = time.time() - started
+    return {"artifacts": artifacts, "metrics": metrics, "timings": timings}
+
+
+def _export_saved_model(model_dir: str, prior) -> str:
+    import keras
+
+    from tf_vqvae.export.saved_model import export_saved_model
+
+    vqvae = keras.saving.load_model(os.path.join(model_dir, MODEL_FILE))
+    root = os.path.join(model_dir, "export")
+    path = export_saved_model(
+        vqvae, root, "vqvae", version=1, prior=prior, overwrite=True
+    )
+    return os.fspath(path)
+
+
 # ----------------------------------------------------------------- parsing
 def _optional(annotation: str) -> tuple[type, bool]:
     """The scalar type of a config field and whether it is a tuple."""
@@ -380,8 +780,10 @@ def _optional(annotation: str) -> tuple[type, bool]:
     return names[base], False
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per `TrainConfig` field, documented by the field's help.
+def add_config_flags(
+    parser: argparse.ArgumentParser, config_class: type = TrainConfig
+) -> None:
+    """One flag per field of `config_class`, documented by the field's help.
 
     Defaults are `None` so that only the flags given override the base config
     (`--config`, the model dir's saved config, or the defaults).
@@ -391,7 +793,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "strategy": ("default", "mirrored", "multi-worker"),
         "data_init": ("random", "kmeans++"),
     }
-    for field in dataclasses.fields(TrainConfig):
+    for field in dataclasses.fields(config_class):
         flag = "--" + field.name.replace("_", "-")
         kind, is_tuple = _optional(str(field.type))
         default = field.default
@@ -425,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     train_parser = commands.add_parser(
         "train",
         help="Train a VQ-VAE (resumes if --model-dir holds a run).",
@@ -441,21 +844,121 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="A config.json of an earlier run; flags given override it.",
     )
-    add_config_flags(train_parser)
+    add_config_flags(train_parser, TrainConfig)
+
+    prior_parser = commands.add_parser(
+        "train-prior",
+        help="Train a PixelCNN prior on the codes of a trained VQ-VAE.",
+        description=(
+            "Train a gated PixelCNN prior on the codes of --model-dir's "
+            "VQ-VAE over its training split; writes --model-dir/prior. "
+            "Running it again resumes."
+        ),
+    )
+    prior_parser.add_argument(
+        "--model-dir", required=True, help="Directory of a `vqvae train` run."
+    )
+    prior_parser.add_argument(
+        "--config",
+        default=None,
+        help="A prior/config.json of an earlier run; flags override it.",
+    )
+    add_config_flags(prior_parser, PriorConfig)
+
+    sample_parser = commands.add_parser(
+        "sample",
+        help="Decode samples of the prior into a PNG grid.",
+        description="Sample codes from the prior and decode them to images.",
+    )
+    sample_parser.add_argument("--model-dir", required=True)
+    sample_parser.add_argument(
+        "--n", type=int, default=64, help="Number of samples (default: 64)."
+    )
+    sample_parser.add_argument(
+        "--seed", type=int, default=0, help="Sampling seed (default: 0)."
+    )
+    sample_parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="Divides the prior's logits (default: 1.0).",
+    )
+    sample_parser.add_argument(
+        "--output",
+        default=None,
+        help=f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}).",
+    )
+
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        help="Reconstruction, codebook and prior metrics on a split.",
+        description=(
+            "Evaluate --model-dir's VQ-VAE (and prior, if trained) on a "
+            f"split; prints the metrics and writes MODEL_DIR/{EVALUATION_FILE}."
+        ),
+    )
+    evaluate_parser.add_argument("--model-dir", required=True)
+    evaluate_parser.add_argument(
+        "--dataset",
+        default=None,
+        help="Dataset to evaluate on (default: the training dataset).",
+    )
+    evaluate_parser.add_argument(
+        "--split", default="test", help="Split (default: test)."
+    )
+    evaluate_parser.add_argument(
+        "--batch-size", type=int, default=256, help="Batch size (default: 256)."
+    )
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="The whole pipeline on the offline photos, in a few minutes.",
+        description=(
+            "Train a VQ-VAE on 32x32 tiles of scikit-image's photos, train "
+            "its prior, sample, evaluate and export a SavedModel; prints "
+            "where each artifact is. Running it again resumes."
+        ),
+    )
+    demo_parser.add_argument(
+        "--model-dir", default="runs/demo", help="Default: runs/demo."
+    )
+    demo_parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"VQ-VAE epochs (default: {DEMO_TRAIN.epochs}).",
+    )
+    demo_parser.add_argument(
+        "--prior-epochs",
+        type=int,
+        default=None,
+        help=f"Prior epochs (default: {DEMO_PRIOR.epochs}).",
+    )
+    demo_parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="Steps per epoch (default: one pass over the photos).",
+    )
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The config: `--config`, else the model dir's saved one, else the
-    defaults; then every flag that was given."""
+def config_from_args(
+    args: argparse.Namespace, config_class: type = TrainConfig
+):
+    """The config: `--config`, else the saved one of the run being resumed,
+    else the defaults; then every flag that was given."""
+    saved = os.path.join(args.model_dir, CONFIG_FILE)
+    if config_class is PriorConfig:
+        saved = os.path.join(args.model_dir, PRIOR_DIR, CONFIG_FILE)
     if args.config is not None:
-        base = load_config(args.config)
-    elif os.path.exists(os.path.join(args.model_dir, CONFIG_FILE)):
-        base = load_config(os.path.join(args.model_dir, CONFIG_FILE))
+        base = load_config(args.config, config_class)
+    elif os.path.exists(saved):
+        base = load_config(saved, config_class)
     else:
-        base = TrainConfig()
+        base = config_class()
     overrides = {}
-    for field in dataclasses.fields(TrainConfig):
+    for field in dataclasses.fields(config_class):
         value = getattr(args, field.name)
         if value is not None:
             overrides[field.name] = (
@@ -474,6 +977,69 @@ def _run_train(args: argparse.Namespace) -> int:
     )
     _print_artifacts(result.artifacts)
     return 0
+
+
+def _run_train_prior(args: argparse.Namespace) -> int:
+    config = config_from_args(args, PriorConfig)
+    started = time.time()
+    result = train_prior(config, args.model_dir)
+    print(
+        f"vqvae: trained the prior {result.step} steps in "
+        f"{time.time() - started:.0f} s.",
+        flush=True,
+    )
+    _print_artifacts(result.artifacts)
+    return 0
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    path = sample(
+        args.model_dir,
+        n=args.n,
+        seed=args.seed,
+        temperature=args.temperature,
+        output=args.output,
+    )
+    print(f"vqvae: {args.n} samples in {path}", flush=True)
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    metrics = evaluate(
+        args.model_dir, args.dataset, args.split, args.batch_size
+    )
+    _print_metrics(metrics)
+    print(
+        f"vqvae: metrics in {os.path.join(args.model_dir, EVALUATION_FILE)}",
+        flush=True,
+    )
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    result = demo(
+        args.model_dir,
+        epochs=args.epochs,
+        prior_epochs=args.prior_epochs,
+        steps_per_epoch=args.steps_per_epoch,
+    )
+    timings = result["timings"]
+    print(
+        f"vqvae demo: done in {timings['total']:.0f} s (VQ-VAE "
+        f"{timings['train']:.0f} s, prior {timings['train_prior']:.0f} s).",
+        flush=True,
+    )
+    _print_metrics(result["metrics"])
+    print("vqvae demo: artifacts", flush=True)
+    _print_artifacts(result["artifacts"])
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"  {name:<{width}}  {shown}", flush=True)
 
 
 def _print_artifacts(artifacts: dict) -> None:
@@ -495,7 +1061,13 @@ def main(argv: list[str] | None = None) -> int:
         NonFiniteLossError,
     )
 
-    runners = {"train": _run_train}
+    runners = {
+        "train": _run_train,
+        "train-prior": _run_train_prior,
+        "sample": _run_sample,
+        "evaluate": _run_evaluate,
+        "demo": _run_demo,
+    }
     try:
         return runners[args.command](args)
     except (UsageError, ConfigError, DatasetError, CheckpointError) as error:

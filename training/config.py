@@ -32,8 +32,39 @@ def _field(default, help: str, **metadata):
     )
 
 
+class _Config:
+    """JSON round trip and resume checks shared by the configs."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config"):
+        """A config from a dict; unknown keys are an error."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(
+                f"`{source}` has unknown options {unknown}; the options are "
+                f"{sorted(names)}. Received: {unknown[0]}="
+                f"{values[unknown[0]]!r}"
+            )
+        if values.get("devices") is not None:
+            values = dict(values, devices=tuple(values["devices"]))
+        return cls(**values)
+
+    def incompatible_fields(self, other) -> list[str]:
+        """Fields that must match to resume `other`'s run with this config."""
+        return [
+            field.name
+            for field in dataclasses.fields(self)
+            if not field.metadata.get("resumable")
+            and getattr(self, field.name) != getattr(other, field.name)
+        ]
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Config):
     """Options of `vqvae train` (a VQ-VAE and how it is trained)."""
 
     dataset: str = _field(
@@ -132,17 +163,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         for name in ("learning_rate", "commitment_cost"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not value >= 0
-                or value == float("inf")
-            ):
-                raise ConfigError(
-                    f"`{name}` must be a non-negative number. "
-                    f"Received: {name}={value!r}"
-                )
+            _check_rate(name, getattr(self, name))
         _check_choice("quantizer", self.quantizer, QUANTIZERS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         if self.data_init is not None:
@@ -170,36 +191,69 @@ class TrainConfig:
             seed=self.seed,
         )
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
-        """A config from a dict; unknown keys are an error."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
+@dataclasses.dataclass(frozen=True)
+class PriorConfig(_Config):
+    """Options of `vqvae train-prior` (a PixelCNN prior over the codes)."""
+
+    global_batch_size: int = _field(32, "Code grids per step.")
+    epochs: int = _field(
+        10,
+        "Epochs to train in total (raise it to train a run longer).",
+        resumable=True,
+    )
+    steps_per_epoch: int | None = _field(
+        None, "Steps per epoch (default: one pass over the training codes)."
+    )
+    learning_rate: float = _field(3e-4, "Adam learning rate.", resumable=True)
+    num_hiddens: int = _field(64, "Channels of the gated PixelCNN stacks.")
+    num_layers: int = _field(8, "Gated PixelCNN blocks.")
+    kernel_size: int = _field(3, "Odd size of the masked convolutions.")
+    seed: int = _field(0, "Seeds the weights and the order of the codes.")
+    checkpoint_steps: int = _field(
+        100,
+        "Write a checkpoint every this many steps (and after each epoch).",
+        resumable=True,
+    )
+
+    def __post_init__(self):
+        for name in (
+            "global_batch_size",
+            "epochs",
+            "num_hiddens",
+            "num_layers",
+            "checkpoint_steps",
+        ):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        if self.steps_per_epoch is not None:
+            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+        if (
+            isinstance(self.kernel_size, bool)
+            or not isinstance(self.kernel_size, int)
+            or self.kernel_size < 3
+            or self.kernel_size % 2 == 0
+        ):
             raise ConfigError(
-                f"`{source}` has unknown options {unknown}; the options are "
-                f"{sorted(names)}. Received: {unknown[0]}="
-                f"{values[unknown[0]]!r}"
+                "`kernel_size` must be an odd integer >= 3. "
+                f"Received: kernel_size={self.kernel_size!r}"
             )
-        if values.get("devices") is not None:
-            values = dict(values, devices=tuple(values["devices"]))
-        return cls(**values)
+        _check_rate("learning_rate", self.learning_rate)
 
-    def incompatible_fields(self, other: TrainConfig) -> list[str]:
-        """Fields that must match to resume `other`'s run with this config."""
-        return [
-            field.name
-            for field in dataclasses.fields(self)
-            if not field.metadata.get("resumable")
-            and getattr(self, field.name) != getattr(other, field.name)
-        ]
+    def prior_kwargs(self) -> dict:
+        """Constructor arguments of `tf_vqvae.PixelCNNPrior` (besides K and
+        the grid shape, which come from the VQ-VAE)."""
+        return dict(
+            num_hiddens=self.num_hiddens,
+            num_layers=self.num_layers,
+            kernel_size=self.kernel_size,
+        )
 
 
-def load_config(path: str) -> TrainConfig:
-    """Reads a `config.json` written by `save_config`."""
+def load_config(path: str, config_class: type | None = None):
+    """Reads a `config.json` written by `save_config` (a `TrainConfig`
+    unless `config_class` says otherwise)."""
+    config_class = config_class or TrainConfig
     try:
         with open(path) as file:
             values = json.load(file)
@@ -217,10 +271,10 @@ def load_config(path: str) -> TrainConfig:
         raise ConfigError(
             f"`config` must hold a JSON object. Received: config={path!r}"
         )
-    return TrainConfig.from_dict(values, source=path)
+    return config_class.from_dict(values, source=path)
 
 
-def save_config(config: TrainConfig, model_dir: str) -> str:
+def save_config(config: _Config, model_dir: str) -> str:
     """Writes `model_dir/config.json` atomically (temp file + rename)."""
     path = os.path.join(model_dir, CONFIG_FILE)
     write_atomic(path, config.to_json())
@@ -249,6 +303,19 @@ def _check_int(name: str, value, minimum: int) -> None:
         what = "a positive" if minimum == 1 else "a non-negative"
         raise ConfigError(
             f"`{name}` must be {what} integer. Received: {name}={value!r}"
+        )
+
+
+def _check_rate(name: str, value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0
+        or value == float("inf")
+    ):
+        raise ConfigError(
+            f"`{name}` must be a non-negative number. "
+            f"Received: {name}={value!r}"
         )
 
 
