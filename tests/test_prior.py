@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPLICA_DEVICES
-from testing import run_layer_test
 
+from tests.conftest import mirrored_strategy
+from tests.testing import run_layer_test
 from tf_vqvae.prior import (
     GatedPixelCNNBlock,
     MaskedConv2D,
@@ -270,9 +270,8 @@ def test_fit_reports_bits_per_code():
     assert history["bits_per_code"][-1] < history["bits_per_code"][0]
 
 
-def _train_step_weights(devices):
+def _train_step_weights(strategy):
     keras.utils.set_random_seed(0)
-    strategy = tf.distribute.MirroredStrategy(devices)
     with strategy.scope():
         prior = PixelCNNPrior(7, (3, 3), num_hiddens=4, num_layers=2)
         prior.compile(optimizer=keras.optimizers.SGD(0.5))
@@ -281,14 +280,15 @@ def _train_step_weights(devices):
         tf.data.Dataset.from_tensor_slices(codes).batch(8),
         epochs=1,
         verbose=0,
-        shuffle=False,
     )
     return [w.numpy() for w in prior.weights]
 
 
 def test_one_and_two_replicas_train_alike():
-    one = _train_step_weights(REPLICA_DEVICES[:1])
-    two = _train_step_weights(REPLICA_DEVICES)
+    # The loss is a keras.losses.Loss, so Keras scales it per replica: one
+    # SGD step on 2 replicas equals one step on 1 device.
+    one = _train_step_weights(tf.distribute.get_strategy())
+    two = _train_step_weights(mirrored_strategy())
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -1,5 +1,6 @@
 """tf-vqvae: VQ-VAE for TensorFlow/Keras."""
 
+from tf_vqvae.evaluation import bits_per_dim
 from tf_vqvae.metrics import CodebookUsage
 from tf_vqvae.networks import Decoder, Encoder, ResidualStack
 from tf_vqvae.prior import GatedPixelCNNBlock, MaskedConv2D, PixelCNNPrior
@@ -19,4 +20,5 @@ __all__ = [
     "VectorQuantizer",
     "VectorQuantizerEMA",
     "__version__",
+    "bits_per_dim",
 ]

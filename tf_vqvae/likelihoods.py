@@ -183,3 +183,13 @@ def logistic_mixture_mean(logits, locs) -> tf.Tensor:
     """
     weights = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
     return tf.clip_by_value(tf.reduce_sum(weights * locs, axis=-1), 0.0, 1.0)
+
+
+def logistic_pixel_log_prob(images, outputs, channels: int) -> tf.Tensor:
+    """Log P(images) per subpixel under the discretized logistic whose
+    parameters are a decoder's `outputs` (`split_logistic_params` layout,
+    one component): float32 `(..., channels)`, nats."""
+    logits, locs, log_scales = split_logistic_params(outputs, channels)
+    return discretized_logistic_mixture_log_prob(
+        images, logits, locs, log_scales
+    )

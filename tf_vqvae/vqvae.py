@@ -5,10 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_vqvae import likelihoods
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
 
 _QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+# Decoder outputs per image channel for each reconstruction likelihood.
+_LIKELIHOODS = {"mse": 1, "discretized_logistic": 2}
 
 
 def to_unit_range(images) -> tf.Tensor:
@@ -41,7 +44,8 @@ class VQVAE(keras.Model):
     sees them shifted to [-0.5, 0.5] as in the paper, and reconstructions come
     back in [0, 1] (float32, not clipped). The loss is
 
-        mean((x_hat - x)^2) + vq_loss
+        mean((x_hat - x)^2) + vq_loss                 (likelihood="mse")
+        -mean(log p(x | z_q)) + vq_loss  (likelihood="discretized_logistic")
 
     where `vq_loss` is the quantizer's codebook and commitment loss (`"vq"`)
     or commitment loss only (`"ema"`, appendix A.1). All losses go through
@@ -71,6 +75,13 @@ class VQVAE(keras.Model):
         check_finite: if `True`, non-finite input pixels raise
             `InvalidArgumentError` (off by default: it costs a pass over the
             input).
+        likelihood: `"mse"` (default, the paper's training loss) or
+            `"discretized_logistic"`: the decoder outputs a location and a
+            log scale per channel and the reconstruction term is the
+            negative log-likelihood of the 8-bit pixels in nats per
+            subpixel (`tf_vqvae.likelihoods`; PixelCNN++). `model(x)` and
+            `decode` then return the location clipped to [0, 1]. Needed for
+            honest bits/dim (`tf_vqvae.bits_per_dim`).
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -112,9 +123,16 @@ class VQVAE(keras.Model):
         spatial_dims: int = 2,
         seed: int = 0,
         check_finite: bool = False,
+        likelihood: str = "mse",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if likelihood not in _LIKELIHOODS:
+            raise ValueError(
+                "`likelihood` must be 'mse' or 'discretized_logistic'. "
+                f"Received: likelihood={likelihood!r} "
+                f"(of type {type(likelihood).__name__})."
+            )
         if quantizer not in _QUANTIZERS:
             raise ValueError(
                 "`quantizer` must be 'ema' or 'vq'. "
@@ -136,6 +154,7 @@ class VQVAE(keras.Model):
         self.spatial_dims = spatial_dims
         self.seed = seed
         self.check_finite = bool(check_finite)
+        self.likelihood = likelihood
 
         network = dict(
             num_hiddens=num_hiddens,
@@ -177,7 +196,9 @@ class VQVAE(keras.Model):
             )
         self.image_channels = int(input_shape[-1])
         self.decoder = Decoder(
-            self.image_channels, name="decoder", **self._network_kwargs
+            self.image_channels * _LIKELIHOODS[self.likelihood],
+            name="decoder",
+            **self._network_kwargs,
         )
         self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
@@ -209,13 +230,30 @@ class VQVAE(keras.Model):
         return images, self.encoder(images - 0.5, training=training)
 
     def _decode_vectors(self, z_q) -> tf.Tensor:
-        return tf.cast(self.decoder(z_q), "float32") + 0.5
+        return self._mean_image(tf.cast(self.decoder(z_q), "float32"))
+
+    def _mean_image(self, outputs: tf.Tensor) -> tf.Tensor:
+        if self.likelihood == "mse":
+            return outputs + 0.5
+        logits, locs, _ = likelihoods.split_logistic_params(
+            outputs, self.image_channels
+        )
+        return likelihoods.logistic_mixture_mean(logits, locs)
 
     def call(self, inputs, training=None):
         images, z_e = self._encode_vectors(inputs, training=training)
         z_q = self.quantizer(z_e, training=training)
-        reconstructions = self._decode_vectors(z_q)
-        self.add_loss(tf.reduce_mean(tf.square(reconstructions - images)))
+        outputs = tf.cast(self.decoder(z_q), "float32")
+        reconstructions = self._mean_image(outputs)
+        if self.likelihood == "mse":
+            loss = tf.reduce_mean(tf.square(reconstructions - images))
+        else:
+            loss = -tf.reduce_mean(
+                likelihoods.logistic_pixel_log_prob(
+                    images, outputs, self.image_channels
+                )
+            )
+        self.add_loss(loss)
         return reconstructions
 
     def encode(self, images) -> tf.Tensor:
@@ -308,5 +346,6 @@ class VQVAE(keras.Model):
             spatial_dims=self.spatial_dims,
             seed=self.seed,
             check_finite=self.check_finite,
+            likelihood=self.likelihood,
         )
         return config

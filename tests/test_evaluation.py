@@ -1,0 +1,302 @@
+"""bits/dim against numpy, codes datasets, evaluate_model, and the VQ-VAE's
+discretized logistic decoder."""
+
+import importlib.util
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import special
+
+import tf_vqvae
+from tf_vqvae import VQVAE, PixelCNNPrior, bits_per_dim
+from tf_vqvae.evaluation import (
+    codes_dataset,
+    evaluate_model,
+    fit_gaussian_scale,
+    format_evaluation,
+)
+
+TINY_VQVAE = dict(
+    num_embeddings=6,
+    embedding_dim=4,
+    num_hiddens=8,
+    num_residual_blocks=1,
+    num_residual_hiddens=4,
+    num_downsamples=1,
+)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _images(count=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(count, 8, 8, 3)).astype("uint8")
+
+
+def _vqvae(likelihood):
+    model = VQVAE(**TINY_VQVAE, likelihood=likelihood)
+    model(_images())
+    return model
+
+
+def _prior(num_classes=None):
+    return PixelCNNPrior(
+        6, (4, 4), num_hiddens=8, num_layers=2, num_classes=num_classes
+    )
+
+
+# ------------------------------------------------------- numpy reference
+def _numpy_bin_log_prob(values, cdf):
+    """log P(v) for ints `values` in [0, 255] (edge bins to +-inf)."""
+    x = values / 255.0
+    upper = np.where(values == 255, np.inf, x + 0.5 / 255)
+    lower = np.where(values == 0, -np.inf, x - 0.5 / 255)
+    return np.log(cdf(upper) - cdf(lower))
+
+
+def _numpy_log_px(model, images, codes):
+    values = images.astype("int64")
+    if model.likelihood == "discretized_logistic":
+        outputs = model.decoder(model.quantizer.lookup(codes)).numpy()
+        loc = outputs[..., :3].astype("float64") + 0.5
+        scale = np.exp(np.maximum(outputs[..., 3:].astype("float64"), -7.0))
+        per_pixel = _numpy_bin_log_prob(
+            values, lambda t: special.expit((t - loc) / scale)
+        )
+    else:
+        mean = model.decode(codes).numpy().astype("float64")
+        sigma = np.sqrt(np.mean((mean - values / 255.0) ** 2))
+        per_pixel = _numpy_bin_log_prob(
+            values, lambda t: special.ndtr((t - mean) / sigma)
+        )
+    return per_pixel.sum(axis=(1, 2, 3))
+
+
+def _numpy_log_pz(prior, codes):
+    logits = prior(codes).numpy().astype("float64")
+    log_softmax = logits - special.logsumexp(logits, axis=-1, keepdims=True)
+    picked = np.take_along_axis(log_softmax, codes[..., None], -1)[..., 0]
+    return picked.sum(axis=(1, 2))
+
+
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "mse"])
+@pytest.mark.parametrize(
+    "with_prior", [False, True], ids=["uniform", "pixelcnn"]
+)
+def test_bits_per_dim_matches_numpy(likelihood, with_prior):
+    model = _vqvae(likelihood)
+    prior = _prior() if with_prior else None
+    images = _images()
+    codes = model.encode(images).numpy()
+    log_px = _numpy_log_px(model, images, codes)
+    if prior is None:
+        log_pz = np.full(2, -16 * math.log(6))
+    else:
+        log_pz = _numpy_log_pz(prior, codes)
+    expected = np.mean(-(log_px + log_pz) / (8 * 8 * 3 * math.log(2)))
+    actual = bits_per_dim(model, prior, images)
+    assert isinstance(actual, float)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5)
+
+
+def test_bits_per_dim_accepts_float_images():
+    model = _vqvae("discretized_logistic")
+    images = _images()
+    np.testing.assert_allclose(
+        bits_per_dim(model, None, images / 255.0),
+        bits_per_dim(model, None, images),
+        rtol=1e-6,
+    )
+
+
+def test_bits_per_dim_with_labels():
+    model = _vqvae("discretized_logistic")
+    prior = _prior(num_classes=2)
+    images = _images()
+    labels = np.array([0, 1], "int32")
+    codes = model.encode(images).numpy()
+    logits = prior({"codes": codes, "labels": labels}).numpy()
+    log_softmax = logits - special.logsumexp(logits, axis=-1, keepdims=True)
+    log_pz = np.take_along_axis(log_softmax, codes[..., None], -1).sum(
+        axis=(1, 2, 3)
+    )
+    log_px = _numpy_log_px(model, images, codes)
+    expected = np.mean(-(log_px + log_pz) / (192 * math.log(2)))
+    np.testing.assert_allclose(
+        bits_per_dim(model, prior, images, labels=labels), expected, rtol=1e-5
+    )
+
+
+def test_bits_per_dim_rejects_a_mismatched_prior():
+    model = _vqvae("discretized_logistic")
+    prior = PixelCNNPrior(6, (8, 8), num_hiddens=4, num_layers=1)
+    with pytest.raises(ValueError) as error:
+        bits_per_dim(model, prior, _images())
+    assert str(error.value) == (
+        "`prior` must model the VQ-VAE's codes: num_embeddings=6 and "
+        "grid_shape=(4, 4). Received: prior.num_embeddings=6, "
+        "prior.grid_shape=(8, 8)."
+    )
+
+
+# ---------------------------------------------------- codes and evaluate
+def test_codes_dataset_is_cached_to_disk(tmp_path):
+    model = _vqvae("mse")
+    images = _images(6)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(3)
+    cache = os.path.join(tmp_path, "codes")
+    codes = codes_dataset(model, dataset, cache_path=cache)
+    first = np.concatenate([c.numpy() for c in codes])
+    np.testing.assert_array_equal(first, model.encode(images))
+    assert any(name.startswith("codes") for name in os.listdir(tmp_path))
+    # A second pass (and a new dataset on the same cache) reads the file:
+    # changing the model no longer changes the codes.
+    model.quantizer.embeddings.assign(model.quantizer.embeddings * -1.0)
+    again = codes_dataset(model, dataset, cache_path=cache)
+    np.testing.assert_array_equal(
+        np.concatenate([c.numpy() for c in again]), first
+    )
+
+
+def test_codes_dataset_with_labels_trains_a_prior():
+    model = _vqvae("mse")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (_images(4), np.array([0, 1, 0, 1]))
+    ).batch(2)
+    codes = codes_dataset(model, dataset)
+    element = next(iter(codes))
+    assert set(element) == {"codes", "labels"}
+    assert element["codes"].shape == (2, 4, 4)
+    prior = _prior(num_classes=2)
+    prior.compile(optimizer="adam")
+    history = prior.fit(codes, epochs=1, verbose=0).history
+    assert np.isfinite(history["bits_per_code"][0])
+
+
+def test_codes_dataset_rejects_unbatched_images():
+    model = _vqvae("mse")
+    dataset = tf.data.Dataset.from_tensor_slices(_images(2))
+    with pytest.raises(ValueError) as error:
+        codes_dataset(model, dataset)
+    assert str(error.value) == (
+        "`image_dataset` must yield batches of images (rank 4); batch it "
+        "first. Received: element shape (8, 8, 3)"
+    )
+
+
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "mse"])
+def test_evaluate_model_matches_bits_per_dim(likelihood):
+    model = _vqvae(likelihood)
+    prior = _prior()
+    images = _images(4)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(3)
+    results = evaluate_model(model, dataset, prior=prior)
+    # One batch of all images gives the same numbers (sigma is fitted on
+    # the whole dataset either way).
+    np.testing.assert_allclose(
+        results["bits_per_dim_uniform_prior"],
+        bits_per_dim(model, None, images),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        results["bits_per_dim_pixelcnn_prior"],
+        bits_per_dim(model, prior, images),
+        rtol=1e-5,
+    )
+    reconstructions = np.clip(model(images, training=False).numpy(), 0, 1)
+    mse = np.mean((reconstructions - images / 255.0) ** 2)
+    np.testing.assert_allclose(results["mse"], mse, rtol=1e-5)
+    np.testing.assert_allclose(
+        results["psnr"], 10 * np.log10(1 / mse), rtol=1e-5
+    )
+    counts = np.bincount(model.encode(images).numpy().ravel(), minlength=6)
+    p = counts / counts.sum()
+    p = p[p > 0]
+    np.testing.assert_allclose(
+        results["perplexity"], np.exp(-(p * np.log(p)).sum()), rtol=1e-6
+    )
+    assert results["codebook_usage"] == len(p) / 6
+    assert results["num_images"] == 4
+    if likelihood == "mse":
+        assert results["likelihood"] == "discretized_gaussian"
+        np.testing.assert_allclose(
+            results["gaussian_scale"],
+            fit_gaussian_scale(model, images),
+            rtol=1e-5,
+        )
+    else:
+        assert results["likelihood"] == "discretized_logistic"
+        assert results["gaussian_scale"] is None
+    table = format_evaluation(results)
+    assert table.startswith("| metric | value |\n|---|---|\n")
+    assert "| num_images | 4 |" in table
+
+
+# ------------------------------------------ VQVAE discretized logistic
+def test_discretized_logistic_vqvae_decodes_the_mean_image():
+    model = _vqvae("discretized_logistic")
+    images = _images()
+    reconstructions = model(images, training=False)
+    assert reconstructions.shape == (2, 8, 8, 3)
+    assert model.decoder.output_channels == 6
+    values = reconstructions.numpy()
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    np.testing.assert_array_equal(
+        model.decode(model.encode(images)), reconstructions
+    )
+
+
+def test_discretized_logistic_vqvae_trains_and_round_trips(tmp_path):
+    model = VQVAE(**TINY_VQVAE, likelihood="discretized_logistic")
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    images = _images(8)
+    history = model.fit(images, batch_size=8, epochs=5, verbose=0).history
+    loss = history["reconstruction_loss"]
+    # Nats per subpixel of uniformly random pixels: at least log(256) for a
+    # perfect model of noise is out of reach; training lowers it.
+    assert loss[-1] < loss[0]
+    assert model.get_config()["likelihood"] == "discretized_logistic"
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.likelihood == "discretized_logistic"
+    np.testing.assert_array_equal(
+        restored(images, training=False), model(images, training=False)
+    )
+
+
+def test_invalid_likelihood():
+    with pytest.raises(ValueError) as error:
+        VQVAE(likelihood="l1")
+    assert str(error.value) == (
+        "`likelihood` must be 'mse' or 'discretized_logistic'. "
+        "Received: likelihood='l1' (of type str)."
+    )
+
+
+# ------------------------------------------------------ API and benchmark
+def test_public_names():
+    assert tf_vqvae.bits_per_dim is bits_per_dim
+    assert tf_vqvae.PixelCNNPrior is PixelCNNPrior
+    for name in ("PixelCNNPrior", "bits_per_dim"):
+        assert name in tf_vqvae.__all__
+
+
+def test_sampling_benchmark_smoke(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "bench_sampling", os.path.join(REPO, "benchmarks", "bench_sampling.py")
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = os.path.join(tmp_path, "sampling.md")
+    assert bench.main(["--tiny", "--out", out]) == 0
+    with open(out) as f:
+        table = f.read()
+    assert (
+        "| grid | naive (s) | cached (s) | speed-up (median) | same codes |"
+        in (table)
+    )
+    assert "| 4x4 |" in table and "| yes |" in table

@@ -1,0 +1,308 @@
+"""Likelihood of the whole model in bits/dim, codes datasets for the prior,
+and the numbers `vqvae evaluate` reports.
+
+The VQ-VAE bound (van den Oord et al., 2017, section 4.1):
+
+    log p(x) >= log p(x | z_q(x)) + log p(z_q(x))
+
+    bits/dim = -(log p(x | z_q(x)) + log p(z_q(x))) / (D * ln 2)
+
+with `D` = pixels x channels of one image and `p(z)` either the uniform
+prior over the `N` codes of a grid (`log p(z) = -N log K`) or a trained
+`PixelCNNPrior`. `log p(x | z)` needs a discrete likelihood over the 8-bit
+pixel values:
+
+- `VQVAE(likelihood="discretized_logistic")`: the decoder's own discretized
+  logistic (the likelihood it was trained with).
+- `VQVAE(likelihood="mse")`: MSE training is maximum likelihood under a
+  Gaussian decoder of fixed variance, so the pixels are scored under a
+  discretized Gaussian `N(decode(z), sigma^2)`, with `sigma` given or, by
+  default, fitted by maximum likelihood on the evaluated images
+  (`sqrt(mean squared error)`; one scalar fitted on the test data, so the
+  number is slightly optimistic).
+
+Every result says which of the two was used (`"likelihood"`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tf_vqvae import codebook_ops, likelihoods
+from tf_vqvae.vqvae import to_unit_range
+
+LN2 = math.log(2.0)
+
+
+def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
+    if prior is None:
+        return
+    grid = tuple(codes.shape[1:])
+    if (
+        prior.num_embeddings != vqvae.num_embeddings
+        or tuple(prior.grid_shape) != grid
+    ):
+        raise ValueError(
+            "`prior` must model the VQ-VAE's codes: num_embeddings="
+            f"{vqvae.num_embeddings} and grid_shape={grid}. Received: "
+            f"prior.num_embeddings={prior.num_embeddings}, "
+            f"prior.grid_shape={tuple(prior.grid_shape)}."
+        )
+
+
+def likelihood_name(vqvae) -> str:
+    """`"discretized_logistic"` or `"discretized_gaussian"`: the pixel
+    likelihood bits/dim uses for this model."""
+    if vqvae.likelihood == "discretized_logistic":
+        return "discretized_logistic"
+    return "discretized_gaussian"
+
+
+def fit_gaussian_scale(vqvae, images) -> float:
+    """The maximum-likelihood sigma of a Gaussian decoder on `images`:
+    `sqrt(mean((decode(encode(x)) - x)^2))` on the 8-bit grid."""
+    images = to_unit_range(images)
+    mean = vqvae.decode(vqvae.encode(images))
+    error = mean - likelihoods.pixel_values(images)
+    return float(tf.sqrt(tf.reduce_mean(tf.square(error))))
+
+
+def reconstruction_log_prob(
+    vqvae, images, codes=None, gaussian_scale: float | None = None
+) -> tf.Tensor:
+    """`log p(x | z_q(x))` per image in nats: float32 `(batch,)`.
+
+    Args:
+        vqvae: a built `VQVAE`.
+        images: `(batch, height, width, channels)`, [0, 1] float or uint8.
+        codes: `vqvae.encode(images)` if already computed.
+        gaussian_scale: sigma for `likelihood="mse"` models (default: fitted
+            on `images`, see `fit_gaussian_scale`); ignored otherwise.
+    """
+    images = to_unit_range(images)
+    if codes is None:
+        codes = vqvae.encode(images)
+    if vqvae.likelihood == "discretized_logistic":
+        outputs = vqvae.decoder(vqvae.quantizer.lookup(codes))
+        per_pixel = likelihoods.logistic_pixel_log_prob(
+            images, outputs, vqvae.image_channels
+        )
+    else:
+        if gaussian_scale is None:
+            gaussian_scale = fit_gaussian_scale(vqvae, images)
+        per_pixel = likelihoods.discretized_gaussian_log_prob(
+            images, vqvae.decode(codes), gaussian_scale
+        )
+    axes = list(range(1, per_pixel.shape.rank))
+    return tf.reduce_sum(per_pixel, axis=axes)
+
+
+def prior_log_prob(prior, codes, num_embeddings: int, labels=None):
+    """`log p(z)` per code grid in nats: float32 `(batch,)`.
+
+    `prior=None` is the uniform prior, `-N log K`.
+    """
+    codes = tf.convert_to_tensor(codes, tf.int32)
+    if prior is None:
+        num_codes = int(np.prod(codes.shape[1:]))
+        batch = tf.shape(codes)[0]
+        return tf.fill([batch], -num_codes * math.log(num_embeddings))
+    distribution = prior.distribution(labels=labels)
+    return tf.cast(distribution.log_prob(codes), tf.float32)
+
+
+def bits_per_dim(
+    vqvae, prior, images, labels=None, gaussian_scale: float | None = None
+) -> float:
+    """The VQ-VAE's negative log-likelihood bound in bits per dimension.
+
+    `-(log p(x | z_q(x)) + log p(z_q(x))) / (D ln 2)`, averaged over the
+    images, with `D` = height x width x channels (see the module docstring
+    for the pixel likelihood used, `likelihood_name(vqvae)`).
+
+    Args:
+        vqvae: a built `VQVAE`.
+        prior: a `PixelCNNPrior` over the VQ-VAE's codes, or `None` for the
+            uniform prior `log p(z) = -N log K`.
+        images: `(batch, height, width, channels)`, [0, 1] float or uint8.
+        labels: class labels `(batch,)` for a class-conditional prior.
+        gaussian_scale: sigma for `likelihood="mse"` models (default: fitted
+            on `images`).
+
+    Returns:
+        A Python float.
+
+    Raises:
+        ValueError: if the prior's codebook size or grid does not match.
+    """
+    images = to_unit_range(images)
+    codes = vqvae.encode(images)
+    _check_prior(vqvae, prior, codes)
+    log_px = reconstruction_log_prob(vqvae, images, codes, gaussian_scale)
+    log_pz = prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+    dims = int(np.prod(images.shape[1:]))
+    return float(-tf.reduce_mean(log_px + log_pz) / (dims * LN2))
+
+
+def _split_element(element):
+    if isinstance(element, (tuple, list)):
+        if len(element) != 2:
+            raise ValueError(
+                "Dataset elements must be images or (images, labels). "
+                f"Received: an element of {len(element)} parts."
+            )
+        return element[0], element[1]
+    return element, None
+
+
+def codes_dataset(
+    vqvae, image_dataset: tf.data.Dataset, cache_path: str | None = None
+) -> tf.data.Dataset:
+    """A dataset of codes for `PixelCNNPrior.fit`, encoded once and cached.
+
+    Args:
+        vqvae: a built `VQVAE`.
+        image_dataset: batches of images `(batch, height, width, channels)`
+            or `(images, labels)` pairs.
+        cache_path: file prefix for `tf.data.Dataset.cache`: the first full
+            pass runs the encoder and writes the codes there, later epochs
+            (and later runs) read them back. `None` caches in memory.
+
+    Returns:
+        A dataset of int32 codes `(batch, h, w)`, or of `{"codes": ...,
+        "labels": ...}` dicts when the images come with labels (the input
+        format of a class-conditional prior).
+    """
+    spec, _ = _split_element(image_dataset.element_spec)
+    if spec.shape.rank != vqvae.spatial_dims + 2:
+        raise ValueError(
+            "`image_dataset` must yield batches of images (rank "
+            f"{vqvae.spatial_dims + 2}); batch it first. "
+            f"Received: element shape {tuple(spec.shape)}"
+        )
+
+    def encode(*element):
+        images, labels = _split_element(
+            element if len(element) > 1 else element[0]
+        )
+        codes = vqvae.encode(images)
+        if labels is None:
+            return codes
+        return {"codes": codes, "labels": tf.cast(labels, tf.int32)}
+
+    codes = image_dataset.map(encode, num_parallel_calls=1)
+    return codes.cache(cache_path or "").prefetch(tf.data.AUTOTUNE)
+
+
+def evaluate_model(
+    vqvae,
+    dataset: tf.data.Dataset,
+    prior=None,
+    gaussian_scale: float | None = None,
+) -> dict:
+    """The numbers of `vqvae evaluate`, over a whole dataset.
+
+    Args:
+        vqvae: a built `VQVAE`.
+        dataset: batches of images, or `(images, labels)` pairs (labels are
+            used by a class-conditional prior).
+        prior: optional `PixelCNNPrior` over the VQ-VAE's codes.
+        gaussian_scale: sigma for `likelihood="mse"` models; default: fitted
+            on the whole dataset (one extra pass).
+
+    Returns:
+        A dict of Python numbers and strings: `likelihood` (the pixel
+        likelihood of the bits/dim numbers), `gaussian_scale` (sigma, or
+        `None`), `num_images`, `bits_per_dim_uniform_prior`,
+        `bits_per_dim_pixelcnn_prior` (`None` without a prior),
+        `reconstruction_bits_per_dim` (`-log p(x|z)` alone), `psnr` (dB, of
+        reconstructions clipped to [0, 1]), `mse`, `perplexity` and
+        `codebook_usage` (codes pooled over the dataset).
+    """
+    uses_gaussian = vqvae.likelihood != "discretized_logistic"
+    squared_error = 0.0
+    rounded_squared_error = 0.0
+    num_values = 0
+    counts = np.zeros(vqvae.num_embeddings)
+    for element in dataset:
+        images, _ = _split_element(element)
+        images = to_unit_range(images)
+        codes = vqvae.encode(images)
+        mean = vqvae.decode(codes)
+        squared_error += float(
+            tf.reduce_sum(tf.square(tf.clip_by_value(mean, 0, 1) - images))
+        )
+        rounded_squared_error += float(
+            tf.reduce_sum(tf.square(mean - likelihoods.pixel_values(images)))
+        )
+        num_values += int(np.prod(images.shape))
+        counts += codebook_ops.code_counts(codes, vqvae.num_embeddings).numpy()
+    if num_values == 0:
+        raise ValueError("`dataset` must not be empty.")
+    if uses_gaussian and gaussian_scale is None:
+        gaussian_scale = math.sqrt(rounded_squared_error / num_values)
+
+    log_px_sum = 0.0
+    uniform_sum = 0.0
+    prior_sum = 0.0
+    num_images = 0
+    dims = None
+    for element in dataset:
+        images, labels = _split_element(element)
+        images = to_unit_range(images)
+        codes = vqvae.encode(images)
+        _check_prior(vqvae, prior, codes)
+        dims = int(np.prod(images.shape[1:]))
+        num_images += int(images.shape[0])
+        log_px_sum += float(
+            tf.reduce_sum(
+                reconstruction_log_prob(vqvae, images, codes, gaussian_scale)
+            )
+        )
+        uniform_sum += float(
+            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
+        )
+        if prior is not None:
+            prior_labels = labels if prior.num_classes is not None else None
+            prior_sum += float(
+                tf.reduce_sum(
+                    prior_log_prob(
+                        prior, codes, vqvae.num_embeddings, prior_labels
+                    )
+                )
+            )
+
+    def to_bits(total):
+        return -total / (num_images * dims * LN2)
+
+    mse = squared_error / num_values
+    probabilities = counts / counts.sum()
+    used = probabilities > 0
+    entropy = -np.sum(probabilities[used] * np.log(probabilities[used]))
+    return {
+        "likelihood": likelihood_name(vqvae),
+        "gaussian_scale": gaussian_scale if uses_gaussian else None,
+        "num_images": num_images,
+        "bits_per_dim_uniform_prior": to_bits(log_px_sum + uniform_sum),
+        "bits_per_dim_pixelcnn_prior": (
+            to_bits(log_px_sum + prior_sum) if prior is not None else None
+        ),
+        "reconstruction_bits_per_dim": to_bits(log_px_sum),
+        "mse": mse,
+        "psnr": 10.0 * math.log10(1.0 / max(mse, 1e-12)),
+        "perplexity": float(np.exp(entropy)),
+        "codebook_usage": float(used.mean()),
+    }
+
+
+def format_evaluation(results: dict) -> str:
+    """`evaluate_model`'s results as a two-column markdown table."""
+    lines = ["| metric | value |", "|---|---|"]
+    for key, value in results.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        lines.append(f"| {key} | {value} |")
+    return "\n".join(lines) + "\n"
