@@ -273,3 +273,159 @@ def test_non_finite_loss_stops_with_good_weights(tmp_path, capsys):
         value = reader.get_tensor(name)
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.isfinite(value).all(), name
+
+
+PRIOR_TINY = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--global-batch-size",
+    "8",
+    "--num-hiddens",
+    "8",
+    "--num-layers",
+    "2",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("trained") / "run"
+    assert _train(model_dir) == 0
+    return model_dir
+
+
+def test_prior_sample_evaluate(trained_dir, capsys):
+    model_dir = str(trained_dir)
+    argv = ["train-prior", "--model-dir", model_dir, *PRIOR_TINY]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "vqvae: trained the prior 2 steps" in out
+    prior_path = trained_dir / "prior" / "prior.keras"
+    assert prior_path.is_file() and str(prior_path) in out
+    assert (trained_dir / "prior" / "checkpoints" / "ckpt-2.index").is_file()
+    assert (trained_dir / "prior" / "logs" / "prior_samples").is_dir()
+    # Again: resumes, nothing left to train.
+    assert cli.main(argv) == 0
+    assert "vqvae: trained the prior 2 steps" in capsys.readouterr().out
+
+    grids = []
+    for name in ("a.png", "b.png"):
+        output = str(trained_dir / name)
+        argv = ["sample", "--model-dir", model_dir, "--n", "4"]
+        assert cli.main([*argv, "--seed", "3", "--output", output]) == 0
+        assert capsys.readouterr().out == f"vqvae: 4 samples in {output}\n"
+        grids.append(np.asarray(Image.open(output)))
+    assert grids[0].shape == (34, 133, 3)
+    np.testing.assert_array_equal(grids[0], grids[1])
+
+    assert cli.main(["evaluate", "--model-dir", model_dir]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((trained_dir / "evaluation.json").read_text())
+    assert set(metrics) == {
+        "dataset",
+        "split",
+        "num_examples",
+        "reconstruction_mse",
+        "psnr_db",
+        "perplexity",
+        "codebook_usage",
+        "dead_codes",
+        "prior_bits_per_code",
+    }
+    assert metrics["split"] == "test"
+    assert metrics["num_examples"] == len(photo_tiles("test"))
+    assert 0 < metrics["reconstruction_mse"] < 0.5
+    assert 1 <= metrics["perplexity"] <= 16
+    assert metrics["dead_codes"] == round(16 * (1 - metrics["codebook_usage"]))
+    assert 0 < metrics["prior_bits_per_code"] < 10
+    assert "psnr_db" in out
+
+
+def test_evaluate_matches_the_model(trained_dir):
+    """`evaluate`'s MSE is the model's own reconstruction error."""
+    metrics = cli.evaluate(str(trained_dir), split="test")
+    model = keras.saving.load_model(str(trained_dir / "model.keras"))
+    tiles = photo_tiles("test")
+    x = tiles.astype("float32") / 255.0
+    mse = float(np.mean((model(tiles, training=False).numpy() - x) ** 2))
+    np.testing.assert_allclose(metrics["reconstruction_mse"], mse, rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics["psnr_db"], 10 * np.log10(1 / mse), rtol=1e-5
+    )
+
+
+def test_commands_need_their_inputs(tmp_path, trained_dir, capsys):
+    gray = tmp_path / "gray"
+    _write_png(gray / "test" / "a" / "0.png", size=(32, 32), mode="L")
+    empty = str(tmp_path / "nothing")
+    cases = [
+        (
+            ["train-prior", "--model-dir", empty],
+            f"`model_dir` {empty!r} holds no trained VQ-VAE (model.keras); "
+            f"run `vqvae train --model-dir {empty}` first. "
+            f"Received: model_dir={empty!r}",
+        ),
+        (
+            ["sample", "--model-dir", empty],
+            f"`model_dir` {empty!r} holds no trained VQ-VAE (model.keras); "
+            f"run `vqvae train --model-dir {empty}` first. "
+            f"Received: model_dir={empty!r}",
+        ),
+        (
+            ["sample", "--model-dir", str(trained_dir), "--n", "0"],
+            "`n` must be a positive integer. Received: n=0",
+        ),
+        (
+            [
+                "evaluate",
+                "--model-dir",
+                str(trained_dir),
+                "--dataset",
+                f"folder:{gray}",
+            ],
+            f"`dataset` 'folder:{gray}' has 1-channel images but the model "
+            f"in {str(trained_dir)!r} was trained on 3-channel (RGB) images; "
+            "evaluate it on a dataset like the one it was trained on. "
+            "Received: image_shape=(32, 32, 1)",
+        ),
+        (
+            ["evaluate", "--model-dir", str(trained_dir), "--split", "val"],
+            "The 'photos' dataset has splits 'train' and 'test'. "
+            "Received: split='val'",
+        ),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        command = argv[0]
+        assert capsys.readouterr().err == (
+            f"vqvae {command}: error: {message}\n"
+        )
+    assert not os.path.exists(empty)
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    model_dir = tmp_path / "demo"
+    argv = ["demo", "--model-dir", str(model_dir), "--epochs", "1"]
+    argv += ["--prior-epochs", "1", "--steps-per-epoch", "3"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "vqvae demo: 1/5 train the VQ-VAE",
+        "vqvae demo: 5/5 export a SavedModel",
+        "vqvae demo: done in",
+        "prior_bits_per_code",
+    ):
+        assert line in out
+    for path in (
+        "model.keras",
+        "reconstructions.png",
+        "prior/prior.keras",
+        "samples.png",
+        "evaluation.json",
+        "export/vqvae/1/saved_model.pb",
+    ):
+        assert (model_dir / path).exists(), path
+        assert str(model_dir / path).rsplit("/saved_model.pb")[0] in out

@@ -372,7 +372,10 @@ def _rank1_step_outputs(model) -> None:
 
 
 def _validation_images(config: TrainConfig, train_images):
-    """A fixed batch from the test split, or the first training images."""
+    """A fixed batch: images spread evenly over the first 1024 of the test
+    split (or of the training split if there is no test split)."""
+    import numpy as np
+
     from tf_vqvae.data import (
         DatasetError,
         first_images,
@@ -380,7 +383,7 @@ def _validation_images(config: TrainConfig, train_images):
         parse_dataset,
     )
 
-    kind, _, named_split = parse_dataset(config.dataset)
+    _, _, named_split = parse_dataset(config.dataset)
     source = train_images
     if named_split is None:
         try:
@@ -389,7 +392,9 @@ def _validation_images(config: TrainConfig, train_images):
             source = train_images
         if source.image_shape != train_images.image_shape:
             source = train_images
-    return first_images(source, NUM_VALIDATION_IMAGES)
+    pool = first_images(source, min(source.num_examples, 1024))
+    picks = np.linspace(0, len(pool) - 1, NUM_VALIDATION_IMAGES).round()
+    return pool[np.unique(picks.astype(int))]
 
 
 def save_model(model, path: str) -> str:
@@ -696,12 +701,12 @@ def evaluate(
 DEMO_TRAIN = TrainConfig(
     dataset="photos",
     global_batch_size=32,
-    epochs=4,
+    epochs=8,
     learning_rate=1e-3,
     num_embeddings=128,
     embedding_dim=16,
-    num_hiddens=32,
-    num_residual_hiddens=16,
+    num_hiddens=64,
+    num_residual_hiddens=32,
     num_residual_blocks=1,
     data_init="kmeans++",
     dead_code_restart_steps=20,
@@ -709,7 +714,7 @@ DEMO_TRAIN = TrainConfig(
 )
 DEMO_PRIOR = PriorConfig(
     global_batch_size=32,
-    epochs=4,
+    epochs=8,
     learning_rate=1e-3,
     num_hiddens=32,
     num_layers=4,
