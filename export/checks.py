@@ -174,30 +174,43 @@ def check_codes(
         return tf.identity(codes)
 
 
+def runtime_size(tensor: tf.Tensor) -> tf.Tensor:
+    """The number of elements of `tensor`, computed from its values.
+
+    For a scalar signature input Grappler replaces `tf.shape(x)` and
+    `tf.size(x)` by constants (the static shape is fully known), yet TF
+    Serving feeds whatever shape the request has. `tf.where` on the values
+    has a data-dependent output shape, which cannot be folded.
+    """
+    flat = tf.reshape(tensor, [-1])
+    return tf.shape(tf.where(flat >= flat.dtype.min), out_type=tf.int32)[0]
+
+
 def check_scalar_range(
     value: tf.Tensor, name: str, low: int, high: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Checks a scalar is in `[low, high]`.
+    """Checks a scalar input holds one integer in `[low, high]`.
 
     Returns:
         `(scalar, ok)`: the value as a scalar after the checks, and whether
         they passed.
     """
-    shape = tf.shape(value)
-    rank_ok = tf.equal(runtime_rank(shape), 0)
-    check_rank = _assert(
-        rank_ok,
+    count = runtime_size(value)
+    count_ok = tf.equal(count, 1)
+    check_count = _assert(
+        count_ok,
         [
-            f"`{name}` must be a scalar. Received: {name}.shape=",
-            shape_string(shape),
+            f"`{name}` must be a single integer. Received: ",
+            tf.strings.as_string(count),
+            " values.",
         ],
-        f"check_{name}_rank",
+        f"check_{name}_size",
     )
     # The first element (0 if empty): never fails, whatever the shape.
     scalar = tf.pad(tf.reshape(value, [-1]), [[0, 1]])[0]
     range_ok = tf.logical_and(scalar >= low, scalar <= high)
     check_range = _assert(
-        tf.logical_or(tf.logical_not(rank_ok), range_ok),
+        tf.logical_or(tf.logical_not(count_ok), range_ok),
         [
             f"`{name}` must be an integer from {low} to {high}. "
             f"Received: {name}=",
@@ -206,8 +219,8 @@ def check_scalar_range(
         ],
         f"check_{name}_range",
     )
-    with tf.control_dependencies([check_rank, check_range]):
-        return tf.identity(scalar), tf.logical_and(rank_ok, range_ok)
+    with tf.control_dependencies([check_count, check_range]):
+        return tf.identity(scalar), tf.logical_and(count_ok, range_ok)
 
 
 def check_labels(

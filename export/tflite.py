@@ -90,6 +90,40 @@ def decoder_fn(model: keras.Model) -> Callable:
     return decode
 
 
+def prior_sampler_fn(
+    prior, batch_size: int = 1
+) -> tuple[Callable, list[tf.TensorSpec]]:
+    """The prior's Gumbel-max sampler with its uniform noise as an input.
+
+    `noise` float32 `(batch_size, H, W, K)` uniform in [0, 1) (and, for a
+    class-conditional prior, `labels` int32 `(batch_size,)`) ->
+    `{"codes": int32 (batch_size, H, W)}`: the same codes as
+    `prior.sample_codes(noise, labels)`. TFLite has no builtin random
+    categorical op, so the app draws the noise; the prior's `"naive"`
+    sampler (one `tf.while_loop` over positions) converts to a builtin
+    `WHILE`, its cached sampler (TensorArrays) does not.
+    """
+    height, width = prior.grid_shape
+    noise = tf.TensorSpec(
+        (batch_size, height, width, prior.num_embeddings),
+        tf.float32,
+        name="noise",
+    )
+    if getattr(prior, "num_classes", None) is None:
+
+        def sample(noise):
+            return {"codes": prior.sample_codes(noise, method="naive")}
+
+        return sample, [noise]
+
+    def sample_conditional(noise, labels):
+        codes = prior.sample_codes(noise, labels, method="naive")
+        return {"codes": codes}
+
+    labels = tf.TensorSpec((batch_size,), tf.int32, name="labels")
+    return sample_conditional, [noise, labels]
+
+
 def _convert(
     model: keras.Model,
     name: str,
@@ -201,9 +235,8 @@ def export_tflite(
     representative_images=None,
     representative_codes=None,
     encoder: bool = True,
-    sampler_fn: Callable | None = None,
-    sampler_signature: Sequence[tf.TensorSpec] | None = None,
-    sampler_track: Sequence = (),
+    prior=None,
+    sampler_batch_size: int = 1,
     overwrite: bool = False,
 ) -> dict[str, str]:
     """Converts the decoder (and encoder) to builtins-only `.tflite` files.
@@ -220,12 +253,9 @@ def export_tflite(
             codes calibrate int8; e.g. a few hundred training images.
         representative_codes: real int codes `(n, h, w)`, instead of images.
         encoder: also write `encoder_float32.tflite`.
-        sampler_fn: optional prior sampler to convert (e.g. Gumbel-max with
-            the uniform noise as an input, so it stays builtins-only); written
-            as `prior_sampler_float32.tflite` with signature `sample`.
-        sampler_signature: its input `tf.TensorSpec`s.
-        sampler_track: Keras layers/models the sampler uses (tracked so their
-            variables are frozen).
+        prior: optional `PixelCNNPrior` over the model's codes: also write
+            `prior_sampler_float32.tflite`, see `prior_sampler_fn`.
+        sampler_batch_size: the sampler's static batch (samples per call).
         overwrite: replace an existing `out_dir`.
 
     Returns:
@@ -262,10 +292,12 @@ def export_tflite(
                 model, representative_images
             )
         representative_codes = np.asarray(representative_codes, np.int32)
-    if sampler_fn is not None and sampler_signature is None:
+    if isinstance(sampler_batch_size, bool) or not (
+        isinstance(sampler_batch_size, int) and sampler_batch_size >= 1
+    ):
         raise ValueError(
-            "`sampler_signature` (the sampler's input TensorSpecs) is "
-            "required with `sampler_fn`."
+            "`sampler_batch_size` must be a positive integer. "
+            f"{_describe('sampler_batch_size', sampler_batch_size)}"
         )
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
@@ -304,14 +336,10 @@ def export_tflite(
             files["encoder_float32.tflite"] = _convert(
                 model, "encode", encoder_fn(model), [images_spec], "float32"
             )
-        if sampler_fn is not None:
+        if prior is not None:
+            sampler, signature = prior_sampler_fn(prior, sampler_batch_size)
             files["prior_sampler_float32.tflite"] = _convert(
-                model,
-                "sample",
-                sampler_fn,
-                sampler_signature,
-                "float32",
-                track=sampler_track,
+                model, "sample", sampler, signature, "float32", track=[prior]
             )
         ops = {}
         for name, content in files.items():

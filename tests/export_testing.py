@@ -59,6 +59,25 @@ def trained_model(seed: int = 0) -> tuple[VQVAE, np.ndarray]:
     return model, images
 
 
+def tiny_prior(num_classes: int | None = None):
+    """An untrained tiny `PixelCNNPrior` over the codes of `trained_model`."""
+    from tf_vqvae.prior import PixelCNNPrior
+
+    keras.utils.set_random_seed(1)
+    prior = PixelCNNPrior(
+        num_embeddings=TINY["num_embeddings"],
+        grid_shape=CODE_SIZE,
+        num_hiddens=8,
+        num_layers=2,
+        num_classes=num_classes,
+    )
+    if num_classes is None:
+        prior.build((None, *CODE_SIZE))
+    else:
+        prior.build({"codes": (None, *CODE_SIZE), "labels": (None,)})
+    return prior
+
+
 def run_isolated(script: str, *args: str, timeout: int = 300) -> str:
     """Runs `script` in a fresh `python -I` with `tf_vqvae` blocked."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

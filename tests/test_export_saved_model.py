@@ -16,6 +16,7 @@ from tests.export_testing import (
     IMAGE_SIZE,
     assertion_message,
     run_isolated,
+    tiny_prior,
     trained_model,
 )
 from tf_vqvae.export import manifest, saved_model, serving
@@ -493,30 +494,35 @@ def test_refuses_overwrite_then_replaces(exported, tmp_path):
     session.close()
 
 
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize("where", ["write_warmup_requests", "write_manifest"])
 def test_interrupted_export_leaves_no_version(
     exported, tmp_path, monkeypatch, where
 ):
     model = exported[0]
     target = saved_model if where == "write_warmup_requests" else manifest
-
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(target, where, interrupt)
+    monkeypatch.setattr(target, where, _interrupt)
     with pytest.raises(KeyboardInterrupt):
         saved_model.export_saved_model(model, tmp_path, version=2)
     assert os.listdir(tmp_path / "vqvae") == []
-    # An interrupted overwrite keeps the old version.
-    monkeypatch.undo()
-    kept = saved_model.export_saved_model(model, tmp_path, version=2)
+
+
+def test_interrupted_overwrite_keeps_old_version(
+    exported, tmp_path, monkeypatch
+):
+    model, _, _, version_dir = exported
+    kept = str(tmp_path / "vqvae" / "1")
+    shutil.copytree(version_dir, kept)
     files = manifest.read_manifest(kept)["files"]
-    monkeypatch.setattr(target, where, interrupt)
+    monkeypatch.setattr(manifest, "write_manifest", _interrupt)
     with pytest.raises(KeyboardInterrupt):
         saved_model.export_saved_model(
-            model, tmp_path, version=2, overwrite=True
+            model, tmp_path, version=1, overwrite=True
         )
-    assert os.listdir(tmp_path / "vqvae") == ["2"]
+    assert os.listdir(tmp_path / "vqvae") == ["1"]
     assert manifest.verify_files(kept)["files"] == files
 
 
@@ -557,3 +563,113 @@ def test_bad_export_arguments(exported, tmp_path, kwargs, error, message):
         saved_model.export_saved_model(exported[0], tmp_path, **kwargs)
     assert str(info.value) == message
     assert not os.path.exists(tmp_path / "vqvae" / "1")
+
+
+SAMPLE_CONTRACT = {
+    "inputs": {
+        "labels": {"dtype": "int32", "shape": [-1]},
+        "num": {"dtype": "int32", "shape": []},
+        "seed": {"dtype": "int32", "shape": []},
+    },
+    "outputs": {
+        "codes": {"dtype": "int32", "shape": [-1, 4, 4]},
+        "images": {"dtype": "float32", "shape": [-1, 16, 16, 3]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def exported_with_prior(exported, tmp_path_factory):
+    model = exported[0]
+    prior = tiny_prior(num_classes=3)
+    out = tmp_path_factory.mktemp("with_prior")
+    version_dir = saved_model.export_saved_model(
+        model,
+        out,
+        prior=prior,
+        max_batch_size=MAX_BATCH,
+        image_size=IMAGE_SIZE,
+    )
+    return model, prior, version_dir
+
+
+@pytest.fixture(scope="module")
+def prior_session(exported_with_prior):
+    session = serving.ServingSession(exported_with_prior[2])
+    yield session
+    session.close()
+
+
+ISOLATED_SAMPLE = """
+import numpy as np
+import tensorflow as tf
+
+export_dir, out_path = sys.argv[1:3]
+sample = tf.saved_model.load(export_dir).signatures["sample"]
+r = sample(num=tf.constant(3), seed=tf.constant(7),
+           labels=tf.constant([0, 2, 1]))
+np.savez(out_path, codes=r["codes"].numpy(), images=r["images"].numpy())
+"""
+
+
+def test_sample_signature_matches_prior(exported_with_prior, tmp_path):
+    model, prior, version_dir = exported_with_prior
+    contract = saved_model.signature_contract(version_dir)
+    assert contract == dict(CONTRACT, sample=SAMPLE_CONTRACT)
+    out = tmp_path / "out.npz"
+    run_isolated(ISOLATED_SAMPLE, version_dir, str(out))
+    r = np.load(out)
+    labels = tf.constant([0, 2, 1])
+    expected = prior.distribution(labels=labels).sample(seed=7)
+    np.testing.assert_array_equal(r["codes"], np.asarray(expected))
+    np.testing.assert_allclose(
+        r["images"], np.asarray(model.decode(expected)), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (
+            dict(num=0, seed=1, labels=[]),
+            "`num` must be an integer from 1 to 8. Received: num=0.",
+        ),
+        (
+            dict(num=[2, 2], seed=1, labels=[0, 1]),
+            "`num` must be a single integer. Received: 2 values.",
+        ),
+        (
+            dict(num=2, seed=[], labels=[0, 1]),
+            "`seed` must be a single integer. Received: 0 values.",
+        ),
+        (
+            dict(num=2, seed=-5, labels=[0, 1]),
+            "`seed` must be an integer from 0 to 2147483647. "
+            "Received: seed=-5.",
+        ),
+        (
+            dict(num=2, seed=1, labels=[0, 1, 2]),
+            "`labels` must have shape (num,). "
+            "Received: labels.shape=(3,), num=2.",
+        ),
+        (
+            dict(num=2, seed=1, labels=[0, 3]),
+            "`labels` must be integers in [0, 3) (num_classes=3). "
+            "Received: min=0, max=3.",
+        ),
+    ],
+    ids=[
+        "num-zero",
+        "num-two-values",
+        "seed-empty",
+        "seed-negative",
+        "labels-shape",
+        "labels-range",
+    ],
+)
+def test_bad_sample_requests(prior_session, inputs, message):
+    session = prior_session
+    arrays = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        session.run("sample", arrays)
+    assert assertion_message(info.value.message) == message

@@ -11,6 +11,7 @@ from tests.export_testing import (
     IMAGE_SIZE,
     psnr,
     run_isolated,
+    tiny_prior,
     trained_model,
 )
 from tf_vqvae.export import manifest, tflite
@@ -20,6 +21,7 @@ FILES = [
     "decoder_float32.tflite",
     "decoder_int8.tflite",
     "encoder_float32.tflite",
+    "prior_sampler_float32.tflite",
 ]
 DECODE = {
     "decode": {
@@ -39,21 +41,33 @@ CONTRACT = {
             "outputs": {"codes": {"dtype": "int32", "shape": [-1, 4, 4]}},
         }
     },
+    "prior_sampler_float32.tflite": {
+        "sample": {
+            "inputs": {"noise": {"dtype": "float32", "shape": [2, 4, 4, 16]}},
+            "outputs": {"codes": {"dtype": "int32", "shape": [2, 4, 4]}},
+        }
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model, images = trained_model()
+    prior = tiny_prior()
     out = str(tmp_path_factory.mktemp("tflite") / "vqvae_tflite")
     files = tflite.export_tflite(
-        model, out, IMAGE_SIZE, representative_images=images
+        model,
+        out,
+        IMAGE_SIZE,
+        representative_images=images,
+        prior=prior,
+        sampler_batch_size=2,
     )
-    return model, images, out, files
+    return model, images, out, files, prior
 
 
 def test_files_are_builtins_only(exported):
-    _, _, out, files = exported
+    _, _, out, files, _ = exported
     assert sorted(files) == FILES
     assert sorted(os.listdir(out)) == sorted(FILES + ["MANIFEST.json"])
     recorded = manifest.read_manifest(out)["ops"]
@@ -65,10 +79,11 @@ def test_files_are_builtins_only(exported):
         assert not {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} & set(ops)
     assert "GATHER" in recorded["decoder_float32.tflite"]
     assert "ARG_MIN" in recorded["encoder_float32.tflite"]
+    assert "WHILE" in recorded["prior_sampler_float32.tflite"]
 
 
 def test_signature_contract_and_verify(exported):
-    _, _, out, _ = exported
+    _, _, out, _, _ = exported
     assert tflite.signature_contract(out) == CONTRACT
     result = manifest.verify(out)
     assert result["kind"] == "tflite"
@@ -104,8 +119,10 @@ for name in sorted(os.listdir(out_dir)):
     if key == "decode":
         for n in (1, 5):
             results[f"{name}/{n}"] = runner(codes=data["codes"][:n])["images"]
-    else:
+    elif key == "encode":
         results[f"{name}/5"] = runner(images=data["images"][:5])["codes"]
+    else:
+        results[name] = runner(noise=data["noise"])["codes"]
 # Out-of-range codes: LiteRT's GATHER rejects them on CPU (no asserts
 # survive conversion, so this is all an app gets).
 interpreter = Interpreter(
@@ -124,12 +141,13 @@ print(json.dumps(errors))
 
 
 def test_litert_in_fresh_process_matches_keras(exported, tmp_path):
-    model, images, out, _ = exported
+    model, images, out, _, prior = exported
     batch = images[:5]
     floats = (batch / 255.0).astype(np.float32)
     codes = np.asarray(model.encode(batch))
+    noise = np.random.default_rng(0).random((2, 4, 4, 16), np.float32)
     data = tmp_path / "data.npz"
-    np.savez(data, images=floats, codes=codes)
+    np.savez(data, images=floats, codes=codes, noise=noise)
     result_path = tmp_path / "out.npz"
     stdout = run_isolated(ISOLATED_LITERT, out, str(data), str(result_path))
     assert json.loads(stdout) == [True, True]
@@ -147,6 +165,9 @@ def test_litert_in_fresh_process_matches_keras(exported, tmp_path):
     fp32 = r["decoder_float32.tflite/5"]
     assert psnr(int8, fp32) > 35.0
     np.testing.assert_array_equal(r["encoder_float32.tflite/5"], codes)
+    np.testing.assert_array_equal(
+        r["prior_sampler_float32.tflite"], np.asarray(prior.sample_codes(noise))
+    )
 
 
 @pytest.mark.parametrize(
