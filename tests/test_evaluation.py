@@ -83,23 +83,20 @@ def _numpy_log_pz(prior, codes):
 
 
 @pytest.mark.parametrize("likelihood", ["discretized_logistic", "mse"])
-@pytest.mark.parametrize(
-    "with_prior", [False, True], ids=["uniform", "pixelcnn"]
-)
-def test_bits_per_dim_matches_numpy(likelihood, with_prior):
+def test_bits_per_dim_matches_numpy(likelihood):
     model = _vqvae(likelihood)
-    prior = _prior() if with_prior else None
     images = _images()
     codes = model.encode(images).numpy()
     log_px = _numpy_log_px(model, images, codes)
-    if prior is None:
-        log_pz = np.full(2, -16 * math.log(6))
-    else:
-        log_pz = _numpy_log_pz(prior, codes)
-    expected = np.mean(-(log_px + log_pz) / (8 * 8 * 3 * math.log(2)))
-    actual = bits_per_dim(model, prior, images)
-    assert isinstance(actual, float)
-    np.testing.assert_allclose(actual, expected, rtol=1e-5)
+    for prior in (None, _prior()):
+        if prior is None:
+            log_pz = np.full(2, -16 * math.log(6))
+        else:
+            log_pz = _numpy_log_pz(prior, codes)
+        expected = np.mean(-(log_px + log_pz) / (8 * 8 * 3 * math.log(2)))
+        actual = bits_per_dim(model, prior, images)
+        assert isinstance(actual, float)
+        np.testing.assert_allclose(actual, expected, rtol=1e-5)
 
 
 def test_bits_per_dim_accepts_float_images():
@@ -161,7 +158,7 @@ def test_codes_dataset_is_cached_to_disk(tmp_path):
     )
 
 
-def test_codes_dataset_with_labels_trains_a_prior():
+def test_codes_dataset_with_labels():
     model = _vqvae("mse")
     dataset = tf.data.Dataset.from_tensor_slices(
         (_images(4), np.array([0, 1, 0, 1]))
@@ -170,10 +167,11 @@ def test_codes_dataset_with_labels_trains_a_prior():
     element = next(iter(codes))
     assert set(element) == {"codes", "labels"}
     assert element["codes"].shape == (2, 4, 4)
-    prior = _prior(num_classes=2)
-    prior.compile(optimizer="adam")
-    history = prior.fit(codes, epochs=1, verbose=0).history
-    assert np.isfinite(history["bits_per_code"][0])
+    np.testing.assert_array_equal(element["labels"], [0, 1])
+    # The format a class-conditional prior takes (`fit` on such dicts is
+    # tested in test_prior.py).
+    logits = _prior(num_classes=2)(element)
+    assert logits.shape == (2, 4, 4, 6)
 
 
 def test_codes_dataset_rejects_unbatched_images():
@@ -253,11 +251,11 @@ def test_discretized_logistic_vqvae_trains_and_round_trips(tmp_path):
     model = VQVAE(**TINY_VQVAE, likelihood="discretized_logistic")
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     images = _images(8)
-    history = model.fit(images, batch_size=8, epochs=5, verbose=0).history
+    history = model.fit(images, batch_size=8, epochs=3, verbose=0).history
     loss = history["reconstruction_loss"]
-    # Nats per subpixel of uniformly random pixels: at least log(256) for a
-    # perfect model of noise is out of reach; training lowers it.
-    assert loss[-1] < loss[0]
+    # The reconstruction term is the NLL in nats per subpixel: positive,
+    # and training lowers it.
+    assert 0 < loss[-1] < loss[0]
     assert model.get_config()["likelihood"] == "discretized_logistic"
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)

@@ -27,27 +27,25 @@ def _codes(shape, num_embeddings, seed=0):
 
 
 # ------------------------------------------------------------ MaskedConv2D
-@pytest.mark.parametrize(
-    "stack, mask_type, expected",
-    [
-        ("vertical", "A", [[1, 1, 1], [0, 0, 0], [0, 0, 0]]),
-        ("vertical", "B", [[1, 1, 1], [1, 1, 1], [0, 0, 0]]),
-        ("horizontal", "A", [[1, 0, 0]]),
-        ("horizontal", "B", [[1, 1, 0]]),
-    ],
-    ids=["vertical-A", "vertical-B", "horizontal-A", "horizontal-B"],
-)
-def test_causal_mask(stack, mask_type, expected):
-    np.testing.assert_array_equal(
-        causal_mask(3, stack, mask_type), np.array(expected, "float32")
-    )
+def test_causal_mask():
+    expected = {
+        ("vertical", "A"): [[1, 1, 1], [0, 0, 0], [0, 0, 0]],
+        ("vertical", "B"): [[1, 1, 1], [1, 1, 1], [0, 0, 0]],
+        ("horizontal", "A"): [[1, 0, 0]],
+        ("horizontal", "B"): [[1, 1, 0]],
+    }
+    for (stack, mask_type), mask in expected.items():
+        np.testing.assert_array_equal(
+            causal_mask(3, stack, mask_type), np.array(mask, "float32")
+        )
 
 
-@pytest.mark.parametrize("stack", ["vertical", "horizontal"])
-def test_masked_conv_layer(stack):
+def test_masked_conv_layer():
     run_layer_test(
         MaskedConv2D,
-        init_kwargs=dict(filters=4, kernel_size=3, stack=stack, mask_type="A"),
+        init_kwargs=dict(
+            filters=4, kernel_size=3, stack="vertical", mask_type="A"
+        ),
         input_data=np.random.default_rng(0).normal(size=(2, 5, 5, 3)),
         expected_output_shape=(2, 5, 5, 4),
         expected_num_trainable_weights=2,
@@ -55,9 +53,7 @@ def test_masked_conv_layer(stack):
     )
 
 
-@pytest.mark.parametrize("stack", ["vertical", "horizontal"])
-@pytest.mark.parametrize("mask_type", ["A", "B"])
-def test_masked_conv_matches_numpy(stack, mask_type):
+def _check_masked_conv_against_numpy(stack, mask_type):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 4, 5, 3)).astype("float32")
     layer = MaskedConv2D(2, 3, stack=stack, mask_type=mask_type)
@@ -82,6 +78,12 @@ def test_masked_conv_matches_numpy(stack, mask_type):
     np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_masked_conv_matches_numpy():
+    for stack in ("vertical", "horizontal"):
+        for mask_type in ("A", "B"):
+            _check_masked_conv_against_numpy(stack, mask_type)
+
+
 def test_masked_conv_stays_causal_after_training():
     # The mask is applied in `call`: a training step that changes the
     # masked-out kernel entries never makes the output see them.
@@ -99,11 +101,10 @@ def test_masked_conv_stays_causal_after_training():
 
 
 # ------------------------------------------------------ GatedPixelCNNBlock
-@pytest.mark.parametrize("mask_type", ["A", "B"])
-def test_gated_block_layer(mask_type):
+def test_gated_block_layer():
     run_layer_test(
         GatedPixelCNNBlock,
-        init_kwargs=dict(num_hiddens=4, kernel_size=3, mask_type=mask_type),
+        init_kwargs=dict(num_hiddens=4, kernel_size=3, mask_type="B"),
         input_data=np.random.default_rng(0).normal(size=(2, 4, 4, 8)),
         expected_output_shape=(2, 4, 4, 8),
         # vertical, horizontal (kernel + bias each), two 1x1 convolutions.
@@ -322,39 +323,33 @@ def _noise(n, prior, seed=0):
     return tf.random.stateless_uniform(shape, seed=(seed, 7))
 
 
-SAMPLER_CASES = [
-    dict(),
-    dict(temperature=0.5),
-    dict(top_k=3),
-    dict(temperature=2.0, top_k=2),
-]
-
-
-@pytest.mark.parametrize(
-    "options", SAMPLER_CASES, ids=["plain", "temperature", "top_k", "both"]
-)
-def test_cached_sampler_equals_naive_sampler(options):
+def test_cached_sampler_equals_naive_sampler():
     prior = PixelCNNPrior(**TINY)
     noise = _noise(3, prior)
-    naive = prior.sample_codes(noise, method="naive", **options)
-    cached = prior.sample_codes(noise, **options)
-    assert cached.dtype == tf.int32 and cached.shape == (3, 5, 6)
-    np.testing.assert_array_equal(cached, naive)
+    for options in (
+        dict(),
+        dict(temperature=0.5),
+        dict(top_k=3),
+        dict(temperature=2.0, top_k=2),
+    ):
+        naive = prior.sample_codes(noise, method="naive", **options)
+        cached = prior.sample_codes(noise, **options)
+        assert cached.dtype == tf.int32 and cached.shape == (3, 5, 6)
+        np.testing.assert_array_equal(cached, naive, err_msg=str(options))
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [dict(kernel_size=5, num_layers=2), dict(num_classes=3)],
-    ids=["k5", "classes"],
-)
-def test_cached_sampler_equals_naive_sampler_variants(kwargs):
-    prior = PixelCNNPrior(**{**TINY, **kwargs})
-    noise = _noise(2, prior, seed=1)
-    labels = None if prior.num_classes is None else np.array([0, 2], "int32")
-    np.testing.assert_array_equal(
-        prior.sample_codes(noise, labels),
-        prior.sample_codes(noise, labels, method="naive"),
-    )
+def test_cached_sampler_equals_naive_sampler_variants():
+    for kwargs in (dict(kernel_size=5, num_layers=2), dict(num_classes=3)):
+        prior = PixelCNNPrior(**{**TINY, **kwargs})
+        noise = _noise(2, prior, seed=1)
+        labels = (
+            None if prior.num_classes is None else np.array([0, 2], "int32")
+        )
+        np.testing.assert_array_equal(
+            prior.sample_codes(noise, labels),
+            prior.sample_codes(noise, labels, method="naive"),
+            err_msg=str(kwargs),
+        )
 
 
 def test_cached_sampler_equals_naive_after_training_with_labels():
@@ -404,9 +399,8 @@ def test_top_k_samples_are_among_the_k_most_likely():
 
 
 # -------------------------------------------------------------- bad input
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
+def test_invalid_prior_arguments():
+    for kwargs, message in [
         (
             dict(num_embeddings=0),
             "`num_embeddings` must be a positive integer. "
@@ -442,26 +436,14 @@ def test_top_k_samples_are_among_the_k_most_likely():
             "`num_classes` must be a positive integer. "
             "Received: num_classes=0 (of type int).",
         ),
-    ],
-    ids=[
-        "num_embeddings",
-        "grid-rank",
-        "grid-zero",
-        "num_layers",
-        "kernel-even",
-        "kernel-one",
-        "num_classes",
-    ],
-)
-def test_invalid_prior_arguments(kwargs, message):
-    with pytest.raises(ValueError) as error:
-        PixelCNNPrior(**{**TINY, **kwargs})
-    assert str(error.value) == message
+    ]:
+        with pytest.raises(ValueError) as error:
+            PixelCNNPrior(**{**TINY, **kwargs})
+        assert str(error.value) == message
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
+def test_invalid_masked_conv_arguments():
+    for kwargs, message in [
         (
             dict(stack="diagonal"),
             "`stack` must be 'vertical' or 'horizontal'. "
@@ -472,13 +454,10 @@ def test_invalid_prior_arguments(kwargs, message):
             "`mask_type` must be 'A' or 'B'. "
             "Received: mask_type='C' (of type str).",
         ),
-    ],
-    ids=["stack", "mask_type"],
-)
-def test_invalid_masked_conv_arguments(kwargs, message):
-    with pytest.raises(ValueError) as error:
-        MaskedConv2D(4, **kwargs)
-    assert str(error.value) == message
+    ]:
+        with pytest.raises(ValueError) as error:
+            MaskedConv2D(4, **kwargs)
+        assert str(error.value) == message
 
 
 def test_wrong_codes_shape():
@@ -491,9 +470,9 @@ def test_wrong_codes_shape():
     )
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
+def test_invalid_sampling_arguments():
+    prior = PixelCNNPrior(**TINY)
+    for kwargs, message in [
         (
             dict(temperature=0.0),
             "`temperature` must be a positive finite number. "
@@ -515,14 +494,10 @@ def test_wrong_codes_shape():
             "conditional (num_classes=None). "
             "Received: labels=[0, 1] (of type list).",
         ),
-    ],
-    ids=["temperature", "top_k", "method", "labels"],
-)
-def test_invalid_sampling_arguments(kwargs, message):
-    prior = PixelCNNPrior(**TINY)
-    with pytest.raises(ValueError) as error:
-        prior.sample_codes(_noise(2, prior), **kwargs)
-    assert str(error.value) == message
+    ]:
+        with pytest.raises(ValueError) as error:
+            prior.sample_codes(_noise(2, prior), **kwargs)
+        assert str(error.value) == message
 
 
 def test_wrong_noise_shape():
@@ -533,3 +508,31 @@ def test_wrong_noise_shape():
         "`noise` must have shape (n, 5, 6, 7) (n, H, W, num_embeddings). "
         "Received: noise.shape=(2, 5, 6)"
     )
+
+
+# ---------------------------------------------------------------- export
+def test_cached_sampler_converts_to_tflite_builtins(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    prior = PixelCNNPrior(**TINY)
+    prior.build((None, 5, 6))
+    sample = prior.sampling_function(top_k=4)
+    archive = keras.export.ExportArchive()
+    archive.track(prior)
+    archive.add_endpoint(
+        "sample",
+        lambda noise: {"codes": sample(noise)},
+        input_signature=[tf.TensorSpec((2, 5, 6, 7), tf.float32, name="noise")],
+    )
+    path = os.path.join(tmp_path, "sampler")
+    archive.write_out(path, verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        path, signature_keys=["sample"]
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    runner = Interpreter(
+        model_content=converter.convert()
+    ).get_signature_runner("sample")
+    noise = _noise(2, prior, seed=5)
+    codes = runner(noise=noise.numpy())["codes"]
+    np.testing.assert_array_equal(codes, prior.sample_codes(noise, top_k=4))

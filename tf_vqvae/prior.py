@@ -714,17 +714,35 @@ class PixelCNNPrior(keras.Model):
         key = (method, float(temperature), top_k)
         functions = _SAMPLERS.setdefault(self, {})
         if key not in functions:
-            impl = (
-                self._sample_cached
-                if method == "cached"
-                else self._sample_naive
-            )
             functions[key] = tf.function(
-                lambda noise, labels: impl(noise, labels, temperature, top_k)
+                self.sampling_function(method, temperature, top_k)
             )
         if labels is not None:
             labels = tf.convert_to_tensor(labels, "int32")
         return functions[key](noise, labels)
+
+    def sampling_function(
+        self,
+        method: str = "cached",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ):
+        """The sampler as a plain function `f(noise, labels=None) -> codes`.
+
+        For export (`keras.export.ExportArchive` endpoints, TFLite): graph
+        ops only, no random op (the noise is an input), static shapes when
+        the noise shape is static. With `(n, H, W, K)` float32 noise both
+        methods convert with `TFLITE_BUILTINS` only and give the same codes
+        there as in TensorFlow. Arguments as in `sample_codes`.
+        """
+        _check_choice("method", method, _METHODS)
+        check_sampling_options(temperature, top_k, self.num_embeddings)
+        impl = self._sample_cached if method == "cached" else self._sample_naive
+
+        def sample(noise, labels=None):
+            return impl(noise, labels, temperature, top_k)
+
+        return sample
 
     def _sample_naive(self, noise, labels, temperature, top_k):
         height, width = self.grid_shape
@@ -768,9 +786,8 @@ class PixelCNNPrior(keras.Model):
         ch = self.num_hiddens
         dtype = self.compute_dtype
         # A static batch size keeps the loop variables' shapes fixed.
-        n = noise.shape[0]
-        if n is None:
-            n = tf.shape(noise)[0]
+        static_n = noise.shape[0]
+        n = static_n if static_n is not None else tf.shape(noise)[0]
         conditions = self._conditions(labels)
         blocks = list(zip(self.blocks, self.skips, conditions, strict=True))
 
@@ -824,7 +841,9 @@ class PixelCNNPrior(keras.Model):
                 return j + 1, new_lefts, row_ta.write(j, code)
 
             lefts = [zeros(1, c) for _ in range(self.num_layers)]
-            row_ta = tf.TensorArray("int32", size=width, element_shape=[None])
+            row_ta = tf.TensorArray(
+                "int32", size=width, element_shape=[static_n]
+            )
             _, _, row_ta = tf.while_loop(
                 lambda j, *_: j < width,
                 column_body,
@@ -838,7 +857,7 @@ class PixelCNNPrior(keras.Model):
 
         histories = [zeros(c, width + 2 * c) for _ in range(self.num_layers)]
         codes_ta = tf.TensorArray(
-            "int32", size=height, element_shape=[None, width]
+            "int32", size=height, element_shape=[static_n, width]
         )
         _, _, codes_ta = tf.while_loop(
             lambda i, *_: i < height,
