@@ -3,6 +3,8 @@ tf_vqvae, int8 calibrated on real codes, manifest and signatures."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -235,3 +237,42 @@ def test_refuses_overwrite_and_cleans_up(exported, tmp_path, monkeypatch):
     ]
     monkeypatch.undo()
     manifest.verify(out)
+
+
+def test_benchmark_tiny_smoke_run(tmp_path):
+    script = os.path.join(
+        os.path.dirname(__file__), "..", "benchmarks", "bench_export.py"
+    )
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, script, "--tiny", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    runtimes = {(r["task"], r["runtime"], r["batch"]) for r in bench["latency"]}
+    for batch in (1, 4):
+        for runtime in ("keras", "savedmodel", "tflite-int8"):
+            assert ("decode", runtime, batch) in runtimes
+        assert ("encode", "tflite-float32", batch) in runtimes
+    assert all(
+        0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+        for r in bench["latency"]
+    )
+    assert set(bench["sizes_bytes"]) == {
+        "keras (.keras)",
+        "savedmodel (dir)",
+        "decoder_float32.tflite",
+        "decoder_float16.tflite",
+        "decoder_int8.tflite",
+        "encoder_float32.tflite",
+    }
+    parity = bench["parity"]
+    assert parity["decode tflite-float32 max |error| vs keras"] < 1e-5
+    assert parity["decode tflite-float16 max |error| vs keras"] < 1e-3
+    assert parity["decode tflite-int8 PSNR vs tflite-float32 (dB)"] > 35
+    assert parity["encode tflite-float32 codes equal keras (fraction)"] == 1
+    assert "| decode | tflite-int8 | 1 |" in result.stdout
