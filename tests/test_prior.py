@@ -257,7 +257,7 @@ def test_class_conditioning_changes_logits():
     assert np.abs(a - b).max() > 0
 
 
-def test_fit_reports_bits_per_code():
+def test_fit_reports_bits_per_code(tmp_path):
     prior = PixelCNNPrior(**TINY)
     prior.compile(optimizer=keras.optimizers.Adam(1e-2))
     dataset = tf.data.Dataset.from_tensor_slices(_codes((8, 5, 6), 7)).batch(8)
@@ -269,6 +269,17 @@ def test_fit_reports_bits_per_code():
         rtol=1e-5,
     )
     assert history["bits_per_code"][-1] < history["bits_per_code"][0]
+
+    # The compiled state comes back from `.keras`: training can resume.
+    path = os.path.join(tmp_path, "prior.keras")
+    prior.save(path)
+    restored = keras.saving.load_model(path)
+    assert int(restored.optimizer.iterations) == 5
+    for a, b in zip(
+        restored.optimizer.variables, prior.optimizer.variables, strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert isinstance(restored.loss, keras.losses.SparseCategoricalCrossentropy)
 
 
 def _train_step_weights(strategy):

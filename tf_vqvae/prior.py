@@ -621,6 +621,13 @@ class PixelCNNPrior(keras.Model):
             optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
         )
 
+    def compile_from_config(self, config):
+        # Keras skips `compile` on load for models that override it.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
