@@ -34,10 +34,9 @@ TINY = TrainConfig(
     "changes",
     [
         dict(quantizer="vq"),
-        dict(quantizer="ema", data_init="kmeans++"),
-        dict(quantizer="ema", dead_code_restart_steps=2),
+        dict(quantizer="ema", data_init="kmeans++", dead_code_restart_steps=2),
     ],
-    ids=["vq", "ema-kmeans", "ema-restarts"],
+    ids=["vq", "ema-kmeans-restarts"],
 )
 def test_mirrored_matches_one_device(tmp_path, changes):
     config = dataclasses.replace(TINY, **changes)

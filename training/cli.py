@@ -75,22 +75,33 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------- train
+# One strategy per kind and device set per process: a second
+# MirroredStrategy over the same devices restarts TensorFlow's collective
+# instance keys, and its all-reduces collide with the first one's.
+_STRATEGIES: dict = {}
+
+
 def make_strategy(config: TrainConfig):
-    """The `tf.distribute` strategy that `config.strategy` names."""
+    """The `tf.distribute` strategy that `config.strategy` names (created
+    once per process for each kind and device set)."""
     import tensorflow as tf
 
-    if config.strategy == "mirrored":
-        devices = list(config.devices) if config.devices else None
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if config.strategy == "multi-worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UsageError(
-                "`strategy` 'multi-worker' needs the TF_CONFIG environment "
-                "variable (cluster and task, see README's Command line). "
-                "Received: strategy='multi-worker'"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
+    if config.strategy == "default":
+        return tf.distribute.get_strategy()
+    if config.strategy == "multi-worker" and not os.environ.get("TF_CONFIG"):
+        raise UsageError(
+            "`strategy` 'multi-worker' needs the TF_CONFIG environment "
+            "variable (cluster and task, see README's Command line). "
+            "Received: strategy='multi-worker'"
+        )
+    key = (config.strategy, config.devices)
+    if key not in _STRATEGIES:
+        if config.strategy == "mirrored":
+            devices = list(config.devices) if config.devices else None
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=devices)
+        else:
+            _STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _STRATEGIES[key]
 
 
 def _worker_dir(strategy, model_dir: str) -> tuple[str, bool]:
