@@ -35,7 +35,7 @@ TF_IMPLS = ("tf_vqvae", "tf_vqvae_ema", "sonnet", "sonnet_ema", "kerasio")
 IMPLS = TF_IMPLS + ("vqtorch",)
 
 
-def _keras_io_layer(keras, tf, num_embeddings: int, embedding_dim: int):
+def keras_io_quantizer(keras, tf, num_embeddings: int, embedding_dim: int):
     """The keras-io example's `VectorQuantizer`, as that example writes it."""
 
     class KerasIOVectorQuantizer(keras.layers.Layer):
@@ -126,7 +126,7 @@ def _tf_step(impl: str, k: int, d: int, tf):
     if impl == "kerasio":
         import keras
 
-        layer = _keras_io_layer(keras, tf, k, d)
+        layer = keras_io_quantizer(keras, tf, k, d)
 
         def forward(x):
             z_q = layer(x)

@@ -1,0 +1,197 @@
+"""Quality at a fixed budget: tf_vqvae vs Sonnet on the CIFAR-10 JPEG set.
+
+    python benchmarks/bench_quality.py --steps 2000 --out quality.json
+
+Both models get the same architecture (`--config`, Sonnet's example by
+default: 128 hidden, 32 residual hidden, K=512, D=64, EMA codebook, Adam
+3e-4, batch 32), the same training images in the same order (a seeded
+permutation of the train split, one per pass), the same number of steps and
+the same seed. Each is then evaluated on the test split: reconstruction MSE
+(images in [0, 1]) and PSNR, and the perplexity and dead codes (codes no test
+vector picked) of the pooled test-set code counts.
+
+The archive (`--data`, default `../shared/data/cifar10_jpeg.tar.gz` next to
+the repository) is extracted to a temporary directory and decoded once.
+`--steps` sets the budget; the default fits in about half an hour here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tarfile
+import tempfile
+import time
+
+import common
+import models
+
+IMPLS = ("tf_vqvae", "sonnet")
+DEFAULT_DATA = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "..",
+    "shared",
+    "data",
+    "cifar10_jpeg.tar.gz",
+)
+
+
+def load_split(tf, root: str, split: str, limit: int, seed: int):
+    """uint8 `[n, 32, 32, 3]` of up to `limit` images of `split`, decoded.
+
+    A seeded sample of the files (all of them when `limit` covers them).
+    """
+    pattern = os.path.join(root, "**", split, "*", "*.jpg")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No JPEG files match {pattern}")
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(len(files)), seed=[seed, 0]
+    )
+    count = min(limit, len(files)) if limit else len(files)
+    chosen = tf.gather(tf.constant(files), order[:count])
+    dataset = tf.data.Dataset.from_tensor_slices(chosen).map(
+        lambda path: tf.io.decode_jpeg(tf.io.read_file(path), channels=3),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.batch(count).get_single_element()
+
+
+def training_batches(tf, images, batch_size: int, steps: int, seed: int):
+    """Float batches in [0, 1]: a seeded permutation per pass over images."""
+    n = int(images.shape[0])
+    passes = math.ceil(steps * batch_size / n)
+    order = tf.concat(
+        [
+            tf.random.experimental.stateless_shuffle(
+                tf.range(n), seed=[seed, epoch + 1]
+            )
+            for epoch in range(passes)
+        ],
+        axis=0,
+    )[: steps * batch_size]
+    return (
+        tf.data.Dataset.from_tensor_slices(order)
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda idx: tf.cast(tf.gather(images, idx), tf.float32) / 255.0)
+        .prefetch(2)
+    )
+
+
+def code_statistics(tf, codes, num_embeddings: int) -> dict:
+    counts = tf.math.bincount(
+        tf.reshape(codes, [-1]), minlength=num_embeddings, dtype=tf.float64
+    )
+    probs = counts / tf.reduce_sum(counts)
+    entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(probs), probs))
+    dead = int(tf.reduce_sum(tf.cast(counts == 0, tf.int32)))
+    return {
+        "perplexity": float(tf.exp(entropy)),
+        "dead_codes": dead,
+        "dead_fraction": dead / num_embeddings,
+    }
+
+
+def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
+    batches = training_batches(tf, train, config.batch_size, args.steps, 0)
+    start = time.perf_counter()
+    if impl == "tf_vqvae":
+        model = models.build_tf_vqvae(config, seed=args.seed)
+        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+
+        @tf.function
+        def evaluate(images):
+            codes = model.encode(images)
+            x_hat = model.decode(codes)
+            return tf.reduce_mean(tf.square(x_hat - images)), codes
+
+    else:
+        model = models.SonnetVQVAE(config, seed=args.seed)
+        for images in batches:
+            model.step(images)
+        evaluate = model.evaluate_batch
+    train_s = time.perf_counter() - start
+    squared_errors, all_codes = [], []
+    for begin in range(0, int(test.shape[0]), args.eval_batch):
+        images = tf.cast(test[begin : begin + args.eval_batch], tf.float32)
+        mse, codes = evaluate(images / 255.0)
+        squared_errors.append(float(mse) * int(images.shape[0]))
+        all_codes.append(tf.reshape(tf.cast(codes, tf.int32), [-1]))
+    mse = sum(squared_errors) / int(test.shape[0])
+    return {
+        "mse": mse,
+        "psnr_db": 10.0 * math.log10(1.0 / mse),
+        **code_statistics(
+            tf, tf.concat(all_codes, axis=0), config.num_embeddings
+        ),
+        "train_seconds": train_s,
+    }
+
+
+def run(args) -> dict:
+    common.quiet_tensorflow()
+    import tensorflow as tf
+
+    common.configure_tf_threads(tf, args.threads)
+    config = models.CONFIGS[args.config]
+    with tempfile.TemporaryDirectory(prefix="cifar10_jpeg_") as root:
+        with tarfile.open(args.data) as archive:
+            archive.extractall(root, filter="data")
+        train = load_split(
+            tf, root, "train", args.steps * config.batch_size, args.seed
+        )
+        test = load_split(tf, root, "test", args.eval_images, args.seed)
+    results = {
+        impl: train_and_evaluate(impl, config, tf, train, test, args)
+        for impl in args.impl
+    }
+    return {
+        "benchmark": "quality",
+        "config": args.config,
+        "config_values": config.__dict__,
+        "steps": args.steps,
+        "seed": args.seed,
+        "train_images": int(train.shape[0]),
+        "test_images": int(test.shape[0]),
+        "results": results,
+        "python": sys.version.split()[0],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(models.CONFIGS))
+    parser.add_argument(
+        "--impl",
+        type=lambda v: v.split(","),
+        default=list(IMPLS),
+        help=f"comma-separated: {IMPLS}",
+    )
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument(
+        "--eval-images", type=int, default=0, help="0: the whole test split"
+    )
+    parser.add_argument("--eval-batch", type=int, default=500)
+    parser.add_argument(
+        "--tiny", action="store_true", help="smoke test: a few steps"
+    )
+    parser.set_defaults(config="sonnet")
+    args = parser.parse_args(argv)
+    unknown = [impl for impl in args.impl if impl not in IMPLS]
+    if unknown:
+        parser.error(f"unknown --impl {unknown}; choose from {IMPLS}")
+    if args.tiny:
+        args.steps, args.eval_images, args.eval_batch = 3, 64, 32
+    result = run(args)
+    common.emit(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

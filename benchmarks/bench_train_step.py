@@ -1,0 +1,168 @@
+"""A full VQ-VAE training step: images/s and GFLOP/s vs the matmul peak.
+
+    python benchmarks/bench_train_step.py --config paper \\
+        --impl tf_vqvae,sonnet,kerasio --out step.json
+
+`--config paper`: the paper's CIFAR-10 model (two stride-2 4x4 convolutions,
+2 residual blocks, 256 hidden units, K=512, D=64, Adam 2e-4, batch 128,
+codebook trained by gradients). `--config sonnet`: Sonnet's VQ-VAE example
+(128 hidden, 32 residual hidden, EMA codebook, Adam 3e-4, batch 32).
+
+Implementations (`--impl`, see `models.py`): `tf_vqvae` (`VQVAE` through
+`model.fit`), `sonnet` (Sonnet 2 modules, `tf.function` step in a Python
+loop), `kerasio` (the keras-io example's quantizer and custom `train_step`
+through `fit`; it has no EMA variant, so it trains its codebook by gradients
+in both configs). All run in one process on the same in-memory random images
+(`tf.data`, so no decoding cost) and are timed round-robin: one "epoch" of
+`--steps` steps of each per round, each `fit` epoch being one `fit` call
+(its per-call overhead is included). Achieved GFLOP/s counts 3x the forward
+FLOPs of `models.forward_flops_per_image`; the peak is the best of repeated
+2048x2048 fp32 `tf.matmul`s in the same process.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import common
+import models
+
+IMPLS = ("tf_vqvae", "sonnet", "kerasio")
+
+
+def matmul_peak_gflops(tf, size: int = 2048, repeats: int = 10) -> float:
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+
+    @tf.function
+    def product(a, b):
+        return tf.reduce_sum(tf.matmul(a, b))
+
+    times = common.time_repeats(lambda: product(a, b).numpy(), 2, repeats)
+    return 2.0 * size**3 / min(times) / 1e9
+
+
+def _epoch_runner(impl: str, config, dataset, steps: int, tf):
+    """A function running `steps` training steps and blocking until done."""
+    if impl == "sonnet":
+        model = models.SonnetVQVAE(config)
+        iterator = iter(dataset)
+
+        def run():
+            for _ in range(steps):
+                loss, _, _ = model.step(next(iterator))
+            return float(loss)
+
+        return run
+    build = (
+        models.build_tf_vqvae if impl == "tf_vqvae" else models.build_kerasio
+    )
+    model = build(config)
+
+    def run():
+        history = model.fit(
+            dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False
+        )
+        return history.history
+
+    return run
+
+
+def run(args) -> dict:
+    common.quiet_tensorflow()
+    import tensorflow as tf
+
+    common.configure_tf_threads(tf, args.threads)
+    config = models.CONFIGS[args.config]
+    if args.batch_size:
+        config = models.Config(
+            **{**config.__dict__, "batch_size": args.batch_size}
+        )
+    if args.image_size:
+        config = models.Config(
+            **{**config.__dict__, "image_size": args.image_size}
+        )
+    images = tf.random.uniform(
+        (args.images, config.image_size, config.image_size, 3), seed=0
+    )
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(images)
+        .repeat()
+        .batch(config.batch_size, drop_remainder=True)
+        .prefetch(2)
+    )
+    runners = {
+        impl: _epoch_runner(impl, config, dataset, args.steps, tf)
+        for impl in args.impl
+    }
+    peaks = [matmul_peak_gflops(tf)]
+    for _ in range(args.warmup):
+        for fn in runners.values():
+            fn()
+    times = {impl: [] for impl in runners}
+    for _ in range(args.repeats):
+        for impl, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            times[impl].append(time.perf_counter() - start)
+    peaks.append(matmul_peak_gflops(tf))
+    peak = max(peaks)
+    images_per_epoch = args.steps * config.batch_size
+    flops = models.train_step_flops_per_image(config)
+    results = {}
+    for impl, seconds in times.items():
+        ips = common.rates(seconds, images_per_epoch)
+        results[impl] = {
+            "images_per_s": ips,
+            "seconds": seconds,
+            "gflops_per_s": ips["median"] * flops / 1e9,
+            "fraction_of_peak": ips["median"] * flops / 1e9 / peak,
+        }
+    return {
+        "benchmark": "train_step",
+        "config": args.config,
+        "config_values": config.__dict__,
+        "steps_per_epoch": args.steps,
+        "train_step_gflop_per_image": flops / 1e9,
+        "matmul_peak_gflops": peak,
+        "matmul_peak_samples": peaks,
+        "results": results,
+        "python": sys.version.split()[0],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = common.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(models.CONFIGS))
+    parser.add_argument(
+        "--impl",
+        type=lambda v: v.split(","),
+        default=list(IMPLS),
+        help=f"comma-separated, timed round-robin: {IMPLS}",
+    )
+    parser.add_argument("--steps", type=int, default=0, help="per epoch")
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=0)
+    parser.add_argument(
+        "--tiny", action="store_true", help="smoke test: tiny sizes"
+    )
+    parser.set_defaults(config="paper")
+    args = parser.parse_args(argv)
+    unknown = [impl for impl in args.impl if impl not in IMPLS]
+    if unknown:
+        parser.error(f"unknown --impl {unknown}; choose from {IMPLS}")
+    if args.tiny:
+        args.batch_size, args.image_size, args.images = 2, 8, 8
+        args.steps, args.warmup, args.repeats = 1, 1, 1
+    if not args.steps:
+        args.steps = 8 if args.config == "paper" else 40
+    result = run(args)
+    common.emit(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()

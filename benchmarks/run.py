@@ -1,0 +1,674 @@
+"""Runs every benchmark against the peers and writes BENCHMARKS.md.
+
+    python benchmarks/run.py                      # everything, ~1 hour
+    python benchmarks/run.py --only vq,import     # some sections
+    python benchmarks/run.py --tiny --out /tmp/B.md   # seconds-long smoke run
+
+Peers run in their own virtual environments, created on first use under
+`--venv-dir` (default `$BENCH_VENV_DIR`, else `~/.cache/tf-vqvae-bench`),
+outside the repository:
+
+- `sonnet`: dm-sonnet 2.0.2 on top of this interpreter's packages (same
+  TensorFlow; a `.pth` file adds this environment's site-packages), so
+  tf_vqvae, Sonnet and the keras-io design can be timed in one process.
+- `torch`: torch 2.13.0 (CPU wheel) and vector-quantize-pytorch.
+
+`--sonnet-python` / `--torch-python` point at existing interpreters instead.
+Every benchmark runs in a subprocess and returns JSON (kept in
+`--results-dir`); this script turns them into tables with min/median/max and
+ratios. Pairs timed in one process are compared round by round (the median
+of per-round ratios), which cancels most of the drift of a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SECTIONS = ("vq", "step", "import", "quality", "sampling", "export")
+K_VALUES = (512, 8192, 65536)
+# Peers hold a dense N x K distance (and one-hot) matrix: 4 GiB each at
+# K = 65536, which this shared 24 GiB machine cannot spare for them.
+PEER_MAX_K = 8192
+SONNET_SPEC = ("dm-sonnet==2.0.2",)
+TORCH_SPEC = ("torch==2.13.0", "vector-quantize-pytorch")
+
+NAMES = {
+    "tf_vqvae": "tf_vqvae VectorQuantizer",
+    "tf_vqvae_ema": "tf_vqvae VectorQuantizerEMA",
+    "sonnet": "Sonnet VectorQuantizer",
+    "sonnet_ema": "Sonnet VectorQuantizerEMA",
+    "kerasio": "keras-io example design",
+    "vqtorch": "vector-quantize-pytorch (EMA)",
+}
+
+
+# ------------------------------------------------------------------- venvs
+def _venv_python(path: str) -> str:
+    return os.path.join(path, "bin", "python")
+
+
+def ensure_venv(
+    venv_dir: str, name: str, packages: tuple, inherit: bool
+) -> str:
+    """Creates (once) a venv with `packages`; returns its interpreter."""
+    path = os.path.join(venv_dir, name)
+    python = _venv_python(path)
+    marker = os.path.join(path, "bench-ready")
+    if os.path.exists(marker):
+        return python
+    os.makedirs(venv_dir, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", path], check=True)
+    if inherit:
+        site_dir = subprocess.run(
+            [
+                python,
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('purelib'))",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        base = sysconfig.get_path("purelib")
+        with open(os.path.join(site_dir, "tf_vqvae_bench_base.pth"), "w") as f:
+            f.write(f"import site; site.addsitedir({base!r})\n")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", *packages], check=True
+    )
+    with open(marker, "w") as f:
+        f.write(" ".join(packages) + "\n")
+    return python
+
+
+# ------------------------------------------------------------ subprocesses
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.results_dir = args.results_dir
+        os.makedirs(self.results_dir, exist_ok=True)
+        self.log = open(os.path.join(self.results_dir, "run.log"), "a")
+
+    def run(self, python: str, script: str, name: str, *script_args) -> dict:
+        """Runs `script` with `--out NAME.json`; returns its JSON or None."""
+        out = os.path.join(self.results_dir, f"{name}.json")
+        if self.args.resume and os.path.exists(out):
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: kept", flush=True)
+            return _load_json(out)
+        cmd = [python, os.path.join(HERE, script), *map(str, script_args)]
+        cmd += ["--out", out]
+        return self._call(cmd, name, lambda: _load_json(out))
+
+    def _call(self, cmd, name, load):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
+        self.log.write(f"$ {shlex.join(cmd)}\n")
+        self.log.flush()
+        proc = subprocess.run(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
+        if proc.returncode:
+            print(f"  failed ({proc.returncode}); see run.log", flush=True)
+            return None
+        return load()
+
+    def run_fragment(self, script: str, name: str, *script_args) -> str | None:
+        """Another engineer's script printing a markdown fragment.
+
+        Both `bench_sampling.py` and `bench_export.py` print their table to
+        stdout and take `--json`; the fragment is kept as `NAME.md`.
+        """
+        path = os.path.join(HERE, script)
+        if not os.path.exists(path):
+            return None
+        md = os.path.join(self.results_dir, f"{name}.md")
+        if self.args.resume and os.path.exists(md):
+            return open(md).read()
+        cmd = [sys.executable, path, *script_args]
+        cmd += ["--json", os.path.join(self.results_dir, f"{name}.json")]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
+        self.log.write(f"$ {shlex.join(cmd)} > {md}\n")
+        self.log.flush()
+        with open(md, "w") as stdout:
+            proc = subprocess.run(
+                cmd, stdout=stdout, stderr=self.log, env=env, cwd=REPO
+            )
+        if proc.returncode:
+            print(f"  failed ({proc.returncode}); see run.log", flush=True)
+            return None
+        return open(md).read()
+
+
+def _load_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------ tables
+def _fmt(value: float, digits: int = 3) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f} M"
+    if value >= 1e4:
+        return f"{value / 1e3:.0f} k"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _triple(stats: dict) -> str:
+    return " / ".join(_fmt(stats[k]) for k in ("min", "median", "max"))
+
+
+def paired_ratio(results: dict, ours: str, peer: str) -> float | None:
+    """Median over rounds of peer_time / our_time (same process only)."""
+    if ours not in results or peer not in results:
+        return None
+    pairs = zip(results[ours]["seconds"], results[peer]["seconds"])
+    return statistics.median(b / a for a, b in pairs)
+
+
+def _ratio(value: float | None, target: float | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}x"
+    if target is not None:
+        text += " ✅" if value >= target else " ❌"
+    return text
+
+
+def vq_section(vq: dict, memory: dict, torch: dict) -> list[str]:
+    lines = [
+        "## 1. VQ layer, forward + backward",
+        "",
+        "N = 16384 vectors, D = 64; straight-through estimator, codebook and "
+        "commitment losses, EMA update where there is one, gradients to the "
+        "inputs and to a trainable codebook (`bench_vq_layer.py`). "
+        "Throughput: all TensorFlow implementations timed round-robin in one "
+        "process (vectors/s min / median / max over rounds); ratios are "
+        "medians of per-round ratios (higher = tf_vqvae faster). Peak memory: "
+        "a separate process per implementation, peak RSS during the timed "
+        "steps minus RSS before them. vector-quantize-pytorch runs in its own "
+        "process, so its ratio compares medians of different processes.",
+        "",
+        "| K | implementation | vectors/s (min / median / max) "
+        "| peak extra memory | tf_vqvae ÷ it (same-type quantizer) |",
+        "|---|---|---|---|---|",
+    ]
+    targets = []
+    for k, data in vq.items():
+        if not data:
+            lines.append(f"| {k} | (failed) | | | |")
+            continue
+        results = dict(data["results"])
+        if torch.get(k):
+            results.update(torch[k]["results"])
+        for impl, res in results.items():
+            mem = memory.get((k, impl))
+            mem_text = f"{mem:.0f} MiB" if mem is not None else "-"
+            ours = (
+                "tf_vqvae_ema"
+                if impl in ("sonnet_ema", "vqtorch")
+                else ("tf_vqvae")
+            )
+            if impl.startswith("tf_vqvae"):
+                ratio_text = "-"
+            elif impl == "vqtorch":
+                ratio_text = _ratio(
+                    data["results"]["tf_vqvae_ema"]["vectors_per_s"]["median"]
+                    / res["vectors_per_s"]["median"]
+                )
+            else:
+                ratio_text = _ratio(paired_ratio(results, ours, impl))
+            lines.append(
+                f"| {k} | {NAMES[impl]} | {_triple(res['vectors_per_s'])} "
+                f"| {mem_text} | {ratio_text} |"
+            )
+        if k == 65536:
+            lines.append(
+                f"| {k} | peers | not run: a dense N x K float32 matrix is 4 "
+                "GiB (Sonnet also builds an N x K one-hot) | | |"
+            )
+        for ours, peer, target in (
+            ("tf_vqvae", "sonnet", 1.2 if k == 512 else 2.0),
+            ("tf_vqvae_ema", "sonnet_ema", 1.5),
+        ):
+            ratio = paired_ratio(results, ours, peer)
+            if ratio is not None:
+                targets.append(
+                    (f"{NAMES[ours]} vs {NAMES[peer]}, K={k}", ratio, target)
+                )
+        for ours, peer in (("tf_vqvae", "sonnet"),):
+            a, b = memory.get((k, ours)), memory.get((k, peer))
+            if k == 8192 and a is not None and b is not None:
+                targets.append(
+                    (
+                        f"peak memory {NAMES[ours]} <= Sonnet's, K={k}"
+                        f" ({a:.0f} vs {b:.0f} MiB)",
+                        b / max(a, 1e-9),
+                        1.0,
+                    )
+                )
+        if k == 65536 and memory.get((k, "tf_vqvae")) is not None:
+            for ours in ("tf_vqvae", "tf_vqvae_ema"):
+                mb = memory.get((k, ours))
+                if mb is not None:
+                    targets.append(
+                        (
+                            f"{NAMES[ours]} K=65536 peak extra {mb:.0f} MiB"
+                            " within 2 GiB",
+                            2048 / max(mb, 1e-9),
+                            1.0,
+                        )
+                    )
+    return lines + [""], targets
+
+
+def step_section(steps: dict) -> tuple[list[str], list]:
+    lines = [
+        "## 2. Full training step",
+        "",
+        "`bench_train_step.py`: the three implementations of `models.py` "
+        "(same layer shapes), one process, timed round-robin by epochs of "
+        "`steps_per_epoch` steps on in-memory images; tf_vqvae and keras-io "
+        "through `model.fit` (one `fit` call per epoch, overhead included), "
+        "Sonnet through a `tf.function` step in a Python loop. GFLOP/s = "
+        "median images/s x 3 x forward FLOPs per image; peak = best fp32 "
+        "2048^3 `tf.matmul` in the same process.",
+        "",
+        "| config | implementation | images/s (min / median / max) "
+        "| GFLOP/s | of matmul peak | tf_vqvae ÷ it |",
+        "|---|---|---|---|---|---|",
+    ]
+    targets = []
+    for name, data in steps.items():
+        if not data:
+            lines.append(f"| {name} | (failed) | | | | |")
+            continue
+        res = data["results"]
+        for impl, r in res.items():
+            ratio = (
+                None
+                if impl == "tf_vqvae"
+                else paired_ratio(res, "tf_vqvae", impl)
+            )
+            lines.append(
+                f"| {name} | {impl} | {_triple(r['images_per_s'])} "
+                f"| {r['gflops_per_s']:.0f} "
+                f"| {100 * r['fraction_of_peak']:.0f}% | {_ratio(ratio)} |"
+            )
+        ratio = paired_ratio(res, "tf_vqvae", "sonnet")
+        if ratio is not None:
+            targets.append((f"full step vs Sonnet, {name} config", ratio, 1.0))
+    notes = []
+    for name, data in steps.items():
+        if data:
+            c = data["config_values"]
+            notes.append(
+                f"- `{name}`: hidden {c['num_hiddens']}, residual hidden "
+                f"{c['num_residual_hiddens']}, K={c['num_embeddings']}, "
+                f"D={c['embedding_dim']}, batch {c['batch_size']}, Adam "
+                f"{c['learning_rate']}, quantizer `{c['quantizer']}`; "
+                f"{data['train_step_gflop_per_image']:.3f} GFLOP per image "
+                f"per step; matmul peak {data['matmul_peak_gflops']:.0f} "
+                f"GFLOP/s; {data['steps_per_epoch']} steps per epoch."
+            )
+    return lines + [""] + notes + [""], targets
+
+
+def import_section(data: dict) -> tuple[list[str], list]:
+    if not data:
+        return ["## 5. Import overhead", "", "(failed)", ""], []
+    s = data["import_s"]
+    tf_s = data["tensorflow_s"]
+    lines = [
+        "## 5. Import overhead",
+        "",
+        "`bench_import.py`: fresh interpreters, `import tensorflow` then "
+        "`import tf_vqvae`; the second import alone.",
+        "",
+        "| | min | median | max |",
+        "|---|---|---|---|",
+        f"| `import tf_vqvae` after TensorFlow (s) | {s['min']:.3f} "
+        f"| {s['median']:.3f} | {s['max']:.3f} |",
+        f"| resident memory added (MiB) | {data['memory_mb']['min']:.1f} "
+        f"| {data['memory_mb']['median']:.1f} "
+        f"| {data['memory_mb']['max']:.1f} |",
+        f"| `import tensorflow` itself (s) | {min(tf_s):.2f} "
+        f"| {statistics.median(tf_s):.2f} | {max(tf_s):.2f} |",
+        "",
+        "Heavy modules loaded by `import tf_vqvae`: "
+        + (
+            ", ".join(data["heavy_modules"])
+            or "none (TFP, tfds, "
+            "scikit-image, matplotlib, tf_keras are imported lazily)"
+        )
+        + ".",
+        "",
+    ]
+    return lines, [
+        ("import overhead <= 0.1 s (median)", 0.1 / max(s["median"], 1e-9), 1.0)
+    ]
+
+
+def quality_section(data: dict) -> tuple[list[str], list]:
+    if not data:
+        return ["## 6. Quality at a fixed budget", "", "(failed)", ""], []
+    c = data["config_values"]
+    lines = [
+        "## 6. Quality at a fixed budget",
+        "",
+        f"`bench_quality.py`: CIFAR-10 JPEG set, `{data['config']}` config "
+        f"(hidden {c['num_hiddens']}, residual hidden "
+        f"{c['num_residual_hiddens']}, K={c['num_embeddings']}, "
+        f"D={c['embedding_dim']}, quantizer `{c['quantizer']}`, batch "
+        f"{c['batch_size']}, Adam {c['learning_rate']}), {data['steps']} "
+        f"steps, seed {data['seed']}, same images in the same order "
+        f"({data['train_images']} train images); evaluated on "
+        f"{data['test_images']} test images.",
+        "",
+        "| implementation | MSE | PSNR (dB) | perplexity | dead codes "
+        "| train time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    res = data["results"]
+    for impl, r in res.items():
+        lines.append(
+            f"| {impl} | {r['mse']:.5f} | {r['psnr_db']:.2f} "
+            f"| {r['perplexity']:.1f} | {r['dead_codes']} "
+            f"({100 * r['dead_fraction']:.1f}%) | {r['train_seconds']:.0f} |"
+        )
+    targets = []
+    if "tf_vqvae" in res and "sonnet" in res:
+        ours, peer = res["tf_vqvae"], res["sonnet"]
+        targets += [
+            ("quality: MSE <= Sonnet's", peer["mse"] / ours["mse"], 1.0),
+            (
+                "quality: perplexity >= Sonnet's",
+                ours["perplexity"] / peer["perplexity"],
+                1.0,
+            ),
+            (
+                "quality: dead codes <= Sonnet's "
+                f"({ours['dead_codes']} vs {peer['dead_codes']})",
+                1.0 if ours["dead_codes"] <= peer["dead_codes"] else 0.0,
+                1.0,
+            ),
+        ]
+    return lines + [""], targets
+
+
+def machine() -> str:
+    try:
+        lscpu = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        )
+        flags = next(
+            (line for line in lscpu.splitlines() if line.startswith("Flags")),
+            "",
+        )
+        avx512 = " (AVX-512)" if "avx512f" in flags else ""
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        model, avx512 = platform.processor() or "unknown CPU", ""
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return (
+        f"{model}{avx512}, {os.cpu_count()} cores, "
+        f"{mem_kb / 2**20:.0f} GiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def versions(python: str, modules: tuple) -> str:
+    code = (
+        "import importlib.metadata as m\n"
+        f"for p in {modules!r}:\n"
+        "    try: print(p, m.version(p))\n"
+        "    except Exception: pass\n"
+    )
+    out = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True
+    ).stdout
+    return ", ".join("==".join(line.split()) for line in out.splitlines())
+
+
+def write_markdown(args, parts: list, targets: list, env: dict) -> None:
+    command = "python " + shlex.join(["benchmarks/run.py", *sys.argv[1:]])
+    summary = ["| target | measured | met |", "|---|---|---|"]
+    for name, ratio, target in targets:
+        met = "✅" if ratio >= target else "❌"
+        summary.append(f"| {name} | {ratio:.2f} (needs >= {target}) | {met} |")
+    header = [
+        "# Benchmarks",
+        "",
+        f"Written by `{command}` on "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- Machine: {env['machine']}. **Shared**: other engineers' jobs ran "
+        "on the same 2 cores during this run, so absolute numbers drift "
+        "(+-20% and more); compare the same-process, round-by-round ratios.",
+        f"- Packages: {env['versions']}.",
+        "- `OPENBLAS_CORETYPE` (set on these machines) halves numpy's matmul "
+        "speed; no benchmark has numpy on its timed path.",
+        "- Ratios: time of the peer ÷ time of tf_vqvae (> 1: tf_vqvae is "
+        "faster), or the measured quantity over its target.",
+        "",
+        "## Targets (issue 6)",
+        "",
+        *summary,
+        "",
+    ]
+    text = "\n".join(header + [line for part in parts for line in part])
+    with open(args.out, "w") as f:
+        f.write(text.rstrip() + "\n")
+    print(f"wrote {args.out}")
+
+
+# -------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))
+    parser.add_argument(
+        "--only",
+        type=lambda v: v.split(","),
+        default=list(SECTIONS),
+        help=f"comma-separated sections: {SECTIONS}",
+    )
+    parser.add_argument(
+        "--venv-dir",
+        default=os.environ.get("BENCH_VENV_DIR")
+        or os.path.expanduser("~/.cache/tf-vqvae-bench"),
+    )
+    parser.add_argument("--sonnet-python", help="existing Sonnet interpreter")
+    parser.add_argument("--torch-python", help="existing torch interpreter")
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="raw JSON results and run.log (default: a new temp dir)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep results already in --results-dir instead of re-running",
+    )
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quality-steps", type=int, default=2000)
+    parser.add_argument(
+        "--quality-data", help="CIFAR-10 JPEG archive (bench_quality.py)"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="smoke run: tiny sizes"
+    )
+    args = parser.parse_args(argv)
+    if args.results_dir is None:
+        args.results_dir = tempfile.mkdtemp(prefix="tf_vqvae_bench_")
+    unknown = [s for s in args.only if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    runner = Runner(args)
+    print(f"results in {args.results_dir}", flush=True)
+
+    needs_sonnet = {"vq", "step", "quality"} & set(args.only)
+    sonnet_py = args.sonnet_python or (
+        ensure_venv(args.venv_dir, "sonnet", SONNET_SPEC, inherit=True)
+        if needs_sonnet
+        else sys.executable
+    )
+    torch_py = args.torch_python or (
+        ensure_venv(args.venv_dir, "torch", TORCH_SPEC, inherit=False)
+        if "vq" in args.only and not args.tiny
+        else None
+    )
+    env = {
+        "machine": machine(),
+        "versions": versions(
+            sonnet_py,
+            ("tensorflow", "keras", "dm-sonnet", "tf-vqvae"),
+        )
+        + (
+            ", " + versions(torch_py, ("torch", "vector-quantize-pytorch"))
+            if torch_py
+            else ""
+        ),
+    }
+    tiny = args.tiny
+    repeats = 1 if tiny else args.repeats
+    warmup = 1 if tiny else 2
+    common_args = ("--repeats", repeats, "--warmup", warmup)
+    parts, targets = [], []
+
+    if "vq" in args.only:
+        n = 256 if tiny else 16384
+        ks = (8, 16) if tiny else K_VALUES
+        vq, memory, torch = {}, {}, {}
+        for k in ks:
+            impls = ["tf_vqvae", "tf_vqvae_ema"]
+            if k <= PEER_MAX_K:
+                impls += ["sonnet", "sonnet_ema", "kerasio"]
+            vq[k] = runner.run(
+                sonnet_py,
+                "bench_vq_layer.py",
+                f"vq_k{k}",
+                "--impl",
+                ",".join(impls),
+                "--k",
+                k,
+                "--n",
+                n,
+                *common_args,
+            )
+            for impl in impls:
+                data = runner.run(
+                    sonnet_py,
+                    "bench_vq_layer.py",
+                    f"vq_k{k}_{impl}_memory",
+                    "--impl",
+                    impl,
+                    "--k",
+                    k,
+                    "--n",
+                    n,
+                    "--repeats",
+                    2,
+                    "--warmup",
+                    1,
+                )
+                if data:
+                    memory[(k, impl)] = data["results"][impl]["peak_extra_mb"]
+            if torch_py and k <= PEER_MAX_K:
+                torch[k] = runner.run(
+                    torch_py,
+                    "bench_vq_layer.py",
+                    f"vq_k{k}_vqtorch",
+                    "--impl",
+                    "vqtorch",
+                    "--k",
+                    k,
+                    "--n",
+                    n,
+                    *common_args,
+                )
+                if torch[k]:
+                    memory[(k, "vqtorch")] = torch[k]["results"]["vqtorch"][
+                        "peak_extra_mb"
+                    ]
+        lines, t = vq_section(vq, memory, torch)
+        parts.append(lines)
+        targets += t
+
+    if "step" in args.only:
+        steps = {}
+        for config in ("paper", "sonnet"):
+            extra = ("--tiny",) if tiny else ("--repeats", min(repeats, 6))
+            steps[config] = runner.run(
+                sonnet_py,
+                "bench_train_step.py",
+                f"step_{config}",
+                "--config",
+                config,
+                *extra,
+            )
+        lines, t = step_section(steps)
+        parts.append(lines)
+        targets += t
+
+    for section, script, title in (
+        ("sampling", "bench_sampling.py", "## 3. Prior sampling"),
+        ("export", "bench_export.py", "## 4. Export"),
+    ):
+        if section in args.only:
+            fragment = runner.run_fragment(
+                script, section, *(("--tiny",) if tiny else ())
+            )
+            if fragment is None:
+                body = f"`benchmarks/{script}` is not in this checkout yet."
+                if os.path.exists(os.path.join(HERE, script)):
+                    body = f"`benchmarks/{script}` failed; see run.log."
+                parts.append([title, "", body, ""])
+            else:
+                parts.append([title, "", fragment.strip(), ""])
+
+    if "import" in args.only:
+        data = runner.run(
+            sys.executable,
+            "bench_import.py",
+            "import",
+            *(("--tiny",) if tiny else ("--repeats", repeats)),
+        )
+        lines, t = import_section(data)
+        parts.append(lines)
+        targets += t
+
+    if "quality" in args.only:
+        extra = ["--steps", args.quality_steps]
+        if tiny:
+            extra = ["--tiny"]
+        if args.quality_data:
+            extra += ["--data", args.quality_data]
+        data = runner.run(sonnet_py, "bench_quality.py", "quality", *extra)
+        lines, t = quality_section(data)
+        parts.append(lines)
+        targets += t
+
+    write_markdown(args, parts, targets, env)
+
+
+if __name__ == "__main__":
+    main()

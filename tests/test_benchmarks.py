@@ -1,0 +1,182 @@
+"""Smoke tests of benchmarks/: every script runs at tiny sizes.
+
+No timing is asserted (benchmarks are scripts, BENCHMARKS.md has the
+numbers); these only keep the scripts from rotting, check the shape of their
+JSON and the tables run.py writes from it. Peers (Sonnet, torch) are only
+exercised where they are installed. Also the blockwise nearest-code search
+that the VQ benchmark measures, against a float64 numpy brute force.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_vqvae import codebook_ops
+
+BENCH_DIR = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+sys.path.insert(0, os.path.abspath(BENCH_DIR))
+
+import bench_import  # noqa: E402
+import bench_quality  # noqa: E402
+import bench_train_step  # noqa: E402
+import bench_vq_layer  # noqa: E402
+import run  # noqa: E402
+
+HAVE_SONNET = importlib.util.find_spec("sonnet") is not None
+
+
+def _tf_impls():
+    impls = ["tf_vqvae", "tf_vqvae_ema", "kerasio"]
+    if HAVE_SONNET:
+        impls += ["sonnet", "sonnet_ema"]
+    return impls
+
+
+def test_vq_layer_round_robin(tmp_path):
+    out = tmp_path / "vq.json"
+    impls = _tf_impls()
+    result = bench_vq_layer.main(
+        ["--impl", ",".join(impls), "--k", "8", "--n", "64", "--d", "4"]
+        + ["--warmup", "1", "--repeats", "2", "--out", str(out)]
+    )
+    assert json.loads(out.read_text())["k"] == 8
+    assert sorted(result["results"]) == sorted(impls)
+    for res in result["results"].values():
+        assert len(res["seconds"]) == 2
+        assert res["vectors_per_s"]["min"] <= res["vectors_per_s"]["max"]
+        assert "peak_extra_mb" not in res  # only for a single --impl
+
+
+def test_vq_layer_single_impl_reports_memory():
+    result = bench_vq_layer.main(
+        ["--impl", "tf_vqvae_ema", "--k", "16", "--n", "32", "--d", "4"]
+        + ["--warmup", "1", "--repeats", "1"]
+    )
+    assert result["results"]["tf_vqvae_ema"]["peak_extra_mb"] >= 0
+
+
+def test_vq_layer_rejects_unknown_impl():
+    with pytest.raises(SystemExit):
+        bench_vq_layer.main(["--impl", "tf_vqvae,nope"])
+
+
+def test_train_step_tiny():
+    impls = ["tf_vqvae", "kerasio"] + (["sonnet"] if HAVE_SONNET else [])
+    result = bench_train_step.main(
+        ["--tiny", "--config", "sonnet", "--impl", ",".join(impls)]
+    )
+    assert sorted(result["results"]) == sorted(impls)
+    assert result["matmul_peak_gflops"] > 0
+    for res in result["results"].values():
+        assert res["gflops_per_s"] > 0
+
+
+def test_flop_count_of_the_paper_config():
+    # 713 MFLOP forward per 32x32 image: encoder 386, decoder 327 (by hand).
+    flops = bench_train_step.models.forward_flops_per_image(
+        bench_train_step.models.CONFIGS["paper"]
+    )
+    assert flops == pytest.approx(7.13e8, rel=0.01)
+
+
+def test_import_does_not_load_heavy_modules():
+    result = bench_import.main(["--tiny"])
+    assert result["heavy_modules"] == []
+    assert result["import_s"]["runs"] == 1
+
+
+def _fake_cifar_archive(path):
+    """A tar.gz in the CIFAR-10 JPEG layout, 4 images per class and split."""
+    import tarfile
+
+    root = path / "src" / "cifar10_jpeg"
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                jpeg = tf.io.encode_jpeg(tf.constant(pixels)).numpy()
+                (folder / f"{i:04d}.jpg").write_bytes(jpeg)
+    archive = path / "cifar10_jpeg.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="cifar10_jpeg")
+    return archive
+
+
+def test_quality_tiny(tmp_path):
+    archive = _fake_cifar_archive(tmp_path)
+    impls = ["tf_vqvae"] + (["sonnet"] if HAVE_SONNET else [])
+    result = bench_quality.main(
+        ["--tiny", "--data", str(archive), "--impl", ",".join(impls)]
+    )
+    assert result["test_images"] == 8
+    for res in result["results"].values():
+        assert res["mse"] > 0
+        assert 1.0 <= res["perplexity"] <= 512
+        assert 0 <= res["dead_codes"] <= 512
+
+
+def test_run_writes_markdown(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    run.main(
+        ["--tiny", "--only", "import", "--out", str(out)]
+        + ["--results-dir", str(tmp_path / "results")]
+    )
+    text = out.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "## 5. Import overhead" in text
+    assert "import overhead <= 0.1 s" in text
+
+
+def test_tables_from_results():
+    vq = bench_vq_layer.main(
+        ["--impl", ",".join(_tf_impls()), "--k", "8", "--n", "64", "--d", "4"]
+        + ["--warmup", "1", "--repeats", "2"]
+    )
+    memory = {(8, impl): 1.0 for impl in _tf_impls()}
+    lines, targets = run.vq_section({8: vq}, memory, {})
+    table = "\n".join(lines)
+    assert "tf_vqvae VectorQuantizerEMA" in table
+    assert "keras-io example design" in table
+    if HAVE_SONNET:
+        assert len(targets) == 2
+
+
+@pytest.mark.parametrize(
+    "num_embeddings, n, max_distance_elements",
+    [
+        (7, 20, 2**24),  # one block
+        (7, 100, 30),  # 25 unrolled blocks of 4 rows
+        (7, 1000, 30),  # 250 blocks: the while_loop
+        (300, 700, 2**24),
+    ],
+    ids=["one_block", "unrolled", "while_loop", "k300"],
+)
+def test_nearest_codes_blocks_match_brute_force(
+    num_embeddings, n, max_distance_elements
+):
+    rng = np.random.default_rng(num_embeddings + n)
+    flat = rng.normal(size=(n, 5)).astype(np.float32)
+    embeddings = rng.normal(size=(num_embeddings, 5)).astype(np.float32)
+    diff = flat[:, None, :].astype(np.float64) - embeddings[None]
+    expected = np.argmin((diff**2).sum(-1), axis=1)
+
+    static = codebook_ops.nearest_codes(
+        tf.constant(flat), tf.constant(embeddings), max_distance_elements
+    )
+    dynamic = tf.function(
+        lambda x: codebook_ops.nearest_codes(
+            x, tf.constant(embeddings), max_distance_elements
+        ),
+        input_signature=[tf.TensorSpec([None, 5])],
+    )(tf.constant(flat))
+    assert static.dtype == tf.int32
+    np.testing.assert_array_equal(static.numpy(), expected)
+    np.testing.assert_array_equal(dynamic.numpy(), expected)
