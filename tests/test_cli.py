@@ -429,3 +429,23 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     ):
         assert (model_dir / path).exists(), path
         assert str(model_dir / path).rsplit("/saved_model.pb")[0] in out
+
+
+def test_mixed_precision_resume(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    flags = ["--mixed-precision", "--quantizer", "vq"]
+    assert _train(model_dir, *flags) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"
+    config = load_config(str(model_dir / "config.json"))
+    assert config.mixed_precision and not config.jit_compile
+    capsys.readouterr()
+    argv = ["train", "--model-dir", str(model_dir), "--epochs", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {model_dir} at step 3 of 6" in out
+    assert "vqvae: trained 6 steps" in out
+    reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
+    names = reader.get_variable_to_shape_map()
+    assert any("loss_scale" in name or "scale" in name for name in names)
+    model = keras.saving.load_model(str(model_dir / "model.keras"))
+    assert model.dtype_policy.name == "mixed_float16"
