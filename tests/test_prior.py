@@ -388,6 +388,18 @@ def test_cached_sampler_equals_naive_after_training_with_labels():
     np.testing.assert_array_equal(greedy, logits.argmax(-1))
 
 
+def test_mixed_precision_logits_and_samplers():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    prior = PixelCNNPrior(7, (3, 4), num_hiddens=8, num_layers=2)
+    assert prior.blocks[0].vertical_conv.compute_dtype == "float16"
+    logits = prior(_codes((2, 3, 4), 7))
+    assert logits.dtype == tf.float32
+    noise = _noise(2, prior, seed=4)
+    np.testing.assert_array_equal(
+        prior.sample_codes(noise), prior.sample_codes(noise, method="naive")
+    )
+
+
 def test_sampling_is_a_function_of_the_noise():
     prior = PixelCNNPrior(**TINY)
     a = prior.sample_codes(_noise(2, prior, seed=0))
