@@ -30,7 +30,6 @@ References:
 from __future__ import annotations
 
 import math
-import weakref
 
 import keras
 import numpy as np
@@ -381,10 +380,6 @@ def check_sampling_options(temperature, top_k, num_embeddings: int) -> None:
         )
 
 
-# Compiled samplers per model, kept out of the model's tracked attributes.
-_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class PixelCNNPrior(keras.Model):
     """Autoregressive prior over VQ-VAE codes: a gated PixelCNN [1].
@@ -532,6 +527,9 @@ class PixelCNNPrior(keras.Model):
             else []
         )
         self.bits_per_code_tracker = keras.metrics.Mean(name="bits_per_code")
+        # Compiled samplers by (method, temperature, top_k), set past Keras'
+        # attribute tracking: they are not state to save.
+        object.__setattr__(self, "_compiled_samplers", {})
 
     # ----------------------------------------------------------------- build
     def _codes_shape(self, input_shape):
@@ -734,7 +732,7 @@ class PixelCNNPrior(keras.Model):
             else:
                 self.build({"codes": shape, "labels": (None,)})
         key = (method, float(temperature), top_k)
-        functions = _SAMPLERS.setdefault(self, {})
+        functions = self._compiled_samplers
         if key not in functions:
             functions[key] = tf.function(
                 self.sampling_function(method, temperature, top_k)
