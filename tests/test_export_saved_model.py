@@ -457,10 +457,9 @@ def test_verify_and_tampering(exported, tmp_path):
 
 
 def test_refuses_overwrite_then_replaces(exported, tmp_path):
-    model = exported[0]
-    first = saved_model.export_saved_model(
-        model, tmp_path, version=3, image_size=IMAGE_SIZE, warmup=False
-    )
+    model, _, _, version_dir = exported
+    first = str(tmp_path / "vqvae" / "3")
+    shutil.copytree(version_dir, first)
     stamp = manifest.read_manifest(first)["files"]
     with pytest.raises(FileExistsError) as info:
         saved_model.export_saved_model(model, tmp_path, version=3)
@@ -673,3 +672,43 @@ def test_bad_sample_requests(prior_session, inputs, message):
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         session.run("sample", arrays)
     assert assertion_message(info.value.message) == message
+
+
+KILLED_EXPORT = """
+import os
+import signal
+import sys
+
+import numpy as np
+
+from tf_vqvae import VQVAE
+from tf_vqvae.export import manifest, saved_model
+
+
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+model = VQVAE(num_embeddings=8, embedding_dim=2, num_hiddens=4,
+              num_residual_blocks=1, num_residual_hiddens=2)
+model(np.zeros((1, 8, 8, 3), np.float32))
+manifest.write_manifest = kill
+saved_model.export_saved_model(model, sys.argv[1], version=1)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_export_leaves_no_version(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", KILLED_EXPORT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert result.returncode == -9, result.stderr[-2000:]
+    names = os.listdir(tmp_path / "vqvae")
+    # Only the hidden temporary directory, whose name TF Serving ignores
+    # (it loads integer directory names only).
+    assert len(names) == 1 and names[0].startswith(".tmp-1-"), names
+    assert not any(n.isdigit() for n in names)
