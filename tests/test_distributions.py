@@ -116,14 +116,21 @@ def test_labels_give_a_batch():
         )
 
 
-def test_top_k_one_sample_has_log_prob_of_ties_only():
-    # With top_k=1 every sampled code is the most likely one; log_prob is 0
-    # except where logits tie (the untrained network's first position has K
-    # equal logits, so it keeps all K: log K nats).
+def test_top_k_one_samples_the_most_likely_codes():
+    # With top_k=1 every sampled code is a most likely one, and log_prob
+    # keeps only the codes tied at the maximum: -log(number of ties) per
+    # position (the untrained network's first position has K equal logits).
     prior = PixelCNNPrior(**TINY)
     dist = prior.distribution(top_k=1)
-    codes = dist.sample(2, seed=0)
-    np.testing.assert_allclose(dist.log_prob(codes), -np.log(5.0), rtol=1e-5)
+    codes = dist.sample(2, seed=0).numpy()
+    logits = prior(codes).numpy()
+    best = logits.max(-1)
+    chosen = np.take_along_axis(logits, codes[..., None], -1)[..., 0]
+    np.testing.assert_array_equal(chosen, best)
+    ties = (logits == best[..., None]).sum(-1)
+    np.testing.assert_allclose(
+        dist.log_prob(codes), -np.log(ties).sum(axis=(1, 2)), rtol=1e-5
+    )
 
 
 def test_validate_args_rejects_out_of_range_codes():

@@ -191,7 +191,12 @@ def _receptive_field(grid_shape, num_layers, kernel_size, position):
     ids=["k3-middle", "k3-first", "k3-last", "k5"],
 )
 def test_causality_on_untrained_network(kernel_size, position):
-    prior = PixelCNNPrior(**{**TINY, "kernel_size": kernel_size})
+    # 32 channels: with few, every ReLU unit of the head can be off at a
+    # position, which then cannot change although it is in the field.
+    keras.utils.set_random_seed(0)
+    prior = PixelCNNPrior(
+        **{**TINY, "kernel_size": kernel_size, "num_hiddens": 32}
+    )
     codes = _codes((1, 5, 6), 7)
     changed = codes.copy()
     changed[(0,) + position] = (codes[(0,) + position] + 1) % 7
@@ -258,6 +263,7 @@ def test_class_conditioning_changes_logits():
 
 
 def test_fit_reports_bits_per_code(tmp_path):
+    keras.utils.set_random_seed(0)
     prior = PixelCNNPrior(**TINY)
     prior.compile(optimizer=keras.optimizers.Adam(1e-2))
     dataset = tf.data.Dataset.from_tensor_slices(_codes((8, 5, 6), 7)).batch(8)
@@ -366,6 +372,7 @@ def test_cached_sampler_equals_naive_sampler_variants():
 def test_cached_sampler_equals_naive_after_training_with_labels():
     # Trained weights give peaked logits, where a wrong window would show;
     # the training data is a dict of codes and labels without targets.
+    keras.utils.set_random_seed(0)
     prior = PixelCNNPrior(**TINY, num_classes=2)
     prior.compile(optimizer=keras.optimizers.Adam(3e-2))
     codes = np.tile(np.arange(6, dtype="int32") % 7, (16, 5, 1))
