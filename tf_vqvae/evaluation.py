@@ -1,7 +1,7 @@
 """Likelihood of the whole model in bits/dim, codes datasets for the prior,
 and the numbers `vqvae evaluate` reports.
 
-The VQ-VAE bound (van den Oord et al., 2017, section 4.1):
+The VQ-VAE bound (van den Oord et al., 2017):
 
     log p(x) >= log p(x | z_q(x)) + log p(z_q(x))
 
