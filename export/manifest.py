@@ -204,7 +204,7 @@ def verify(path: str | os.PathLike) -> dict:
     elif kind == "tflite":
         from tf_vqvae.export import tflite
 
-        actual = tflite.signature_contract(path, manifest)
+        actual = tflite.signature_contract(path)
     else:
         raise VerificationError(
             f"Unknown export kind {kind!r} in {path!r}/{MANIFEST_NAME}."

@@ -99,11 +99,12 @@ def prior_sampler_fn(
     class-conditional prior, `labels` int32 `(batch_size,)`) ->
     `{"codes": int32 (batch_size, H, W)}`: the same codes as
     `prior.sample_codes(noise, labels)`. TFLite has no builtin random
-    categorical op, so the app draws the noise; the prior's `"naive"`
-    sampler (one `tf.while_loop` over positions) converts to a builtin
-    `WHILE`, its cached sampler (TensorArrays) does not.
+    categorical op, so the app draws the noise. Uses the prior's cached
+    sampler (`prior.sampling_function("cached")`: graph ops only, static
+    shapes for a static batch, so it converts to builtins).
     """
     height, width = prior.grid_shape
+    sampler = prior.sampling_function("cached")
     noise = tf.TensorSpec(
         (batch_size, height, width, prior.num_embeddings),
         tf.float32,
@@ -112,13 +113,12 @@ def prior_sampler_fn(
     if getattr(prior, "num_classes", None) is None:
 
         def sample(noise):
-            return {"codes": prior.sample_codes(noise, method="naive")}
+            return {"codes": sampler(noise)}
 
         return sample, [noise]
 
     def sample_conditional(noise, labels):
-        codes = prior.sample_codes(noise, labels, method="naive")
-        return {"codes": codes}
+        return {"codes": sampler(noise, labels)}
 
     labels = tf.TensorSpec((batch_size,), tf.int32, name="labels")
     return sample_conditional, [noise, labels]
@@ -207,7 +207,7 @@ def file_signatures(model_path: str | os.PathLike) -> dict:
     return contract
 
 
-def signature_contract(export_dir: str | os.PathLike, manifest_data=None):
+def signature_contract(export_dir: str | os.PathLike) -> dict:
     """`{file name: its signatures}` for every `.tflite` in `export_dir`."""
     export_dir = os.fspath(export_dir)
     return {
