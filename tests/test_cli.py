@@ -118,7 +118,12 @@ def test_train_writes_artifacts(tmp_path, capsys):
 
     # Running it again resumes: nothing left to train.
     assert cli.main(["train", "--model-dir", str(model_dir)]) == 0
-    assert "vqvae: trained 3 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "vqvae: trained 3 steps" in out
+    assert (
+        f"vqvae: {model_dir} is already trained (3 steps); raise --epochs "
+        "to train it longer." in out
+    )
 
 
 def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):

@@ -93,7 +93,9 @@ def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
     assert not (killed / "model.keras").exists()
     latest = tf.train.latest_checkpoint(str(killed / "checkpoints"))
     step = int(latest.rsplit("-", 1)[-1])
-    assert 8 <= step < 30, "killed mid-epoch"
+    # ckpt-8 may be on disk but not yet in the `checkpoint` index: then the
+    # run resumes from ckpt-4, also in the middle of the first epoch.
+    assert 4 <= step < 30, "killed mid-epoch"
 
     resumed = subprocess.run(
         _command(killed, *flags),

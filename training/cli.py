@@ -314,7 +314,13 @@ def fit_resumable(
     )
 
     total_steps = config.epochs * steps_per_epoch
-    if start_step:
+    if start_step >= total_steps:
+        print(
+            f"vqvae: {name} is already trained ({start_step} steps); raise "
+            "--epochs to train it longer.",
+            flush=True,
+        )
+    elif start_step:
         print(
             f"vqvae: resuming {name} at step {start_step} of {total_steps}.",
             flush=True,
