@@ -151,3 +151,10 @@ def test_multi_worker_workers_end_identical(tmp_path):
     for first, second in zip(*weights):
         np.testing.assert_array_equal(first, second)
     assert (model_dir / "checkpoints" / "ckpt-3.index").exists()
+
+    # Each worker trained on its share of the same global batches: the
+    # weights are those of one device seeing the whole batch.
+    config = dataclasses.replace(TINY, steps_per_epoch=3, learning_rate=2e-4)
+    single = cli.train(config, str(tmp_path / "single"), verbose=0)
+    for expected, actual in zip(single.model.get_weights(), weights[0]):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)

@@ -54,20 +54,21 @@ class DatasetError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Images:
-    """Decoded images of one split.
+    """Decoded images of one split (or any fixed-size examples, e.g. the
+    int32 code grids a prior trains on).
 
     Attributes:
         dataset: `tf.data.Dataset` of uint8 images `(height, width,
             channels)`, in a fixed order (not shuffled, not cached).
         num_examples: number of images.
-        image_shape: `(height, width, channels)`.
+        image_shape: `(height, width, channels)` (the shape of one example).
         name: the dataset string the images came from.
         split: the split name.
     """
 
     dataset: tf.data.Dataset
     num_examples: int
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]
     name: str
     split: str
 
