@@ -2,6 +2,7 @@
 tf_vqvae, in-graph validation of bad requests, manifest, atomic writes."""
 
 import ast
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,6 +23,12 @@ from tests.export_testing import (
 from tf_vqvae.export import manifest, saved_model, serving
 
 MAX_BATCH = 8
+# Warm-up requests need the optional `[serving]` extra.
+WARMUP_FILES = (
+    ["assets.extra/tf_serving_warmup_requests"]
+    if importlib.util.find_spec("tensorflow_serving") is not None
+    else []
+)
 
 # The documented contract (README, "Export and serving"): a change to any
 # name, dtype or shape must be deliberate.
@@ -94,7 +101,7 @@ def test_tf_serving_layout(exported):
     )
     assert files == [
         "MANIFEST.json",
-        "assets.extra/tf_serving_warmup_requests",
+        *WARMUP_FILES,
         "fingerprint.pb",
         "saved_model.pb",
         "variables/variables.data-00000-of-00001",
@@ -396,7 +403,10 @@ def test_rest_instances_and_inputs_forms(exported, session):
 
 
 def test_warmup_requests_cover_every_signature(exported, session):
-    from tensorflow_serving.apis import prediction_log_pb2
+    prediction_log_pb2 = pytest.importorskip(
+        "tensorflow_serving.apis.prediction_log_pb2",
+        reason="tensorflow-serving-api (the [serving] extra) not installed",
+    )
 
     path = os.path.join(exported[3], saved_model.WARMUP_PATH)
     names = []
@@ -410,13 +420,25 @@ def test_warmup_requests_cover_every_signature(exported, session):
     assert sorted(names) == sorted(CONTRACT)
 
 
+def test_no_warmup_requests_without_serving_api(
+    exported, monkeypatch, tmp_path
+):
+    functions = saved_model.ServingFunctions(exported[0], IMAGE_SIZE)
+    for name in ("tensorflow_serving", "tensorflow_serving.apis"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert (
+        saved_model.write_warmup_requests(str(tmp_path), functions, "m") is None
+    )
+    assert os.listdir(tmp_path) == []
+
+
 def test_verify_and_tampering(exported, tmp_path):
     version_dir = exported[3]
     result = manifest.verify(version_dir)
     assert result["kind"] == "saved_model"
     assert result["model"]["num_embeddings"] == 16
     assert set(result["files"]) == {
-        "assets.extra/tf_serving_warmup_requests",
+        *WARMUP_FILES,
         "fingerprint.pb",
         "saved_model.pb",
         "variables/variables.data-00000-of-00001",
