@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.batch_size, args.image_size, args.images = 2, 8, 8
         args.steps, args.warmup, args.repeats = 1, 1, 1
     if not args.steps:
-        args.steps = 8 if args.config == "paper" else 40
+        args.steps = 4 if args.config == "paper" else 20
     result = run(args)
     common.emit(result, args.out)
     return result

@@ -20,8 +20,9 @@ eagerly (PyTorch); it returns the loss (and Sonnet's perplexity, which its
 example logs; tf_vqvae always updates its usage metric), so neither is
 pruned. Several `--impl`s are timed round-robin in one process (one call of
 each per round), so their ratios are taken under the same machine load. Peak
-memory (single `--impl` only) is the peak resident set size during the timed
-steps minus the resident size just before them (inputs and layer built).
+memory (single `--impl` only) is the peak resident set size over all steps
+(tracing and warm-up included) minus the resident size before the first step
+(inputs and layer built).
 """
 
 from __future__ import annotations
@@ -199,14 +200,17 @@ def run_torch(args) -> dict:
 def _time_interleaved(args, steps: dict) -> dict:
     """Round-robin timing: one call of each implementation per round.
 
-    With a single implementation, also its peak memory (resident set size
-    during the timed calls minus the resident size before them).
+    With a single implementation, also its peak memory: the peak resident
+    set size over all calls (warm-up included) minus the resident size
+    before the first call.
     """
+    # Measured from before the first call: the first calls allocate the
+    # largest buffers, and the allocator may keep them afterwards.
+    base = common.rss_mb()
+    common.reset_peak_rss()
     for _ in range(args.warmup):
         for fn in steps.values():
             fn()
-    base = common.rss_mb()
-    common.reset_peak_rss()
     times = {impl: [] for impl in steps}
     for _ in range(args.repeats):
         for impl, fn in steps.items():

@@ -87,7 +87,8 @@ def train_step_flops_per_image(config: Config) -> float:
 
 
 # ---------------------------------------------------------------- tf_vqvae
-def build_tf_vqvae(config: Config, seed: int = 0):
+def build_tf_vqvae(config: Config, seed: int = 0, **options):
+    """`tf_vqvae.VQVAE` for `config`; `options` are further VQVAE arguments."""
     import keras
 
     import tf_vqvae
@@ -101,6 +102,7 @@ def build_tf_vqvae(config: Config, seed: int = 0):
         num_residual_hiddens=config.num_residual_hiddens,
         quantizer=config.quantizer,
         seed=seed,
+        **options,
     )
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     return model

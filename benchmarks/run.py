@@ -391,17 +391,23 @@ def quality_section(data: dict) -> tuple[list[str], list]:
             f"({100 * r['dead_fraction']:.1f}%) | {r['train_seconds']:.0f} |"
         )
     targets = []
-    if "tf_vqvae" in res and "sonnet" in res:
-        ours, peer = res["tf_vqvae"], res["sonnet"]
+    for name in ("tf_vqvae", "tf_vqvae_restarts"):
+        if name not in res or "sonnet" not in res:
+            continue
+        ours, peer = res[name], res["sonnet"]
         targets += [
-            ("quality: MSE <= Sonnet's", peer["mse"] / ours["mse"], 1.0),
             (
-                "quality: perplexity >= Sonnet's",
+                f"quality ({name}): MSE <= Sonnet's",
+                peer["mse"] / ours["mse"],
+                1.0,
+            ),
+            (
+                f"quality ({name}): perplexity >= Sonnet's",
                 ours["perplexity"] / peer["perplexity"],
                 1.0,
             ),
             (
-                "quality: dead codes <= Sonnet's "
+                f"quality ({name}): dead codes <= Sonnet's "
                 f"({ours['dead_codes']} vs {peer['dead_codes']})",
                 1.0 if ours["dead_codes"] <= peer["dead_codes"] else 0.0,
                 1.0,
@@ -509,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         help="keep results already in --results-dir instead of re-running",
     )
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--quality-steps", type=int, default=2000)
+    parser.add_argument("--quality-steps", type=int, default=1500)
     parser.add_argument(
         "--quality-data", help="CIFAR-10 JPEG archive (bench_quality.py)"
     )
@@ -616,7 +622,7 @@ def main(argv: list[str] | None = None) -> None:
     if "step" in args.only:
         steps = {}
         for config in ("paper", "sonnet"):
-            extra = ("--tiny",) if tiny else ("--repeats", min(repeats, 6))
+            extra = ("--tiny",) if tiny else ("--repeats", repeats)
             steps[config] = runner.run(
                 sonnet_py,
                 "bench_train_step.py",
