@@ -19,19 +19,13 @@ tf.config.experimental.enable_tensor_float_32_execution(False)
 
 REPLICA_DEVICES = ["/cpu:0", "/cpu:1"]
 
-_MIRRORED = []
-
 
 def mirrored_strategy() -> tf.distribute.MirroredStrategy:
-    """The process' one MirroredStrategy over the two logical CPUs.
+    """The process' one MirroredStrategy over the two logical CPUs (shared
+    with `vqvae train --strategy mirrored`, see `tf_vqvae.distribute`)."""
+    from tf_vqvae.distribute import mirrored_strategy as shared
 
-    A second MirroredStrategy over the same devices restarts the collective
-    instance keys, and its all-reduces then collide with the first one's
-    ("Shape mismatch in the collective instance"): share one per process.
-    """
-    if not _MIRRORED:
-        _MIRRORED.append(tf.distribute.MirroredStrategy(REPLICA_DEVICES))
-    return _MIRRORED[0]
+    return shared(REPLICA_DEVICES)
 
 
 @pytest.fixture(autouse=True)

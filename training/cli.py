@@ -75,10 +75,10 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------- train
-# One strategy per kind and device set per process: a second
-# MirroredStrategy over the same devices restarts TensorFlow's collective
-# instance keys, and its all-reduces collide with the first one's.
-_STRATEGIES: dict = {}
+# One multi-worker strategy per process; mirrored ones come from
+# `tf_vqvae.distribute.mirrored_strategy`, which also keeps one per device set
+# (a second strategy restarts the collective instance keys and collides).
+_MULTI_WORKER: list = []
 
 
 def make_strategy(config: TrainConfig):
@@ -86,22 +86,21 @@ def make_strategy(config: TrainConfig):
     once per process for each kind and device set)."""
     import tensorflow as tf
 
+    from tf_vqvae.distribute import mirrored_strategy
+
     if config.strategy == "default":
         return tf.distribute.get_strategy()
-    if config.strategy == "multi-worker" and not os.environ.get("TF_CONFIG"):
+    if config.strategy == "mirrored":
+        return mirrored_strategy(config.devices)
+    if not os.environ.get("TF_CONFIG"):
         raise UsageError(
             "`strategy` 'multi-worker' needs the TF_CONFIG environment "
             "variable (cluster and task, see README's Command line). "
             "Received: strategy='multi-worker'"
         )
-    key = (config.strategy, config.devices)
-    if key not in _STRATEGIES:
-        if config.strategy == "mirrored":
-            devices = list(config.devices) if config.devices else None
-            _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=devices)
-        else:
-            _STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
-    return _STRATEGIES[key]
+    if not _MULTI_WORKER:
+        _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _MULTI_WORKER[0]
 
 
 def _worker_dir(strategy, model_dir: str) -> tuple[str, bool]:
@@ -627,21 +626,12 @@ def evaluate(
     split: str = "test",
     batch_size: int = 256,
 ) -> dict:
-    """Reconstruction and codebook metrics (and the prior's bits per code,
-    if there is a prior) on one split; written to `model_dir/evaluation.json`.
-
-    Metrics: `reconstruction_mse` (per pixel, [0, 1] scale), `psnr_db`,
-    `perplexity` (exp of the entropy of the pooled code counts),
-    `codebook_usage` (fraction of codes used), `dead_codes`, and
-    `prior_bits_per_code` (the prior's negative log-likelihood in bits).
+    """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
+    uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
+    codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
     """
-    import math
-
-    import numpy as np
-    import tensorflow as tf
-
     from tf_vqvae.data import evaluation_batches, load_images
-    from tf_vqvae.vqvae import to_unit_range
+    from tf_vqvae.evaluation import evaluate_model
 
     vqvae, train_config = _load_vqvae(model_dir)
     dataset = dataset or train_config.dataset
@@ -659,54 +649,16 @@ def evaluate(
         )
     prior_path = os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)
     prior = _load_prior(model_dir) if os.path.isfile(prior_path) else None
-
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        x = to_unit_range(batch)
-        codes = vqvae.encode(x)
-        squared = tf.reduce_sum(tf.square(vqvae.decode(codes) - x))
-        counts = tf.math.bincount(
-            tf.reshape(codes, [-1]),
-            minlength=vqvae.num_embeddings,
-            maxlength=vqvae.num_embeddings,
-            dtype=tf.float64,
-        )
-        nats = tf.constant(0.0, tf.float64)
-        if prior is not None:
-            nats = tf.reduce_sum(
-                tf.cast(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(
-                        labels=codes, logits=prior(codes)
-                    ),
-                    tf.float64,
-                )
-            )
-        return tf.cast(squared, tf.float64), counts, nats
-
-    squared, nats = 0.0, 0.0
-    counts = np.zeros(vqvae.num_embeddings)
-    for batch in evaluation_batches(images, batch_size):
-        batch_squared, batch_counts, batch_nats = step(batch)
-        squared += float(batch_squared)
-        counts += batch_counts.numpy()
-        nats += float(batch_nats)
-    pixels = images.num_examples * math.prod(images.image_shape)
-    mse = squared / pixels
-    probabilities = counts / counts.sum()
-    used = probabilities > 0
-    entropy = -float(np.sum(probabilities[used] * np.log(probabilities[used])))
+    results = evaluate_model(
+        vqvae, evaluation_batches(images, batch_size), prior=prior
+    )
+    used = round(results["codebook_usage"] * vqvae.num_embeddings)
     metrics = {
         "dataset": dataset,
         "split": images.split,
-        "num_examples": images.num_examples,
-        "reconstruction_mse": mse,
-        "psnr_db": 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf,
-        "perplexity": math.exp(entropy),
-        "codebook_usage": float(used.mean()),
-        "dead_codes": int((~used).sum()),
+        **results,
+        "dead_codes": vqvae.num_embeddings - used,
     }
-    if prior is not None:
-        metrics["prior_bits_per_code"] = nats / counts.sum() / math.log(2.0)
     write_atomic(
         os.path.join(model_dir, EVALUATION_FILE),
         json.dumps(metrics, indent=2) + "\n",
@@ -814,6 +766,7 @@ def add_config_flags(
         "quantizer": ("ema", "vq"),
         "strategy": ("default", "mirrored", "multi-worker"),
         "data_init": ("random", "kmeans++"),
+        "likelihood": ("mse", "discretized_logistic"),
     }
     for field in dataclasses.fields(config_class):
         flag = "--" + field.name.replace("_", "-")
@@ -1061,6 +1014,8 @@ def _print_metrics(metrics: dict) -> None:
     width = max(len(name) for name in metrics)
     for name, value in metrics.items():
         shown = f"{value:.4g}" if isinstance(value, float) else value
+        if value is None:
+            continue
         print(f"  {name:<{width}}  {shown}", flush=True)
 
 
