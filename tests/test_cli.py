@@ -66,7 +66,9 @@ def test_no_command_prints_help(capsys):
 
 def test_train_writes_artifacts(tmp_path, capsys):
     model_dir = tmp_path / "run"
-    assert _train(model_dir, "--quantizer", "vq", "--seed", "3") == 0
+    flags = ["--quantizer", "vq", "--seed", "3"]
+    flags += ["--likelihood", "discretized_logistic"]
+    assert _train(model_dir, *flags) == 0
     out = capsys.readouterr().out
     for name in ("config.json", "model.keras", "reconstructions.png"):
         path = model_dir / name
@@ -92,10 +94,12 @@ def test_train_writes_artifacts(tmp_path, capsys):
         checkpoint_steps=2,
         quantizer="vq",
         seed=3,
+        likelihood="discretized_logistic",
     )
     model = keras.saving.load_model(str(model_dir / "model.keras"))
     assert model.num_embeddings == 16
     assert model.quantizer_type == "vq"
+    assert model.likelihood == "discretized_logistic"
     # 16 validation images, original beside reconstruction, 8 per row.
     grid = np.asarray(Image.open(model_dir / "reconstructions.png"))
     assert grid.shape == (4 * 33 + 1, 8 * 33 + 1, 3)
@@ -331,21 +335,26 @@ def test_prior_sample_evaluate(trained_dir, capsys):
     assert set(metrics) == {
         "dataset",
         "split",
-        "num_examples",
-        "reconstruction_mse",
-        "psnr_db",
+        "likelihood",
+        "gaussian_scale",
+        "num_images",
+        "bits_per_dim_uniform_prior",
+        "bits_per_dim_pixelcnn_prior",
+        "reconstruction_bits_per_dim",
+        "mse",
+        "psnr",
         "perplexity",
         "codebook_usage",
         "dead_codes",
-        "prior_bits_per_code",
     }
-    assert metrics["split"] == "test"
-    assert metrics["num_examples"] == len(photo_tiles("test"))
-    assert 0 < metrics["reconstruction_mse"] < 0.5
+    assert (metrics["dataset"], metrics["split"]) == ("photos", "test")
+    assert metrics["likelihood"] == "discretized_gaussian"
+    assert metrics["num_images"] == len(photo_tiles("test"))
+    assert 0 < metrics["mse"] < 0.5
     assert 1 <= metrics["perplexity"] <= 16
     assert metrics["dead_codes"] == round(16 * (1 - metrics["codebook_usage"]))
-    assert 0 < metrics["prior_bits_per_code"] < 10
-    assert "psnr_db" in out
+    assert 0 < metrics["bits_per_dim_pixelcnn_prior"] < 9
+    assert "bits_per_dim_pixelcnn_prior" in out and "psnr" in out
 
 
 def test_evaluate_matches_the_model(trained_dir):
@@ -354,10 +363,11 @@ def test_evaluate_matches_the_model(trained_dir):
     model = keras.saving.load_model(str(trained_dir / "model.keras"))
     tiles = photo_tiles("test")
     x = tiles.astype("float32") / 255.0
-    mse = float(np.mean((model(tiles, training=False).numpy() - x) ** 2))
-    np.testing.assert_allclose(metrics["reconstruction_mse"], mse, rtol=1e-5)
+    reconstructions = np.clip(model(tiles, training=False).numpy(), 0, 1)
+    mse = float(np.mean((reconstructions - x) ** 2))
+    np.testing.assert_allclose(metrics["mse"], mse, rtol=1e-5)
     np.testing.assert_allclose(
-        metrics["psnr_db"], 10 * np.log10(1 / mse), rtol=1e-5
+        metrics["psnr"], 10 * np.log10(1 / mse), rtol=1e-5
     )
 
 
@@ -421,7 +431,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
         "vqvae demo: 1/5 train the VQ-VAE",
         "vqvae demo: 5/5 export a SavedModel",
         "vqvae demo: done in",
-        "prior_bits_per_code",
+        "bits_per_dim_pixelcnn_prior",
     ):
         assert line in out
     for path in (

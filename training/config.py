@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 QUANTIZERS = ("ema", "vq")
+LIKELIHOODS = ("mse", "discretized_logistic")
 DATA_INITS = ("random", "kmeans++")
 
 
@@ -117,6 +118,11 @@ class TrainConfig(_Config):
     dead_code_restart_steps: int | None = _field(
         None, "Re-seed codes unused for this many steps (default: never)."
     )
+    likelihood: str = _field(
+        "mse",
+        "Reconstruction loss: 'mse' (the paper) or 'discretized_logistic' "
+        "(a per-pixel likelihood, for honest bits/dim).",
+    )
     seed: int = _field(
         0, "Seeds the weights, the codebook and the order of the data."
     )
@@ -165,6 +171,7 @@ class TrainConfig(_Config):
         for name in ("learning_rate", "commitment_cost"):
             _check_rate(name, getattr(self, name))
         _check_choice("quantizer", self.quantizer, QUANTIZERS)
+        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         if self.data_init is not None:
             _check_choice("data_init", self.data_init, DATA_INITS)
@@ -188,6 +195,7 @@ class TrainConfig(_Config):
             quantizer=self.quantizer,
             data_init=self.data_init,
             dead_code_restart_steps=self.dead_code_restart_steps,
+            likelihood=self.likelihood,
             seed=self.seed,
         )
 
