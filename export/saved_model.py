@@ -46,22 +46,12 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.export import checks, manifest
 from tf_vqvae.version import __version__
 
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _describe(name: str, value) -> str:
-    return f"Received: {name}={value!r} (of type {type(value).__name__})."
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. {_describe(name, value)}"
-        )
 
 
 def check_model(model) -> None:
@@ -103,7 +93,7 @@ def check_image_size(model, image_size) -> tuple[int | None, int | None]:
         raise ValueError(
             "`image_size` must be None or (height, width), positive integers "
             f"divisible by 2**num_downsamples={factor}. "
-            f"{_describe('image_size', image_size)}"
+            f"{describe('image_size', image_size)}"
         )
     return tuple(image_size)
 
@@ -139,9 +129,9 @@ class ServingFunctions:
         num_labels: int | None = None,
     ):
         check_model(model)
-        _check_positive_int("max_batch_size", max_batch_size)
+        check_int("max_batch_size", max_batch_size)
         if num_labels is not None:
-            _check_positive_int("num_labels", num_labels)
+            check_int("num_labels", num_labels)
         self.model = model
         self.image_size = check_image_size(model, image_size)
         self.max_batch_size = max_batch_size
@@ -496,9 +486,9 @@ def export_saved_model(
         raise ValueError(
             "`model_name` must be a non-empty name of letters, digits, '_', "
             "'.' or '-' (it becomes a directory). "
-            f"{_describe('model_name', model_name)}"
+            f"{describe('model_name', model_name)}"
         )
-    _check_positive_int("version", version)
+    check_int("version", version)
     functions = ServingFunctions(
         model,
         image_size=image_size,

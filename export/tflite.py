@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae.arg_checks import describe
 from tf_vqvae.export import manifest
 from tf_vqvae.export.saved_model import check_image_size, check_model
 from tf_vqvae.version import __version__
@@ -45,10 +46,6 @@ from tf_vqvae.version import __version__
 QUANTIZATIONS = ("float32", "float16", "int8")
 # Ops that would need the Flex delegate or mean state left in the graph.
 _FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
-
-
-def _describe(name: str, value) -> str:
-    return f"Received: {name}={value!r} (of type {type(value).__name__})."
 
 
 def encoder_fn(model: keras.Model) -> Callable:
@@ -297,7 +294,7 @@ def export_tflite(
     ):
         raise ValueError(
             "`sampler_batch_size` must be a positive integer. "
-            f"{_describe('sampler_batch_size', sampler_batch_size)}"
+            f"{describe('sampler_batch_size', sampler_batch_size)}"
         )
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:

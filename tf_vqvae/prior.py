@@ -35,20 +35,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae.arg_checks import check_int, describe
+
 _STACKS = ("vertical", "horizontal")
 _MASK_TYPES = ("A", "B")
 _METHODS = ("cached", "naive")
-
-
-def _describe(name: str, value) -> str:
-    return f"Received: {name}={value!r} (of type {type(value).__name__})."
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. {_describe(name, value)}"
-        )
 
 
 def _check_kernel_size(kernel_size) -> None:
@@ -60,14 +51,14 @@ def _check_kernel_size(kernel_size) -> None:
     ):
         raise ValueError(
             "`kernel_size` must be an odd integer >= 3. "
-            f"{_describe('kernel_size', kernel_size)}"
+            f"{describe('kernel_size', kernel_size)}"
         )
 
 
 def _check_choice(name: str, value, choices: tuple) -> None:
     if value not in choices:
         text = " or ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be {text}. {_describe(name, value)}")
+        raise ValueError(f"`{name}` must be {text}. {describe(name, value)}")
 
 
 def causal_mask(kernel_size: int, stack: str, mask_type: str) -> np.ndarray:
@@ -132,7 +123,7 @@ class MaskedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("filters", filters)
+        check_int("filters", filters)
         _check_kernel_size(kernel_size)
         _check_choice("stack", stack, _STACKS)
         _check_choice("mask_type", mask_type, _MASK_TYPES)
@@ -249,7 +240,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_hiddens", num_hiddens)
+        check_int("num_hiddens", num_hiddens)
         _check_kernel_size(kernel_size)
         _check_choice("mask_type", mask_type, _MASK_TYPES)
         self.num_hiddens = num_hiddens
@@ -367,7 +358,7 @@ def check_sampling_options(temperature, top_k, num_embeddings: int) -> None:
     ):
         raise ValueError(
             "`temperature` must be a positive finite number. "
-            f"{_describe('temperature', temperature)}"
+            f"{describe('temperature', temperature)}"
         )
     if top_k is not None and (
         isinstance(top_k, bool)
@@ -376,7 +367,7 @@ def check_sampling_options(temperature, top_k, num_embeddings: int) -> None:
     ):
         raise ValueError(
             f"`top_k` must be None or an integer in [1, {num_embeddings}] "
-            f"(num_embeddings). {_describe('top_k', top_k)}"
+            f"(num_embeddings). {describe('top_k', top_k)}"
         )
 
 
@@ -469,7 +460,7 @@ class PixelCNNPrior(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_embeddings", num_embeddings)
+        check_int("num_embeddings", num_embeddings)
         if (
             not isinstance(grid_shape, (tuple, list))
             or len(grid_shape) != 2
@@ -480,13 +471,13 @@ class PixelCNNPrior(keras.Model):
         ):
             raise ValueError(
                 "`grid_shape` must be a pair of positive integers (height, "
-                f"width). {_describe('grid_shape', grid_shape)}"
+                f"width). {describe('grid_shape', grid_shape)}"
             )
-        _check_positive_int("num_hiddens", num_hiddens)
-        _check_positive_int("num_layers", num_layers)
+        check_int("num_hiddens", num_hiddens)
+        check_int("num_layers", num_layers)
         _check_kernel_size(kernel_size)
         if num_classes is not None:
-            _check_positive_int("num_classes", num_classes)
+            check_int("num_classes", num_classes)
         self.num_embeddings = num_embeddings
         self.grid_shape = tuple(grid_shape)
         self.num_hiddens = num_hiddens
@@ -714,7 +705,7 @@ class PixelCNNPrior(keras.Model):
             raise ValueError(
                 "`labels` must be given exactly when the prior is class "
                 f"conditional (num_classes={self.num_classes}). "
-                f"{_describe('labels', labels)}"
+                f"{describe('labels', labels)}"
             )
         noise = tf.convert_to_tensor(noise, "float32")
         expected = self.grid_shape + (self.num_embeddings,)
