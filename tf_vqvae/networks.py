@@ -130,7 +130,9 @@ _NETWORK_ARGS = """
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class Encoder(keras.layers.Layer):
-    (
+    # Assembled from shared text, so set explicitly (a concatenation is
+    # not a docstring).
+    __doc__ = (
         """The VQ-VAE encoder: x -> z_e(x).
 
     `num_downsamples` stride-2 4x4 convolutions with ReLU, a 3x3 convolution,
@@ -241,7 +243,9 @@ class Encoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class Decoder(keras.layers.Layer):
-    (
+    # Assembled from shared text, so set explicitly (a concatenation is
+    # not a docstring).
+    __doc__ = (
         """The VQ-VAE decoder: z_q -> x, mirroring `Encoder`.
 
     A 3x3 convolution to `num_hiddens`, the residual stack, then

@@ -355,7 +355,9 @@ _SHARED_DOC = """
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class VectorQuantizer(_BaseVectorQuantizer):
-    (
+    # Assembled from shared text, so set explicitly (a concatenation is
+    # not a docstring).
+    __doc__ = (
         """Vector quantization layer trained by gradients (VQ-VAE, eq. 3).
 
     Snaps each input vector `z_e` to its nearest codebook vector
@@ -401,7 +403,9 @@ class VectorQuantizer(_BaseVectorQuantizer):
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class VectorQuantizerEMA(_BaseVectorQuantizer):
-    (
+    # Assembled from shared text, so set explicitly (a concatenation is
+    # not a docstring).
+    __doc__ = (
         """Vector quantization with a codebook learned by moving averages.
 
     The paper's appendix A.1: the codebook is not trained by gradients (it is
