@@ -429,7 +429,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = capsys.readouterr().out
     for line in (
         "vqvae demo: 1/5 train the VQ-VAE",
-        "vqvae demo: 5/5 export a SavedModel",
+        "vqvae demo: 5/5 export a SavedModel and TFLite files",
         "vqvae demo: done in",
         "bits_per_dim_pixelcnn_prior",
     ):
@@ -441,9 +441,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
         "samples.png",
         "evaluation.json",
         "export/vqvae/1/saved_model.pb",
+        "export/vqvae_tflite/decoder_int8.tflite",
+        "export/vqvae_tflite/prior_sampler_float32.tflite",
     ):
         assert (model_dir / path).exists(), path
-        assert str(model_dir / path).rsplit("/saved_model.pb")[0] in out
+        assert str(model_dir / os.path.dirname(path)) in out
 
 
 def test_mixed_precision_resume(tmp_path, capsys):

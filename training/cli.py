@@ -725,23 +725,36 @@ def demo(
     print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
     metrics = evaluate(model_dir)
     artifacts["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
-    print("vqvae demo: 5/5 export a SavedModel", flush=True)
-    artifacts["saved_model"] = _export_saved_model(model_dir, result.model)
+    print("vqvae demo: 5/5 export a SavedModel and TFLite files", flush=True)
+    artifacts.update(_export(model_dir, result.model))
     timings["total"] = time.time() - started
     return {"artifacts": artifacts, "metrics": metrics, "timings": timings}
 
 
-def _export_saved_model(model_dir: str, prior) -> str:
+def _export(model_dir: str, prior) -> dict:
+    """SavedModel (TF Serving) and TFLite files (float32 and int8 decoder,
+    encoder, prior sampler) of the demo's models, under `model_dir/export`."""
     import keras
 
-    from tf_vqvae.export.saved_model import export_saved_model
+    from tf_vqvae.data import PHOTO_TILE_SIZE, photo_tiles
+    from tf_vqvae.export import export_saved_model, export_tflite
 
     vqvae = keras.saving.load_model(os.path.join(model_dir, MODEL_FILE))
     root = os.path.join(model_dir, "export")
-    path = export_saved_model(
+    saved_model = export_saved_model(
         vqvae, root, "vqvae", version=1, prior=prior, overwrite=True
     )
-    return os.fspath(path)
+    tflite_dir = os.path.join(root, "vqvae_tflite")
+    export_tflite(
+        vqvae,
+        tflite_dir,
+        image_size=(PHOTO_TILE_SIZE, PHOTO_TILE_SIZE),
+        quantization=("float32", "int8"),
+        representative_images=photo_tiles("train")[::13],
+        prior=prior,
+        overwrite=True,
+    )
+    return {"saved_model": os.fspath(saved_model), "tflite": tflite_dir}
 
 
 # ----------------------------------------------------------------- parsing
