@@ -139,6 +139,9 @@ def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
     modes = tmp_path / "modes"
     _write_png(modes / "train" / "a" / "0.png", mode="L")
     _write_png(modes / "train" / "b" / "0.png", mode="RGB")
+    odd = tmp_path / "odd"
+    _write_png(odd / "train" / "a" / "0.png", size=(10, 12))
+    _write_png(odd / "train" / "a" / "1.png", size=(10, 12))
     existing = tmp_path / "existing"
     existing.mkdir()
     tiny = cli.config_from_args(
@@ -198,6 +201,13 @@ def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
             "`strategy` 'multi-worker' needs the TF_CONFIG environment "
             "variable (cluster and task, see README's Command line). "
             "Received: strategy='multi-worker'",
+        ),
+        (
+            ["--dataset", f"folder:{odd}", "--global-batch-size", "2"],
+            "`dataset` images are 12x10, not divisible by "
+            "2**num_downsamples=4; crop or resize them (e.g. into a "
+            "'folder:' dataset) or change --num-downsamples. "
+            "Received: image_shape=(12, 10, 3)",
         ),
         (
             ["--epochs", "0"],

@@ -203,6 +203,15 @@ def train(
             f"Received: global_batch_size={config.global_batch_size}"
         )
     steps_per_epoch = config.steps_per_epoch or data_steps
+    factor = 2**config.num_downsamples
+    height, width = images.image_shape[:2]
+    if height % factor or width % factor:
+        raise UsageError(
+            f"`dataset` images are {height}x{width}, not divisible by "
+            f"2**num_downsamples={factor}; crop or resize them (e.g. into a "
+            "'folder:' dataset) or change --num-downsamples. "
+            f"Received: image_shape={images.image_shape}"
+        )
 
     created = not os.path.exists(write_dir)
     os.makedirs(write_dir, exist_ok=True)
