@@ -128,8 +128,53 @@ _NETWORK_ARGS = """
         **kwargs: base `keras.layers.Layer` arguments."""
 
 
+class _ConvNetwork(keras.layers.Layer):
+    """Arguments, checks, the 3x3 convolution and the residual stack that
+    `Encoder` and `Decoder` share; not public."""
+
+    def __init__(
+        self,
+        num_hiddens: int,
+        num_residual_blocks: int,
+        num_residual_hiddens: int,
+        num_downsamples: int,
+        spatial_dims: int,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_int("num_hiddens", num_hiddens, 1)
+        check_int("num_downsamples", num_downsamples, 0)
+        _check_spatial_dims(spatial_dims)
+        self.num_hiddens = num_hiddens
+        self.num_residual_blocks = num_residual_blocks
+        self.num_residual_hiddens = num_residual_hiddens
+        self.num_downsamples = num_downsamples
+        self.spatial_dims = spatial_dims
+        self.conv = _CONV[spatial_dims](
+            num_hiddens, 3, padding="same", name="conv"
+        )
+        self.residual_stack = ResidualStack(
+            num_hiddens,
+            num_residual_blocks,
+            num_residual_hiddens,
+            spatial_dims,
+            name="residual_stack",
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_hiddens=self.num_hiddens,
+            num_residual_blocks=self.num_residual_blocks,
+            num_residual_hiddens=self.num_residual_hiddens,
+            num_downsamples=self.num_downsamples,
+            spatial_dims=self.spatial_dims,
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class Encoder(keras.layers.Layer):
+class Encoder(_ConvNetwork):
     # Assembled from shared text, so set explicitly (a concatenation is
     # not a docstring).
     __doc__ = (
@@ -169,30 +214,21 @@ class Encoder(keras.layers.Layer):
         spatial_dims: int = 2,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         check_int("embedding_dim", embedding_dim, 1)
-        check_int("num_hiddens", num_hiddens, 1)
-        check_int("num_downsamples", num_downsamples, 0)
-        _check_spatial_dims(spatial_dims)
+        super().__init__(
+            num_hiddens,
+            num_residual_blocks,
+            num_residual_hiddens,
+            num_downsamples,
+            spatial_dims,
+            **kwargs,
+        )
         self.embedding_dim = embedding_dim
-        self.num_hiddens = num_hiddens
-        self.num_residual_blocks = num_residual_blocks
-        self.num_residual_hiddens = num_residual_hiddens
-        self.num_downsamples = num_downsamples
-        self.spatial_dims = spatial_dims
         conv = _CONV[spatial_dims]
         self.downsamples = [
             conv(num_hiddens, 4, strides=2, padding="same", name=f"down{i}")
             for i in range(num_downsamples)
         ]
-        self.conv = conv(num_hiddens, 3, padding="same", name="conv")
-        self.residual_stack = ResidualStack(
-            num_hiddens,
-            num_residual_blocks,
-            num_residual_hiddens,
-            spatial_dims,
-            name="residual_stack",
-        )
         self.projection = conv(embedding_dim, 1, name="projection")
 
     def build(self, input_shape):
@@ -230,19 +266,12 @@ class Encoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            embedding_dim=self.embedding_dim,
-            num_hiddens=self.num_hiddens,
-            num_residual_blocks=self.num_residual_blocks,
-            num_residual_hiddens=self.num_residual_hiddens,
-            num_downsamples=self.num_downsamples,
-            spatial_dims=self.spatial_dims,
-        )
+        config.update(embedding_dim=self.embedding_dim)
         return config
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class Decoder(keras.layers.Layer):
+class Decoder(_ConvNetwork):
     # Assembled from shared text, so set explicitly (a concatenation is
     # not a docstring).
     __doc__ = (
@@ -283,27 +312,18 @@ class Decoder(keras.layers.Layer):
         spatial_dims: int = 2,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         check_int("output_channels", output_channels, 1)
-        check_int("num_hiddens", num_hiddens, 1)
-        check_int("num_downsamples", num_downsamples, 0)
-        _check_spatial_dims(spatial_dims)
-        self.output_channels = output_channels
-        self.num_hiddens = num_hiddens
-        self.num_residual_blocks = num_residual_blocks
-        self.num_residual_hiddens = num_residual_hiddens
-        self.num_downsamples = num_downsamples
-        self.spatial_dims = spatial_dims
-        conv = _CONV[spatial_dims]
-        transpose = _CONV_TRANSPOSE[spatial_dims]
-        self.conv = conv(num_hiddens, 3, padding="same", name="conv")
-        self.residual_stack = ResidualStack(
+        super().__init__(
             num_hiddens,
             num_residual_blocks,
             num_residual_hiddens,
+            num_downsamples,
             spatial_dims,
-            name="residual_stack",
+            **kwargs,
         )
+        self.output_channels = output_channels
+        conv = _CONV[spatial_dims]
+        transpose = _CONV_TRANSPOSE[spatial_dims]
         self.upsamples = [
             transpose(
                 output_channels if i == num_downsamples - 1 else num_hiddens,
@@ -351,12 +371,5 @@ class Decoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            output_channels=self.output_channels,
-            num_hiddens=self.num_hiddens,
-            num_residual_blocks=self.num_residual_blocks,
-            num_residual_hiddens=self.num_residual_hiddens,
-            num_downsamples=self.num_downsamples,
-            spatial_dims=self.spatial_dims,
-        )
+        config.update(output_channels=self.output_channels)
         return config
