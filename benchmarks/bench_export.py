@@ -69,28 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def photo_patches(size: int, count: int, seed: int = 0):
-    """Real RGB crops of scikit-image's bundled photographs, uint8."""
-    import numpy as np
-    from skimage import data
-
-    photos = [
-        data.astronaut(),
-        data.coffee(),
-        data.chelsea(),
-        data.rocket(),
-        data.hubble_deep_field(),
-    ]
-    rng = np.random.default_rng(seed)
-    patches = []
-    for i in range(count):
-        photo = photos[i % len(photos)]
-        top = rng.integers(0, photo.shape[0] - size + 1)
-        left = rng.integers(0, photo.shape[1] - size + 1)
-        patches.append(photo[top : top + size, left : left + size])
-    return np.stack(patches)
-
-
 def time_per_item(fn, items: int, warmup: int, repeats: int) -> dict:
     """min / median / max milliseconds per item of `fn()` on `items`."""
     for _ in range(warmup):
@@ -130,10 +108,11 @@ def run(args: argparse.Namespace, work_dir: str) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     from tf_vqvae import VQVAE
+    from tf_vqvae.data import photo_crops
     from tf_vqvae.export import saved_model, tflite
 
     keras.utils.set_random_seed(0)
-    images = photo_patches(args.image_size, args.train_images)
+    images = photo_crops(args.image_size, args.train_images)
     model = VQVAE(
         num_embeddings=args.num_embeddings,
         embedding_dim=args.embedding_dim,
@@ -175,7 +154,7 @@ def run(args: argparse.Namespace, work_dir: str) -> dict:
     encode_keras_fn = tf.function(model.encode)
     batch_max = max(args.batch_sizes)
     # Held-out patches (another seed) for timing and parity.
-    test_images = photo_patches(args.image_size, batch_max, seed=1)
+    test_images = photo_crops(args.image_size, batch_max, seed=1)
     test_floats = (test_images / 255.0).astype(np.float32)
     test_codes = np.asarray(model.encode(test_images))
 

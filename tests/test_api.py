@@ -1,6 +1,7 @@
 """The public API: names, registration, and a light `import tf_vqvae`."""
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -65,3 +66,19 @@ def test_import_stays_light():
 def test_version_is_a_string():
     assert isinstance(tf_vqvae.__version__, str)
     assert tf_vqvae.__version__.count(".") == 2
+
+
+def test_console_script_help_and_version():
+    import shutil
+
+    vqvae = shutil.which("vqvae", path=os.path.dirname(sys.executable))
+    assert vqvae, "the `vqvae` console script is not installed"
+    version = subprocess.run(
+        [vqvae, "--version"], capture_output=True, text=True, check=True
+    )
+    assert version.stdout.strip() == f"vqvae {tf_vqvae.__version__}"
+    usage = subprocess.run(
+        [vqvae, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("train", "train-prior", "sample", "evaluate", "demo"):
+        assert command in usage

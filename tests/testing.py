@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae.data import photo_crops
+
 
 def run_layer_test(
     layer_cls,
@@ -76,25 +78,5 @@ def run_layer_test(
 def photo_patches(
     size: int = 32, count: int = 512, seed: int = 0
 ) -> np.ndarray:
-    """Real RGB photo patches from scikit-image's bundled images, uint8.
-
-    `count` random `size x size` crops of astronaut, coffee, chelsea, rocket
-    and hubble_deep_field: real data that needs no network.
-    """
-    from skimage import data
-
-    images = [
-        data.astronaut(),
-        data.coffee(),
-        data.chelsea(),
-        data.rocket(),
-        data.hubble_deep_field(),
-    ]
-    rng = np.random.default_rng(seed)
-    patches = []
-    for i in range(count):
-        image = images[i % len(images)]
-        top = rng.integers(0, image.shape[0] - size + 1)
-        left = rng.integers(0, image.shape[1] - size + 1)
-        patches.append(image[top : top + size, left : left + size])
-    return np.stack(patches)
+    """Real RGB photo crops (uint8) that need no network."""
+    return photo_crops(size, count, seed)

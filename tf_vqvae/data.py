@@ -229,6 +229,31 @@ def first_images(images: Images, count: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ photos
+def photo_crops(
+    size: int,
+    count: int,
+    seed: int = 0,
+    names: tuple[str, ...] = PHOTO_NAMES[:5],
+) -> np.ndarray:
+    """`count` random `size x size` uint8 RGB crops of scikit-image's photos.
+
+    Crops come from anywhere in the photos `names` (taken in turn), so they
+    ignore the train/test split of `photo_tiles`: for tests and benchmarks
+    that need real images of a given size, offline.
+    """
+    from skimage import data as skimage_data
+
+    photos = [getattr(skimage_data, name)()[..., :3] for name in names]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        top = rng.integers(0, photo.shape[0] - size + 1)
+        left = rng.integers(0, photo.shape[1] - size + 1)
+        crops.append(photo[top : top + size, left : left + size])
+    return np.stack(crops)
+
+
 def photo_tiles(split: str = "train") -> np.ndarray:
     """32x32 uint8 RGB tiles of scikit-image's photographs.
 
