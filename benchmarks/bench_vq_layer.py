@@ -7,7 +7,9 @@ One implementation per process (so peak memory is its own), e.g.
 Implementations (`--impl`):
     tf_vqvae        tf_vqvae.VectorQuantizer (codebook trained by gradients)
     tf_vqvae_ema    tf_vqvae.VectorQuantizerEMA
-    sonnet          snt.nets.VectorQuantizer (Sonnet 2.0.2)
+    sonnet          snt.nets.VectorQuantizer (Sonnet 2.0.2), with perplexity
+    sonnet_noppl    the same, its perplexity not fetched (so TensorFlow prunes
+                    the N x K one-hot it is computed from)
     sonnet_ema      snt.nets.VectorQuantizerEMA
     kerasio         the keras-io "Vector-Quantized VAE" example's layer:
                     distance matmul, argmin, one-hot matmul lookup
@@ -32,7 +34,14 @@ import time
 
 import common
 
-TF_IMPLS = ("tf_vqvae", "tf_vqvae_ema", "sonnet", "sonnet_ema", "kerasio")
+TF_IMPLS = (
+    "tf_vqvae",
+    "tf_vqvae_ema",
+    "sonnet",
+    "sonnet_noppl",
+    "sonnet_ema",
+    "kerasio",
+)
 IMPLS = TF_IMPLS + ("vqtorch",)
 
 
@@ -101,10 +110,10 @@ def _tf_step(impl: str, k: int, d: int, tf):
             return z_q, tf.add_n(layer.losses)
 
         return forward, layer.trainable_weights
-    if impl in ("sonnet", "sonnet_ema"):
+    if impl in ("sonnet", "sonnet_noppl", "sonnet_ema"):
         import sonnet as snt
 
-        if impl == "sonnet":
+        if impl in ("sonnet", "sonnet_noppl"):
             module = snt.nets.VectorQuantizer(
                 embedding_dim=d, num_embeddings=k, commitment_cost=0.25
             )
@@ -119,6 +128,8 @@ def _tf_step(impl: str, k: int, d: int, tf):
 
         def forward(x):
             out = module(x, is_training=True)
+            if impl == "sonnet_noppl":
+                return out["quantize"], out["loss"]
             # The loss plus the perplexity its example logs (tf_vqvae's
             # layers always update their usage metric).
             return out["quantize"], out["loss"] + 0.0 * out["perplexity"]

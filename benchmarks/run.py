@@ -49,6 +49,7 @@ NAMES = {
     "tf_vqvae": "tf_vqvae VectorQuantizer",
     "tf_vqvae_ema": "tf_vqvae VectorQuantizerEMA",
     "sonnet": "Sonnet VectorQuantizer",
+    "sonnet_noppl": "Sonnet VectorQuantizer, perplexity pruned",
     "sonnet_ema": "Sonnet VectorQuantizerEMA",
     "kerasio": "keras-io example design",
     "vqtorch": "vector-quantize-pytorch (EMA)",
@@ -199,9 +200,10 @@ def vq_section(vq: dict, memory: dict, torch: dict) -> list[str]:
         "Throughput: all TensorFlow implementations timed round-robin in one "
         "process (vectors/s min / median / max over rounds); ratios are "
         "medians of per-round ratios (higher = tf_vqvae faster). Peak memory: "
-        "a separate process per implementation, peak RSS during the timed "
-        "steps minus RSS before them. vector-quantize-pytorch runs in its own "
-        "process, so its ratio compares medians of different processes.",
+        "a separate process per implementation, peak RSS over all its steps "
+        "(tracing and warm-up included) minus RSS before the first. "
+        "vector-quantize-pytorch runs in its own process, so its ratio "
+        "compares medians of different processes.",
         "",
         "| K | implementation | vectors/s (min / median / max) "
         "| peak extra memory | tf_vqvae ÷ it (same-type quantizer) |",
@@ -243,6 +245,7 @@ def vq_section(vq: dict, memory: dict, torch: dict) -> list[str]:
             )
         for ours, peer, target in (
             ("tf_vqvae", "sonnet", 1.2 if k == 512 else 2.0),
+            ("tf_vqvae", "sonnet_noppl", 1.2 if k == 512 else 2.0),
             ("tf_vqvae_ema", "sonnet_ema", 1.5),
         ):
             ratio = paired_ratio(results, ours, peer)
@@ -250,12 +253,16 @@ def vq_section(vq: dict, memory: dict, torch: dict) -> list[str]:
                 targets.append(
                     (f"{NAMES[ours]} vs {NAMES[peer]}, K={k}", ratio, target)
                 )
-        for ours, peer in (("tf_vqvae", "sonnet"),):
+        for ours, peer in (
+            ("tf_vqvae", "sonnet"),
+            ("tf_vqvae", "sonnet_noppl"),
+            ("tf_vqvae_ema", "sonnet_ema"),
+        ):
             a, b = memory.get((k, ours)), memory.get((k, peer))
             if k == 8192 and a is not None and b is not None:
                 targets.append(
                     (
-                        f"peak memory {NAMES[ours]} <= Sonnet's, K={k}"
+                        f"peak memory {NAMES[ours]} <= {NAMES[peer]}, K={k}"
                         f" ({a:.0f} vs {b:.0f} MiB)",
                         b / max(a, 1e-9),
                         1.0,
@@ -281,12 +288,16 @@ def step_section(steps: dict) -> tuple[list[str], list]:
         "## 2. Full training step",
         "",
         "`bench_train_step.py`: the three implementations of `models.py` "
-        "(same layer shapes), one process, timed round-robin by epochs of "
-        "`steps_per_epoch` steps on in-memory images; tf_vqvae and keras-io "
-        "through `model.fit` (one `fit` call per epoch, overhead included), "
-        "Sonnet through a `tf.function` step in a Python loop. GFLOP/s = "
-        "median images/s x 3 x forward FLOPs per image; peak = best fp32 "
-        "2048^3 `tf.matmul` in the same process.",
+        "(same layer shapes) in one process, timed round-robin by epochs of "
+        "`steps_per_epoch` steps on in-memory images. The Keras models "
+        "(tf_vqvae, keras-io) step through the train function that "
+        "`model.fit` compiles and runs for each step (separate short `fit` "
+        "calls cost seconds of set-up each here); Sonnet through a "
+        "`tf.function` step in a Python loop, as its example does. "
+        '"in one fit": tf_vqvae afterwards inside one multi-epoch '
+        "`model.fit` call (not interleaved). GFLOP/s = median images/s x 3 x "
+        "forward FLOPs per image; peak = best fp32 2048^3 `tf.matmul` in the "
+        "same process.",
         "",
         "| config | implementation | images/s (min / median / max) "
         "| GFLOP/s | of matmul peak | tf_vqvae ÷ it |",
@@ -309,6 +320,11 @@ def step_section(steps: dict) -> tuple[list[str], list]:
                 f"| {r['gflops_per_s']:.0f} "
                 f"| {100 * r['fraction_of_peak']:.0f}% | {_ratio(ratio)} |"
             )
+            if "fit_images_per_s" in r:
+                lines.append(
+                    f"| {name} | {impl}, in one fit "
+                    f"| {_triple(r['fit_images_per_s'])} | | | |"
+                )
         ratio = paired_ratio(res, "tf_vqvae", "sonnet")
         if ratio is not None:
             targets.append((f"full step vs Sonnet, {name} config", ratio, 1.0))
@@ -390,6 +406,24 @@ def quality_section(data: dict) -> tuple[list[str], list]:
             f"| {r['perplexity']:.1f} | {r['dead_codes']} "
             f"({100 * r['dead_fraction']:.1f}%) | {r['train_seconds']:.0f} |"
         )
+    if "tf_vqvae" in res and "sonnet" in res:
+        ours, peer = res["tf_vqvae"], res["sonnet"]
+        if ours["dead_codes"] > peer["dead_codes"]:
+            lines += [
+                "",
+                "With its defaults (the paper's EMA updates, a N(0, 1) "
+                "codebook, `data_init=None`, no restarts) tf_vqvae's codebook "
+                f"collapsed here (test perplexity {ours['perplexity']:.1f}): "
+                "a code no vector picks keeps its initial vector "
+                "(by design, instead of Sonnet's collapse to zero), and those "
+                "vectors sit far from the encoder's early outputs, so they "
+                "are never picked. Sonnet's zero-started, debiased averages "
+                "move never-picked codes to the origin, next to the encoder "
+                "outputs, which revives some of them. `tf_vqvae_restarts` "
+                "(`data_init='kmeans++'`, `dead_code_restart_steps=100`) "
+                "starts the codebook from encoder outputs and re-seeds unused "
+                "codes.",
+            ]
     targets = []
     for name in ("tf_vqvae", "tf_vqvae_restarts"):
         if name not in res or "sonnet" not in res:
@@ -475,6 +509,16 @@ def write_markdown(args, parts: list, targets: list, env: dict) -> None:
         "speed; no benchmark has numpy on its timed path.",
         "- Ratios: time of the peer ÷ time of tf_vqvae (> 1: tf_vqvae is "
         "faster), or the measured quantity over its target.",
+        *(
+            [
+                "- `--resume`: results already in the results directory were "
+                "kept, so sections were measured at different times of the "
+                "session (each JSON records its time); ratios never mix "
+                "runs, except vector-quantize-pytorch's (its own process)."
+            ]
+            if args.resume
+            else []
+        ),
         "",
         "## Targets (issue 6)",
         "",
@@ -567,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in ks:
             impls = ["tf_vqvae", "tf_vqvae_ema"]
             if k <= PEER_MAX_K:
-                impls += ["sonnet", "sonnet_ema", "kerasio"]
+                impls += ["sonnet", "sonnet_noppl", "sonnet_ema", "kerasio"]
             vq[k] = runner.run(
                 sonnet_py,
                 "bench_vq_layer.py",
@@ -649,7 +693,17 @@ def main(argv: list[str] | None = None) -> None:
                     body = f"`benchmarks/{script}` failed; see run.log."
                 parts.append([title, "", body, ""])
             else:
-                parts.append([title, "", fragment.strip(), ""])
+                parts.append(
+                    [
+                        title,
+                        "",
+                        f"The table of `benchmarks/{script}` (run by this "
+                        "script, included unchanged).",
+                        "",
+                        fragment.strip(),
+                        "",
+                    ]
+                )
 
     if "import" in args.only:
         data = runner.run(

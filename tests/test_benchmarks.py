@@ -33,7 +33,7 @@ HAVE_SONNET = importlib.util.find_spec("sonnet") is not None
 def _tf_impls():
     impls = ["tf_vqvae", "tf_vqvae_ema", "kerasio"]
     if HAVE_SONNET:
-        impls += ["sonnet", "sonnet_ema"]
+        impls += ["sonnet", "sonnet_noppl", "sonnet_ema"]
     return impls
 
 
@@ -146,7 +146,7 @@ def test_tables_from_results():
     assert "tf_vqvae VectorQuantizerEMA" in table
     assert "keras-io example design" in table
     if HAVE_SONNET:
-        assert len(targets) == 2
+        assert len(targets) == 3  # VQ vs both Sonnet variants, EMA vs EMA
 
 
 @pytest.mark.parametrize(
