@@ -400,3 +400,14 @@ def test_bad_arguments_message(kwargs, message):
     with pytest.raises(ValueError) as error:
         VectorQuantizerEMA(**args)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_codebook_initialised_on_the_scale_of_one_over_sqrt_d(cls):
+    """U(-sqrt(3/D), sqrt(3/D)), Sonnet's codebook initialisation."""
+    layer = cls(4096, 64, seed=1)
+    layer.build((None, 64))
+    e = layer.embeddings.numpy()
+    limit = np.sqrt(3.0 / 64)
+    assert np.abs(e).max() <= limit
+    np.testing.assert_allclose(e.std(), limit / np.sqrt(3.0), rtol=0.02)

@@ -264,7 +264,12 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         )
 
     def _embeddings_initializer(self):
-        raise NotImplementedError
+        # U(-sqrt(3 / D), sqrt(3 / D)) for both quantizers, Sonnet's choice:
+        # on the scale of the encoder's early outputs, so codes get picked.
+        # (Keras' fan_in of a (K, D) matrix is K; its fan_out is D.)
+        return keras.initializers.VarianceScaling(
+            scale=1.0, mode="fan_out", distribution="uniform", seed=self.seed
+        )
 
     def _add_losses(self, flat, z_q_flat) -> None:
         raise NotImplementedError
@@ -386,11 +391,6 @@ class VectorQuantizer(_BaseVectorQuantizer):
 
     _embeddings_trainable = True
 
-    def _embeddings_initializer(self):
-        return keras.initializers.VarianceScaling(
-            scale=1.0, mode="fan_in", distribution="uniform", seed=self.seed
-        )
-
     def _add_losses(self, flat, z_q_flat) -> None:
         codebook_loss = tf.reduce_mean(
             tf.square(tf.stop_gradient(flat) - z_q_flat)
@@ -468,9 +468,6 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
         )
         self.decay = float(decay)
         self.epsilon = float(epsilon)
-
-    def _embeddings_initializer(self):
-        return keras.initializers.RandomNormal(stddev=1.0, seed=self.seed)
 
     def _build_state(self, state: dict) -> None:
         self.ema_cluster_size = self.add_weight(
