@@ -476,3 +476,42 @@ def test_mixed_precision_resume(tmp_path, capsys):
     assert any("loss_scale" in name or "scale" in name for name in names)
     model = keras.saving.load_model(str(model_dir / "model.keras"))
     assert model.dtype_policy.name == "mixed_float16"
+
+
+def test_export_and_verify(trained_dir, tmp_path, capsys):
+    out = str(tmp_path / "models")
+    argv = ["export", "--model-dir", str(trained_dir), "--out", out]
+    assert cli.main([*argv, "--tflite", "--quantization", "float32"]) == 0
+    printed = capsys.readouterr().out
+    version_dir = os.path.join(out, "vqvae", "1")
+    tflite_dir = os.path.join(out, "vqvae_tflite")
+    assert version_dir in printed and tflite_dir in printed
+    assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
+    assert os.path.isfile(os.path.join(tflite_dir, "decoder_float32.tflite"))
+    assert not os.path.exists(os.path.join(tflite_dir, "decoder_int8.tflite"))
+
+    for path in (version_dir, os.path.join(out, "vqvae"), tflite_dir):
+        assert cli.main(["verify", path]) == 0
+        assert capsys.readouterr().out == (
+            f"vqvae verify: {path} matches its manifest\n"
+        )
+
+    # The same version again is refused (exit 2), and nothing changes.
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"vqvae export: error: {version_dir!r} exists; pass --overwrite to "
+        "replace it or choose another --version. Received: version=1\n"
+    )
+    assert cli.main([*argv, "--version", "2"]) == 0
+    assert os.path.isdir(os.path.join(out, "vqvae", "2"))
+
+    # A tampered file fails verification with exit 1.
+    with open(os.path.join(tflite_dir, "decoder_float32.tflite"), "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    capsys.readouterr()
+    assert cli.main(["verify", tflite_dir]) == 1
+    assert "decoder_float32.tflite" in capsys.readouterr().err
+    assert cli.main(["verify", str(tmp_path / "missing")]) == 2

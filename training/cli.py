@@ -735,35 +735,90 @@ def demo(
     metrics = evaluate(model_dir)
     artifacts["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
     print("vqvae demo: 5/5 export a SavedModel and TFLite files", flush=True)
-    artifacts.update(_export(model_dir, result.model))
+    artifacts.update(
+        export(
+            model_dir,
+            tflite=True,
+            quantization=("float32", "int8"),
+            overwrite=True,
+        )
+    )
     timings["total"] = time.time() - started
     return {"artifacts": artifacts, "metrics": metrics, "timings": timings}
 
 
-def _export(model_dir: str, prior) -> dict:
-    """SavedModel (TF Serving) and TFLite files (float32 and int8 decoder,
-    encoder, prior sampler) of the demo's models, under `model_dir/export`."""
-    import keras
+def export(
+    model_dir: str,
+    out_dir: str | None = None,
+    model_name: str = "vqvae",
+    version: int = 1,
+    tflite: bool = False,
+    quantization: tuple[str, ...] = ("float32", "float16", "int8"),
+    max_batch_size: int = 64,
+    overwrite: bool = False,
+) -> dict:
+    """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
 
-    from tf_vqvae.data import PHOTO_TILE_SIZE, photo_tiles
+    A SavedModel for TF Serving at `out_dir/model_name/version` and, with
+    `tflite`, builtins-only `.tflite` files in `out_dir/model_name_tflite`
+    (decoder in each of `quantization`, int8 calibrated on codes of real
+    training images; float32 encoder; prior sampler). `out_dir` defaults to
+    `model_dir/export`. Both carry a `MANIFEST.json` (`vqvae verify`).
+
+    Returns:
+        name -> path of each export.
+
+    Raises:
+        UsageError: no trained model, or the version exists and not
+            `overwrite`.
+    """
+    from tf_vqvae.data import load_images
     from tf_vqvae.export import export_saved_model, export_tflite
 
-    vqvae = keras.saving.load_model(os.path.join(model_dir, MODEL_FILE))
-    root = os.path.join(model_dir, "export")
-    saved_model = export_saved_model(
-        vqvae, root, "vqvae", version=1, prior=prior, overwrite=True
-    )
-    tflite_dir = os.path.join(root, "vqvae_tflite")
-    export_tflite(
-        vqvae,
-        tflite_dir,
-        image_size=(PHOTO_TILE_SIZE, PHOTO_TILE_SIZE),
-        quantization=("float32", "int8"),
-        representative_images=photo_tiles("train")[::13],
-        prior=prior,
-        overwrite=True,
-    )
-    return {"saved_model": os.fspath(saved_model), "tflite": tflite_dir}
+    vqvae, config = _load_vqvae(model_dir)
+    prior_path = os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)
+    prior = _load_prior(model_dir) if os.path.isfile(prior_path) else None
+    root = out_dir or os.path.join(model_dir, "export")
+    images = load_images(config.dataset, "train", config.data_dir)
+    image_size = tuple(images.image_shape[:2])
+    target = os.path.join(root, model_name, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise UsageError(
+            f"{target!r} exists; pass --overwrite to replace it or choose "
+            f"another --version. Received: version={version}"
+        )
+    artifacts = {
+        "saved_model": os.fspath(
+            export_saved_model(
+                vqvae,
+                root,
+                model_name,
+                version=version,
+                prior=prior,
+                overwrite=overwrite,
+                max_batch_size=max_batch_size,
+                image_size=image_size,
+            )
+        )
+    }
+    if tflite:
+        count = min(images.num_examples, 256)
+        stride = max(1, images.num_examples // count)
+        calibration = [
+            x.numpy() for x in images.dataset.shard(stride, 0).take(count)
+        ]
+        tflite_dir = os.path.join(root, f"{model_name}_tflite")
+        export_tflite(
+            vqvae,
+            tflite_dir,
+            image_size=image_size,
+            quantization=tuple(quantization),
+            representative_images=calibration,
+            prior=prior,
+            overwrite=overwrite,
+        )
+        artifacts["tflite"] = tflite_dir
+    return artifacts
 
 
 # ----------------------------------------------------------------- parsing
@@ -907,6 +962,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=256, help="Batch size (default: 256)."
     )
 
+    export_parser = commands.add_parser(
+        "export",
+        help="SavedModel for TF Serving (and TFLite files with --tflite).",
+        description=(
+            "Export --model-dir's VQ-VAE (and its prior, when trained) as a "
+            "SavedModel at OUT/NAME/VERSION, written under a temporary name "
+            "and renamed, with a MANIFEST.json of SHA-256 digests."
+        ),
+    )
+    export_parser.add_argument("--model-dir", required=True)
+    export_parser.add_argument(
+        "--out", default=None, help="Default: MODEL_DIR/export."
+    )
+    export_parser.add_argument(
+        "--model-name", default="vqvae", help="Default: vqvae."
+    )
+    export_parser.add_argument(
+        "--version", type=int, default=1, help="Default: 1."
+    )
+    export_parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=64,
+        help="Larger requests are refused in the graph (default: 64).",
+    )
+    export_parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="Also write builtins-only .tflite files (decoder, encoder, "
+        "prior sampler) to OUT/NAME_tflite.",
+    )
+    export_parser.add_argument(
+        "--quantization",
+        nargs="+",
+        choices=("float32", "float16", "int8"),
+        default=["float32", "float16", "int8"],
+        help="TFLite decoder variants (default: all three).",
+    )
+    export_parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing version.",
+    )
+
+    verify_parser = commands.add_parser(
+        "verify",
+        help="Check an export against its MANIFEST.json and signatures.",
+        description=(
+            "Verify a SavedModel version directory, a model directory (all "
+            "versions) or a TFLite export directory: every file's SHA-256 "
+            "and the signature contract. Exit 0 if it matches, 1 if not."
+        ),
+    )
+    verify_parser.add_argument("path")
+
     demo_parser = commands.add_parser(
         "demo",
         help="The whole pipeline on the offline photos, in a few minutes.",
@@ -1013,6 +1123,38 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    artifacts = export(
+        args.model_dir,
+        out_dir=args.out,
+        model_name=args.model_name,
+        version=args.version,
+        tflite=args.tflite,
+        quantization=tuple(args.quantization),
+        max_batch_size=args.max_batch_size,
+        overwrite=args.overwrite,
+    )
+    print("vqvae: exported", flush=True)
+    _print_artifacts(artifacts)
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from tf_vqvae.export import manifest
+
+    if not os.path.exists(args.path):
+        raise UsageError(
+            f"`path` must be an export directory. Received: path={args.path!r}"
+        )
+    try:
+        manifest.verify(args.path)
+    except manifest.VerificationError as error:
+        print(f"vqvae verify: FAILED: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"vqvae verify: {args.path} matches its manifest", flush=True)
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     result = demo(
         args.model_dir,
@@ -1065,6 +1207,8 @@ def main(argv: list[str] | None = None) -> int:
         "train-prior": _run_train_prior,
         "sample": _run_sample,
         "evaluate": _run_evaluate,
+        "export": _run_export,
+        "verify": _run_verify,
         "demo": _run_demo,
     }
     try:
