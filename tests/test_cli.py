@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tests.testing import TINY_MODEL_FLAGS
 from tf_vqvae.data import photo_tiles
 from tf_vqvae.training import cli
 from tf_vqvae.training.config import TrainConfig, load_config, save_config
@@ -19,18 +20,7 @@ TINY = [
     "1",
     "--steps-per-epoch",
     "3",
-    "--global-batch-size",
-    "8",
-    "--num-embeddings",
-    "16",
-    "--embedding-dim",
-    "4",
-    "--num-hiddens",
-    "8",
-    "--num-residual-hiddens",
-    "4",
-    "--num-residual-blocks",
-    "1",
+    *TINY_MODEL_FLAGS,
     "--checkpoint-steps",
     "2",
 ]

@@ -10,23 +10,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tests.testing import TINY_MODEL_FLAGS
 from tf_vqvae.training import cli
 
 # Tiny model, EMA codebook with k-means++ init and dead-code restarts, so the
 # quantizer's stateless random choices are part of what must resume exactly.
 FLAGS = [
-    "--global-batch-size",
-    "8",
-    "--num-embeddings",
-    "16",
-    "--embedding-dim",
-    "4",
-    "--num-hiddens",
-    "8",
-    "--num-residual-hiddens",
-    "4",
-    "--num-residual-blocks",
-    "1",
+    *TINY_MODEL_FLAGS,
     "--data-init",
     "kmeans++",
     "--dead-code-restart-steps",

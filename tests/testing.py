@@ -11,6 +11,22 @@ import tensorflow as tf
 
 from tf_vqvae.data import photo_crops
 
+# `vqvae train` flags for a model small enough for unit tests.
+TINY_MODEL_FLAGS = [
+    "--global-batch-size",
+    "8",
+    "--num-embeddings",
+    "16",
+    "--embedding-dim",
+    "4",
+    "--num-hiddens",
+    "8",
+    "--num-residual-hiddens",
+    "4",
+    "--num-residual-blocks",
+    "1",
+]
+
 
 def run_layer_test(
     layer_cls,
