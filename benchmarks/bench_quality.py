@@ -2,8 +2,11 @@
 
     python benchmarks/bench_quality.py --steps 1500 --out quality.json
 
-`tf_vqvae` is `VQVAE` with its defaults; `tf_vqvae_restarts` adds
-`data_init="kmeans++"` and `dead_code_restart_steps=100`. All models get the
+`tf_vqvae` is `VQVAE` with its defaults (codebook drawn from the first
+batch's encoder outputs, unused codes re-seeded after 100 steps);
+`tf_vqvae_paper` turns both off (`data_init=None`,
+`dead_code_restart_steps=None`: the paper's algorithm, U(+-sqrt(3/D)) codebook
+like Sonnet's). All models get the
 same architecture (`--config`, Sonnet's example by default: 128 hidden, 32
 residual hidden, K=512, D=64, EMA codebook, Adam 3e-4, batch 32), the same
 training images in the same order (a seeded permutation of the train split,
@@ -29,11 +32,9 @@ import time
 import common
 import models
 
-IMPLS = ("tf_vqvae", "tf_vqvae_restarts", "sonnet")
-# tf_vqvae's options against codebook collapse (both off by default, as in
-# the paper): a k-means++ codebook from the first batch's encoder outputs,
-# and unused codes re-seeded from current encoder outputs.
-RESTART_OPTIONS = {"data_init": "kmeans++", "dead_code_restart_steps": 100}
+IMPLS = ("tf_vqvae", "tf_vqvae_paper", "sonnet")
+# tf_vqvae with its measures against codebook collapse turned off.
+PAPER_OPTIONS = {"data_init": None, "dead_code_restart_steps": None}
 DEFAULT_DATA = os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
     "..",
@@ -105,7 +106,7 @@ def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
     batches = training_batches(tf, train, config.batch_size, args.steps, 0)
     start = time.perf_counter()
     if impl.startswith("tf_vqvae"):
-        options = RESTART_OPTIONS if impl == "tf_vqvae_restarts" else {}
+        options = PAPER_OPTIONS if impl == "tf_vqvae_paper" else {}
         model = models.build_tf_vqvae(config, seed=args.seed, **options)
         model.fit(batches, epochs=1, verbose=0, shuffle=False)
 

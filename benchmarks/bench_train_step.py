@@ -8,19 +8,19 @@
 codebook trained by gradients). `--config sonnet`: Sonnet's VQ-VAE example
 (128 hidden, 32 residual hidden, EMA codebook, Adam 3e-4, batch 32).
 
-Implementations (`--impl`, see `models.py`): `tf_vqvae` (`VQVAE`),
-`sonnet` (Sonnet 2 modules, `tf.function` step in a Python loop, as its
-example trains), `kerasio` (the keras-io example's quantizer and custom
-`train_step`; it has no EMA variant, so it trains its codebook by gradients
-in both configs). All run in one process on the same in-memory random images
+Implementations (`--impl`, see `models.py`): `tf_vqvae` (`VQVAE`), `sonnet`
+(Sonnet 2 modules, `tf.function` step in a Python loop, as its example
+trains), `kerasio` (the keras-io example's quantizer and custom `train_step`;
+it has no EMA variant, so it trains its codebook by gradients in both
+configs). All run in one process on the same in-memory random images
 (`tf.data`, so no decoding cost) and are timed round-robin: one "epoch" of
-`--steps` steps of each per round. The Keras models step through the train
-function that `model.fit` compiles and calls for each step (after one short
-`fit`), because the set-up of a `fit` call itself varied by seconds here;
-tf_vqvae is then also timed inside one `fit` call of `--fit-epochs` epochs
-(`fit_images_per_s`). Achieved GFLOP/s counts 3x the forward FLOPs of
-`models.forward_flops_per_image`; the peak is the best of repeated 2048^3
-fp32 `tf.matmul`s in the same process.
+`--steps` steps of each per round, in reverse order every other round. The
+Keras models step through the train function that `model.fit` compiles and
+calls for each step (after one short `fit`), because the set-up of a `fit`
+call itself varied by seconds here; tf_vqvae is then also timed inside one
+`fit` call of `--fit-epochs` epochs (`fit_images_per_s`). Achieved GFLOP/s
+counts 3x the forward FLOPs of `models.forward_flops_per_image`; the peak is
+the best of repeated 2048^3 fp32 `tf.matmul`s in the same process.
 """
 
 from __future__ import annotations
@@ -136,8 +136,11 @@ def run(args) -> dict:
         for fn in runners.values():
             fn()
     times = {impl: [] for impl in runners}
-    for _ in range(args.repeats):
-        for impl, fn in runners.items():
+    order = list(runners.items())
+    for round_index in range(args.repeats):
+        # Every other round in reverse, so no implementation always runs
+        # first or right after the same other one.
+        for impl, fn in order if round_index % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             fn()
             times[impl].append(time.perf_counter() - start)

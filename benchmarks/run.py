@@ -421,26 +421,33 @@ def quality_section(data: dict) -> tuple[list[str], list]:
             f"| {r['perplexity']:.1f} | {r['dead_codes']} "
             f"({100 * r['dead_fraction']:.1f}%) | {r['train_seconds']:.0f} |"
         )
-    if "tf_vqvae" in res and "sonnet" in res:
-        ours, peer = res["tf_vqvae"], res["sonnet"]
-        if ours["dead_codes"] > peer["dead_codes"]:
-            lines += [
-                "",
-                "With its defaults (the paper's EMA updates, a N(0, 1) "
-                "codebook, `data_init=None`, no restarts) tf_vqvae's codebook "
-                f"collapsed here (test perplexity {ours['perplexity']:.1f}): "
-                "a code no vector picks keeps its initial vector "
-                "(by design, instead of Sonnet's collapse to zero), and those "
-                "vectors sit far from the encoder's early outputs, so they "
-                "are never picked. Sonnet's zero-started, debiased averages "
-                "move never-picked codes to the origin, next to the encoder "
-                "outputs, which revives some of them. `tf_vqvae_restarts` "
-                "(`data_init='kmeans++'`, `dead_code_restart_steps=100`) "
-                "starts the codebook from encoder outputs and re-seeds unused "
-                "codes.",
-            ]
+    k = c["num_embeddings"]
+    notes = []
+    if "tf_vqvae" in res:
+        notes.append(
+            "`tf_vqvae`: `VQVAE` with its defaults, which draw the codebook "
+            "from the first batch's encoder outputs (`data_init='random'`) "
+            "and re-seed a code no vector picked for 100 steps "
+            "(`dead_code_restart_steps=100`); it ends with "
+            f"{k - res['tf_vqvae']['dead_codes']} of {k} codes in use on the "
+            "test set."
+        )
+    if "tf_vqvae_paper" in res:
+        paper = res["tf_vqvae_paper"]
+        notes.append(
+            "`tf_vqvae_paper`: both turned off, the paper's algorithm with "
+            "the same U(-sqrt(3/D), sqrt(3/D)) initial codebook as Sonnet's; "
+            f"it keeps {k - paper['dead_codes']} of {k} codes (perplexity "
+            f"{paper['perplexity']:.1f}). A code no vector picks keeps its "
+            "initial vector there, while Sonnet's zero-started, debiased "
+            "averages move never-picked codes to the origin, next to the "
+            "encoder's outputs, which revives some of them (KNOWN-TRAPS "
+            "measured that move stranding codes on photo patches instead)."
+        )
+    if notes:
+        lines += [""] + [f"- {note}" for note in notes]
     targets = []
-    for name in ("tf_vqvae", "tf_vqvae_restarts"):
+    for name in ("tf_vqvae",):
         if name not in res or "sonnet" not in res:
             continue
         ours, peer = res[name], res["sonnet"]

@@ -40,14 +40,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
 from tf_vqvae.arg_checks import check_int, describe
-from tf_vqvae.export import checks, manifest
+from tf_vqvae.export import checks, manifest, staging
 from tf_vqvae.version import __version__
 
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -507,7 +506,7 @@ def export_saved_model(
     os.makedirs(base, exist_ok=True)
     # Same file system as the final directory, so the rename is atomic; the
     # leading dot and non-integer name keep TF Serving from loading it.
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base)
+    tmp = staging.make_staging_dir(base, "tmp", str(version))
     old = None
     try:
         archive = build_archive(functions)
@@ -521,7 +520,7 @@ def export_saved_model(
             _metadata(functions, model_name, version),
         )
         if os.path.exists(final):
-            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=base)
+            old = staging.make_staging_dir(base, "old", str(version))
             os.rename(final, os.path.join(old, "version"))
         os.rename(tmp, final)
     except BaseException:

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe
-from tf_vqvae.export import manifest
+from tf_vqvae.export import manifest, staging
 from tf_vqvae.export.saved_model import check_image_size, check_model
 from tf_vqvae.version import __version__
 
@@ -315,9 +315,7 @@ def export_tflite(
 
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(
-        prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent
-    )
+    tmp = staging.make_staging_dir(parent, "tmp", os.path.basename(out_dir))
     try:
         files = {}
         for q in quantization:
@@ -370,7 +368,9 @@ def export_tflite(
         )
         old = None
         if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            old = staging.make_staging_dir(
+                parent, "old", os.path.basename(out_dir)
+            )
             os.rename(out_dir, os.path.join(old, "dir"))
         os.rename(tmp, out_dir)
         if old is not None:

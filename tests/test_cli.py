@@ -245,6 +245,34 @@ def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in existing.iterdir()} == before
 
 
+def test_codebook_health_defaults_and_how_to_turn_them_off(tmp_path):
+    assert TrainConfig().model_kwargs()["data_init"] == "random"
+    assert TrainConfig().model_kwargs()["dead_code_restart_steps"] == 100
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--model-dir",
+            str(tmp_path / "run"),
+            "--data-init",
+            "none",
+            "--dead-code-restart-steps",
+            "0",
+        ]
+    )
+    config = cli.config_from_args(args)
+    kwargs = config.model_kwargs()
+    assert (kwargs["data_init"], kwargs["dead_code_restart_steps"]) == (
+        None,
+        None,
+    )
+    # Config files of earlier versions wrote `null` for "off".
+    path = tmp_path / "old.json"
+    path.write_text(
+        json.dumps({"data_init": None, "dead_code_restart_steps": None})
+    )
+    assert load_config(str(path)) == config
+
+
 def test_unknown_config_key(tmp_path, capsys):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"epochs": 2, "batch_size": 8}))

@@ -20,6 +20,7 @@ from tests.export_testing import (
     tiny_prior,
     trained_model,
 )
+from tf_vqvae import VQVAE
 from tf_vqvae.export import manifest, saved_model, serving
 
 MAX_BATCH = 8
@@ -732,5 +733,18 @@ def test_sigkilled_export_leaves_no_version(tmp_path):
     names = os.listdir(tmp_path / "vqvae")
     # Only the hidden temporary directory, whose name TF Serving ignores
     # (it loads integer directory names only).
-    assert len(names) == 1 and names[0].startswith(".tmp-1-"), names
+    assert len(names) == 1 and names[0].startswith(".tmp-1@"), names
     assert not any(n.isdigit() for n in names)
+
+    # The next export into the same place removes the dead process's
+    # leftover.
+    model = VQVAE(
+        num_embeddings=8,
+        embedding_dim=2,
+        num_hiddens=4,
+        num_residual_blocks=1,
+        num_residual_hiddens=2,
+    )
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    saved_model.export_saved_model(model, tmp_path, version=1)
+    assert os.listdir(tmp_path / "vqvae") == ["1"]

@@ -25,6 +25,9 @@ def _nearest(flat, codebook):
 
 
 def _make(cls, codebook, **kwargs):
+    """A layer holding `codebook`; no data init or restarts unless asked
+    (the default data init would replace the codebook at the first step)."""
+    kwargs = {"data_init": None, "dead_code_restart_steps": None, **kwargs}
     layer = cls(codebook.shape[0], codebook.shape[1], **kwargs)
     layer.build((None, codebook.shape[1]))
     layer.embeddings.assign(codebook)
@@ -39,7 +42,8 @@ QUANTIZERS = [
 
 @pytest.mark.parametrize("cls", QUANTIZERS)
 def test_layer_conformance(cls):
-    non_trainable = {VectorQuantizer: 1, VectorQuantizerEMA: 4}[cls]
+    # update_count, steps_since_used (+ EMA: cluster sizes, sums, codebook)
+    non_trainable = {VectorQuantizer: 2, VectorQuantizerEMA: 5}[cls]
     trainable = {VectorQuantizer: 1, VectorQuantizerEMA: 0}[cls]
     run_layer_test(
         cls,
@@ -269,6 +273,21 @@ def test_dead_codes_restart_from_encoder_outputs(cls):
     d = ((restarted[:, None] - z[None]) ** 2).sum(-1)
     np.testing.assert_allclose(d.min(1), 0.0, atol=1e-10)
     np.testing.assert_array_equal(layer.steps_since_used.numpy()[4:], 0)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_defaults_draw_the_codebook_from_the_first_batch(cls):
+    layer = cls(K, D)
+    assert (layer.data_init, layer.dead_code_restart_steps) == ("random", 100)
+    z = _inputs((32, D))
+    layer(z, training=True)
+    # Each code is one of the first batch's vectors, so each picks at least
+    # that vector: the whole codebook is in use from the first step.
+    assert float(layer.usage.result()["codebook_usage"]) == 1.0
+    if cls is VectorQuantizer:  # EMA has moved codes to their cluster means
+        d = ((layer.embeddings.numpy()[:, None] - z[None]) ** 2).sum(-1)
+        np.testing.assert_allclose(d.min(1), 0.0, atol=1e-10)
+    assert int(layer.update_count.numpy()) == 1
 
 
 def test_codebook_usage_metric_matches_numpy():

@@ -47,8 +47,8 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         num_embeddings: int,
         embedding_dim: int,
         commitment_cost: float = 0.25,
-        data_init: str | None = None,
-        dead_code_restart_steps: int | None = None,
+        data_init: str | None = "random",
+        dead_code_restart_steps: int | None = 100,
         max_distance_elements: int = 2**24,
         check_finite: bool = False,
         seed: int = 0,
@@ -315,15 +315,20 @@ _SHARED_DOC = """
         embedding_dim: D, the size of each code vector.
         commitment_cost: beta, the weight of the commitment loss
             `||z_e - sg[z_q]||^2`. The paper uses 0.25.
-        data_init: `None` (default, the paper), `"random"` or `"kmeans++"`:
-            at the first training batch, replace the codebook by encoder
+        data_init: `"random"` (default), `"kmeans++"` or `None` (the
+            paper: keep the initial random codebook). At the first training
+            batch (while `update_count` is 0), replace the codebook by encoder
             outputs picked at random or by k-means++ seeding. Under
             `tf.distribute` the outputs of all replicas are gathered, so every
-            replica gets the same codebook.
-        dead_code_restart_steps: `None` (default, the paper) or a positive
-            integer n: a code that no vector picked in n consecutive training
-            steps is re-seeded from a random encoder output of the current
-            (global) batch.
+            replica gets the same codebook. Set `None` when you assign a
+            codebook yourself before training.
+        dead_code_restart_steps: a positive integer n (default 100) or
+            `None` (never, the paper): a code that no vector picked in n
+            consecutive training steps is re-seeded from a random encoder
+            output of the current (global) batch. The two defaults keep the
+            codebook alive: on CIFAR-10 at Sonnet's example config the paper's
+            settings ended with 34 of 512 codes in use, these with all 512
+            (BENCHMARKS.md, section 6).
         max_distance_elements: above this many entries the `N x K` distance
             matrix is computed in row chunks, so memory stays bounded for large
             K (K = 65536 works on a laptop).

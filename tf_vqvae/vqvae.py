@@ -65,10 +65,11 @@ class VQVAE(keras.Model):
             (`VectorQuantizer`, codebook trained by gradients).
         decay: EMA decay gamma (`"ema"` only).
         epsilon: EMA Laplace smoothing (`"ema"` only).
-        data_init: `None`, `"random"` or `"kmeans++"` codebook initialisation
-            from the first training batch.
+        data_init: `"random"` (default), `"kmeans++"` or `None` (the
+            paper): codebook initialisation from the first training batch's
+            encoder outputs.
         dead_code_restart_steps: re-seed codes unused for this many training
-            steps (`None`: never).
+            steps (default 100; `None`: never, the paper).
         spatial_dims: 1 (audio), 2 (images) or 3 (video).
         seed: seeds the codebook initialiser and the quantizer's random
             choices.
@@ -118,8 +119,8 @@ class VQVAE(keras.Model):
         quantizer: str = "ema",
         decay: float = 0.99,
         epsilon: float = 1e-5,
-        data_init: str | None = None,
-        dead_code_restart_steps: int | None = None,
+        data_init: str | None = "random",
+        dead_code_restart_steps: int | None = 100,
         spatial_dims: int = 2,
         seed: int = 0,
         check_finite: bool = False,

@@ -842,7 +842,7 @@ def add_config_flags(
     choices = {
         "quantizer": ("ema", "vq"),
         "strategy": ("default", "mirrored", "multi-worker"),
-        "data_init": ("random", "kmeans++"),
+        "data_init": ("random", "kmeans++", "none"),
         "likelihood": ("mse", "discretized_logistic"),
     }
     for field in dataclasses.fields(config_class):

@@ -20,7 +20,7 @@ CONFIG_FILE = "config.json"
 STRATEGIES = ("default", "mirrored", "multi-worker")
 QUANTIZERS = ("ema", "vq")
 LIKELIHOODS = ("mse", "discretized_logistic")
-DATA_INITS = ("random", "kmeans++")
+DATA_INITS = ("random", "kmeans++", "none")
 
 
 class ConfigError(ValueError):
@@ -110,13 +110,14 @@ class TrainConfig(_Config):
         "'ema' (codebook by exponential moving averages) or 'vq' "
         "(codebook by gradients).",
     )
-    data_init: str | None = _field(
-        None,
-        "Initialise the codebook from the first batch: 'random' or "
-        "'kmeans++' (default: no).",
+    data_init: str = _field(
+        "random",
+        "Initialise the codebook from the first batch's encoder outputs: "
+        "'random', 'kmeans++' or 'none' (the paper's random codebook).",
     )
-    dead_code_restart_steps: int | None = _field(
-        None, "Re-seed codes unused for this many steps (default: never)."
+    dead_code_restart_steps: int = _field(
+        100,
+        "Re-seed codes unused for this many steps (0: never, the paper).",
     )
     likelihood: str = _field(
         "mse",
@@ -165,16 +166,22 @@ class TrainConfig(_Config):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("num_downsamples", self.num_downsamples, minimum=0)
         _check_int("seed", self.seed, minimum=0)
-        for name in ("steps_per_epoch", "dead_code_restart_steps"):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
+        # Older config files say `null` for "off".
+        if self.data_init is None:
+            object.__setattr__(self, "data_init", "none")
+        if self.dead_code_restart_steps is None:
+            object.__setattr__(self, "dead_code_restart_steps", 0)
+        if self.steps_per_epoch is not None:
+            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+        _check_int(
+            "dead_code_restart_steps", self.dead_code_restart_steps, minimum=0
+        )
         for name in ("learning_rate", "commitment_cost"):
             _check_rate(name, getattr(self, name))
         _check_choice("quantizer", self.quantizer, QUANTIZERS)
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("strategy", self.strategy, STRATEGIES)
-        if self.data_init is not None:
-            _check_choice("data_init", self.data_init, DATA_INITS)
+        _check_choice("data_init", self.data_init, DATA_INITS)
         if self.devices is not None and self.strategy != "mirrored":
             raise ConfigError(
                 "`devices` needs --strategy mirrored. "
@@ -193,8 +200,8 @@ class TrainConfig(_Config):
             num_downsamples=self.num_downsamples,
             commitment_cost=self.commitment_cost,
             quantizer=self.quantizer,
-            data_init=self.data_init,
-            dead_code_restart_steps=self.dead_code_restart_steps,
+            data_init=None if self.data_init == "none" else self.data_init,
+            dead_code_restart_steps=self.dead_code_restart_steps or None,
             likelihood=self.likelihood,
             seed=self.seed,
         )
