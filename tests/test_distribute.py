@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
 from tests.testing import photo_patches
-from tf_vqvae import VQVAE
+from tf_vqvae import VQVAE, VectorQuantizer
 
 TINY = dict(
     num_embeddings=16,
@@ -34,12 +34,12 @@ def _train(strategy, quantizer, initial_weights, images, **kwargs):
 @pytest.mark.parametrize(
     "quantizer, kwargs",
     [
-        ("vq", {}),
+        ("vq", {"data_init": None, "dead_code_restart_steps": None}),
         ("ema", {}),
         ("vq", {"data_init": "kmeans++", "dead_code_restart_steps": 2}),
         ("ema", {"data_init": "random", "dead_code_restart_steps": 2}),
     ],
-    ids=["vq", "ema", "vq-init-restart", "ema-init-restart"],
+    ids=["vq-paper", "ema-defaults", "vq-kmeans-restart", "ema-init-restart"],
 )
 def test_two_replicas_match_one_device(quantizer, kwargs):
     images = photo_patches(size=16, count=48, seed=1)
@@ -65,3 +65,40 @@ def test_two_replicas_match_one_device(quantizer, kwargs):
         np.testing.assert_allclose(
             h1.history[key], h2.history[key], rtol=1e-4, err_msg=key
         )
+
+
+@pytest.mark.parametrize(
+    "data_init, expected", [("random", 16), ("kmeans++", 40)]
+)
+def test_restart_candidates_are_the_same_rows_on_two_replicas(
+    data_init, expected
+):
+    flat = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+
+    def make_layer():
+        layer = VectorQuantizer(16, 4, data_init=data_init, seed=3)
+        layer.build((None, 4))
+        return layer
+
+    one = make_layer()._candidate_rows(tf.constant(flat), None).numpy()
+    # K rows (4 K, capped by the batch, for k-means++), distinct rows of
+    # the batch.
+    assert one.shape == (expected, 4)
+    index = [int(np.flatnonzero((flat == row).all(1))[0]) for row in one]
+    assert len(set(index)) == expected
+
+    strategy = mirrored_strategy()
+    with strategy.scope():
+        layer = make_layer()
+    shards = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(flat[20 * ctx.replica_id_in_sync_group :][:20])
+    )
+
+    @tf.function
+    def candidates(shard):
+        context = tf.distribute.get_replica_context()
+        return layer._candidate_rows(shard, context)
+
+    result = strategy.run(candidates, args=(shards,))
+    for rows in strategy.experimental_local_results(result):
+        np.testing.assert_array_equal(rows.numpy(), one)

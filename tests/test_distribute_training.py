@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,9 +14,9 @@ import pytest
 from conftest import REPLICA_DEVICES
 
 from tests.testing import TINY_MODEL_FLAGS
-from tf_vqvae import VQVAE
+from tf_vqvae import VQVAE, PixelCNNPrior
 from tf_vqvae.training import cli
-from tf_vqvae.training.config import TrainConfig
+from tf_vqvae.training.config import PriorConfig, TrainConfig
 
 TINY = TrainConfig(
     epochs=1,
@@ -32,6 +33,26 @@ TINY = TrainConfig(
     learning_rate=1e-4,
     checkpoint_steps=2,
 )
+
+
+def _assert_same_variables(actual_model, expected_model):
+    expected = {v.path: np.asarray(v) for v in expected_model.variables}
+    actual = {v.path: np.asarray(v) for v in actual_model.variables}
+    assert sorted(actual) == sorted(expected)
+    for path, value in expected.items():
+        np.testing.assert_allclose(
+            actual[path], value, rtol=0, atol=1e-5, err_msg=path
+        )
+
+
+def _assert_moved(fresh, trained):
+    """Training moved the weights: a comparison is not between two inits."""
+    assert any(
+        not np.allclose(np.asarray(before), np.asarray(after))
+        for before, after in zip(
+            fresh.trainable_variables, trained.trainable_variables
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,23 +72,53 @@ def test_mirrored_matches_one_device(tmp_path, changes):
     )
     mirrored = cli.train(mirrored_config, str(tmp_path / "mirrored"), verbose=0)
     assert mirrored.step == single.step == 4
-    expected = {v.path: np.asarray(v) for v in single.model.variables}
-    actual = {v.path: np.asarray(v) for v in mirrored.model.variables}
-    assert sorted(actual) == sorted(expected)
-    for path, value in expected.items():
-        np.testing.assert_allclose(
-            actual[path], value, rtol=0, atol=1e-5, err_msg=path
-        )
-    # Training moved the weights: the comparison is not between two inits.
+    _assert_same_variables(mirrored.model, single.model)
     keras.utils.set_random_seed(config.seed)
     fresh = VQVAE(**config.model_kwargs())
     fresh.build((None, 32, 32, 3))
-    assert any(
-        not np.allclose(np.asarray(before), np.asarray(after))
-        for before, after in zip(
-            fresh.trainable_variables, single.model.trainable_variables
-        )
+    _assert_moved(fresh, single.model)
+
+
+def test_mirrored_prior_matches_one_device(tmp_path):
+    base = tmp_path / "run"
+    cli.train(dataclasses.replace(TINY, quantizer="vq"), str(base), verbose=0)
+    config = PriorConfig(
+        epochs=1,
+        steps_per_epoch=3,
+        global_batch_size=8,
+        num_hiddens=8,
+        num_layers=2,
+        learning_rate=1e-4,
+        checkpoint_steps=2,
     )
+    mirrored_config = dataclasses.replace(
+        config, strategy="mirrored", devices=tuple(REPLICA_DEVICES)
+    )
+    results = {}
+    for name, prior_config in (
+        ("single", config),
+        ("mirrored", mirrored_config),
+    ):
+        model_dir = tmp_path / name
+        shutil.copytree(base, model_dir)
+        keras.backend.clear_session()
+        results[name] = cli.train_prior(prior_config, str(model_dir), verbose=0)
+    single, mirrored = results["single"], results["mirrored"]
+    assert mirrored.step == single.step == 3
+    np.testing.assert_allclose(
+        mirrored.history["loss"],
+        single.history["loss"],
+        rtol=1e-5,
+    )
+    _assert_same_variables(mirrored.model, single.model)
+    keras.utils.set_random_seed(config.seed)
+    fresh = PixelCNNPrior(
+        num_embeddings=TINY.num_embeddings,
+        grid_shape=single.model.grid_shape,
+        **config.prior_kwargs(),
+    )
+    fresh.build((None, *single.model.grid_shape))
+    _assert_moved(fresh, single.model)
 
 
 def _free_ports(count):

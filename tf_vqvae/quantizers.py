@@ -187,9 +187,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
             self.data_init is not None
             or self.dead_code_restart_steps is not None
         ):
-            # Gathered outside any tf.cond: a cross-replica sync inside
-            # control flow is not supported by tf.distribute.
-            samples = _all_gather(tf.stop_gradient(flat))
+            samples = self._sample_source(tf.stop_gradient(flat))
         if training:
             self._before_search(samples)
         codes = codebook_ops.nearest_codes(
@@ -208,17 +206,67 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         return _straight_through(z_e, tf.cast(z_q, z_e.dtype))
 
     # ------------------------------------------------------------- internals
+    def _num_candidates(self) -> int:
+        # k-means++ spreads its K picks better over more candidates.
+        factor = 4 if self.data_init == "kmeans++" else 1
+        return factor * self.num_embeddings
+
+    def _sample_source(self, flat: tf.Tensor):
+        """A function returning the candidate rows for data init/restarts.
+
+        On one device the rows are picked inside the `tf.cond` branch that
+        needs them (no cost on other steps). Under tf.distribute they are
+        gathered on every step, outside any `tf.cond` (tf.distribute does
+        not allow a cross-replica sync inside control flow), and only
+        `_num_candidates()` rows per replica cross the interconnect instead
+        of the whole batch.
+        """
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return lambda: self._candidate_rows(flat, None)
+        rows = self._candidate_rows(flat, context)
+        return lambda: rows
+
+    def _candidate_rows(self, flat: tf.Tensor, context) -> tf.Tensor:
+        """Up to `_num_candidates()` rows of the global batch, in random
+        order: the same rows whether the batch is on one device or split
+        evenly over replicas.
+
+        Each row of the global batch gets a random key from the step's
+        stateless seed and its global index; the rows with the smallest
+        keys win. Each replica keeps its local winners, and the global
+        winners are among their union.
+        """
+        num = self._num_candidates()
+        local_rows = tf.shape(flat)[0]
+        replicas, replica = 1, 0
+        if context is not None:
+            replicas = context.num_replicas_in_sync
+            replica = context.replica_id_in_sync_group
+        keys = tf.random.stateless_uniform(
+            [local_rows * replicas], seed=self._stateless_seed(3)
+        )
+        keys = keys[replica * local_rows : (replica + 1) * local_rows]
+        _, index = tf.math.top_k(-keys, k=tf.minimum(num, local_rows))
+        rows = tf.gather(flat, index)
+        if context is None:
+            return rows
+        keys = context.all_gather(tf.gather(keys, index), axis=0)
+        rows = context.all_gather(rows, axis=0)
+        _, index = tf.math.top_k(-keys, k=tf.minimum(num, tf.shape(keys)[0]))
+        return tf.gather(rows, index)
+
     # Variable assignments stay outside `tf.cond`: under MirroredStrategy
     # assigning a mirrored variable is a cross-replica sync, which
     # tf.distribute does not allow inside control flow.
-    def _before_search(self, samples: tf.Tensor | None) -> None:
+    def _before_search(self, samples) -> None:
         """Data-dependent initialisation at the first training batch."""
         if self.data_init is None:
             return
         codebook = tf.cond(
             tf.equal(self.update_count, 0),
             lambda: codebook_ops.sample_codebook(
-                samples,
+                samples(),
                 self.num_embeddings,
                 method=self.data_init,
                 seed=self._stateless_seed(1),
@@ -243,7 +291,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         replacement = tf.cond(
             tf.reduce_any(dead),
             lambda: codebook_ops.sample_rows(
-                samples, self.num_embeddings, self._stateless_seed(2)
+                samples(), self.num_embeddings, self._stateless_seed(2)
             ),
             lambda: tf.convert_to_tensor(self.embeddings),
         )
@@ -302,13 +350,6 @@ def _all_reduce_sum(value: tf.Tensor) -> tf.Tensor:
     return context.all_reduce("sum", value)
 
 
-def _all_gather(value: tf.Tensor) -> tf.Tensor:
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_gather(value, axis=0)
-
-
 _SHARED_DOC = """
     Args:
         num_embeddings: K, the number of codes.
@@ -318,14 +359,17 @@ _SHARED_DOC = """
         data_init: `"random"` (default), `"kmeans++"` or `None` (the
             paper: keep the initial random codebook). At the first training
             batch (while `update_count` is 0), replace the codebook by encoder
-            outputs picked at random or by k-means++ seeding. Under
-            `tf.distribute` the outputs of all replicas are gathered, so every
-            replica gets the same codebook. Set `None` when you assign a
-            codebook yourself before training.
+            outputs picked at random or by k-means++ seeding (over 4 K
+            random candidates). Under `tf.distribute` the candidates are the
+            same rows of the global batch as on one device, gathered from all
+            replicas, so every replica gets the one-device codebook. Set
+            `None` when you assign a codebook yourself before training.
         dead_code_restart_steps: a positive integer n (default 100) or
             `None` (never, the paper): a code that no vector picked in n
             consecutive training steps is re-seeded from a random encoder
-            output of the current (global) batch. The two defaults keep the
+            output of the current (global) batch. Under `tf.distribute`, K
+            candidate rows per replica are gathered on each training step
+            (not the whole batch). The two defaults keep the
             codebook alive: on CIFAR-10 at Sonnet's example config the paper's
             settings ended with 34 of 512 codes in use, these with all 512
             (BENCHMARKS.md, section 6).

@@ -31,6 +31,8 @@ import typing
 
 from tf_vqvae.training.config import (
     CONFIG_FILE,
+    PRIOR_STRATEGIES,
+    STRATEGIES,
     ConfigError,
     PriorConfig,
     TrainConfig,
@@ -81,7 +83,7 @@ class TrainResult:
 _MULTI_WORKER: list = []
 
 
-def make_strategy(config: TrainConfig):
+def make_strategy(config: TrainConfig | PriorConfig):
     """The `tf.distribute` strategy that `config.strategy` names (created
     once per process for each kind and device set)."""
     import tensorflow as tf
@@ -101,6 +103,16 @@ def make_strategy(config: TrainConfig):
     if not _MULTI_WORKER:
         _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
     return _MULTI_WORKER[0]
+
+
+def _check_batch_splits(config, strategy) -> None:
+    replicas = strategy.num_replicas_in_sync
+    if config.global_batch_size % replicas:
+        raise UsageError(
+            f"`global_batch_size` must be divisible by the number of replicas "
+            f"({replicas}); pass a multiple of {replicas}. "
+            f"Received: global_batch_size={config.global_batch_size}"
+        )
 
 
 def _worker_dir(strategy, model_dir: str) -> tuple[str, bool]:
@@ -183,13 +195,7 @@ def train(
     from tf_vqvae.vqvae import to_unit_range
 
     strategy = make_strategy(config)
-    replicas = strategy.num_replicas_in_sync
-    if config.global_batch_size % replicas:
-        raise UsageError(
-            f"`global_batch_size` must be divisible by the number of replicas "
-            f"({replicas}); pass a multiple of {replicas}. "
-            f"Received: global_batch_size={config.global_batch_size}"
-        )
+    _check_batch_splits(config, strategy)
     check_model_dir(config, model_dir)
     write_dir, is_chief = _worker_dir(strategy, model_dir)
 
@@ -524,6 +530,8 @@ def train_prior(
     from tf_vqvae.training.callbacks import PriorSamples, prior_sample_fn
     from tf_vqvae.training.checkpointing import TrainingState, checkpoint_dir
 
+    strategy = make_strategy(config)
+    _check_batch_splits(config, strategy)
     vqvae, train_config = _load_vqvae(model_dir)
     prior_dir = os.path.join(model_dir, PRIOR_DIR)
     saved_path = os.path.join(prior_dir, CONFIG_FILE)
@@ -554,20 +562,23 @@ def train_prior(
     try:
         save_config(config, prior_dir)
         keras.utils.set_random_seed(config.seed)
-        prior = PixelCNNPrior(
-            num_embeddings=vqvae.num_embeddings,
-            grid_shape=codes.image_shape,
-            **config.prior_kwargs(),
-        )
-        prior.build((None, *codes.image_shape))
-        prior.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-        prior.optimizer.build(prior.trainable_variables)
-        state = TrainingState(prior, prior.optimizer, checkpoint_dir(prior_dir))
-        start_step = state.restore_latest()
-        if start_step is None:
-            start_step = 0
-            state.save(0)
-        prior.optimizer.learning_rate.assign(config.learning_rate)
+        with strategy.scope():
+            prior = PixelCNNPrior(
+                num_embeddings=vqvae.num_embeddings,
+                grid_shape=codes.image_shape,
+                **config.prior_kwargs(),
+            )
+            prior.build((None, *codes.image_shape))
+            prior.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+            prior.optimizer.build(prior.trainable_variables)
+            state = TrainingState(
+                prior, prior.optimizer, checkpoint_dir(prior_dir)
+            )
+            start_step = state.restore_latest()
+            if start_step is None:
+                start_step = 0
+                state.save(0)
+            prior.optimizer.learning_rate.assign(config.learning_rate)
     except BaseException:
         if created:
             shutil.rmtree(prior_dir, ignore_errors=True)
@@ -841,7 +852,9 @@ def add_config_flags(
     """
     choices = {
         "quantizer": ("ema", "vq"),
-        "strategy": ("default", "mirrored", "multi-worker"),
+        "strategy": (
+            PRIOR_STRATEGIES if config_class is PriorConfig else STRATEGIES
+        ),
         "data_init": ("random", "kmeans++", "none"),
         "likelihood": ("mse", "discretized_logistic"),
     }

@@ -18,6 +18,7 @@ from tf_vqvae.data import DEFAULT_DATASET
 CONFIG_FILE = "config.json"
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+PRIOR_STRATEGIES = ("default", "mirrored")
 QUANTIZERS = ("ema", "vq")
 LIKELIHOODS = ("mse", "discretized_logistic")
 DATA_INITS = ("random", "kmeans++", "none")
@@ -182,12 +183,7 @@ class TrainConfig(_Config):
         _check_choice("likelihood", self.likelihood, LIKELIHOODS)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("data_init", self.data_init, DATA_INITS)
-        if self.devices is not None and self.strategy != "mirrored":
-            raise ConfigError(
-                "`devices` needs --strategy mirrored. "
-                f"Received: devices={list(self.devices)}, "
-                f"strategy={self.strategy!r}"
-            )
+        _check_devices(self)
 
     def model_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.VQVAE`."""
@@ -230,6 +226,16 @@ class PriorConfig(_Config):
         "Write a checkpoint every this many steps (and after each epoch).",
         resumable=True,
     )
+    strategy: str = _field(
+        "default",
+        "'default' (one device) or 'mirrored' (all local GPUs or --devices).",
+        resumable=True,
+    )
+    devices: tuple[str, ...] | None = _field(
+        None,
+        "Devices for --strategy mirrored, e.g. /gpu:0 /gpu:1.",
+        resumable=True,
+    )
 
     def __post_init__(self):
         for name in (
@@ -240,6 +246,8 @@ class PriorConfig(_Config):
             "checkpoint_steps",
         ):
             _check_int(name, getattr(self, name), minimum=1)
+        _check_choice("strategy", self.strategy, PRIOR_STRATEGIES)
+        _check_devices(self)
         _check_int("seed", self.seed, minimum=0)
         if self.steps_per_epoch is not None:
             _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
@@ -331,6 +339,15 @@ def _check_rate(name: str, value) -> None:
         raise ConfigError(
             f"`{name}` must be a non-negative number. "
             f"Received: {name}={value!r}"
+        )
+
+
+def _check_devices(config) -> None:
+    if config.devices is not None and config.strategy != "mirrored":
+        raise ConfigError(
+            "`devices` needs --strategy mirrored. "
+            f"Received: devices={list(config.devices)}, "
+            f"strategy={config.strategy!r}"
         )
 
 
