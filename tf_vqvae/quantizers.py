@@ -39,6 +39,40 @@ def _straight_through(z_e: tf.Tensor, z_q: tf.Tensor):
     return tf.identity(z_q), grad
 
 
+def _vq_loss(
+    z_e: tf.Tensor,
+    z_q: tf.Tensor,
+    codebook_weight: float,
+    commitment_weight: float,
+) -> tf.Tensor:
+    """`codebook_weight * mean((sg[z_e] - z_q)^2)
+    + commitment_weight * mean((z_e - sg[z_q])^2)` in one pass over `z_e - z_q`.
+
+    Both terms have the value `mean((z_e - z_q)^2)`; their gradients are that
+    difference scaled, to `z_e` for the commitment term and (negated) to
+    `z_q` for the codebook term. Written out, autodiff would compute the
+    difference, square and mean twice and the gradient passes twice.
+    """
+
+    @tf.custom_gradient
+    def loss(z_e, z_q):
+        diff = z_e - z_q
+        value = (codebook_weight + commitment_weight) * tf.reduce_mean(
+            tf.square(diff)
+        )
+
+        def grad(upstream):
+            scale = upstream * 2.0 / tf.cast(tf.size(diff), diff.dtype)
+            grad_z_q = None
+            if codebook_weight:
+                grad_z_q = (-codebook_weight * scale) * diff
+            return (commitment_weight * scale) * diff, grad_z_q
+
+        return value, grad
+
+    return loss(z_e, z_q)
+
+
 class _BaseVectorQuantizer(keras.layers.Layer):
     """Shared machinery of the two quantizers; not public."""
 
@@ -441,13 +475,7 @@ class VectorQuantizer(_BaseVectorQuantizer):
     _embeddings_trainable = True
 
     def _add_losses(self, flat, z_q_flat) -> None:
-        codebook_loss = tf.reduce_mean(
-            tf.square(tf.stop_gradient(flat) - z_q_flat)
-        )
-        commitment_loss = tf.reduce_mean(
-            tf.square(flat - tf.stop_gradient(z_q_flat))
-        )
-        self.add_loss(codebook_loss + self.commitment_cost * commitment_loss)
+        self.add_loss(_vq_loss(flat, z_q_flat, 1.0, self.commitment_cost))
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
@@ -535,10 +563,8 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
         )
 
     def _add_losses(self, flat, z_q_flat) -> None:
-        commitment_loss = tf.reduce_mean(
-            tf.square(flat - tf.stop_gradient(z_q_flat))
-        )
-        self.add_loss(self.commitment_cost * commitment_loss)
+        z_q_flat = tf.stop_gradient(z_q_flat)
+        self.add_loss(_vq_loss(flat, z_q_flat, 0.0, self.commitment_cost))
 
     def _update_codebook(self, flat, codes, counts) -> None:
         sums = tf.math.unsorted_segment_sum(
