@@ -303,7 +303,12 @@ def test_sampling_benchmark_smoke(tmp_path):
     with open(out) as f:
         table = f.read()
     assert (
-        "| grid | naive (s) | cached (s) | speed-up (median) | same codes |"
-        in (table)
+        "| grid | naive (s) | cached (s) | speed-up (median) | same codes "
+        "| TFP PixelCNN (s) | TFP ÷ cached |" in table
     )
-    assert "| 4x4 |" in table and "| yes |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| 4x4"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[4] == "yes"
+    # Three TFP timings and a ratio: the peer really sampled.
+    assert len(cells[5].split(" / ")) == 3 and cells[6].endswith("x")
+    assert "Parameters: tf_vqvae prior" in table
