@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+import common
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -71,14 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def time_per_item(fn, items: int, warmup: int, repeats: int) -> dict:
     """min / median / max milliseconds per item of `fn()` on `items`."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) / items * 1e3)
-    times.sort()
+    times = sorted(
+        seconds / items * 1e3
+        for seconds in common.time_repeats(fn, warmup, repeats)
+    )
     return {
         "min_ms": times[0],
         "median_ms": statistics.median(times),

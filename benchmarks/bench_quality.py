@@ -173,11 +173,8 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(models.CONFIGS))
-    parser.add_argument(
-        "--impl",
-        type=lambda v: v.split(","),
-        default=list(IMPLS),
-        help=f"comma-separated: {IMPLS}",
+    common.add_impl_argument(
+        parser, IMPLS, "trained one after another", default=list(IMPLS)
     )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
@@ -191,9 +188,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.set_defaults(config="sonnet")
     args = parser.parse_args(argv)
-    unknown = [impl for impl in args.impl if impl not in IMPLS]
-    if unknown:
-        parser.error(f"unknown --impl {unknown}; choose from {IMPLS}")
     if args.tiny:
         args.steps, args.eval_images, args.eval_batch = 3, 64, 32
     result = run(args)

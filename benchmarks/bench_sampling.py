@@ -27,7 +27,8 @@ import os
 import platform
 import statistics
 import sys
-import time
+
+import common
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,18 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for key, value in TINY.items():
             setattr(args, key, value)
     return args
-
-
-def time_sampler(sample, warmup: int, repeats: int) -> list[float]:
-    """Seconds of `repeats` calls of `sample()` after `warmup` calls."""
-    for _ in range(warmup):
-        sample()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sample()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def tfp_pixel_cnn(args: argparse.Namespace, grid: int):
@@ -139,7 +128,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             def sample(method=method):
                 codes[method] = prior.sample_codes(noise, method=method).numpy()
 
-            row[method] = time_sampler(sample, args.warmup, args.repeats)
+            row[method] = common.time_repeats(sample, args.warmup, args.repeats)
             print(
                 f"{grid}x{grid} {method}: "
                 + ", ".join(f"{t:.3f}" for t in row[method])
@@ -153,7 +142,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             tfp_sample = tf.function(
                 lambda dist=dist: dist.sample(args.batch, seed=args.seed)
             )
-            row["tfp"] = time_sampler(
+            row["tfp"] = common.time_repeats(
                 lambda: tfp_sample().numpy(), args.warmup, args.repeats
             )
             row["tfp_params"] = int(dist.network.count_params())

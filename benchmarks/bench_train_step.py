@@ -183,11 +183,8 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(models.CONFIGS))
-    parser.add_argument(
-        "--impl",
-        type=lambda v: v.split(","),
-        default=list(IMPLS),
-        help=f"comma-separated, timed round-robin: {IMPLS}",
+    common.add_impl_argument(
+        parser, IMPLS, "timed round-robin", default=list(IMPLS)
     )
     parser.add_argument("--steps", type=int, default=0, help="per epoch")
     parser.add_argument("--images", type=int, default=1024)
@@ -204,9 +201,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.set_defaults(config="paper")
     args = parser.parse_args(argv)
-    unknown = [impl for impl in args.impl if impl not in IMPLS]
-    if unknown:
-        parser.error(f"unknown --impl {unknown}; choose from {IMPLS}")
     if args.tiny:
         args.batch_size, args.image_size, args.images = 2, 8, 8
         args.steps, args.warmup, args.repeats = 1, 1, 1

@@ -251,19 +251,13 @@ def _time_interleaved(args, steps: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.splitlines()[0])
-    parser.add_argument(
-        "--impl",
-        type=lambda v: v.split(","),
-        required=True,
-        help=f"comma-separated, timed round-robin in one process: {IMPLS}",
+    common.add_impl_argument(
+        parser, IMPLS, "timed round-robin in one process", required=True
     )
     parser.add_argument("--n", type=int, default=16384)
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--k", type=int, default=512)
     args = parser.parse_args(argv)
-    unknown = [impl for impl in args.impl if impl not in IMPLS]
-    if unknown:
-        parser.error(f"unknown --impl {unknown}; choose from {IMPLS}")
     if "vqtorch" in args.impl and args.impl != ["vqtorch"]:
         parser.error("vqtorch runs alone (its own venv and process)")
     result = run_torch(args) if args.impl == ["vqtorch"] else run_tf(args)

@@ -94,6 +94,25 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_impl_argument(
+    parser: argparse.ArgumentParser, impls: tuple, how: str, **kwargs
+) -> None:
+    """`--impl a,b,...`: a comma-separated subset of `impls`."""
+
+    def parse(value: str) -> list[str]:
+        chosen = value.split(",")
+        unknown = [impl for impl in chosen if impl not in impls]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {unknown}; choose from {impls}"
+            )
+        return chosen
+
+    parser.add_argument(
+        "--impl", type=parse, help=f"comma-separated, {how}: {impls}", **kwargs
+    )
+
+
 def emit(result: dict, out: str | None) -> None:
     """Writes `result` as JSON to `out` (or stdout)."""
     text = json.dumps(result, indent=1, sort_keys=True)

@@ -292,7 +292,9 @@ def test_public_names():
         assert name in tf_vqvae.__all__
 
 
-def test_sampling_benchmark_smoke(tmp_path):
+def test_sampling_benchmark_smoke(tmp_path, monkeypatch):
+    # The script imports its sibling `common`, as when run from benchmarks/.
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
     spec = importlib.util.spec_from_file_location(
         "bench_sampling", os.path.join(REPO, "benchmarks", "bench_sampling.py")
     )
