@@ -1,0 +1,120 @@
+"""The contracts between the library and the code that uses its models.
+
+Export (`tf_vqvae.export`), evaluation (`tf_vqvae.evaluation`), the
+TensorBoard callbacks and the CLI call only what is listed here. A new
+quantizer, autoencoder or prior that provides these members works with all of
+them without a change there; anything else on a model (its encoder, its
+codebook variable, its sampler internals) is private to the model.
+
+Each contract is a `typing.Protocol`; `isinstance(obj, Contract)` checks only
+that the members exist (the documentation says what they must do, and the
+tests in `tests/test_contracts.py` check the library's classes against it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import tensorflow as tf
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """A layer that maps latent vectors to integer codes and back.
+
+    Shapes: `z` is `(batch, *grid, embedding_dim)` for any grid rank; codes
+    are int32 `(batch, *grid)` with values in `[0, num_embeddings)`.
+
+    - `num_embeddings`: K, the number of distinct codes (the codebook size).
+    - `embedding_dim`: D, the size of each latent vector.
+    - `call(z, training=None)`: `z_q`, the quantized `z` (same shape), with the
+      quantizer's gradient rule (straight-through or its variant) and its
+      losses added with `add_loss`.
+    - `encode(z)`: the codes of `z`. Graph ops that TFLite converts to
+      builtins only, and memory bounded independently of K (no `[N, K]`
+      matrix for all N vectors at once).
+    - `lookup(codes)`: the vectors `(batch, *grid, embedding_dim)` of codes;
+      `lookup(encode(z))` is `call(z, training=False)` in the forward pass.
+    - `codebook()`: the `[K, D]` code vectors when the quantizer has an
+      explicit codebook (for the TensorBoard projector), else `None`.
+    """
+
+    num_embeddings: int
+    embedding_dim: int
+
+    def encode(self, inputs: Any) -> tf.Tensor: ...
+
+    def lookup(self, codes: Any) -> tf.Tensor: ...
+
+    def codebook(self) -> tf.Tensor | None: ...
+
+
+@runtime_checkable
+class CodeModel(Protocol):
+    """An autoencoder with a discrete bottleneck (e.g. `tf_vqvae.VQVAE`).
+
+    Inputs are `(batch, *spatial, channels)`, uint8 in [0, 255] or float in
+    [0, 1]; codes are int32 `(batch, *code_grid)`.
+
+    - `num_embeddings`: K of its quantizer.
+    - `example_shape`: the `(*spatial, channels)` shape of one input example
+      the model was built or trained on (from the first batch it saw; saved
+      in its config and in `.keras` files), `None` before it is built.
+    - `downsampling_factor`: each spatial size of the inputs is this many
+      times the matching code grid size.
+    - `code_shape(input_shape)`: the code grid `(*code_grid)` for inputs of
+      shape `(*spatial, channels)`; raises `ValueError` if the sizes are not
+      multiples of `downsampling_factor`.
+    - `encode(inputs)`: the codes.
+    - `decode(codes)`: the reconstruction's mean in [0, 1] scale,
+      `(batch, *spatial, channels)`.
+    - `decoder_outputs(codes)`: the decoder's raw outputs, the parameters of
+      the pixel likelihood named by `likelihood`.
+    - `likelihood`: the name of its reconstruction likelihood.
+    - `quantizer`: a `Quantizer`.
+    """
+
+    num_embeddings: int
+    example_shape: tuple | None
+    downsampling_factor: int
+    likelihood: str
+
+    def code_shape(self, input_shape: Any) -> tuple: ...
+
+    def encode(self, inputs: Any) -> tf.Tensor: ...
+
+    def decode(self, codes: Any) -> tf.Tensor: ...
+
+    def decoder_outputs(self, codes: Any) -> tf.Tensor: ...
+
+
+@runtime_checkable
+class CodePrior(Protocol):
+    """An autoregressive distribution over code grids (e.g. `PixelCNNPrior`).
+
+    - `num_embeddings`: K, the number of code values.
+    - `grid_shape`: the code grid `(*code_grid)` it models.
+    - `num_classes`: the number of class labels it is conditioned on, or
+      `None` for an unconditional prior.
+    - `distribution(labels=None, temperature=1.0, top_k=None)`: a
+      `tfp.distributions.Distribution` over int32 grids with `log_prob`
+      (nats per grid) and `sample(n, seed=...)`.
+    - `sample_codes(noise, labels=None, temperature=1.0, top_k=None)`: int32
+      codes `(n, *grid_shape)` drawn by Gumbel-max from uniform `noise`
+      `(n, *grid_shape, num_embeddings)`; the same noise gives the same codes.
+      Built from graph ops that TFLite converts to builtins (a static batch
+      size), so export traces it as it is.
+
+    `tf_vqvae.sampling` maps a seed to that noise, so a seed gives the same
+    codes in Python, in a SavedModel and in a TFLite app.
+    """
+
+    num_embeddings: int
+    grid_shape: tuple
+    num_classes: int | None
+
+    def distribution(self, labels: Any = None, **kwargs: Any) -> Any: ...
+
+    def sample_codes(
+        self, noise: Any, labels: Any = None, **kwargs: Any
+    ) -> tf.Tensor: ...
