@@ -149,6 +149,64 @@ def test_tables_from_results():
         assert len(targets) == 3  # VQ vs both Sonnet variants, EMA vs EMA
 
 
+REPO = os.path.join(os.path.dirname(__file__), "..")
+
+
+def test_readme_quotes_the_benchmarks_summary_verbatim():
+    with open(os.path.join(REPO, "BENCHMARKS.md")) as f:
+        block = run.readme_block(f.read())
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    assert block in readme, "run `python benchmarks/run.py --sync-readme`"
+    assert "From BENCHMARKS.md, written 20" in block
+
+
+def test_summary_from_results_and_readme_sync(tmp_path):
+    vq = bench_vq_layer.main(
+        ["--impl", ",".join(_tf_impls()), "--k", "8", "--n", "64", "--d", "4"]
+        + ["--warmup", "1", "--repeats", "2"]
+    )
+    sampling = {
+        "args": {"num_embeddings": 512, "batch": 16},
+        "rows": [
+            {"grid": 8, "speedup": 2.8},
+            {"grid": 32, "speedup": 33.2, "tfp_ratio": 40.0},
+        ],
+    }
+    export = {
+        "latency": [
+            dict(task="decode", runtime="tflite-int8", batch=1, median_ms=0.52),
+            dict(task="decode", runtime="tflite-int8", batch=16, median_ms=0.4),
+        ]
+    }
+    lines = run.summary_section({512: vq}, {}, {}, None, sampling, export)
+    text = "\n".join(lines)
+    assert lines[0] == run.SUMMARY_TITLE
+    assert "32x32 codes (K = 512, batch 16)" in text
+    assert "33x faster than the naive one and 40x faster" in text
+    assert "tflite-int8 0.52 ms." in text
+    if HAVE_SONNET:
+        ratio = run.paired_ratio(vq["results"], "tf_vqvae", "sonnet")
+        assert f"K = 512: {ratio:.1f}x Sonnet's" in text
+
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text(
+        "# Benchmarks\n\nWritten by `x` on 2026-01-02 03:04 UTC.\n\n"
+        + "\n".join(lines)
+        + "\n## Targets (issue 6)\n"
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"intro\n{run.README_BEGIN}\nold\n{run.README_END}\nrest\n"
+    )
+    assert run.sync_readme(str(benchmarks), str(readme))
+    synced = readme.read_text()
+    assert "old" not in synced and synced.endswith("rest\n")
+    assert "written 2026-01-02 03:04 UTC" in synced
+    assert "tflite-int8 0.52 ms." in synced
+    assert not run.sync_readme(str(benchmarks), str(readme))
+
+
 @pytest.mark.parametrize(
     "num_embeddings, n, max_distance_elements",
     [
