@@ -1,5 +1,6 @@
 """Tests of the TFP distribution over codes defined by the PixelCNN prior."""
 
+import ast
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tf_vqvae import distributions, sampling
 from tf_vqvae.distributions import PixelCNNCodeDistribution
 from tf_vqvae.prior import PixelCNNPrior
 
@@ -185,3 +187,41 @@ def test_import_tf_vqvae_does_not_import_tfp():
         env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""},
     )
     assert result.stdout.strip() == "False"
+
+
+def _imported_modules(module) -> set[str]:
+    with open(module.__file__) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_no_import_cycle_with_the_prior():
+    # distributions.py and sampling.py take the prior as an argument; only
+    # prior.py imports them (distributions lazily).
+    for module in (distributions, sampling):
+        imported = _imported_modules(module)
+        assert "tf_vqvae.prior" not in imported, module.__name__
+    assert "tf_vqvae.sampling" in _imported_modules(distributions)
+
+
+def test_seeded_samples_use_the_sampling_noise():
+    prior = PixelCNNPrior(**TINY, num_classes=3)
+    labels = np.array([0, 2, 1], "int32")
+    codes = prior.distribution(labels=labels).sample(2, seed=5)
+    assert codes.shape == (2, 3, 3, 4)
+    # Samples of a batch of 3 distributions: 6 grids, labels tiled.
+    noise = sampling.uniform_noise((6, 3, 4, 5), 5)
+    np.testing.assert_array_equal(
+        np.reshape(codes, (6, 3, 4)),
+        prior.sample_codes(noise, np.tile(labels, 2)),
+    )
+    np.testing.assert_array_equal(
+        prior.distribution(labels=labels).sample(2, seed=[5, 0]), codes
+    )

@@ -10,12 +10,13 @@ import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
 from tests.testing import run_layer_test
+from tf_vqvae import sampling
+from tf_vqvae.contracts import CodePrior
 from tf_vqvae.prior import (
     GatedPixelCNNBlock,
     MaskedConv2D,
     PixelCNNPrior,
     causal_mask,
-    gumbel_argmax,
 )
 
 TINY = dict(num_embeddings=7, grid_shape=(5, 6), num_hiddens=8, num_layers=3)
@@ -312,29 +313,6 @@ def test_one_and_two_replicas_train_alike():
 
 
 # --------------------------------------------------------------- sampling
-def test_gumbel_argmax_frequencies_match_softmax():
-    logits = np.log(np.array([0.1, 0.2, 0.3, 0.4], "float32"))
-    noise = tf.random.stateless_uniform((20000, 4), seed=(0, 1))
-    codes = gumbel_argmax(np.tile(logits, (20000, 1)), noise).numpy()
-    frequencies = np.bincount(codes, minlength=4) / 20000
-    # 4 standard errors of a proportion near 0.4 with n = 20000: 0.014.
-    np.testing.assert_allclose(frequencies, [0.1, 0.2, 0.3, 0.4], atol=0.014)
-
-
-def test_gumbel_argmax_top_k_and_temperature():
-    logits = np.array([[0.0, 3.0, 1.0, 2.0]], "float32")
-    noise = tf.random.stateless_uniform((1000, 4), seed=(0, 2))
-    tiled = np.tile(logits, (1000, 1))
-    assert set(gumbel_argmax(tiled, noise, top_k=2).numpy()) == {1, 3}
-    np.testing.assert_array_equal(
-        gumbel_argmax(tiled, noise, top_k=1).numpy(), 1
-    )
-    # A tiny temperature makes the draw the argmax.
-    np.testing.assert_array_equal(
-        gumbel_argmax(tiled, noise, temperature=1e-3).numpy(), 1
-    )
-
-
 def _noise(n, prior, seed=0):
     shape = (n,) + prior.grid_shape + (prior.num_embeddings,)
     return tf.random.stateless_uniform(shape, seed=(seed, 7))
@@ -426,6 +404,52 @@ def test_top_k_samples_are_among_the_k_most_likely():
     second = np.sort(logits, axis=-1)[..., -2]
     chosen = np.take_along_axis(logits, codes[..., None], -1)[..., 0]
     assert (chosen >= second).all()
+
+
+@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
+def test_prior_satisfies_the_code_prior_contract(num_classes):
+    prior = PixelCNNPrior(**TINY, num_classes=num_classes)
+    assert isinstance(prior, CodePrior)
+    assert prior.num_embeddings == 7
+    assert prior.grid_shape == (5, 6)
+    assert prior.num_classes == num_classes
+    labels = None if num_classes is None else np.array([0, 2], "int32")
+    # A seed's noise through the contract gives the distribution's codes.
+    noise = sampling.prior_noise(prior, 2, 11)
+    if labels is None:
+        expected = prior.distribution().sample(2, seed=11)
+    else:
+        expected = prior.distribution(labels=labels).sample(seed=11)
+    np.testing.assert_array_equal(prior.sample_codes(noise, labels), expected)
+
+
+@pytest.mark.parametrize("method", ["cached", "naive"])
+@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
+def test_sample_codes_traced_by_an_outer_function(method, num_classes):
+    # Inside another tf.function (as in export), the sampler's loop is part
+    # of that graph, not a nested function call, and gives the eager codes
+    # for a dynamic and for a static batch size.
+    prior = PixelCNNPrior(**TINY, num_classes=num_classes)
+    noise = _noise(3, prior, seed=3)
+    labels = None if num_classes is None else np.array([2, 0, 1], "int32")
+    eager = prior.sample_codes(noise, labels, top_k=5, method=method)
+
+    def sample(noise, labels=None):
+        return prior.sample_codes(noise, labels, top_k=5, method=method)
+
+    for batch in (None, 3):
+        spec = [tf.TensorSpec((batch, 5, 6, 7), tf.float32)]
+        if labels is not None:
+            spec.append(tf.TensorSpec((batch,), tf.int32))
+        traced = tf.function(sample, input_signature=spec)
+        args = (noise,) if labels is None else (noise, labels)
+        concrete = traced.get_concrete_function()
+        op_types = {op.type for op in concrete.graph.get_operations()}
+        assert "While" in op_types or "StatelessWhile" in op_types
+        assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}
+        codes = traced(*args)
+        assert codes.shape == (3, 5, 6)
+        np.testing.assert_array_equal(codes, eager, err_msg=str(batch))
 
 
 # -------------------------------------------------------------- bad input
@@ -546,12 +570,11 @@ def test_cached_sampler_converts_to_tflite_builtins(tmp_path):
 
     prior = PixelCNNPrior(**TINY)
     prior.build((None, 5, 6))
-    sample = prior.sampling_function(top_k=4)
     archive = keras.export.ExportArchive()
     archive.track(prior)
     archive.add_endpoint(
         "sample",
-        lambda noise: {"codes": sample(noise)},
+        lambda noise: {"codes": prior.sample_codes(noise, top_k=4)},
         input_signature=[tf.TensorSpec((2, 5, 6, 7), tf.float32, name="noise")],
     )
     path = os.path.join(tmp_path, "sampler")

@@ -2,7 +2,9 @@
 
 The only module of the library that imports `tensorflow_probability`; the
 prior imports it lazily from `PixelCNNPrior.distribution()`, so
-`import tf_vqvae` does not pay for TFP.
+`import tf_vqvae` does not pay for TFP. It takes the prior as an argument and
+imports nothing of `tf_vqvae.prior`; seeds, noise and logit adjustment come
+from `tf_vqvae.sampling`, as in the SavedModel and TFLite samplers.
 """
 
 from __future__ import annotations
@@ -10,16 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_vqvae.prior import adjust_logits, check_sampling_options
-
-
-def _stateless_seed(seed) -> tf.Tensor:
-    """A `[2]` stateless seed. An int `s` maps to `[s, 0]`, so the same int
-    gives the same draws on every call (TFP's `sanitize_seed` would draw a
-    fresh seed from a stateful op); `None` draws a random seed."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return tf.constant([seed, 0], tf.int32)
-    return tfp.random.sanitize_seed(seed)
+from tf_vqvae import sampling
 
 
 class PixelCNNCodeDistribution(tfp.distributions.Distribution):
@@ -30,9 +23,10 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
     raster order and `adjust` divides by `temperature` and keeps the `top_k`
     largest logits (the rest get probability 0). `log_prob` is one masked
     forward pass; `sample` runs the prior's autoregressive sampler with the
-    Gumbel-max trick on uniform noise, drawn from `seed` (an int, or a
-    stateless `[2]` seed: the same seed gives the same codes) or passed as
-    `noise`.
+    Gumbel-max trick on uniform noise, passed as `noise` or drawn from
+    `seed` by `tf_vqvae.sampling.uniform_noise` (an int `s` is the stateless
+    seed `[s, 0]`, or pass a `[2]` seed): the same seed gives the same codes,
+    here and in the SavedModel's `sample` signature.
 
     Args:
         prior: a `PixelCNNPrior`.
@@ -66,20 +60,11 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         name: str = "PixelCNNCodeDistribution",
     ):
         parameters = dict(locals())
-        check_sampling_options(temperature, top_k, prior.num_embeddings)
-        if (labels is None) != (prior.num_classes is None):
-            raise ValueError(
-                "`labels` must be given exactly when the prior is class "
-                f"conditional (num_classes={prior.num_classes}). "
-                f"Received: labels={labels!r} (of type "
-                f"{type(labels).__name__})."
-            )
-        if method not in ("cached", "naive"):
-            raise ValueError(
-                "`method` must be 'cached' or 'naive'. "
-                f"Received: method={method!r} (of type "
-                f"{type(method).__name__})."
-            )
+        sampling.check_sampling_options(
+            temperature, top_k, prior.num_embeddings
+        )
+        sampling.check_labels(labels, prior.num_classes)
+        sampling.check_method(method)
         with tf.name_scope(name) as name:
             self._prior = prior
             self._labels = (
@@ -153,9 +138,8 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         for size in batch:
             per_sample *= size
         if noise is None:
-            noise = tf.random.stateless_uniform(
-                [n * per_sample, height, width, k],
-                seed=_stateless_seed(seed),
+            noise = sampling.uniform_noise(
+                [n * per_sample, height, width, k], seed
             )
         else:
             noise = tf.convert_to_tensor(noise, tf.float32)
@@ -202,7 +186,7 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         if self._labels is not None:
             labels = tf.broadcast_to(self._labels, prefix)
             inputs = {"codes": flat, "labels": tf.reshape(labels, [-1])}
-        logits = adjust_logits(
+        logits = sampling.adjust_logits(
             self._prior(inputs, training=False), self._temperature, self._top_k
         )
         log_probs = tf.nn.log_softmax(logits, axis=-1)

@@ -13,12 +13,12 @@ output head. Optional class conditioning adds a per-class bias to every gate.
 
 Sampling runs the conditionals one code at a time with the Gumbel-max trick
 on uniform noise that is an input (`z = argmax(logits / T + g)`,
-`g = -log(-log(u))`), so the same noise gives the same codes and the sampler
-uses only TFLite builtin ops. The cached sampler [2] keeps, per layer, the
-last rows of the vertical stack and the last columns of the horizontal stack,
-and recomputes only the window that the next code needs: its cost per code
-does not grow with the grid size, and it returns exactly the naive sampler's
-codes for the same noise.
+`g = -log(-log(u))`, see `tf_vqvae.sampling`), so the same noise gives the
+same codes and the sampler uses only TFLite builtin ops. The cached sampler
+[2] keeps, per layer, the last rows of the vertical stack and the last
+columns of the horizontal stack, and recomputes only the window that the
+next code needs: its cost per code does not grow with the grid size, and it
+returns exactly the naive sampler's codes for the same noise.
 
 References:
     [1] van den Oord et al., 2016. Conditional Image Generation with PixelCNN
@@ -35,11 +35,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int, describe
 
 _STACKS = ("vertical", "horizontal")
 _MASK_TYPES = ("A", "B")
-_METHODS = ("cached", "naive")
 
 
 def _check_kernel_size(kernel_size) -> None:
@@ -314,63 +314,6 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         return config
 
 
-def gumbel_argmax(
-    logits: tf.Tensor,
-    uniform_noise: tf.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-) -> tf.Tensor:
-    """One categorical draw per row by the Gumbel-max trick: int32 `[...]`.
-
-    `argmax(adjust(logits) + g)` with `g = -log(-log(u))` and `u` the given
-    uniform noise (same shape as `logits`, values in [0, 1), clipped away
-    from 0 and 1). `adjust` divides by `temperature` and, with `top_k`, sets
-    every logit below the k-th largest to -inf. Uses only TFLite builtins.
-    """
-    logits = adjust_logits(logits, temperature, top_k)
-    u = tf.cast(uniform_noise, "float32")
-    tiny = np.finfo(np.float32).tiny
-    u = tf.clip_by_value(u, tiny, 1.0 - np.finfo(np.float32).epsneg)
-    gumbel = -tf.math.log(-tf.math.log(u))
-    return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
-
-
-def adjust_logits(
-    logits: tf.Tensor, temperature: float = 1.0, top_k: int | None = None
-) -> tf.Tensor:
-    """`logits / temperature`, with logits below the k-th largest -> -inf."""
-    logits = tf.cast(logits, "float32")
-    if temperature != 1.0:
-        logits = logits / temperature
-    if top_k is not None:
-        kth = tf.math.top_k(logits, k=top_k).values[..., -1:]
-        logits = tf.where(logits < kth, tf.constant(-np.inf, "float32"), logits)
-    return logits
-
-
-def check_sampling_options(temperature, top_k, num_embeddings: int) -> None:
-    """Raises `ValueError` for a bad `temperature` or `top_k`."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(
-            "`temperature` must be a positive finite number. "
-            f"{describe('temperature', temperature)}"
-        )
-    if top_k is not None and (
-        isinstance(top_k, bool)
-        or not isinstance(top_k, int)
-        or not 1 <= top_k <= num_embeddings
-    ):
-        raise ValueError(
-            f"`top_k` must be None or an integer in [1, {num_embeddings}] "
-            f"(num_embeddings). {describe('top_k', top_k)}"
-        )
-
-
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class PixelCNNPrior(keras.Model):
     """Autoregressive prior over VQ-VAE codes: a gated PixelCNN [1].
@@ -406,8 +349,12 @@ class PixelCNNPrior(keras.Model):
     convolution evaluated as `"VALID"` on the zero-padded window around the
     position, the same multiply-adds in the same order, so both samplers
     return identical codes for the same noise (tested, also after a TFLite
-    conversion). 32x32 grid, K=512, batch 16 on 2 CPU cores: 2.0 s against
-    98 s (`benchmarks/bench_sampling.py`).
+    conversion). Its cost per code is constant where the naive sampler's
+    grows with `H * W`, so the gap widens with the grid; the measurements
+    are in BENCHMARKS.md ("Prior sampling").
+
+    The prior satisfies `tf_vqvae.contracts.CodePrior` (`num_embeddings`,
+    `grid_shape`, `num_classes`, `distribution`, `sample_codes`).
 
     Each layer widens the receptive field by `k // 2` rows upwards and
     `k // 2` columns to each side (to the left only within the current
@@ -658,21 +605,32 @@ class PixelCNNPrior(keras.Model):
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # -------------------------------------------------------------- sampling
-    def distribution(self, labels=None, **kwargs):
+    def distribution(
+        self,
+        labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        **kwargs,
+    ):
         """The prior as a `tfp.distributions.Distribution` over code grids.
 
         Args:
             labels: `None`, or int class labels (scalar or `(batch,)`) when
                 the prior is class conditional.
-            **kwargs: `temperature`, `top_k`, `method`, `validate_args`,
-                `name` of `tf_vqvae.distributions.PixelCNNCodeDistribution`.
+            temperature: positive; logits are divided by it.
+            top_k: `None` or the number of most likely codes kept per
+                position.
+            **kwargs: `method`, `validate_args`, `name` of
+                `tf_vqvae.distributions.PixelCNNCodeDistribution`.
 
         Returns:
             A `PixelCNNCodeDistribution`: event shape `[H, W]`, dtype int32.
         """
         from tf_vqvae.distributions import PixelCNNCodeDistribution
 
-        return PixelCNNCodeDistribution(self, labels=labels, **kwargs)
+        return PixelCNNCodeDistribution(
+            self, labels=labels, temperature=temperature, top_k=top_k, **kwargs
+        )
 
     def sample_codes(
         self,
@@ -683,6 +641,15 @@ class PixelCNNPrior(keras.Model):
         method: str = "cached",
     ) -> tf.Tensor:
         """Codes drawn autoregressively from the given uniform noise.
+
+        Eagerly, each `(method, temperature, top_k)` runs as its own
+        compiled `tf.function`. Called while a graph is traced (a
+        `tf.function`, a `keras.export.ExportArchive` endpoint, a TFLite
+        conversion) it adds the sampler's ops to that graph: graph ops only,
+        no random op, static loop shapes for a static `n`, so it converts
+        with `TFLITE_BUILTINS` only and gives the same codes there.
+        `tf_vqvae.sampling.prior_noise(prior, n, seed)` maps a seed to the
+        noise.
 
         Args:
             noise: float `(n, H, W, K)` uniform in [0, 1): the Gumbel-max
@@ -698,15 +665,15 @@ class PixelCNNPrior(keras.Model):
 
         Returns:
             int32 codes `(n, H, W)`.
+
+        Raises:
+            ValueError: for a bad option, `labels` given to an unconditional
+                prior (or missing for a conditional one), or a `noise` shape
+                other than `(n, H, W, K)`.
         """
-        _check_choice("method", method, _METHODS)
-        check_sampling_options(temperature, top_k, self.num_embeddings)
-        if (labels is None) != (self.num_classes is None):
-            raise ValueError(
-                "`labels` must be given exactly when the prior is class "
-                f"conditional (num_classes={self.num_classes}). "
-                f"{describe('labels', labels)}"
-            )
+        sampling.check_method(method)
+        sampling.check_sampling_options(temperature, top_k, self.num_embeddings)
+        sampling.check_labels(labels, self.num_classes)
         noise = tf.convert_to_tensor(noise, "float32")
         expected = self.grid_shape + (self.num_embeddings,)
         if noise.shape.rank != 4 or tuple(noise.shape[1:]) != expected:
@@ -722,38 +689,24 @@ class PixelCNNPrior(keras.Model):
                 self.build(shape)
             else:
                 self.build({"codes": shape, "labels": (None,)})
+        if labels is not None:
+            labels = tf.convert_to_tensor(labels, "int32")
+        sample = (
+            self._sample_cached if method == "cached" else self._sample_naive
+        )
+        if not tf.executing_eagerly():
+            # Traced by an outer function: its ops go straight into that
+            # graph, not into a nested function call of ours.
+            return sample(noise, labels, temperature, top_k)
         key = (method, float(temperature), top_k)
         functions = self._compiled_samplers
         if key not in functions:
-            functions[key] = tf.function(
-                self.sampling_function(method, temperature, top_k)
-            )
-        if labels is not None:
-            labels = tf.convert_to_tensor(labels, "int32")
+
+            def compiled(noise, labels):
+                return sample(noise, labels, temperature, top_k)
+
+            functions[key] = tf.function(compiled)
         return functions[key](noise, labels)
-
-    def sampling_function(
-        self,
-        method: str = "cached",
-        temperature: float = 1.0,
-        top_k: int | None = None,
-    ):
-        """The sampler as a plain function `f(noise, labels=None) -> codes`.
-
-        For export (`keras.export.ExportArchive` endpoints, TFLite): graph
-        ops only, no random op (the noise is an input), static shapes when
-        the noise shape is static. With `(n, H, W, K)` float32 noise both
-        methods convert with `TFLITE_BUILTINS` only and give the same codes
-        there as in TensorFlow. Arguments as in `sample_codes`.
-        """
-        _check_choice("method", method, _METHODS)
-        check_sampling_options(temperature, top_k, self.num_embeddings)
-        impl = self._sample_cached if method == "cached" else self._sample_naive
-
-        def sample(noise, labels=None):
-            return impl(noise, labels, temperature, top_k)
-
-        return sample
 
     def _sample_naive(self, noise, labels, temperature, top_k):
         height, width = self.grid_shape
@@ -767,7 +720,9 @@ class PixelCNNPrior(keras.Model):
         def body(t, codes):
             i, j = t // width, t % width
             logits = self(inputs_of(codes), training=False)[:, i, j]
-            code = gumbel_argmax(logits, noise[:, i, j], temperature, top_k)
+            code = sampling.gumbel_argmax(
+                logits, noise[:, i, j], temperature, top_k
+            )
             index = tf.stack(
                 [tf.range(n), tf.fill([n], i), tf.fill([n], j)], axis=1
             )
@@ -846,7 +801,9 @@ class PixelCNNPrior(keras.Model):
                     s = skip_conv(h)
                     skip = s if skip is None else skip + s
                 logits = self._head(skip)[:, 0, 0]
-                code = gumbel_argmax(logits, noise[:, i, j], temperature, top_k)
+                code = sampling.gumbel_argmax(
+                    logits, noise[:, i, j], temperature, top_k
+                )
                 embedded = self._embed(code)[:, None, None, :]
                 new_lefts[0] = tf.concat([lefts[0][:, :, 1:], embedded], 2)
                 return j + 1, new_lefts, row_ta.write(j, code)
