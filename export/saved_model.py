@@ -45,6 +45,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.export import checks, manifest, staging
 from tf_vqvae.version import __version__
@@ -274,29 +275,17 @@ def _check_prior(prior, num_embeddings: int, code_size) -> None:
         )
 
 
-def prior_noise(prior, num, seed) -> tf.Tensor:
-    """Uniform Gumbel-max noise `(num, H, W, K)` from a stateless seed."""
-    shape = tf.stack([num, *prior.grid_shape, prior.num_embeddings])
-    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-    return tf.random.stateless_uniform(shape, seed=seed)
-
-
 def _prior_sample_fn(prior) -> Callable:
-    """`(num, seed, labels=None) -> codes` for `prior`.
+    """`(num, seed, labels=None) -> codes` for a `CodePrior`.
 
-    With `prior.sample_codes(noise, labels)` (`PixelCNNPrior`): the noise
-    is `prior_noise(prior, num, seed)`, so a seed gives the same codes in
-    Python and in the SavedModel. Otherwise
-    `prior.distribution(labels).sample(num, seed=...)`.
+    `prior.sample_codes` on the noise `tf_vqvae.sampling.prior_noise(prior,
+    num, seed)`, the noise `prior.distribution().sample(num, seed=seed)`
+    draws: a seed gives the same codes in Python and in the SavedModel.
     """
 
     def sample(num, seed, labels=None):
-        if hasattr(prior, "sample_codes"):
-            return prior.sample_codes(prior_noise(prior, num, seed), labels)
-        seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-        if labels is None:
-            return prior.distribution().sample(num, seed=seed)
-        return prior.distribution(labels=labels).sample(seed=seed)
+        noise = sampling.prior_noise(prior, num, seed)
+        return prior.sample_codes(noise, labels)
 
     return sample
 

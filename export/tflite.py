@@ -94,28 +94,27 @@ def prior_sampler_fn(
 
     `noise` float32 `(batch_size, H, W, K)` uniform in [0, 1) (and, for a
     class-conditional prior, `labels` int32 `(batch_size,)`) ->
-    `{"codes": int32 (batch_size, H, W)}`: the same codes as
-    `prior.sample_codes(noise, labels)`. TFLite has no builtin random
-    categorical op, so the app draws the noise. Uses the prior's cached
-    sampler (`prior.sampling_function("cached")`: graph ops only, static
-    shapes for a static batch, so it converts to builtins).
+    `{"codes": int32 (batch_size, H, W)}`: `prior.sample_codes(noise,
+    labels)` traced as it is (graph ops only, static shapes for a static
+    batch, so it converts to builtins), hence the same codes as in Python.
+    TFLite has no builtin random categorical op, so the app draws the noise
+    (`tf_vqvae.sampling.prior_noise` gives the noise of a seed).
     """
     height, width = prior.grid_shape
-    sampler = prior.sampling_function("cached")
     noise = tf.TensorSpec(
         (batch_size, height, width, prior.num_embeddings),
         tf.float32,
         name="noise",
     )
-    if getattr(prior, "num_classes", None) is None:
+    if prior.num_classes is None:
 
         def sample(noise):
-            return {"codes": sampler(noise)}
+            return {"codes": prior.sample_codes(noise)}
 
         return sample, [noise]
 
     def sample_conditional(noise, labels):
-        return {"codes": sampler(noise, labels)}
+        return {"codes": prior.sample_codes(noise, labels)}
 
     labels = tf.TensorSpec((batch_size,), tf.int32, name="labels")
     return sample_conditional, [noise, labels]
