@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe
+from tf_vqvae.contracts import CodePrior
 
 METHODS = ("cached", "naive")
 """Autoregressive samplers of `PixelCNNPrior.sample_codes`; same codes."""
@@ -206,12 +207,12 @@ def uniform_noise(shape: Sequence[Any], seed: Any = None) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed=stateless_seed(seed))
 
 
-def prior_noise(prior: Any, num: Any, seed: Any = None) -> tf.Tensor:
+def prior_noise(prior: CodePrior, num: Any, seed: Any = None) -> tf.Tensor:
     """The Gumbel-max noise of `num` samples of `prior`, from `seed`.
 
     Args:
-        prior: a `tf_vqvae.contracts.CodePrior` (its `grid_shape` and
-            `num_embeddings` give the shape).
+        prior: a `CodePrior` (only its `grid_shape` and `num_embeddings`
+            are read).
         num: the number of samples, an int or an int32 scalar tensor.
         seed: as in `stateless_seed`.
 
