@@ -39,15 +39,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-from tf_vqvae import sampling
+from tf_vqvae import atomic, sampling
 from tf_vqvae.arg_checks import check_int, describe
-from tf_vqvae.export import checks, manifest, staging
+from tf_vqvae.export import checks, manifest
 from tf_vqvae.version import __version__
 
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -485,19 +484,15 @@ def export_saved_model(
         sample_fn=sample_fn,
         num_labels=num_labels,
     )
-    base = os.path.join(os.fspath(out_dir), model_name)
-    final = os.path.join(base, str(version))
+    final = os.path.join(os.fspath(out_dir), model_name, str(version))
     if os.path.exists(final) and not overwrite:
         raise FileExistsError(
             f"Version directory {final!r} already exists. Pass a new "
             "`version`, or `overwrite=True` to replace it."
         )
-    os.makedirs(base, exist_ok=True)
-    # Same file system as the final directory, so the rename is atomic; the
-    # leading dot and non-integer name keep TF Serving from loading it.
-    tmp = staging.make_staging_dir(base, "tmp", str(version))
-    old = None
-    try:
+    # Staged beside the version directory under a hidden, non-integer name
+    # (TF Serving loads integer names only) and renamed into place.
+    with atomic.staged_directory(final, overwrite=overwrite) as tmp:
         archive = build_archive(functions)
         archive.write_out(tmp, verbose=False)
         if warmup:
@@ -508,18 +503,6 @@ def export_saved_model(
             signature_contract(tmp),
             _metadata(functions, model_name, version),
         )
-        if os.path.exists(final):
-            old = staging.make_staging_dir(base, "old", str(version))
-            os.rename(final, os.path.join(old, "version"))
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not os.path.exists(final):
-            os.rename(os.path.join(old, "version"), final)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

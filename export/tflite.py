@@ -30,7 +30,6 @@ code >= K but is not guaranteed to reject every bad code. Apps must check
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 
@@ -38,8 +37,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae import atomic
 from tf_vqvae.arg_checks import describe
-from tf_vqvae.export import manifest, staging
+from tf_vqvae.export import manifest
 from tf_vqvae.export.saved_model import check_image_size, check_model
 from tf_vqvae.version import __version__
 
@@ -312,10 +312,7 @@ def export_tflite(
         for codes in representative_codes:
             yield {"codes": codes[None]}
 
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = staging.make_staging_dir(parent, "tmp", os.path.basename(out_dir))
-    try:
+    with atomic.staged_directory(out_dir, overwrite=overwrite) as tmp:
         files = {}
         for q in quantization:
             files[f"decoder_{q}.tflite"] = _convert(
@@ -365,16 +362,4 @@ def export_tflite(
                 "ops": ops,
             },
         )
-        old = None
-        if os.path.exists(out_dir):
-            old = staging.make_staging_dir(
-                parent, "old", os.path.basename(out_dir)
-            )
-            os.rename(out_dir, os.path.join(old, "dir"))
-        os.rename(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {name: os.path.join(out_dir, name) for name in files}
