@@ -12,8 +12,13 @@ from PIL import Image
 
 from tests.testing import TINY_MODEL_FLAGS
 from tf_vqvae.data import photo_tiles
-from tf_vqvae.training import cli
-from tf_vqvae.training.config import TrainConfig, load_config, save_config
+from tf_vqvae.training import cli, commands
+from tf_vqvae.training.config import (
+    ConfigError,
+    TrainConfig,
+    load_config,
+    save_config,
+)
 
 TINY = [
     "--epochs",
@@ -271,6 +276,20 @@ def test_codebook_health_defaults_and_how_to_turn_them_off(tmp_path):
         json.dumps({"data_init": None, "dead_code_restart_steps": None})
     )
     assert load_config(str(path)) == config
+    # One spelling of "off" where users type it: `none` (0 means the same).
+    args = cli.build_parser().parse_args(
+        ["train", "--model-dir", str(tmp_path / "run")]
+        + ["--data-init", "none", "--dead-code-restart-steps", "none"]
+    )
+    assert cli.config_from_args(args) == config
+    assert json.loads(config.to_json())["dead_code_restart_steps"] == "none"
+    assert json.loads(config.to_json())["data_init"] == "none"
+    with pytest.raises(ConfigError) as info:
+        dataclasses.replace(config, dead_code_restart_steps=-1)
+    assert str(info.value) == (
+        "`dead_code_restart_steps` must be a positive integer or 'none'. "
+        "Received: dead_code_restart_steps=-1"
+    )
 
 
 def test_unknown_config_key(tmp_path, capsys):
@@ -387,7 +406,7 @@ def test_prior_sample_evaluate(trained_dir, capsys):
 
 def test_evaluate_matches_the_model(trained_dir):
     """`evaluate`'s MSE is the model's own reconstruction error."""
-    metrics = cli.evaluate(str(trained_dir), split="test")
+    metrics = commands.evaluate(str(trained_dir), split="test")
     model = keras.saving.load_model(str(trained_dir / "model.keras"))
     tiles = photo_tiles("test")
     x = tiles.astype("float32") / 255.0

@@ -15,7 +15,7 @@ from conftest import REPLICA_DEVICES
 
 from tests.testing import TINY_MODEL_FLAGS
 from tf_vqvae import VQVAE, PixelCNNPrior
-from tf_vqvae.training import cli
+from tf_vqvae.training import commands
 from tf_vqvae.training.config import PriorConfig, TrainConfig
 
 TINY = TrainConfig(
@@ -65,12 +65,14 @@ def _assert_moved(fresh, trained):
 )
 def test_mirrored_matches_one_device(tmp_path, changes):
     config = dataclasses.replace(TINY, **changes)
-    single = cli.train(config, str(tmp_path / "single"), verbose=0)
+    single = commands.train(config, str(tmp_path / "single"), verbose=0)
     keras.backend.clear_session()
     mirrored_config = dataclasses.replace(
         config, strategy="mirrored", devices=tuple(REPLICA_DEVICES)
     )
-    mirrored = cli.train(mirrored_config, str(tmp_path / "mirrored"), verbose=0)
+    mirrored = commands.train(
+        mirrored_config, str(tmp_path / "mirrored"), verbose=0
+    )
     assert mirrored.step == single.step == 4
     _assert_same_variables(mirrored.model, single.model)
     keras.utils.set_random_seed(config.seed)
@@ -81,7 +83,9 @@ def test_mirrored_matches_one_device(tmp_path, changes):
 
 def test_mirrored_prior_matches_one_device(tmp_path):
     base = tmp_path / "run"
-    cli.train(dataclasses.replace(TINY, quantizer="vq"), str(base), verbose=0)
+    commands.train(
+        dataclasses.replace(TINY, quantizer="vq"), str(base), verbose=0
+    )
     config = PriorConfig(
         epochs=1,
         steps_per_epoch=3,
@@ -102,7 +106,9 @@ def test_mirrored_prior_matches_one_device(tmp_path):
         model_dir = tmp_path / name
         shutil.copytree(base, model_dir)
         keras.backend.clear_session()
-        results[name] = cli.train_prior(prior_config, str(model_dir), verbose=0)
+        results[name] = commands.train_prior(
+            prior_config, str(model_dir), verbose=0
+        )
     single, mirrored = results["single"], results["mirrored"]
     assert mirrored.step == single.step == 3
     np.testing.assert_allclose(
@@ -199,6 +205,6 @@ def test_multi_worker_workers_end_identical(tmp_path):
     # Each worker trained on its share of the same global batches: the
     # weights are those of one device seeing the whole batch.
     config = dataclasses.replace(TINY, steps_per_epoch=3, learning_rate=2e-4)
-    single = cli.train(config, str(tmp_path / "single"), verbose=0)
+    single = commands.train(config, str(tmp_path / "single"), verbose=0)
     for expected, actual in zip(single.model.get_weights(), weights[0]):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)

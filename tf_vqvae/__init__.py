@@ -1,24 +1,52 @@
-"""tf-vqvae: VQ-VAE for TensorFlow/Keras."""
+"""tf-vqvae: VQ-VAE for TensorFlow/Keras.
 
-from tf_vqvae.evaluation import bits_per_dim
-from tf_vqvae.metrics import CodebookUsage
-from tf_vqvae.networks import Decoder, Encoder, ResidualStack
-from tf_vqvae.prior import GatedPixelCNNBlock, MaskedConv2D, PixelCNNPrior
-from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
+The public names load their modules (and TensorFlow) when first used, so
+TensorFlow-free parts such as `tf_vqvae.options` and `vqvae --help` start
+fast. When TensorFlow is already imported, `import tf_vqvae` loads them at
+once, which also registers the Keras classes for `keras.saving.load_model`
+(otherwise use a name first, e.g. `from tf_vqvae import VQVAE`).
+"""
+
+import importlib
+import sys
+
 from tf_vqvae.version import __version__
-from tf_vqvae.vqvae import VQVAE
 
-__all__ = [
-    "CodebookUsage",
-    "Decoder",
-    "Encoder",
-    "GatedPixelCNNBlock",
-    "MaskedConv2D",
-    "PixelCNNPrior",
-    "ResidualStack",
-    "VQVAE",
-    "VectorQuantizer",
-    "VectorQuantizerEMA",
-    "__version__",
-    "bits_per_dim",
-]
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "CodebookUsage": "tf_vqvae.metrics",
+    "Decoder": "tf_vqvae.networks",
+    "Encoder": "tf_vqvae.networks",
+    "GatedPixelCNNBlock": "tf_vqvae.prior",
+    "MaskedConv2D": "tf_vqvae.prior",
+    "PixelCNNPrior": "tf_vqvae.prior",
+    "ResidualStack": "tf_vqvae.networks",
+    "VQVAE": "tf_vqvae.vqvae",
+    "VectorQuantizer": "tf_vqvae.quantizers",
+    "VectorQuantizerEMA": "tf_vqvae.quantizers",
+    "bits_per_dim": "tf_vqvae.evaluation",
+}
+
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if "tensorflow" in sys.modules:
+    for _name in _PUBLIC:
+        __getattr__(_name)

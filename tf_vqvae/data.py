@@ -29,7 +29,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-DEFAULT_DATASET = "photos"
+from tf_vqvae.options import DEFAULT_DATASET
 
 PHOTO_NAMES = (
     "astronaut",

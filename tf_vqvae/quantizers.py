@@ -13,8 +13,9 @@ import tensorflow as tf
 from tf_vqvae import codebook_ops
 from tf_vqvae.arg_checks import check_int, describe, is_number
 from tf_vqvae.metrics import CodebookUsage
+from tf_vqvae.options import DATA_INITS
 
-_DATA_INIT_CHOICES = (None, "random", "kmeans++")
+_DATA_INIT_CHOICES = (None, *DATA_INITS)
 
 
 def _check_non_negative_float(name: str, value) -> None:

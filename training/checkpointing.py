@@ -21,7 +21,7 @@ import sys
 import keras
 import tensorflow as tf
 
-CHECKPOINT_DIR = "checkpoints"
+from tf_vqvae.training.layout import CHECKPOINT_DIR
 
 
 class NonFiniteLossError(RuntimeError):

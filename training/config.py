@@ -1,9 +1,15 @@
-"""The training configuration: one frozen dataclass, saved with the model.
+"""The training configurations: frozen dataclasses, saved with the model.
 
-Every field carries its documentation in `metadata["help"]`, which is also the
-`--help` text of the matching `vqvae train` flag, so defaults and docs live
+Every field carries its documentation in `metadata["help"]` (and, for a
+field with a fixed set of values, `metadata["choices"]`, from
+`tf_vqvae.options`), which is also the `--help` text and the choices of the
+matching `vqvae train` / `vqvae train-prior` flag, so defaults and docs live
 in one place. `model_dir/config.json` holds the config a run used;
 `vqvae train --config model_dir/config.json --model-dir NEW` repeats it.
+Named presets (`PRESETS`, e.g. `vqvae train --preset demo`) are configs of
+the same types.
+
+This module imports no TensorFlow: `vqvae --help` reads it.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ import json
 import os
 import tempfile
 
-from tf_vqvae.data import DEFAULT_DATASET
-
-CONFIG_FILE = "config.json"
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
-PRIOR_STRATEGIES = ("default", "mirrored")
-QUANTIZERS = ("ema", "vq")
-LIKELIHOODS = ("mse", "discretized_logistic")
-DATA_INITS = ("random", "kmeans++", "none")
+from tf_vqvae.options import (
+    DATA_INITS,
+    DEFAULT_DATASET,
+    LIKELIHOODS,
+    OFF,
+    QUANTIZERS,
+    STRATEGIES,
+    describe_choices,
+)
+from tf_vqvae.training.layout import CONFIG_FILE, PRIOR_DIR
 
 
 class ConfigError(ValueError):
@@ -34,8 +41,73 @@ def _field(default, help: str, **metadata):
     )
 
 
+# Fields both configs share, with the same default and meaning.
+def _epochs_field():
+    return _field(
+        10,
+        "Epochs to train in total (raise it to train a run longer).",
+        resumable=True,
+    )
+
+
+def _checkpoint_steps_field():
+    return _field(
+        100,
+        "Write a checkpoint every this many steps (and after each epoch).",
+        resumable=True,
+    )
+
+
+def _strategy_field():
+    return _field(
+        "default",
+        f"{describe_choices(STRATEGIES)}.",
+        resumable=True,
+        choices=tuple(STRATEGIES),
+    )
+
+
+def _devices_field():
+    return _field(
+        None,
+        "Devices for --strategy mirrored, e.g. /gpu:0 /gpu:1.",
+        resumable=True,
+    )
+
+
+def _check_int(name: str, value, minimum: int, off: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive" if minimum == 1 else "a non-negative"
+        alternative = f" or {OFF!r}" if off else ""
+        raise ConfigError(
+            f"`{name}` must be {what} integer{alternative}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_rate(name: str, value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value >= 0
+        or value == float("inf")
+    ):
+        raise ConfigError(
+            f"`{name}` must be a non-negative number. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"`{name}` must be one of {', '.join(map(repr, choices))}. "
+            f"Received: {name}={value!r}"
+        )
+
+
 class _Config:
-    """JSON round trip and resume checks shared by the configs."""
+    """JSON round trip, resume checks and the checks both configs share."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -64,6 +136,28 @@ class _Config:
             and getattr(self, field.name) != getattr(other, field.name)
         ]
 
+    def _check_fields(self, positive: tuple[str, ...]) -> None:
+        """The run options of both configs, the fields in `positive`, and
+        every field's `choices`."""
+        for name in ("global_batch_size", "epochs", "checkpoint_steps"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in positive:
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        if self.steps_per_epoch is not None:
+            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+        _check_rate("learning_rate", self.learning_rate)
+        for field in dataclasses.fields(self):
+            if "choices" in field.metadata:
+                value = getattr(self, field.name)
+                _check_choice(field.name, value, field.metadata["choices"])
+        if self.devices is not None and self.strategy != "mirrored":
+            raise ConfigError(
+                "`devices` needs --strategy mirrored. "
+                f"Received: devices={list(self.devices)}, "
+                f"strategy={self.strategy!r}"
+            )
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(_Config):
@@ -82,11 +176,7 @@ class TrainConfig(_Config):
     global_batch_size: int = _field(
         64, "Examples per step over all replicas (split across them)."
     )
-    epochs: int = _field(
-        10,
-        "Epochs to train in total (raise it to train a run longer).",
-        resumable=True,
-    )
+    epochs: int = _epochs_field()
     steps_per_epoch: int | None = _field(
         None, "Steps per epoch (default: one pass over the training split)."
     )
@@ -108,22 +198,26 @@ class TrainConfig(_Config):
     commitment_cost: float = _field(0.25, "beta, the commitment loss weight.")
     quantizer: str = _field(
         "ema",
-        "'ema' (codebook by exponential moving averages) or 'vq' "
-        "(codebook by gradients).",
+        f"{describe_choices(QUANTIZERS)}.",
+        choices=tuple(QUANTIZERS),
     )
     data_init: str = _field(
         "random",
         "Initialise the codebook from the first batch's encoder outputs: "
-        "'random', 'kmeans++' or 'none' (the paper's random codebook).",
+        f"{describe_choices({**DATA_INITS, OFF: 'the paper: no'})}.",
+        choices=(*DATA_INITS, OFF),
+        off=True,
     )
-    dead_code_restart_steps: int = _field(
+    dead_code_restart_steps: int | str = _field(
         100,
-        "Re-seed codes unused for this many steps (0: never, the paper).",
+        f"Re-seed codes unused for this many steps ({OFF!r}: never, the "
+        "paper; 0 means the same).",
+        off=True,
     )
     likelihood: str = _field(
         "mse",
-        "Reconstruction loss: 'mse' (the paper) or 'discretized_logistic' "
-        "(a per-pixel likelihood, for honest bits/dim).",
+        f"Reconstruction loss: {describe_choices(LIKELIHOODS)}.",
+        choices=tuple(LIKELIHOODS),
     )
     seed: int = _field(
         0, "Seeds the weights, the codebook and the order of the data."
@@ -136,54 +230,35 @@ class TrainConfig(_Config):
         "Compile the train step with XLA (slower on CPU).",
         resumable=True,
     )
-    strategy: str = _field(
-        "default",
-        "'default' (one device), 'mirrored' (all local GPUs or --devices) "
-        "or 'multi-worker' (machines listed in TF_CONFIG).",
-        resumable=True,
-    )
-    devices: tuple[str, ...] | None = _field(
-        None,
-        "Devices for --strategy mirrored, e.g. /gpu:0 /gpu:1.",
-        resumable=True,
-    )
-    checkpoint_steps: int = _field(
-        100,
-        "Write a checkpoint every this many steps (and after each epoch).",
-        resumable=True,
-    )
+    strategy: str = _strategy_field()
+    devices: tuple[str, ...] | None = _devices_field()
+    checkpoint_steps: int = _checkpoint_steps_field()
 
     def __post_init__(self):
-        for name in (
-            "global_batch_size",
-            "epochs",
-            "num_embeddings",
-            "embedding_dim",
-            "num_hiddens",
-            "num_residual_hiddens",
-            "num_residual_blocks",
-            "checkpoint_steps",
-        ):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("num_downsamples", self.num_downsamples, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
-        # Older config files say `null` for "off".
+        # "Off" is spelled `OFF`; older config files and flags said `null`
+        # or 0.
         if self.data_init is None:
-            object.__setattr__(self, "data_init", "none")
-        if self.dead_code_restart_steps is None:
-            object.__setattr__(self, "dead_code_restart_steps", 0)
-        if self.steps_per_epoch is not None:
-            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
-        _check_int(
-            "dead_code_restart_steps", self.dead_code_restart_steps, minimum=0
+            object.__setattr__(self, "data_init", OFF)
+        if self.dead_code_restart_steps in (None, 0):
+            object.__setattr__(self, "dead_code_restart_steps", OFF)
+        self._check_fields(
+            positive=(
+                "num_embeddings",
+                "embedding_dim",
+                "num_hiddens",
+                "num_residual_hiddens",
+                "num_residual_blocks",
+            )
         )
-        for name in ("learning_rate", "commitment_cost"):
-            _check_rate(name, getattr(self, name))
-        _check_choice("quantizer", self.quantizer, QUANTIZERS)
-        _check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("data_init", self.data_init, DATA_INITS)
-        _check_devices(self)
+        _check_int("num_downsamples", self.num_downsamples, minimum=0)
+        if self.dead_code_restart_steps != OFF:
+            _check_int(
+                "dead_code_restart_steps",
+                self.dead_code_restart_steps,
+                minimum=1,
+                off=True,
+            )
+        _check_rate("commitment_cost", self.commitment_cost)
 
     def model_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.VQVAE`."""
@@ -196,8 +271,12 @@ class TrainConfig(_Config):
             num_downsamples=self.num_downsamples,
             commitment_cost=self.commitment_cost,
             quantizer=self.quantizer,
-            data_init=None if self.data_init == "none" else self.data_init,
-            dead_code_restart_steps=self.dead_code_restart_steps or None,
+            data_init=None if self.data_init == OFF else self.data_init,
+            dead_code_restart_steps=(
+                None
+                if self.dead_code_restart_steps == OFF
+                else self.dead_code_restart_steps
+            ),
             likelihood=self.likelihood,
             seed=self.seed,
         )
@@ -208,11 +287,7 @@ class PriorConfig(_Config):
     """Options of `vqvae train-prior` (a PixelCNN prior over the codes)."""
 
     global_batch_size: int = _field(32, "Code grids per step.")
-    epochs: int = _field(
-        10,
-        "Epochs to train in total (raise it to train a run longer).",
-        resumable=True,
-    )
+    epochs: int = _epochs_field()
     steps_per_epoch: int | None = _field(
         None, "Steps per epoch (default: one pass over the training codes)."
     )
@@ -221,36 +296,12 @@ class PriorConfig(_Config):
     num_layers: int = _field(8, "Gated PixelCNN blocks.")
     kernel_size: int = _field(3, "Odd size of the masked convolutions.")
     seed: int = _field(0, "Seeds the weights and the order of the codes.")
-    checkpoint_steps: int = _field(
-        100,
-        "Write a checkpoint every this many steps (and after each epoch).",
-        resumable=True,
-    )
-    strategy: str = _field(
-        "default",
-        "'default' (one device) or 'mirrored' (all local GPUs or --devices).",
-        resumable=True,
-    )
-    devices: tuple[str, ...] | None = _field(
-        None,
-        "Devices for --strategy mirrored, e.g. /gpu:0 /gpu:1.",
-        resumable=True,
-    )
+    checkpoint_steps: int = _checkpoint_steps_field()
+    strategy: str = _strategy_field()
+    devices: tuple[str, ...] | None = _devices_field()
 
     def __post_init__(self):
-        for name in (
-            "global_batch_size",
-            "epochs",
-            "num_hiddens",
-            "num_layers",
-            "checkpoint_steps",
-        ):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_choice("strategy", self.strategy, PRIOR_STRATEGIES)
-        _check_devices(self)
-        _check_int("seed", self.seed, minimum=0)
-        if self.steps_per_epoch is not None:
-            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+        self._check_fields(positive=("num_hiddens", "num_layers"))
         if (
             isinstance(self.kernel_size, bool)
             or not isinstance(self.kernel_size, int)
@@ -261,7 +312,6 @@ class PriorConfig(_Config):
                 "`kernel_size` must be an odd integer >= 3. "
                 f"Received: kernel_size={self.kernel_size!r}"
             )
-        _check_rate("learning_rate", self.learning_rate)
 
     def prior_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.PixelCNNPrior` (besides K and
@@ -271,6 +321,73 @@ class PriorConfig(_Config):
             num_layers=self.num_layers,
             kernel_size=self.kernel_size,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named pair of configs: `vqvae train --preset NAME` starts from
+    `train`, `vqvae train-prior --preset NAME` from `prior`.
+
+    Attributes:
+        description: one line for `--help`.
+        train: the `TrainConfig`.
+        prior: the `PriorConfig`.
+    """
+
+    description: str
+    train: TrainConfig
+    prior: PriorConfig
+
+    def config(self, config_class: type) -> _Config:
+        """The preset's config of `config_class`."""
+        return self.train if config_class is TrainConfig else self.prior
+
+
+PRESETS = {
+    "demo": Preset(
+        description=(
+            "a small VQ-VAE (K=128, D=16) and prior for the offline photos, "
+            "a few minutes on 2 CPU cores (`vqvae demo`)"
+        ),
+        train=TrainConfig(
+            dataset="photos",
+            global_batch_size=32,
+            epochs=8,
+            learning_rate=1e-3,
+            num_embeddings=128,
+            embedding_dim=16,
+            num_hiddens=64,
+            num_residual_hiddens=32,
+            num_residual_blocks=1,
+            data_init="kmeans++",
+            dead_code_restart_steps=20,
+            checkpoint_steps=200,
+        ),
+        prior=PriorConfig(
+            global_batch_size=32,
+            epochs=8,
+            learning_rate=1e-3,
+            num_hiddens=32,
+            num_layers=4,
+            checkpoint_steps=200,
+        ),
+    ),
+}
+
+
+def int_or_off(text: str) -> int | str:
+    """Parses a flag that takes an integer or `none` (`OFF`)."""
+    if text.strip().lower() == OFF:
+        return OFF
+    return int(text)
+
+
+def saved_config_path(model_dir: str, config_class: type) -> str:
+    """Where a run of `config_class` in `model_dir` keeps its config
+    (`model_dir/config.json`, the prior's `model_dir/prior/config.json`)."""
+    if config_class is PriorConfig:
+        return os.path.join(model_dir, PRIOR_DIR, CONFIG_FILE)
+    return os.path.join(model_dir, CONFIG_FILE)
 
 
 def load_config(path: str, config_class: type | None = None):
@@ -319,41 +436,3 @@ def write_atomic(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = "a positive" if minimum == 1 else "a non-negative"
-        raise ConfigError(
-            f"`{name}` must be {what} integer. Received: {name}={value!r}"
-        )
-
-
-def _check_rate(name: str, value) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value >= 0
-        or value == float("inf")
-    ):
-        raise ConfigError(
-            f"`{name}` must be a non-negative number. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_devices(config) -> None:
-    if config.devices is not None and config.strategy != "mirrored":
-        raise ConfigError(
-            "`devices` needs --strategy mirrored. "
-            f"Received: devices={list(config.devices)}, "
-            f"strategy={config.strategy!r}"
-        )
-
-
-def _check_choice(name: str, value, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"`{name}` must be one of {', '.join(map(repr, choices))}. "
-            f"Received: {name}={value!r}"
-        )

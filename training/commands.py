@@ -1,0 +1,466 @@
+"""The `vqvae` commands as Python functions: train, train a prior, sample,
+evaluate, export, and the demo that runs them all.
+
+    from tf_vqvae.training import commands
+    from tf_vqvae.training.config import PRESETS
+
+    result = commands.train(PRESETS["demo"].train, "runs/photos")
+    commands.train_prior(PRESETS["demo"].prior, "runs/photos")
+    commands.sample("runs/photos", n=64, seed=0)   # runs/photos/samples.png
+    metrics = commands.evaluate("runs/photos")
+    commands.export("runs/photos", tflite=True)
+
+`tf_vqvae.training.cli` parses the flags into these calls and prints their
+results. Bad input raises `UsageError`, `ConfigError`, `DatasetError` or
+`CheckpointError` (the CLI's exit code 2) before anything is written; a
+non-finite loss raises `NonFiniteLossError` (exit code 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_vqvae.data import (
+    DatasetError,
+    Images,
+    evaluation_batches,
+    first_images,
+    load_images,
+    parse_dataset,
+)
+from tf_vqvae.evaluation import evaluate_model
+from tf_vqvae.export import (
+    VerificationError,
+    export_saved_model,
+    export_tflite,
+)
+from tf_vqvae.export import verify as verify_export
+from tf_vqvae.prior import PixelCNNPrior
+from tf_vqvae.training import artifacts
+from tf_vqvae.training.callbacks import (
+    PriorSamples,
+    prior_sample_fn,
+    tensorboard_callbacks,
+)
+from tf_vqvae.training.checkpointing import CheckpointError, NonFiniteLossError
+from tf_vqvae.training.config import (
+    PRESETS,
+    ConfigError,
+    PriorConfig,
+    TrainConfig,
+    write_atomic,
+)
+from tf_vqvae.training.layout import (
+    CALIBRATION_FILE,
+    EVALUATION_FILE,
+    EXPORT_DIR,
+    MODEL_FILE,
+    PRIOR_DIR,
+    PRIOR_FILE,
+    RECONSTRUCTIONS_FILE,
+    SAMPLES_FILE,
+)
+from tf_vqvae.training.runs import Run, TrainResult, UsageError
+from tf_vqvae.visualize import save_image_grid, side_by_side
+from tf_vqvae.vqvae import VQVAE, to_unit_range
+
+# What a command raises for bad input (exit code 2) and for a failed run
+# (exit code 1).
+USAGE_ERRORS = (UsageError, ConfigError, DatasetError, CheckpointError)
+FAILURES = (NonFiniteLossError,)
+NUM_VALIDATION_IMAGES = 16
+
+__all__ = [
+    "FAILURES",
+    "USAGE_ERRORS",
+    "TrainResult",
+    "UsageError",
+    "VerificationError",
+    "demo",
+    "encode_images",
+    "evaluate",
+    "export",
+    "sample",
+    "train",
+    "train_prior",
+    "verify",
+]
+
+
+def train(
+    config: TrainConfig, model_dir: str, verbose: int | str = 1
+) -> TrainResult:
+    """Trains (or resumes) a VQ-VAE as `config` says, writing into `model_dir`.
+
+    Order: the run's checks (`Run`), data, `Run.start` (model, optimizer,
+    compile, restore), `fit` with TensorBoard callbacks, artifacts
+    (`model.keras`, `calibration.npy`, `reconstructions.png`). Every check of
+    the input comes before the first file is written.
+
+    Args:
+        config: the options.
+        model_dir: the run's directory (created; resumed if it holds one).
+        verbose: `fit`'s verbosity (1: progress bar).
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        UsageError, ConfigError, DatasetError, CheckpointError: bad input
+            (nothing written).
+        NonFiniteLossError: the loss or weights became non-finite; the model
+            holds the last good checkpoint's state.
+    """
+    run = Run(config, model_dir)
+    images = load_images(config.dataset, "train", config.data_dir)
+    validation = _validation_images(config, images)
+    run.steps_per_epoch(images)
+    factor = 2**config.num_downsamples
+    height, width = images.image_shape[:2]
+    if height % factor or width % factor:
+        raise UsageError(
+            f"`dataset` images are {height}x{width}, not divisible by "
+            f"2**num_downsamples={factor}; crop or resize them (e.g. into a "
+            "'folder:' dataset) or change --num-downsamples. "
+            f"Received: image_shape={images.image_shape}"
+        )
+    model = run.start(
+        lambda: VQVAE(**config.model_kwargs()),
+        images.image_shape,
+        dtype_policy="mixed_float16" if config.mixed_precision else None,
+        jit_compile=config.jit_compile,
+    )
+    callbacks = tensorboard_callbacks(
+        run.logs_dir, validation, write_graph=False
+    )
+    # Keras all-reduces (MEAN) the first batch to build the model
+    # symbolically under multi-worker, and collective ops reject uint8:
+    # feed the [0, 1] floats the model would compute from it anyway.
+    to_float = to_unit_range if config.strategy == "multi-worker" else None
+    step, history = run.fit(images, callbacks, verbose, map_fn=to_float)
+    written = run.finish("model", MODEL_FILE)
+    written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
+    if not os.path.isfile(written["calibration"]):
+        artifacts.write_calibration_sample(images, run.write_dir)
+    written["reconstructions"] = _save_reconstructions(
+        model,
+        validation,
+        os.path.join(run.write_dir, RECONSTRUCTIONS_FILE),
+    )
+    return TrainResult(
+        model=model, step=step, history=history, artifacts=written
+    )
+
+
+def train_prior(
+    config: PriorConfig, model_dir: str, verbose: int | str = 1
+) -> TrainResult:
+    """Trains (or resumes) a `PixelCNNPrior` on the codes of `model_dir`'s
+    VQ-VAE over its training split, writing into `model_dir/prior`.
+
+    The same lifecycle (`Run`) as `train`: checks, checkpoints, resume,
+    strategies and the non-finite guard.
+
+    Returns:
+        A `TrainResult` whose `model` is the prior.
+    """
+    run = Run(config, model_dir, part=PRIOR_DIR)
+    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    images = load_images(train_config.dataset, "train", train_config.data_dir)
+    codes = encode_images(vqvae, images)
+    run.steps_per_epoch(codes)
+    prior = run.start(
+        lambda: PixelCNNPrior(
+            num_embeddings=vqvae.num_embeddings,
+            grid_shape=codes.image_shape,
+            **config.prior_kwargs(),
+        ),
+        codes.image_shape,
+    )
+    callbacks = [
+        keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
+        PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
+    ]
+    step, history = run.fit(codes, callbacks, verbose)
+    written = run.finish("prior", PRIOR_FILE)
+    return TrainResult(
+        model=prior, step=step, history=history, artifacts=written
+    )
+
+
+def encode_images(model, images: Images, batch_size: int = 256) -> Images:
+    """The codes of every image, as `Images` of int32 grids `(h', w')` in
+    the images' order (for `training_pipeline`)."""
+    encode = tf.function(model.encode, reduce_retracing=True)
+    codes = np.concatenate(
+        [
+            encode(batch).numpy()
+            for batch in evaluation_batches(images, batch_size)
+        ]
+    ).astype("int32")
+    return Images(
+        dataset=tf.data.Dataset.from_tensor_slices(codes),
+        num_examples=len(codes),
+        image_shape=tuple(int(d) for d in codes.shape[1:]),
+        name=f"codes of {images.name}",
+        split=images.split,
+    )
+
+
+def sample(
+    model_dir: str,
+    n: int = 64,
+    seed: int = 0,
+    temperature: float = 1.0,
+    output: str | None = None,
+) -> str:
+    """Decodes `n` samples of the prior into a PNG grid; returns its path.
+
+    The same `seed` gives the same images.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
+    if not temperature > 0:
+        raise UsageError(
+            "`temperature` must be positive. "
+            f"Received: temperature={temperature!r}"
+        )
+    vqvae, _ = artifacts.load_vqvae(model_dir)
+    prior = artifacts.load_prior(model_dir)
+    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
+    images = vqvae.decode(codes).numpy()
+    output = output or os.path.join(model_dir, SAMPLES_FILE)
+    save_image_grid(output, images, ncols=min(8, n))
+    return output
+
+
+def evaluate(
+    model_dir: str,
+    dataset: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+) -> dict:
+    """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
+    uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
+    codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
+    """
+    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    dataset = dataset or train_config.dataset
+    images = load_images(dataset, split, train_config.data_dir)
+    expected = (vqvae.image_channels,)
+    if images.image_shape[-1:] != expected:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise UsageError(
+            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
+            f"images but the model in {model_dir!r} was trained on "
+            f"{vqvae.image_channels}-channel "
+            f"({kind.get(vqvae.image_channels, 'other')}) images; evaluate "
+            "it on a dataset like the one it was trained on. "
+            f"Received: image_shape={images.image_shape}"
+        )
+    prior = artifacts.trained_prior(model_dir)
+    results = evaluate_model(
+        vqvae, evaluation_batches(images, batch_size), prior=prior
+    )
+    used = round(results["codebook_usage"] * vqvae.num_embeddings)
+    metrics = {
+        "dataset": dataset,
+        "split": images.split,
+        **results,
+        "dead_codes": vqvae.num_embeddings - used,
+    }
+    write_atomic(
+        os.path.join(model_dir, EVALUATION_FILE),
+        json.dumps(metrics, indent=2) + "\n",
+    )
+    return metrics
+
+
+def export(
+    model_dir: str,
+    out_dir: str | None = None,
+    model_name: str = "vqvae",
+    version: int = 1,
+    tflite: bool = False,
+    quantization: tuple[str, ...] = ("float32", "float16", "int8"),
+    max_batch_size: int = 64,
+    overwrite: bool = False,
+    calibration_data: str | None = None,
+) -> dict:
+    """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
+
+    A SavedModel for TF Serving at `out_dir/model_name/version` and, with
+    `tflite`, builtins-only `.tflite` files in `out_dir/model_name_tflite`
+    (decoder in each of `quantization`; float32 encoder; prior sampler).
+    `out_dir` defaults to `model_dir/export`. Both carry a `MANIFEST.json`
+    (`vqvae verify`). Reads no dataset: the int8 decoder is calibrated on
+    `calibration_data` (a `.npy` file of images or a dataset string), by
+    default the sample `vqvae train` wrote to `model_dir/calibration.npy`.
+
+    Returns:
+        name -> path of each export.
+
+    Raises:
+        UsageError: no trained model, the version exists and not
+            `overwrite`, or int8 without calibration images.
+    """
+    vqvae, config = artifacts.load_vqvae(model_dir)
+    prior = artifacts.trained_prior(model_dir)
+    root = out_dir or os.path.join(model_dir, EXPORT_DIR)
+    target = os.path.join(root, model_name, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise UsageError(
+            f"{target!r} exists; pass --overwrite to replace it or choose "
+            f"another --version. Received: version={version}"
+        )
+    example_shape = _example_shape(vqvae, model_dir, config)
+    calibration = None
+    if tflite and "int8" in quantization:
+        calibration = artifacts.calibration_images(
+            model_dir, calibration_data, example_shape, config.data_dir
+        )
+        if calibration is None:
+            raise UsageError(
+                "`quantization` 'int8' needs calibration images, and "
+                f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
+                "by `vqvae train`) is missing; pass --calibration-data (a "
+                ".npy file of images or a dataset such as folder:PATH) or "
+                "leave out int8. "
+                f"Received: quantization={tuple(quantization)}"
+            )
+    image_size = tuple(example_shape[:2])
+    exported = {
+        "saved_model": os.fspath(
+            export_saved_model(
+                vqvae,
+                root,
+                model_name,
+                version=version,
+                prior=prior,
+                overwrite=overwrite,
+                max_batch_size=max_batch_size,
+                image_size=image_size,
+            )
+        )
+    }
+    if tflite:
+        tflite_dir = os.path.join(root, f"{model_name}_tflite")
+        export_tflite(
+            vqvae,
+            tflite_dir,
+            image_size=image_size,
+            quantization=tuple(quantization),
+            representative_images=calibration,
+            prior=prior,
+            overwrite=overwrite,
+        )
+        exported["tflite"] = tflite_dir
+    return exported
+
+
+def verify(path: str) -> None:
+    """Checks an export (a SavedModel version, a model directory of
+    versions, or a TFLite directory) against its `MANIFEST.json`.
+
+    Raises:
+        UsageError: `path` does not exist.
+        VerificationError: a file or signature does not match.
+    """
+    if not os.path.exists(path):
+        raise UsageError(
+            f"`path` must be an export directory. Received: path={path!r}"
+        )
+    verify_export(path)
+
+
+def _example_shape(vqvae, model_dir: str, config: TrainConfig) -> tuple:
+    """The `(height, width, channels)` the model was trained on."""
+    recorded = getattr(vqvae, "example_shape", None)
+    if recorded is not None:
+        return tuple(recorded)
+    path = os.path.join(model_dir, CALIBRATION_FILE)
+    if os.path.isfile(path):
+        return tuple(np.load(path, mmap_mode="r").shape[1:])
+    return load_images(config.dataset, "train", config.data_dir).image_shape
+
+
+def demo(
+    model_dir: str = "runs/demo",
+    epochs: int | None = None,
+    prior_epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    verbose: int | str = 1,
+) -> dict:
+    """The whole pipeline on the offline photos with `PRESETS["demo"]`:
+    train, train-prior, sample, evaluate, export. Returns name -> path of
+    every artifact (and the metrics under `"metrics"`, the times under
+    `"timings"`). Running it again resumes or reuses."""
+    preset = PRESETS["demo"]
+    train_config = dataclasses.replace(
+        preset.train,
+        epochs=epochs or preset.train.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    prior_config = dataclasses.replace(
+        preset.prior,
+        epochs=prior_epochs or preset.prior.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
+    timings = {}
+    started = time.time()
+    print(f"vqvae demo: 1/5 train the VQ-VAE in {model_dir}", flush=True)
+    written = dict(train(train_config, model_dir, verbose=verbose).artifacts)
+    timings["train"] = time.time() - started
+    print("vqvae demo: 2/5 train the prior on the codes", flush=True)
+    result = train_prior(prior_config, model_dir, verbose=verbose)
+    written.update(result.artifacts)
+    timings["train_prior"] = time.time() - started - sum(timings.values())
+    print("vqvae demo: 3/5 sample", flush=True)
+    written["samples"] = sample(model_dir, n=64, seed=0)
+    print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
+    metrics = evaluate(model_dir)
+    written["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
+    print("vqvae demo: 5/5 export a SavedModel and TFLite files", flush=True)
+    written.update(
+        export(
+            model_dir,
+            tflite=True,
+            quantization=("float32", "int8"),
+            overwrite=True,
+        )
+    )
+    timings["total"] = time.time() - started
+    return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+def _validation_images(config: TrainConfig, train_images: Images):
+    """A fixed batch: images spread evenly over the first 1024 of the test
+    split (or of the training split if there is no test split)."""
+    _, _, named_split = parse_dataset(config.dataset)
+    source = train_images
+    if named_split is None:
+        try:
+            source = load_images(config.dataset, "test", config.data_dir)
+        except DatasetError:
+            source = train_images
+        if source.image_shape != train_images.image_shape:
+            source = train_images
+    pool = first_images(source, min(source.num_examples, 1024))
+    picks = np.linspace(0, len(pool) - 1, NUM_VALIDATION_IMAGES).round()
+    return pool[np.unique(picks.astype(int))]
+
+
+def _save_reconstructions(model, images, path: str) -> str:
+    """Writes originals beside their reconstructions as a PNG grid."""
+    reconstructions = model(images, training=False)
+    save_image_grid(
+        path, side_by_side(images, reconstructions.numpy()), ncols=8
+    )
+    return path

@@ -1,0 +1,32 @@
+"""What a model dir holds: one name for each file (no TensorFlow here).
+
+Layout:
+
+    MODEL_DIR/config.json           the `TrainConfig` of `vqvae train`
+    MODEL_DIR/checkpoints/          `tf.train.CheckpointManager` checkpoints
+    MODEL_DIR/logs/                 TensorBoard
+    MODEL_DIR/model.keras           the trained `VQVAE`
+    MODEL_DIR/calibration.npy       up to 256 uint8 training images spread
+                                    over the split, for int8 export
+    MODEL_DIR/reconstructions.png   originals beside reconstructions
+    MODEL_DIR/prior/                the prior's run: config.json,
+                                    checkpoints/, logs/, prior.keras
+    MODEL_DIR/samples.png           `vqvae sample`
+    MODEL_DIR/evaluation.json       `vqvae evaluate`
+    MODEL_DIR/export/               `vqvae export`
+    MODEL_DIR/workers/TYPE-ID/      each non-chief worker's own copy
+                                    (`--strategy multi-worker`)
+"""
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+LOGS_DIR = "logs"
+MODEL_FILE = "model.keras"
+CALIBRATION_FILE = "calibration.npy"
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+PRIOR_DIR = "prior"
+PRIOR_FILE = "prior.keras"
+SAMPLES_FILE = "samples.png"
+EVALUATION_FILE = "evaluation.json"
+EXPORT_DIR = "export"
+WORKERS_DIR = "workers"

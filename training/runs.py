@@ -1,0 +1,404 @@
+"""The life of one training run, shared by `vqvae train` and `train-prior`.
+
+A run is a directory (`model_dir`, or `model_dir/prior` for the prior)
+holding `config.json`, `checkpoints/` and `logs/`, trained from a config
+(`TrainConfig` or `PriorConfig`) on fixed-size examples (`Images`). `Run`
+does everything that does not depend on the model:
+
+    run = Run(config, model_dir)        # strategy, batch split, model-dir
+                                        # checks: nothing written yet
+    steps = run.steps_per_epoch(data)   # checks the data is one batch or more
+    model = run.start(make_model, data.image_shape)
+                                        # dir, config.json, seed, scope:
+                                        # build + compile, optimizer, restore
+                                        # the newest readable checkpoint or
+                                        # save step 0; a new dir is removed
+                                        # again if this fails
+    step, history = run.fit(data, callbacks)  # resumable fit, NaN guard
+    artifacts = run.finish("model", "model.keras")
+
+Bad input raises `UsageError` (or `ConfigError`, `DatasetError`,
+`CheckpointError`) before anything is written; a non-finite loss raises
+`NonFiniteLossError` with the model restored to the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import typing
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae.data import DatasetError, Images, training_pipeline
+from tf_vqvae.distribute import mirrored_strategy
+from tf_vqvae.training.checkpointing import (
+    CheckpointAndGuard,
+    NonFiniteLossError,
+    TrainingState,
+    checkpoint_dir,
+)
+from tf_vqvae.training.config import load_config, save_config
+from tf_vqvae.training.layout import CONFIG_FILE, LOGS_DIR, WORKERS_DIR
+
+
+class UsageError(ValueError):
+    """Bad input to a command: exit code 2 with a one-line message."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        model: the trained model.
+        step: global steps trained in total.
+        history: per-epoch metrics of this invocation (empty if the run was
+            already complete).
+        artifacts: name -> path of every file written.
+    """
+
+    model: typing.Any
+    step: int
+    history: dict
+    artifacts: dict
+
+
+# One multi-worker strategy per process; mirrored ones come from
+# `tf_vqvae.distribute.mirrored_strategy`, which also keeps one per device set
+# (a second strategy restarts the collective instance keys and collides).
+_MULTI_WORKER: list = []
+
+
+def make_strategy(config) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy that `config.strategy` names (created
+    once per process for each kind and device set)."""
+    if config.strategy == "default":
+        return tf.distribute.get_strategy()
+    if config.strategy == "mirrored":
+        return mirrored_strategy(config.devices)
+    if not os.environ.get("TF_CONFIG"):
+        raise UsageError(
+            "`strategy` 'multi-worker' needs the TF_CONFIG environment "
+            "variable (cluster and task, see README's Command line). "
+            "Received: strategy='multi-worker'"
+        )
+    if not _MULTI_WORKER:
+        _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _MULTI_WORKER[0]
+
+
+def worker_dir(strategy, run_dir: str) -> tuple[str, bool]:
+    """Where this worker writes, and whether it is the chief.
+
+    The chief (task `chief`, else `worker` 0) writes `run_dir`; every other
+    worker writes its own `run_dir/workers/TYPE-ID`, as all workers must
+    save checkpoints under `MultiWorkerMirroredStrategy`.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return run_dir, True
+    task_id = resolver.task_id or 0
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if task_type == "chief" or (
+        task_type == "worker" and task_id == 0 and not has_chief
+    ):
+        return run_dir, True
+    return os.path.join(run_dir, WORKERS_DIR, f"{task_type}-{task_id}"), False
+
+
+class Run:
+    """One training run in a directory: set-up, resume, fit, artifacts.
+
+    Creating it checks what needs no data: the strategy (and that it splits
+    `config.global_batch_size` evenly), that `run_dir` is not a file, and
+    that a run already in `run_dir` has a config compatible with `config`.
+
+    Args:
+        config: a `TrainConfig` or `PriorConfig` (`strategy`, `devices`,
+            `global_batch_size`, `epochs`, `steps_per_epoch`, `seed`,
+            `learning_rate`, `checkpoint_steps`).
+        model_dir: the model dir named on the command line.
+        part: a folder inside `model_dir` this run owns (`"prior"`), or
+            `None` when the run is `model_dir` itself. Names the artifacts
+            (`prior_config`, ...) and the messages.
+
+    Raises:
+        UsageError, ConfigError: bad input (nothing written).
+    """
+
+    def __init__(self, config, model_dir: str, part: str | None = None):
+        self.config = config
+        self.model_dir = model_dir
+        self.part = part
+        self.run_dir = os.path.join(model_dir, part) if part else model_dir
+        self.strategy = make_strategy(config)
+        replicas = self.strategy.num_replicas_in_sync
+        if config.global_batch_size % replicas:
+            raise UsageError(
+                "`global_batch_size` must be divisible by the number of "
+                f"replicas ({replicas}); pass a multiple of {replicas}. "
+                f"Received: global_batch_size={config.global_batch_size}"
+            )
+        self._check_run_dir()
+        self.write_dir, self.is_chief = worker_dir(self.strategy, self.run_dir)
+        self.logs_dir = os.path.join(self.write_dir, LOGS_DIR)
+        self.state: TrainingState | None = None
+        self.start_step = 0
+        self._previous_policy = None
+
+    def _check_run_dir(self) -> None:
+        model_dir = self.model_dir
+        if os.path.exists(self.run_dir) and not os.path.isdir(self.run_dir):
+            raise UsageError(
+                f"`model_dir` must be a directory; {self.run_dir!r} is a "
+                f"file. Received: model_dir={model_dir!r}"
+            )
+        path = os.path.join(self.run_dir, CONFIG_FILE)
+        if not os.path.exists(path):
+            return
+        saved = load_config(path, type(self.config))
+        different = self.config.incompatible_fields(saved)
+        if different:
+            name = different[0]
+            remedy = (
+                f"delete {self.run_dir}"
+                if self.part
+                else "use a new --model-dir"
+            )
+            raise UsageError(
+                f"`model_dir` {model_dir!r} holds a {self.part or 'run'} "
+                f"with {name}={getattr(saved, name)!r}; resume it with the "
+                f"same options (--config {path}) or {remedy}. "
+                f"Received: {name}={getattr(self.config, name)!r}"
+            )
+
+    def steps_per_epoch(self, data: Images) -> int:
+        """`config.steps_per_epoch`, or full batches in one pass over `data`.
+
+        Raises:
+            DatasetError: if `data` holds fewer examples than one batch.
+        """
+        data_steps = data.steps_per_epoch(self.config.global_batch_size)
+        if data_steps < 1:
+            raise DatasetError(
+                f"`global_batch_size` must be at most the number of training "
+                f"images ({data.num_examples}). "
+                f"Received: global_batch_size={self.config.global_batch_size}"
+            )
+        return self.config.steps_per_epoch or data_steps
+
+    def start(
+        self,
+        make_model: Callable[[], keras.Model],
+        example_shape: tuple,
+        dtype_policy: str | None = None,
+        **compile_kwargs,
+    ) -> keras.Model:
+        """Creates the run's directory and model, resumed if it holds one.
+
+        Writes `config.json`, seeds Keras with `config.seed`, and inside the
+        strategy's scope makes the model, builds it for examples of
+        `example_shape`, compiles it with Adam at `config.learning_rate`,
+        builds the optimizer, and restores the newest readable checkpoint
+        (or saves step 0). If anything fails and the directory is new, it is
+        removed again.
+
+        Args:
+            make_model: `() -> keras.Model`, unbuilt.
+            example_shape: the shape of one training example.
+            dtype_policy: a Keras global dtype policy (e.g.
+                `"mixed_float16"`) for building and fitting; the previous
+                one is restored when `fit` ends.
+            **compile_kwargs: more `model.compile` arguments.
+
+        Returns:
+            The model.
+
+        Raises:
+            CheckpointError: checkpoints exist but none can be read.
+        """
+        created = not os.path.exists(self.write_dir)
+        os.makedirs(self.write_dir, exist_ok=True)
+        self._previous_policy = keras.mixed_precision.global_policy()
+        try:
+            save_config(self.config, self.write_dir)
+            if dtype_policy is not None:
+                keras.mixed_precision.set_global_policy(dtype_policy)
+            keras.utils.set_random_seed(self.config.seed)
+            with self.strategy.scope():
+                model = make_model()
+                model.build((None, *example_shape))
+                model.compile(
+                    optimizer=keras.optimizers.Adam(self.config.learning_rate),
+                    **compile_kwargs,
+                )
+                if self.config.strategy == "multi-worker":
+                    _rank1_step_outputs(model)
+                model.optimizer.build(model.trainable_variables)
+                self.state = TrainingState(
+                    model, model.optimizer, checkpoint_dir(self.write_dir)
+                )
+                start_step = self.state.restore_latest()
+                if start_step is None:
+                    start_step = 0
+                    self.state.save(0)
+                model.optimizer.learning_rate.assign(self.config.learning_rate)
+        except BaseException:
+            keras.mixed_precision.set_global_policy(self._previous_policy)
+            if created:
+                shutil.rmtree(self.write_dir, ignore_errors=True)
+            raise
+        self.start_step = start_step
+        return model
+
+    def fit(
+        self,
+        data: Images,
+        callbacks: list,
+        verbose: int | str = 1,
+        map_fn: Callable | None = None,
+    ) -> tuple[int, dict]:
+        """`model.fit` from the restored step to the end of training.
+
+        The batch of step `s` is the same whatever step training (re)started
+        at (`training_pipeline`), and a run resumed mid-epoch first finishes
+        that epoch with a shorter `fit`, so epochs keep their numbers.
+        Checkpoints every `config.checkpoint_steps` steps, after each epoch
+        and at the end; stops on a non-finite loss or weights.
+
+        Args:
+            data: the training examples.
+            callbacks: `fit` callbacks besides the checkpoint guard.
+            verbose: `fit`'s verbosity (1: progress bar).
+            map_fn: applied to every batch.
+
+        Returns:
+            `(step, history)`: the final global step and the metrics per
+            epoch.
+
+        Raises:
+            NonFiniteLossError: with the model restored to the last good
+                checkpoint.
+        """
+        try:
+            return self._fit(data, callbacks, verbose, map_fn)
+        finally:
+            keras.mixed_precision.set_global_policy(self._previous_policy)
+
+    def _fit(self, data, callbacks, verbose, map_fn) -> tuple[int, dict]:
+        config, state = self.config, self.state
+        steps_per_epoch = self.steps_per_epoch(data)
+        total_steps = config.epochs * steps_per_epoch
+        start_step = self.start_step
+        if start_step >= total_steps:
+            print(
+                f"vqvae: {self.run_dir} is already trained ({start_step} "
+                "steps); raise --epochs to train it longer.",
+                flush=True,
+            )
+        elif start_step:
+            print(
+                f"vqvae: resuming {self.run_dir} at step {start_step} of "
+                f"{total_steps}.",
+                flush=True,
+            )
+        guard = CheckpointAndGuard(state, start_step, config.checkpoint_steps)
+        history: dict = {}
+        step = start_step
+        while step < total_steps and guard.failure is None:
+            epoch, offset = divmod(step, steps_per_epoch)
+            last_epoch = config.epochs if offset == 0 else epoch + 1
+            steps = steps_per_epoch - offset
+            dataset = training_pipeline(
+                data,
+                config.global_batch_size,
+                config.seed,
+                start_step=step,
+                end_step=total_steps if offset == 0 else step + steps,
+            )
+            if map_fn is not None:
+                dataset = dataset.map(map_fn)
+            fitted = state.model.fit(
+                dataset,
+                epochs=last_epoch,
+                initial_epoch=epoch,
+                steps_per_epoch=steps,
+                callbacks=[guard, *callbacks],
+                shuffle=False,
+                verbose=verbose,
+            )
+            for key, values in fitted.history.items():
+                history.setdefault(key, []).extend(values)
+            step = guard.global_step
+        if guard.failure is not None:
+            good = state.restore_latest()
+            raise NonFiniteLossError(
+                f"Training stopped {guard.failure}; the model was restored "
+                f"to the last good checkpoint (step {good}) in "
+                f"{state.directory}; run again with a lower --learning-rate "
+                f"(now {config.learning_rate:g}) to resume from there."
+            )
+        if state.latest_step() != step:
+            state.save(step)
+        return step, history
+
+    def finish(self, model_name: str, filename: str) -> dict:
+        """Saves the model as `filename` in the run's directory.
+
+        Returns:
+            name -> path of the run's artifacts: its config, checkpoints,
+            TensorBoard logs and `model_name` (the saved model); names
+            start with `part_` for a part of a model dir.
+        """
+        prefix = f"{self.part}_" if self.part else ""
+        artifacts = {
+            f"{prefix}config": os.path.join(self.write_dir, CONFIG_FILE),
+            f"{prefix}checkpoints": self.state.directory,
+            f"{prefix}tensorboard": self.logs_dir,
+            model_name: save_model(
+                self.state.model, os.path.join(self.write_dir, filename)
+            ),
+        }
+        if not self.is_chief:
+            artifacts["chief_model_dir"] = self.model_dir
+        return artifacts
+
+
+def save_model(model: keras.Model, path: str) -> str:
+    """Saves `model` as `.keras` through a temporary file and a rename."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(
+        directory, f".tmp-{os.getpid()}-{os.path.basename(path)}"
+    )
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _rank1_step_outputs(model: keras.Model) -> None:
+    """Makes `model.fit` work under `MultiWorkerMirroredStrategy`.
+
+    Keras 3 reduces the train step's outputs across workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalar metrics
+    (tensorflow/tensorflow#72388). The metrics are already synchronised, so
+    returning them with shape `(1,)` makes that mean the value itself. Only
+    this model instance changes; the saved `.keras` file is a plain model.
+    """
+    train_step = model.train_step
+
+    def step(data):
+        return {
+            name: tf.reshape(value, [1])
+            for name, value in train_step(data).items()
+        }
+
+    model.train_step = step
