@@ -1,8 +1,16 @@
 """Tests for `tf_vqvae.data`: the three sources and the training pipeline."""
 
+import dataclasses
+import io
+import json
 import os
 import pathlib
+import re
+import struct
+import subprocess
+import sys
 import tarfile
+import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tests.testing import TINY_MODEL_FLAGS
 from tf_vqvae import data
 
 CIFAR10_JPEG = (
@@ -260,3 +269,314 @@ def test_cifar10_jpeg_folder(tmp_path):
     batch = next(iter(data.training_pipeline(test, 64, seed=0)))
     assert batch.shape == (64, 32, 32, 3) and batch.dtype == tf.uint8
     assert 20 < float(tf.reduce_mean(tf.cast(batch, "float32"))) < 235
+
+
+# ------------------------------------------------------- folder: bad files
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory, monkeypatch):
+    # The image-check cache goes under $XDG_CACHE_HOME: one per test.
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
+def _png_header_only(width, height):
+    """A PNG whose header claims `width x height` RGB pixels, with a few
+    bytes of pixel data: what a decompression bomb looks like before it is
+    decoded."""
+
+    def chunk(kind, body):
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _encoded(fmt, mode="RGB"):
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), "uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _half(content):
+    return content[: len(content) // 2]
+
+
+_BAD_FILES = {
+    # id: (file name, content, reason)
+    "empty": ("bad.png", b"", "empty file (0 bytes)"),
+    "text-as-jpg": (
+        "bad.jpg",
+        b"hello world\n",
+        "no known image format (its first bytes: b'hello world\\n')",
+    ),
+    "truncated-header": (
+        "bad.jpg",
+        _half(_encoded("JPEG")),
+        "malformed header (OSError: Truncated File Read)",
+    ),
+    "truncated-png": (
+        "bad.png",
+        _half(_encoded("PNG")),
+        "truncated or corrupt PNG data (Invalid PNG data, size "
+        f"{len(_half(_encoded('PNG')))})",
+    ),
+    "truncated-jpeg": (
+        "bad.jpg",
+        _encoded("JPEG")[:-20],
+        "truncated or corrupt JPEG data (jpeg::Uncompress failed. Invalid "
+        "JPEG data or crop window.)",
+    ),
+    "bomb": (
+        "bad.png",
+        _png_header_only(100_000, 100_000),
+        "too large: 10000000000 pixels, more than MAX_IMAGE_PIXELS = "
+        "89478485 (a decompression bomb?)",
+    ),
+    "just-over-the-limit": (
+        "bad.png",
+        _png_header_only(10_000, 10_000),
+        "too large: 10000x10000 = 100000000 pixels, more than "
+        "MAX_IMAGE_PIXELS = 89478485 (a decompression bomb?)",
+    ),
+}
+
+
+def _folder_with(root, bad_files):
+    """3 good 8x8 RGB PNGs in `root/train/a`, plus `bad_files` (name ->
+    content) in `root/train/b`; returns the bad files' paths."""
+    _write_images(root, "train", "a", 3)
+    os.makedirs(root / "train" / "b", exist_ok=True)
+    paths = []
+    for name, content in bad_files.items():
+        path = root / "train" / "b" / name
+        path.write_bytes(content)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("case", list(_BAD_FILES), ids=list(_BAD_FILES))
+def test_bad_file_is_named_before_anything_runs(tmp_path, case):
+    name, content, reason = _BAD_FILES[case]
+    (path,) = _folder_with(tmp_path, {name: content})
+    with pytest.raises(data.BadImageFileError) as info:
+        data.load_images(f"folder:{tmp_path}")
+    assert str(info.value) == (
+        f"`dataset` file {path!r} is not a readable image: {reason}. Fix or "
+        "remove it, or pass --skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset='folder:{tmp_path}'"
+    )
+    assert (info.value.path, info.value.reason) == (path, reason)
+    assert isinstance(info.value, data.DatasetError)
+
+
+def test_other_bad_files(tmp_path):
+    _folder_with(tmp_path, {"cmyk.jpg": _encoded("JPEG", mode="CMYK")})
+    (tmp_path / "train" / "b" / "folder.png").mkdir()
+    with pytest.raises(data.BadImageFileError) as info:
+        data.load_images(f"folder:{tmp_path}")
+    cmyk = tmp_path / "train" / "b" / "cmyk.jpg"
+    assert str(info.value) == (
+        f"`dataset` images must be grayscale, RGB or RGBA; {cmyk} is CMYK. "
+        "Convert it, or pass --skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset='folder:{tmp_path}'"
+    )
+    images = data.load_images(f"folder:{tmp_path}", skip_bad_files=True)
+    assert images.num_examples == 3
+    assert images.skipped == (
+        (str(cmyk), "mode CMYK, not grayscale, RGB or RGBA"),
+        (str(tmp_path / "train" / "b" / "folder.png"), "not a regular file"),
+    )
+
+
+def test_skip_bad_files_leaves_them_out_and_counts_them(tmp_path):
+    bad = {case: _BAD_FILES[case] for case in ("empty", "text-as-jpg")}
+    bad["truncated-png"] = _BAD_FILES["truncated-png"]
+    paths = _folder_with(
+        tmp_path,
+        {
+            f"{case}{os.path.splitext(name)[1]}": c
+            for case, (name, c, _) in bad.items()
+        },
+    )
+    dataset = f"folder:{tmp_path}"
+    with pytest.raises(data.BadImageFileError) as info:
+        data.load_images(dataset)
+    assert str(info.value) == (
+        f"`dataset` file {paths[0]!r} is not a readable image: empty file "
+        "(0 bytes) (3 bad files in all). Fix or remove them, or pass "
+        "--skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset={dataset!r}"
+    )
+    images = data.load_images(dataset, skip_bad_files=True)
+    assert images.num_examples == 3
+    assert images.skipped == tuple(
+        (path, reason) for path, (_, _, reason) in zip(paths, bad.values())
+    )
+    assert images.skipped_summary() == (
+        f"Skipped 3 bad image files of {dataset!r} split 'train' "
+        f"(first: {paths[0]}: empty file (0 bytes))."
+    )
+    decoded = np.stack(list(images.dataset.as_numpy_iterator()))
+    good = sorted((tmp_path / "train" / "a").iterdir())
+    expected = [np.asarray(Image.open(path)) for path in good]
+    assert sorted(map(bytes, decoded)) == sorted(map(bytes, expected))
+    batches = list(data.training_pipeline(images, 3, seed=0, end_step=2))
+    assert [batch.shape for batch in batches] == [(3, 8, 8, 3)] * 2
+    one = dataclasses.replace(images, skipped=images.skipped[:1])
+    assert one.skipped_summary() == (
+        f"Skipped 1 bad image file of {dataset!r} split 'train' "
+        f"(first: {paths[0]}: empty file (0 bytes))."
+    )
+    assert _images(np.zeros((2, 4, 4, 3))).skipped_summary() is None
+
+
+def test_every_file_bad(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    path = tmp_path / "train" / "a" / "x.png"
+    path.write_bytes(b"")
+    (tmp_path / "train" / "a" / "y.png").write_bytes(b"")
+    with pytest.raises(data.DatasetError) as info:
+        data.load_images(f"folder:{tmp_path}", skip_bad_files=True)
+    assert str(info.value) == (
+        f"`dataset` folder {str(tmp_path)!r} has no readable images in "
+        f"{tmp_path}/train/LABEL/: all 2 files are bad (first: {path}: "
+        "empty file (0 bytes)). Fix or replace them. "
+        f"Received: dataset='folder:{tmp_path}'"
+    )
+
+
+def test_folder_order_is_image_folders_and_skipping_keeps_it(tmp_path):
+    _write_images(tmp_path, "train", "cats", 5)
+    _write_images(tmp_path, "train", "dogs", 4, ext="jpg")
+    builder = tfds.folder_dataset.ImageFolder(
+        str(tmp_path), shape=(8, 8, 3), dtype=tf.uint8
+    )
+    expected = [
+        example["image"]
+        for example in builder.as_dataset(
+            split="train", shuffle_files=False
+        ).as_numpy_iterator()
+    ]
+    images = data.load_images(f"folder:{tmp_path}")
+    ours = list(images.dataset.as_numpy_iterator())
+    assert len(ours) == len(expected) == 9
+    for mine, theirs in zip(ours, expected):
+        np.testing.assert_array_equal(mine, theirs)
+    # A skipped file leaves the others in the same order.
+    emptied = tmp_path / "train" / "cats" / "cats-2.png"
+    removed = np.asarray(Image.open(emptied))
+    emptied.write_bytes(b"")
+    skipped = data.load_images(f"folder:{tmp_path}", skip_bad_files=True)
+    kept = list(skipped.dataset.as_numpy_iterator())
+    survivors = [image for image in ours if not np.array_equal(image, removed)]
+    assert len(kept) == len(survivors) == 8
+    for mine, theirs in zip(kept, survivors):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_checks_are_cached(tmp_path, _own_cache_dir):
+    (bad,) = _folder_with(tmp_path, {"bad.png": b""})
+    files = sorted(str(p) for p in (tmp_path / "train").glob("*/*.png"))
+    cache_file = data.image_check_cache_file(str(tmp_path / "train"))
+    assert cache_file.startswith(str(_own_cache_dir))
+    listing = sorted(str(p) for p in tmp_path.rglob("*"))
+
+    first = data.check_image_files(files, cache_file)
+    assert [check.cached for check in first] == [False] * 4
+    assert [check.reason for check in first] == [None] * 3 + [
+        "empty file (0 bytes)"
+    ]
+    assert first[0].shape == (8, 8, 3) and first[0].mode == "RGB"
+    second = data.check_image_files(files, cache_file)
+    assert [check.cached for check in second] == [True] * 4
+    assert [
+        dataclasses.replace(check, cached=False) for check in second
+    ] == list(first)
+
+    # A changed file is checked again; the others stay cached.
+    Image.fromarray(np.zeros((8, 8), "uint8")).save(files[1])
+    third = data.check_image_files(files, cache_file)
+    assert [check.cached for check in third] == [True, False, True, True]
+    assert (third[1].shape, third[1].mode) == ((8, 8, 1), "L")
+    Image.fromarray(np.zeros((8, 8, 3), "uint8")).save(files[1])
+
+    # A corrupt cache is ignored and rewritten.
+    with open(cache_file, "w") as file:
+        file.write('{"validity": ')
+    fourth = data.check_image_files(files, cache_file)
+    assert [check.cached for check in fourth] == [False] * 4
+    with open(cache_file) as file:
+        assert set(json.load(file)["files"]) == {
+            os.path.abspath(path) for path in files
+        }
+    assert not [
+        name
+        for name in os.listdir(os.path.dirname(cache_file))
+        if name != os.path.basename(cache_file)
+    ]
+    # load_images uses the same cache; nothing is written to the dataset.
+    data.load_images(f"folder:{tmp_path}", skip_bad_files=True)
+    assert all(
+        check.cached for check in data.check_image_files(files, cache_file)
+    )
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == listing
+    assert bad == files[-1]
+
+
+def test_unwritable_cache_is_no_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    _write_images(tmp_path / "d", "train", "a", 2)
+    images = data.load_images(f"folder:{tmp_path / 'd'}")
+    assert images.num_examples == 2
+
+
+def test_cli_train_refuses_a_bad_file_with_one_line(tmp_path, _own_cache_dir):
+    (path,) = _folder_with(
+        tmp_path / "d", {"bad.png": _BAD_FILES["truncated-png"][1]}
+    )
+    model_dir = tmp_path / "run"
+    env = dict(os.environ, XDG_CACHE_HOME=str(_own_cache_dir))
+    result = subprocess.run(
+        [
+            os.path.join(os.path.dirname(sys.executable), "vqvae"),
+            "train",
+            "--dataset",
+            f"folder:{tmp_path / 'd'}",
+            "--model-dir",
+            str(model_dir),
+            "--epochs",
+            "1",
+            *TINY_MODEL_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    # TensorFlow's C++ start-up lines (absl's log format) are not the CLI's.
+    absl_line = re.compile(
+        r"WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d"
+    )
+    lines = [
+        line for line in result.stderr.splitlines() if not absl_line.match(line)
+    ]
+    assert lines == [
+        f"vqvae train: error: `dataset` file {path!r} is not a readable "
+        f"image: {_BAD_FILES['truncated-png'][2]}. Fix or remove it, or pass "
+        "--skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset='folder:{tmp_path / 'd'}'"
+    ]
+    assert not model_dir.exists()

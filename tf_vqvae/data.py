@@ -8,8 +8,11 @@ Three sources, named by one string (the CLI's `--dataset`):
   is held out as the `"test"` split, so test tiles never overlap train tiles.
 - `"tfds:NAME[:SPLIT]"`: any TensorFlow Datasets image dataset already in
   `data_dir` (`cifar10`, `mnist`, `svhn_cropped`, `celeb_a`, ...).
-- `"folder:PATH"`: a folder laid out `PATH/split/label/*.jpg|png`, read with
-  `tfds.folder_dataset.ImageFolder`. All images must share one size and mode.
+- `"folder:PATH"`: a folder laid out `PATH/split/label/*.jpg|png`, in the
+  order `tfds.folder_dataset.ImageFolder` reads it. All images must share one
+  size and mode. Every file is checked (and the result cached) before use:
+  a bad file raises `BadImageFileError` naming it, or is left out with
+  `skip_bad_files=True`.
 
 `load_images` returns the decoded images; `training_pipeline` caches, shuffles,
 batches and prefetches them so that the order of batches depends only on
@@ -24,7 +27,13 @@ run bit-identical to an uninterrupted one:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import re
+import stat
+import tempfile
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -64,6 +73,8 @@ class Images:
         image_shape: `(height, width, channels)` (the shape of one example).
         name: the dataset string the images came from.
         split: the split name.
+        skipped: `(path, reason)` of each bad file left out (a `"folder:"`
+            dataset loaded with `skip_bad_files=True`), in file order.
     """
 
     dataset: tf.data.Dataset
@@ -71,10 +82,24 @@ class Images:
     image_shape: tuple[int, ...]
     name: str
     split: str
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def steps_per_epoch(self, global_batch_size: int) -> int:
         """Full batches in one pass over the images."""
         return self.num_examples // global_batch_size
+
+    def skipped_summary(self) -> str | None:
+        """One line about the skipped files (`None` if there are none),
+        e.g. `"Skipped 2 bad image files of 'folder:d' split 'train' (first:
+        d/train/a/x.png: empty file (0 bytes))."`."""
+        if not self.skipped:
+            return None
+        path, reason = self.skipped[0]
+        files = "file" if len(self.skipped) == 1 else "files"
+        return (
+            f"Skipped {len(self.skipped)} bad image {files} of {self.name!r} "
+            f"split {self.split!r} (first: {path}: {reason})."
+        )
 
 
 def parse_dataset(dataset: str) -> tuple[str, str, str | None]:
@@ -107,8 +132,15 @@ def load_images(
     dataset: str = DEFAULT_DATASET,
     split: str = "train",
     data_dir: str | None = None,
+    *,
+    skip_bad_files: bool = False,
 ) -> Images:
     """Loads one split of a dataset as uint8 images.
+
+    A `"folder:PATH"` split is checked file by file before anything else
+    happens (`check_image_files`: header, pixel count, full decode; results
+    cached under `image_check_cache_file(PATH/split)`), so a bad file is
+    reported here, by name, and never fails inside `fit`.
 
     Args:
         dataset: `"photos[:split]"`, `"tfds:NAME[:split]"` or
@@ -118,13 +150,23 @@ def load_images(
             `"test"`, or for tfds any split expression like `"train[:90%]"`).
         data_dir: where tfds looks for prepared datasets (tfds' default when
             `None`); ignored by the other sources.
+        skip_bad_files: for a `"folder:"` dataset, leave out files that are
+            not usable images (unreadable, empty, not an image, truncated or
+            corrupt, more than `MAX_IMAGE_PIXELS` pixels, a mode other than
+            grayscale, RGB or RGBA) and list them in `Images.skipped`,
+            instead of raising. Images of mixed sizes or channel counts are
+            still an error. Ignored by the other sources.
 
     Returns:
         `Images` with a dataset of uint8 `(height, width, channels)` tensors.
 
     Raises:
-        DatasetError: unknown or missing dataset, empty folder, images of
-            mixed sizes or modes (grayscale vs RGB), images of varying size.
+        BadImageFileError: a `"folder:"` file is not a usable image (the
+            message names the first one and counts them), unless
+            `skip_bad_files`.
+        DatasetError: unknown or missing dataset, empty folder (or every
+            file bad), images of mixed sizes or modes (grayscale vs RGB),
+            images of varying size.
     """
     kind, name, named_split = parse_dataset(dataset)
     split = named_split or split
@@ -132,7 +174,7 @@ def load_images(
         return _load_photos(dataset, split)
     if kind == "tfds":
         return _load_tfds(dataset, name, split, data_dir)
-    return _load_folder(dataset, name, split)
+    return _load_folder(dataset, name, split, skip_bad_files)
 
 
 def training_pipeline(
@@ -368,60 +410,410 @@ def _image_feature(features, dataset: str) -> str:
 
 
 # ------------------------------------------------------------------ folder
-def _load_folder(dataset: str, root: str, split: str) -> Images:
-    import tensorflow_datasets as tfds
+# PIL's default decompression-bomb limit (a quarter GiB of 24-bit pixels).
+MAX_IMAGE_PIXELS = 89_478_485
+# Bumped whenever what a cached check means changes.
+_CHECK_CACHE_FORMAT = 1
+_BAD_FILE_ADVICE = "or pass --skip-bad-files (skip_bad_files=True)"
+_UNREADABLE = "cannot be read"
+
+
+class BadImageFileError(DatasetError):
+    """A file of a `"folder:PATH"` dataset that cannot be used as an image.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, e.g. `"empty file (0 bytes)"`.
+    """
+
+    def __init__(self, message: str, path: str, reason: str):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageCheck:
+    """What `check_image_files` found out about one file.
+
+    Attributes:
+        path: the file.
+        shape: `(height, width, channels)` as the pipeline decodes it, or
+            `None` if it cannot be decoded.
+        mode: PIL's mode from the header (`"RGB"`, `"L"`, ...), or `None` if
+            the header is unreadable.
+        reason: why the file cannot be used (`None` if it can).
+        cached: whether the result came from the cache (nothing was read).
+    """
+
+    path: str
+    shape: tuple[int, int, int] | None
+    mode: str | None
+    reason: str | None
+    cached: bool = False
+
+
+def image_check_cache_file(folder: str) -> str:
+    """Where `load_images` caches the checks of the images in `folder`.
+
+    A JSON file under `$XDG_CACHE_HOME/tf-vqvae/image-checks/` (default
+    `~/.cache/tf-vqvae/...`), named by a hash of `folder`'s absolute path:
+    nothing is ever written into a dataset folder.
+    """
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(os.path.abspath(folder).encode()).hexdigest()[:32]
+    return os.path.join(base, "tf-vqvae", "image-checks", f"{key}.json")
+
+
+def check_image_files(
+    paths: Sequence[str], cache_file: str | None = None
+) -> tuple[ImageCheck, ...]:
+    """Checks that every file is an image the training pipeline can decode.
+
+    Per file: its header (with PIL: format, size, mode; an image of more
+    than `MAX_IMAGE_PIXELS` pixels is refused before any pixel is decoded),
+    then a full decode with the pipeline's own decoder
+    (`tf.io.decode_image`), run in parallel through `tf.data`, so a file
+    that passes cannot fail later inside `fit`.
+
+    With `cache_file`, results are kept there keyed by each file's absolute
+    path, size, inode and modification and change times (and the TensorFlow
+    version); a file whose key is unchanged is not read again. A missing or
+    corrupt cache is ignored and rewritten (atomically: a temporary file and
+    a rename); an unwritable one is left alone.
+
+    Args:
+        paths: image files.
+        cache_file: JSON cache (e.g. `image_check_cache_file(folder)`), or
+            `None` to check every file.
+
+    Returns:
+        One `ImageCheck` per path, in order.
+    """
+    paths = [str(path) for path in paths]
+    cache = _read_check_cache(cache_file) if cache_file else {}
+    checks: list[ImageCheck | None] = [None] * len(paths)
+    # Per path: its absolute path and stat key, when its check can be cached.
+    entries: list[tuple[str, list[int]] | None] = [None] * len(paths)
+    headers: dict[int, tuple[int, int, str, str]] = {}
+    for i, path in enumerate(paths):
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            checks[i] = _unreadable(path, error)
+            continue
+        absolute = os.path.abspath(path)
+        key = [info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns]
+        checks[i] = _cached_check(path, key, cache.get(absolute))
+        if checks[i] is not None:
+            entries[i] = absolute, key
+            continue
+        header = _check_header(path, info)
+        if not isinstance(header, ImageCheck):
+            headers[i] = header
+        elif header.mode is None and header.reason.startswith(_UNREADABLE):
+            # A file-system error (e.g. no permission) says nothing about
+            # the content: the file is checked again next time.
+            checks[i] = header
+            continue
+        else:
+            checks[i] = header
+        entries[i] = absolute, key
+    by_channels: dict[int, list[int]] = {}
+    for i, (_, _, mode, _) in headers.items():
+        by_channels.setdefault(_MODE_CHANNELS[mode], []).append(i)
+    for channels, indices in by_channels.items():
+        shapes = _decoded_shapes([paths[i] for i in indices], channels)
+        for i, shape in zip(indices, shapes):
+            height, width, mode, image_format = headers[i]
+            reason = None
+            if isinstance(shape, str):
+                reason = f"truncated or corrupt {image_format} data ({shape})"
+            elif shape != (height, width, channels):
+                reason = (
+                    f"its header says {width}x{height} but it decodes to "
+                    f"{shape[1]}x{shape[0]}"
+                )
+            checks[i] = ImageCheck(
+                paths[i], shape if reason is None else None, mode, reason
+            )
+    if cache_file:
+        fresh = {
+            entry[0]: [
+                entry[1],
+                list(check.shape) if check.shape else None,
+                check.mode,
+                check.reason,
+            ]
+            for entry, check in zip(entries, checks)
+            if entry is not None
+        }
+        if fresh != cache:
+            _write_check_cache(cache_file, fresh)
+    return tuple(checks)
+
+
+def _cached_check(path: str, key: list[int], entry) -> ImageCheck | None:
+    """The cached check of `path` if `entry` holds one for `key`."""
+    try:
+        cached_key, shape, mode, reason = entry
+        if cached_key != key:
+            return None
+        shape = tuple(int(d) for d in shape) if shape is not None else None
+        return ImageCheck(path, shape, mode, reason, cached=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unreadable(path: str, error: OSError) -> ImageCheck:
+    reason = f"{_UNREADABLE} ({error.strerror or error})"
+    return ImageCheck(path, None, None, reason)
+
+
+def _check_header(
+    path: str, info: os.stat_result
+) -> ImageCheck | tuple[int, int, str, str]:
+    """`(height, width, mode, format)` from the header, or a failed
+    `ImageCheck`."""
+    import warnings
+
     from PIL import Image
 
-    split_dir = os.path.join(root, split)
-    if not os.path.isdir(root):
-        raise DatasetError(
-            f"`dataset` folder {root!r} does not exist; give a folder laid "
-            f"out as {root}/{split}/LABEL/*.png. Received: dataset={dataset!r}"
+    def bad(reason, mode=None):
+        return ImageCheck(path, None, mode, reason)
+
+    if not stat.S_ISREG(info.st_mode):
+        return bad("not a regular file")
+    if info.st_size == 0:
+        return bad("empty file (0 bytes)")
+    try:
+        with open(path, "rb") as file:
+            start = file.read(16)
+            file.seek(0)
+            with warnings.catch_warnings():
+                # The pixel limit is checked below, against MAX_IMAGE_PIXELS.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(file) as image:
+                    (width, height), mode = image.size, image.mode
+                    image_format = image.format
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = found.group(1) if found else "too many"
+        return bad(_too_large(f"{pixels} pixels"))
+    except Image.UnidentifiedImageError:
+        return bad(f"no known image format (its first bytes: {start!r})")
+    except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            return _unreadable(path, error)
+        # PIL's format plugins raise assorted types (OSError without an
+        # errno, SyntaxError, ValueError, struct.error, ...) on a malformed
+        # or truncated header.
+        return bad(f"malformed header ({type(error).__name__}: {error})")
+    if width * height > MAX_IMAGE_PIXELS:
+        return bad(_too_large(f"{width}x{height} = {width * height} pixels"))
+    if mode not in _MODE_CHANNELS:
+        return bad(f"mode {mode}, not grayscale, RGB or RGBA", mode)
+    return height, width, mode, image_format or "image"
+
+
+def _too_large(size: str) -> str:
+    return (
+        f"too large: {size}, more than MAX_IMAGE_PIXELS = "
+        f"{MAX_IMAGE_PIXELS} (a decompression bomb?)"
+    )
+
+
+def _decode_image_file(path: tf.Tensor, channels: int) -> tf.Tensor:
+    """The pipeline's decoder: uint8 `(height, width, channels)`."""
+    return tf.io.decode_image(
+        tf.io.read_file(path),
+        channels=channels,
+        dtype=tf.uint8,
+        expand_animations=False,
+    )
+
+
+def _decoded_shapes(paths: list[str], channels: int) -> list:
+    """Per path, the decoded `(height, width, channels)` or why decoding
+    failed; decodes in parallel with tf.data, then once more, alone, each
+    file that failed, for its error message."""
+    indices = tf.data.Dataset.range(len(paths))
+    decoded = tf.data.Dataset.zip(
+        indices, tf.data.Dataset.from_tensor_slices(paths)
+    ).map(
+        lambda i, path: (i, tf.shape(_decode_image_file(path, channels))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    found: list = [None] * len(paths)
+    # ignore_errors drops a failing file; it is decoded again below.
+    for batch in decoded.ignore_errors().batch(1024).as_numpy_iterator():
+        for i, shape in zip(*batch):
+            found[i] = tuple(int(d) for d in shape)
+    for i, shape in enumerate(found):
+        if shape is None:
+            found[i] = _decode_error(paths[i], channels)
+    return found
+
+
+def _decode_error(path: str, channels: int) -> str | tuple[int, int, int]:
+    try:
+        image = _decode_image_file(tf.constant(path), channels)
+    except tf.errors.OpError as error:
+        message = re.sub(r"\{\{.*?\}\}\s*", "", error.message)
+        return re.sub(r"\s*\[Op:.*$", "", message, flags=re.S).strip()
+    return tuple(int(d) for d in image.shape)
+
+
+def _read_check_cache(cache_file: str) -> dict:
+    """`{absolute path: [stat key, shape, mode, reason]}`; empty if the
+    cache is missing, unreadable or from another decoder or format."""
+    try:
+        with open(cache_file, encoding="utf-8") as file:
+            content = json.load(file)
+        if content["validity"] == _cache_validity():
+            return dict(content["files"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return {}
+
+
+def _write_check_cache(cache_file: str, files: dict) -> None:
+    content = {"validity": _cache_validity(), "files": files}
+    directory = os.path.dirname(cache_file)
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(
+            dir=directory, prefix=".tmp-", suffix=".json"
         )
-    # The files ImageFolder reads: split/label/*.jpg|png, one level deep.
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(content, file)
+        os.replace(tmp, cache_file)
+        tmp = None
+    except OSError:
+        pass  # No cache this time; the checks themselves stand.
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _cache_validity() -> dict:
+    """What a cached check depends on besides the file itself."""
+    return {
+        "format": _CHECK_CACHE_FORMAT,
+        "decoder": f"tensorflow {tf.__version__}",
+        "max_image_pixels": MAX_IMAGE_PIXELS,
+    }
+
+
+def _folder_files(split_dir: str) -> list[str]:
+    """The files ImageFolder reads: split/label/*.jpg|png, one level deep,
+    sorted by label, then name."""
     labels = sorted(os.listdir(split_dir)) if os.path.isdir(split_dir) else []
-    files = [
+    return [
         os.path.join(split_dir, label, name)
         for label in labels
         if os.path.isdir(os.path.join(split_dir, label))
         for name in sorted(os.listdir(os.path.join(split_dir, label)))
         if name.lower().endswith(_IMAGE_SUFFIXES)
     ]
+
+
+def _image_folder_order(files: list[str], split: str) -> list[str]:
+    """`files` in the order `tfds.folder_dataset.ImageFolder` reads them
+    (sorted, then shuffled by `random.Random(split)`), so runs keep the
+    data order they had when ImageFolder read the files."""
+    import random
+
+    files = list(files)
+    random.Random(split).shuffle(files)
+    return files
+
+
+def _bad_file_error(bad: list[ImageCheck], dataset: str) -> DatasetError:
+    first = bad[0]
+    if first.mode is not None and first.mode not in _MODE_CHANNELS:
+        return BadImageFileError(
+            f"`dataset` images must be grayscale, RGB or RGBA; {first.path} "
+            f"is {first.mode}. Convert it, {_BAD_FILE_ADVICE}. "
+            f"Received: dataset={dataset!r}",
+            first.path,
+            first.reason,
+        )
+    others = f" ({len(bad)} bad files in all)" if len(bad) > 1 else ""
+    return BadImageFileError(
+        f"`dataset` file {first.path!r} is not a readable image: "
+        f"{first.reason}{others}. Fix or remove "
+        f"{'them' if others else 'it'}, {_BAD_FILE_ADVICE}. "
+        f"Received: dataset={dataset!r}",
+        first.path,
+        first.reason,
+    )
+
+
+def _load_folder(
+    dataset: str, root: str, split: str, skip_bad_files: bool = False
+) -> Images:
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(root):
+        raise DatasetError(
+            f"`dataset` folder {root!r} does not exist; give a folder laid "
+            f"out as {root}/{split}/LABEL/*.png. Received: dataset={dataset!r}"
+        )
+    files = _folder_files(split_dir)
     if not files:
         raise DatasetError(
             f"`dataset` folder {root!r} has no .jpg or .png images in "
             f"{split_dir}/LABEL/; lay it out as {root}/{split}/LABEL/*.png. "
             f"Received: dataset={dataset!r}"
         )
-    first_file, first = files[0], None
-    for path in files:
-        with Image.open(path) as image:
-            size, mode = image.size, image.mode
-        if mode not in _MODE_CHANNELS:
+    checks = check_image_files(files, image_check_cache_file(split_dir))
+    bad = [check for check in checks if check.reason is not None]
+    if bad and not skip_bad_files:
+        raise _bad_file_error(bad, dataset)
+    good = [check for check in checks if check.reason is None]
+    if not good:
+        raise DatasetError(
+            f"`dataset` folder {root!r} has no readable images in "
+            f"{split_dir}/LABEL/: all {len(bad)} files are bad (first: "
+            f"{bad[0].path}: {bad[0].reason}). Fix or replace them. "
+            f"Received: dataset={dataset!r}"
+        )
+    first = good[0]
+    for check in good[1:]:
+        if check.shape[:2] != first.shape[:2]:
             raise DatasetError(
-                f"`dataset` images must be grayscale, RGB or RGBA; {path} is "
-                f"{mode}. Convert it. Received: dataset={dataset!r}"
+                f"`dataset` images must all have one size; {first.path} is "
+                f"{first.shape[1]}x{first.shape[0]} but {check.path} is "
+                f"{check.shape[1]}x{check.shape[0]}. Resize them to one "
+                f"size. Received: dataset={dataset!r}"
             )
-        found = (size[1], size[0], _MODE_CHANNELS[mode])
-        if first is None:
-            first = found
-        elif found[:2] != first[:2]:
-            raise DatasetError(
-                f"`dataset` images must all have one size; {first_file} is "
-                f"{first[1]}x{first[0]} but {path} is {found[1]}x{found[0]}. "
-                f"Resize them to one size. Received: dataset={dataset!r}"
-            )
-        elif found[2] != first[2]:
+        if check.shape[2] != first.shape[2]:
             raise DatasetError(
                 "`dataset` images must be all grayscale or all RGB; "
-                f"{first_file} has {first[2]} channel(s) but {path} has "
-                f"{found[2]}. Convert them to one mode. "
-                f"Received: dataset={dataset!r}"
+                f"{first.path} has {first.shape[2]} channel(s) but "
+                f"{check.path} has {check.shape[2]}. Convert them to one "
+                f"mode. Received: dataset={dataset!r}"
             )
-    builder = tfds.folder_dataset.ImageFolder(root, shape=first, dtype=tf.uint8)
-    ds = builder.as_dataset(split=split, shuffle_files=False)
-    ds = ds.map(lambda example: example["image"])
-    return _checked_images(ds, len(files), first, dataset, split)
+    shape = first.shape
+    skipped = {check.path for check in bad}
+    ordered = [
+        path
+        for path in _image_folder_order(files, split)
+        if path not in skipped
+    ]
+    ds = tf.data.Dataset.from_tensor_slices(ordered).map(
+        lambda path: tf.ensure_shape(_decode_image_file(path, shape[2]), shape),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    images = _checked_images(ds, len(ordered), shape, dataset, split)
+    return dataclasses.replace(
+        images, skipped=tuple((check.path, check.reason) for check in bad)
+    )
 
 
 def _checked_images(
