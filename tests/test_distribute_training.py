@@ -35,6 +35,17 @@ TINY = TrainConfig(
 )
 
 
+PRIOR_TINY = PriorConfig(
+    epochs=1,
+    steps_per_epoch=3,
+    global_batch_size=8,
+    num_hiddens=8,
+    num_layers=2,
+    learning_rate=1e-4,
+    checkpoint_steps=2,
+)
+
+
 def _assert_same_variables(actual_model, expected_model):
     expected = {v.path: np.asarray(v) for v in expected_model.variables}
     actual = {v.path: np.asarray(v) for v in actual_model.variables}
@@ -86,15 +97,7 @@ def test_mirrored_prior_matches_one_device(tmp_path):
     commands.train(
         dataclasses.replace(TINY, quantizer="vq"), str(base), verbose=0
     )
-    config = PriorConfig(
-        epochs=1,
-        steps_per_epoch=3,
-        global_batch_size=8,
-        num_hiddens=8,
-        num_layers=2,
-        learning_rate=1e-4,
-        checkpoint_steps=2,
-    )
+    config = PRIOR_TINY
     mirrored_config = dataclasses.replace(
         config, strategy="mirrored", devices=tuple(REPLICA_DEVICES)
     )
@@ -137,26 +140,31 @@ def _free_ports(count):
     return ports
 
 
-@pytest.mark.slow
-def test_multi_worker_workers_end_identical(tmp_path):
+def _cli_flags(config):
+    """The `vqvae` flags that give `config` (the fields off their default)."""
+    default = type(config)()
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if value != getattr(default, field.name):
+            flags += ["--" + field.name.replace("_", "-"), str(value)]
+    return flags
+
+
+def _two_workers(command, model_dir, *flags):
+    """Runs `vqvae COMMAND --strategy multi-worker` as two workers on
+    127.0.0.1; returns their outputs."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    model_dir = tmp_path / "run"
     argv = [
         sys.executable,
         "-m",
         "tf_vqvae.training.cli",
-        "train",
+        command,
         "--model-dir",
         str(model_dir),
         "--strategy",
         "multi-worker",
-        "--epochs",
-        "1",
-        "--steps-per-epoch",
-        "3",
-        *TINY_MODEL_FLAGS,
-        "--checkpoint-steps",
-        "2",
+        *flags,
     ]
     processes = []
     for index in range(2):
@@ -189,10 +197,12 @@ def test_multi_worker_workers_end_identical(tmp_path):
                 process.kill()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
-    assert "vqvae: trained 3 steps" in outputs[0]
+    return outputs
 
-    chief = model_dir / "model.keras"
-    worker = model_dir / "workers" / "worker-1" / "model.keras"
+
+def _identical_weights(chief, worker):
+    """The weights of the chief's and the worker's saved models, which
+    must be equal bit for bit; returns the chief's."""
     weights = [
         keras.saving.load_model(str(path)).get_weights()
         for path in (chief, worker)
@@ -200,11 +210,50 @@ def test_multi_worker_workers_end_identical(tmp_path):
     assert len(weights[0]) == len(weights[1]) > 0
     for first, second in zip(*weights):
         np.testing.assert_array_equal(first, second)
+    return weights[0]
+
+
+@pytest.mark.slow
+def test_multi_worker_workers_end_identical(tmp_path):
+    model_dir = tmp_path / "run"
+    flags = ["--epochs", "1", "--steps-per-epoch", "3", *TINY_MODEL_FLAGS]
+    outputs = _two_workers(
+        "train", model_dir, *flags, "--checkpoint-steps", "2"
+    )
+    assert "vqvae: trained 3 steps" in outputs[0]
+    weights = _identical_weights(
+        model_dir / "model.keras",
+        model_dir / "workers" / "worker-1" / "model.keras",
+    )
     assert (model_dir / "checkpoints" / "ckpt-3.index").exists()
 
     # Each worker trained on its share of the same global batches: the
     # weights are those of one device seeing the whole batch.
     config = dataclasses.replace(TINY, steps_per_epoch=3, learning_rate=2e-4)
     single = commands.train(config, str(tmp_path / "single"), verbose=0)
-    for expected, actual in zip(single.model.get_weights(), weights[0]):
+    for expected, actual in zip(single.model.get_weights(), weights):
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_multi_worker_prior_workers_end_identical(tmp_path):
+    model_dir = tmp_path / "run"
+    commands.train(
+        dataclasses.replace(TINY, quantizer="vq"), str(model_dir), verbose=0
+    )
+    shutil.copytree(model_dir, tmp_path / "single")
+    outputs = _two_workers("train-prior", model_dir, *_cli_flags(PRIOR_TINY))
+    assert "vqvae: trained the prior 3 steps" in outputs[0]
+    prior_dir = model_dir / "prior"
+    weights = _identical_weights(
+        prior_dir / "prior.keras",
+        prior_dir / "workers" / "worker-1" / "prior.keras",
+    )
+    assert (prior_dir / "checkpoints" / "ckpt-3.index").exists()
+
+    keras.backend.clear_session()
+    single = commands.train_prior(
+        PRIOR_TINY, str(tmp_path / "single"), verbose=0
+    )
+    for expected, actual in zip(single.model.get_weights(), weights):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)

@@ -1,6 +1,8 @@
-"""Fault tolerance of `vqvae train`: SIGKILL mid-epoch, damaged checkpoints."""
+"""Fault tolerance of `vqvae train` and `vqvae train-prior`: SIGKILL
+mid-epoch, damaged checkpoints."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.testing import TINY_MODEL_FLAGS
@@ -26,15 +29,19 @@ FLAGS = [
 ]
 
 
-def _command(model_dir, *flags):
+# A tiny prior, for `train-prior` on a tiny VQ-VAE.
+PRIOR_FLAGS = ["--global-batch-size", "8", "--num-hiddens", "8"]
+PRIOR_FLAGS += ["--num-layers", "2", "--seed", "5"]
+
+
+def _command(command, model_dir, *flags):
     return [
         sys.executable,
         "-m",
         "tf_vqvae.training.cli",
-        "train",
+        command,
         "--model-dir",
         str(model_dir),
-        *FLAGS,
         *flags,
     ]
 
@@ -55,57 +62,81 @@ def _checkpoint_tensors(path):
     }
 
 
-def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path):
-    flags = ["--epochs", "2", "--steps-per-epoch", "30"]
+@pytest.mark.parametrize(
+    "command", ["train", pytest.param("train-prior", marks=pytest.mark.slow)]
+)
+def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path, command):
+    # The prior's epoch ends with slow sampling (TensorBoard pictures): one
+    # epoch, resumed in its middle, is enough for it.
+    epochs, steps_per_epoch = (2, 30) if command == "train" else (1, 40)
+    flags = ["--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch)]
     flags += ["--checkpoint-steps", "4"]
     reference = tmp_path / "reference"
-    subprocess.run(
-        _command(reference, *flags),
-        env=_env(),
-        check=True,
-        capture_output=True,
-    )
-
     killed = tmp_path / "killed"
+    if command == "train":
+        flags += FLAGS
+        reference_dir, killed_dir = reference, killed
+        model_file, weights_name = "model.keras", "quantizer/embeddings"
+    else:
+        # Both prior runs start from copies of one trained VQ-VAE.
+        argv = ["train", "--model-dir", str(reference), *FLAGS]
+        assert cli.main([*argv, "--epochs", "1", "--steps-per-epoch", "4"]) == 0
+        shutil.copytree(reference, killed)
+        flags += PRIOR_FLAGS
+        reference_dir, killed_dir = reference / "prior", killed / "prior"
+        model_file, weights_name = "prior.keras", "model/"
+    # The uninterrupted run trains alongside the one to be killed.
+    uninterrupted = subprocess.Popen(
+        _command(command, reference, *flags),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     process = subprocess.Popen(
-        _command(killed, *flags),
+        _command(command, killed, *flags),
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    marker = killed / "checkpoints" / "ckpt-8.index"
+    marker = killed_dir / "checkpoints" / "ckpt-8.index"
     deadline = time.time() + 300
     while not marker.exists() and process.poll() is None:
         assert time.time() < deadline, "no checkpoint at step 8"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
-    assert not (killed / "model.keras").exists()
-    latest = tf.train.latest_checkpoint(str(killed / "checkpoints"))
+    assert not (killed_dir / model_file).exists()
+    latest = tf.train.latest_checkpoint(str(killed_dir / "checkpoints"))
     step = int(latest.rsplit("-", 1)[-1])
     # ckpt-8 may be on disk but not yet in the `checkpoint` index: then the
     # run resumes from ckpt-4, also in the middle of the first epoch.
-    assert 4 <= step < 30, "killed mid-epoch"
+    assert 4 <= step < steps_per_epoch, "killed mid-epoch"
 
+    output = uninterrupted.communicate(timeout=300)[0]
+    assert uninterrupted.returncode == 0, output[-3000:]
     resumed = subprocess.run(
-        _command(killed, *flags),
+        _command(command, killed, *flags),
         env=_env(),
         check=True,
         capture_output=True,
         text=True,
     )
-    assert f"resuming {killed} at step {step} of 60" in resumed.stdout
+    total = epochs * steps_per_epoch
+    assert f"resuming {killed_dir} at step {step} of {total}" in resumed.stdout
 
-    expected = _checkpoint_tensors(str(reference / "checkpoints" / "ckpt-60"))
-    actual = _checkpoint_tensors(str(killed / "checkpoints" / "ckpt-60"))
+    final = f"ckpt-{total}"
+    expected = _checkpoint_tensors(str(reference_dir / "checkpoints" / final))
+    actual = _checkpoint_tensors(str(killed_dir / "checkpoints" / final))
     assert sorted(actual) == sorted(expected)
-    assert any("quantizer/embeddings" in name for name in expected)
+    assert any(weights_name in name for name in expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(actual[name], value, err_msg=name)
     weights = [
-        keras.saving.load_model(str(d / "model.keras")).get_weights()
-        for d in (reference, killed)
+        keras.saving.load_model(str(d / model_file)).get_weights()
+        for d in (reference_dir, killed_dir)
     ]
+    assert len(weights[0]) > 0
     for first, second in zip(*weights):
         np.testing.assert_array_equal(first, second)
 

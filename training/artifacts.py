@@ -11,9 +11,8 @@ import keras
 import numpy as np
 
 # Loading a `.keras` file needs the classes registered: importing their
-# modules registers them.
-from tf_vqvae import prior as _prior  # noqa: F401
-from tf_vqvae import vqvae as _vqvae  # noqa: F401
+# modules (`prior`, `vqvae`) registers them.
+from tf_vqvae import atomic, prior, vqvae  # noqa: F401
 from tf_vqvae.data import Images, load_images
 from tf_vqvae.training.config import load_config
 from tf_vqvae.training.layout import (
@@ -80,19 +79,12 @@ def spread_sample(images: Images, count: int) -> np.ndarray:
 
 def write_calibration_sample(images: Images, model_dir: str) -> str:
     """Writes `model_dir/calibration.npy` (`spread_sample` of the training
-    images) through a temporary file and a rename; returns its path."""
-    path = os.path.join(model_dir, CALIBRATION_FILE)
-    tmp = os.path.join(model_dir, f".tmp-{os.getpid()}-{CALIBRATION_FILE}")
-    try:
-        with open(tmp, "wb") as file:
-            np.save(file, spread_sample(images, NUM_CALIBRATION_IMAGES))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    images) atomically; returns its path."""
+    sample = spread_sample(images, NUM_CALIBRATION_IMAGES)
+    return atomic.write_file(
+        os.path.join(model_dir, CALIBRATION_FILE),
+        lambda path: np.save(path, sample),
+    )
 
 
 def calibration_images(

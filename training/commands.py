@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae import atomic
 from tf_vqvae.data import (
     DatasetError,
     Images,
@@ -55,7 +56,6 @@ from tf_vqvae.training.config import (
     ConfigError,
     PriorConfig,
     TrainConfig,
-    write_atomic,
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
@@ -276,7 +276,7 @@ def evaluate(
         **results,
         "dead_codes": vqvae.num_embeddings - used,
     }
-    write_atomic(
+    atomic.write_text(
         os.path.join(model_dir, EVALUATION_FILE),
         json.dumps(metrics, indent=2) + "\n",
     )

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 
+from tf_vqvae import atomic
 from tf_vqvae.options import (
     DATA_INITS,
     DEFAULT_DATASET,
@@ -415,24 +415,7 @@ def load_config(path: str, config_class: type | None = None):
 
 
 def save_config(config: _Config, model_dir: str) -> str:
-    """Writes `model_dir/config.json` atomically (temp file + rename)."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    write_atomic(path, config.to_json())
-    return path
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `model_dir/config.json` atomically (`tf_vqvae.atomic`)."""
+    return atomic.write_text(
+        os.path.join(model_dir, CONFIG_FILE), config.to_json()
+    )

@@ -33,6 +33,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from tf_vqvae import atomic
 from tf_vqvae.data import DatasetError, Images, training_pipeline
 from tf_vqvae.distribute import mirrored_strategy
 from tf_vqvae.training.checkpointing import (
@@ -360,28 +361,13 @@ class Run:
             f"{prefix}config": os.path.join(self.write_dir, CONFIG_FILE),
             f"{prefix}checkpoints": self.state.directory,
             f"{prefix}tensorboard": self.logs_dir,
-            model_name: save_model(
-                self.state.model, os.path.join(self.write_dir, filename)
+            model_name: atomic.write_file(
+                os.path.join(self.write_dir, filename), self.state.model.save
             ),
         }
         if not self.is_chief:
             artifacts["chief_model_dir"] = self.model_dir
         return artifacts
-
-
-def save_model(model: keras.Model, path: str) -> str:
-    """Saves `model` as `.keras` through a temporary file and a rename."""
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(
-        directory, f".tmp-{os.getpid()}-{os.path.basename(path)}"
-    )
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _rank1_step_outputs(model: keras.Model) -> None:
