@@ -511,35 +511,21 @@ def check_image_files(
             entries[i] = absolute, key
             continue
         header = _check_header(path, info)
-        if not isinstance(header, ImageCheck):
-            headers[i] = header
-        elif header.mode is None and header.reason.startswith(_UNREADABLE):
-            # A file-system error (e.g. no permission) says nothing about
-            # the content: the file is checked again next time.
+        if isinstance(header, ImageCheck):
             checks[i] = header
-            continue
+            if header.reason.startswith(_UNREADABLE):
+                # A file-system error (e.g. no permission) says nothing
+                # about the content: the file is checked again next time.
+                continue
         else:
-            checks[i] = header
+            headers[i] = header
         entries[i] = absolute, key
-    by_channels: dict[int, list[int]] = {}
-    for i, (_, _, mode, _) in headers.items():
-        by_channels.setdefault(_MODE_CHANNELS[mode], []).append(i)
-    for channels, indices in by_channels.items():
-        shapes = _decoded_shapes([paths[i] for i in indices], channels)
-        for i, shape in zip(indices, shapes):
-            height, width, mode, image_format = headers[i]
-            reason = None
-            if isinstance(shape, str):
-                reason = f"truncated or corrupt {image_format} data ({shape})"
-            elif shape != (height, width, channels):
-                reason = (
-                    f"its header says {width}x{height} but it decodes to "
-                    f"{shape[1]}x{shape[0]}"
-                )
-            checks[i] = ImageCheck(
-                paths[i], shape if reason is None else None, mode, reason
-            )
-    if cache_file:
+    for i, check in _decoded_checks(paths, headers).items():
+        checks[i] = check
+    stale = len(cache) != sum(entry is not None for entry in entries) or any(
+        not check.cached for check in checks
+    )
+    if cache_file and stale:
         fresh = {
             entry[0]: [
                 entry[1],
@@ -550,8 +536,7 @@ def check_image_files(
             for entry, check in zip(entries, checks)
             if entry is not None
         }
-        if fresh != cache:
-            _write_check_cache(cache_file, fresh)
+        _write_check_cache(cache_file, fresh)
     return tuple(checks)
 
 
@@ -635,13 +620,40 @@ def _decode_image_file(path: tf.Tensor, channels: int) -> tf.Tensor:
     )
 
 
+def _decoded_checks(
+    paths: list[str], headers: dict[int, tuple[int, int, str, str]]
+) -> dict[int, ImageCheck]:
+    """The checks of `paths[i]` for each `i` in `headers`, by decoding."""
+    checks = {}
+    by_channels: dict[int, list[int]] = {}
+    for i, (_, _, mode, _) in headers.items():
+        by_channels.setdefault(_MODE_CHANNELS[mode], []).append(i)
+    for channels, indices in by_channels.items():
+        shapes = _decoded_shapes([paths[i] for i in indices], channels)
+        for i, shape in zip(indices, shapes):
+            height, width, mode, image_format = headers[i]
+            reason = None
+            if isinstance(shape, str):
+                reason = f"truncated or corrupt {image_format} data ({shape})"
+            elif shape != (height, width, channels):
+                reason = (
+                    f"its header says {width}x{height} but it decodes to "
+                    f"{shape[1]}x{shape[0]}"
+                )
+            checks[i] = ImageCheck(
+                paths[i], shape if reason is None else None, mode, reason
+            )
+    return checks
+
+
 def _decoded_shapes(paths: list[str], channels: int) -> list:
     """Per path, the decoded `(height, width, channels)` or why decoding
     failed; decodes in parallel with tf.data, then once more, alone, each
     file that failed, for its error message."""
     indices = tf.data.Dataset.range(len(paths))
     decoded = tf.data.Dataset.zip(
-        indices, tf.data.Dataset.from_tensor_slices(paths)
+        indices,
+        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string)),
     ).map(
         lambda i, path: (i, tf.shape(_decode_image_file(path, channels))),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -805,7 +817,9 @@ def _load_folder(
         for path in _image_folder_order(files, split)
         if path not in skipped
     ]
-    ds = tf.data.Dataset.from_tensor_slices(ordered).map(
+    ds = tf.data.Dataset.from_tensor_slices(
+        tf.constant(ordered, tf.string)
+    ).map(
         lambda path: tf.ensure_shape(_decode_image_file(path, shape[2]), shape),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
