@@ -336,6 +336,12 @@ _BAD_FILES = {
         "truncated or corrupt JPEG data (jpeg::Uncompress failed. Invalid "
         "JPEG data or crop window.)",
     ),
+    "tiff-as-png": (
+        "bad.png",
+        _encoded("TIFF"),
+        "TIFF data, which TensorFlow cannot decode (Unknown image file "
+        "format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.)",
+    ),
     "bomb": (
         "bad.png",
         _png_header_only(100_000, 100_000),

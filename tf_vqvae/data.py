@@ -633,7 +633,12 @@ def _decoded_checks(
         for i, shape in zip(indices, shapes):
             height, width, mode, image_format = headers[i]
             reason = None
-            if isinstance(shape, str):
+            if isinstance(shape, str) and shape.startswith("Unknown image"):
+                reason = (
+                    f"{image_format} data, which TensorFlow cannot decode "
+                    f"({shape})"
+                )
+            elif isinstance(shape, str):
                 reason = f"truncated or corrupt {image_format} data ({shape})"
             elif shape != (height, width, channels):
                 reason = (
