@@ -32,7 +32,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -698,23 +697,14 @@ def _read_check_cache(cache_file: str) -> dict:
 
 
 def _write_check_cache(cache_file: str, files: dict) -> None:
+    from tf_vqvae import atomic
+
     content = {"validity": _cache_validity(), "files": files}
-    directory = os.path.dirname(cache_file)
-    tmp = None
     try:
-        os.makedirs(directory, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(
-            dir=directory, prefix=".tmp-", suffix=".json"
-        )
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(content, file)
-        os.replace(tmp, cache_file)
-        tmp = None
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        atomic.write_text(cache_file, json.dumps(content))
     except OSError:
         pass  # No cache this time; the checks themselves stand.
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _cache_validity() -> dict:
