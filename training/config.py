@@ -41,6 +41,12 @@ def _field(default, help: str, **metadata):
     )
 
 
+def _arg(default, help: str, **metadata):
+    """A field that is also a constructor argument of the model trained
+    (`TrainConfig.model_kwargs`, `PriorConfig.prior_kwargs`)."""
+    return _field(default, help, argument=True, **metadata)
+
+
 # Fields both configs share, with the same default and meaning.
 def _epochs_field():
     return _field(
@@ -136,6 +142,17 @@ class _Config:
             and getattr(self, field.name) != getattr(other, field.name)
         ]
 
+    def _arguments(self) -> dict:
+        """The fields made with `_arg`, as the model takes them (`OFF` is
+        `None`)."""
+        arguments = {}
+        for field in dataclasses.fields(self):
+            if field.metadata.get("argument"):
+                value = getattr(self, field.name)
+                off = field.metadata.get("off") and value == OFF
+                arguments[field.name] = None if off else value
+        return arguments
+
     def _check_fields(self, positive: tuple[str, ...]) -> None:
         """The run options of both configs, the fields in `positive`, and
         every field's `choices`."""
@@ -183,43 +200,41 @@ class TrainConfig(_Config):
     learning_rate: float = _field(
         2e-4, "Adam learning rate (2e-4 in the paper).", resumable=True
     )
-    num_embeddings: int = _field(512, "K, the codebook size.")
-    embedding_dim: int = _field(64, "D, the size of each code vector.")
-    num_hiddens: int = _field(128, "Channels of the encoder and decoder.")
-    num_residual_hiddens: int = _field(
-        32, "Channels inside each residual block."
-    )
-    num_residual_blocks: int = _field(
+    num_embeddings: int = _arg(512, "K, the codebook size.")
+    embedding_dim: int = _arg(64, "D, the size of each code vector.")
+    num_hiddens: int = _arg(128, "Channels of the encoder and decoder.")
+    num_residual_hiddens: int = _arg(32, "Channels inside each residual block.")
+    num_residual_blocks: int = _arg(
         2, "Residual blocks in the encoder and in the decoder."
     )
-    num_downsamples: int = _field(
+    num_downsamples: int = _arg(
         2, "Stride-2 convolutions: codes are 2**n times smaller per axis."
     )
-    commitment_cost: float = _field(0.25, "beta, the commitment loss weight.")
-    quantizer: str = _field(
+    commitment_cost: float = _arg(0.25, "beta, the commitment loss weight.")
+    quantizer: str = _arg(
         "ema",
         f"{describe_choices(QUANTIZERS)}.",
         choices=tuple(QUANTIZERS),
     )
-    data_init: str = _field(
+    data_init: str = _arg(
         "random",
         "Initialise the codebook from the first batch's encoder outputs: "
         f"{describe_choices({**DATA_INITS, OFF: 'the paper: no'})}.",
         choices=(*DATA_INITS, OFF),
         off=True,
     )
-    dead_code_restart_steps: int | str = _field(
+    dead_code_restart_steps: int | str = _arg(
         100,
         f"Re-seed codes unused for this many steps ({OFF!r}: never, the "
         "paper; 0 means the same).",
         off=True,
     )
-    likelihood: str = _field(
+    likelihood: str = _arg(
         "mse",
         f"Reconstruction loss: {describe_choices(LIKELIHOODS)}.",
         choices=tuple(LIKELIHOODS),
     )
-    seed: int = _field(
+    seed: int = _arg(
         0, "Seeds the weights, the codebook and the order of the data."
     )
     mixed_precision: bool = _field(
@@ -262,24 +277,7 @@ class TrainConfig(_Config):
 
     def model_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.VQVAE`."""
-        return dict(
-            num_embeddings=self.num_embeddings,
-            embedding_dim=self.embedding_dim,
-            num_hiddens=self.num_hiddens,
-            num_residual_blocks=self.num_residual_blocks,
-            num_residual_hiddens=self.num_residual_hiddens,
-            num_downsamples=self.num_downsamples,
-            commitment_cost=self.commitment_cost,
-            quantizer=self.quantizer,
-            data_init=None if self.data_init == OFF else self.data_init,
-            dead_code_restart_steps=(
-                None
-                if self.dead_code_restart_steps == OFF
-                else self.dead_code_restart_steps
-            ),
-            likelihood=self.likelihood,
-            seed=self.seed,
-        )
+        return self._arguments()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,9 +290,9 @@ class PriorConfig(_Config):
         None, "Steps per epoch (default: one pass over the training codes)."
     )
     learning_rate: float = _field(3e-4, "Adam learning rate.", resumable=True)
-    num_hiddens: int = _field(64, "Channels of the gated PixelCNN stacks.")
-    num_layers: int = _field(8, "Gated PixelCNN blocks.")
-    kernel_size: int = _field(3, "Odd size of the masked convolutions.")
+    num_hiddens: int = _arg(64, "Channels of the gated PixelCNN stacks.")
+    num_layers: int = _arg(8, "Gated PixelCNN blocks.")
+    kernel_size: int = _arg(3, "Odd size of the masked convolutions.")
     seed: int = _field(0, "Seeds the weights and the order of the codes.")
     checkpoint_steps: int = _checkpoint_steps_field()
     strategy: str = _strategy_field()
@@ -316,11 +314,7 @@ class PriorConfig(_Config):
     def prior_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.PixelCNNPrior` (besides K and
         the grid shape, which come from the VQ-VAE)."""
-        return dict(
-            num_hiddens=self.num_hiddens,
-            num_layers=self.num_layers,
-            kernel_size=self.kernel_size,
-        )
+        return self._arguments()
 
 
 @dataclasses.dataclass(frozen=True)
