@@ -144,6 +144,38 @@ def check_finite(
         return tf.identity(tensor)
 
 
+def check_unit_range(
+    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects float values outside [0, 1]; returns `tensor` after the check.
+
+    Passes when `valid` (the result of earlier checks, e.g. finiteness) is
+    false, so only the first problem of a request is reported.
+    """
+    # Over a flat view (axis=None would use the static rank); an empty
+    # request gives min=inf, max=-inf, which pass.
+    flat = tf.reshape(tensor, [-1])
+    low = tf.reduce_min(flat)
+    high = tf.reduce_max(flat)
+    check = _assert(
+        tf.logical_or(
+            tf.logical_not(valid),
+            tf.logical_and(low >= 0.0, high <= 1.0),
+        ),
+        [
+            f"`{name}` must be in [0, 1] (float pixels; uint8 images go to "
+            "the _uint8 signatures). Received: min=",
+            tf.strings.as_string(low, shortest=True),
+            ", max=",
+            tf.strings.as_string(high, shortest=True),
+            ".",
+        ],
+        f"check_{name}_range",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
 def check_codes(
     codes: tf.Tensor, num_embeddings: int, valid: tf.Tensor | bool = True
 ) -> tf.Tensor:

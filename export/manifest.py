@@ -3,9 +3,10 @@
 Each export directory (a SavedModel version directory or a TFLite directory)
 holds a `MANIFEST.json` listing every other file with its size and SHA-256,
 the signature contract (names, dtypes and shapes of every signature's inputs
-and outputs) and what was exported. `verify(path)` recomputes the hashes,
-refuses missing, extra or changed files, then loads the artifact and checks
-its signatures against the contract.
+and outputs) and what was exported. `verify_files(path)` recomputes the
+hashes and refuses missing, extra or changed files;
+`tf_vqvae.export.verify(path)` (in `verification.py`, above both targets)
+also loads the artifact and checks its signatures against the contract.
 
 The manifest needs only the Python standard library to check, so a deployment
 can verify artifacts before anything imports TensorFlow:
@@ -169,45 +170,3 @@ def compare_signatures(expected: dict, actual: dict, where: str) -> None:
         + "; ".join(problems)
         + "."
     )
-
-
-def verify(path: str | os.PathLike) -> dict:
-    """Verifies an export directory: files, then loads and checks signatures.
-
-    Accepts a SavedModel version directory (`OUT/<model_name>/<version>`),
-    a model directory (every version in it is verified) or a TFLite export
-    directory.
-
-    Returns:
-        The manifest (for a model directory: `{version: manifest}`).
-
-    Raises:
-        VerificationError: if any file or signature differs from the
-            manifest, or the artifact does not load.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(os.path.join(path, MANIFEST_NAME)) and (
-        os.path.isdir(path)
-    ):
-        versions = sorted(
-            (name for name in os.listdir(path) if name.isdigit()), key=int
-        )
-        if versions:
-            return {v: verify(os.path.join(path, v)) for v in versions}
-    manifest = verify_files(path)
-    kind = manifest.get("kind")
-    if kind == "saved_model":
-        from tf_vqvae.export import saved_model
-
-        actual = saved_model.signature_contract(path)
-        saved_model.load_unverified(path)
-    elif kind == "tflite":
-        from tf_vqvae.export import tflite
-
-        actual = tflite.signature_contract(path)
-    else:
-        raise VerificationError(
-            f"Unknown export kind {kind!r} in {path!r}/{MANIFEST_NAME}."
-        )
-    compare_signatures(manifest["signatures"], actual, repr(path))
-    return manifest

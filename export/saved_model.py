@@ -26,7 +26,8 @@ Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
                      (only when a prior is given)
 
 Every signature validates its request in the graph (see `checks`): wrong
-rank or size, codes outside [0, K), non-finite pixels, a batch above
+rank or size, codes outside [0, K), non-finite pixels or float pixels
+outside [0, 1], a batch above
 `max_batch_size`, `num` outside [1, max_batch_size] each raise
 `InvalidArgumentError` (HTTP 400 in TF Serving) with a message naming it.
 
@@ -44,120 +45,62 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from tf_vqvae import atomic, sampling
+from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int, describe
-from tf_vqvae.export import checks, manifest
-from tf_vqvae.version import __version__
+from tf_vqvae.export import checks, common, manifest
 
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def check_model(model) -> None:
-    """Raises unless `model` is a built 2D `VQVAE`-like model."""
-    if not all(
-        hasattr(model, attr)
-        for attr in ("encode", "decode", "quantizer", "num_embeddings")
-    ):
-        raise TypeError(
-            "`model` must be a tf_vqvae VQVAE. "
-            f"Received: model={model!r} (of type {type(model).__name__})."
-        )
-    if not model.built:
-        raise ValueError(
-            "`model` must be built before export: call it on a batch of "
-            "images once, or load it with `keras.saving.load_model`."
-        )
-    if model.spatial_dims != 2:
-        raise ValueError(
-            "Export supports image models (spatial_dims=2). "
-            f"Received: model.spatial_dims={model.spatial_dims}"
-        )
-
-
-def check_image_size(model, image_size) -> tuple[int | None, int | None]:
-    """Validates `image_size` (None or `(height, width)`) for `model`."""
-    if image_size is None:
-        return (None, None)
-    factor = 2**model.num_downsamples
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1
-            for s in image_size
-        )
-        or any(s % factor for s in image_size)
-    ):
-        raise ValueError(
-            "`image_size` must be None or (height, width), positive integers "
-            f"divisible by 2**num_downsamples={factor}. "
-            f"{describe('image_size', image_size)}"
-        )
-    return tuple(image_size)
 
 
 class ServingFunctions:
     """The validated tf.functions behind each signature.
 
     Shared by the SavedModel export (with checks) and usable on their own,
-    e.g. `ServingFunctions(model, (32, 32)).encode(images)`.
+    e.g. `ServingFunctions(model, (32, 32)).encode(images)`. They call only
+    the `CodeModel` and `CodePrior` contracts (`tf_vqvae.contracts`).
 
     Args:
         model: a built `VQVAE` (spatial_dims=2).
-        image_size: `(height, width)`, or `None` for any size divisible by
-            `2**num_downsamples` (signature shapes then have `None` there).
+        image_size: `(height, width)`; `"auto"` (default) for the model's
+            `example_shape`; `None` for any size divisible by the
+            downsampling factor (signature shapes then have `None` there).
         max_batch_size: largest accepted batch (and `num` for `sample`).
-        prior: optional prior with `distribution()`, whose
-            `distribution().sample(num, seed=...)` returns codes; enables
-            `sample`. `sample_fn(num, seed)` may be given instead.
+        prior: optional `CodePrior` (e.g. `PixelCNNPrior`); enables
+            `sample`, which draws `prior.sample_codes` on the noise of
+            `tf_vqvae.sampling.prior_noise`.
         sample_fn: optional `(num, seed) -> codes` function, used instead of
             `prior` (e.g. to export a sampler of your own).
-        num_labels: if the prior is class-conditional, its number of classes:
-            `sample` then takes `labels int32 (num,)` and passes
-            `labels=` to `sample`.
+        num_labels: if the prior is class-conditional, its number of classes
+            (default `prior.num_classes`): `sample` then takes
+            `labels int32 (num,)` and passes `labels=` to `sample_fn`.
     """
 
     def __init__(
         self,
         model: keras.Model,
-        image_size=None,
+        image_size=common.AUTO,
         max_batch_size: int = 64,
         prior=None,
         sample_fn: Callable | None = None,
         num_labels: int | None = None,
     ):
-        check_model(model)
+        common.check_model(model)
         check_int("max_batch_size", max_batch_size)
         if num_labels is not None:
             check_int("num_labels", num_labels)
         self.model = model
-        self.image_size = check_image_size(model, image_size)
+        self.shapes = common.export_shapes(model, image_size)
         self.max_batch_size = max_batch_size
-        self.num_embeddings = int(model.num_embeddings)
-        self.channels = int(model.image_channels)
-        self.factor = 2**model.num_downsamples
-        self.code_size = tuple(
-            None if s is None else s // self.factor for s in self.image_size
-        )
         self.prior = prior
         if prior is not None:
-            _check_prior(prior, self.num_embeddings, self.code_size)
+            common.check_prior(prior, self.shapes)
             if num_labels is None:
-                num_labels = getattr(prior, "num_classes", None)
+                num_labels = prior.num_classes
         if sample_fn is None and prior is not None:
             sample_fn = _prior_sample_fn(prior)
         self.sample_fn = sample_fn
         self.num_labels = num_labels
-
-    # ------------------------------------------------------------- specs
-    def image_spec(self, dtype) -> tf.TensorSpec:
-        return tf.TensorSpec(
-            (None, *self.image_size, self.channels), dtype, name="images"
-        )
-
-    def codes_spec(self) -> tf.TensorSpec:
-        return tf.TensorSpec((None, *self.code_size), tf.int32, name="codes")
 
     # ------------------------------------------------------------ checks
     def checked_images(self, images: tf.Tensor) -> tf.Tensor:
@@ -165,12 +108,13 @@ class ServingFunctions:
             images,
             "images",
             ("height", "width", "channels"),
-            (*self.image_size, self.channels),
-            self.factor,
+            (*self.shapes.image_size, self.shapes.channels),
+            self.shapes.downsampling_factor,
             self.max_batch_size,
         )
         if images.dtype.is_floating:
             images = checks.check_finite(images, "images", valid)
+            images = checks.check_unit_range(images, "images", valid)
         return images
 
     def checked_codes(self, codes: tf.Tensor) -> tf.Tensor:
@@ -178,11 +122,11 @@ class ServingFunctions:
             codes,
             "codes",
             ("height", "width"),
-            self.code_size,
+            self.shapes.code_size,
             1,
             self.max_batch_size,
         )
-        return checks.check_codes(codes, self.num_embeddings, valid)
+        return checks.check_codes(codes, self.shapes.num_embeddings, valid)
 
     # --------------------------------------------------------- functions
     def _images(self, images, validate: bool) -> tf.Tensor:
@@ -220,8 +164,8 @@ class ServingFunctions:
     # ---------------------------------------------------------- endpoints
     def endpoints(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
         """`{signature name: tf.function with an input signature}`."""
-        float_images = self.image_spec(tf.float32)
-        uint8_images = self.image_spec(tf.uint8)
+        float_images = self.shapes.image_spec(tf.float32)
+        uint8_images = self.shapes.image_spec(tf.uint8)
         fns = {
             "serving_default": tf.function(
                 lambda images: self.reconstruct(images),
@@ -241,7 +185,7 @@ class ServingFunctions:
             ),
             "decode": tf.function(
                 lambda codes: self.decode(codes),
-                input_signature=[self.codes_spec()],
+                input_signature=[self.shapes.codes_spec()],
             ),
         }
         if self.sample_fn is not None:
@@ -259,19 +203,6 @@ class ServingFunctions:
                     input_signature=[num, seed, labels],
                 )
         return fns
-
-
-def _check_prior(prior, num_embeddings: int, code_size) -> None:
-    prior_k = getattr(prior, "num_embeddings", num_embeddings)
-    grid = tuple(getattr(prior, "grid_shape", code_size))
-    if prior_k != num_embeddings or any(
-        c is not None and c != g for c, g in zip(code_size, grid, strict=True)
-    ):
-        raise ValueError(
-            "`prior` must model the codes of `model`: num_embeddings="
-            f"{num_embeddings} and a code grid of {code_size}. Received: "
-            f"prior.num_embeddings={prior_k}, prior.grid_shape={grid}"
-        )
 
 
 def _prior_sample_fn(prior) -> Callable:
@@ -293,9 +224,7 @@ def build_archive(functions: ServingFunctions) -> keras.export.ExportArchive:
     """An `ExportArchive` tracking the model (and prior) with every endpoint."""
     archive = keras.export.ExportArchive()
     archive.track(functions.model)
-    if functions.prior is not None and isinstance(
-        functions.prior, keras.layers.Layer
-    ):
+    if isinstance(functions.prior, keras.layers.Layer):
         archive.track(functions.prior)
     for name, fn in functions.endpoints().items():
         archive.add_endpoint(name, fn)
@@ -320,7 +249,7 @@ def signature_contract(export_dir: str | os.PathLike) -> dict:
         m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags
     ]
 
-    def describe(tensors) -> dict:
+    def tensor_specs(tensors) -> dict:
         out = {}
         for key in sorted(tensors):
             info = tensors[key]
@@ -341,17 +270,19 @@ def signature_contract(export_dir: str | os.PathLike) -> dict:
             continue
         signature = meta_graph.signature_def[name]
         contract[name] = {
-            "inputs": describe(signature.inputs),
-            "outputs": describe(signature.outputs),
+            "inputs": tensor_specs(signature.inputs),
+            "outputs": tensor_specs(signature.outputs),
         }
     return contract
 
 
 def _warmup_inputs(functions: ServingFunctions) -> dict[str, dict]:
     """One small valid request per signature (batch 1)."""
-    size = tuple(s or functions.factor for s in functions.image_size)
-    code_size = tuple(s // functions.factor for s in size)
-    images = (1, *size, functions.channels)
+    shapes = functions.shapes
+    factor = shapes.downsampling_factor
+    size = tuple(s or factor for s in shapes.image_size)
+    code_size = tuple(s // factor for s in size)
+    images = (1, *size, shapes.channels)
     requests = {
         "serving_default": {"images": tf.zeros(images, tf.float32)},
         "serving_uint8": {"images": tf.zeros(images, tf.uint8)},
@@ -404,30 +335,6 @@ def write_warmup_requests(
     return path
 
 
-def _metadata(
-    functions: ServingFunctions, model_name: str, version: int
-) -> dict:
-    model = functions.model
-    return {
-        "model_name": model_name,
-        "version": version,
-        "tf_vqvae_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "model": {
-            "class_name": type(model).__name__,
-            "config": model.get_config(),
-            "num_embeddings": functions.num_embeddings,
-            "image_size": list(functions.image_size),
-            "image_channels": functions.channels,
-            "code_size": list(functions.code_size),
-        },
-        "max_batch_size": functions.max_batch_size,
-        "has_prior": functions.sample_fn is not None,
-        "num_labels": functions.num_labels,
-    }
-
-
 def export_saved_model(
     model: keras.Model,
     out_dir: str | os.PathLike,
@@ -436,7 +343,7 @@ def export_saved_model(
     prior=None,
     overwrite: bool = False,
     max_batch_size: int = 64,
-    image_size: tuple[int, int] | None = None,
+    image_size: tuple[int, int] | str | None = common.AUTO,
     sample_fn: Callable | None = None,
     num_labels: int | None = None,
     warmup: bool = True,
@@ -444,19 +351,22 @@ def export_saved_model(
     """Exports `model` as `out_dir/model_name/version` for TF Serving.
 
     Args:
-        model: a built `VQVAE` with `spatial_dims=2`.
+        model: a built `VQVAE` with `spatial_dims=2` (any
+            `tf_vqvae.contracts.CodeModel`).
         out_dir: the model base directory TF Serving is pointed at, minus
             the model name (`--model_base_path=out_dir/model_name`).
         model_name: directory name, and the name in warm-up requests.
         version: a positive integer; TF Serving serves the highest.
-        prior: optional trained prior (`prior.distribution().sample(num,
-            seed=...)` -> codes); adds the `sample` signature.
+        prior: optional trained `PixelCNNPrior` (any
+            `tf_vqvae.contracts.CodePrior`); adds the `sample` signature.
         overwrite: replace an existing version directory (atomically: the
             new version is complete before the old one is removed).
         max_batch_size: requests with a larger batch are rejected with
             `InvalidArgumentError`.
-        image_size: `(height, width)` accepted by the signatures; `None`
-            accepts any size divisible by `2**num_downsamples`.
+        image_size: `(height, width)` accepted by the signatures. Default
+            `"auto"`: the size the model was trained on (its
+            `example_shape`); `None` accepts any size divisible by
+            `2**num_downsamples`.
         sample_fn: `(num, seed) -> codes`, instead of `prior`.
         num_labels: classes of a class-conditional prior (adds `labels`).
         warmup: write TF Serving warm-up requests when `tensorflow-serving-api`
@@ -490,19 +400,25 @@ def export_saved_model(
             f"Version directory {final!r} already exists. Pass a new "
             "`version`, or `overwrite=True` to replace it."
         )
+    fields = {
+        "model_name": model_name,
+        "version": version,
+        "max_batch_size": functions.max_batch_size,
+        "has_prior": functions.sample_fn is not None,
+        "num_labels": functions.num_labels,
+    }
     # Staged beside the version directory under a hidden, non-integer name
     # (TF Serving loads integer names only) and renamed into place.
-    with atomic.staged_directory(final, overwrite=overwrite) as tmp:
-        archive = build_archive(functions)
-        archive.write_out(tmp, verbose=False)
+    with common.staged_export(
+        final,
+        "saved_model",
+        signature_contract,
+        common.metadata(model, functions.shapes, **fields),
+        overwrite=overwrite,
+    ) as tmp:
+        build_archive(functions).write_out(tmp, verbose=False)
         if warmup:
             write_warmup_requests(tmp, functions, model_name)
-        manifest.write_manifest(
-            tmp,
-            "saved_model",
-            signature_contract(tmp),
-            _metadata(functions, model_name, version),
-        )
     return final
 
 

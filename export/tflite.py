@@ -1,13 +1,14 @@
 """TFLite / LiteRT export: on-device decoder (codes -> image) and encoder.
 
-`export_tflite(model, "tflite", image_size=(32, 32),
-representative_images=images)` writes
+`export_tflite(model, "tflite", representative_images=images)` writes
 
     tflite/decoder_float32.tflite   codes int32 (batch, h, w) -> images
     tflite/decoder_float16.tflite   float16 weights, float32 compute/in/out
     tflite/decoder_int8.tflite      full-integer int8 ops; codes stay int32,
                                     images come out float32
     tflite/encoder_float32.tflite   images float32 (batch, H, W, C) -> codes
+                                    (`model.encode` itself: the layer's
+                                    row-chunked nearest-code search)
     tflite/prior_sampler_float32.tflite   (optional, see `sampler_fn`)
     tflite/MANIFEST.json
 
@@ -37,13 +38,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae import atomic
+from tf_vqvae import options
 from tf_vqvae.arg_checks import describe
-from tf_vqvae.export import manifest
-from tf_vqvae.export.saved_model import check_image_size, check_model
-from tf_vqvae.version import __version__
+from tf_vqvae.export import common
 
-QUANTIZATIONS = ("float32", "float16", "int8")
+QUANTIZATIONS = tuple(options.TFLITE_QUANTIZATIONS)
 # Ops that would need the Flex delegate or mean state left in the graph.
 _FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
@@ -51,29 +50,14 @@ _FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 def encoder_fn(model: keras.Model) -> Callable:
     """images float32 in [0, 1] -> `{"codes": int32 (batch, h, w)}`.
 
-    The nearest-code search of `codebook_ops.nearest_codes`, written with
-    `tf.argmin` (a TFLite builtin; `keras.ops.argmin` adds a non-builtin
-    `BitwiseAnd`) and without its row-chunking loop: one matmul of
-    `(z, 1)` against the rows `(-2 e_k, ||e_k||^2)`, the same arithmetic,
-    so the codes match `model.encode`.
+    `model.encode` as it is: the quantizer's own row-chunked search, whose
+    ops the converter maps to builtins (the `[rows, K]` scores of one chunk
+    at a time, never `[N, K]`), so the codes are `model.encode`'s. Its
+    range check is a `tf.debugging` assert, which the converter strips.
     """
-    dim = model.embedding_dim
 
     def encode(images):
-        z_e = model.encoder(images - 0.5, training=False)
-        # Static grid sizes where known, so the signature says (-1, h, w).
-        grid = [
-            -1 if i == 0 or s is None else s
-            for i, s in enumerate(z_e.shape[:-1])
-        ]
-        flat = tf.reshape(tf.cast(z_e, tf.float32), (-1, dim))
-        embeddings = tf.convert_to_tensor(model.quantizer.embeddings)
-        e_sq = tf.reduce_sum(tf.square(embeddings), axis=1, keepdims=True)
-        codebook_aug = tf.concat([-2.0 * embeddings, e_sq], axis=1)
-        flat_aug = tf.concat([flat, tf.ones_like(flat[:, :1])], axis=1)
-        scores = tf.matmul(flat_aug, codebook_aug, transpose_b=True)
-        codes = tf.argmin(scores, axis=1, output_type=tf.int32)
-        return {"codes": tf.reshape(codes, grid)}
+        return {"codes": model.encode(images)}
 
     return encode
 
@@ -156,11 +140,29 @@ def _convert(
 
 
 def op_names(model_path: str | os.PathLike) -> list[str]:
-    """Sorted names of the ops in a `.tflite` file (via LiteRT)."""
-    from ai_edge_litert.interpreter import Interpreter
+    """Sorted names of the ops in every subgraph of a `.tflite` file.
 
-    interpreter = Interpreter(model_path=os.fspath(model_path))
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    Read from the flatbuffer with LiteRT's schema module: the ops inside
+    WHILE and IF bodies count too.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(model_path, "rb") as f:
+        model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
+    names = {
+        code: name
+        for name, code in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+    ops = set()
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            opcode = model.operatorCodes[op.opcodeIndex]
+            name = names[max(opcode.builtinCode, opcode.deprecatedBuiltinCode)]
+            custom = (opcode.customCode or b"").decode()
+            # Flex ops are custom ops named `Flex<TF op>`.
+            ops.add(custom if custom.startswith("Flex") else name)
+    return sorted(ops)
 
 
 def _check_builtins(path: str) -> list[str]:
@@ -226,7 +228,7 @@ def representative_codes_from(model, images, batch_size: int = 8):
 def export_tflite(
     model: keras.Model,
     out_dir: str | os.PathLike,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | str = common.AUTO,
     quantization: Sequence[str] = QUANTIZATIONS,
     representative_images=None,
     representative_codes=None,
@@ -238,18 +240,22 @@ def export_tflite(
     """Converts the decoder (and encoder) to builtins-only `.tflite` files.
 
     Args:
-        model: a built `VQVAE` with `spatial_dims=2`.
+        model: a built `VQVAE` with `spatial_dims=2` (any
+            `tf_vqvae.contracts.CodeModel`).
         out_dir: directory for the files and `MANIFEST.json`; written under a
             temporary name and renamed into place.
         image_size: `(height, width)` of the images (codes are
-            `2**num_downsamples` times smaller).
+            `2**num_downsamples` times smaller). Default `"auto"`: the size
+            the model was trained on (its `example_shape`).
         quantization: any of `"float32"`, `"float16"`, `"int8"` for the
             decoder (the encoder is always float32: int8 would change codes).
         representative_images: real images (uint8 or float in [0, 1]) whose
             codes calibrate int8; e.g. a few hundred training images.
+            Required for `"int8"` (unless `representative_codes` are given).
         representative_codes: real int codes `(n, h, w)`, instead of images.
         encoder: also write `encoder_float32.tflite`.
-        prior: optional `PixelCNNPrior` over the model's codes: also write
+        prior: optional `PixelCNNPrior` over the model's codes (any
+            `tf_vqvae.contracts.CodePrior`): also write
             `prior_sampler_float32.tflite`, see `prior_sampler_fn`.
         sampler_batch_size: the sampler's static batch (samples per call).
         overwrite: replace an existing `out_dir`.
@@ -262,12 +268,17 @@ def export_tflite(
             conversion that would need non-builtin ops.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
     """
-    check_model(model)
-    image_size = check_image_size(model, image_size)
-    if image_size == (None, None):
+    common.check_model(model)
+    shapes = common.export_shapes(model, image_size)
+    if None in shapes.image_size:
         raise ValueError(
             "`image_size` is required for TFLite: (height, width). "
-            "Received: image_size=None"
+            + (
+                "Received: image_size=None"
+                if image_size is None
+                else f"The model's example_shape={model.example_shape} has "
+                f"no size. Received: image_size={image_size!r}"
+            )
         )
     quantization = tuple(quantization)
     unknown = [q for q in quantization if q not in QUANTIZATIONS]
@@ -276,18 +287,13 @@ def export_tflite(
             "`quantization` must be a non-empty subset of "
             f"{list(QUANTIZATIONS)}. Received: quantization={quantization!r}"
         )
-    if "int8" in quantization:
-        if representative_codes is None and representative_images is None:
-            raise ValueError(
-                "int8 quantization needs real calibration data: pass "
-                "`representative_images` (real images) or "
-                "`representative_codes` (their codes from the encoder)."
-            )
-        if representative_codes is None:
-            representative_codes = representative_codes_from(
-                model, representative_images
-            )
-        representative_codes = np.asarray(representative_codes, np.int32)
+    int8 = "int8" in quantization
+    if int8 and representative_codes is None and representative_images is None:
+        raise ValueError(
+            "int8 quantization needs real calibration data: pass "
+            "`representative_images` (real images) or "
+            "`representative_codes` (their codes from the encoder)."
+        )
     if isinstance(sampler_batch_size, bool) or not (
         isinstance(sampler_batch_size, int) and sampler_batch_size >= 1
     ):
@@ -295,37 +301,52 @@ def export_tflite(
             "`sampler_batch_size` must be a positive integer. "
             f"{describe('sampler_batch_size', sampler_batch_size)}"
         )
+    if prior is not None:
+        common.check_prior(prior, shapes)
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(
             f"{out_dir!r} already exists. Pass `overwrite=True` to replace it."
         )
-    factor = 2**model.num_downsamples
-    code_size = tuple(s // factor for s in image_size)
-    channels = int(model.image_channels)
-    codes_spec = tf.TensorSpec((None, *code_size), tf.int32, name="codes")
-    images_spec = tf.TensorSpec(
-        (None, *image_size, channels), tf.float32, name="images"
-    )
+    if int8 and representative_codes is None:
+        representative_codes = representative_codes_from(
+            model, representative_images
+        )
+    if int8:
+        representative_codes = np.asarray(representative_codes, np.int32)
 
     def representative():
         for codes in representative_codes:
             yield {"codes": codes[None]}
 
-    with atomic.staged_directory(out_dir, overwrite=overwrite) as tmp:
+    fields = common.metadata(
+        model,
+        shapes,
+        quantization=list(quantization),
+        calibration_codes=(
+            None if representative_codes is None else len(representative_codes)
+        ),
+    )
+    with common.staged_export(
+        out_dir, "tflite", signature_contract, fields, overwrite=overwrite
+    ) as tmp:
         files = {}
         for q in quantization:
             files[f"decoder_{q}.tflite"] = _convert(
                 model,
                 "decode",
                 decoder_fn(model),
-                [codes_spec],
+                [shapes.codes_spec()],
                 q,
                 representative if q == "int8" else None,
             )
         if encoder:
             files["encoder_float32.tflite"] = _convert(
-                model, "encode", encoder_fn(model), [images_spec], "float32"
+                model,
+                "encode",
+                encoder_fn(model),
+                [shapes.image_spec(tf.float32)],
+                "float32",
             )
         if prior is not None:
             sampler, signature = prior_sampler_fn(prior, sampler_batch_size)
@@ -338,28 +359,5 @@ def export_tflite(
             with open(path, "wb") as f:
                 f.write(content)
             ops[name] = _check_builtins(path)
-        manifest.write_manifest(
-            tmp,
-            "tflite",
-            signature_contract(tmp),
-            {
-                "tf_vqvae_version": __version__,
-                "tensorflow_version": tf.__version__,
-                "model": {
-                    "class_name": type(model).__name__,
-                    "config": model.get_config(),
-                    "num_embeddings": int(model.num_embeddings),
-                    "image_size": list(image_size),
-                    "image_channels": channels,
-                    "code_size": list(code_size),
-                },
-                "quantization": list(quantization),
-                "calibration_codes": (
-                    None
-                    if representative_codes is None
-                    else int(len(representative_codes))
-                ),
-                "ops": ops,
-            },
-        )
+        fields["ops"] = ops
     return {name: os.path.join(out_dir, name) for name in files}

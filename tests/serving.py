@@ -1,4 +1,4 @@
-"""Run an exported SavedModel the way TF Serving does, without TF Serving.
+"""Test helper: run an exported SavedModel the way TF Serving does.
 
 TF Serving loads the SavedModel into a C++ `Session` and feeds request
 tensors to the signature's placeholders **without checking their shapes**
@@ -9,6 +9,9 @@ wrong-shaped request. `ServingSession` feeds through the same C++
 Serving's REST rules (`instances` row format / `inputs` columnar format, HTTP
 400 for `InvalidArgument`), so the in-graph validation of an export can be
 tested, and REST examples produced, on a machine without a model server.
+`Session::Run` without the client-side checks is reached through a private
+TensorFlow API (`Session._call_tf_sessionrun`), so this lives with the tests
+and is not installed.
 
     >>> session = ServingSession("models/vqvae/1")
     >>> status, body = rest_predict(session, {"signature_name": "encode",

@@ -5,6 +5,7 @@ import ast
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from tests import serving
 from tests.export_testing import (
     IMAGE_SIZE,
     assertion_message,
@@ -21,7 +23,7 @@ from tests.export_testing import (
     trained_model,
 )
 from tf_vqvae import VQVAE
-from tf_vqvae.export import manifest, saved_model, serving
+from tf_vqvae.export import manifest, saved_model, verify
 
 MAX_BATCH = 8
 # Warm-up requests need the optional `[serving]` extra.
@@ -267,6 +269,18 @@ BAD_REQUESTS = [
         "Received: 1024 non-finite values.",
     ),
     (
+        "encode",
+        {"images": _images((2, 16, 16, 3), 2.0)},
+        "`images` must be in [0, 1] (float pixels; uint8 images go to the "
+        "_uint8 signatures). Received: min=2, max=2.",
+    ),
+    (
+        "serving_default",
+        {"images": _images((2, 16, 16, 3)) * np.array([1, -0.5, 0.25])},
+        "`images` must be in [0, 1] (float pixels; uint8 images go to the "
+        "_uint8 signatures). Received: min=-0.25, max=0.5.",
+    ),
+    (
         "decode",
         {"codes": np.full((2, 4, 4), 16, np.int32)},
         "`codes` must be integers in [0, 16) (num_embeddings=16). "
@@ -316,6 +330,8 @@ BAD_IDS = [
     "images-channels",
     "images-batch",
     "images-nonfinite",
+    "images-above-one",
+    "images-negative",
     "codes-too-large",
     "codes-negative",
     "codes-rank2",
@@ -435,7 +451,7 @@ def test_no_warmup_requests_without_serving_api(
 
 def test_verify_and_tampering(exported, tmp_path):
     version_dir = exported[3]
-    result = manifest.verify(version_dir)
+    result = verify(version_dir)
     assert result["kind"] == "saved_model"
     assert result["model"]["num_embeddings"] == 16
     assert set(result["files"]) == {
@@ -445,7 +461,7 @@ def test_verify_and_tampering(exported, tmp_path):
         "variables/variables.data-00000-of-00001",
         "variables/variables.index",
     }
-    assert list(manifest.verify(os.path.dirname(version_dir))) == ["1"]
+    assert list(verify(os.path.dirname(version_dir))) == ["1"]
 
     copy = str(tmp_path / "1")
     shutil.copytree(version_dir, copy)
@@ -462,7 +478,7 @@ def test_verify_and_tampering(exported, tmp_path):
         f"(SHA-256 {actual}, expected {expected['sha256']})."
     )
     with pytest.raises(manifest.VerificationError) as info:
-        manifest.verify(copy)
+        verify(copy)
     assert str(info.value) == message
     with pytest.raises(manifest.VerificationError) as info:
         saved_model.load(copy)
@@ -471,7 +487,7 @@ def test_verify_and_tampering(exported, tmp_path):
     os.remove(data)
     open(os.path.join(copy, "extra.txt"), "w").close()
     with pytest.raises(manifest.VerificationError) as info:
-        manifest.verify(copy)
+        verify(copy)
     assert str(info.value) == (
         f"{copy!r} does not match its MANIFEST.json: missing file "
         "'variables/variables.data-00000-of-00001'; unexpected file "
@@ -748,3 +764,36 @@ def test_sigkilled_export_leaves_no_version(tmp_path):
     model(np.zeros((1, 8, 8, 3), np.float32))
     saved_model.export_saved_model(model, tmp_path, version=1)
     assert os.listdir(tmp_path / "vqvae") == ["1"]
+
+
+def test_image_size_from_the_model_and_permissions_under_umask(
+    exported, tmp_path
+):
+    """Without `image_size` the signatures take the size the model was
+    trained on; the version directory and its files are readable by other
+    users when the umask allows it (TF Serving may run as another user)."""
+    model = exported[0]
+    old = os.umask(0o022)
+    try:
+        version_dir = saved_model.export_saved_model(
+            model, tmp_path, version=5, warmup=False
+        )
+    finally:
+        os.umask(old)
+    assert model.example_shape == (16, 16, 3)
+    assert saved_model.signature_contract(version_dir) == CONTRACT
+    assert manifest.read_manifest(version_dir)["model"]["image_size"] == [
+        16,
+        16,
+    ]
+    for path in (
+        tmp_path / "vqvae",
+        version_dir,
+        os.path.join(version_dir, "variables"),
+        os.path.join(version_dir, "saved_model.pb"),
+        os.path.join(version_dir, "MANIFEST.json"),
+    ):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode & stat.S_IROTH, (path, oct(mode))
+        if os.path.isdir(path):
+            assert mode & stat.S_IXOTH, (path, oct(mode))

@@ -3,9 +3,11 @@ tf_vqvae, int8 calibrated on real codes, manifest and signatures."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -16,7 +18,8 @@ from tests.export_testing import (
     tiny_prior,
     trained_model,
 )
-from tf_vqvae.export import manifest, tflite
+from tf_vqvae import VQVAE, codebook_ops
+from tf_vqvae.export import manifest, tflite, verify
 
 FILES = [
     "decoder_float16.tflite",
@@ -87,7 +90,7 @@ def test_files_are_builtins_only(exported):
 def test_signature_contract_and_verify(exported):
     _, _, out, _, _ = exported
     assert tflite.signature_contract(out) == CONTRACT
-    result = manifest.verify(out)
+    result = verify(out)
     assert result["kind"] == "tflite"
     assert result["signatures"] == CONTRACT
     assert result["calibration_codes"] == 64
@@ -236,7 +239,7 @@ def test_refuses_overwrite_and_cleans_up(exported, tmp_path, monkeypatch):
         "decoder_float32.tflite",
     ]
     monkeypatch.undo()
-    manifest.verify(out)
+    verify(out)
 
 
 def test_benchmark_tiny_smoke_run(tmp_path):
@@ -276,3 +279,65 @@ def test_benchmark_tiny_smoke_run(tmp_path):
     assert parity["decode tflite-int8 PSNR vs tflite-float32 (dB)"] > 35
     assert parity["encode tflite-float32 codes equal keras (fraction)"] == 1
     assert "| decode | tflite-int8 | 1 |" in result.stdout
+
+
+def test_image_size_from_the_model_and_permissions_under_umask(
+    exported, tmp_path
+):
+    model = exported[0]
+    out = str(tmp_path / "tflite")
+    old = os.umask(0o022)
+    try:
+        files = tflite.export_tflite(
+            model, out, quantization=("float32",), encoder=False
+        )
+    finally:
+        os.umask(old)
+    assert tflite.signature_contract(out) == {"decoder_float32.tflite": DECODE}
+    assert manifest.read_manifest(out)["model"]["image_size"] == [16, 16]
+    for path in (out, files["decoder_float32.tflite"], f"{out}/MANIFEST.json"):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode & stat.S_IROTH, (path, oct(mode))
+
+
+def _largest_tensor(interpreter) -> int:
+    """Elements of the largest tensor in any subgraph, at its current size."""
+    return max(
+        int(np.prod(detail["shape"]))
+        for index in range(interpreter.num_subgraphs())
+        for detail in interpreter.get_tensor_details(index)
+    )
+
+
+def test_encoder_searches_in_chunks_like_the_layer(tmp_path):
+    """K = 65536: the converted encoder is the layer's row-chunked search;
+    no tensor, in any subgraph, holds more than one chunk of scores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    k = 65536
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        num_embeddings=k,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_blocks=1,
+        num_residual_hiddens=4,
+    )
+    model(np.zeros((1, 32, 32, 3), np.float32))
+    files = tflite.export_tflite(
+        model, str(tmp_path / "out"), quantization=("float32",)
+    )
+    chunk_rows = codebook_ops._block_rows(
+        k, model.quantizer.max_distance_elements
+    )
+    assert chunk_rows == 64
+    interpreter = Interpreter(model_path=files["encoder_float32.tflite"])
+    encode = interpreter.get_signature_runner("encode")
+    images = np.random.default_rng(0).random((8, 32, 32, 3), np.float32)
+    # 8 x 64 = 512 vectors (a whole-batch search would hold 512 x K
+    # scores), then 64 vectors: one chunk.
+    for n in (8, 1):
+        codes = encode(images=images[:n])["codes"]
+        np.testing.assert_array_equal(codes, model.encode(images[:n]))
+        assert _largest_tensor(interpreter) <= chunk_rows * k
+    assert len(np.unique(codes)) > 1

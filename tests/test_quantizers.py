@@ -212,6 +212,9 @@ def test_chunked_search_equals_unchunked():
     )
     np.testing.assert_array_equal(graph_fn(flat), whole)
     np.testing.assert_array_equal(graph_fn(flat[:10]), whole[:10])
+    # Blocks of 64 rows: exactly one and two blocks, and an empty batch.
+    for n in (0, 64, 128, 129):
+        np.testing.assert_array_equal(graph_fn(flat[:n]), whole[:n])
 
 
 def test_large_codebook_runs_in_chunks():
@@ -430,3 +433,13 @@ def test_codebook_initialised_on_the_scale_of_one_over_sqrt_d(cls):
     limit = np.sqrt(3.0 / 64)
     assert np.abs(e).max() <= limit
     np.testing.assert_allclose(e.std(), limit / np.sqrt(3.0), rtol=0.02)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_codebook_is_the_embeddings(cls):
+    codebook = _codebook()
+    layer = _make(cls, codebook)
+    out = layer.codebook()
+    assert out.dtype == tf.float32 and tuple(out.shape) == (K, D)
+    np.testing.assert_array_equal(out, codebook)
+    np.testing.assert_array_equal(layer.lookup(np.arange(K)), codebook)

@@ -1,6 +1,8 @@
 """The VQVAE model: fit, encode/decode, saving, bad input, learning."""
 
+import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -240,3 +242,180 @@ def test_learns_real_photos(quantizer):
     after = model.evaluate(test, batch_size=64, verbose=0, return_dict=True)
     assert after["reconstruction_loss"] < 0.3 * before["reconstruction_loss"]
     assert after["epoch_perplexity"] > 8.0
+
+
+def test_example_shape_is_recorded_saved_and_reloaded(images, tmp_path):
+    model = VQVAE(**TINY)
+    assert model.example_shape is None
+    assert model.get_config()["example_shape"] is None
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    assert model.example_shape == (16, 16, 3)
+    # Later calls on other sizes do not change the record.
+    model.encode(images[:1, :8, :8])
+    assert model.example_shape == (16, 16, 3)
+    assert model.get_config()["example_shape"] == [16, 16, 3]
+    path = os.path.join(tmp_path, "vqvae.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.example_shape == (16, 16, 3)
+    assert restored.get_config() == model.get_config()
+
+
+def test_keras_file_without_example_shape_still_loads(images, tmp_path):
+    """A `.keras` file written before `example_shape` existed: the shape is
+    taken from the build at load time."""
+    model = VQVAE(**TINY)
+    model(images[:2])
+    path = os.path.join(tmp_path, "new.keras")
+    model.save(path)
+    old = os.path.join(tmp_path, "old.keras")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["config"].pop("example_shape") == [16, 16, 3]
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    restored = keras.saving.load_model(old)
+    assert restored.example_shape == (16, 16, 3)
+    np.testing.assert_array_equal(restored.encode(images), model.encode(images))
+
+
+def test_declared_example_shape():
+    model = VQVAE(example_shape=[8, 8, 1], **TINY)
+    assert model.example_shape == (8, 8, 1)
+    model(np.zeros((1, 16, 16, 1), "float32"))
+    assert model.example_shape == (8, 8, 1)
+    with pytest.raises(ValueError) as error:
+        VQVAE(example_shape=(8, 8, 1), name="v", **TINY)(
+            np.zeros((1, 8, 8, 3), "float32")
+        )
+    assert str(error.value) == (
+        "`v` has example_shape=(8, 8, 1): inputs must have 1 channels. "
+        "Received: inputs.shape=(1, 8, 8, 3)"
+    )
+    for bad in (
+        (8, 8),
+        (8, 8, 0),
+        "8x8",
+        (8.0, 8, 3),
+        (True, 8, 3),
+        (8, 8, None),
+    ):
+        with pytest.raises(ValueError) as error:
+            VQVAE(example_shape=bad, **TINY)
+        assert str(error.value) == (
+            "`example_shape` must be None or 3 positive integers (*spatial, "
+            "channels), e.g. (32, 32, 3) (a spatial size may be None). "
+            f"Received: example_shape={bad!r} (of type {type(bad).__name__})."
+        )
+
+
+def test_example_shape_of_a_model_built_without_sizes(images):
+    model = VQVAE(**TINY)
+    model.build((None, None, None, 3))
+    assert model.example_shape == (None, None, 3)
+    assert model.get_config()["example_shape"] == [None, None, 3]
+    model.encode(images[:1])
+    assert model.example_shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "spatial_dims, num_downsamples, input_shape, expected",
+    [
+        (2, 2, (32, 32, 3), (8, 8)),
+        (2, 3, (16, 24, 1), (2, 3)),
+        (1, 2, (64, 1), (16,)),
+        (3, 1, (4, 6, 8, 3), (2, 3, 4)),
+    ],
+    ids=["2d", "2d-3-downsamples", "1d", "3d"],
+)
+def test_code_shape_and_downsampling_factor(
+    spatial_dims, num_downsamples, input_shape, expected
+):
+    model = VQVAE(
+        spatial_dims=spatial_dims, num_downsamples=num_downsamples, **TINY
+    )
+    assert model.downsampling_factor == 2**num_downsamples
+    assert model.code_shape(input_shape) == expected
+    x = np.zeros((1, *input_shape), "float32")
+    assert tuple(model.encode(x).shape) == (1, *expected)
+
+
+def test_code_shape_rejects_bad_shapes():
+    model = VQVAE(**TINY)
+    for bad in ((18, 16, 3), (16, 16), (0, 16, 3), None, (16.0, 16, 3)):
+        with pytest.raises(ValueError) as error:
+            model.code_shape(bad)
+        assert str(error.value) == (
+            "`input_shape` must be (*spatial, channels) with 2 spatial sizes "
+            "that are positive multiples of downsampling_factor=4. Received: "
+            f"input_shape={bad!r} (of type {type(bad).__name__})."
+        )
+
+
+@pytest.mark.parametrize("likelihood", ["mse", "discretized_logistic"])
+def test_decoder_outputs_are_the_likelihood_parameters(images, likelihood):
+    model = VQVAE(likelihood=likelihood, **TINY)
+    codes = model.encode(images[:3])
+    outputs = model.decoder_outputs(codes)
+    per_channel = {"mse": 1, "discretized_logistic": 2}[likelihood]
+    assert outputs.dtype == tf.float32
+    assert tuple(outputs.shape) == (3, 16, 16, 3 * per_channel)
+    if likelihood == "mse":
+        np.testing.assert_array_equal(model.decode(codes), outputs + 0.5)
+    else:
+        locations = np.clip(np.asarray(outputs)[..., :3] + 0.5, 0.0, 1.0)
+        np.testing.assert_allclose(
+            model.decode(codes), locations, rtol=0, atol=1e-6
+        )
+
+
+RANGE_MESSAGE = (
+    "Images must be uint8 in [0, 255] or floating point in [0, 1]. "
+    "Received: floating point images with values from"
+)
+
+
+def test_float_images_outside_unit_range_are_refused(images):
+    model = VQVAE(**TINY)
+    model(images[:2])
+    as_255 = images[:4].astype("float32")
+    shifted = as_255 / 255.0 - 0.5
+    cases = [
+        (model.encode, as_255, f"{as_255.min():g} to {as_255.max():g}"),
+        (model, shifted, f"{shifted.min():g} to {shifted.max():g}"),
+        (model.encode, np.full((1, 16, 16, 3), np.nan), "nan to nan"),
+    ]
+    for call, x, values in cases:
+        with pytest.raises(ValueError) as error:
+            call(x)
+        # Keras adds its call context around errors from `call`.
+        assert (
+            f"{RANGE_MESSAGE} {values} (divide 8-bit images by 255, or pass "
+            "them as uint8)."
+        ) in str(error.value)
+    # uint8, floats in [0, 1] (both ends) and an empty batch are accepted.
+    model.encode(images[:2])
+    model.encode(np.stack([np.zeros((16, 16, 3)), np.ones((16, 16, 3))]))
+    model.encode(np.zeros((0, 16, 16, 3), "float32"))
+
+
+def test_fit_and_graphs_refuse_float_images_outside_unit_range(images):
+    model = VQVAE(**TINY)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        model.fit(images.astype("float32"), batch_size=8, epochs=1, verbose=0)
+    assert RANGE_MESSAGE in error.value.message
+    encode = tf.function(
+        model.encode, input_signature=[tf.TensorSpec([None, 16, 16, 3])]
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        encode(np.full((2, 16, 16, 3), 2.0, "float32"))
+    assert RANGE_MESSAGE in error.value.message
+    assert "[2]" in error.value.message
+    # In range: the same codes as eagerly.
+    x = images[:2].astype("float32") / 255.0
+    np.testing.assert_array_equal(encode(x), model.encode(x))

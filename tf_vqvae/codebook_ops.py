@@ -63,7 +63,9 @@ def nearest_codes(
     The same indices as `argmin(squared_distances(flat, embeddings), 1)`,
     computed block by block (see `_BLOCK_ELEMENTS`) and never holding more
     than about `max_distance_elements` distances at once. No gradient flows
-    through the search.
+    through the search. Graph ops only, which the TFLite converter turns
+    into builtins (`tf.argmin`, a WHILE loop over static-shape blocks), so
+    an exported encoder runs this same search with the same memory bound.
     """
     flat = tf.stop_gradient(flat)
     num_embeddings = embeddings.shape[0]
@@ -83,15 +85,18 @@ def nearest_codes(
         )
 
     def blockwise():
+        # Whole blocks of `rows` rows (the last one zero-padded), so each
+        # block and the TensorArray's elements have a static shape: TFLite
+        # lowers such a loop to builtin ops (WHILE), and the padding rows'
+        # codes are cut off at the end.
         n = tf.shape(flat)[0]
         num_blocks = (n + rows - 1) // rows
-        codes = tf.TensorArray(
-            tf.int32, size=num_blocks, infer_shape=False, element_shape=[None]
-        )
+        padded = tf.pad(flat, [[0, num_blocks * rows - n], [0, 0]])
+        blocks = tf.reshape(padded, [num_blocks, rows, flat.shape[1]])
+        codes = tf.TensorArray(tf.int32, size=num_blocks, element_shape=[rows])
 
         def body(i, codes):
-            block = flat[i * rows : (i + 1) * rows]
-            return i + 1, codes.write(i, _argmin_block(block, codebook_aug))
+            return i + 1, codes.write(i, _argmin_block(blocks[i], codebook_aug))
 
         _, codes = tf.while_loop(
             lambda i, _: i < num_blocks,
@@ -99,13 +104,16 @@ def nearest_codes(
             (tf.constant(0), codes),
             parallel_iterations=1,
         )
-        return codes.concat()
+        return tf.reshape(codes.stack(), [-1])[:n]
 
     if static_n is not None:
         return blockwise()
+    # `flat[:rows]` is `flat` whenever this branch runs, but TFLite's IF
+    # allocates both branches for the actual input: sliced, the untaken one
+    # never holds more than `rows x K` scores either.
     return tf.cond(
         tf.shape(flat)[0] <= rows,
-        lambda: _argmin_block(flat, codebook_aug),
+        lambda: _argmin_block(flat[:rows], codebook_aug),
         blockwise,
     )
 

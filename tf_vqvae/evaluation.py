@@ -22,6 +22,9 @@ pixel values:
   number is slightly optimistic).
 
 Every result says which of the two was used (`"likelihood"`).
+
+The functions take any `tf_vqvae.contracts.CodeModel` (and `CodePrior`) and
+use only the contracts' members.
 """
 
 from __future__ import annotations
@@ -86,9 +89,8 @@ def reconstruction_log_prob(
     if codes is None:
         codes = vqvae.encode(images)
     if vqvae.likelihood == "discretized_logistic":
-        outputs = vqvae.decoder(vqvae.quantizer.lookup(codes))
         per_pixel = likelihoods.logistic_pixel_log_prob(
-            images, outputs, vqvae.image_channels
+            images, vqvae.decoder_outputs(codes), images.shape[-1]
         )
     else:
         if gaussian_scale is None:
@@ -177,11 +179,17 @@ def codes_dataset(
         format of a class-conditional prior).
     """
     spec, _ = _split_element(image_dataset.element_spec)
-    if spec.shape.rank != vqvae.spatial_dims + 2:
+    if vqvae.example_shape is None:
         raise ValueError(
-            "`image_dataset` must yield batches of images (rank "
-            f"{vqvae.spatial_dims + 2}); batch it first. "
-            f"Received: element shape {tuple(spec.shape)}"
+            "`vqvae` must be built (called on images once, or loaded) "
+            "before `codes_dataset`."
+        )
+    # One example is `example_shape`; a batch has one axis more.
+    rank = len(vqvae.example_shape) + 1
+    if spec.shape.rank != rank:
+        raise ValueError(
+            f"`image_dataset` must yield batches of images (rank {rank}); "
+            f"batch it first. Received: element shape {tuple(spec.shape)}"
         )
 
     def encode(*element):

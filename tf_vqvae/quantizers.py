@@ -188,7 +188,12 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         return tf.reshape(d, out_shape)
 
     def encode(self, inputs) -> tf.Tensor:
-        """Index of the nearest code: int32 of shape `inputs.shape[:-1]`."""
+        """Index of the nearest code: int32 of shape `inputs.shape[:-1]`.
+
+        Row-chunked (never more than `max_distance_elements` distances at
+        once) and built from ops the TFLite converter maps to builtins, so
+        exports trace this method as it is.
+        """
         inputs = tf.convert_to_tensor(inputs)
         if not self.built:
             self.build(inputs.shape)
@@ -197,7 +202,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         codes = codebook_ops.nearest_codes(
             flat, self.embeddings, self.max_distance_elements
         )
-        return tf.reshape(codes, tf.shape(inputs)[:-1])
+        return tf.reshape(codes, _reshape_target(inputs.shape[:-1], inputs))
 
     def lookup(self, codes) -> tf.Tensor:
         """Codebook vectors for integer `codes`: `[..., embedding_dim]`.
@@ -206,6 +211,10 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         """
         vectors = tf.gather(self.embeddings, tf.cast(codes, "int32"))
         return tf.cast(vectors, self.compute_dtype)
+
+    def codebook(self) -> tf.Tensor:
+        """The codebook: float32 `(num_embeddings, embedding_dim)`."""
+        return tf.convert_to_tensor(self.embeddings)
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):
@@ -378,6 +387,20 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         return config
 
 
+def _reshape_target(shape: tf.TensorShape, tensor: tf.Tensor) -> list:
+    """`shape` as a `tf.reshape` target, static where known.
+
+    Known sizes stay constants (and one unknown size becomes -1), so
+    converters that infer shapes from the target alone, like TFLite's, keep
+    them: an encoder's codes stay `(-1, h, w)` rather than `(-1, -1, -1)`.
+    """
+    dims = list(shape)
+    if dims.count(None) <= 1 and 0 not in dims:
+        return [-1 if d is None else d for d in dims]
+    runtime = tf.shape(tensor)
+    return [runtime[i] if d is None else d for i, d in enumerate(dims)]
+
+
 def _all_reduce_sum(value: tf.Tensor) -> tf.Tensor:
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
@@ -435,6 +458,9 @@ _SHARED_DOC = """
         from the code counts pooled over the whole epoch (or the whole
         `evaluate` dataset). Under `tf.distribute` counts are all-reduced, so
         the numbers describe the global batch.
+
+    Implements `tf_vqvae.contracts.Quantizer`: `encode(z)` (int32 codes),
+    `lookup(codes)`, `codebook()`, `num_embeddings`, `embedding_dim`.
 
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is not

@@ -5,17 +5,26 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_vqvae import likelihoods
+from tf_vqvae import likelihoods, options
+from tf_vqvae.arg_checks import describe
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
 
+# The names are `tf_vqvae.options.QUANTIZERS` and `LIKELIHOODS` (a test
+# keeps them equal).
 _QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
 # Decoder outputs per image channel for each reconstruction likelihood.
 _LIKELIHOODS = {"mse": 1, "discretized_logistic": 2}
 
 
-def to_unit_range(images) -> tf.Tensor:
-    """Images as float32 in [0, 1]: uint8 is divided by 255, floats kept."""
+_RANGE_MESSAGE = (
+    "Images must be uint8 in [0, 255] or floating point in [0, 1]. "
+    "Received: floating point images with values from"
+)
+
+
+def _as_float(images) -> tf.Tensor:
+    """float32 images: uint8 divided by 255, floats cast (not checked)."""
     images = tf.convert_to_tensor(images)
     if images.dtype == tf.uint8:
         return tf.cast(images, "float32") / 255.0
@@ -25,6 +34,52 @@ def to_unit_range(images) -> tf.Tensor:
             f"Received: images.dtype={images.dtype.name}"
         )
     return tf.cast(images, "float32")
+
+
+def check_unit_range(images: tf.Tensor) -> tf.Tensor:
+    """Returns float `images` after checking they lie in [0, 1].
+
+    Eagerly a `ValueError`; in a graph (`fit`, `tf.function`, exports) an
+    `InvalidArgumentError` from a `tf.debugging.Assert` with the same text,
+    which XLA compiles away. NaN is out of range. Costs one min and one max
+    over the batch.
+    """
+    low = tf.reduce_min(images)
+    high = tf.reduce_max(images)
+    if tf.executing_eagerly():
+        low, high = float(low), float(high)
+        # An empty batch gives low=inf, high=-inf: nothing out of range.
+        if not (low >= 0.0 and high <= 1.0):
+            raise ValueError(
+                f"{_RANGE_MESSAGE} {low:g} to {high:g} (divide 8-bit "
+                "images by 255, or pass them as uint8)."
+            )
+        return images
+    check = tf.debugging.Assert(
+        tf.logical_and(low >= 0.0, high <= 1.0),
+        [_RANGE_MESSAGE, low, "to", high],
+        name="check_images_range",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def to_unit_range(images) -> tf.Tensor:
+    """Images as float32 in [0, 1]: uint8 is divided by 255, floats kept.
+
+    Raises:
+        TypeError: for images neither uint8 nor floating point.
+        ValueError: for floating point values outside [0, 1] (in a graph,
+            `InvalidArgumentError`), e.g. 8-bit values given as floats.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        return _as_float(images)
+    return check_unit_range(_as_float(images))
+
+
+def _either(names) -> str:
+    return " or ".join(map(repr, names))
 
 
 def _on_device_of(losses: list, reference: tf.Tensor) -> list:
@@ -83,6 +138,10 @@ class VQVAE(keras.Model):
             subpixel (`tf_vqvae.likelihoods`; PixelCNN++). `model(x)` and
             `decode` then return the location clipped to [0, 1]. Needed for
             honest bits/dim (`tf_vqvae.bits_per_dim`).
+        example_shape: `(*spatial, channels)` of one input example, e.g.
+            `(32, 32, 3)`. Default `None`: recorded from the first batch the
+            model is built or trained on. Saved in the config (and in
+            `.keras` files), so an exported model knows its input size.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -93,6 +152,16 @@ class VQVAE(keras.Model):
 
     Returns:
         Reconstructions, float32 of the input's shape, in [0, 1] scale.
+
+    Implements `tf_vqvae.contracts.CodeModel` (what export, evaluation and
+    the TensorBoard callbacks use): `encode`, `decode`, `decoder_outputs`,
+    `code_shape`, `example_shape`, `downsampling_factor`, `num_embeddings`,
+    `likelihood` and `quantizer` (a `tf_vqvae.contracts.Quantizer`).
+
+    Raises:
+        ValueError: for float images outside [0, 1] (an
+            `InvalidArgumentError` inside `fit` and other graphs): 8-bit
+            images must come as uint8 or divided by 255.
 
     Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity`,
     `codebook_usage`, `epoch_perplexity`, `epoch_codebook_usage`,
@@ -125,18 +194,19 @@ class VQVAE(keras.Model):
         seed: int = 0,
         check_finite: bool = False,
         likelihood: str = "mse",
+        example_shape: tuple[int, ...] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if likelihood not in _LIKELIHOODS:
+        if likelihood not in options.LIKELIHOODS:
             raise ValueError(
-                "`likelihood` must be 'mse' or 'discretized_logistic'. "
+                f"`likelihood` must be {_either(options.LIKELIHOODS)}. "
                 f"Received: likelihood={likelihood!r} "
                 f"(of type {type(likelihood).__name__})."
             )
-        if quantizer not in _QUANTIZERS:
+        if quantizer not in options.QUANTIZERS:
             raise ValueError(
-                "`quantizer` must be 'ema' or 'vq'. "
+                f"`quantizer` must be {_either(options.QUANTIZERS)}. "
                 f"Received: quantizer={quantizer!r} "
                 f"(of type {type(quantizer).__name__})."
             )
@@ -156,6 +226,7 @@ class VQVAE(keras.Model):
         self.seed = seed
         self.check_finite = bool(check_finite)
         self.likelihood = likelihood
+        self.example_shape = self._checked_example_shape(example_shape)
 
         network = dict(
             num_hiddens=num_hiddens,
@@ -185,6 +256,35 @@ class VQVAE(keras.Model):
         )
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
 
+    def _checked_example_shape(self, example_shape) -> tuple | None:
+        if example_shape is None:
+            return None
+        rank = self.spatial_dims + 1
+        if (
+            not isinstance(example_shape, (tuple, list))
+            or len(example_shape) != rank
+            or not all(
+                (s is None and axis < rank - 1)
+                or (isinstance(s, int) and not isinstance(s, bool) and s > 0)
+                for axis, s in enumerate(example_shape)
+            )
+        ):
+            raise ValueError(
+                f"`example_shape` must be None or {rank} positive integers "
+                "(*spatial, channels), e.g. "
+                f"{(32,) * self.spatial_dims + (3,)} (a spatial size may be "
+                f"None). {describe('example_shape', example_shape)}"
+            )
+        return tuple(example_shape)
+
+    def _record_example_shape(self, input_shape) -> None:
+        # The first shape seen; a later one only fills in unknown sizes
+        # (a model built on `(None, None, None, 3)`, then trained).
+        shape = tuple(None if s is None else int(s) for s in input_shape[1:])
+        recorded = self.example_shape
+        if recorded is None or (None in recorded and None not in shape):
+            self.example_shape = shape
+
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         expected_rank = self.spatial_dims + 2
@@ -195,6 +295,16 @@ class VQVAE(keras.Model):
                 f"{(None,) + (32,) * self.spatial_dims + (3,)}. "
                 f"Received: inputs.shape={input_shape}"
             )
+        if (
+            self.example_shape is not None
+            and self.example_shape[-1] != input_shape[-1]
+        ):
+            raise ValueError(
+                f"`{self.name}` has example_shape={self.example_shape}: "
+                f"inputs must have {self.example_shape[-1]} channels. "
+                f"Received: inputs.shape={input_shape}"
+            )
+        self._record_example_shape(input_shape)
         self.image_channels = int(input_shape[-1])
         self.decoder = Decoder(
             self.image_channels * _LIKELIHOODS[self.likelihood],
@@ -220,18 +330,20 @@ class VQVAE(keras.Model):
             )
 
     def _encode_vectors(self, images, training=None) -> tf.Tensor:
-        images = to_unit_range(images)
+        images = tf.convert_to_tensor(images)
+        is_float = images.dtype != tf.uint8
+        images = _as_float(images)
         if not self.built:
             self.build(images.shape)
         self._check_images(images)
+        self._record_example_shape(images.shape)
         if self.check_finite:
             images = tf.debugging.assert_all_finite(
                 images, f"`{self.name}` received non-finite pixel values"
             )
+        if is_float:
+            images = check_unit_range(images)
         return images, self.encoder(images - 0.5, training=training)
-
-    def _decode_vectors(self, z_q) -> tf.Tensor:
-        return self._mean_image(tf.cast(self.decoder(z_q), "float32"))
 
     def _mean_image(self, outputs: tf.Tensor) -> tf.Tensor:
         if self.likelihood == "mse":
@@ -257,13 +369,61 @@ class VQVAE(keras.Model):
         self.add_loss(loss)
         return reconstructions
 
+    @property
+    def downsampling_factor(self) -> int:
+        """Input size / code grid size on each spatial axis."""
+        return 2**self.num_downsamples
+
+    def code_shape(self, input_shape) -> tuple[int, ...]:
+        """The code grid `(*code_grid)` of inputs `(*spatial, channels)`.
+
+        E.g. `(8, 8)` for `(32, 32, 3)` with `num_downsamples=2`.
+
+        Raises:
+            ValueError: unless `input_shape` has `spatial_dims + 1` entries
+                whose spatial sizes are positive multiples of
+                `downsampling_factor`.
+        """
+        factor = self.downsampling_factor
+        shape = input_shape
+        if (
+            not isinstance(shape, (tuple, list))
+            or len(shape) != self.spatial_dims + 1
+            or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 1
+                for s in shape
+            )
+            or any(s % factor for s in shape[:-1])
+        ):
+            raise ValueError(
+                "`input_shape` must be (*spatial, channels) with "
+                f"{self.spatial_dims} spatial sizes that are positive "
+                f"multiples of downsampling_factor={factor}. "
+                f"{describe('input_shape', input_shape)}"
+            )
+        return tuple(s // factor for s in shape[:-1])
+
     def encode(self, images) -> tf.Tensor:
-        """Integer codes for `images`: int32 `(batch, h', w')`."""
+        """Integer codes for `images`: int32 `(batch, h', w')`.
+
+        The quantizer's own `encode` on the encoder's outputs: graph ops
+        that TFLite converts to builtins, with the quantizer's memory bound.
+        """
         _, z_e = self._encode_vectors(images, training=False)
         return self.quantizer.encode(z_e)
 
     def decode(self, codes) -> tf.Tensor:
         """Images in [0, 1] scale for int `codes` `(batch, h', w')`."""
+        return self._mean_image(self.decoder_outputs(codes))
+
+    def decoder_outputs(self, codes) -> tf.Tensor:
+        """The decoder's raw float32 outputs for int `codes`.
+
+        `(batch, height, width, channels * p)`: the parameters of the pixel
+        likelihood named by `likelihood` on the [-0.5, 0.5] scale (`p = 1`:
+        the mean for `"mse"`; `p = 2`: location and log scale for
+        `"discretized_logistic"`, see `tf_vqvae.likelihoods`).
+        """
         codes = tf.convert_to_tensor(codes)
         if not codes.dtype.is_integer:
             raise TypeError(
@@ -282,7 +442,8 @@ class VQVAE(keras.Model):
                 "The model must be built (called on images once, or loaded) "
                 "before `decode`."
             )
-        return self._decode_vectors(self.quantizer.lookup(codes))
+        z_q = self.quantizer.lookup(codes)
+        return tf.cast(self.decoder(z_q), "float32")
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Configures training; the losses are the model's own.
@@ -348,5 +509,8 @@ class VQVAE(keras.Model):
             seed=self.seed,
             check_finite=self.check_finite,
             likelihood=self.likelihood,
+            example_shape=(
+                None if self.example_shape is None else list(self.example_shape)
+            ),
         )
         return config

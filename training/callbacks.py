@@ -37,7 +37,7 @@ from google.protobuf import text_format
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
-from tf_vqvae import codebook_ops
+from tf_vqvae import atomic, codebook_ops
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
 
 __all__ = [
@@ -165,7 +165,7 @@ class ReconstructionImages(_SummaryCallback):
     def grid(self) -> np.ndarray:
         """The uint8 grid of the fixed batch and its reconstructions."""
         model = self.vqvae or self.model
-        reconstructions = model(self.images, training=False)
+        reconstructions = model.decode(model.encode(self.images))
         pairs = side_by_side(self.images, np.asarray(reconstructions))
         return image_grid(pairs, ncols=2 * self.pairs_per_row)
 
@@ -290,10 +290,16 @@ class CodebookProjector(keras.callbacks.Callback):
     def run_dir(self) -> str:
         return os.path.join(self.log_dir, "codebook")
 
-    def write_projector(self, step: int) -> str:
-        """Writes checkpoint, metadata and config; returns the config path."""
+    def write_projector(self, step: int) -> str | None:
+        """Writes checkpoint, metadata and config; returns the config path.
+
+        Writes nothing (and returns `None`) when the model's quantizer has
+        no explicit codebook (`quantizer.codebook()` is `None`).
+        """
         model = self.vqvae or self.model
-        codebook = tf.convert_to_tensor(model.quantizer.embeddings)
+        codebook = model.quantizer.codebook()
+        if codebook is None:
+            return None
         tf.io.gfile.makedirs(self.run_dir)
         if self._variable is None:
             self._variable = tf.Variable(codebook, trainable=False)
@@ -317,25 +323,18 @@ class CodebookProjector(keras.callbacks.Callback):
             rows = ["code\tcount"] + [
                 f"{k}\t{int(c)}" for k, c in enumerate(counts)
             ]
-            _write_atomic(
+            atomic.write_text(
                 os.path.join(self.run_dir, "codebook_metadata.tsv"),
                 "\n".join(rows) + "\n",
             )
             embedding.metadata_path = "codebook_metadata.tsv"
         path = os.path.join(self.run_dir, "projector_config.pbtxt")
-        _write_atomic(path, text_format.MessageToString(config))
+        atomic.write_text(path, text_format.MessageToString(config))
         return path
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:
             self.write_projector(epoch)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def prior_sample_fn(prior, **sample_kwargs) -> Callable:

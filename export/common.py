@@ -1,0 +1,191 @@
+"""What the SavedModel and TFLite exporters share.
+
+Both take a `tf_vqvae.contracts.CodeModel` (and optionally a
+`tf_vqvae.contracts.CodePrior`) and use only the contract's members. Here:
+the checks of the model, prior and image size, the `ExportShapes` every
+signature is built from, the metadata each `MANIFEST.json` records, and
+`staged_export`, which writes an export directory atomically with its
+manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae import atomic
+from tf_vqvae.arg_checks import describe
+from tf_vqvae.contracts import CodeModel, CodePrior
+from tf_vqvae.export import manifest
+from tf_vqvae.version import __version__
+
+# `image_size="auto"`: the size in the model's `example_shape`.
+AUTO = "auto"
+
+
+def check_model(model) -> None:
+    """Raises unless `model` is a built 2D `CodeModel` (e.g. `VQVAE`)."""
+    if not isinstance(model, CodeModel):
+        raise TypeError(
+            "`model` must be a tf_vqvae VQVAE (a "
+            "tf_vqvae.contracts.CodeModel). "
+            f"Received: model={model!r} (of type {type(model).__name__})."
+        )
+    if not model.built or model.example_shape is None:
+        raise ValueError(
+            "`model` must be built before export: call it on a batch of "
+            "images once, or load it with `keras.saving.load_model`."
+        )
+    if len(model.example_shape) != 3:
+        raise ValueError(
+            "Export supports image models (spatial_dims=2). Received: "
+            f"model.example_shape={model.example_shape}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportShapes:
+    """The sizes every signature of an export is built from.
+
+    Attributes:
+        image_size: `(height, width)`; `None` entries accept any positive
+            multiple of `downsampling_factor`.
+        channels: image channels.
+        code_size: the code grid `(h, w)` (`None` where the image size is).
+        downsampling_factor: image size / code grid size.
+        num_embeddings: K, codes are in `[0, K)`.
+    """
+
+    image_size: tuple[int | None, int | None]
+    channels: int
+    code_size: tuple[int | None, int | None]
+    downsampling_factor: int
+    num_embeddings: int
+
+    def image_spec(self, dtype: tf.DType) -> tf.TensorSpec:
+        """`images` `(batch, height, width, channels)` of `dtype`."""
+        return tf.TensorSpec(
+            (None, *self.image_size, self.channels), dtype, name="images"
+        )
+
+    def codes_spec(self) -> tf.TensorSpec:
+        """`codes` int32 `(batch, h, w)`."""
+        return tf.TensorSpec((None, *self.code_size), tf.int32, name="codes")
+
+
+def export_shapes(model, image_size=AUTO) -> ExportShapes:
+    """The `ExportShapes` of a checked `model` for `image_size`.
+
+    Args:
+        model: a built `CodeModel`, see `check_model`.
+        image_size: `(height, width)`; `None` for any size divisible by the
+            downsampling factor; `"auto"` for the model's `example_shape`
+            (any size where that is unknown).
+
+    Raises:
+        ValueError: for an `image_size` of another form, or sizes not
+            divisible by the downsampling factor.
+    """
+    factor = model.downsampling_factor
+    if isinstance(image_size, str) and image_size == AUTO:
+        image_size = tuple(model.example_shape[:2])
+    elif image_size is None:
+        image_size = (None, None)
+    elif (
+        not isinstance(image_size, (tuple, list))
+        or len(image_size) != 2
+        or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1
+            for s in image_size
+        )
+        or any(s % factor for s in image_size)
+    ):
+        raise ValueError(
+            "`image_size` must be None or (height, width), positive integers "
+            f"divisible by 2**num_downsamples={factor}. "
+            f"{describe('image_size', image_size)}"
+        )
+    channels = int(model.example_shape[-1])
+    if None in image_size:
+        code_size = (None, None)
+    else:
+        code_size = model.code_shape((*image_size, channels))
+    return ExportShapes(
+        image_size=tuple(image_size),
+        channels=channels,
+        code_size=tuple(code_size),
+        downsampling_factor=factor,
+        num_embeddings=int(model.num_embeddings),
+    )
+
+
+def check_prior(prior, shapes: ExportShapes) -> None:
+    """Raises unless `prior` is a `CodePrior` over the codes of `shapes`."""
+    if not isinstance(prior, CodePrior):
+        raise TypeError(
+            "`prior` must be a tf_vqvae PixelCNNPrior (a "
+            "tf_vqvae.contracts.CodePrior). "
+            f"Received: prior={prior!r} (of type {type(prior).__name__})."
+        )
+    grid = tuple(prior.grid_shape)
+    if prior.num_embeddings != shapes.num_embeddings or any(
+        c is not None and c != g
+        for c, g in zip(shapes.code_size, grid, strict=True)
+    ):
+        raise ValueError(
+            "`prior` must model the codes of `model`: num_embeddings="
+            f"{shapes.num_embeddings} and a code grid of {shapes.code_size}. "
+            f"Received: prior.num_embeddings={prior.num_embeddings}, "
+            f"prior.grid_shape={grid}"
+        )
+
+
+def metadata(model, shapes: ExportShapes, **fields) -> dict:
+    """What a `MANIFEST.json` records about the export, besides its files.
+
+    Versions, the model's class, config and shapes, then `fields` (the
+    target's own options).
+    """
+    return {
+        "tf_vqvae_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "model": {
+            "class_name": type(model).__name__,
+            "config": model.get_config(),
+            "num_embeddings": shapes.num_embeddings,
+            "image_size": list(shapes.image_size),
+            "image_channels": shapes.channels,
+            "code_size": list(shapes.code_size),
+        },
+        **fields,
+    }
+
+
+@contextlib.contextmanager
+def staged_export(
+    path: str | os.PathLike,
+    kind: str,
+    signature_contract: Callable[[str], dict],
+    fields: dict,
+    overwrite: bool = False,
+) -> Iterator[str]:
+    """Yields a staging directory that becomes the export at `path`.
+
+    After the block, `MANIFEST.json` is written (hashes of every file, the
+    `signature_contract` of the directory and `fields`, which the block may
+    still add to) and the directory renamed into place
+    (`tf_vqvae.atomic.staged_directory`): a reader sees a complete export
+    or none, with the permissions of a plain `mkdir` under the umask.
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False.
+    """
+    with atomic.staged_directory(path, overwrite=overwrite) as tmp:
+        yield tmp
+        manifest.write_manifest(tmp, kind, signature_contract(tmp), fields)
