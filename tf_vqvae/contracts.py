@@ -59,7 +59,10 @@ class CodeModel(Protocol):
     - `num_embeddings`: K of its quantizer.
     - `example_shape`: the `(*spatial, channels)` shape of one input example
       the model was built or trained on (from the first batch it saw; saved
-      in its config and in `.keras` files), `None` before it is built.
+      in its config and in `.keras` files), `None` before it is built. A
+      spatial size is `None` while the model has only been built without
+      sizes (e.g. `build((None, None, None, 3))`); the first batch with
+      sizes fills them in.
     - `downsampling_factor`: each spatial size of the inputs is this many
       times the matching code grid size.
     - `code_shape(input_shape)`: the code grid `(*code_grid)` for inputs of
