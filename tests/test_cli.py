@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -11,8 +12,8 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.testing import TINY_MODEL_FLAGS
-from tf_vqvae.data import photo_tiles
-from tf_vqvae.training import cli, commands
+from tf_vqvae.data import photo_crops, photo_tiles
+from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import (
     ConfigError,
     TrainConfig,
@@ -65,13 +66,25 @@ def test_train_writes_artifacts(tmp_path, capsys):
     flags += ["--likelihood", "discretized_logistic"]
     assert _train(model_dir, *flags) == 0
     out = capsys.readouterr().out
-    for name in ("config.json", "model.keras", "reconstructions.png"):
+    for name in (
+        "config.json",
+        "model.keras",
+        "calibration.npy",
+        "reconstructions.png",
+    ):
         path = model_dir / name
         assert path.is_file()
         assert str(path) in out
     assert "vqvae: trained 3 steps" in out
     assert (model_dir / "checkpoints" / "ckpt-3.index").is_file()
     assert (model_dir / "logs" / "train").is_dir()
+    # Calibration images for int8 export: 256 training images spread evenly
+    # over the split.
+    tiles = photo_tiles("train")
+    stride = len(tiles) // 256
+    np.testing.assert_array_equal(
+        np.load(model_dir / "calibration.npy"), tiles[::stride][:256]
+    )
     leftovers = [n for n in os.listdir(model_dir) if n.startswith(".tmp")]
     assert leftovers == []
 
@@ -365,6 +378,15 @@ def test_prior_sample_evaluate(trained_dir, capsys):
     # Again: resumes, nothing left to train.
     assert cli.main(argv) == 0
     assert "vqvae: trained the prior 2 steps" in capsys.readouterr().out
+    # Options that shape the prior must match the saved ones.
+    prior_dir = trained_dir / "prior"
+    assert cli.main([*argv, "--num-layers", "3"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae train-prior: error: `model_dir` {model_dir!r} holds a prior "
+        "with num_layers=2; resume it with the same options (--config "
+        f"{prior_dir}/config.json) or delete {prior_dir}. "
+        "Received: num_layers=3\n"
+    )
 
     grids = []
     for name in ("a.png", "b.png"):
@@ -552,3 +574,67 @@ def test_export_and_verify(trained_dir, tmp_path, capsys):
     assert cli.main(["verify", tflite_dir]) == 1
     assert "decoder_float32.tflite" in capsys.readouterr().err
     assert cli.main(["verify", str(tmp_path / "missing")]) == 2
+
+
+def test_export_reads_no_dataset(tmp_path, capsys):
+    """`vqvae export` needs only the model dir: int8 is calibrated on the
+    sample `vqvae train` wrote, or on --calibration-data."""
+    crops = photo_crops(8, 24, seed=1)
+    folder = tmp_path / "images"
+    (folder / "train" / "a").mkdir(parents=True)
+    for index, crop in enumerate(crops):
+        Image.fromarray(crop).save(folder / "train" / "a" / f"{index}.png")
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, "--dataset", f"folder:{folder}") == 0
+    sample = np.load(model_dir / "calibration.npy")
+    assert sample.dtype == np.uint8 and sample.shape == (24, 8, 8, 3)
+    assert sorted(map(bytes, sample)) == sorted(map(bytes, crops))
+
+    def export(out, *flags):
+        argv = ["export", "--model-dir", str(model_dir), "--out", str(out)]
+        argv += ["--tflite", "--quantization", "int8", *flags]
+        return cli.main(argv)
+
+    # --calibration-data folder:PATH samples the dataset as training did.
+    np.testing.assert_array_equal(
+        artifacts.calibration_images(
+            str(model_dir), f"folder:{folder}", (8, 8, 3)
+        ),
+        sample,
+    )
+    shutil.rmtree(folder)
+    assert export(tmp_path / "b") == 0
+    tflite_dir = tmp_path / "b" / "vqvae_tflite"
+    assert (tflite_dir / "decoder_int8.tflite").is_file()
+    capsys.readouterr()
+
+    os.remove(model_dir / "calibration.npy")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 16, 16, 3), "uint8"))
+    cases = [
+        (
+            [],
+            "`quantization` 'int8' needs calibration images, and "
+            f"{model_dir}/calibration.npy (written by `vqvae train`) is "
+            "missing; pass --calibration-data (a .npy file of images or a "
+            "dataset such as folder:PATH) or leave out int8. "
+            "Received: quantization=('int8',)",
+        ),
+        (
+            ["--calibration-data", str(wrong)],
+            "`calibration_data` must hold images of the model's shape "
+            f"(n, 8, 8, 3). Received: calibration_data={str(wrong)!r} of "
+            "shape (4, 16, 16, 3)",
+        ),
+    ]
+    for flags, message in cases:
+        assert export(tmp_path / "c", *flags) == cli.EXIT_USAGE
+        assert capsys.readouterr().err == (f"vqvae export: error: {message}\n")
+        assert not (tmp_path / "c").exists()
+    # An existing TFLite directory is refused like an existing version.
+    assert export(tmp_path / "b", "--version", "2") == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae export: error: {str(tflite_dir)!r} exists; pass --overwrite "
+        "to replace it or choose another --out. "
+        f"Received: out={str(tmp_path / 'b')!r}\n"
+    )

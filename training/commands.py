@@ -320,11 +320,16 @@ def export(
             f"{target!r} exists; pass --overwrite to replace it or choose "
             f"another --version. Received: version={version}"
         )
-    example_shape = _example_shape(vqvae, model_dir, config)
+    tflite_dir = os.path.join(root, f"{model_name}_tflite")
+    if tflite and os.path.exists(tflite_dir) and not overwrite:
+        raise UsageError(
+            f"{tflite_dir!r} exists; pass --overwrite to replace it or "
+            f"choose another --out. Received: out={root!r}"
+        )
     calibration = None
     if tflite and "int8" in quantization:
         calibration = artifacts.calibration_images(
-            model_dir, calibration_data, example_shape, config.data_dir
+            model_dir, calibration_data, vqvae.example_shape, config.data_dir
         )
         if calibration is None:
             raise UsageError(
@@ -335,7 +340,6 @@ def export(
                 "leave out int8. "
                 f"Received: quantization={tuple(quantization)}"
             )
-    image_size = tuple(example_shape[:2])
     exported = {
         "saved_model": os.fspath(
             export_saved_model(
@@ -346,16 +350,13 @@ def export(
                 prior=prior,
                 overwrite=overwrite,
                 max_batch_size=max_batch_size,
-                image_size=image_size,
             )
         )
     }
     if tflite:
-        tflite_dir = os.path.join(root, f"{model_name}_tflite")
         export_tflite(
             vqvae,
             tflite_dir,
-            image_size=image_size,
             quantization=tuple(quantization),
             representative_images=calibration,
             prior=prior,
@@ -378,17 +379,6 @@ def verify(path: str) -> None:
             f"`path` must be an export directory. Received: path={path!r}"
         )
     verify_export(path)
-
-
-def _example_shape(vqvae, model_dir: str, config: TrainConfig) -> tuple:
-    """The `(height, width, channels)` the model was trained on."""
-    recorded = getattr(vqvae, "example_shape", None)
-    if recorded is not None:
-        return tuple(recorded)
-    path = os.path.join(model_dir, CALIBRATION_FILE)
-    if os.path.isfile(path):
-        return tuple(np.load(path, mmap_mode="r").shape[1:])
-    return load_images(config.dataset, "train", config.data_dir).image_shape
 
 
 def demo(
