@@ -9,17 +9,10 @@
     vqvae train --strategy mirrored ...               # all local GPUs
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
 
-`train` writes into `--model-dir`: `config.json` (every option, reloadable
-with `--config`), `checkpoints/` (model, optimizer, step: a killed run
-started again resumes where it stopped), `logs/` (TensorBoard),
-`model.keras`, `calibration.npy` (training images for int8 export) and
-`reconstructions.png` (originals beside reconstructions). Defaults live in
-one place, `training/config.py`; the model dir's layout in
-`training/layout.py`.
-
-This module only parses flags and prints: the commands are Python functions
-in `tf_vqvae.training.commands`, imported (with TensorFlow) only when a
-command runs, so `vqvae --help` is fast.
+This module only parses flags and prints. The commands are the functions of
+`tf_vqvae.training.commands`, imported (with TensorFlow) only when one runs,
+so `vqvae --help` is fast; the options, their defaults and help live in
+`training/config.py`, what a model dir holds in `training/layout.py`.
 
 Exit codes: 0 done, 1 training failed (non-finite loss) or an export does
 not match its manifest, 2 bad input (the message says what to change;

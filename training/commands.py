@@ -43,6 +43,7 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
+from tf_vqvae.options import TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
@@ -289,7 +290,7 @@ def export(
     model_name: str = "vqvae",
     version: int = 1,
     tflite: bool = False,
-    quantization: tuple[str, ...] = ("float32", "float16", "int8"),
+    quantization: tuple[str, ...] = tuple(TFLITE_QUANTIZATIONS),
     max_batch_size: int = 64,
     overwrite: bool = False,
     calibration_data: str | None = None,
