@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from tf_vqvae import options, quantizers, vqvae
+from tf_vqvae import options, vqvae
+from tf_vqvae.quantizers import vector
 from tf_vqvae.training import cli
 from tf_vqvae.training.config import PRESETS, PriorConfig, TrainConfig
 
@@ -14,7 +15,7 @@ from tf_vqvae.training.config import PRESETS, PriorConfig, TrainConfig
 def test_library_registries_are_the_options():
     assert sorted(vqvae._QUANTIZERS) == sorted(options.QUANTIZERS)
     assert sorted(vqvae._LIKELIHOODS) == sorted(options.LIKELIHOODS)
-    assert quantizers._DATA_INIT_CHOICES == (None, *options.DATA_INITS)
+    assert vector._DATA_INIT_CHOICES == (None, *options.DATA_INITS)
 
 
 def _choices(parser, command, flag):
