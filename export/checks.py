@@ -177,27 +177,51 @@ def check_unit_range(
 
 
 def check_codes(
-    codes: tf.Tensor, num_embeddings: int, valid: tf.Tensor | bool = True
+    codes: tf.Tensor,
+    num_embeddings: int,
+    valid: tf.Tensor | bool = True,
+    num_levels: int = 1,
 ) -> tf.Tensor:
     """Rejects codes outside `[0, num_embeddings)`; returns `codes` after.
 
-    On CPU `tf.gather` would fail with a less helpful message; on GPU it
-    returns zeros, and `keras.ops.take` silently maps -1 to the last code.
-    Passes when `valid` (the result of earlier checks) is false.
+    With `num_levels > 1` the last axis holds the levels, and the message
+    names the first level holding a bad code. On CPU `tf.gather` would fail
+    with a less helpful message; on GPU it returns zeros, and
+    `keras.ops.take` silently maps -1 to the last code. Passes when `valid`
+    (the result of earlier checks) is false.
     """
     flat = tf.reshape(codes, [-1])
-    low = tf.reduce_min(flat)
-    high = tf.reduce_max(flat)
-    empty = tf.equal(tf.size(flat), 0)
-    ok = tf.logical_or(empty, tf.logical_and(low >= 0, high < num_embeddings))
-    check = _assert(
-        ok,
-        [
+    # Per-level minimum and maximum by segment (an entry's level is its
+    # index modulo `num_levels`): no reshape that a bad shape could fail.
+    levels = tf.range(tf.size(flat)) % num_levels
+    low = tf.math.unsorted_segment_min(flat, levels, num_levels)
+    high = tf.math.unsorted_segment_max(flat, levels, num_levels)
+    # An empty request (or level) gives min=int max, max=int min: passes.
+    bad = tf.logical_and(
+        tf.logical_or(low < 0, high >= num_embeddings), low <= high
+    )
+    ok = tf.logical_not(tf.reduce_any(bad))
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+    if num_levels > 1:
+        where = [
+            f"`codes` must be integers in [0, {num_embeddings}) at each of "
+            f"the {num_levels} levels (num_embeddings={num_embeddings}). "
+            "Received: level ",
+            tf.strings.as_string(first),
+            " has min=",
+        ]
+    else:
+        where = [
             f"`codes` must be integers in [0, {num_embeddings}) "
             f"(num_embeddings={num_embeddings}). Received: min=",
-            tf.strings.as_string(low),
+        ]
+    check = _assert(
+        tf.logical_or(tf.logical_not(valid), ok),
+        [
+            *where,
+            tf.strings.as_string(tf.gather(low, first)),
             ", max=",
-            tf.strings.as_string(high),
+            tf.strings.as_string(tf.gather(high, first)),
             ".",
         ],
         "check_codes_range",

@@ -59,6 +59,8 @@ class ExportShapes:
         code_size: the code grid `(h, w)` (`None` where the image size is).
         downsampling_factor: image size / code grid size.
         num_embeddings: K, codes are in `[0, K)`.
+        num_levels: codes per latent position (the quantizer's
+            `num_levels`): more than 1 adds a trailing level axis to codes.
     """
 
     image_size: tuple[int | None, int | None]
@@ -66,6 +68,20 @@ class ExportShapes:
     code_size: tuple[int | None, int | None]
     downsampling_factor: int
     num_embeddings: int
+    num_levels: int = 1
+
+    @property
+    def code_grid(self) -> tuple[int | None, ...]:
+        """The codes' shape after the batch axis: `code_size`, then the
+        level axis when there is more than one level."""
+        levels = (self.num_levels,) if self.num_levels > 1 else ()
+        return (*self.code_size, *levels)
+
+    @property
+    def code_axes(self) -> tuple[str, ...]:
+        """The names of the axes of `code_grid`."""
+        levels = ("levels",) if self.num_levels > 1 else ()
+        return ("height", "width", *levels)
 
     def image_spec(self, dtype: tf.DType) -> tf.TensorSpec:
         """`images` `(batch, height, width, channels)` of `dtype`."""
@@ -74,8 +90,8 @@ class ExportShapes:
         )
 
     def codes_spec(self) -> tf.TensorSpec:
-        """`codes` int32 `(batch, h, w)`."""
-        return tf.TensorSpec((None, *self.code_size), tf.int32, name="codes")
+        """`codes` int32 `(batch, h, w)`, or `(batch, h, w, num_levels)`."""
+        return tf.TensorSpec((None, *self.code_grid), tf.int32, name="codes")
 
 
 def export_shapes(model, image_size=AUTO) -> ExportShapes:
@@ -121,16 +137,25 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
         code_size=tuple(code_size),
         downsampling_factor=factor,
         num_embeddings=int(model.num_embeddings),
+        num_levels=int(model.quantizer.num_levels),
     )
 
 
 def check_prior(prior, shapes: ExportShapes) -> None:
-    """Raises unless `prior` is a `CodePrior` over the codes of `shapes`."""
+    """Raises unless `prior` is a `CodePrior` over the codes of `shapes`
+    (one code per position: no prior models levels yet)."""
     if not isinstance(prior, CodePrior):
         raise TypeError(
             "`prior` must be a tf_vqvae PixelCNNPrior (a "
             "tf_vqvae.contracts.CodePrior). "
             f"Received: prior={prior!r} (of type {type(prior).__name__})."
+        )
+    if shapes.num_levels > 1:
+        raise ValueError(
+            "`prior` models one code per position; `model` has "
+            f"{shapes.num_levels} levels of codes per position, and no prior "
+            "over levels exists yet. Received: "
+            f"model num_levels={shapes.num_levels}"
         )
     grid = tuple(prior.grid_shape)
     if prior.num_embeddings != shapes.num_embeddings or any(
@@ -162,6 +187,7 @@ def metadata(model, shapes: ExportShapes, **fields) -> dict:
             "image_size": list(shapes.image_size),
             "image_channels": shapes.channels,
             "code_size": list(shapes.code_size),
+            "num_levels": shapes.num_levels,
         },
         **fields,
     }

@@ -16,7 +16,9 @@ Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
 
     serving_default  images float32 (batch, H, W, C) in [0, 1]
                      -> reconstructions float32 (batch, H, W, C),
-                        codes int32 (batch, h, w)
+                        codes int32 (batch, h, w) (with a trailing level
+                        axis, (batch, h, w, L), for an L-level quantizer
+                        such as residual VQ; so in every signature)
     serving_uint8    images uint8 (batch, H, W, C) in [0, 255] -> as above
     encode           images float32 (batch, H, W, C) -> codes int32
     encode_uint8     images uint8 (batch, H, W, C) -> codes int32
@@ -26,10 +28,10 @@ Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
                      (only when a prior is given)
 
 Every signature validates its request in the graph (see `checks`): wrong
-rank or size, codes outside [0, K), non-finite pixels or float pixels
-outside [0, 1], a batch above
-`max_batch_size`, `num` outside [1, max_batch_size] each raise
-`InvalidArgumentError` (HTTP 400 in TF Serving) with a message naming it.
+rank or size, codes outside [0, K) (at any level), non-finite pixels or
+float pixels outside [0, 1], a batch above `max_batch_size`, `num` outside
+[1, max_batch_size] each raise `InvalidArgumentError` (HTTP 400 in TF
+Serving) with a message naming it.
 
 The SavedModel is built with `keras.export.ExportArchive`, which freezes Keras
 3 variables correctly (a plain `tf.Module` + `tf.saved_model.save` converts
@@ -121,12 +123,14 @@ class ServingFunctions:
         codes, valid = checks.check_grid(
             codes,
             "codes",
-            ("height", "width"),
-            self.shapes.code_size,
+            self.shapes.code_axes,
+            self.shapes.code_grid,
             1,
             self.max_batch_size,
         )
-        return checks.check_codes(codes, self.shapes.num_embeddings, valid)
+        return checks.check_codes(
+            codes, self.shapes.num_embeddings, valid, self.shapes.num_levels
+        )
 
     # --------------------------------------------------------- functions
     def _images(self, images, validate: bool) -> tf.Tensor:
@@ -281,7 +285,8 @@ def _warmup_inputs(functions: ServingFunctions) -> dict[str, dict]:
     shapes = functions.shapes
     factor = shapes.downsampling_factor
     size = tuple(s or factor for s in shapes.image_size)
-    code_size = tuple(s // factor for s in size)
+    levels = (shapes.num_levels,) if shapes.num_levels > 1 else ()
+    code_size = (*(s // factor for s in size), *levels)
     images = (1, *size, shapes.channels)
     requests = {
         "serving_default": {"images": tf.zeros(images, tf.float32)},

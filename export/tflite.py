@@ -3,6 +3,8 @@
 `export_tflite(model, "tflite", representative_images=images)` writes
 
     tflite/decoder_float32.tflite   codes int32 (batch, h, w) -> images
+                                    (codes (batch, h, w, L) for an L-level
+                                    quantizer such as residual VQ)
     tflite/decoder_float16.tflite   float16 weights, float32 compute/in/out
     tflite/decoder_int8.tflite      full-integer int8 ops; codes stay int32,
                                     images come out float32
@@ -48,7 +50,8 @@ _FORBIDDEN_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
 
 def encoder_fn(model: keras.Model) -> Callable:
-    """images float32 in [0, 1] -> `{"codes": int32 (batch, h, w)}`.
+    """images float32 in [0, 1] -> `{"codes": int32 (batch, h, w)}` (with a
+    trailing level axis for a quantizer with levels).
 
     `model.encode` as it is: the quantizer's own row-chunked search, whose
     ops the converter maps to builtins (the `[rows, K]` scores of one chunk

@@ -1,21 +1,97 @@
 """`tf_vqvae.options`: the choice lists the library and the CLI share."""
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 
 import pytest
 
 from tf_vqvae import options, vqvae
-from tf_vqvae.quantizers import vector
+from tf_vqvae.quantizers import QUANTIZER_CLASSES, vector
 from tf_vqvae.training import cli
 from tf_vqvae.training.config import PRESETS, PriorConfig, TrainConfig
 
 
 def test_library_registries_are_the_options():
-    assert sorted(vqvae._QUANTIZERS) == sorted(options.QUANTIZERS)
+    assert sorted(QUANTIZER_CLASSES) == sorted(options.QUANTIZERS)
     assert sorted(vqvae._LIKELIHOODS) == sorted(options.LIKELIHOODS)
     assert vector._DATA_INIT_CHOICES == (None, *options.DATA_INITS)
+
+
+@pytest.mark.parametrize("kind", sorted(options.QUANTIZER_KINDS))
+def test_quantizer_declarations_match_the_layers(kind):
+    """Every declared argument and option is a constructor argument of the
+    kind's layer, with the declared default where the layer has one."""
+    declaration = options.QUANTIZER_KINDS[kind]
+    parameters = inspect.signature(QUANTIZER_CLASSES[kind]).parameters
+    names = [option.layer_argument for option in declaration.options]
+    for name in [*declaration.model_arguments.values(), *names]:
+        assert name in parameters, (kind, name)
+    for option in declaration.options:
+        default = parameters[option.layer_argument].default
+        if default is not inspect.Parameter.empty:
+            assert default == option.default, (kind, option.name)
+
+
+def test_quantizer_options_resolve_with_defaults_and_checks():
+    assert options.resolve_quantizer_options("rvq", {"num_quantizers": 2}) == {
+        "num_quantizers": 2,
+        "rvq_quantizer": "ema",
+        "shared_codebook": False,
+        "quantizer_dropout": 0.0,
+        "rotation_trick": False,
+        "distance": "l2",
+        "codebook_dim": None,
+    }
+    assert options.resolve_quantizer_options("fsq", {"levels": [3, 3]}) == {
+        "levels": (3, 3)
+    }
+    cases = [
+        (
+            "ema",
+            {"levels": [3]},
+            "`quantizer_options` has 'levels', which quantizer 'ema' does "
+            "not take (its options: ['codebook_dim', 'distance', "
+            "'rotation_trick']). Received: levels=[3]",
+        ),
+        (
+            "fsq",
+            {"levels": [3, 2.5]},
+            "`levels` must be a non-empty sequence of integers. Received: "
+            "levels=[3, 2.5] (of type list).",
+        ),
+        (
+            "vq",
+            {"distance": "l1"},
+            "`distance` must be 'l2' or 'cosine'. Received: distance='l1' "
+            "(of type str).",
+        ),
+        (
+            "rvq",
+            {"num_quantizers": True},
+            "`num_quantizers` must be an integer. Received: "
+            "num_quantizers=True (of type bool).",
+        ),
+        (
+            "vq",
+            {"codebook_dim": "8"},
+            "`codebook_dim` must be an integer or None. Received: "
+            "codebook_dim='8' (of type str).",
+        ),
+    ]
+    for kind, given, message in cases:
+        with pytest.raises(ValueError) as error:
+            options.resolve_quantizer_options(kind, given)
+        assert str(error.value) == message
+
+
+def test_every_quantizer_option_is_a_train_flag():
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices["train"]
+    flags = {flag for action in sub._actions for flag in action.option_strings}
+    for name in options.quantizer_option_declarations():
+        assert "--" + name.replace("_", "-") in flags
 
 
 def _choices(parser, command, flag):

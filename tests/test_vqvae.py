@@ -182,7 +182,8 @@ def test_bad_inputs_have_clear_messages(images):
         (
             lambda: VQVAE(quantizer="gumbel"),
             ValueError,
-            "`quantizer` must be 'ema' or 'vq'. "
+            "`quantizer` must be one of 'ema', 'vq', 'rvq', 'fsq', 'lfq' "
+            "or a quantizer layer. "
             "Received: quantizer='gumbel' (of type str).",
         ),
         (

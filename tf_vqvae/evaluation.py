@@ -8,9 +8,10 @@ The VQ-VAE bound (van den Oord et al., 2017):
     bits/dim = -(log p(x | z_q(x)) + log p(z_q(x))) / (D * ln 2)
 
 with `D` = pixels x channels of one image and `p(z)` either the uniform
-prior over the `N` codes of a grid (`log p(z) = -N log K`) or a trained
-`PixelCNNPrior`. `log p(x | z)` needs a discrete likelihood over the 8-bit
-pixel values:
+prior over the `N` codes of a grid (`log p(z) = -N log K`; a quantizer with
+`L` levels, residual VQ, has `N L` codes per grid: `L log2 K` bits per
+position) or a trained `PixelCNNPrior`. `log p(x | z)` needs a discrete
+likelihood over the 8-bit pixel values:
 
 - `VQVAE(likelihood="discretized_logistic")`: the decoder's own discretized
   logistic (the likelihood it was trained with).
@@ -34,7 +35,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae import codebook_ops, likelihoods
+from tf_vqvae import likelihoods
 from tf_vqvae.vqvae import to_unit_range
 
 LN2 = math.log(2.0)
@@ -102,10 +103,35 @@ def reconstruction_log_prob(
     return tf.reduce_sum(per_pixel, axis=axes)
 
 
+def level_code_counts(codes, num_embeddings: int, num_levels: int):
+    """How often each code occurs at each level: float32 `[num_levels, K]`.
+
+    `codes` are a `tf_vqvae.contracts.Quantizer`'s: `(batch, *grid)` for
+    one level, `(batch, *grid, num_levels)` for several.
+    """
+    codes = tf.reshape(tf.convert_to_tensor(codes, tf.int32), [-1, num_levels])
+    offsets = tf.range(num_levels, dtype=tf.int32) * num_embeddings
+    counts = tf.math.unsorted_segment_sum(
+        tf.ones_like(codes, tf.float32),
+        codes + offsets,
+        num_levels * num_embeddings,
+    )
+    return tf.reshape(counts, [num_levels, num_embeddings])
+
+
+def _usage(counts: np.ndarray) -> tuple[float, float]:
+    """Perplexity and used fraction of one code histogram."""
+    probabilities = counts / max(counts.sum(), 1.0)
+    used = probabilities > 0
+    entropy = -np.sum(probabilities[used] * np.log(probabilities[used]))
+    return float(np.exp(entropy)), float(used.mean())
+
+
 def prior_log_prob(prior, codes, num_embeddings: int, labels=None):
     """`log p(z)` per code grid in nats: float32 `(batch,)`.
 
-    `prior=None` is the uniform prior, `-N log K`.
+    `prior=None` is the uniform prior, `-N log K` for `N` codes per grid
+    (positions times levels).
     """
     codes = tf.convert_to_tensor(codes, tf.int32)
     if prior is None:
@@ -227,14 +253,18 @@ def evaluate_model(
         `None`), `num_images`, `bits_per_dim_uniform_prior`,
         `bits_per_dim_pixelcnn_prior` (`None` without a prior),
         `reconstruction_bits_per_dim` (`-log p(x|z)` alone), `psnr` (dB, of
-        reconstructions clipped to [0, 1]), `mse`, `perplexity` and
-        `codebook_usage` (codes pooled over the dataset).
+        reconstructions clipped to [0, 1]), `mse`, `num_levels`,
+        `bits_per_position_uniform_prior` (`num_levels * log2 K`),
+        `perplexity` and `codebook_usage` (codes pooled over the dataset
+        and the levels), and, for more than one level, the lists
+        `level_perplexity` and `level_codebook_usage` (each level alone).
     """
+    num_levels = int(vqvae.quantizer.num_levels)
     uses_gaussian = vqvae.likelihood != "discretized_logistic"
     squared_error = 0.0
     rounded_squared_error = 0.0
     num_values = 0
-    counts = np.zeros(vqvae.num_embeddings)
+    counts = np.zeros((num_levels, vqvae.num_embeddings))
     for element in dataset:
         images, _ = _split_element(element)
         images = to_unit_range(images)
@@ -247,7 +277,9 @@ def evaluate_model(
             tf.reduce_sum(tf.square(mean - likelihoods.pixel_values(images)))
         )
         num_values += int(np.prod(images.shape))
-        counts += codebook_ops.code_counts(codes, vqvae.num_embeddings).numpy()
+        counts += level_code_counts(
+            codes, vqvae.num_embeddings, num_levels
+        ).numpy()
     if num_values == 0:
         raise ValueError("`dataset` must not be empty.")
     if uses_gaussian and gaussian_scale is None:
@@ -287,9 +319,14 @@ def evaluate_model(
         return -total / (num_images * dims * LN2)
 
     mse = squared_error / num_values
-    probabilities = counts / counts.sum()
-    used = probabilities > 0
-    entropy = -np.sum(probabilities[used] * np.log(probabilities[used]))
+    perplexity, usage = _usage(counts.sum(axis=0))
+    levels = {}
+    if num_levels > 1:
+        per_level = [_usage(level) for level in counts]
+        levels = {
+            "level_perplexity": [p for p, _ in per_level],
+            "level_codebook_usage": [u for _, u in per_level],
+        }
     return {
         "likelihood": likelihood_name(vqvae),
         "gaussian_scale": gaussian_scale if uses_gaussian else None,
@@ -301,8 +338,12 @@ def evaluate_model(
         "reconstruction_bits_per_dim": to_bits(log_px_sum),
         "mse": mse,
         "psnr": 10.0 * math.log10(1.0 / max(mse, 1e-12)),
-        "perplexity": float(np.exp(entropy)),
-        "codebook_usage": float(used.mean()),
+        "num_levels": num_levels,
+        "bits_per_position_uniform_prior": num_levels
+        * math.log2(vqvae.num_embeddings),
+        "perplexity": perplexity,
+        "codebook_usage": usage,
+        **levels,
     }
 
 

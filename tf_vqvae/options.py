@@ -12,11 +12,186 @@ arguments take `None` for it.
 
 from __future__ import annotations
 
-# `VQVAE(quantizer=...)`.
-QUANTIZERS = {
-    "ema": "codebook by exponential moving averages",
-    "vq": "codebook by gradients",
+import dataclasses
+from typing import Any
+
+# How a user types "off" for an option whose library value is `None`.
+OFF = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizerOption:
+    """One option of a quantizer kind, as users see it.
+
+    `VQVAE(quantizer=KIND, quantizer_options={name: value})` and the flag
+    `vqvae train --NAME` (underscores as dashes) take it; the quantizer
+    layer receives it as its constructor argument `argument`.
+
+    Attributes:
+        name: what users type (unique over all kinds; a kind that shares an
+            option uses the same declaration).
+        type: `int`, `float`, `bool`, `str` or `tuple` (of ints).
+        default: the value when not given.
+        help: one sentence for `--help` and the README.
+        choices: the allowed values of a `str` option.
+        off: the option takes `None` (typed `OFF` on the command line).
+        argument: the layer's constructor argument (default: `name`).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+    off: bool = False
+    argument: str | None = None
+
+    @property
+    def layer_argument(self) -> str:
+        return self.argument or self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizerKind:
+    """A kind of quantizer `VQVAE(quantizer=...)` can build.
+
+    Attributes:
+        description: one line for `--help`.
+        model_arguments: `VQVAE` argument -> the layer's constructor
+            argument, for the `VQVAE` arguments this kind uses (the others,
+            e.g. `decay` for `"vq"`, are not used by it).
+        options: the kind's own options (`VQVAE(quantizer_options=...)`).
+        codes_per_position: `"one"` (an index in `[0, K)` per latent
+            position) or `"levels"` (one per level, a trailing axis).
+    """
+
+    description: str
+    model_arguments: dict
+    options: tuple = ()
+    codes_per_position: str = "one"
+
+
+# Options of the codebook quantizers (`VectorQuantizer`,
+# `VectorQuantizerEMA`, and each stage of `ResidualVectorQuantizer`).
+_VECTOR_OPTIONS = (
+    QuantizerOption(
+        "rotation_trick",
+        bool,
+        False,
+        "Gradients pass through the rotation and rescaling from z_e to z_q "
+        "(Fifty et al., 2024) instead of the identity.",
+    ),
+    QuantizerOption(
+        "distance",
+        str,
+        "l2",
+        "Nearest code by 'l2' distance or by 'cosine' similarity "
+        "(l2-normalised inputs and codes).",
+        choices=("l2", "cosine"),
+    ),
+    QuantizerOption(
+        "codebook_dim",
+        int,
+        None,
+        "Look codes up in this smaller dimension, with learned projections "
+        f"in and out (ViT-VQGAN; {OFF!r}: D itself).",
+        off=True,
+    ),
+)
+_VECTOR_ARGUMENTS = (
+    "num_embeddings",
+    "embedding_dim",
+    "commitment_cost",
+    "data_init",
+    "dead_code_restart_steps",
+    "seed",
+)
+_EMA_ARGUMENTS = (*_VECTOR_ARGUMENTS, "decay", "epsilon")
+
+# `VQVAE(quantizer=...)`: every kind, declared once. The layer classes are
+# bound in `tf_vqvae.quantizers.QUANTIZER_CLASSES`.
+QUANTIZER_KINDS = {
+    "ema": QuantizerKind(
+        "codebook by exponential moving averages",
+        {name: name for name in _EMA_ARGUMENTS},
+        _VECTOR_OPTIONS,
+    ),
+    "vq": QuantizerKind(
+        "codebook by gradients",
+        {name: name for name in _VECTOR_ARGUMENTS},
+        _VECTOR_OPTIONS,
+    ),
+    "rvq": QuantizerKind(
+        "residual VQ: levels of codebooks, each coding what the earlier "
+        "ones left (SoundStream)",
+        {name: name for name in _EMA_ARGUMENTS},
+        (
+            QuantizerOption(
+                "num_quantizers",
+                int,
+                4,
+                "Residual VQ levels (codes per latent position).",
+            ),
+            QuantizerOption(
+                "rvq_quantizer",
+                str,
+                "ema",
+                "Each residual level's codebook: 'ema' (moving averages) "
+                "or 'vq' (gradients).",
+                choices=("ema", "vq"),
+                argument="quantizer",
+            ),
+            QuantizerOption(
+                "shared_codebook",
+                bool,
+                False,
+                "All residual levels share one codebook.",
+            ),
+            QuantizerOption(
+                "quantizer_dropout",
+                float,
+                0.0,
+                "Probability that a training batch uses only the first n "
+                "residual levels, n uniform (one model for every bitrate).",
+            ),
+            *_VECTOR_OPTIONS,
+        ),
+        codes_per_position="levels",
+    ),
+    "fsq": QuantizerKind(
+        "finite scalar quantization: each channel rounded to a few values, "
+        "no codebook to collapse (Mentzer et al., 2023)",
+        {"embedding_dim": "embedding_dim"},
+        (
+            QuantizerOption(
+                "levels",
+                tuple,
+                (8, 5, 5, 5),
+                "Values per FSQ channel; K is their product.",
+            ),
+        ),
+    ),
+    "lfq": QuantizerKind(
+        "lookup-free: the signs of log2(K) channels are the code's bits "
+        "(MAGVIT-v2)",
+        {
+            "num_embeddings": "codebook_size",
+            "embedding_dim": "embedding_dim",
+            "commitment_cost": "commitment_cost",
+        },
+        (
+            QuantizerOption(
+                "entropy_loss_weight",
+                float,
+                0.1,
+                "Weight of the LFQ entropy penalty (per-sample entropy "
+                "minus batch code entropy).",
+            ),
+        ),
+    ),
 }
+# `VQVAE(quantizer=...)`: name -> description.
+QUANTIZERS = {name: kind.description for name, kind in QUANTIZER_KINDS.items()}
 # `VQVAE(likelihood=...)`: the reconstruction term of the loss.
 LIKELIHOODS = {
     "mse": "mean squared error, the paper",
@@ -42,8 +217,88 @@ TFLITE_QUANTIZATIONS = {
 }
 # The dataset the command line trains on by default (`tf_vqvae.data`).
 DEFAULT_DATASET = "photos"
-# How a user types "off" for an option whose library value is `None`.
-OFF = "none"
+
+
+def quantizer_option_declarations() -> dict:
+    """Every quantizer option: name -> `(QuantizerOption, kinds)`, the
+    kinds that take it in `QUANTIZER_KINDS` order (one flag each)."""
+    declared = {}
+    for kind_name, kind in QUANTIZER_KINDS.items():
+        for option in kind.options:
+            if option.name in declared:
+                declared[option.name][1].append(kind_name)
+            else:
+                declared[option.name] = (option, [kind_name])
+    return {
+        name: (opt, tuple(kinds)) for name, (opt, kinds) in declared.items()
+    }
+
+
+def resolve_quantizer_options(kind: str, given: dict | None) -> dict:
+    """The options of quantizer `kind`: `given` over the declared defaults,
+    every option present, in declaration order (`tuple` options as tuples).
+
+    Raises:
+        ValueError: for a name `kind` does not take, or a value of the
+            wrong type.
+    """
+    declared = {option.name: option for option in QUANTIZER_KINDS[kind].options}
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        takes = sorted(declared) or "none"
+        raise ValueError(
+            f"`quantizer_options` has {unknown[0]!r}, which quantizer "
+            f"{kind!r} does not take (its options: {takes}). Received: "
+            f"{unknown[0]}={given[unknown[0]]!r}"
+        )
+    resolved = {}
+    for name, option in declared.items():
+        value = given.get(name, option.default)
+        resolved[name] = _checked_option(option, value)
+    return resolved
+
+
+def _checked_option(option: QuantizerOption, value):
+    if value is None and option.off:
+        return None
+    if option.type is tuple:
+        ok = (
+            isinstance(value, (tuple, list))
+            and len(value) > 0
+            and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+        )
+        value = tuple(value) if ok else value
+        expected = "a non-empty sequence of integers"
+    elif option.type is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        expected = "a number"
+    elif option.type is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif option.type is bool:
+        ok = isinstance(value, bool)
+        expected = "True or False"
+    else:
+        ok = isinstance(value, str) and (
+            option.choices is None or value in option.choices
+        )
+        expected = (
+            "a string"
+            if option.choices is None
+            else " or ".join(map(repr, option.choices))
+        )
+    if not ok:
+        if option.off:
+            expected += " or None"
+        raise ValueError(
+            f"`{option.name}` must be {expected}. Received: "
+            f"{option.name}={value!r} (of type {type(value).__name__})."
+        )
+    return value
 
 
 def describe_choices(choices: dict) -> str:

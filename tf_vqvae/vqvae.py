@@ -7,12 +7,11 @@ import tensorflow as tf
 
 from tf_vqvae import likelihoods, options
 from tf_vqvae.arg_checks import describe
+from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
-from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
+from tf_vqvae.quantizers import make_quantizer
 
-# The names are `tf_vqvae.options.QUANTIZERS` and `LIKELIHOODS` (a test
-# keeps them equal).
-_QUANTIZERS = {"vq": VectorQuantizer, "ema": VectorQuantizerEMA}
+# The names are `tf_vqvae.options.LIKELIHOODS` (a test keeps them equal).
 # Decoder outputs per image channel for each reconstruction likelihood.
 _LIKELIHOODS = {"mse": 1, "discretized_logistic": 2}
 
@@ -82,6 +81,16 @@ def _either(names) -> str:
     return " or ".join(map(repr, names))
 
 
+def _json_options(quantizer_options: dict | None) -> dict | None:
+    """The options as a config holds them (tuples as lists, as JSON)."""
+    if quantizer_options is None:
+        return None
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in quantizer_options.items()
+    }
+
+
 def _on_device_of(losses: list, reference: tf.Tensor) -> list:
     """The `losses` placed on the same device as `reference`."""
     device = getattr(reference, "device", None)
@@ -116,10 +125,27 @@ class VQVAE(keras.Model):
         num_downsamples: stride-2 convolutions; codes are
             `2**num_downsamples` times smaller than the input on each axis.
         commitment_cost: beta (0.25 in the paper).
-        quantizer: `"ema"` (`VectorQuantizerEMA`, default) or `"vq"`
-            (`VectorQuantizer`, codebook trained by gradients).
-        decay: EMA decay gamma (`"ema"` only).
-        epsilon: EMA Laplace smoothing (`"ema"` only).
+        quantizer: the kind of quantizer, a key of
+            `tf_vqvae.options.QUANTIZER_KINDS`: `"ema"`
+            (`VectorQuantizerEMA`, default), `"vq"` (`VectorQuantizer`,
+            codebook trained by gradients), `"rvq"`
+            (`ResidualVectorQuantizer`), `"fsq"` (`FiniteScalarQuantizer`)
+            or `"lfq"` (`LookupFreeQuantizer`). Each kind takes the
+            arguments of this model its declaration names (e.g. `"fsq"`
+            only `embedding_dim`: its K is the product of its `levels`;
+            `"lfq"` takes `num_embeddings` as its `codebook_size`), so the
+            model's `num_embeddings` is its quantizer's. Or a quantizer
+            layer (a `tf_vqvae.contracts.Quantizer`), used as it is: the
+            model's `num_embeddings` and `embedding_dim` are then the
+            layer's, and the arguments the kinds take are not used.
+        quantizer_options: the kind's own options by name, e.g.
+            `{"num_quantizers": 8}` for `"rvq"` or `{"levels": (8, 5, 5,
+            5)}` for `"fsq"` (`tf_vqvae.options.QUANTIZER_KINDS`: names,
+            defaults, help; the `vqvae train` flags of the same names).
+            Options not given take their defaults; all of them are saved in
+            the config.
+        decay: EMA decay gamma (`"ema"` and `"rvq"` only).
+        epsilon: EMA Laplace smoothing (`"ema"` and `"rvq"` only).
         data_init: `"random"` (default), `"kmeans++"` or `None` (the
             paper): codebook initialisation from the first training batch's
             encoder outputs.
@@ -163,9 +189,11 @@ class VQVAE(keras.Model):
             `InvalidArgumentError` inside `fit` and other graphs): 8-bit
             images must come as uint8 or divided by 255.
 
-    Metrics: `loss`, `reconstruction_loss`, `vq_loss`, `perplexity`,
-    `codebook_usage`, `epoch_perplexity`, `epoch_codebook_usage`,
-    `dead_codes` (see `CodebookUsage`).
+    Metrics: `loss`, `reconstruction_loss`, `vq_loss` (all the quantizer's
+    losses: codebook, commitment, entropy; 0 for `"fsq"`) and the
+    quantizer's own metrics, e.g. `perplexity`, `codebook_usage`,
+    `epoch_perplexity`, `epoch_codebook_usage`, `dead_codes` (see
+    `CodebookUsage`; `"rvq"` reports them per level too).
 
     Example:
 
@@ -185,7 +213,8 @@ class VQVAE(keras.Model):
         num_residual_hiddens: int = 256,
         num_downsamples: int = 2,
         commitment_cost: float = 0.25,
-        quantizer: str = "ema",
+        quantizer: str | keras.layers.Layer = "ema",
+        quantizer_options: dict | None = None,
         decay: float = 0.99,
         epsilon: float = 1e-5,
         data_init: str | None = "random",
@@ -204,20 +233,43 @@ class VQVAE(keras.Model):
                 f"Received: likelihood={likelihood!r} "
                 f"(of type {type(likelihood).__name__})."
             )
-        if quantizer not in options.QUANTIZERS:
-            raise ValueError(
-                f"`quantizer` must be {_either(options.QUANTIZERS)}. "
+        if isinstance(quantizer, dict):
+            # A quantizer layer, as `get_config` writes it.
+            quantizer = keras.saving.deserialize_keras_object(quantizer)
+        is_layer = isinstance(quantizer, keras.layers.Layer)
+        if is_layer and not isinstance(quantizer, Quantizer):
+            raise TypeError(
+                "`quantizer` must be a kind name or a layer meeting "
+                "tf_vqvae.contracts.Quantizer (num_embeddings, "
+                "embedding_dim, num_levels, encode, lookup, codebook). "
                 f"Received: quantizer={quantizer!r} "
                 f"(of type {type(quantizer).__name__})."
             )
-        self.num_embeddings = num_embeddings
-        self.embedding_dim = embedding_dim
+        if not is_layer and quantizer not in options.QUANTIZERS:
+            raise ValueError(
+                "`quantizer` must be one of "
+                f"{', '.join(map(repr, options.QUANTIZERS))} or a quantizer "
+                "layer. "
+                f"Received: quantizer={quantizer!r} "
+                f"(of type {type(quantizer).__name__})."
+            )
+        if is_layer and quantizer_options:
+            raise ValueError(
+                "`quantizer_options` go with a kind name; a quantizer layer "
+                "takes its options itself. "
+                f"Received: quantizer_options={quantizer_options!r}"
+            )
+        if not is_layer:
+            quantizer_options = options.resolve_quantizer_options(
+                quantizer, quantizer_options
+            )
+        self.quantizer_options = None if is_layer else quantizer_options
         self.num_hiddens = num_hiddens
         self.num_residual_blocks = num_residual_blocks
         self.num_residual_hiddens = num_residual_hiddens
         self.num_downsamples = num_downsamples
         self.commitment_cost = commitment_cost
-        self.quantizer_type = quantizer
+        self.quantizer_type = None if is_layer else quantizer
         self.decay = decay
         self.epsilon = epsilon
         self.data_init = data_init
@@ -228,6 +280,28 @@ class VQVAE(keras.Model):
         self.likelihood = likelihood
         self.example_shape = self._checked_example_shape(example_shape)
 
+        if is_layer:
+            self.quantizer = quantizer
+        else:
+            self.quantizer = make_quantizer(
+                quantizer,
+                dict(
+                    num_embeddings=num_embeddings,
+                    embedding_dim=embedding_dim,
+                    commitment_cost=commitment_cost,
+                    decay=decay,
+                    epsilon=epsilon,
+                    data_init=data_init,
+                    dead_code_restart_steps=dead_code_restart_steps,
+                    seed=seed,
+                ),
+                quantizer_options,
+            )
+        # The quantizer's: `"fsq"` has K = prod(levels), a layer its own.
+        self.num_embeddings = int(self.quantizer.num_embeddings)
+        self.embedding_dim = (
+            int(self.quantizer.embedding_dim) if is_layer else embedding_dim
+        )
         network = dict(
             num_hiddens=num_hiddens,
             num_residual_blocks=num_residual_blocks,
@@ -235,19 +309,7 @@ class VQVAE(keras.Model):
             num_downsamples=num_downsamples,
             spatial_dims=spatial_dims,
         )
-        self.encoder = Encoder(embedding_dim, name="encoder", **network)
-        quantizer_kwargs = dict(
-            commitment_cost=commitment_cost,
-            data_init=data_init,
-            dead_code_restart_steps=dead_code_restart_steps,
-            seed=seed,
-            name="quantizer",
-        )
-        if quantizer == "ema":
-            quantizer_kwargs.update(decay=decay, epsilon=epsilon)
-        self.quantizer = _QUANTIZERS[quantizer](
-            num_embeddings, embedding_dim, **quantizer_kwargs
-        )
+        self.encoder = Encoder(self.embedding_dim, name="encoder", **network)
         self._network_kwargs = network
         self.decoder = None
         self.image_channels = None
@@ -313,7 +375,9 @@ class VQVAE(keras.Model):
         )
         self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
-        self.quantizer.build(latent_shape)
+        if not self.quantizer.built:
+            # A quantizer layer passed in (or deserialized) may come built.
+            self.quantizer.build(latent_shape)
         self.decoder.build(latent_shape)
 
     def _check_images(self, images: tf.Tensor) -> None:
@@ -404,7 +468,9 @@ class VQVAE(keras.Model):
         return tuple(s // factor for s in shape[:-1])
 
     def encode(self, images) -> tf.Tensor:
-        """Integer codes for `images`: int32 `(batch, h', w')`.
+        """Integer codes for `images`: int32 `(batch, h', w')`, with a
+        trailing level axis `(batch, h', w', num_levels)` when the quantizer
+        has levels (`quantizer.num_levels > 1`, `"rvq"`).
 
         The quantizer's own `encode` on the encoder's outputs: graph ops
         that TFLite converts to builtins, with the quantizer's memory bound.
@@ -413,7 +479,9 @@ class VQVAE(keras.Model):
         return self.quantizer.encode(z_e)
 
     def decode(self, codes) -> tf.Tensor:
-        """Images in [0, 1] scale for int `codes` `(batch, h', w')`."""
+        """Images in [0, 1] scale for int `codes` `(batch, h', w')` (or
+        `(batch, h', w', n)` for the first `n` levels of an `"rvq"`
+        model)."""
         return self._mean_image(self.decoder_outputs(codes))
 
     def decoder_outputs(self, codes) -> tf.Tensor:
@@ -430,12 +498,13 @@ class VQVAE(keras.Model):
                 "`codes` must be an integer tensor. "
                 f"Received: codes.dtype={codes.dtype.name}"
             )
-        if codes.shape.rank != self.spatial_dims + 1:
+        levels = self.quantizer.num_levels > 1
+        rank = self.spatial_dims + 1 + levels
+        if codes.shape.rank != rank:
+            axes = ["..."] * self.spatial_dims + ["levels"] * levels
             raise ValueError(
-                f"`codes` must have shape (batch, "
-                f"{', '.join(['...'] * self.spatial_dims)}) (rank "
-                f"{self.spatial_dims + 1}). Received: codes.shape="
-                f"{tuple(codes.shape)}"
+                f"`codes` must have shape (batch, {', '.join(axes)}) (rank "
+                f"{rank}). Received: codes.shape={tuple(codes.shape)}"
             )
         if not self.built:
             raise ValueError(
@@ -478,7 +547,9 @@ class VQVAE(keras.Model):
         # append its losses to lists an earlier one already filled. Keep the
         # losses computed on this replica's device (the gradients were
         # right either way; the reported metrics were not).
-        vq_loss = tf.add_n(_on_device_of(self.quantizer.losses, y_pred))
+        # A quantizer may add no loss (`"fsq"`).
+        vq_losses = _on_device_of(self.quantizer.losses, y_pred)
+        vq_loss = tf.add_n(vq_losses) if vq_losses else tf.zeros(())
         total = tf.add_n(_on_device_of(self.losses, y_pred))
         self.vq_loss_tracker.update_state(vq_loss)
         self.reconstruction_loss_tracker.update_state(total - vq_loss)
@@ -500,7 +571,12 @@ class VQVAE(keras.Model):
             num_residual_hiddens=self.num_residual_hiddens,
             num_downsamples=self.num_downsamples,
             commitment_cost=self.commitment_cost,
-            quantizer=self.quantizer_type,
+            quantizer=(
+                self.quantizer_type
+                if self.quantizer_type is not None
+                else keras.saving.serialize_keras_object(self.quantizer)
+            ),
+            quantizer_options=_json_options(self.quantizer_options),
             decay=self.decay,
             epsilon=self.epsilon,
             data_init=self.data_init,

@@ -8,8 +8,10 @@ directory under `log_dir`, so TensorBoard lists them side by side with the
                                         (`epoch_loss`, `epoch_perplexity`,
                                         `epoch_dead_codes`, ...)
     log_dir/images          `reconstructions`: originals | reconstructions
-    log_dir/codebook        `code_usage` histogram, `codebook/*` scalars,
-                            and the codebook in the embedding projector
+    log_dir/codebook        `code_usage` histogram (and `code_usage/level_i`
+                            per level of a residual VQ), `codebook/*`
+                            scalars, and the codebook in the embedding
+                            projector (for quantizers that have one)
     log_dir/prior_samples   `prior_samples`: decoded samples of the prior
 
 `tensorboard_callbacks(log_dir, validation_images)` returns the usual set.
@@ -38,6 +40,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
 from tf_vqvae import atomic, codebook_ops
+from tf_vqvae.evaluation import level_code_counts
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
 
 __all__ = [
@@ -53,7 +56,9 @@ __all__ = [
     "write_histogram",
 ]
 
-# Metrics of `VQVAE` (see `CodebookUsage`) copied as `codebook/<name>` scalars.
+# Metrics of `VQVAE` (see `CodebookUsage`) copied as `codebook/<name>`
+# scalars, with every log entry whose name contains one (per-level metrics
+# of a residual VQ too).
 CODEBOOK_METRICS = (
     "perplexity",
     "codebook_usage",
@@ -199,12 +204,17 @@ class CodeUsage(_SummaryCallback):
     Writes to `log_dir/codebook`:
 
     - `code_usage`: a histogram with one bucket per code (x: code index,
-      height: how many latent positions of the fixed batch picked it);
+      height: how many latent positions of the fixed batch picked it,
+      pooled over the levels of a quantizer with several), and for such a
+      quantizer (`quantizer.num_levels > 1`, residual VQ) one
+      `code_usage/level_<i>` histogram per level;
     - `codebook/batch_perplexity`, `codebook/batch_dead_codes`: perplexity
       `exp(-sum p log p)` and number of unused codes on the fixed batch;
     - `codebook/<metric>` for the model's `perplexity`, `codebook_usage`,
       `epoch_perplexity`, `epoch_codebook_usage` and `dead_codes` found in
-      the epoch logs (training, and `val_*` ones as `codebook/val_<metric>`).
+      the epoch logs (training, and `val_*` ones as `codebook/val_<metric>`;
+      also every logged metric whose name contains one of these, such as a
+      residual VQ's per-level metrics).
 
     Args:
         log_dir: the TensorBoard log directory.
@@ -224,19 +234,36 @@ class CodeUsage(_SummaryCallback):
         self.images = _check_images(images)
         self.vqvae = model
 
-    def counts(self) -> tf.Tensor:
-        """float32 `[num_embeddings]` code counts over the fixed batch."""
+    def level_counts(self) -> tf.Tensor:
+        """float32 `[num_levels, num_embeddings]` code counts over the fixed
+        batch, one row per level of the quantizer."""
         model = self.vqvae or self.model
         codes = model.encode(self.images)
-        return codebook_ops.code_counts(codes, model.num_embeddings)
+        return level_code_counts(
+            codes, model.num_embeddings, model.quantizer.num_levels
+        )
+
+    def counts(self) -> tf.Tensor:
+        """float32 `[num_embeddings]` code counts over the fixed batch,
+        pooled over the levels."""
+        return tf.reduce_sum(self.level_counts(), axis=0)
 
     def write(self, epoch, logs):
-        counts = self.counts()
+        level_counts = self.level_counts()
+        counts = tf.reduce_sum(level_counts, axis=0)
         write_histogram(
             "code_usage",
             counts,
             description="Latent positions of the fixed batch per code index.",
         )
+        if level_counts.shape[0] > 1:
+            for level, level_count in enumerate(level_counts):
+                write_histogram(
+                    f"code_usage/level_{level}",
+                    level_count,
+                    description=f"Codes of residual level {level} of the "
+                    "fixed batch per code index.",
+                )
         tf.summary.scalar(
             "codebook/batch_perplexity", codebook_ops.perplexity(counts)
         )
@@ -244,10 +271,9 @@ class CodeUsage(_SummaryCallback):
             "codebook/batch_dead_codes",
             tf.reduce_sum(tf.cast(counts == 0, tf.float32)),
         )
-        for name in CODEBOOK_METRICS:
-            for key in (name, f"val_{name}"):
-                if key in logs:
-                    tf.summary.scalar(f"codebook/{key}", float(logs[key]))
+        for key, value in logs.items():
+            if any(name in key for name in CODEBOOK_METRICS):
+                tf.summary.scalar(f"codebook/{key}", float(value))
 
 
 class CodebookProjector(keras.callbacks.Callback):
@@ -317,9 +343,17 @@ class CodebookProjector(keras.callbacks.Callback):
         embedding = config.embeddings.add()
         embedding.tensor_name = PROJECTOR_TENSOR_NAME
         if self.images is not None:
-            counts = codebook_ops.code_counts(
-                model.encode(self.images), model.num_embeddings
+            counts = level_code_counts(
+                model.encode(self.images),
+                model.num_embeddings,
+                model.quantizer.num_levels,
             ).numpy()
+            # One row per code vector: per level when each level has its
+            # own codebook rows, else pooled.
+            rows = int(codebook.shape[0])
+            counts = (
+                counts.reshape(-1) if rows == counts.size else counts.sum(0)
+            )
             rows = ["code\tcount"] + [
                 f"{k}\t{int(c)}" for k, c in enumerate(counts)
             ]

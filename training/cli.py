@@ -27,9 +27,15 @@ import os
 import sys
 import time
 
-from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS, describe_choices
+from tf_vqvae.options import (
+    OFF,
+    TFLITE_QUANTIZATIONS,
+    describe_choices,
+    quantizer_option_declarations,
+)
 from tf_vqvae.training.config import (
     PRESETS,
+    ConfigError,
     PriorConfig,
     TrainConfig,
     int_or_off,
@@ -82,6 +88,9 @@ def add_config_flags(
         "; flags given override it.",
     )
     for field in dataclasses.fields(config_class):
+        if field.metadata.get("quantizer_options"):
+            _add_quantizer_option_flags(parser)
+            continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         shown = "" if default is None else f" (default: {default})"
@@ -100,6 +109,57 @@ def add_config_flags(
         parser.add_argument(flag, **kwargs)
 
 
+# `argparse` destinations of the quantizer options' flags.
+_OPTION_DEST = "quantizer_option_"
+
+
+def _add_quantizer_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per option of `tf_vqvae.options.QUANTIZER_KINDS` (e.g.
+    `--num-quantizers`), its help naming the kinds that take it."""
+    for name, (option, kinds) in quantizer_option_declarations().items():
+        flag = "--" + name.replace("_", "-")
+        shown = OFF if option.default is None else option.default
+        if isinstance(shown, tuple):
+            shown = " ".join(map(str, shown))
+        kwargs = dict(
+            default=None,
+            dest=_OPTION_DEST + name,
+            help=f"{option.help} (--quantizer {'/'.join(kinds)}; default: "
+            f"{shown})",
+        )
+        if option.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif option.type is tuple:
+            kwargs.update(type=int, nargs="+", metavar="N")
+        elif option.off:
+            kwargs.update(type=int_or_off, metavar=f"{{N,{OFF}}}")
+        else:
+            kwargs.update(type=option.type, choices=option.choices)
+            if option.choices is None:
+                kwargs["metavar"] = "N" if option.type is int else "X"
+        parser.add_argument(flag, **kwargs)
+
+
+def _quantizer_options(args: argparse.Namespace, base, kind: str) -> dict:
+    """`base`'s options when it has the same kind, then the flags given;
+    a flag of another kind's option is an error."""
+    options = dict(base.quantizer_options) if base.quantizer == kind else {}
+    for name, (option, kinds) in quantizer_option_declarations().items():
+        value = getattr(args, _OPTION_DEST + name, None)
+        if value is None:
+            continue
+        if kind not in kinds:
+            raise ConfigError(
+                f"--{name.replace('_', '-')} is an option of --quantizer "
+                f"{' or '.join(kinds)}, not of {kind!r}. "
+                f"Received: {name}={value!r}"
+            )
+        if option.off and value == OFF:
+            value = None
+        options[name] = tuple(value) if isinstance(value, list) else value
+    return options
+
+
 def config_from_args(
     args: argparse.Namespace, config_class: type = TrainConfig
 ):
@@ -115,12 +175,18 @@ def config_from_args(
     else:
         base = config_class()
     overrides = {}
-    for field in dataclasses.fields(config_class):
+    fields = dataclasses.fields(config_class)
+    for field in fields:
+        if field.metadata.get("quantizer_options"):
+            continue
         value = getattr(args, field.name)
         if value is not None:
             overrides[field.name] = (
                 tuple(value) if isinstance(value, list) else value
             )
+    if any(f.metadata.get("quantizer_options") for f in fields):
+        kind = overrides.get("quantizer", base.quantizer)
+        overrides["quantizer_options"] = _quantizer_options(args, base, kind)
     return dataclasses.replace(base, **overrides)
 
 

@@ -172,8 +172,9 @@ def train_prior(
     Returns:
         A `TrainResult` whose `model` is the prior.
     """
-    run = Run(config, model_dir, part=PRIOR_DIR)
     vqvae, train_config = artifacts.load_vqvae(model_dir)
+    _check_one_code_per_position(vqvae, model_dir, "train-prior")
+    run = Run(config, model_dir, part=PRIOR_DIR)
     images = load_images(train_config.dataset, "train", train_config.data_dir)
     codes = encode_images(vqvae, images)
     run.steps_per_epoch(codes)
@@ -234,6 +235,7 @@ def sample(
             f"Received: temperature={temperature!r}"
         )
     vqvae, _ = artifacts.load_vqvae(model_dir)
+    _check_one_code_per_position(vqvae, model_dir, "sample")
     prior = artifacts.load_prior(model_dir)
     codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
     images = vqvae.decode(codes).numpy()
@@ -429,6 +431,19 @@ def demo(
     )
     timings["total"] = time.time() - started
     return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+def _check_one_code_per_position(vqvae, model_dir: str, command: str) -> None:
+    """The prior models one code per position: refuse a quantizer with
+    levels (residual VQ) until a prior over levels exists."""
+    levels = vqvae.quantizer.num_levels
+    if levels > 1:
+        raise UsageError(
+            f"`vqvae {command}` needs one code per position, but the model "
+            f"in {model_dir!r} has {levels} levels of codes per position "
+            "(--quantizer rvq) and no prior over levels exists yet. "
+            f"Received: num_levels={levels}"
+        )
 
 
 def _validation_images(config: TrainConfig, train_images: Images):

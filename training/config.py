@@ -27,6 +27,7 @@ from tf_vqvae.options import (
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
+    resolve_quantizer_options,
 )
 from tf_vqvae.training.layout import CONFIG_FILE, PRIOR_DIR
 
@@ -36,6 +37,13 @@ class ConfigError(ValueError):
 
 
 def _field(default, help: str, **metadata):
+    if isinstance(default, dict):
+        # Not hashed: a dict is not hashable (the config still compares).
+        return dataclasses.field(
+            default_factory=lambda: dict(default),
+            hash=False,
+            metadata={"help": help, **metadata},
+        )
     return dataclasses.field(
         default=default, metadata={"help": help, **metadata}
     )
@@ -200,8 +208,16 @@ class TrainConfig(_Config):
     learning_rate: float = _field(
         2e-4, "Adam learning rate (2e-4 in the paper).", resumable=True
     )
-    num_embeddings: int = _arg(512, "K, the codebook size.")
-    embedding_dim: int = _arg(64, "D, the size of each code vector.")
+    num_embeddings: int = _arg(
+        512,
+        "K, the codebook size (rvq: of each level; lfq: a power of 2; not "
+        "used by fsq, whose K is the product of its --levels).",
+    )
+    embedding_dim: int = _arg(
+        64,
+        "D, the size of each latent vector (fsq, lfq: projected to their "
+        "channels when it differs).",
+    )
     num_hiddens: int = _arg(128, "Channels of the encoder and decoder.")
     num_residual_hiddens: int = _arg(32, "Channels inside each residual block.")
     num_residual_blocks: int = _arg(
@@ -215,6 +231,13 @@ class TrainConfig(_Config):
         "ema",
         f"{describe_choices(QUANTIZERS)}.",
         choices=tuple(QUANTIZERS),
+    )
+    quantizer_options: dict = _arg(
+        {},
+        "The quantizer's own options (`tf_vqvae.options.QUANTIZER_KINDS`; "
+        "each is a flag of its own, e.g. --num-quantizers); saved with every "
+        "option of the kind, defaults included.",
+        quantizer_options=True,
     )
     data_init: str = _arg(
         "random",
@@ -256,6 +279,14 @@ class TrainConfig(_Config):
             object.__setattr__(self, "data_init", OFF)
         if self.dead_code_restart_steps in (None, 0):
             object.__setattr__(self, "dead_code_restart_steps", OFF)
+        if self.quantizer in QUANTIZERS:
+            try:
+                resolved = resolve_quantizer_options(
+                    self.quantizer, self.quantizer_options
+                )
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            object.__setattr__(self, "quantizer_options", resolved)
         self._check_fields(
             positive=(
                 "num_embeddings",

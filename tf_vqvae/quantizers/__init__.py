@@ -5,8 +5,57 @@ only part of it that `VQVAE`, export, evaluation and the callbacks use.
 
 - `vector`: `VectorQuantizer` (codebook by gradients, the paper) and
   `VectorQuantizerEMA` (codebook by moving averages, appendix A.1).
+
+The kinds `VQVAE(quantizer=...)` builds, their options and which `VQVAE`
+arguments each takes are declared once, TensorFlow-free, in
+`tf_vqvae.options.QUANTIZER_KINDS` (the command line reads them from
+there); `QUANTIZER_CLASSES` binds each kind to its layer class, and
+`make_quantizer` builds one.
 """
 
+from __future__ import annotations
+
+import keras
+
+from tf_vqvae import options
 from tf_vqvae.quantizers.vector import VectorQuantizer, VectorQuantizerEMA
 
-__all__ = ["VectorQuantizer", "VectorQuantizerEMA"]
+# Kind (`tf_vqvae.options.QUANTIZER_KINDS`) -> layer class.
+QUANTIZER_CLASSES = {"ema": VectorQuantizerEMA, "vq": VectorQuantizer}
+
+
+def make_quantizer(
+    kind: str,
+    model_arguments: dict,
+    quantizer_options: dict | None = None,
+    name: str = "quantizer",
+) -> keras.layers.Layer:
+    """The layer of quantizer `kind` (a key of `QUANTIZER_CLASSES`).
+
+    Args:
+        kind: e.g. `"ema"`.
+        model_arguments: `VQVAE`'s arguments by their `VQVAE` name
+            (`num_embeddings`, `embedding_dim`, `commitment_cost`, ...); the
+            kind takes those its `QuantizerKind.model_arguments` name, under
+            the layer's argument names.
+        quantizer_options: the kind's own options (see
+            `tf_vqvae.options.resolve_quantizer_options`).
+        name: the layer's name.
+    """
+    declaration = options.QUANTIZER_KINDS[kind]
+    kwargs = {
+        argument: model_arguments[model_name]
+        for model_name, argument in declaration.model_arguments.items()
+    }
+    resolved = options.resolve_quantizer_options(kind, quantizer_options)
+    for option in declaration.options:
+        kwargs[option.layer_argument] = resolved[option.name]
+    return QUANTIZER_CLASSES[kind](name=name, **kwargs)
+
+
+__all__ = [
+    "QUANTIZER_CLASSES",
+    "VectorQuantizer",
+    "VectorQuantizerEMA",
+    "make_quantizer",
+]
