@@ -5,6 +5,11 @@ only part of it that `VQVAE`, export, evaluation and the callbacks use.
 
 - `vector`: `VectorQuantizer` (codebook by gradients, the paper) and
   `VectorQuantizerEMA` (codebook by moving averages, appendix A.1).
+- `scalar`: `FiniteScalarQuantizer` (FSQ: each channel rounded to a few
+  values, no codebook).
+- `lookup_free`: `LookupFreeQuantizer` (LFQ: each channel's sign, with an
+  entropy penalty).
+- `grid`: what FSQ and LFQ share (mixed-radix codes, projections, usage).
 
 The kinds `VQVAE(quantizer=...)` builds, their options and which `VQVAE`
 arguments each takes are declared once, TensorFlow-free, in
@@ -18,10 +23,17 @@ from __future__ import annotations
 import keras
 
 from tf_vqvae import options
+from tf_vqvae.quantizers.lookup_free import LookupFreeQuantizer
+from tf_vqvae.quantizers.scalar import FiniteScalarQuantizer
 from tf_vqvae.quantizers.vector import VectorQuantizer, VectorQuantizerEMA
 
 # Kind (`tf_vqvae.options.QUANTIZER_KINDS`) -> layer class.
-QUANTIZER_CLASSES = {"ema": VectorQuantizerEMA, "vq": VectorQuantizer}
+QUANTIZER_CLASSES = {
+    "ema": VectorQuantizerEMA,
+    "vq": VectorQuantizer,
+    "fsq": FiniteScalarQuantizer,
+    "lfq": LookupFreeQuantizer,
+}
 
 
 def make_quantizer(
@@ -55,6 +67,8 @@ def make_quantizer(
 
 __all__ = [
     "QUANTIZER_CLASSES",
+    "FiniteScalarQuantizer",
+    "LookupFreeQuantizer",
     "VectorQuantizer",
     "VectorQuantizerEMA",
     "make_quantizer",
