@@ -11,7 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tests.testing import TINY_MODEL_FLAGS
+from tests.testing import (
+    TINY_MODEL_FLAGS,
+    TINY_QUANTIZER_FLAGS,
+    TINY_QUANTIZER_OPTIONS,
+)
+from tf_vqvae import options
 from tf_vqvae.data import photo_crops, photo_tiles
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import (
@@ -49,8 +54,18 @@ def test_help_documents_every_option(capsys):
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for field in dataclasses.fields(TrainConfig):
+        if field.metadata.get("quantizer_options"):
+            continue
         assert "--" + field.name.replace("_", "-") in text
         assert " ".join(field.metadata["help"].split()) in text
+    # The quantizer options, one flag each, with the kinds that take them.
+    for name, (
+        option,
+        kinds,
+    ) in options.quantizer_option_declarations().items():
+        assert "--" + name.replace("_", "-") in text
+        assert " ".join(option.help.split()) in text
+        assert f"(--quantizer {'/'.join(kinds)}; default:" in text
     for flag in ("--model-dir", "--config", "--no-mixed-precision"):
         assert flag in text
 
@@ -412,10 +427,14 @@ def test_prior_sample_evaluate(trained_dir, capsys):
         "reconstruction_bits_per_dim",
         "mse",
         "psnr",
+        "num_levels",
+        "bits_per_position_uniform_prior",
         "perplexity",
         "codebook_usage",
         "dead_codes",
     }
+    assert metrics["num_levels"] == 1
+    assert metrics["bits_per_position_uniform_prior"] == 4.0
     assert (metrics["dataset"], metrics["split"]) == ("photos", "test")
     assert metrics["likelihood"] == "discretized_gaussian"
     assert metrics["num_images"] == len(photo_tiles("test"))
@@ -638,3 +657,89 @@ def test_export_reads_no_dataset(tmp_path, capsys):
         "to replace it or choose another --out. "
         f"Received: out={str(tmp_path / 'b')!r}\n"
     )
+
+
+@pytest.mark.parametrize(
+    "quantizer",
+    [
+        "rvq",
+        "fsq",
+        pytest.param("lfq", marks=pytest.mark.slow),
+        pytest.param("ema", marks=pytest.mark.slow),
+    ],
+)
+def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
+    """`vqvae train --quantizer KIND` with the kind's flags, recorded in
+    config.json and resumed; evaluate, export (SavedModel and TFLite), and
+    the prior (a multi-level model refuses it with exit 2)."""
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, *TINY_QUANTIZER_FLAGS[quantizer]) == 0
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["quantizer"] == quantizer
+    expected = options.resolve_quantizer_options(
+        quantizer, TINY_QUANTIZER_OPTIONS[quantizer]
+    )
+    assert load_config(str(model_dir / "config.json")).quantizer_options == (
+        expected
+    )
+    model = keras.saving.load_model(str(model_dir / "model.keras"))
+    assert model.quantizer_type == quantizer
+    assert model.quantizer_options == expected
+    levels = model.quantizer.num_levels
+    # Resuming with the saved options, and refusing other ones.
+    capsys.readouterr()
+    assert cli.main(["train", "--model-dir", str(model_dir)]) == 0
+    assert "is already trained (3 steps)" in capsys.readouterr().out
+    other = ["--quantizer", "rvq", "--num-quantizers", "3"]
+    if quantizer == "rvq":
+        other = ["--num-quantizers", "3"]
+    assert cli.main(["train", "--model-dir", str(model_dir), *other]) == 2
+    assert "Received: quantizer" in capsys.readouterr().err
+
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    metrics = json.loads((model_dir / "evaluation.json").read_text())
+    assert metrics["num_levels"] == levels
+    assert metrics["bits_per_position_uniform_prior"] == levels * 4.0
+    assert 0 < metrics["mse"] < 0.5
+    if levels > 1:
+        assert len(metrics["level_perplexity"]) == levels
+        assert len(metrics["level_codebook_usage"]) == levels
+    assert (model_dir / "logs" / "codebook").is_dir()
+
+    out = tmp_path / "models"
+    argv = ["export", "--model-dir", str(model_dir), "--out", str(out)]
+    assert cli.main([*argv, "--tflite", "--quantization", "float32"]) == 0
+    manifest = json.loads((out / "vqvae" / "1" / "MANIFEST.json").read_text())
+    codes = manifest["signatures"]["decode"]["inputs"]["codes"]["shape"]
+    grid = list(model.code_shape(model.example_shape))
+    assert codes == [-1, *grid] + ([levels] if levels > 1 else [])
+
+    prior = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    capsys.readouterr()
+    if levels > 1:
+        for argv in (prior, ["sample", "--model-dir", str(model_dir)]):
+            assert cli.main(argv) == cli.EXIT_USAGE
+            command = argv[0]
+            assert capsys.readouterr().err == (
+                f"vqvae {command}: error: `vqvae {command}` needs one code "
+                f"per position, but the model in {str(model_dir)!r} has "
+                f"{levels} levels of codes per position (--quantizer rvq) "
+                "and no prior over levels exists yet. "
+                f"Received: num_levels={levels}\n"
+            )
+        assert not (model_dir / "prior").exists()
+    else:
+        assert cli.main(prior) == 0
+        argv = ["sample", "--model-dir", str(model_dir), "--n", "2"]
+        assert cli.main(argv) == 0
+        assert (model_dir / "samples.png").is_file()
+
+
+def test_quantizer_flags_of_another_kind_exit_2(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, "--quantizer", "ema", "--levels", "4", "4") == 2
+    assert capsys.readouterr().err == (
+        "vqvae train: error: --levels is an option of --quantizer fsq, not "
+        "of 'ema'. Received: levels=[4, 4]\n"
+    )
+    assert not model_dir.exists()

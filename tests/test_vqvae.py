@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.testing import photo_patches
+from tests.testing import TINY_QUANTIZER_OPTIONS, photo_patches
 from tf_vqvae import VQVAE
+from tf_vqvae.quantizers import VectorQuantizerEMA
 
 TINY = dict(
     num_embeddings=16,
@@ -30,6 +31,15 @@ METRICS = {
     "dead_codes",
 }
 QUANTIZERS = ["vq", "ema"]
+# The other kinds, each checked once end to end in the model.
+OTHER_QUANTIZERS = [q for q in TINY_QUANTIZER_OPTIONS if q not in QUANTIZERS]
+
+
+def _tiny(quantizer, **kwargs):
+    options = TINY_QUANTIZER_OPTIONS[quantizer]
+    return VQVAE(
+        quantizer=quantizer, quantizer_options=options, **TINY, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +49,14 @@ def images():
 
 @pytest.mark.parametrize("quantizer", QUANTIZERS)
 def test_fit_reports_every_loss_and_codebook_metric(quantizer, images):
-    model = VQVAE(quantizer=quantizer, **TINY)
+    model = _tiny(quantizer)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(images, batch_size=8, epochs=2, verbose=0)
-    assert set(history.history) == METRICS
+    # A kind may add metrics of its own (per-level usage, entropy terms).
+    assert METRICS <= set(history.history)
     logs = model.evaluate(images, batch_size=8, verbose=0, return_dict=True)
-    assert set(logs) == METRICS
+    assert METRICS <= set(logs)
+    assert set(logs) == set(history.history)
     np.testing.assert_allclose(
         logs["loss"], logs["reconstruction_loss"] + logs["vq_loss"], rtol=1e-5
     )
@@ -53,9 +65,12 @@ def test_fit_reports_every_loss_and_codebook_metric(quantizer, images):
 
 @pytest.mark.parametrize("quantizer", QUANTIZERS)
 def test_decode_encode_equals_call(quantizer, images):
-    model = VQVAE(quantizer=quantizer, **TINY)
+    model = _tiny(quantizer)
     codes = model.encode(images)
-    assert codes.dtype == tf.int32 and tuple(codes.shape) == (32, 4, 4)
+    levels = model.quantizer.num_levels
+    expected = (32, 4, 4) + ((levels,) if levels > 1 else ())
+    assert codes.dtype == tf.int32 and tuple(codes.shape) == expected
+    assert model.num_embeddings == 16
     np.testing.assert_array_equal(
         model.decode(codes), model(images, training=False)
     )
@@ -72,12 +87,7 @@ def test_uint8_and_unit_float_inputs_agree(images):
 
 @pytest.mark.parametrize("quantizer", QUANTIZERS)
 def test_keras_round_trip_is_bit_exact(quantizer, images, tmp_path):
-    model = VQVAE(
-        quantizer=quantizer,
-        data_init="random",
-        dead_code_restart_steps=3,
-        **TINY,
-    )
+    model = _tiny(quantizer, data_init="random", dead_code_restart_steps=3)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.fit(images, batch_size=8, epochs=1, verbose=0)
     path = os.path.join(tmp_path, "vqvae.keras")
@@ -96,6 +106,99 @@ def test_keras_round_trip_is_bit_exact(quantizer, images, tmp_path):
     for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
         np.testing.assert_array_equal(a, b, err_msg=a.path)
     restored.fit(images, batch_size=8, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("quantizer", OTHER_QUANTIZERS)
+def test_every_kind_fits_decodes_and_round_trips(quantizer, images, tmp_path):
+    """The model with each quantizer kind: every loss and usage metric in
+    History, `decode(encode(x)) == model(x)`, a bit-exact `.keras` round
+    trip, and training resumed from it."""
+    model = _tiny(quantizer)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(images[:16], batch_size=8, epochs=1, verbose=0)
+    assert METRICS <= set(history.history)
+    logs = history.history
+    assert all(np.isfinite(v[-1]) for v in logs.values()), logs
+    np.testing.assert_allclose(
+        logs["loss"][-1],
+        logs["reconstruction_loss"][-1] + logs["vq_loss"][-1],
+        rtol=1e-5,
+    )
+    codes = model.encode(images)
+    levels = model.quantizer.num_levels
+    expected = (32, 4, 4) + ((levels,) if levels > 1 else ())
+    assert codes.dtype == tf.int32 and tuple(codes.shape) == expected
+    assert model.num_embeddings == 16
+    assert 0 <= int(tf.reduce_min(codes)) and int(tf.reduce_max(codes)) < 16
+    reconstructions = model(images, training=False)
+    np.testing.assert_array_equal(model.decode(codes), reconstructions)
+    path = os.path.join(tmp_path, "vqvae.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.get_config() == model.get_config()
+    assert type(restored.quantizer) is type(model.quantizer)
+    np.testing.assert_array_equal(restored.encode(images), codes)
+    np.testing.assert_array_equal(
+        restored(images, training=False), reconstructions
+    )
+    for a, b in zip(model.weights, restored.weights):
+        np.testing.assert_array_equal(a, b, err_msg=a.path)
+    restored.fit(images[:8], batch_size=8, epochs=1, verbose=0)
+
+
+def test_quantizer_layer_instead_of_a_kind(images, tmp_path):
+    """A quantizer layer is used as it is, saved in the config and restored
+    bit-exactly; K and D are the layer's."""
+    layer = VectorQuantizerEMA(12, 3, decay=0.9, name="quantizer")
+    model = VQVAE(quantizer=layer, **{**TINY, "num_embeddings": 99})
+    assert model.quantizer is layer
+    assert (model.num_embeddings, model.embedding_dim) == (12, 3)
+    assert model.quantizer_type is None and model.quantizer_options is None
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "vqvae.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored.quantizer) is VectorQuantizerEMA
+    assert restored.quantizer.decay == 0.9
+    assert restored.get_config() == model.get_config()
+    np.testing.assert_array_equal(
+        restored(images, training=False), model(images, training=False)
+    )
+
+
+def test_quantizer_options_are_saved_whole_and_checked():
+    model = VQVAE(quantizer="fsq", quantizer_options={"levels": [4, 4]}, **TINY)
+    assert model.get_config()["quantizer_options"] == {"levels": [4, 4]}
+    assert model.num_embeddings == 16
+    cases = [
+        (
+            lambda: VQVAE(quantizer="fsq", quantizer_options={"decay": 0.9}),
+            ValueError,
+            "`quantizer_options` has 'decay', which quantizer 'fsq' does not "
+            "take (its options: ['levels']). Received: decay=0.9",
+        ),
+        (
+            lambda: VQVAE(
+                quantizer=VectorQuantizerEMA(8, 4),
+                quantizer_options={"rotation_trick": True},
+            ),
+            ValueError,
+            "`quantizer_options` go with a kind name; a quantizer layer takes "
+            "its options itself. Received: quantizer_options="
+            "{'rotation_trick': True}",
+        ),
+        (
+            lambda: VQVAE(quantizer=keras.layers.Dense(4)),
+            TypeError,
+            "`quantizer` must be a kind name or a layer meeting "
+            "tf_vqvae.contracts.Quantizer",
+        ),
+    ]
+    for call, error_type, message in cases:
+        with pytest.raises(error_type) as error:
+            call()
+        assert message in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,24 @@ TINY_MODEL_FLAGS = [
     "1",
 ]
 
+# Tiny options of every quantizer kind (`VQVAE(quantizer=kind,
+# quantizer_options=...)`, with K=16, D=4 as in `TINY_MODEL_FLAGS`) and the
+# `vqvae train` flags that give them.
+TINY_QUANTIZER_OPTIONS = {
+    "vq": {},
+    "ema": {},
+    "rvq": {"num_quantizers": 2},
+    "fsq": {"levels": (4, 4)},
+    "lfq": {},
+}
+TINY_QUANTIZER_FLAGS = {
+    "vq": ["--quantizer", "vq"],
+    "ema": ["--quantizer", "ema"],
+    "rvq": ["--quantizer", "rvq", "--num-quantizers", "2"],
+    "fsq": ["--quantizer", "fsq", "--levels", "4", "4"],
+    "lfq": ["--quantizer", "lfq"],
+}
+
 
 def run_layer_test(
     layer_cls,

@@ -86,7 +86,7 @@ _VECTOR_OPTIONS = (
         str,
         "l2",
         "Nearest code by 'l2' distance or by 'cosine' similarity "
-        "(l2-normalised inputs and codes).",
+        "(normalised inputs and codes).",
         choices=("l2", "cosine"),
     ),
     QuantizerOption(
@@ -122,8 +122,8 @@ QUANTIZER_KINDS = {
         _VECTOR_OPTIONS,
     ),
     "rvq": QuantizerKind(
-        "residual VQ: levels of codebooks, each coding what the earlier "
-        "ones left (SoundStream)",
+        "residual VQ: a codebook per level, each coding what the levels "
+        "before left",
         {name: name for name in _EMA_ARGUMENTS},
         (
             QuantizerOption(
@@ -159,9 +159,8 @@ QUANTIZER_KINDS = {
         codes_per_position="levels",
     ),
     "fsq": QuantizerKind(
-        "finite scalar quantization: each channel rounded to a few values, "
-        "no codebook to collapse (Mentzer et al., 2023)",
-        {"embedding_dim": "embedding_dim"},
+        "finite scalar quantization: channels rounded, no codebook",
+        {"embedding_dim": "embedding_dim", "seed": "seed"},
         (
             QuantizerOption(
                 "levels",
@@ -172,20 +171,27 @@ QUANTIZER_KINDS = {
         ),
     ),
     "lfq": QuantizerKind(
-        "lookup-free: the signs of log2(K) channels are the code's bits "
-        "(MAGVIT-v2)",
+        "lookup free quantization: channel signs are the code bits",
         {
             "num_embeddings": "codebook_size",
             "embedding_dim": "embedding_dim",
             "commitment_cost": "commitment_cost",
+            "seed": "seed",
         },
         (
             QuantizerOption(
                 "entropy_loss_weight",
                 float,
                 0.1,
-                "Weight of the LFQ entropy penalty (per-sample entropy "
+                "Weight of the LFQ entropy penalty (entropy per sample "
                 "minus batch code entropy).",
+            ),
+            QuantizerOption(
+                "diversity_gamma",
+                float,
+                1.0,
+                "Weight of the batch code entropy inside the LFQ entropy "
+                "penalty (higher: codes used more evenly).",
             ),
         ),
     ),

@@ -91,6 +91,14 @@ def _json_options(quantizer_options: dict | None) -> dict | None:
     }
 
 
+def _layer_config(layer: keras.layers.Layer) -> dict:
+    """A quantizer layer's serialized config, without its build state (the
+    model builds it with the encoder's output shape)."""
+    config = keras.saving.serialize_keras_object(layer)
+    config.pop("build_config", None)
+    return config
+
+
 def _on_device_of(losses: list, reference: tf.Tensor) -> list:
     """The `losses` placed on the same device as `reference`."""
     device = getattr(reference, "device", None)
@@ -574,7 +582,7 @@ class VQVAE(keras.Model):
             quantizer=(
                 self.quantizer_type
                 if self.quantizer_type is not None
-                else keras.saving.serialize_keras_object(self.quantizer)
+                else _layer_config(self.quantizer)
             ),
             quantizer_options=_json_options(self.quantizer_options),
             decay=self.decay,
