@@ -18,6 +18,7 @@ from tf_vqvae.evaluation import (
     evaluate_model,
     fit_gaussian_scale,
     format_evaluation,
+    level_code_counts,
 )
 
 TINY_VQVAE = dict(
@@ -314,3 +315,73 @@ def test_sampling_benchmark_smoke(tmp_path, monkeypatch):
     # Three TFP timings and a ratio: the peer really sampled.
     assert len(cells[5].split(" / ")) == 3 and cells[6].endswith("x")
     assert "Parameters: tf_vqvae prior" in table
+
+
+@pytest.mark.parametrize("num_levels", [1, 3], ids=["one-level", "3-levels"])
+def test_level_code_counts_match_numpy(num_levels):
+    rng = np.random.default_rng(num_levels)
+    shape = (4, 3, 5) + ((num_levels,) if num_levels > 1 else ())
+    codes = rng.integers(0, 7, size=shape).astype("int32")
+    counts = level_code_counts(codes, 7, num_levels).numpy()
+    per_level = codes.reshape(-1, num_levels)
+    expected = [
+        np.bincount(per_level[:, i], minlength=7) for i in range(num_levels)
+    ]
+    np.testing.assert_array_equal(counts, expected)
+
+
+@pytest.mark.parametrize(
+    "quantizer, quantizer_options",
+    [("fsq", {"levels": (3, 2)}), ("rvq", {"num_quantizers": 3})],
+    ids=["fsq", "rvq-3-levels"],
+)
+def test_evaluate_model_usage_and_bits_through_the_contract(
+    quantizer, quantizer_options
+):
+    """Pooled and per-level usage against numpy on the model's own codes;
+    the uniform prior costs `levels * log2(K)` bits per code position."""
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        **TINY_VQVAE,
+        quantizer=quantizer,
+        quantizer_options=quantizer_options,
+        data_init=None,
+    )
+    images = _images(count=6)
+    model(images)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(4)
+    results = evaluate_model(model, dataset)
+
+    codes = np.asarray(model.encode(images))
+    levels = model.quantizer.num_levels
+    k = model.num_embeddings
+    assert (k, levels) == ((6, 1) if quantizer == "fsq" else (6, 3))
+    per_level = codes.reshape(-1, levels)
+
+    def usage(values):
+        counts = np.bincount(values, minlength=k)
+        p = counts[counts > 0] / counts.sum()
+        return np.exp(-np.sum(p * np.log(p))), np.mean(counts > 0)
+
+    perplexity, used = usage(per_level.reshape(-1))
+    assert results["num_levels"] == levels
+    np.testing.assert_allclose(results["perplexity"], perplexity, rtol=1e-6)
+    assert results["codebook_usage"] == used
+    if levels > 1:
+        for i in range(levels):
+            p, u = usage(per_level[:, i])
+            np.testing.assert_allclose(
+                results["level_perplexity"][i], p, rtol=1e-6
+            )
+            assert results["level_codebook_usage"][i] == u
+    else:
+        assert "level_perplexity" not in results
+    assert results["bits_per_position_uniform_prior"] == levels * math.log2(k)
+    positions = 4 * 4  # 8x8 images, one downsampling
+    dims = 8 * 8 * 3
+    np.testing.assert_allclose(
+        results["bits_per_dim_uniform_prior"]
+        - results["reconstruction_bits_per_dim"],
+        positions * levels * math.log2(k) / dims,
+        rtol=1e-5,
+    )
