@@ -18,6 +18,7 @@ PUBLIC = [
     "LookupFreeQuantizer",
     "MaskedConv2D",
     "PixelCNNPrior",
+    "ResidualVectorQuantizer",
     "ResidualStack",
     "VQVAE",
     "VectorQuantizer",

@@ -5,6 +5,8 @@ only part of it that `VQVAE`, export, evaluation and the callbacks use.
 
 - `vector`: `VectorQuantizer` (codebook by gradients, the paper) and
   `VectorQuantizerEMA` (codebook by moving averages, appendix A.1).
+- `residual`: `ResidualVectorQuantizer` (a stack of vector quantizers, each
+  on the residual of the ones before; codes with a level axis).
 - `scalar`: `FiniteScalarQuantizer` (FSQ: each channel rounded to a few
   values, no codebook).
 - `lookup_free`: `LookupFreeQuantizer` (LFQ: each channel's sign, with an
@@ -24,6 +26,7 @@ import keras
 
 from tf_vqvae import options
 from tf_vqvae.quantizers.lookup_free import LookupFreeQuantizer
+from tf_vqvae.quantizers.residual import ResidualVectorQuantizer
 from tf_vqvae.quantizers.scalar import FiniteScalarQuantizer
 from tf_vqvae.quantizers.vector import VectorQuantizer, VectorQuantizerEMA
 
@@ -31,6 +34,7 @@ from tf_vqvae.quantizers.vector import VectorQuantizer, VectorQuantizerEMA
 QUANTIZER_CLASSES = {
     "ema": VectorQuantizerEMA,
     "vq": VectorQuantizer,
+    "rvq": ResidualVectorQuantizer,
     "fsq": FiniteScalarQuantizer,
     "lfq": LookupFreeQuantizer,
 }
@@ -69,6 +73,7 @@ __all__ = [
     "QUANTIZER_CLASSES",
     "FiniteScalarQuantizer",
     "LookupFreeQuantizer",
+    "ResidualVectorQuantizer",
     "VectorQuantizer",
     "VectorQuantizerEMA",
     "make_quantizer",
