@@ -10,7 +10,7 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.projector import projector_config_pb2
 
-from tests.testing import photo_patches
+from tests.testing import TINY_QUANTIZER_OPTIONS, photo_patches
 from tf_vqvae import VQVAE
 from tf_vqvae.training import callbacks as tb
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
@@ -307,3 +307,53 @@ def test_callback_bad_arguments(tmp_path):
         "`sample_fn` must be callable as sample_fn(num, seed). "
         "Received: sample_fn=None (of type NoneType)."
     )
+
+
+@pytest.mark.parametrize("quantizer", ["rvq", "fsq"])
+def test_usage_per_level_and_projector_only_with_a_codebook(
+    tmp_path, quantizer
+):
+    """`rvq`: one `code_usage/level_<i>` histogram per level beside the
+    pooled one, per-level metrics as scalars, the projector with a row per
+    code of each level; `fsq` (no codebook): no projector files."""
+    options = TINY_QUANTIZER_OPTIONS[quantizer]
+    model = VQVAE(**TINY, quantizer=quantizer, quantizer_options=options)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images = photo_patches(size=16, count=16, seed=0)
+    fixed = images[:4]
+    log_dir = str(tmp_path)
+    callbacks = tb.tensorboard_callbacks(log_dir, fixed)
+    model.fit(images, batch_size=8, epochs=1, verbose=0, callbacks=callbacks)
+    codebook_dir = os.path.join(log_dir, "codebook")
+    codes = model.encode(fixed).numpy()
+    levels = model.quantizer.num_levels
+    per_level = codes.reshape(-1, levels)
+    tags = _accumulator(codebook_dir).Tags()["tensors"]
+    pooled = tf.make_ndarray(
+        _tensor_events(codebook_dir, "code_usage")[-1].tensor_proto
+    )
+    np.testing.assert_array_equal(
+        pooled[:, 2], np.bincount(per_level.ravel(), minlength=16)
+    )
+    level_tags = sorted(t for t in tags if t.startswith("code_usage/"))
+    if levels == 1:
+        assert level_tags == []
+    else:
+        assert level_tags == [f"code_usage/level_{i}" for i in range(levels)]
+        for i in range(levels):
+            event = _tensor_events(codebook_dir, f"code_usage/level_{i}")[-1]
+            np.testing.assert_array_equal(
+                tf.make_ndarray(event.tensor_proto)[:, 2],
+                np.bincount(per_level[:, i], minlength=16),
+            )
+        history = model.history.history
+        for name in (n for n in history if n.startswith("perplexity_")):
+            assert f"codebook/{name}" in tags
+    config = os.path.join(codebook_dir, "projector_config.pbtxt")
+    if model.quantizer.codebook() is None:
+        assert not os.path.exists(config)
+    else:
+        rows = int(model.quantizer.codebook().shape[0])
+        metadata = os.path.join(codebook_dir, "codebook_metadata.tsv")
+        with open(metadata) as f:
+            assert len(f.read().splitlines()) == rows + 1

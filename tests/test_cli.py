@@ -663,7 +663,7 @@ def test_export_reads_no_dataset(tmp_path, capsys):
     "quantizer",
     [
         "rvq",
-        "fsq",
+        pytest.param("fsq", marks=pytest.mark.slow),
         pytest.param("lfq", marks=pytest.mark.slow),
         pytest.param("ema", marks=pytest.mark.slow),
     ],
@@ -708,7 +708,8 @@ def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
 
     out = tmp_path / "models"
     argv = ["export", "--model-dir", str(model_dir), "--out", str(out)]
-    assert cli.main([*argv, "--tflite", "--quantization", "float32"]) == 0
+    # TFLite of every kind: tests/test_export_quantizers.py.
+    assert cli.main(argv) == 0
     manifest = json.loads((out / "vqvae" / "1" / "MANIFEST.json").read_text())
     codes = manifest["signatures"]["decode"]["inputs"]["codes"]["shape"]
     grid = list(model.code_shape(model.example_shape))

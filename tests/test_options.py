@@ -5,6 +5,7 @@ import inspect
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from tf_vqvae import options, vqvae
@@ -24,7 +25,11 @@ def test_quantizer_declarations_match_the_layers(kind):
     """Every declared argument and option is a constructor argument of the
     kind's layer, with the declared default where the layer has one."""
     declaration = options.QUANTIZER_KINDS[kind]
-    parameters = inspect.signature(QUANTIZER_CLASSES[kind]).parameters
+    # A subclass may pass arguments on to its base class in **kwargs.
+    parameters = {}
+    for cls in reversed(QUANTIZER_CLASSES[kind].__mro__):
+        if "__init__" in vars(cls) and issubclass(cls, keras.layers.Layer):
+            parameters.update(inspect.signature(cls.__init__).parameters)
     names = [option.layer_argument for option in declaration.options]
     for name in [*declaration.model_arguments.values(), *names]:
         assert name in parameters, (kind, name)

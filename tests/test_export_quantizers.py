@@ -1,0 +1,188 @@
+"""Export of every quantizer kind: SavedModel and builtins-only TFLite
+encoder and decoder, matching Keras in a fresh process without tf_vqvae, and
+the level axis of multi-level (residual VQ) codes with its in-graph checks."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.export_testing import (
+    IMAGE_SIZE,
+    TINY,
+    assertion_message,
+    run_isolated,
+)
+from tests.testing import TINY_QUANTIZER_OPTIONS, photo_patches
+from tf_vqvae import VQVAE
+from tf_vqvae.export import export_saved_model, export_tflite
+from tf_vqvae.export.tflite import op_names
+
+ISOLATED = """
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+version_dir, tflite_dir, data_path, out_path = sys.argv[1:5]
+data = np.load(data_path)
+sigs = tf.saved_model.load(version_dir).signatures
+results = {
+    "saved_model/encode": sigs["encode"](
+        images=tf.constant(data["images"]))["codes"].numpy(),
+    "saved_model/decode": sigs["decode"](
+        codes=tf.constant(data["codes"]))["images"].numpy(),
+}
+bad = data["codes"].copy()
+bad[..., -1] = 99
+try:
+    sigs["decode"](codes=tf.constant(bad))
+except tf.errors.InvalidArgumentError as e:
+    results["bad_codes_error"] = np.array(e.message)
+for name, key, inputs in (
+    ("encoder_float32.tflite", "encode", {"images": data["images"]}),
+    ("decoder_float32.tflite", "decode", {"codes": data["codes"]}),
+):
+    interpreter = Interpreter(model_path=os.path.join(tflite_dir, name))
+    runner = interpreter.get_signature_runner(key)
+    (value,) = runner(**inputs).values()
+    results[f"tflite/{key}"] = value
+np.savez(out_path, **results)
+"""
+
+
+def _model(quantizer: str, seed: int = 0):
+    """A tiny model of `quantizer`, fitted one epoch on real patches."""
+    images = photo_patches(size=16, count=32, seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = VQVAE(
+        **TINY,
+        quantizer=quantizer,
+        quantizer_options=TINY_QUANTIZER_OPTIONS[quantizer],
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(images, batch_size=16, epochs=1, verbose=0)
+    return model, images
+
+
+@pytest.mark.parametrize(
+    "quantizer",
+    [
+        "rvq",
+        pytest.param("fsq", marks=pytest.mark.slow),
+        pytest.param("lfq", marks=pytest.mark.slow),
+        pytest.param("vq", marks=pytest.mark.slow),
+    ],
+)
+def test_every_kind_exports_and_matches_keras_without_tf_vqvae(
+    quantizer, tmp_path
+):
+    model, images = _model(quantizer)
+    levels = model.quantizer.num_levels
+    version_dir = export_saved_model(model, tmp_path, warmup=False)
+    tflite_dir = tmp_path / "tflite"
+    files = export_tflite(model, tflite_dir, quantization=("float32",))
+    for path in files.values():
+        ops = op_names(path)
+        assert not [op for op in ops if op.startswith("Flex")], ops
+        assert "CUSTOM" not in ops, ops
+
+    batch = (images[:5] / 255.0).astype(np.float32)
+    codes = np.asarray(model.encode(batch))
+    grid = (4, 4) + ((levels,) if levels > 1 else ())
+    assert codes.shape == (5, *grid)
+    data = tmp_path / "data.npz"
+    np.savez(data, images=batch, codes=codes)
+    out = tmp_path / "out.npz"
+    run_isolated(ISOLATED, version_dir, str(tflite_dir), str(data), str(out))
+    r = np.load(out)
+    reference = np.asarray(model.decode(codes))
+    np.testing.assert_array_equal(r["saved_model/encode"], codes)
+    np.testing.assert_array_equal(r["tflite/encode"], codes)
+    np.testing.assert_allclose(
+        r["saved_model/decode"], reference, rtol=0, atol=1e-5
+    )
+    np.testing.assert_allclose(r["tflite/decode"], reference, rtol=0, atol=1e-5)
+    # The last level (or, for one level, the last code column) set to 99.
+    if levels > 1:
+        expected = (
+            f"`codes` must be integers in [0, 16) at each of the {levels} "
+            f"levels (num_embeddings=16). Received: level {levels - 1} has "
+            "min=99, max=99."
+        )
+    else:
+        expected = (
+            "`codes` must be integers in [0, 16) (num_embeddings=16). "
+            f"Received: min={codes[..., :-1].min()}, max=99."
+        )
+    assert assertion_message(str(r["bad_codes_error"])) == expected
+
+
+def test_level_axis_in_the_signatures_and_its_checks(tmp_path):
+    """Residual VQ codes carry a trailing level axis in every signature;
+    a request is checked for the level count and each level's range."""
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        **TINY, quantizer="rvq", quantizer_options={"num_quantizers": 3}
+    )
+    images = photo_patches(size=16, count=4, seed=0)
+    model(images)
+    version_dir = export_saved_model(model, tmp_path, warmup=False)
+    loaded = tf.saved_model.load(version_dir)
+    sigs = loaded.signatures
+    assert sigs["decode"].structured_input_signature[1]["codes"].shape == (
+        tf.TensorShape([None, *model.code_shape((*IMAGE_SIZE, 3)), 3])
+    )
+    codes = sigs["encode"](images=tf.constant(images / 255.0, tf.float32))
+    codes = codes["codes"].numpy()
+    np.testing.assert_array_equal(codes, model.encode(images))
+    assert codes.shape == (4, 4, 4, 3)
+
+    bad_level = codes.copy()
+    bad_level[0, 1, 2, 1] = 16
+    bad_level[1, 0, 0, 2] = -4
+    cases = [
+        (
+            codes[..., :2],
+            "`codes` must have shape (batch, 4, 4, 3). "
+            "Received: codes.shape=(4, 4, 4, 2)",
+        ),
+        (
+            bad_level,
+            "`codes` must be integers in [0, 16) at each of the 3 levels "
+            f"(num_embeddings=16). Received: level 1 has "
+            f"min={codes[..., 1].min()}, max=16.",
+        ),
+        (
+            np.full((1, 4, 4, 3), -1, np.int32),
+            "`codes` must be integers in [0, 16) at each of the 3 levels "
+            "(num_embeddings=16). Received: level 0 has min=-1, max=-1.",
+        ),
+    ]
+    for request, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError) as error:
+            sigs["decode"](codes=tf.constant(request, tf.int32))
+        assert assertion_message(error.value.message) == message
+    np.testing.assert_allclose(
+        sigs["decode"](codes=tf.constant(codes))["images"],
+        model.decode(codes),
+        rtol=0,
+        atol=1e-5,
+    )
+
+
+def test_a_prior_is_refused_for_levels_of_codes(tmp_path):
+    from tf_vqvae.prior import PixelCNNPrior
+
+    model = VQVAE(**TINY, quantizer="rvq")
+    model(photo_patches(size=16, count=2, seed=0))
+    prior = PixelCNNPrior(num_embeddings=16, grid_shape=(4, 4), num_layers=1)
+    with pytest.raises(ValueError) as error:
+        export_saved_model(model, tmp_path, prior=prior, warmup=False)
+    assert str(error.value) == (
+        "`prior` models one code per position; `model` has 4 levels of "
+        "codes per position, and no prior over levels exists yet. "
+        "Received: model num_levels=4"
+    )
+    assert not os.path.exists(tmp_path / "vqvae")
