@@ -385,3 +385,57 @@ def test_evaluate_model_usage_and_bits_through_the_contract(
         positions * levels * math.log2(k) / dims,
         rtol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    "quantizer, quantizer_options, num_embeddings",
+    [
+        pytest.param(
+            "fsq",
+            {"levels": (8, 8, 8, 8, 4)},
+            512,
+            id="fsq",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param("lfq", {}, 2**14, id="lfq"),
+    ],
+)
+def test_prior_over_one_index_per_position_at_k_16384(
+    quantizer, quantizer_options, num_embeddings
+):
+    """A PixelCNN prior trains, samples and scores the codes of FSQ and LFQ
+    models with K = 16384 (the logits of a 4x4 grid are 1 MiB per grid)."""
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        **{
+            **TINY_VQVAE,
+            "num_embeddings": num_embeddings,
+            "num_downsamples": 2,
+        },
+        quantizer=quantizer,
+        quantizer_options=quantizer_options,
+    )
+    images = _images(count=8)
+    images = np.concatenate([images, images], axis=1)
+    images = np.concatenate([images, images], axis=2)  # 16x16
+    model(images)
+    assert model.num_embeddings == 2**14
+    codes = np.asarray(model.encode(images))
+    assert codes.shape == (8, 4, 4) and codes.max() < 2**14
+    prior = PixelCNNPrior(
+        num_embeddings=model.num_embeddings,
+        grid_shape=(4, 4),
+        num_hiddens=8,
+        num_layers=1,
+    )
+    prior.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = prior.fit(codes, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    samples = np.asarray(prior.distribution().sample(2, seed=0))
+    assert samples.shape == (2, 4, 4)
+    assert 0 <= samples.min() and samples.max() < 2**14
+    results = evaluate_model(
+        model, tf.data.Dataset.from_tensor_slices(images).batch(8), prior
+    )
+    assert results["bits_per_position_uniform_prior"] == 14.0
+    assert np.isfinite(results["bits_per_dim_pixelcnn_prior"])
