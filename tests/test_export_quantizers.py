@@ -66,15 +66,8 @@ def _model(quantizer: str, seed: int = 0):
     return model, images
 
 
-@pytest.mark.parametrize(
-    "quantizer",
-    [
-        "rvq",
-        pytest.param("fsq", marks=pytest.mark.slow),
-        pytest.param("lfq", marks=pytest.mark.slow),
-        pytest.param("vq", marks=pytest.mark.slow),
-    ],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("quantizer", ["rvq", "fsq", "lfq", "vq"])
 def test_every_kind_exports_and_matches_keras_without_tf_vqvae(
     quantizer, tmp_path
 ):
