@@ -121,3 +121,12 @@ def test_bad_argument_messages(kwargs, message):
     with pytest.raises(ValueError) as error:
         Encoder(4, **kwargs)
     assert str(error.value) == message
+
+
+def test_empty_batch_gives_empty_outputs():
+    # oneDNN's convolutions return the input's shape for an empty batch.
+    encoder = Encoder(embedding_dim=5, **SMALL)
+    decoder = Decoder(output_channels=3, **SMALL)
+    z = encoder(np.zeros((0, 16, 16, 3), "float32"))
+    assert tuple(z.shape) == (0, 4, 4, 5)
+    assert tuple(decoder(z).shape) == (0, 16, 16, 3)

@@ -128,6 +128,22 @@ _NETWORK_ARGS = """
         **kwargs: base `keras.layers.Layer` arguments."""
 
 
+def _is_empty_batch(inputs) -> bool:
+    return inputs.shape[0] == 0 and inputs.shape.is_fully_defined()
+
+
+def _empty_output(layer: keras.layers.Layer, inputs):
+    """The layer's output for an empty batch, without running convolutions.
+
+    With oneDNN (on by default for TF 2.21 on x86 CPUs) a convolution of an
+    empty batch returns the input's shape, not the output's, and the bias
+    add after it fails; a batch of 0 is known statically, so this costs
+    nothing in graphs.
+    """
+    shape = layer.compute_output_shape(tuple(inputs.shape))
+    return keras.ops.zeros(shape, dtype=layer.compute_dtype)
+
+
 class _ConvNetwork(keras.layers.Layer):
     """Arguments, checks, the 3x3 convolution and the residual stack that
     `Encoder` and `Decoder` share; not public."""
@@ -251,6 +267,8 @@ class Encoder(_ConvNetwork):
         self.projection.build(shape)
 
     def call(self, inputs):
+        if _is_empty_batch(inputs):
+            return _empty_output(self, inputs)
         x = inputs
         for layer in self.downsamples:
             x = keras.ops.relu(layer(x))
@@ -353,6 +371,8 @@ class Decoder(_ConvNetwork):
             self.output_conv.build(shape)
 
     def call(self, inputs):
+        if _is_empty_batch(inputs):
+            return _empty_output(self, inputs)
         x = self.residual_stack(self.conv(inputs))
         for i, layer in enumerate(self.upsamples):
             x = layer(x)
