@@ -75,8 +75,9 @@ def code_probability_sums(logits, max_elements: int = 2**22) -> tf.Tensor:
 
     one matmul of `[N, 2**h]` by `[N, 2**l]` matrices. Rows go in chunks of
     `chunk_rows(k, max_elements)`, accumulating the `[2**h, 2**l]` sums, so
-    memory is `K + max_elements`, never `N x K`; the gradient recomputes
-    each chunk's probabilities instead of storing them.
+    memory is O(K + max_elements), never `N x K`, and the flops those of
+    one `[N, K]` matrix (with `N 2 sqrt(K)` exponentials, not `N K`). The
+    gradient recomputes each chunk's probabilities instead of storing them.
     """
     logits = tf.cast(tf.convert_to_tensor(logits), "float32")
     num_bits = logits.shape[-1]
@@ -237,9 +238,8 @@ class LookupFreeQuantizer(GridQuantizer):
     Implements `tf_vqvae.contracts.Quantizer`: `num_embeddings` (K),
     `embedding_dim`, `num_levels` (1), `encode(z)` (int32 codes
     `(batch, ...)`, TFLite builtins: GREATER, CAST, MUL, SUM),
-    `lookup(codes)`, `codebook()` (the `K` corners of {-1, +1}^k, through
-    the output projection if any: float32 `(K, embedding_dim)`, `None` for
-    K > 65536).
+    `lookup(codes)`, `codebook()` (the `K` corners of {-1, +1}^k, before
+    the output projection if any: float32 `(K, k)`, `None` for K > 65536).
 
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is
