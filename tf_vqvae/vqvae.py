@@ -125,8 +125,11 @@ class VQVAE(keras.Model):
     and training under `tf.distribute.MirroredStrategy` matches one device.
 
     Args:
-        num_embeddings: K, codebook size (512 in the paper).
-        embedding_dim: D, code vector size (64 in the paper).
+        num_embeddings: K, codebook size (512 in the paper); of each level
+            for `"rvq"`, a power of 2 for `"lfq"`, not used by `"fsq"`.
+        embedding_dim: D, the encoder's output size (64 in the paper);
+            `"fsq"` and `"lfq"` project it to their channels when it
+            differs.
         num_hiddens: channels of the encoder/decoder (256 in the paper).
         num_residual_blocks: residual blocks in encoder and decoder (2).
         num_residual_hiddens: channels inside a residual block (256).
