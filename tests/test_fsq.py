@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
-from tests.testing import run_layer_test
+from tests.testing import run_layer_test, tflite_endpoints
 from tf_vqvae import FiniteScalarQuantizer
 from tf_vqvae.contracts import Quantizer
 
@@ -299,41 +299,26 @@ def test_fit_on_two_replicas_matches_one_device():
 
 
 def test_encode_and_lookup_convert_to_tflite_builtins(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
     layer = FiniteScalarQuantizer(LEVELS, embedding_dim=6, seed=2)
     layer.build((None, 4, 4, 6))
-    archive = keras.export.ExportArchive()
-    archive.track(layer)
-    archive.add_endpoint(
-        "encode", layer.encode, [tf.TensorSpec((None, 4, 4, 6), tf.float32)]
+    converted = tflite_endpoints(
+        layer,
+        {
+            "encode": (layer.encode, tf.TensorSpec((None, 4, 4, 6))),
+            "lookup": (layer.lookup, tf.TensorSpec((None, 4, 4), tf.int32)),
+        },
+        os.fspath(tmp_path),
     )
-    archive.add_endpoint(
-        "lookup", layer.lookup, [tf.TensorSpec((None, 4, 4), tf.int32)]
-    )
-    path = os.fspath(tmp_path / "saved")
-    archive.write_out(path, verbose=False)
     z = _inputs((3, 4, 4, 6))
     codes = layer.encode(z).numpy()
-    for name, inputs, expected in (
-        ("encode", z, codes),
-        ("lookup", codes, layer.lookup(codes).numpy()),
-    ):
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            path, signature_keys=[name]
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        interpreter = Interpreter(model_content=converter.convert())
-        runner = interpreter.get_signature_runner(name)
-        (input_name,) = runner.get_input_details()
-        (output,) = runner(**{input_name: inputs}).values()
-        assert output.dtype == expected.dtype
-        np.testing.assert_allclose(output, expected, atol=1e-6)
+    np.testing.assert_array_equal(converted["encode"](z), codes)
+    vectors = converted["lookup"](codes)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, layer.lookup(codes), atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
+def test_bad_arguments_message():
+    cases = [
         (
             {"levels": (8, 1)},
             "`levels` must be a non-empty sequence of integers >= 2. "
@@ -365,13 +350,11 @@ def test_encode_and_lookup_convert_to_tflite_builtins(tmp_path):
             "`embedding_dim` must be a positive integer. "
             "Received: embedding_dim=0 (of type int).",
         ),
-    ],
-    ids=["level-1", "empty", "string", "float", "too-many-codes", "dim"],
-)
-def test_bad_arguments_message(kwargs, message):
-    with pytest.raises(ValueError) as error:
-        FiniteScalarQuantizer(**kwargs)
-    assert str(error.value) == message
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as error:
+            FiniteScalarQuantizer(**kwargs)
+        assert str(error.value) == message
 
 
 def test_bad_input_shape_message():

@@ -96,3 +96,40 @@ def photo_patches(
 ) -> np.ndarray:
     """Real RGB photo crops (uint8) that need no network."""
     return photo_crops(size, count, seed)
+
+
+def tflite_endpoints(layer, endpoints: dict, directory: str) -> dict:
+    """Converts methods of `layer` to TFLite with builtin ops only.
+
+    `endpoints` maps a name to `(method, input_spec)`; each is exported
+    through `keras.export.ExportArchive` (as `tf_vqvae.export` does) and
+    converted with `TFLITE_BUILTINS` only (conversion fails on any other op).
+    Returns name -> a function running the converted endpoint in LiteRT on
+    one input array.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    for name, (method, spec) in endpoints.items():
+        archive.add_endpoint(name, method, [spec])
+    path = os.path.join(directory, "saved_model")
+    archive.write_out(path, verbose=False)
+    runners = {}
+    for name in endpoints:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            path, signature_keys=[name]
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        interpreter = Interpreter(model_content=converter.convert())
+        runners[name] = interpreter.get_signature_runner(name)
+
+    def run(runner):
+        def call(inputs):
+            (input_name,) = runner.get_input_details()
+            (output,) = runner(**{input_name: inputs}).values()
+            return output
+
+        return call
+
+    return {name: run(runner) for name, runner in runners.items()}
