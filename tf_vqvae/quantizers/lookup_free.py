@@ -75,8 +75,9 @@ def code_probability_sums(logits, max_elements: int = 2**22) -> tf.Tensor:
 
     one matmul of `[N, 2**h]` by `[N, 2**l]` matrices. Rows go in chunks of
     `chunk_rows(k, max_elements)`, accumulating the `[2**h, 2**l]` sums, so
-    memory is `K + max_elements`, never `N x K`; the gradient recomputes
-    each chunk's probabilities instead of storing them.
+    memory is O(K + max_elements), never `N x K`, and the flops those of
+    one `[N, K]` matrix (with `N 2 sqrt(K)` exponentials, not `N K`). The
+    gradient recomputes each chunk's probabilities instead of storing them.
     """
     logits = tf.cast(tf.convert_to_tensor(logits), "float32")
     num_bits = logits.shape[-1]
