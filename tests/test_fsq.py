@@ -77,10 +77,11 @@ def test_implements_the_quantizer_contract():
     codes = layer.encode(z)
     assert codes.dtype == tf.int32 and tuple(codes.shape) == (2, 5)
     np.testing.assert_array_equal(layer.lookup(codes), layer(z, training=False))
+    # The codebook as the rounding sees it: before the output projection.
     codebook = layer.codebook()
-    assert codebook.dtype == tf.float32 and tuple(codebook.shape) == (1000, 6)
+    assert codebook.dtype == tf.float32 and tuple(codebook.shape) == (1000, 4)
     np.testing.assert_array_equal(
-        tf.gather(codebook, codes), layer.lookup(codes)
+        layer.project_out(tf.gather(codebook, codes)), layer.lookup(codes)
     )
 
 
@@ -94,6 +95,7 @@ def test_index_code_index_is_the_identity_over_all_codes(levels):
     grid = _grid(levels)
     values = layer.lookup(index).numpy()
     np.testing.assert_array_equal(values, grid)
+    np.testing.assert_array_equal(layer.codebook(), grid)
     assert len({tuple(row) for row in values}) == k
     assert values.min() == -1.0 and values.max() <= 1.0
     # A pre-image inside each code's rounding interval encodes to its index.

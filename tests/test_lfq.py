@@ -97,10 +97,11 @@ def test_implements_the_quantizer_contract():
     codes = layer.encode(z)
     assert codes.dtype == tf.int32 and tuple(codes.shape) == (2, 5)
     np.testing.assert_array_equal(layer.lookup(codes), layer(z, training=False))
+    # The codebook as the rounding sees it: before the output projection.
     codebook = layer.codebook()
-    assert codebook.dtype == tf.float32 and tuple(codebook.shape) == (32, 6)
+    assert codebook.dtype == tf.float32 and tuple(codebook.shape) == (32, 5)
     np.testing.assert_array_equal(
-        tf.gather(codebook, codes), layer.lookup(codes)
+        layer.project_out(tf.gather(codebook, codes)), layer.lookup(codes)
     )
     assert LookupFreeQuantizer(2**17).codebook() is None
     assert LookupFreeQuantizer(2**16).codebook().shape == (2**16, 16)

@@ -26,7 +26,7 @@ from tf_vqvae.metrics import CodebookUsage
 from tf_vqvae.quantizers.vector import _all_reduce_sum, _straight_through
 
 # `codebook()` returns the implicit codebook up to this many codes (a
-# 65536 x D float32 matrix is 256 KiB per channel); above it, `None`.
+# 65536 x C float32 matrix is 256 KiB per channel); above it, `None`.
 MAX_IMPLICIT_CODEBOOK = 2**16
 # Codes are int32.
 MAX_CODES = 2**31 - 1
@@ -150,11 +150,15 @@ class GridQuantizer(keras.layers.Layer):
         return tf.cast(self._vectors(codes), self.compute_dtype)
 
     def codebook(self) -> tf.Tensor | None:
-        """The implicit codebook, float32 `(num_embeddings, embedding_dim)`:
-        row k is `lookup(k)`. `None` above `MAX_IMPLICIT_CODEBOOK` codes."""
+        """The implicit codebook as the rounding sees it: float32
+        `(num_embeddings, codebook_dim)`, row k the grid values of code k
+        (before the output projection, like a factorised
+        `VectorQuantizer`'s low-dimensional codes; without projections row k
+        is `lookup(k)`). `None` above `MAX_IMPLICIT_CODEBOOK` codes."""
         if self.num_embeddings > MAX_IMPLICIT_CODEBOOK:
             return None
-        return self._vectors(tf.range(self.num_embeddings))
+        codes = tf.range(self.num_embeddings)
+        return self._values(codes_to_digits(codes, self._radices))
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):

@@ -238,9 +238,8 @@ class LookupFreeQuantizer(GridQuantizer):
     Implements `tf_vqvae.contracts.Quantizer`: `num_embeddings` (K),
     `embedding_dim`, `num_levels` (1), `encode(z)` (int32 codes
     `(batch, ...)`, TFLite builtins: GREATER, CAST, MUL, SUM),
-    `lookup(codes)`, `codebook()` (the `K` corners of {-1, +1}^k, through
-    the output projection if any: float32 `(K, embedding_dim)`, `None` for
-    K > 65536).
+    `lookup(codes)`, `codebook()` (the `K` corners of {-1, +1}^k, before
+    the output projection if any: float32 `(K, k)`, `None` for K > 65536).
 
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is

@@ -96,8 +96,8 @@ class FiniteScalarQuantizer(GridQuantizer):
     Implements `tf_vqvae.contracts.Quantizer`: `num_embeddings` (K),
     `embedding_dim`, `num_levels` (1), `encode(z)` (int32 codes
     `(batch, ...)`, TFLite builtins: TANH, ROUND, CAST, MUL, ADD, SUM),
-    `lookup(codes)`, `codebook()` (the `K` grid points, through the output
-    projection if any: float32 `(K, embedding_dim)`, `None` for
+    `lookup(codes)`, `codebook()` (the `K` grid points in [-1, 1], before
+    the output projection if any: float32 `(K, len(levels))`, `None` for
     K > 65536).
 
     Raises:
