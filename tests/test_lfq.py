@@ -85,6 +85,8 @@ def test_layer_conformance(embedding_dim, trainable):
         expected_output_shape=(2, 3, 3, dim),
         expected_num_trainable_weights=trainable,
         expected_num_non_trainable_weights=0,
+        # One `fit` step (tracing the entropy's loops) is enough.
+        run_training_check=embedding_dim is not None,
     )
 
 
