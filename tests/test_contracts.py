@@ -30,6 +30,7 @@ TINY = dict(
 def test_quantizers_implement_the_quantizer_contract(cls):
     layer = cls(8, 3, data_init=None, dead_code_restart_steps=None)
     assert isinstance(layer, Quantizer)
+    assert layer.num_levels == 1
     z = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
     codes = layer.encode(z)
     assert codes.dtype == tf.int32 and tuple(codes.shape) == (2, 5)

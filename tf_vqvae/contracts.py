@@ -22,11 +22,17 @@ import tensorflow as tf
 class Quantizer(Protocol):
     """A layer that maps latent vectors to integer codes and back.
 
-    Shapes: `z` is `(batch, *grid, embedding_dim)` for any grid rank; codes
-    are int32 `(batch, *grid)` with values in `[0, num_embeddings)`.
+    Shapes: `z` is `(batch, *grid, embedding_dim)` for any grid rank. A
+    single-level quantizer (`num_levels == 1`) has int32 codes
+    `(batch, *grid)` with values in `[0, num_embeddings)`; a multi-level one
+    (e.g. residual VQ) has codes with a trailing level axis,
+    `(batch, *grid, num_levels)`, each in `[0, num_embeddings)`.
 
-    - `num_embeddings`: K, the number of distinct codes (the codebook size).
+    - `num_embeddings`: K, the number of distinct codes of one level (the
+      codebook size of a level).
     - `embedding_dim`: D, the size of each latent vector.
+    - `num_levels`: 1 for single-level quantizers, else the number of code
+      levels per position (the size of the codes' trailing axis).
     - `call(z, training=None)`: `z_q`, the quantized `z` (same shape), with the
       quantizer's gradient rule (straight-through or its variant) and its
       losses added with `add_loss`.
@@ -35,12 +41,19 @@ class Quantizer(Protocol):
       matrix for all N vectors at once).
     - `lookup(codes)`: the vectors `(batch, *grid, embedding_dim)` of codes;
       `lookup(encode(z))` is `call(z, training=False)` in the forward pass.
-    - `codebook()`: the `[K, D]` code vectors when the quantizer has an
-      explicit codebook (for the TensorBoard projector), else `None`.
+      A multi-level quantizer also accepts a prefix of the levels,
+      `(batch, *grid, n)` with `1 <= n <= num_levels` (a lower bitrate).
+    - `codebook()`: the code vectors as the nearest-code search sees them,
+      float32 `[rows, C]`, when the quantizer has an explicit codebook (for
+      the TensorBoard projector), else `None`. `rows` is K, or
+      `num_levels * K` for a multi-level quantizer with a codebook per level
+      (row `l * K + k` is code k of level l); C is D, or the smaller size
+      of factorised codes.
     """
 
     num_embeddings: int
     embedding_dim: int
+    num_levels: int
 
     def encode(self, inputs: Any) -> tf.Tensor: ...
 

@@ -77,6 +77,9 @@ def _vq_loss(
 class _BaseVectorQuantizer(keras.layers.Layer):
     """Shared machinery of the two quantizers; not public."""
 
+    # One code per position: codes are `(batch, *grid)`.
+    num_levels = 1
+
     def __init__(
         self,
         num_embeddings: int,
@@ -460,7 +463,8 @@ _SHARED_DOC = """
         the numbers describe the global batch.
 
     Implements `tf_vqvae.contracts.Quantizer`: `encode(z)` (int32 codes),
-    `lookup(codes)`, `codebook()`, `num_embeddings`, `embedding_dim`.
+    `lookup(codes)`, `codebook()`, `num_embeddings`, `embedding_dim`,
+    `num_levels` (1).
 
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is not
