@@ -443,3 +443,243 @@ def test_codebook_is_the_embeddings(cls):
     assert out.dtype == tf.float32 and tuple(out.shape) == (K, D)
     np.testing.assert_array_equal(out, codebook)
     np.testing.assert_array_equal(layer.lookup(np.arange(K)), codebook)
+
+
+# ---------------------------------------------------------------- options
+OPTIONS = [
+    pytest.param({"rotation_trick": True}, id="rotation"),
+    pytest.param({"distance": "cosine"}, id="cosine"),
+    pytest.param({"codebook_dim": 2}, id="codebook-dim"),
+    pytest.param(
+        {"codebook_dim": 2, "distance": "cosine", "rotation_trick": True},
+        id="all",
+    ),
+]
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+ALL_OPTIONS = OPTIONS[-1].values[0]
+# Each option on VectorQuantizer, all of them on both classes.
+CONFORMANCE = [
+    *(
+        pytest.param(VectorQuantizer, *p.values, id=f"vq-{p.id}")
+        for p in OPTIONS
+    ),
+    pytest.param(VectorQuantizerEMA, ALL_OPTIONS, id="ema-all"),
+]
+
+
+@pytest.mark.parametrize("cls, options", CONFORMANCE)
+def test_layer_conformance_with_options(cls, options):
+    projections = 4 if "codebook_dim" in options else 0
+    non_trainable = {VectorQuantizer: 2, VectorQuantizerEMA: 5}[cls]
+    trainable = {VectorQuantizer: 1, VectorQuantizerEMA: 0}[cls]
+    layer = run_layer_test(
+        cls,
+        init_kwargs={"num_embeddings": 8, "embedding_dim": 4, **options},
+        input_data=_inputs((2, 3, 3, 4)),
+        expected_output_shape=(2, 3, 3, 4),
+        expected_num_trainable_weights=trainable + projections,
+        expected_num_non_trainable_weights=non_trainable,
+    )
+    for key, value in options.items():
+        assert layer.get_config()[key] == value
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_rotation_trick_gradient_matches_householder_construction(cls):
+    """Forward: plain VQ. Backward: `(lambda R)^T g` with the explicit
+    `D x D` matrix `R = I - 2 r r^T + 2 q e^T` built in numpy (float64)."""
+    d = 5
+    codebook = _codebook(k=7, d=d)
+    plain = _make(cls, codebook)
+    rotated = _make(cls, codebook, rotation_trick=True)
+    z = tf.constant(_inputs((3, 4, d), seed=2))
+    upstream = _inputs((3, 4, d), seed=3)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = rotated(z, training=False)
+        total = tf.reduce_sum(out * upstream)
+    grad = tape.gradient(total, z).numpy().reshape(-1, d)
+    np.testing.assert_array_equal(out, plain(z, training=False))
+
+    flat = z.numpy().reshape(-1, d).astype("float64")
+    q = codebook[_nearest(flat, codebook)].astype("float64")
+    g = upstream.reshape(-1, d).astype("float64")
+    np.testing.assert_array_equal(out.numpy().reshape(-1, d), q)
+    for e_i, q_i, g_i, got in zip(flat, q, g, grad):
+        e_hat, q_hat = _unit(e_i), _unit(q_i)
+        r = _unit(e_hat + q_hat)
+        rotation = np.eye(d) - 2 * np.outer(r, r) + 2 * np.outer(q_hat, e_hat)
+        np.testing.assert_allclose(rotation @ e_hat, q_hat, atol=1e-12)
+        matrix = np.linalg.norm(q_i) / np.linalg.norm(e_i) * rotation
+        np.testing.assert_allclose(got, matrix.T @ g_i, rtol=0, atol=1e-6)
+    # The codebook still gets no gradient through the output.
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(rotated(z, training=True))
+    assert tape.gradient(out, rotated.trainable_weights) in ([], [None])
+
+
+def test_rotation_trick_is_finite_for_zero_and_opposite_vectors():
+    codebook = np.array([[1.0, 0.0], [0.0, 3.0]], "float32")
+    layer = _make(VectorQuantizer, codebook, rotation_trick=True)
+    # A zero input, and one exactly opposite its nearest code's direction
+    # is impossible for L2, so pick inputs on the code axis and at zero.
+    z = tf.constant([[0.0, 0.0], [2.0, 0.0], [0.0, -1e-30]], "float32")
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        total = tf.reduce_sum(layer(z, training=False))
+    assert np.all(np.isfinite(tape.gradient(total, z)))
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_cosine_distance_picks_largest_cosine_similarity(cls):
+    codebook = _codebook(k=9, d=4) * np.arange(1, 10, dtype="float32")[:, None]
+    layer = _make(cls, codebook, distance="cosine")
+    z = _inputs((6, 5, 4), seed=4) * 3.0
+    similarity = _unit(z) @ _unit(codebook).T
+    expected = similarity.argmax(-1)
+    codes = layer.encode(z)
+    np.testing.assert_array_equal(codes, expected)
+    # Different from L2 here (scaled codes), so the test is not vacuous.
+    assert not np.array_equal(
+        expected.reshape(-1), _nearest(z.reshape(-1, 4), codebook)
+    )
+    np.testing.assert_allclose(
+        layer(z, training=False), _unit(codebook)[expected], rtol=1e-6
+    )
+    np.testing.assert_allclose(layer.codebook(), _unit(codebook), rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.distances(z),
+        ((_unit(z)[..., None, :] - _unit(codebook)) ** 2).sum(-1),
+        atol=1e-5,
+    )
+
+
+def test_cosine_ema_moves_towards_unit_inputs_and_looks_up_unit_codes():
+    decay, eps = 0.5, 1e-5
+    codebook = _codebook(k=4, d=3)
+    layer = _make(VectorQuantizerEMA, codebook, distance="cosine", decay=decay)
+    z = _inputs((20, 3), seed=5) * 4.0
+    layer(z, training=True)
+    # Appendix A.1's update on the normalised inputs and codebook.
+    expected, _, _ = _ema_reference(
+        _unit(z), _unit(codebook), np.zeros(4), np.zeros((4, 3)), decay, eps
+    )
+    np.testing.assert_allclose(layer.embeddings, expected, rtol=1e-5)
+    codes = layer.encode(z)
+    np.testing.assert_array_equal(
+        codes, (_unit(z) @ _unit(expected).T).argmax(-1)
+    )
+    np.testing.assert_allclose(
+        layer.lookup(codes), _unit(expected)[codes], rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+def test_codebook_dim_projects_in_and_out(cls, distance):
+    k, d, c = 6, 5, 2
+    layer = cls(k, d, codebook_dim=c, distance=distance, seed=2)
+    z = _inputs((3, 4, d), seed=6)
+    layer(z, training=True)  # data init in the C space
+    assert tuple(layer.embeddings.shape) == (k, c)
+    assert tuple(layer.codebook().shape) == (k, c)
+    w_in, b_in = (np.asarray(w) for w in layer.project_in.weights)
+    w_out, b_out = (np.asarray(w) for w in layer.project_out.weights)
+    low = z.reshape(-1, d) @ w_in + b_in
+    codebook = layer.embeddings.numpy()
+    if distance == "cosine":
+        low, codebook = _unit(low), _unit(codebook)
+    codes = _nearest(low, codebook).reshape(3, 4)
+    np.testing.assert_array_equal(layer.encode(z), codes)
+    expected = codebook[codes] @ w_out + b_out
+    np.testing.assert_allclose(layer.lookup(codes), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        layer(z, training=False), layer.lookup(layer.encode(z)), rtol=1e-6
+    )
+    assert tuple(layer.lookup(codes).shape) == (3, 4, d)
+    # Data init drew the codebook from the projected inputs.
+    if cls is VectorQuantizer:
+        picked = ((codebook[:, None] - low[None]) ** 2).sum(-1).min(1)
+        np.testing.assert_allclose(picked, 0.0, atol=1e-10)
+
+
+def test_codebook_dim_losses_live_in_the_low_dim_space():
+    beta = 0.5
+    layer = VectorQuantizer(4, 6, codebook_dim=3, commitment_cost=beta)
+    z = _inputs((10, 6), seed=8)
+    layer(z, training=False)
+    w_in, b_in = (np.asarray(w) for w in layer.project_in.weights)
+    low = z @ w_in + b_in
+    codebook = layer.embeddings.numpy()
+    q = codebook[_nearest(low, codebook)]
+    np.testing.assert_allclose(
+        tf.add_n(layer.losses), (1 + beta) * ((low - q) ** 2).mean(), rtol=1e-5
+    )
+    # Both projections and the codebook learn.
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(layer(z, training=True)) + tf.add_n(layer.losses)
+    grads = tape.gradient(total, layer.trainable_weights)
+    assert len(grads) == 5 and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_with_options_keeps_state_float32(cls, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    layer = cls(K, 4, dead_code_restart_steps=1, **ALL_OPTIONS)
+    z = tf.constant(
+        _inputs((4, 5, 4)), keras.mixed_precision.global_policy().compute_dtype
+    )
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        out = layer(z, training=True)
+    assert out.dtype == z.dtype
+    for w in layer.weights:
+        assert w.dtype in ("float32", "int64"), w.path
+    assert np.all(np.isfinite(tape.gradient(out, z).numpy()))
+    assert np.isfinite(tf.add_n(layer.losses).numpy())
+    assert layer.codebook().dtype == tf.float32
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_zero_size_batch_with_options(cls):
+    layer = cls(K, 4, **ALL_OPTIONS)
+    layer.build((None, 4))
+    out = layer(np.zeros((0, 3, 4), "float32"), training=False)
+    assert tuple(out.shape) == (0, 3, 4)
+    assert tuple(layer.encode(np.zeros((0, 3, 4), "float32")).shape) == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"distance": "dot"},
+            ValueError,
+            "`distance` must be one of 'l2' or 'cosine'. "
+            "Received: distance='dot' (of type str).",
+        ),
+        (
+            {"codebook_dim": 0},
+            ValueError,
+            "`codebook_dim` must be a positive integer. "
+            "Received: codebook_dim=0 (of type int).",
+        ),
+        (
+            {"rotation_trick": 1},
+            TypeError,
+            "`rotation_trick` must be a boolean. "
+            "Received: rotation_trick=1 (of type int).",
+        ),
+    ],
+    ids=["distance", "codebook_dim", "rotation_trick"],
+)
+def test_bad_option_message(kwargs, error, message):
+    with pytest.raises(error) as raised:
+        VectorQuantizerEMA(K, D, **kwargs)
+    assert str(raised.value) == message

@@ -28,6 +28,11 @@ DATA_INITS = {
     "random": "a random choice of them",
     "kmeans++": "k-means++ seeding on them",
 }
+# `VectorQuantizer(distance=...)`: what "nearest code" means.
+DISTANCES = {
+    "l2": "squared Euclidean distance, the paper",
+    "cosine": "angle: inputs and codes l2-normalised",
+}
 # `vqvae train --strategy` (implemented by `tf_vqvae.training.runs`).
 STRATEGIES = {
     "default": "one device",

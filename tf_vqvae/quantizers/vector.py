@@ -13,9 +13,12 @@ import tensorflow as tf
 from tf_vqvae import codebook_ops
 from tf_vqvae.arg_checks import check_int, describe, is_number
 from tf_vqvae.metrics import CodebookUsage
-from tf_vqvae.options import DATA_INITS
+from tf_vqvae.options import DATA_INITS, DISTANCES
 
 _DATA_INIT_CHOICES = (None, *DATA_INITS)
+# Below this norm a vector has no direction: the rotation trick's unit
+# vectors treat it as zero instead of dividing by it.
+_MIN_NORM = 1e-12
 
 
 def _check_non_negative_float(name: str, value) -> None:
@@ -36,6 +39,39 @@ def _straight_through(z_e: tf.Tensor, z_q: tf.Tensor):
 
     def grad(upstream):
         return upstream, None
+
+    return tf.identity(z_q), grad
+
+
+@tf.custom_gradient
+def _rotation_trick(z_e: tf.Tensor, z_q: tf.Tensor):
+    """Returns `z_q` `[N, C]`; the gradient at the output reaches `z_e`
+    through the rotation and rescaling that maps `z_e` to `z_q`.
+
+    Fifty et al. (2024): `z_q = sg[lambda R] z_e` with
+    `lambda = ||z_q|| / ||z_e||` and `R = I - 2 r r^T + 2 q e^T`, where
+    `e = z_e / ||z_e||`, `q = z_q / ||z_q||`, `r = (e + q) / ||e + q||`
+    (`R e = q`). The gradient is `(lambda R)^T g = lambda (g - 2 r (r.g)
+    + 2 e (q.g))`, computed per row without a `C x C` matrix. `z_q` gets
+    no gradient from this path, as with the straight-through estimator.
+    """
+
+    def grad(upstream):
+        e_norm = tf.norm(z_e, axis=-1, keepdims=True)
+        q_norm = tf.norm(z_q, axis=-1, keepdims=True)
+        e_hat = z_e / tf.maximum(e_norm, _MIN_NORM)
+        q_hat = z_q / tf.maximum(q_norm, _MIN_NORM)
+        r = e_hat + q_hat
+        r = r / tf.maximum(tf.norm(r, axis=-1, keepdims=True), _MIN_NORM)
+        scale = q_norm / tf.maximum(e_norm, _MIN_NORM)
+        rotated = (
+            upstream
+            - 2.0 * r * tf.reduce_sum(r * upstream, axis=-1, keepdims=True)
+            + 2.0
+            * e_hat
+            * tf.reduce_sum(q_hat * upstream, axis=-1, keepdims=True)
+        )
+        return scale * rotated, None
 
     return tf.identity(z_q), grad
 
@@ -90,6 +126,9 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         max_distance_elements: int = 2**24,
         check_finite: bool = False,
         seed: int = 0,
+        rotation_trick: bool = False,
+        distance: str = "l2",
+        codebook_dim: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -108,6 +147,18 @@ class _BaseVectorQuantizer(keras.layers.Layer):
             raise TypeError(
                 f"`seed` must be an integer. {describe('seed', seed)}"
             )
+        if not isinstance(rotation_trick, bool):
+            raise TypeError(
+                "`rotation_trick` must be a boolean. "
+                f"{describe('rotation_trick', rotation_trick)}"
+            )
+        if distance not in DISTANCES:
+            raise ValueError(
+                "`distance` must be one of 'l2' or 'cosine'. "
+                f"{describe('distance', distance)}"
+            )
+        if codebook_dim is not None:
+            check_int("codebook_dim", codebook_dim)
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.commitment_cost = float(commitment_cost)
@@ -116,7 +167,34 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         self.max_distance_elements = max_distance_elements
         self.check_finite = bool(check_finite)
         self.seed = seed
-        self.usage = CodebookUsage(num_embeddings, name="codebook")
+        self.rotation_trick = rotation_trick
+        self.distance = distance
+        self.codebook_dim = codebook_dim
+        # C, the size of the code vectors the search compares.
+        self.code_dim = embedding_dim if codebook_dim is None else codebook_dim
+        self.project_in = self.project_out = None
+        if codebook_dim is not None:
+            # float32 like the codebook, under any mixed precision policy.
+            self.project_in = self._projection(codebook_dim, "project_in")
+            self.project_out = self._projection(embedding_dim, "project_out")
+        # The paper's path: straight-through in the inputs' dtype, exactly
+        # as before these options existed.
+        self._plain = not rotation_trick and distance == "l2"
+        self._plain = self._plain and codebook_dim is None
+        self.usage = None
+        if self._reports_usage:
+            self.usage = CodebookUsage(num_embeddings, name="codebook")
+
+    # A residual quantizer's stages leave the usage metrics to it.
+    _reports_usage = True
+
+    def _projection(self, units: int, name: str) -> keras.layers.Dense:
+        return keras.layers.Dense(
+            units,
+            kernel_initializer=keras.initializers.GlorotUniform(self.seed),
+            dtype="float32",
+            name=name,
+        )
 
     # ------------------------------------------------------------------ build
     def _check_shape(self, shape) -> None:
@@ -139,7 +217,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         self._check_shape(input_shape)
         self.embeddings = self.add_weight(
             name="embeddings",
-            shape=(self.num_embeddings, self.embedding_dim),
+            shape=(self.num_embeddings, self.code_dim),
             initializer=self._embeddings_initializer(),
             trainable=self._embeddings_trainable,
             autocast=False,
@@ -169,6 +247,9 @@ class _BaseVectorQuantizer(keras.layers.Layer):
                 **state,
             )
         self._build_state(state)
+        if self.project_in is not None:
+            self.project_in.build((None, self.embedding_dim))
+            self.project_out.build((None, self.code_dim))
 
     def _build_state(self, state: dict) -> None:
         """Creates subclass state (EMA statistics)."""
@@ -180,11 +261,13 @@ class _BaseVectorQuantizer(keras.layers.Layer):
     def distances(self, inputs) -> tf.Tensor:
         """Squared L2 distances to every code, `[..., num_embeddings]`.
 
-        `||z||^2 - 2 z.E^T + ||E||^2`: one matmul. Materialises the whole
-        distance tensor; `encode` never does.
+        `||z||^2 - 2 z.E^T + ||E||^2`: one matmul, in the space the search
+        compares (after the projection in and, for `distance="cosine"`, the
+        normalisation of both sides). Materialises the whole distance
+        tensor; `encode` never does.
         """
-        flat = tf.reshape(tf.cast(inputs, "float32"), (-1, self.embedding_dim))
-        d = codebook_ops.squared_distances(flat, self.embeddings)
+        flat = self._search_inputs(inputs)
+        d = codebook_ops.squared_distances(flat, self._codes())
         out_shape = tf.concat(
             [tf.shape(inputs)[:-1], [self.num_embeddings]], axis=0
         )
@@ -201,23 +284,25 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         if not self.built:
             self.build(inputs.shape)
         self._check_shape(inputs.shape)
-        flat = tf.reshape(tf.cast(inputs, "float32"), (-1, self.embedding_dim))
-        codes = codebook_ops.nearest_codes(
-            flat, self.embeddings, self.max_distance_elements
-        )
+        codes = self._nearest(self._search_inputs(inputs))
         return tf.reshape(codes, _reshape_target(inputs.shape[:-1], inputs))
 
     def lookup(self, codes) -> tf.Tensor:
         """Codebook vectors for integer `codes`: `[..., embedding_dim]`.
 
-        Returned in the layer's compute dtype.
+        With `codebook_dim`, the code vectors projected out to
+        `embedding_dim`. Returned in the layer's compute dtype.
         """
-        vectors = tf.gather(self.embeddings, tf.cast(codes, "int32"))
+        vectors = tf.gather(self._codes(), tf.cast(codes, "int32"))
+        if self.project_out is not None:
+            vectors = self.project_out(vectors)
         return tf.cast(vectors, self.compute_dtype)
 
     def codebook(self) -> tf.Tensor:
-        """The codebook: float32 `(num_embeddings, embedding_dim)`."""
-        return tf.convert_to_tensor(self.embeddings)
+        """The code vectors the search compares: float32
+        `(num_embeddings, codebook_dim or embedding_dim)`, unit rows for
+        `distance="cosine"`."""
+        return tf.convert_to_tensor(self._codes())
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):
@@ -227,32 +312,70 @@ class _BaseVectorQuantizer(keras.layers.Layer):
             z_e = tf.debugging.assert_all_finite(
                 z_e, f"`{self.name}` received non-finite inputs"
             )
-        flat = tf.reshape(tf.cast(z_e, "float32"), (-1, self.embedding_dim))
-
-        samples = None
-        if training and (
-            self.data_init is not None
-            or self.dead_code_restart_steps is not None
-        ):
-            samples = self._sample_source(tf.stop_gradient(flat))
-        if training:
-            self._before_search(samples)
-        codes = codebook_ops.nearest_codes(
-            flat, self.embeddings, self.max_distance_elements
-        )
+        flat = self._search_inputs(z_e)
+        samples = self._begin_step(flat, training)
+        codes = self._nearest(flat)
         counts = codebook_ops.code_counts(codes, self.num_embeddings)
         counts = _all_reduce_sum(counts)
-        self.usage.update_state(counts)
+        if self.usage is not None:
+            self.usage.update_state(counts)
 
-        z_q_flat = tf.gather(self.embeddings, codes)
+        z_q_flat = tf.gather(self._codes(), codes)
         self._add_losses(flat, z_q_flat)
         if training:
             self._after_search(flat, codes, counts, samples)
 
-        z_q = tf.reshape(z_q_flat, tf.shape(inputs))
-        return _straight_through(z_e, tf.cast(z_q, z_e.dtype))
+        if self._plain:
+            z_q = tf.reshape(z_q_flat, tf.shape(inputs))
+            return _straight_through(z_e, tf.cast(z_q, z_e.dtype))
+        rule = _rotation_trick if self.rotation_trick else _straight_through
+        out = rule(flat, z_q_flat)
+        if self.project_out is not None:
+            out = self.project_out(out)
+        return tf.cast(tf.reshape(out, tf.shape(inputs)), z_e.dtype)
 
     # ------------------------------------------------------------- internals
+    # The steps of `call`, also driven level by level by
+    # `ResidualVectorQuantizer`: `_to_search_space`, `_begin_step`,
+    # `_nearest`, `_add_losses`, `_after_search`.
+    def _codes(self):
+        """The code vectors the search compares (normalised for cosine)."""
+        if self.distance == "cosine":
+            return tf.math.l2_normalize(self.embeddings, axis=-1)
+        return self.embeddings
+
+    def _search_inputs(self, inputs) -> tf.Tensor:
+        """`inputs` `(..., embedding_dim)` as float32 rows `[N, C]` in the
+        search space."""
+        flat = tf.reshape(tf.cast(inputs, "float32"), (-1, self.embedding_dim))
+        return self._to_search_space(flat)
+
+    def _to_search_space(self, flat: tf.Tensor) -> tf.Tensor:
+        if self.project_in is not None:
+            flat = self.project_in(flat)
+        if self.distance == "cosine":
+            flat = tf.math.l2_normalize(flat, axis=-1)
+        return flat
+
+    def _nearest(self, flat: tf.Tensor) -> tf.Tensor:
+        return codebook_ops.nearest_codes(
+            flat, self._codes(), self.max_distance_elements
+        )
+
+    def _begin_step(self, flat: tf.Tensor, training):
+        """Data init before a training search; returns the candidate rows'
+        source for `_after_search` (`None` when not training)."""
+        if not training:
+            return None
+        samples = None
+        if (
+            self.data_init is not None
+            or self.dead_code_restart_steps is not None
+        ):
+            samples = self._sample_source(tf.stop_gradient(flat))
+        self._before_search(samples)
+        return samples
+
     def _num_candidates(self) -> int:
         # k-means++ spreads its K picks better over more candidates.
         factor = 4 if self.data_init == "kmeans++" else 1
@@ -378,6 +501,9 @@ class _BaseVectorQuantizer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
+            rotation_trick=self.rotation_trick,
+            distance=self.distance,
+            codebook_dim=self.codebook_dim,
             num_embeddings=self.num_embeddings,
             embedding_dim=self.embedding_dim,
             commitment_cost=self.commitment_cost,
@@ -439,7 +565,30 @@ _SHARED_DOC = """
             K (K = 65536 works on a laptop).
         check_finite: if `True`, raise `InvalidArgumentError` on non-finite
             inputs (off by default: it costs a pass over the inputs).
-        seed: seeds the random choices of `data_init` and restarts.
+        seed: seeds the random choices of `data_init` and restarts (and the
+            projections' initialisers).
+        rotation_trick: if `True`, the gradient at `z_q` reaches `z_e`
+            through the rotation and rescaling that maps `z_e` onto `z_q`
+            (Fifty et al. [2]: `z_q = sg[lambda R] z_e`, `R` two Householder
+            reflections computed per vector, `lambda = ||z_q|| / ||z_e||`)
+            instead of unchanged; the forward output is still `z_q`. The
+            default `False` is the paper's straight-through estimator.
+        distance: `"l2"` (default, the paper) or `"cosine"`: inputs and
+            code vectors are l2-normalised where they are compared, so the
+            nearest code is the one of largest cosine similarity, and the
+            losses and the output are the unit vectors. The codebook
+            variable holds unnormalised vectors (EMA: the moving averages
+            of unit inputs) and is normalised whenever it is used.
+        codebook_dim: `None` (default) or C: factorised codes (ViT-VQGAN
+            [3]). A learned dense projection `D -> C` (with bias) maps the
+            inputs into the space of a `(num_embeddings, C)` codebook, and
+            another `C -> D` maps the code vectors back, so `lookup` and
+            the output are `(..., embedding_dim)`. The search, the codebook
+            and commitment losses, data init, restarts and EMA statistics
+            all live in the C space (ViT-VQGAN's "low-dimensional"
+            lookup, combined with `distance="cosine"` there). The projection
+            in learns from the commitment loss and the straight-through
+            gradient, the projection out from the output's gradient.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -452,8 +601,10 @@ _SHARED_DOC = """
     Returns:
         `z_q`: same shape as `inputs`, in the layer's compute dtype: each vector
         replaced by its nearest code (squared L2). The forward value is exactly
-        the codebook vector; the gradient passes straight through to `z_e`
+        the codebook vector (projected out with `codebook_dim`); the gradient
+        passes straight through to `z_e` (or through the rotation trick)
         (`tf.custom_gradient`), and the codebook gets no gradient from it.
+        Quantizer state and arithmetic stay float32 under mixed precision.
 
     Metrics (in `model.fit`'s progress bar and History):
         `perplexity`, `codebook_usage` for each batch (averaged over the
@@ -500,6 +651,11 @@ class VectorQuantizer(_BaseVectorQuantizer):
     References:
         [1] van den Oord, Vinyals, Kavukcuoglu. Neural Discrete Representation
             Learning. NeurIPS 2017.
+        [2] Fifty, Junkins, Duan, Iyengar, Liu, Amid, Thrun, Re.
+            Restructuring Vector Quantization with the Rotation Trick.
+            ICLR 2025 (arXiv:2410.06424, 2024).
+        [3] Yu et al. Vector-quantized Image Modeling with Improved VQGAN.
+            ICLR 2022.
     """
     )
 
@@ -547,6 +703,8 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
     >>> z_q = vq(keras.random.normal((8, 16, 16, 64)), training=True)
     >>> len(vq.trainable_weights)
     0
+
+    References: [2] and [3] of `VectorQuantizer`.
     """
     )
 
@@ -587,7 +745,7 @@ class VectorQuantizerEMA(_BaseVectorQuantizer):
         )
         self.ema_sum = self.add_weight(
             name="ema_sum",
-            shape=(self.num_embeddings, self.embedding_dim),
+            shape=(self.num_embeddings, self.code_dim),
             initializer="zeros",
             dtype="float32",
             **state,
