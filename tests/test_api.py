@@ -16,6 +16,7 @@ PUBLIC = [
     "GatedPixelCNNBlock",
     "MaskedConv2D",
     "PixelCNNPrior",
+    "ResidualVectorQuantizer",
     "ResidualStack",
     "VQVAE",
     "VectorQuantizer",

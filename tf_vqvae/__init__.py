@@ -20,6 +20,7 @@ _PUBLIC = {
     "GatedPixelCNNBlock": "tf_vqvae.prior",
     "MaskedConv2D": "tf_vqvae.prior",
     "PixelCNNPrior": "tf_vqvae.prior",
+    "ResidualVectorQuantizer": "tf_vqvae.quantizers",
     "ResidualStack": "tf_vqvae.networks",
     "VQVAE": "tf_vqvae.vqvae",
     "VectorQuantizer": "tf_vqvae.quantizers",

@@ -24,6 +24,9 @@ class CodebookUsage(keras.metrics.Metric):
     Args:
         num_embeddings: K, the codebook size.
         name: metric name (its results are reported under the keys above).
+        level: `None`, or the level of a multi-level quantizer whose codes
+            these are: the keys get the suffix `_<level>`
+            (`perplexity_0`, `dead_codes_0`, ...).
 
     Call arguments (`update_state`):
         counts: float `[num_embeddings]`, how often each code was picked in
@@ -32,9 +35,16 @@ class CodebookUsage(keras.metrics.Metric):
     Returns (`result`): a dict of the five scalars above.
     """
 
-    def __init__(self, num_embeddings: int, name: str = "codebook", **kwargs):
+    def __init__(
+        self,
+        num_embeddings: int,
+        name: str = "codebook",
+        level: int | None = None,
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.num_embeddings = num_embeddings
+        self.level = level
         self.counts = self.add_variable(
             shape=(num_embeddings,), initializer="zeros", name="counts"
         )
@@ -63,13 +73,19 @@ class CodebookUsage(keras.metrics.Metric):
         batches = tf.maximum(tf.convert_to_tensor(self.batches), 1.0)
         counts = tf.convert_to_tensor(self.counts)
         used = tf.reduce_sum(tf.cast(counts > 0, "float32"))
-        return {
+        results = {
             "perplexity": self.batch_perplexity / batches,
             "codebook_usage": self.batch_usage / batches,
             "epoch_perplexity": codebook_ops.perplexity(counts),
             "epoch_codebook_usage": used / self.num_embeddings,
             "dead_codes": self.num_embeddings - used,
         }
+        if self.level is None:
+            return results
+        return {f"{key}_{self.level}": v for key, v in results.items()}
 
     def get_config(self):
-        return {"name": self.name, "num_embeddings": self.num_embeddings}
+        config = {"name": self.name, "num_embeddings": self.num_embeddings}
+        if self.level is not None:
+            config["level"] = self.level
+        return config

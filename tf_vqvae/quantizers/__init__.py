@@ -5,8 +5,15 @@ only part of it that `VQVAE`, export, evaluation and the callbacks use.
 
 - `vector`: `VectorQuantizer` (codebook by gradients, the paper) and
   `VectorQuantizerEMA` (codebook by moving averages, appendix A.1).
+- `residual`: `ResidualVectorQuantizer` (a stack of vector quantizers, each
+  on the residual of the ones before; codes with a level axis).
 """
 
+from tf_vqvae.quantizers.residual import ResidualVectorQuantizer
 from tf_vqvae.quantizers.vector import VectorQuantizer, VectorQuantizerEMA
 
-__all__ = ["VectorQuantizer", "VectorQuantizerEMA"]
+__all__ = [
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
+    "VectorQuantizerEMA",
+]
