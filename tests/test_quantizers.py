@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.testing import run_layer_test
+from tests.testing import run_layer_test, tflite_encode
 from tf_vqvae import VectorQuantizer, VectorQuantizerEMA, codebook_ops
 
 K, D = 6, 3
@@ -644,6 +644,16 @@ def test_mixed_precision_with_options_keeps_state_float32(cls, policy):
     assert np.all(np.isfinite(tape.gradient(out, z).numpy()))
     assert np.isfinite(tf.add_n(layer.losses).numpy())
     assert layer.codebook().dtype == tf.float32
+
+
+def test_encode_with_options_converts_to_tflite_builtins():
+    # K x 64 distances at most: the search runs in blocks of 64 rows.
+    layer = VectorQuantizerEMA(
+        16, 4, max_distance_elements=16 * 64, **ALL_OPTIONS
+    )
+    z = _inputs((2, 8, 8, 4), seed=10)
+    layer(z, training=True)
+    np.testing.assert_array_equal(tflite_encode(layer, z), layer.encode(z))
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)

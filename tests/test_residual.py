@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
-from tests.testing import run_layer_test
-from tf_vqvae import ResidualVectorQuantizer
+from tests.testing import run_layer_test, tflite_encode
+from tf_vqvae import CodebookUsage, ResidualVectorQuantizer
 from tf_vqvae.contracts import Quantizer
 
 L, K, D = 3, 5, 4
@@ -262,6 +262,9 @@ def test_per_level_and_pooled_usage_metrics_match_numpy():
     results = {}
     for metric in layer.metrics:
         results.update({k: float(v) for k, v in metric.result().items()})
+        clone = CodebookUsage.from_config(metric.get_config())
+        assert (clone.name, clone.level) == (metric.name, metric.level)
+    assert len(layer.metrics) == L + 1
 
     def perplexity(counts):
         p = counts[counts > 0] / counts.sum()
@@ -300,6 +303,23 @@ def test_mixed_precision_keeps_state_float32(policy):
         assert w.dtype in ("float32", "int64"), w.path
     assert np.all(np.isfinite(tape.gradient(out, z).numpy()))
     assert np.isfinite(tf.add_n(layer.losses).numpy())
+
+
+def test_encode_converts_to_tflite_builtins():
+    # K x 64 distances at most: the search runs in blocks of 64 rows.
+    layer = ResidualVectorQuantizer(
+        L,
+        16,
+        D,
+        max_distance_elements=16 * 64,
+        codebook_dim=3,
+        distance="cosine",
+    )
+    z = _inputs((2, 8, 8, D), seed=10)
+    layer(z, training=True)
+    codes = tflite_encode(layer, z)
+    np.testing.assert_array_equal(codes, layer.encode(z))
+    assert codes.shape == (2, 8, 8, L)
 
 
 def test_zero_size_batch():

@@ -96,3 +96,27 @@ def photo_patches(
 ) -> np.ndarray:
     """Real RGB photo crops (uint8) that need no network."""
     return photo_crops(size, count, seed)
+
+
+def tflite_encode(layer, inputs: np.ndarray) -> np.ndarray:
+    """`layer.encode` converted to TFLite with builtin ops only (a dynamic
+    batch size), run on `inputs` by the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    archive = keras.export.ExportArchive()
+    archive.track(layer)
+    archive.add_endpoint(
+        "encode",
+        lambda x: {"codes": layer.encode(x)},
+        input_signature=[tf.TensorSpec((None, *inputs.shape[1:]))],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            tmp, signature_keys=["encode"]
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        content = converter.convert()
+    runner = Interpreter(model_content=content).get_signature_runner("encode")
+    (name,) = runner.get_input_details()
+    return runner(**{name: inputs})["codes"]
