@@ -523,16 +523,18 @@ def test_rotation_trick_gradient_matches_householder_construction(cls):
     assert tape.gradient(out, rotated.trainable_weights) in ([], [None])
 
 
-def test_rotation_trick_is_finite_for_zero_and_opposite_vectors():
+def test_rotation_trick_passes_zero_inputs_straight_through():
     codebook = np.array([[1.0, 0.0], [0.0, 3.0]], "float32")
     layer = _make(VectorQuantizer, codebook, rotation_trick=True)
-    # A zero input, and one exactly opposite its nearest code's direction
-    # is impossible for L2, so pick inputs on the code axis and at zero.
-    z = tf.constant([[0.0, 0.0], [2.0, 0.0], [0.0, -1e-30]], "float32")
+    z = tf.constant([[0.0, 0.0], [2.0, 0.0]], "float32")
+    upstream = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
     with tf.GradientTape() as tape:
         tape.watch(z)
-        total = tf.reduce_sum(layer(z, training=False))
-    assert np.all(np.isfinite(tape.gradient(total, z)))
+        total = tf.reduce_sum(layer(z, training=False) * upstream)
+    grad = tape.gradient(total, z).numpy()
+    np.testing.assert_array_equal(grad[0], upstream[0])
+    # Same direction as its code: a pure rescaling by ||q|| / ||e||.
+    np.testing.assert_allclose(grad[1], upstream[1] / 2.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)

@@ -353,8 +353,16 @@ def _fit(strategy, initial_weights, z, **kwargs):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"quantizer": "vq", "quantizer_dropout": 0.5}],
-    ids=["defaults", "vq-dropout"],
+    [
+        {},
+        {
+            "quantizer": "vq",
+            "quantizer_dropout": 0.5,
+            "codebook_dim": 3,
+            "rotation_trick": True,
+        },
+    ],
+    ids=["defaults", "vq-dropout-options"],
 )
 def test_two_replicas_match_one_device(kwargs):
     z = _inputs((24, 3, D), seed=9)

@@ -52,8 +52,9 @@ def _rotation_trick(z_e: tf.Tensor, z_q: tf.Tensor):
     `lambda = ||z_q|| / ||z_e||` and `R = I - 2 r r^T + 2 q e^T`, where
     `e = z_e / ||z_e||`, `q = z_q / ||z_q||`, `r = (e + q) / ||e + q||`
     (`R e = q`). The gradient is `(lambda R)^T g = lambda (g - 2 r (r.g)
-    + 2 e (q.g))`, computed per row without a `C x C` matrix. `z_q` gets
-    no gradient from this path, as with the straight-through estimator.
+    + 2 e (q.g))`, computed per row without a `C x C` matrix (and `g` for a
+    zero `z_e`). `z_q` gets no gradient from this path, as with the
+    straight-through estimator.
     """
 
     def grad(upstream):
@@ -71,7 +72,8 @@ def _rotation_trick(z_e: tf.Tensor, z_q: tf.Tensor):
             * e_hat
             * tf.reduce_sum(q_hat * upstream, axis=-1, keepdims=True)
         )
-        return scale * rotated, None
+        # A zero `z_e` has no direction to rotate: straight through.
+        return tf.where(e_norm > _MIN_NORM, scale * rotated, upstream), None
 
     return tf.identity(z_q), grad
 
