@@ -143,7 +143,7 @@ class ResidualVectorQuantizer(keras.layers.Layer):
 
     References:
         [1] Zeghidour, Luebs, Omran, Skoglund, Tagliasacchi. SoundStream: An
-            End-to-End Neural Audio Codec. IEEE/ACM TASLP 2021.
+            End-to-End Neural Audio Codec. arXiv:2107.03312, 2021.
         [2] Defossez, Copet, Synnaeve, Adi. High Fidelity Neural Audio
             Compression (EnCodec). TMLR 2023.
     """

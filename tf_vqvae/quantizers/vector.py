@@ -117,6 +117,8 @@ class _BaseVectorQuantizer(keras.layers.Layer):
 
     # One code per position: codes are `(batch, *grid)`.
     num_levels = 1
+    # A residual quantizer's stages leave the usage metrics to it.
+    _reports_usage = True
 
     def __init__(
         self,
@@ -181,14 +183,12 @@ class _BaseVectorQuantizer(keras.layers.Layer):
             self.project_out = self._projection(embedding_dim, "project_out")
         # The paper's path: straight-through in the inputs' dtype, exactly
         # as before these options existed.
-        self._plain = not rotation_trick and distance == "l2"
-        self._plain = self._plain and codebook_dim is None
+        self._plain = (
+            not rotation_trick and distance == "l2" and codebook_dim is None
+        )
         self.usage = None
         if self._reports_usage:
             self.usage = CodebookUsage(num_embeddings, name="codebook")
-
-    # A residual quantizer's stages leave the usage metrics to it.
-    _reports_usage = True
 
     def _projection(self, units: int, name: str) -> keras.layers.Dense:
         return keras.layers.Dense(
@@ -653,9 +653,8 @@ class VectorQuantizer(_BaseVectorQuantizer):
     References:
         [1] van den Oord, Vinyals, Kavukcuoglu. Neural Discrete Representation
             Learning. NeurIPS 2017.
-        [2] Fifty, Junkins, Duan, Iyengar, Liu, Amid, Thrun, Re.
-            Restructuring Vector Quantization with the Rotation Trick.
-            ICLR 2025 (arXiv:2410.06424, 2024).
+        [2] Fifty et al. Restructuring Vector Quantization with the
+            Rotation Trick. arXiv:2410.06424, 2024.
         [3] Yu et al. Vector-quantized Image Modeling with Improved VQGAN.
             ICLR 2022.
     """
