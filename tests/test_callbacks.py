@@ -309,13 +309,16 @@ def test_callback_bad_arguments(tmp_path):
     )
 
 
-@pytest.mark.parametrize("quantizer", ["rvq", "fsq"])
+@pytest.mark.parametrize(
+    "quantizer", ["rvq", pytest.param("fsq", marks=pytest.mark.slow)]
+)
 def test_usage_per_level_and_projector_only_with_a_codebook(
     tmp_path, quantizer
 ):
     """`rvq`: one `code_usage/level_<i>` histogram per level beside the
     pooled one, per-level metrics as scalars, the projector with a row per
-    code of each level; `fsq` (no codebook): no projector files."""
+    code of each level; `fsq`: one histogram, the projector only if its
+    `codebook()` is not `None`."""
     options = TINY_QUANTIZER_OPTIONS[quantizer]
     model = VQVAE(**TINY, quantizer=quantizer, quantizer_options=options)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

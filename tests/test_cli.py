@@ -670,8 +670,8 @@ def test_export_reads_no_dataset(tmp_path, capsys):
 )
 def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
     """`vqvae train --quantizer KIND` with the kind's flags, recorded in
-    config.json and resumed; evaluate, export (SavedModel and TFLite), and
-    the prior (a multi-level model refuses it with exit 2)."""
+    config.json and resumed; evaluate, and the prior (a multi-level model
+    refuses it with exit 2)."""
     model_dir = tmp_path / "run"
     assert _train(model_dir, *TINY_QUANTIZER_FLAGS[quantizer]) == 0
     saved = json.loads((model_dir / "config.json").read_text())
@@ -706,14 +706,8 @@ def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
         assert len(metrics["level_codebook_usage"]) == levels
     assert (model_dir / "logs" / "codebook").is_dir()
 
-    out = tmp_path / "models"
-    argv = ["export", "--model-dir", str(model_dir), "--out", str(out)]
-    # TFLite of every kind: tests/test_export_quantizers.py.
-    assert cli.main(argv) == 0
-    manifest = json.loads((out / "vqvae" / "1" / "MANIFEST.json").read_text())
-    codes = manifest["signatures"]["decode"]["inputs"]["codes"]["shape"]
-    grid = list(model.code_shape(model.example_shape))
-    assert codes == [-1, *grid] + ([levels] if levels > 1 else [])
+    # Export of every kind (the level axis, TFLite):
+    # tests/test_export_quantizers.py.
 
     prior = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
     capsys.readouterr()
