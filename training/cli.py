@@ -14,9 +14,10 @@ This module only parses flags and prints. The commands are the functions of
 so `vqvae --help` is fast; the options, their defaults and help live in
 `training/config.py`, what a model dir holds in `training/layout.py`.
 
-Exit codes: 0 done, 1 training failed (non-finite loss) or an export does
-not match its manifest, 2 bad input (the message says what to change;
-nothing is left behind).
+Exit codes: 0 done, 1 training failed (non-finite loss, disk full) or an
+export does not match its manifest, 2 bad input (the message says what to
+change; nothing is left behind; also a model dir another command holds),
+130 Ctrl-C (training saves a checkpoint first and says how to resume).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from tf_vqvae.version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def _commands():
@@ -144,6 +146,16 @@ def _add_options(parser: argparse.ArgumentParser, *options: tuple) -> None:
         parser.add_argument(flag, type=kind, default=default, help=text)
 
 
+def _add_recover_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recover-config",
+        action="store_true",
+        help="Only write a lost config.json back from the newest checkpoint "
+        "(every checkpoint keeps the run's config), then exit; run the "
+        "command again without it to resume.",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqvae",
@@ -163,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"turned off take {OFF!r}.",
     )
     add_config_flags(train_parser, TrainConfig)
+    _add_recover_config(train_parser)
     prior_parser = _add_command(
         commands,
         "train-prior",
@@ -172,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it again resumes.",
     )
     add_config_flags(prior_parser, PriorConfig)
+    _add_recover_config(prior_parser)
 
     sample_parser = _add_command(
         commands,
@@ -302,8 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------- running
 def _run_training(args: argparse.Namespace) -> int:
     prior = args.command == "train-prior"
-    config = config_from_args(args, PriorConfig if prior else TrainConfig)
     commands = _commands()
+    if args.recover_config:
+        path, source = commands.recover_config(args.model_dir, prior=prior)
+        print(
+            f"vqvae: wrote {path} from {source}; resume with: vqvae "
+            f"{args.command} --model-dir {args.model_dir}",
+            flush=True,
+        )
+        return 0
+    config = config_from_args(args, PriorConfig if prior else TrainConfig)
     train = commands.train_prior if prior else commands.train
     started = time.time()
     result = train(config, args.model_dir)
@@ -420,15 +442,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    commands = _commands()
     try:
-        return _RUNNERS[args.command](args)
-    except commands.USAGE_ERRORS as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except commands.FAILURES as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        commands = _commands()
+        try:
+            return _RUNNERS[args.command](args)
+        except commands.USAGE_ERRORS as error:
+            print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except commands.FAILURES as error:
+            print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    except KeyboardInterrupt as error:
+        # `TrainingInterrupted` says where training stopped and how to
+        # resume; a Ctrl-C anywhere else only that it happened.
+        message = str(error) or "interrupted"
+        print(f"vqvae {args.command}: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

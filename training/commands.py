@@ -18,6 +18,7 @@ non-finite loss raises `NonFiniteLossError` (exit code 1).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -51,7 +52,12 @@ from tf_vqvae.training.callbacks import (
     prior_sample_fn,
     tensorboard_callbacks,
 )
-from tf_vqvae.training.checkpointing import CheckpointError, NonFiniteLossError
+from tf_vqvae.training.checkpointing import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    WriteError,
+)
 from tf_vqvae.training.config import (
     PRESETS,
     ConfigError,
@@ -68,26 +74,42 @@ from tf_vqvae.training.layout import (
     RECONSTRUCTIONS_FILE,
     SAMPLES_FILE,
 )
+from tf_vqvae.training.locking import (
+    DirectoryLock,
+    LockedError,
+    NotWritableError,
+)
 from tf_vqvae.training.runs import Run, TrainResult, UsageError
+from tf_vqvae.training.runs import recover_config as recover_run_config
 from tf_vqvae.visualize import save_image_grid, side_by_side
 from tf_vqvae.vqvae import VQVAE, to_unit_range
 
-# What a command raises for bad input (exit code 2) and for a failed run
-# (exit code 1).
-USAGE_ERRORS = (UsageError, ConfigError, DatasetError, CheckpointError)
-FAILURES = (NonFiniteLossError,)
+# What a command raises for bad input (exit code 2), for a failed run (exit
+# code 1), and for Ctrl-C (exit code 130, `TrainingInterrupted` is a
+# `KeyboardInterrupt`).
+USAGE_ERRORS = (
+    UsageError,
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    LockedError,
+    NotWritableError,
+)
+FAILURES = (NonFiniteLossError, WriteError)
 NUM_VALIDATION_IMAGES = 16
 
 __all__ = [
     "FAILURES",
     "USAGE_ERRORS",
     "TrainResult",
+    "TrainingInterrupted",
     "UsageError",
     "VerificationError",
     "demo",
     "encode_images",
     "evaluate",
     "export",
+    "recover_config",
     "sample",
     "train",
     "train_prior",
@@ -116,10 +138,19 @@ def train(
     Raises:
         UsageError, ConfigError, DatasetError, CheckpointError: bad input
             (nothing written).
+        LockedError: another command holds `model_dir`.
+        NotWritableError: `model_dir` cannot be created or written.
         NonFiniteLossError: the loss or weights became non-finite; the model
             holds the last good checkpoint's state.
+        WriteError: a checkpoint or artifact could not be written (disk
+            full); the previous checkpoint stays the newest.
+        TrainingInterrupted: Ctrl-C; a checkpoint was saved.
     """
-    run = Run(config, model_dir)
+    with Run(config, model_dir) as run:
+        return _train(run, config, verbose)
+
+
+def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     images = load_images(config.dataset, "train", config.data_dir)
     validation = _validation_images(config, images)
     run.steps_per_epoch(images)
@@ -166,34 +197,48 @@ def train_prior(
     """Trains (or resumes) a `PixelCNNPrior` on the codes of `model_dir`'s
     VQ-VAE over its training split, writing into `model_dir/prior`.
 
-    The same lifecycle (`Run`) as `train`: checks, checkpoints, resume,
-    strategies and the non-finite guard.
+    The same lifecycle (`Run`) as `train`: checks, lock, checkpoints,
+    resume, Ctrl-C, strategies and the non-finite guard.
 
     Returns:
         A `TrainResult` whose `model` is the prior.
     """
-    run = Run(config, model_dir, part=PRIOR_DIR)
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
-    images = load_images(train_config.dataset, "train", train_config.data_dir)
-    codes = encode_images(vqvae, images)
-    run.steps_per_epoch(codes)
-    prior = run.start(
-        lambda: PixelCNNPrior(
-            num_embeddings=vqvae.num_embeddings,
-            grid_shape=codes.image_shape,
-            **config.prior_kwargs(),
-        ),
-        codes.image_shape,
-    )
-    callbacks = [
-        keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
-        PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
-    ]
-    step, history = run.fit(codes, callbacks, verbose)
-    written = run.finish("prior", PRIOR_FILE)
+    with Run(config, model_dir, part=PRIOR_DIR) as run:
+        vqvae, train_config = artifacts.load_vqvae(model_dir)
+        images = load_images(
+            train_config.dataset, "train", train_config.data_dir
+        )
+        codes = encode_images(vqvae, images)
+        run.steps_per_epoch(codes)
+        prior = run.start(
+            lambda: PixelCNNPrior(
+                num_embeddings=vqvae.num_embeddings,
+                grid_shape=codes.image_shape,
+                **config.prior_kwargs(),
+            ),
+            codes.image_shape,
+        )
+        callbacks = [
+            keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
+            PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
+        ]
+        step, history = run.fit(codes, callbacks, verbose)
+        written = run.finish("prior", PRIOR_FILE)
     return TrainResult(
         model=prior, step=step, history=history, artifacts=written
     )
+
+
+def recover_config(model_dir: str, prior: bool = False) -> tuple[str, str]:
+    """Writes a lost `config.json` of `model_dir` (or of its prior) back
+    from the newest checkpoint, which keeps it (`runs.recover_config`).
+
+    Returns:
+        `(config_path, checkpoint_path)`.
+    """
+    if prior:
+        return recover_run_config(PriorConfig, model_dir, PRIOR_DIR)
+    return recover_run_config(TrainConfig, model_dir)
 
 
 def encode_images(model, images: Images, batch_size: int = 256) -> Images:
@@ -311,60 +356,67 @@ def export(
     Raises:
         UsageError: no trained model, the version exists and not
             `overwrite`, or int8 without calibration images.
+        LockedError: another export into `out_dir` runs.
+        NotWritableError: `out_dir` cannot be created or written.
     """
     vqvae, config = artifacts.load_vqvae(model_dir)
     prior = artifacts.trained_prior(model_dir)
     root = out_dir or os.path.join(model_dir, EXPORT_DIR)
-    target = os.path.join(root, model_name, str(version))
-    if os.path.exists(target) and not overwrite:
-        raise UsageError(
-            f"{target!r} exists; pass --overwrite to replace it or choose "
-            f"another --version. Received: version={version}"
-        )
-    tflite_dir = os.path.join(root, f"{model_name}_tflite")
-    if tflite and os.path.exists(tflite_dir) and not overwrite:
-        raise UsageError(
-            f"{tflite_dir!r} exists; pass --overwrite to replace it or "
-            f"choose another --out. Received: out={root!r}"
-        )
-    calibration = None
-    if tflite and "int8" in quantization:
-        calibration = artifacts.calibration_images(
-            model_dir, calibration_data, vqvae.example_shape, config.data_dir
-        )
-        if calibration is None:
+    # One export at a time into `root`: its checks hold until it ends.
+    with _locked_output(root):
+        target = os.path.join(root, model_name, str(version))
+        if os.path.exists(target) and not overwrite:
             raise UsageError(
-                "`quantization` 'int8' needs calibration images, and "
-                f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
-                "by `vqvae train`) is missing; pass --calibration-data (a "
-                ".npy file of images or a dataset such as folder:PATH) or "
-                "leave out int8. "
-                f"Received: quantization={tuple(quantization)}"
+                f"{target!r} exists; pass --overwrite to replace it or choose "
+                f"another --version. Received: version={version}"
             )
-    exported = {
-        "saved_model": os.fspath(
-            export_saved_model(
+        tflite_dir = os.path.join(root, f"{model_name}_tflite")
+        if tflite and os.path.exists(tflite_dir) and not overwrite:
+            raise UsageError(
+                f"{tflite_dir!r} exists; pass --overwrite to replace it or "
+                f"choose another --out. Received: out={root!r}"
+            )
+        calibration = None
+        if tflite and "int8" in quantization:
+            calibration = artifacts.calibration_images(
+                model_dir,
+                calibration_data,
+                vqvae.example_shape,
+                config.data_dir,
+            )
+            if calibration is None:
+                raise UsageError(
+                    "`quantization` 'int8' needs calibration images, and "
+                    f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
+                    "by `vqvae train`) is missing; pass --calibration-data (a "
+                    ".npy file of images or a dataset such as folder:PATH) or "
+                    "leave out int8. "
+                    f"Received: quantization={tuple(quantization)}"
+                )
+        exported = {
+            "saved_model": os.fspath(
+                export_saved_model(
+                    vqvae,
+                    root,
+                    model_name,
+                    version=version,
+                    prior=prior,
+                    overwrite=overwrite,
+                    max_batch_size=max_batch_size,
+                )
+            )
+        }
+        if tflite:
+            export_tflite(
                 vqvae,
-                root,
-                model_name,
-                version=version,
+                tflite_dir,
+                quantization=tuple(quantization),
+                representative_images=calibration,
                 prior=prior,
                 overwrite=overwrite,
-                max_batch_size=max_batch_size,
             )
-        )
-    }
-    if tflite:
-        export_tflite(
-            vqvae,
-            tflite_dir,
-            quantization=tuple(quantization),
-            representative_images=calibration,
-            prior=prior,
-            overwrite=overwrite,
-        )
-        exported["tflite"] = tflite_dir
-    return exported
+            exported["tflite"] = tflite_dir
+        return exported
 
 
 def verify(path: str) -> None:
@@ -429,6 +481,20 @@ def demo(
     )
     timings["total"] = time.time() - started
     return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+@contextlib.contextmanager
+def _locked_output(root: str):
+    """Holds the lock on an export's output directory, created if needed;
+    one created here is removed again if it stays empty."""
+    created = not os.path.exists(root)
+    try:
+        with DirectoryLock(root, what="export directory (--out)"):
+            yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # only if empty
 
 
 def _validation_images(config: TrainConfig, train_images: Images):

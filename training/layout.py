@@ -16,6 +16,10 @@ Layout:
     MODEL_DIR/export/               `vqvae export`
     MODEL_DIR/workers/TYPE-ID/      each non-chief worker's own copy
                                     (`--strategy multi-worker`)
+    MODEL_DIR/LOCK                  while `vqvae train` runs: who holds
+                                    the model dir (`training/locking.py`);
+                                    also in prior/, workers/TYPE-ID/ and an
+                                    export's output directory
 """
 
 CONFIG_FILE = "config.json"
@@ -30,3 +34,4 @@ SAMPLES_FILE = "samples.png"
 EVALUATION_FILE = "evaluation.json"
 EXPORT_DIR = "export"
 WORKERS_DIR = "workers"
+LOCK_FILE = "LOCK"
