@@ -54,8 +54,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # The name of the config inside each checkpoint (`tf.train.Checkpoint`'s
-# key for the `config` string variable).
-CONFIG_KEY = "config/.ATTRIBUTES/VARIABLE_VALUE"
+# key for `_ConfigText`).
+CONFIG_KEY = "config/.ATTRIBUTES/py_state"
 INDEX_FILE = "checkpoint"
 _CHECKPOINT_FILE = re.compile(r"^ckpt-(\d+)\.index$")
 
@@ -122,6 +122,21 @@ def read_saved_config(directory: str) -> tuple[str, str] | None:
     return None
 
 
+class _ConfigText(tf.train.experimental.PythonState):
+    """The run's config JSON, written into every checkpoint and read back
+    only by `read_saved_config` (a string, not a variable: no strategy
+    mirrors or all-reduces it)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def serialize(self) -> str:
+        return self.text
+
+    def deserialize(self, string_value) -> None:
+        """Restoring keeps the current config."""
+
+
 class TrainingState:
     """Model, optimizer and step, checkpointed under `directory`.
 
@@ -146,9 +161,11 @@ class TrainingState:
         self.optimizer = optimizer
         self.directory = directory
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.config = tf.Variable(config_json, dtype=tf.string, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, step=self.step, config=self.config
+            model=model,
+            optimizer=optimizer,
+            step=self.step,
+            config=_ConfigText(config_json),
         )
         # Restores without the config, so that checkpoints written before
         # it was kept in them still match every object.
