@@ -364,9 +364,9 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert time.time() - started < 30
     assert "Traceback" not in stderr
     latest = tf.train.latest_checkpoint(str(checkpoints))
-    tf.train.load_checkpoint(latest).get_tensor(
-        "step/.ATTRIBUTES/VARIABLE_VALUE"
-    )
+    reader = tf.train.load_checkpoint(latest)
+    step = reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")
+    assert latest.endswith(f"ckpt-{step}") and step >= 4
 
 
 # --------------------------------------------- 10. where the files go

@@ -262,15 +262,15 @@ class TrainingState:
 
     @property
     def latest_checkpoint(self) -> str | None:
-        """The newest checkpoint saved or restored (its path prefix)."""
-        return self.manager.latest_checkpoint or self._restored
+        """The newest checkpoint saved or restored (its path prefix); the
+        one restored may be newer than the index knows."""
+        paths = [self.manager.latest_checkpoint, self._restored]
+        return max(filter(None, paths), key=_step_of, default=None)
 
     def latest_step(self) -> int | None:
         """The step of the newest checkpoint saved or restored."""
         path = self.latest_checkpoint
-        if path is None:
-            return None
-        return int(path.rsplit("-", 1)[-1])
+        return None if path is None else _step_of(path)
 
 
 _STORAGE_ERRNOS = (
