@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -321,6 +322,43 @@ _EPOCHS = ["--epochs", "50", "--steps-per-epoch", "4"]
 _EPOCHS += ["--checkpoint-steps", "1000"]
 
 
+def test_ctrl_c_in_process_checkpoints_and_exits_130(tmp_path, capsys):
+    # A real SIGINT to this process once `fit` runs (the step 4 checkpoint
+    # is written at the end of its first epoch); the subprocess test below
+    # (slow) does the same from outside.
+    model_dir = tmp_path / "run"
+    checkpoints = model_dir / "checkpoints"
+
+    def interrupt():
+        while not (checkpoints / "ckpt-4.index").exists():
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    argv = ["train", "--model-dir", str(model_dir), *TINY_MODEL_FLAGS]
+    assert cli.main([*argv, *_EPOCHS]) == cli.EXIT_INTERRUPTED
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    match = re.fullmatch(
+        rf"vqvae train: interrupted at step (\d+) of 200; saved "
+        rf"{re.escape(str(checkpoints))}/ckpt-(\d+); resume with: vqvae "
+        rf"train --model-dir {re.escape(str(model_dir))}",
+        err[0],
+    )
+    assert match and match[1] == match[2], err[0]
+    step = int(match[1])
+    assert step >= 4
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"-{step}")
+    assert not (model_dir / "LOCK").exists()
+    # The default handler is back once the command ended.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    epochs = step // 4 + 1
+    assert cli.main([*argv, "--epochs", str(epochs)]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {model_dir} at step {step} of {4 * epochs}" in out
+
+
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, capsys):
     model_dir = tmp_path / "run"
     checkpoints = model_dir / "checkpoints"
