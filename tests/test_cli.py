@@ -638,3 +638,41 @@ def test_export_reads_no_dataset(tmp_path, capsys):
         "to replace it or choose another --out. "
         f"Received: out={str(tmp_path / 'b')!r}\n"
     )
+
+
+def test_codebook_collapse_warns_or_stops(tmp_path, capsys):
+    """`vqvae train` checks the codebook every epoch (CodebookHealth):
+    the paper's plain algorithm collapses here; with --on-collapse stop
+    the run stops after that epoch and exits 1, checkpointed, without
+    model.keras."""
+    model_dir = tmp_path / "run"
+    collapsing = ["--data-init", "none", "--dead-code-restart-steps", "none"]
+    flags = [*collapsing, "--epochs", "2", "--on-collapse", "stop"]
+    assert _train(model_dir, *flags) == cli.EXIT_FAILED
+    err = capsys.readouterr().err.splitlines()
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert summary["healthy"] is False and summary["on_collapse"] == "stop"
+    [verdict] = summary["epochs"]
+    assert err[0] == verdict["message"]
+    assert verdict["message"].startswith(
+        "CodebookHealth: epoch 1: codebook collapse: "
+        f"{verdict['used_codes']} of 16 codes used"
+    )
+    assert err[1] == (
+        "vqvae train: error: Training stopped after epoch 1 of 2 (step 3, "
+        f"checkpointed in {model_dir}/checkpoints). {verdict['message']} "
+        "Train again in a new --model-dir with those options, or resume "
+        "this one with --on-collapse warn."
+    )
+    assert (model_dir / "checkpoints" / "ckpt-3.index").is_file()
+    assert not (model_dir / "model.keras").exists()
+    # Resumed with a warning only: trains on, and the verdicts of both
+    # invocations are kept.
+    resume = [*collapsing, "--epochs", "2", "--on-collapse", "warn"]
+    assert _train(model_dir, *resume) == 0
+    out, err = capsys.readouterr()
+    assert str(model_dir / "codebook_health.json") in out
+    assert err.startswith("CodebookHealth: epoch 2: codebook collapse: ")
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    assert summary["on_collapse"] == "warn"

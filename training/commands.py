@@ -43,10 +43,11 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
-from tf_vqvae.options import TFLITE_QUANTIZATIONS
+from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
+    CodebookHealth,
     PriorSamples,
     prior_sample_fn,
     tensorboard_callbacks,
@@ -60,6 +61,7 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CODEBOOK_HEALTH_FILE,
     EVALUATION_FILE,
     EXPORT_DIR,
     MODEL_FILE,
@@ -72,14 +74,21 @@ from tf_vqvae.training.runs import Run, TrainResult, UsageError
 from tf_vqvae.visualize import save_image_grid, side_by_side
 from tf_vqvae.vqvae import VQVAE, to_unit_range
 
+
+class CodebookCollapseError(RuntimeError):
+    """`vqvae train --on-collapse stop` stopped a run whose codebook
+    collapsed (exit code 1)."""
+
+
 # What a command raises for bad input (exit code 2) and for a failed run
 # (exit code 1).
 USAGE_ERRORS = (UsageError, ConfigError, DatasetError, CheckpointError)
-FAILURES = (NonFiniteLossError,)
+FAILURES = (NonFiniteLossError, CodebookCollapseError)
 NUM_VALIDATION_IMAGES = 16
 
 __all__ = [
     "FAILURES",
+    "CodebookCollapseError",
     "USAGE_ERRORS",
     "TrainResult",
     "UsageError",
@@ -101,7 +110,8 @@ def train(
     """Trains (or resumes) a VQ-VAE as `config` says, writing into `model_dir`.
 
     Order: the run's checks (`Run`), data, `Run.start` (model, optimizer,
-    compile, restore), `fit` with TensorBoard callbacks, artifacts
+    compile, restore), `fit` with TensorBoard callbacks and `CodebookHealth`
+    (`config.on_collapse`; its verdicts in `codebook_health.json`), artifacts
     (`model.keras`, `calibration.npy`, `reconstructions.png`). Every check of
     the input comes before the first file is written.
 
@@ -118,6 +128,9 @@ def train(
             (nothing written).
         NonFiniteLossError: the loss or weights became non-finite; the model
             holds the last good checkpoint's state.
+        CodebookCollapseError: `config.on_collapse == "stop"` and an
+            epoch's code usage fell below the thresholds (checkpointed; no
+            `model.keras`).
     """
     run = Run(config, model_dir)
     images = load_images(config.dataset, "train", config.data_dir)
@@ -141,12 +154,32 @@ def train(
     callbacks = tensorboard_callbacks(
         run.logs_dir, validation, write_graph=False
     )
+    health = None
+    if config.on_collapse != OFF:
+        health = CodebookHealth(
+            config.on_collapse,
+            min_usage=config.min_code_usage,
+            min_perplexity=config.min_perplexity,
+            log_dir=run.logs_dir,
+            summary_path=os.path.join(run.write_dir, CODEBOOK_HEALTH_FILE),
+        )
+        callbacks.append(health)
     # Keras all-reduces (MEAN) the first batch to build the model
     # symbolically under multi-worker, and collective ops reject uint8:
     # feed the [0, 1] floats the model would compute from it anyway.
     to_float = to_unit_range if config.strategy == "multi-worker" else None
     step, history = run.fit(images, callbacks, verbose, map_fn=to_float)
+    if health is not None and health.stopped_epoch is not None:
+        raise CodebookCollapseError(
+            f"Training stopped after epoch {health.stopped_epoch + 1} of "
+            f"{config.epochs} (step {step}, checkpointed in "
+            f"{run.state.directory}). {health.verdict.message} Train again "
+            "in a new --model-dir with those options, or resume this one "
+            "with --on-collapse warn."
+        )
     written = run.finish("model", MODEL_FILE)
+    if health is not None:
+        written["codebook_health"] = health.summary_path
     written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
     if not os.path.isfile(written["calibration"]):
         artifacts.write_calibration_sample(images, run.write_dir)

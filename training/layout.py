@@ -9,6 +9,7 @@ Layout:
     MODEL_DIR/calibration.npy       up to 256 uint8 training images spread
                                     over the split, for int8 export
     MODEL_DIR/reconstructions.png   originals beside reconstructions
+    MODEL_DIR/codebook_health.json  `CodebookHealth`'s verdict per epoch
     MODEL_DIR/prior/                the prior's run: config.json,
                                     checkpoints/, logs/, prior.keras
     MODEL_DIR/samples.png           `vqvae sample`
@@ -24,6 +25,7 @@ LOGS_DIR = "logs"
 MODEL_FILE = "model.keras"
 CALIBRATION_FILE = "calibration.npy"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
+CODEBOOK_HEALTH_FILE = "codebook_health.json"
 PRIOR_DIR = "prior"
 PRIOR_FILE = "prior.keras"
 SAMPLES_FILE = "samples.png"

@@ -270,7 +270,8 @@ class Run:
         at (`training_pipeline`), and a run resumed mid-epoch first finishes
         that epoch with a shorter `fit`, so epochs keep their numbers.
         Checkpoints every `config.checkpoint_steps` steps, after each epoch
-        and at the end; stops on a non-finite loss or weights.
+        and at the end; stops on a non-finite loss or weights, and when a
+        callback sets `model.stop_training` (checkpointing that step).
 
         Args:
             data: the training examples.
@@ -336,6 +337,8 @@ class Run:
             for key, values in fitted.history.items():
                 history.setdefault(key, []).extend(values)
             step = guard.global_step
+            if state.model.stop_training:
+                break  # A callback stopped training (e.g. CodebookHealth).
         if guard.failure is not None:
             good = state.restore_latest()
             raise NonFiniteLossError(
