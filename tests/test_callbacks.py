@@ -521,3 +521,30 @@ def test_codebook_health_needs_the_epoch_metrics():
         "['epoch_codebook_usage', 'epoch_perplexity']. Received: logs keys "
         "['dead_codes', 'loss']"
     )
+
+
+def test_label_rows_names_each_row(tmp_path):
+    from tf_vqvae.visualize import label_rows
+
+    images = np.full((6, 16, 12, 3), 200, "uint8")
+    grid = image_grid(images, ncols=3)  # 2 rows of 16-pixel tiles
+    labeled = label_rows(grid, ["cat", "hubble_deep_field"], row_height=16)
+    margin = labeled.shape[1] - grid.shape[1]
+    assert labeled.shape[0] == grid.shape[0] and margin > 0
+    np.testing.assert_array_equal(labeled[:, margin:], grid)
+    text = labeled[:, :margin].max(axis=(1, 2))
+    # Text inside each row's band, none on the padding lines between.
+    assert text[1:17].max() > 0 and text[18:34].max() > 0
+    assert text[0] == text[17] == text[34] == 0
+    # The longer name needs more room.
+    short = label_rows(grid, ["a", "b"], row_height=16)
+    assert short.shape[1] < labeled.shape[1]
+    written = save_image_grid(
+        tmp_path / "rows.png", images, ncols=3, row_labels=["a", "b"]
+    )
+    np.testing.assert_array_equal(written, short)
+    with pytest.raises(ValueError) as info:
+        label_rows(grid, ["only one"], row_height=16)
+    assert str(info.value) == (
+        "`labels` must name each of the grid's 2 rows. Received: 1 labels"
+    )

@@ -123,18 +123,73 @@ def side_by_side(originals, reconstructions) -> np.ndarray:
     return pairs.reshape((-1,) + originals.shape[1:])
 
 
+def label_rows(grid, labels, row_height: int, padding: int = 1) -> np.ndarray:
+    """`grid` with a text margin on its left naming each row.
+
+    Args:
+        grid: uint8 `(height, width, channels)`, rows of tiles
+            `row_height` high with `padding` pixels between them (as
+            `image_grid` makes them).
+        labels: one string per row.
+        row_height: the tiles' height.
+        padding: the pixels between rows.
+
+    Returns:
+        uint8 `(height, margin + width, channels)`: white text (PIL's
+        default font) on black, vertically centred on each row, left of
+        the grid.
+
+    Raises:
+        ValueError: if the number of labels is not the number of rows.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = to_uint8(grid)
+    labels = [str(label) for label in labels]
+    rows = (grid.shape[0] - padding) // (row_height + padding)
+    if len(labels) != rows:
+        raise ValueError(
+            f"`labels` must name each of the grid's {rows} rows. "
+            f"Received: {len(labels)} labels"
+        )
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [measure.textbbox((0, 0), label, font=font) for label in labels]
+    margin = max(box[2] for box in boxes) + 2 * max(padding, 3)
+    channels = grid.shape[2]
+    canvas = Image.new("L", (margin, grid.shape[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, box) in enumerate(zip(labels, boxes)):
+        top = padding + i * (row_height + padding)
+        y = top + (row_height - (box[3] - box[1])) // 2 - box[1]
+        draw.text((max(padding, 3), y), label, fill=255, font=font)
+    text = np.asarray(canvas)[..., None].repeat(channels, axis=2)
+    if channels == 4:
+        text[..., 3] = 255
+    return np.concatenate([text, grid], axis=1)
+
+
 def save_image_grid(
-    path: str | os.PathLike, images, ncols: int = 8, padding: int = 1
+    path: str | os.PathLike,
+    images,
+    ncols: int = 8,
+    padding: int = 1,
+    row_labels=None,
 ) -> np.ndarray:
     """Writes `image_grid(images, ncols, padding)` to `path` as a PNG.
 
     Written to a temporary file and renamed, so a reader never sees half a
-    PNG. Any `tf.io.gfile` path works (local, GCS, ...).
+    PNG. Any `tf.io.gfile` path works (local, GCS, ...). With `row_labels`
+    (one string per row), the rows are named on the left (`label_rows`).
 
     Returns:
         The uint8 grid that was written.
     """
     grid = image_grid(images, ncols=ncols, padding=padding)
+    if row_labels is not None:
+        grid = label_rows(
+            grid, row_labels, np.shape(images)[1], padding=padding
+        )
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     tf.io.write_file(tmp, tf.io.encode_png(grid))

@@ -350,12 +350,20 @@ def prior_sample_fn(prior, **sample_kwargs) -> Callable:
     """`(num, seed) -> int32 codes` for a prior with a `distribution()`.
 
     Works with `PixelCNNPrior` (`prior.distribution().sample(num, seed=...)`)
-    or anything with the same method; extra keyword arguments (e.g. class
-    labels) are passed to `sample`.
+    or anything with the same method; extra keyword arguments are passed to
+    `sample`. A class-conditional prior (`num_classes` set) draws the
+    classes in turn: sample `i` is of class `i % num_classes`.
     """
+    num_classes = getattr(prior, "num_classes", None)
 
     def sample(num: int, seed: int) -> tf.Tensor:
-        codes = prior.distribution().sample(num, seed=seed, **sample_kwargs)
+        if num_classes is None:
+            distribution = prior.distribution()
+            codes = distribution.sample(num, seed=seed, **sample_kwargs)
+        else:
+            labels = np.arange(num, dtype="int32") % num_classes
+            distribution = prior.distribution(labels=labels)
+            codes = distribution.sample(seed=seed, **sample_kwargs)
         return tf.cast(codes, tf.int32)
 
     return sample

@@ -190,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
             None,
             f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}).",
         ),
+        (
+            "--label",
+            str,
+            None,
+            "A class of a class-conditional prior (train-prior "
+            "--class-conditional): its name or id. Default: N samples of "
+            "every class, one row per class.",
+        ),
     )
 
     evaluate_parser = _add_command(
@@ -323,8 +331,10 @@ def _run_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         temperature=args.temperature,
         output=args.output,
+        label=args.label,
     )
-    print(f"vqvae: {args.n} samples in {path}", flush=True)
+    of = f" of class {args.label}" if args.label is not None else ""
+    print(f"vqvae: {args.n} samples{of} in {path}", flush=True)
     return 0
 
 

@@ -34,6 +34,7 @@ from tf_vqvae.data import (
     evaluation_batches,
     first_images,
     load_images,
+    load_labels,
     parse_dataset,
 )
 from tf_vqvae.evaluation import evaluate_model
@@ -61,6 +62,7 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
     CODEBOOK_HEALTH_FILE,
     EVALUATION_FILE,
     EXPORT_DIR,
@@ -202,28 +204,55 @@ def train_prior(
     The same lifecycle (`Run`) as `train`: checks, checkpoints, resume,
     strategies and the non-finite guard.
 
+    With `config.class_conditional`, the prior is conditioned on the
+    training images' classes (`tf_vqvae.data.load_labels`), whose names
+    are written to `model_dir/prior/classes.json`.
+
     Returns:
         A `TrainResult` whose `model` is the prior.
     """
     run = Run(config, model_dir, part=PRIOR_DIR)
     vqvae, train_config = artifacts.load_vqvae(model_dir)
     images = load_images(train_config.dataset, "train", train_config.data_dir)
+    classes = None
+    if config.class_conditional:
+        classes = load_labels(
+            train_config.dataset, "train", train_config.data_dir
+        )
     codes = encode_images(vqvae, images)
+    grid_shape = codes.image_shape
+    example_shape = grid_shape
+    if classes is not None:
+        codes = dataclasses.replace(
+            codes,
+            dataset=tf.data.Dataset.zip(
+                codes.dataset,
+                tf.data.Dataset.from_tensor_slices(classes.labels),
+            ).map(lambda c, label: {"codes": c, "labels": label}),
+        )
+        example_shape = {"codes": grid_shape, "labels": ()}
     run.steps_per_epoch(codes)
     prior = run.start(
         lambda: PixelCNNPrior(
             num_embeddings=vqvae.num_embeddings,
-            grid_shape=codes.image_shape,
+            grid_shape=grid_shape,
+            num_classes=None if classes is None else len(classes.class_names),
             **config.prior_kwargs(),
         ),
-        codes.image_shape,
+        example_shape,
     )
+    if classes is not None:
+        artifacts.write_class_names(
+            classes.class_names, train_config.dataset, run.write_dir
+        )
     callbacks = [
         keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
         PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
     ]
     step, history = run.fit(codes, callbacks, verbose)
     written = run.finish("prior", PRIOR_FILE)
+    if classes is not None:
+        written["prior_classes"] = os.path.join(run.write_dir, CLASSES_FILE)
     return TrainResult(
         model=prior, step=step, history=history, artifacts=written
     )
@@ -254,10 +283,18 @@ def sample(
     seed: int = 0,
     temperature: float = 1.0,
     output: str | None = None,
+    label: str | int | None = None,
 ) -> str:
     """Decodes `n` samples of the prior into a PNG grid; returns its path.
 
-    The same `seed` gives the same images.
+    The same `seed` gives the same images. A class-conditional prior draws
+    `n` samples of class `label` (a name from `prior/classes.json` or an
+    id), or without `label`, `n` samples of every class, one row per class
+    (named on the left).
+
+    Raises:
+        UsageError: a bad `n` or `temperature`, no trained model or prior,
+            `label` for an unconditional prior, or an unknown `label`.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
@@ -268,11 +305,58 @@ def sample(
         )
     vqvae, _ = artifacts.load_vqvae(model_dir)
     prior = artifacts.load_prior(model_dir)
-    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
+    ncols, row_labels = min(8, n), None
+    if label is not None:
+        class_id = _class_id(model_dir, prior, label)
+        distribution = prior.distribution(
+            labels=class_id, temperature=temperature
+        )
+        codes = distribution.sample(n, seed=seed)
+    elif prior.num_classes is not None:
+        names = _class_names(model_dir, prior)
+        labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
+        distribution = prior.distribution(
+            labels=labels, temperature=temperature
+        )
+        codes = distribution.sample(seed=seed)
+        ncols, row_labels = n, names
+    else:
+        distribution = prior.distribution(temperature=temperature)
+        codes = distribution.sample(n, seed=seed)
     images = vqvae.decode(codes).numpy()
     output = output or os.path.join(model_dir, SAMPLES_FILE)
-    save_image_grid(output, images, ncols=min(8, n))
+    save_image_grid(output, images, ncols=ncols, row_labels=row_labels)
     return output
+
+
+def _class_names(model_dir: str, prior) -> tuple[str, ...]:
+    """The prior's class names (`classes.json`), or its ids as names."""
+    names = artifacts.class_names(model_dir)
+    if names is None or len(names) != prior.num_classes:
+        names = tuple(str(i) for i in range(prior.num_classes))
+    return names
+
+
+def _class_id(model_dir: str, prior, label) -> int:
+    """The id of `label` (a class name, else an id) for `sample`."""
+    if prior.num_classes is None:
+        raise UsageError(
+            f"`label` needs a class-conditional prior, and {model_dir}'s "
+            "prior is unconditional; train one with `vqvae train-prior "
+            "--class-conditional` or leave out --label. "
+            f"Received: label={label!r}"
+        )
+    names = _class_names(model_dir, prior)
+    text = str(label).strip()
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < prior.num_classes:
+        return int(text)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    raise UsageError(
+        f"`label` must be a class name of {model_dir}'s prior ({shown}) or "
+        f"an id in [0, {prior.num_classes}). Received: label={label!r}"
+    )
 
 
 def evaluate(
@@ -300,9 +384,19 @@ def evaluate(
             f"Received: image_shape={images.image_shape}"
         )
     prior = artifacts.trained_prior(model_dir)
-    results = evaluate_model(
-        vqvae, evaluation_batches(images, batch_size), prior=prior
-    )
+    batches = evaluation_batches(images, batch_size)
+    if prior is not None and prior.num_classes is not None:
+        labels = load_labels(
+            dataset,
+            split,
+            train_config.data_dir,
+            class_names=_class_names(model_dir, prior),
+        ).labels
+        batches = tf.data.Dataset.zip(
+            batches,
+            tf.data.Dataset.from_tensor_slices(labels).batch(batch_size),
+        )
+    results = evaluate_model(vqvae, batches, prior=prior)
     used = round(results["codebook_usage"] * vqvae.num_embeddings)
     metrics = {
         "dataset": dataset,

@@ -330,6 +330,12 @@ class PriorConfig(_Config):
     checkpoint_steps: int = _checkpoint_steps_field()
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()
+    class_conditional: bool = _field(
+        False,
+        "Condition the prior on the training images' classes (tfds labels, "
+        "the class folders of a folder dataset, the source photograph of "
+        "the photos); the class names go to MODEL_DIR/prior/classes.json.",
+    )
 
     def __post_init__(self):
         self._check_fields(positive=("num_hiddens", "num_layers"))

@@ -12,6 +12,7 @@ Layout:
     MODEL_DIR/codebook_health.json  `CodebookHealth`'s verdict per epoch
     MODEL_DIR/prior/                the prior's run: config.json,
                                     checkpoints/, logs/, prior.keras
+                                    (and classes.json, class-conditional)
     MODEL_DIR/samples.png           `vqvae sample`
     MODEL_DIR/evaluation.json       `vqvae evaluate`
     MODEL_DIR/export/               `vqvae export`
@@ -28,6 +29,7 @@ RECONSTRUCTIONS_FILE = "reconstructions.png"
 CODEBOOK_HEALTH_FILE = "codebook_health.json"
 PRIOR_DIR = "prior"
 PRIOR_FILE = "prior.keras"
+CLASSES_FILE = "classes.json"
 SAMPLES_FILE = "samples.png"
 EVALUATION_FILE = "evaluation.json"
 EXPORT_DIR = "export"

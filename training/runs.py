@@ -211,7 +211,9 @@ class Run:
 
         Args:
             make_model: `() -> keras.Model`, unbuilt.
-            example_shape: the shape of one training example.
+            example_shape: the shape of one training example, or a dict of
+                shapes for dict examples (e.g. `{"codes": (8, 8), "labels":
+                ()}`).
             dtype_policy: a Keras global dtype policy (e.g.
                 `"mixed_float16"`) for building and fitting; the previous
                 one is restored when `fit` ends.
@@ -233,7 +235,12 @@ class Run:
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
                 model = make_model()
-                model.build((None, *example_shape))
+                if isinstance(example_shape, dict):
+                    model.build(
+                        {k: (None, *v) for k, v in example_shape.items()}
+                    )
+                else:
+                    model.build((None, *example_shape))
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
                     **compile_kwargs,
