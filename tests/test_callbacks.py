@@ -548,3 +548,48 @@ def test_label_rows_names_each_row(tmp_path):
     assert str(info.value) == (
         "`labels` must name each of the grid's 2 rows. Received: 1 labels"
     )
+
+
+def test_code_patches_are_the_regions_of_that_code():
+    from tf_vqvae.visualize import code_patches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 12, 3), "uint8")
+    codes = rng.integers(0, 4, (3, 2, 3))
+    patches, positions = code_patches(images, codes, 2, 4, 100, context=2)
+    assert len(patches) == np.sum(codes == 2)
+    assert patches.shape[1:] == (8, 8, 3)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for patch, (n, i, j) in zip(patches, positions):
+        assert codes[n, i, j] == 2
+        np.testing.assert_array_equal(
+            patch, padded[n, 4 * i : 4 * i + 8, 4 * j : 4 * j + 8]
+        )
+        np.testing.assert_array_equal(
+            patch[2:6, 2:6], images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
+        )
+    # At most `count`, spread over the occurrences (first and last kept).
+    few, where = code_patches(images, codes, 2, 4, 2)
+    assert few.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(where, positions[[0, -1]])
+    none, _ = code_patches(images, codes, 7, 4, 5)
+    assert none.shape == (0, 4, 4, 3)
+
+
+def test_usage_plot_bars_follow_the_counts():
+    from tf_vqvae.visualize import usage_plot
+
+    counts = np.array([10, 0, 40, 20] + [5] * 60)
+    plot = usage_plot(counts, width=640, height=240)
+    assert plot.shape == (240, 640, 3) and plot.dtype == np.uint8
+    bars = np.all(plot == (40, 90, 180), axis=-1)
+    heights = bars.sum(axis=0)
+    # 64 codes over the 584 plot columns (48 to 632): 9.125 columns each.
+    centre = (48 + (np.arange(64) + 0.5) * (584 / 64)).astype(int)
+    bar_heights = heights[centre]
+    assert bar_heights[1] == 0 and bar_heights[2] == bar_heights.max()
+    np.testing.assert_allclose(
+        bar_heights / bar_heights[2], counts / 40, atol=1.5 / bar_heights[2]
+    )
+    # The dead code's red tick under the axis.
+    assert np.any(np.all(plot[:, centre[1]] == (220, 40, 40), axis=-1))

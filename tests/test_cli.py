@@ -779,3 +779,54 @@ def test_class_conditional_prior_and_samples_by_label(tmp_path, capsys):
         / (len(x) * 16 * 16 * 3 * np.log(2)),
         rtol=1e-4,
     )
+
+
+def test_inspect_writes_the_per_code_view(trained_dir, capsys):
+    model_dir = str(trained_dir)
+    argv = ["inspect", "--model-dir", model_dir, "--num-codes", "3"]
+    argv += ["--patches-per-code", "4", "--max-images", "200"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    codes_dir = trained_dir / "codes"
+    for name in ("usage.png", "top_codes.png", "bottom_codes.png"):
+        assert str(codes_dir / name) in out
+    assert np.asarray(Image.open(codes_dir / "usage.png")).shape == (
+        240,
+        640,
+        3,
+    )
+
+    # The same images and codes, recounted with numpy.
+    model = keras.saving.load_model(str(trained_dir / "model.keras"))
+    images = artifacts.spread_sample(load_images("photos"), 200)
+    codes = model.encode(images).numpy()
+    counts = np.bincount(codes.reshape(-1), minlength=16)
+    summary = json.loads((codes_dir / "usage.json").read_text())
+    assert summary["counts"] == counts.tolist()
+    assert summary["num_images"] == 200
+    used = np.flatnonzero(counts)
+    top = summary["top_codes"]
+    assert top[0] == int(np.argmax(counts)) and len(top) == min(3, len(used))
+    assert summary["bottom_codes"][0] == int(used[np.argmin(counts[used])])
+
+    # Each row: 4 tiles of a 12x12 patch (the code's 4x4 region and 4
+    # pixels around it) enlarged 3 times, after the row names.
+    grid = np.asarray(Image.open(codes_dir / "top_codes.png"))
+    assert grid.shape[0] == len(top) * 37 + 1
+    margin = grid.shape[1] - (4 * 37 + 1)
+    assert margin > 0
+    occurrences = np.argwhere(codes == top[0])
+    picks = np.linspace(0, len(occurrences) - 1, 4).round().astype(int)
+    for tile, (n, i, j) in enumerate(occurrences[picks]):
+        assert codes[n, i, j] == top[0]
+        left = margin + 1 + tile * 37
+        inner = grid[1 + 13 : 1 + 23, left + 13 : left + 23]
+        region = images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
+        enlarged = region.repeat(3, axis=0).repeat(3, axis=1)
+        np.testing.assert_array_equal(inner, enlarged[1:11, 1:11])
+
+    assert cli.main([*argv, "--num-codes", "0"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "vqvae inspect: error: `num_codes` must be a positive integer. "
+        "Received: num_codes=0\n"
+    )

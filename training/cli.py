@@ -5,6 +5,7 @@
     vqvae train --preset demo --model-dir runs/small  # the demo's config
     vqvae train --dataset tfds:cifar10 --model-dir runs/cifar --epochs 50
     vqvae train --model-dir runs/cifar                # again: resumes
+    vqvae inspect --model-dir runs/cifar              # what each code means
     vqvae train --config runs/cifar/config.json --model-dir runs/cifar2
     vqvae train --strategy mirrored ...               # all local GPUs
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
@@ -38,6 +39,7 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     PRIOR_DIR,
@@ -214,6 +216,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("--batch-size", int, 256, "Images per batch."),
     )
 
+    inspect_parser = _add_command(
+        commands,
+        "inspect",
+        "What each code stands for: input patches per code, usage plot.",
+        "Encode a split with --model-dir's VQ-VAE and write "
+        f"MODEL_DIR/{CODES_DIR}/: usage.png (positions per code), "
+        "top_codes.png and bottom_codes.png (the most and least used codes, "
+        "one row of input patches whose code it is per code) and "
+        "usage.json.",
+    )
+    _add_options(
+        inspect_parser,
+        ("--dataset", str, None, "Default: the training dataset."),
+        ("--split", str, "train", "The split."),
+        ("--num-codes", int, 8, "Codes per picture (most / least used)."),
+        ("--patches-per-code", int, 16, "Patches in each code's row."),
+        ("--max-images", int, 10_000, "Images encoded, spread over the split."),
+    )
+
     export_parser = _add_command(
         commands,
         "export",
@@ -350,6 +371,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_inspect(args: argparse.Namespace) -> int:
+    written = _commands().inspect(
+        args.model_dir,
+        args.dataset,
+        args.split,
+        num_codes=args.num_codes,
+        patches_per_code=args.patches_per_code,
+        max_images=args.max_images,
+    )
+    print("vqvae: codes inspected", flush=True)
+    _print_artifacts(written)
+    return 0
+
+
 def _run_export(args: argparse.Namespace) -> int:
     exported = _commands().export(
         args.model_dir,
@@ -417,6 +452,7 @@ _RUNNERS = {
     "train-prior": _run_training,
     "sample": _run_sample,
     "evaluate": _run_evaluate,
+    "inspect": _run_inspect,
     "export": _run_export,
     "verify": _run_verify,
     "demo": _run_demo,

@@ -64,6 +64,7 @@ from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
     CLASSES_FILE,
     CODEBOOK_HEALTH_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     MODEL_FILE,
@@ -73,7 +74,12 @@ from tf_vqvae.training.layout import (
     SAMPLES_FILE,
 )
 from tf_vqvae.training.runs import Run, TrainResult, UsageError
-from tf_vqvae.visualize import save_image_grid, side_by_side
+from tf_vqvae.visualize import (
+    code_grid,
+    save_image_grid,
+    side_by_side,
+    usage_plot,
+)
 from tf_vqvae.vqvae import VQVAE, to_unit_range
 
 
@@ -99,6 +105,7 @@ __all__ = [
     "encode_images",
     "evaluate",
     "export",
+    "inspect",
     "sample",
     "train",
     "train_prior",
@@ -372,17 +379,7 @@ def evaluate(
     vqvae, train_config = artifacts.load_vqvae(model_dir)
     dataset = dataset or train_config.dataset
     images = load_images(dataset, split, train_config.data_dir)
-    expected = (vqvae.image_channels,)
-    if images.image_shape[-1:] != expected:
-        kind = {1: "grayscale", 3: "RGB"}
-        raise UsageError(
-            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
-            f"images but the model in {model_dir!r} was trained on "
-            f"{vqvae.image_channels}-channel "
-            f"({kind.get(vqvae.image_channels, 'other')}) images; evaluate "
-            "it on a dataset like the one it was trained on. "
-            f"Received: image_shape={images.image_shape}"
-        )
+    _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
     prior = artifacts.trained_prior(model_dir)
     batches = evaluation_batches(images, batch_size)
     if prior is not None and prior.num_classes is not None:
@@ -409,6 +406,113 @@ def evaluate(
         json.dumps(metrics, indent=2) + "\n",
     )
     return metrics
+
+
+def inspect(
+    model_dir: str,
+    dataset: str | None = None,
+    split: str = "train",
+    num_codes: int = 8,
+    patches_per_code: int = 16,
+    max_images: int = 10_000,
+    batch_size: int = 256,
+) -> dict:
+    """What each code stands for: writes `model_dir/codes/`.
+
+    Encodes up to `max_images` images of the split (spread evenly over it)
+    and writes `usage.png` (`tf_vqvae.visualize.usage_plot`: positions per
+    code index), `top_codes.png` and `bottom_codes.png` (the `num_codes`
+    most and least used codes among those used, one row per code of
+    `patches_per_code` input patches whose code it is, with their context:
+    `tf_vqvae.visualize.code_grid`) and `usage.json` (the counts). Uses
+    only the `CodeModel` contract (`encode`, `downsampling_factor`,
+    `num_embeddings`).
+
+    Returns:
+        name -> path of each file.
+
+    Raises:
+        UsageError: bad counts, no trained model, or images of another
+            number of channels.
+    """
+    for name, value in (
+        ("num_codes", num_codes),
+        ("patches_per_code", patches_per_code),
+        ("max_images", max_images),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(
+                f"`{name}` must be a positive integer. "
+                f"Received: {name}={value!r}"
+            )
+    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    dataset = dataset or train_config.dataset
+    loaded = load_images(dataset, split, train_config.data_dir)
+    _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
+    images = artifacts.spread_sample(loaded, max_images)
+    codes = np.concatenate(
+        [
+            vqvae.encode(images[start : start + batch_size]).numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+    )
+    k = vqvae.num_embeddings
+    counts = np.bincount(codes.reshape(-1), minlength=k)
+    by_use = np.argsort(-counts, kind="stable")
+    used = by_use[counts[by_use] > 0]
+    selections = {
+        "top_codes": used[:num_codes],
+        "bottom_codes": used[::-1][:num_codes],
+    }
+    out_dir = os.path.join(model_dir, CODES_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for name, selected in selections.items():
+        grid = code_grid(
+            images,
+            codes,
+            [int(code) for code in selected],
+            counts,
+            vqvae.downsampling_factor,
+            patches_per_code=patches_per_code,
+        )
+        written[name] = _write_png(os.path.join(out_dir, f"{name}.png"), grid)
+    written["usage"] = _write_png(
+        os.path.join(out_dir, "usage.png"), usage_plot(counts)
+    )
+    summary = {
+        "dataset": dataset,
+        "split": loaded.split,
+        "num_images": len(images),
+        "counts": counts.tolist(),
+        "top_codes": selections["top_codes"].tolist(),
+        "bottom_codes": selections["bottom_codes"].tolist(),
+    }
+    written["counts"] = atomic.write_text(
+        os.path.join(out_dir, "usage.json"), json.dumps(summary) + "\n"
+    )
+    return written
+
+
+def _write_png(path: str, pixels: np.ndarray) -> str:
+    return atomic.write_bytes(path, tf.io.encode_png(pixels).numpy())
+
+
+def _check_channels(
+    vqvae, images: Images, model_dir: str, dataset: str, advice: str
+) -> None:
+    """Raises `UsageError` unless `images` have the model's channels."""
+    expected = (vqvae.image_channels,)
+    if images.image_shape[-1:] != expected:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise UsageError(
+            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
+            f"images but the model in {model_dir!r} was trained on "
+            f"{vqvae.image_channels}-channel "
+            f"({kind.get(vqvae.image_channels, 'other')}) images; {advice} "
+            "a dataset like the one it was trained on. "
+            f"Received: image_shape={images.image_shape}"
+        )
 
 
 def export(

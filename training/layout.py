@@ -15,6 +15,9 @@ Layout:
                                     (and classes.json, class-conditional)
     MODEL_DIR/samples.png           `vqvae sample`
     MODEL_DIR/evaluation.json       `vqvae evaluate`
+    MODEL_DIR/codes/                `vqvae inspect`: usage.png,
+                                    top_codes.png, bottom_codes.png,
+                                    usage.json
     MODEL_DIR/export/               `vqvae export`
     MODEL_DIR/workers/TYPE-ID/      each non-chief worker's own copy
                                     (`--strategy multi-worker`)
@@ -32,5 +35,6 @@ PRIOR_FILE = "prior.keras"
 CLASSES_FILE = "classes.json"
 SAMPLES_FILE = "samples.png"
 EVALUATION_FILE = "evaluation.json"
+CODES_DIR = "codes"
 EXPORT_DIR = "export"
 WORKERS_DIR = "workers"
