@@ -242,12 +242,12 @@ def code_patches(
 
 
 def _outlined(patches: np.ndarray, scale: int, context: int, factor: int):
-    """Patches enlarged `scale` times, the code's own region outlined."""
+    """Patches enlarged `scale` times, the code's region outlined."""
     big = patches.repeat(scale, axis=1).repeat(scale, axis=2)
     if context == 0 or big.shape[-1] not in (3, 4):
         return big
     low, high = context * scale - 1, (context + factor) * scale
-    colour = np.array([255, 64, 64, 255][: big.shape[-1]], "uint8")
+    colour = np.array([255, 255, 0, 255][: big.shape[-1]], "uint8")
     big[:, low, low : high + 1] = colour
     big[:, high, low : high + 1] = colour
     big[:, low : high + 1, low] = colour
@@ -268,7 +268,7 @@ def code_grid(
     """One row per code of `selected`: its patches (`code_patches`).
 
     Each patch is enlarged to about `tile_size` pixels, with the code's own
-    `factor x factor` region outlined in red when there is context around
+    `factor x factor` region outlined in yellow when there is context around
     it; rows are named `code K: COUNT` on the left; a code with fewer
     patches than `patches_per_code` has black tiles at the end of its row.
 

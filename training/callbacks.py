@@ -613,6 +613,7 @@ class CodebookHealth(keras.callbacks.Callback):
         self.verdicts: list[CodebookVerdict] = []
         self.stopped_epoch: int | None = None
         self._writer = None
+        self._pending = ""
 
     @property
     def verdict(self) -> CodebookVerdict | None:
@@ -683,7 +684,8 @@ class CodebookHealth(keras.callbacks.Callback):
         verdict = self.judge(epoch, logs or {})
         self.verdicts.append(verdict)
         if not verdict.healthy:
-            print(verdict.message, file=sys.stderr, flush=True)
+            # Printed once the progress bar has finished the epoch's line.
+            self._pending = verdict.message
             if self.on_collapse == "stop":
                 self.model.stop_training = True
                 self.stopped_epoch = epoch
@@ -733,7 +735,16 @@ class CodebookHealth(keras.callbacks.Callback):
             self.summary_path, json.dumps(summary, indent=2) + "\n"
         )
 
+    def _print_pending(self) -> None:
+        if self._pending:
+            print(self._pending, file=sys.stderr, flush=True)
+            self._pending = ""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
+
     def on_train_end(self, logs=None):
+        self._print_pending()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
