@@ -733,8 +733,10 @@ def test_class_conditional_prior_and_samples_by_label(tmp_path, capsys):
 
     # No label: every class, one row each, named on the left.
     output = tmp_path / "all.png"
-    assert commands.sample(str(model_dir), n=2, output=str(output)) == str(
-        output
+    sample = ["sample", "--model-dir", str(model_dir), "--n", "2"]
+    assert cli.main([*sample, "--output", str(output)]) == 0
+    assert capsys.readouterr().out == (
+        f"vqvae: 2 samples of each of 3 classes (a row each) in {output}\n"
     )
     grid = np.asarray(Image.open(output))
     assert grid.shape[0] == 3 * 17 + 1 and grid.shape[1] > 2 * 17 + 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -39,6 +40,7 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
     CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
@@ -355,6 +357,11 @@ def _run_sample(args: argparse.Namespace) -> int:
         label=args.label,
     )
     of = f" of class {args.label}" if args.label is not None else ""
+    classes = os.path.join(args.model_dir, PRIOR_DIR, CLASSES_FILE)
+    if args.label is None and os.path.isfile(classes):
+        with open(classes) as file:
+            count = len(json.load(file)["class_names"])
+        of = f" of each of {count} classes (a row each)"
     print(f"vqvae: {args.n} samples{of} in {path}", flush=True)
     return 0
 
