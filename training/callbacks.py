@@ -538,19 +538,21 @@ class CodebookHealth(keras.callbacks.Callback):
     position picked during the epoch, so the fraction of dead codes is
     `1 - usage`: `min_usage` is also the dead-code threshold, at most
     `1 - min_usage` of K dead.) The defaults suit the paper's K=512: at
-    least 128 codes used and a perplexity of at least 25.6. A healthy run of
-    the demo (K=128) uses every code with a perplexity above 40 from its
-    first epoch; a collapsed one (no data init, no restarts) used 6 codes
-    with a perplexity of 3.7.
+    least 128 codes used and a perplexity of at least 25.6. The demo
+    (`PRESETS["demo"]`, K=128) used all 128 codes in each of its 8 epochs
+    (perplexity 71 to 94); the same config with the paper's plain algorithm
+    (no data init, no restarts) used 11 codes in its first epoch.
 
     On a collapse it prints one line to stderr naming the numbers and what
     to try (a data-dependent codebook init, dead-code restarts, whichever of
     them the model has off, a lower learning rate, FSQ), e.g.
 
-        CodebookHealth: epoch 1: codebook collapse: 6 of 128 codes used
-        (4.7% < 25%), 122 dead, perplexity 3.67 (2.9% of K < 5%); try
-        --data-init kmeans++, --dead-code-restart-steps 100, a lower
-        --learning-rate (now 0.001) or an FSQ quantizer.
+        CodebookHealth: epoch 1: codebook collapse: 11 of 128 codes used
+        (8.6% < 25%), 117 dead; try --data-init kmeans++,
+        --dead-code-restart-steps 100, a lower --learning-rate (now 0.001)
+        or an FSQ quantizer.
+
+    (a low perplexity adds `perplexity P (x% of K < 5%)`)
 
     and, with `on_collapse="stop"`, stops training (`model.stop_training`;
     `stopped_epoch` says when).
