@@ -12,14 +12,17 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.testing import TINY_MODEL_FLAGS
-from tf_vqvae.data import photo_crops, photo_tiles
+from tf_vqvae import PixelCNNPrior
+from tf_vqvae.data import load_images, load_labels, photo_crops, photo_tiles
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import (
     ConfigError,
+    PriorConfig,
     TrainConfig,
     load_config,
     save_config,
 )
+from tf_vqvae.visualize import to_uint8
 
 TINY = [
     "--epochs",
@@ -637,4 +640,195 @@ def test_export_reads_no_dataset(tmp_path, capsys):
         f"vqvae export: error: {str(tflite_dir)!r} exists; pass --overwrite "
         "to replace it or choose another --out. "
         f"Received: out={str(tmp_path / 'b')!r}\n"
+    )
+
+
+def test_codebook_collapse_warns_or_stops(tmp_path, capsys):
+    """`vqvae train` checks the codebook every epoch (CodebookHealth):
+    the paper's plain algorithm collapses here; with --on-collapse stop
+    the run stops after that epoch and exits 1, checkpointed, without
+    model.keras."""
+    model_dir = tmp_path / "run"
+    collapsing = ["--data-init", "none", "--dead-code-restart-steps", "none"]
+    flags = [*collapsing, "--epochs", "2", "--on-collapse", "stop"]
+    assert _train(model_dir, *flags) == cli.EXIT_FAILED
+    err = capsys.readouterr().err.splitlines()
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert summary["healthy"] is False and summary["on_collapse"] == "stop"
+    [verdict] = summary["epochs"]
+    assert err[0] == verdict["message"]
+    assert verdict["message"].startswith(
+        "CodebookHealth: epoch 1: codebook collapse: "
+        f"{verdict['used_codes']} of 16 codes used"
+    )
+    assert err[1] == (
+        "vqvae train: error: Training stopped after epoch 1 of 2 (step 3, "
+        f"checkpointed in {model_dir}/checkpoints). {verdict['message']} "
+        "Train again in a new --model-dir with those options, or resume "
+        "this one with --on-collapse warn."
+    )
+    assert (model_dir / "checkpoints" / "ckpt-3.index").is_file()
+    assert not (model_dir / "model.keras").exists()
+    # Resumed with a warning only: trains on, and the verdicts of both
+    # invocations are kept.
+    resume = [*collapsing, "--epochs", "2", "--on-collapse", "warn"]
+    assert _train(model_dir, *resume) == 0
+    out, err = capsys.readouterr()
+    assert str(model_dir / "codebook_health.json") in out
+    assert err.startswith("CodebookHealth: epoch 2: codebook collapse: ")
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    assert summary["on_collapse"] == "warn"
+
+
+def _class_folders(root, classes=("cat", "dog", "fish"), per_class=8):
+    """`root/{train,test}/CLASS/i.png`: 16x16 photo crops, one photo per
+    class."""
+    for split, count in (("train", per_class), ("test", 2)):
+        for c, name in enumerate(classes):
+            crops = photo_crops(16, count, seed=c + (split == "test") * 10)
+            for i, crop in enumerate(crops):
+                path = root / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(crop).save(path)
+    return f"folder:{root}"
+
+
+def test_class_conditional_prior_and_samples_by_label(tmp_path, capsys):
+    dataset = _class_folders(tmp_path / "data")
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, "--dataset", dataset) == 0
+    argv = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    assert cli.main([*argv, "--class-conditional"]) == 0
+    out = capsys.readouterr().out
+    classes_file = model_dir / "prior" / "classes.json"
+    assert str(classes_file) in out
+    assert json.loads(classes_file.read_text()) == {
+        "dataset": dataset,
+        "class_names": ["cat", "dog", "fish"],
+    }
+    prior = artifacts.load_prior(str(model_dir))
+    assert prior.num_classes == 3
+    assert load_config(
+        str(model_dir / "prior" / "config.json"), PriorConfig
+    ).class_conditional
+
+    # By name or id: the same samples.
+    grids = []
+    for label in ("dog", "1"):
+        output = str(tmp_path / f"{label}.png")
+        sample = ["sample", "--model-dir", str(model_dir), "--n", "3"]
+        assert cli.main([*sample, "--label", label, "--output", output]) == 0
+        assert capsys.readouterr().out == (
+            f"vqvae: 3 samples of class {label} in {output}\n"
+        )
+        grids.append(np.asarray(Image.open(output)))
+    assert grids[0].shape == (18, 3 * 17 + 1, 3)
+    np.testing.assert_array_equal(grids[0], grids[1])
+    # The same codes as the prior's own distribution for class 1.
+    vqvae = keras.saving.load_model(str(model_dir / "model.keras"))
+    codes = prior.distribution(labels=1).sample(3, seed=0)
+    expected = to_uint8(vqvae.decode(codes).numpy())
+    np.testing.assert_array_equal(grids[0][1:17, 1:17], expected[0])
+
+    # No label: every class, one row each, named on the left.
+    output = tmp_path / "all.png"
+    sample = ["sample", "--model-dir", str(model_dir), "--n", "2"]
+    assert cli.main([*sample, "--output", str(output)]) == 0
+    assert capsys.readouterr().out == (
+        f"vqvae: 2 samples of each of 3 classes (a row each) in {output}\n"
+    )
+    grid = np.asarray(Image.open(output))
+    assert grid.shape[0] == 3 * 17 + 1 and grid.shape[1] > 2 * 17 + 1
+    margin = grid.shape[1] - (2 * 17 + 1)
+    assert grid[:, :margin].max() > 0  # the class names
+
+    # Unknown label; a label for an unconditional prior.
+    sample = ["sample", "--model-dir", str(model_dir), "--label"]
+    for label in ("bird", "3", "-1"):
+        assert cli.main([*sample, label]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err == (
+            "vqvae sample: error: `label` must be a class name of "
+            f"{model_dir}'s prior (cat, dog, fish) or an id in [0, 3). "
+            f"Received: label={label!r}\n"
+        )
+    plain_dir = tmp_path / "plain"
+    (plain_dir / "prior").mkdir(parents=True)
+    for name in ("model.keras", "config.json"):
+        shutil.copy(model_dir / name, plain_dir / name)
+    plain = PixelCNNPrior(16, prior.grid_shape, num_hiddens=8, num_layers=2)
+    plain.build((None, *prior.grid_shape))
+    plain.save(str(plain_dir / "prior" / "prior.keras"))
+    argv = ["sample", "--model-dir", str(plain_dir), "--label", "dog"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "vqvae sample: error: `label` needs a class-conditional prior, and "
+        f"{plain_dir}'s prior is unconditional; train one with `vqvae "
+        "train-prior --class-conditional` or leave out --label. "
+        "Received: label='dog'\n"
+    )
+
+    # evaluate scores the test split's codes under their own classes.
+    metrics = commands.evaluate(str(model_dir))
+    images = load_images(dataset, "test")
+    labels = load_labels(dataset, "test").labels
+    x = np.stack([image.numpy() for image in images.dataset])
+    nats = -prior.distribution(labels=labels).log_prob(vqvae.encode(x))
+    np.testing.assert_allclose(
+        metrics["bits_per_dim_pixelcnn_prior"]
+        - metrics["bits_per_dim_uniform_prior"],
+        (float(np.sum(nats)) - len(x) * 16 * np.log(16))
+        / (len(x) * 16 * 16 * 3 * np.log(2)),
+        rtol=1e-4,
+    )
+
+
+def test_inspect_writes_the_per_code_view(trained_dir, capsys):
+    model_dir = str(trained_dir)
+    argv = ["inspect", "--model-dir", model_dir, "--num-codes", "3"]
+    argv += ["--patches-per-code", "4", "--max-images", "200"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    codes_dir = trained_dir / "codes"
+    for name in ("usage.png", "top_codes.png", "bottom_codes.png"):
+        assert str(codes_dir / name) in out
+    assert np.asarray(Image.open(codes_dir / "usage.png")).shape == (
+        240,
+        640,
+        3,
+    )
+
+    # The same images and codes, recounted with numpy.
+    model = keras.saving.load_model(str(trained_dir / "model.keras"))
+    images = artifacts.spread_sample(load_images("photos"), 200)
+    codes = model.encode(images).numpy()
+    counts = np.bincount(codes.reshape(-1), minlength=16)
+    summary = json.loads((codes_dir / "usage.json").read_text())
+    assert summary["counts"] == counts.tolist()
+    assert summary["num_images"] == 200
+    used = np.flatnonzero(counts)
+    top = summary["top_codes"]
+    assert top[0] == int(np.argmax(counts)) and len(top) == min(3, len(used))
+    assert summary["bottom_codes"][0] == int(used[np.argmin(counts[used])])
+
+    # Each row: 4 tiles of a 12x12 patch (the code's 4x4 region and 4
+    # pixels around it) enlarged 3 times, after the row names.
+    grid = np.asarray(Image.open(codes_dir / "top_codes.png"))
+    assert grid.shape[0] == len(top) * 37 + 1
+    margin = grid.shape[1] - (4 * 37 + 1)
+    assert margin > 0
+    occurrences = np.argwhere(codes == top[0])
+    picks = np.linspace(0, len(occurrences) - 1, 4).round().astype(int)
+    for tile, (n, i, j) in enumerate(occurrences[picks]):
+        assert codes[n, i, j] == top[0]
+        left = margin + 1 + tile * 37
+        inner = grid[1 + 13 : 1 + 23, left + 13 : left + 23]
+        region = images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
+        enlarged = region.repeat(3, axis=0).repeat(3, axis=1)
+        np.testing.assert_array_equal(inner, enlarged[1:11, 1:11])
+
+    assert cli.main([*argv, "--num-codes", "0"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "vqvae inspect: error: `num_codes` must be a positive integer. "
+        "Received: num_codes=0\n"
     )

@@ -5,6 +5,7 @@ The file names are in `tf_vqvae.training.layout`.
 
 from __future__ import annotations
 
+import json
 import os
 
 import keras
@@ -17,6 +18,7 @@ from tf_vqvae.data import Images, load_images
 from tf_vqvae.training.config import load_config
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
     CONFIG_FILE,
     MODEL_FILE,
     PRIOR_DIR,
@@ -59,6 +61,35 @@ def load_prior(model_dir: str):
             f"{model_dir}` first. Received: model_dir={model_dir!r}"
         )
     return keras.saving.load_model(path, compile=False)
+
+
+def write_class_names(
+    class_names: tuple[str, ...], dataset: str, prior_dir: str
+) -> str:
+    """Writes `prior_dir/classes.json` (the classes a class-conditional
+    prior was trained on, in label order) atomically; returns its path."""
+    content = {"dataset": dataset, "class_names": list(class_names)}
+    return atomic.write_text(
+        os.path.join(prior_dir, CLASSES_FILE),
+        json.dumps(content, indent=2) + "\n",
+    )
+
+
+def class_names(model_dir: str) -> tuple[str, ...] | None:
+    """The class names of `model_dir`'s class-conditional prior, in label
+    order (`None` when the prior has none: unconditional, or not trained
+    by `vqvae train-prior`)."""
+    path = os.path.join(model_dir, PRIOR_DIR, CLASSES_FILE)
+    try:
+        with open(path) as file:
+            return tuple(str(name) for name in json.load(file)["class_names"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(
+            f"`model_dir` holds an unreadable {path} ({error}); train the "
+            f"prior again. Received: model_dir={model_dir!r}"
+        ) from None
 
 
 def trained_prior(model_dir: str):

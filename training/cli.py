@@ -5,6 +5,7 @@
     vqvae train --preset demo --model-dir runs/small  # the demo's config
     vqvae train --dataset tfds:cifar10 --model-dir runs/cifar --epochs 50
     vqvae train --model-dir runs/cifar                # again: resumes
+    vqvae inspect --model-dir runs/cifar              # what each code means
     vqvae train --config runs/cifar/config.json --model-dir runs/cifar2
     vqvae train --strategy mirrored ...               # all local GPUs
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -39,6 +41,8 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     PRIOR_DIR,
@@ -204,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
             None,
             f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}).",
         ),
+        (
+            "--label",
+            str,
+            None,
+            "A class of a class-conditional prior (train-prior "
+            "--class-conditional): its name or id. Default: N samples of "
+            "every class, one row per class.",
+        ),
     )
 
     evaluate_parser = _add_command(
@@ -218,6 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("--dataset", str, None, "Default: the training dataset."),
         ("--split", str, "test", "The split."),
         ("--batch-size", int, 256, "Images per batch."),
+    )
+
+    inspect_parser = _add_command(
+        commands,
+        "inspect",
+        "What each code stands for: input patches per code, usage plot.",
+        "Encode a split with --model-dir's VQ-VAE and write "
+        f"MODEL_DIR/{CODES_DIR}/: usage.png (positions per code), "
+        "top_codes.png and bottom_codes.png (the most and least used codes, "
+        "one row of input patches whose code it is per code) and "
+        "usage.json.",
+    )
+    _add_options(
+        inspect_parser,
+        ("--dataset", str, None, "Default: the training dataset."),
+        ("--split", str, "train", "The split."),
+        ("--num-codes", int, 8, "Codes per picture (most / least used)."),
+        ("--patches-per-code", int, 16, "Patches in each code's row."),
+        ("--max-images", int, 10_000, "Images encoded, spread over the split."),
     )
 
     export_parser = _add_command(
@@ -345,8 +376,15 @@ def _run_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         temperature=args.temperature,
         output=args.output,
+        label=args.label,
     )
-    print(f"vqvae: {args.n} samples in {path}", flush=True)
+    of = f" of class {args.label}" if args.label is not None else ""
+    classes = os.path.join(args.model_dir, PRIOR_DIR, CLASSES_FILE)
+    if args.label is None and os.path.isfile(classes):
+        with open(classes) as file:
+            count = len(json.load(file)["class_names"])
+        of = f" of each of {count} classes (a row each)"
+    print(f"vqvae: {args.n} samples{of} in {path}", flush=True)
     return 0
 
 
@@ -359,6 +397,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         f"vqvae: metrics in {os.path.join(args.model_dir, EVALUATION_FILE)}",
         flush=True,
     )
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    written = _commands().inspect(
+        args.model_dir,
+        args.dataset,
+        args.split,
+        num_codes=args.num_codes,
+        patches_per_code=args.patches_per_code,
+        max_images=args.max_images,
+    )
+    print("vqvae: codes inspected", flush=True)
+    _print_artifacts(written)
     return 0
 
 
@@ -429,6 +481,7 @@ _RUNNERS = {
     "train-prior": _run_training,
     "sample": _run_sample,
     "evaluate": _run_evaluate,
+    "inspect": _run_inspect,
     "export": _run_export,
     "verify": _run_verify,
     "demo": _run_demo,

@@ -35,6 +35,7 @@ from tf_vqvae.data import (
     evaluation_batches,
     first_images,
     load_images,
+    load_labels,
     parse_dataset,
 )
 from tf_vqvae.evaluation import evaluate_model
@@ -44,10 +45,11 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
-from tf_vqvae.options import TFLITE_QUANTIZATIONS
+from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
+    CodebookHealth,
     PriorSamples,
     prior_sample_fn,
     tensorboard_callbacks,
@@ -66,6 +68,9 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
+    CODEBOOK_HEALTH_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     MODEL_FILE,
@@ -81,8 +86,19 @@ from tf_vqvae.training.locking import (
 )
 from tf_vqvae.training.runs import Run, TrainResult, UsageError
 from tf_vqvae.training.runs import recover_config as recover_run_config
-from tf_vqvae.visualize import save_image_grid, side_by_side
+from tf_vqvae.visualize import (
+    code_grid,
+    save_image_grid,
+    side_by_side,
+    usage_plot,
+)
 from tf_vqvae.vqvae import VQVAE, to_unit_range
+
+
+class CodebookCollapseError(RuntimeError):
+    """`vqvae train --on-collapse stop` stopped a run whose codebook
+    collapsed (exit code 1)."""
+
 
 # What a command raises for bad input (exit code 2), for a failed run (exit
 # code 1), and for Ctrl-C (exit code 130, `TrainingInterrupted` is a
@@ -95,11 +111,12 @@ USAGE_ERRORS = (
     LockedError,
     NotWritableError,
 )
-FAILURES = (NonFiniteLossError, WriteError)
+FAILURES = (NonFiniteLossError, WriteError, CodebookCollapseError)
 NUM_VALIDATION_IMAGES = 16
 
 __all__ = [
     "FAILURES",
+    "CodebookCollapseError",
     "USAGE_ERRORS",
     "TrainResult",
     "TrainingInterrupted",
@@ -109,6 +126,7 @@ __all__ = [
     "encode_images",
     "evaluate",
     "export",
+    "inspect",
     "recover_config",
     "sample",
     "train",
@@ -123,7 +141,8 @@ def train(
     """Trains (or resumes) a VQ-VAE as `config` says, writing into `model_dir`.
 
     Order: the run's checks (`Run`), data, `Run.start` (model, optimizer,
-    compile, restore), `fit` with TensorBoard callbacks, artifacts
+    compile, restore), `fit` with TensorBoard callbacks and `CodebookHealth`
+    (`config.on_collapse`; its verdicts in `codebook_health.json`), artifacts
     (`model.keras`, `calibration.npy`, `reconstructions.png`). Every check of
     the input comes before the first file is written.
 
@@ -145,6 +164,9 @@ def train(
         WriteError: a checkpoint or artifact could not be written (disk
             full); the previous checkpoint stays the newest.
         TrainingInterrupted: Ctrl-C; a checkpoint was saved.
+        CodebookCollapseError: `config.on_collapse == "stop"` and an
+            epoch's code usage fell below the thresholds (checkpointed; no
+            `model.keras`).
     """
     with Run(config, model_dir) as run:
         return _train(run, config, verbose)
@@ -172,12 +194,32 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     callbacks = tensorboard_callbacks(
         run.logs_dir, validation, write_graph=False
     )
+    health = None
+    if config.on_collapse != OFF:
+        health = CodebookHealth(
+            config.on_collapse,
+            min_usage=config.min_code_usage,
+            min_perplexity=config.min_perplexity,
+            log_dir=run.logs_dir,
+            summary_path=os.path.join(run.write_dir, CODEBOOK_HEALTH_FILE),
+        )
+        callbacks.append(health)
     # Keras all-reduces (MEAN) the first batch to build the model
     # symbolically under multi-worker, and collective ops reject uint8:
     # feed the [0, 1] floats the model would compute from it anyway.
     to_float = to_unit_range if config.strategy == "multi-worker" else None
     step, history = run.fit(images, callbacks, verbose, map_fn=to_float)
+    if health is not None and health.stopped_epoch is not None:
+        raise CodebookCollapseError(
+            f"Training stopped after epoch {health.stopped_epoch + 1} of "
+            f"{config.epochs} (step {step}, checkpointed in "
+            f"{run.state.directory}). {health.verdict.message} Train again "
+            "in a new --model-dir with those options, or resume this one "
+            "with --on-collapse warn."
+        )
     written = run.finish("model", MODEL_FILE)
+    if health is not None:
+        written["codebook_health"] = health.summary_path
     written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
     if not os.path.isfile(written["calibration"]):
         artifacts.write_calibration_sample(images, run.write_dir)
@@ -200,6 +242,10 @@ def train_prior(
     The same lifecycle (`Run`) as `train`: checks, lock, checkpoints,
     resume, Ctrl-C, strategies and the non-finite guard.
 
+    With `config.class_conditional`, the prior is conditioned on the
+    training images' classes (`tf_vqvae.data.load_labels`), whose names
+    are written to `model_dir/prior/classes.json`.
+
     Returns:
         A `TrainResult` whose `model` is the prior.
     """
@@ -208,22 +254,47 @@ def train_prior(
         images = load_images(
             train_config.dataset, "train", train_config.data_dir
         )
+        classes = None
+        if config.class_conditional:
+            classes = load_labels(
+                train_config.dataset, "train", train_config.data_dir
+            )
         codes = encode_images(vqvae, images)
+        grid_shape = codes.image_shape
+        example_shape = grid_shape
+        if classes is not None:
+            codes = dataclasses.replace(
+                codes,
+                dataset=tf.data.Dataset.zip(
+                    codes.dataset,
+                    tf.data.Dataset.from_tensor_slices(classes.labels),
+                ).map(lambda c, label: {"codes": c, "labels": label}),
+            )
+            example_shape = {"codes": grid_shape, "labels": ()}
         run.steps_per_epoch(codes)
         prior = run.start(
             lambda: PixelCNNPrior(
                 num_embeddings=vqvae.num_embeddings,
-                grid_shape=codes.image_shape,
+                grid_shape=grid_shape,
+                num_classes=(
+                    None if classes is None else len(classes.class_names)
+                ),
                 **config.prior_kwargs(),
             ),
-            codes.image_shape,
+            example_shape,
         )
+        if classes is not None:
+            artifacts.write_class_names(
+                classes.class_names, train_config.dataset, run.write_dir
+            )
         callbacks = [
             keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
             PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
         ]
         step, history = run.fit(codes, callbacks, verbose)
         written = run.finish("prior", PRIOR_FILE)
+        if classes is not None:
+            written["prior_classes"] = os.path.join(run.write_dir, CLASSES_FILE)
     return TrainResult(
         model=prior, step=step, history=history, artifacts=written
     )
@@ -266,10 +337,18 @@ def sample(
     seed: int = 0,
     temperature: float = 1.0,
     output: str | None = None,
+    label: str | int | None = None,
 ) -> str:
     """Decodes `n` samples of the prior into a PNG grid; returns its path.
 
-    The same `seed` gives the same images.
+    The same `seed` gives the same images. A class-conditional prior draws
+    `n` samples of class `label` (a name from `prior/classes.json` or an
+    id), or without `label`, `n` samples of every class, one row per class
+    (named on the left).
+
+    Raises:
+        UsageError: a bad `n` or `temperature`, no trained model or prior,
+            `label` for an unconditional prior, or an unknown `label`.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
@@ -280,11 +359,58 @@ def sample(
         )
     vqvae, _ = artifacts.load_vqvae(model_dir)
     prior = artifacts.load_prior(model_dir)
-    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
+    ncols, row_labels = min(8, n), None
+    if label is not None:
+        class_id = _class_id(model_dir, prior, label)
+        distribution = prior.distribution(
+            labels=class_id, temperature=temperature
+        )
+        codes = distribution.sample(n, seed=seed)
+    elif prior.num_classes is not None:
+        names = _class_names(model_dir, prior)
+        labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
+        distribution = prior.distribution(
+            labels=labels, temperature=temperature
+        )
+        codes = distribution.sample(seed=seed)
+        ncols, row_labels = n, names
+    else:
+        distribution = prior.distribution(temperature=temperature)
+        codes = distribution.sample(n, seed=seed)
     images = vqvae.decode(codes).numpy()
     output = output or os.path.join(model_dir, SAMPLES_FILE)
-    save_image_grid(output, images, ncols=min(8, n))
+    save_image_grid(output, images, ncols=ncols, row_labels=row_labels)
     return output
+
+
+def _class_names(model_dir: str, prior) -> tuple[str, ...]:
+    """The prior's class names (`classes.json`), or its ids as names."""
+    names = artifacts.class_names(model_dir)
+    if names is None or len(names) != prior.num_classes:
+        names = tuple(str(i) for i in range(prior.num_classes))
+    return names
+
+
+def _class_id(model_dir: str, prior, label) -> int:
+    """The id of `label` (a class name, else an id) for `sample`."""
+    if prior.num_classes is None:
+        raise UsageError(
+            f"`label` needs a class-conditional prior, and {model_dir}'s "
+            "prior is unconditional; train one with `vqvae train-prior "
+            "--class-conditional` or leave out --label. "
+            f"Received: label={label!r}"
+        )
+    names = _class_names(model_dir, prior)
+    text = str(label).strip()
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < prior.num_classes:
+        return int(text)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    raise UsageError(
+        f"`label` must be a class name of {model_dir}'s prior ({shown}) or "
+        f"an id in [0, {prior.num_classes}). Received: label={label!r}"
+    )
 
 
 def evaluate(
@@ -300,21 +426,21 @@ def evaluate(
     vqvae, train_config = artifacts.load_vqvae(model_dir)
     dataset = dataset or train_config.dataset
     images = load_images(dataset, split, train_config.data_dir)
-    expected = (vqvae.image_channels,)
-    if images.image_shape[-1:] != expected:
-        kind = {1: "grayscale", 3: "RGB"}
-        raise UsageError(
-            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
-            f"images but the model in {model_dir!r} was trained on "
-            f"{vqvae.image_channels}-channel "
-            f"({kind.get(vqvae.image_channels, 'other')}) images; evaluate "
-            "it on a dataset like the one it was trained on. "
-            f"Received: image_shape={images.image_shape}"
-        )
+    _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
     prior = artifacts.trained_prior(model_dir)
-    results = evaluate_model(
-        vqvae, evaluation_batches(images, batch_size), prior=prior
-    )
+    batches = evaluation_batches(images, batch_size)
+    if prior is not None and prior.num_classes is not None:
+        labels = load_labels(
+            dataset,
+            split,
+            train_config.data_dir,
+            class_names=_class_names(model_dir, prior),
+        ).labels
+        batches = tf.data.Dataset.zip(
+            batches,
+            tf.data.Dataset.from_tensor_slices(labels).batch(batch_size),
+        )
+    results = evaluate_model(vqvae, batches, prior=prior)
     used = round(results["codebook_usage"] * vqvae.num_embeddings)
     metrics = {
         "dataset": dataset,
@@ -327,6 +453,113 @@ def evaluate(
         json.dumps(metrics, indent=2) + "\n",
     )
     return metrics
+
+
+def inspect(
+    model_dir: str,
+    dataset: str | None = None,
+    split: str = "train",
+    num_codes: int = 8,
+    patches_per_code: int = 16,
+    max_images: int = 10_000,
+    batch_size: int = 256,
+) -> dict:
+    """What each code stands for: writes `model_dir/codes/`.
+
+    Encodes up to `max_images` images of the split (spread evenly over it)
+    and writes `usage.png` (`tf_vqvae.visualize.usage_plot`: positions per
+    code index), `top_codes.png` and `bottom_codes.png` (the `num_codes`
+    most and least used codes among those used, one row per code of
+    `patches_per_code` input patches whose code it is, with their context:
+    `tf_vqvae.visualize.code_grid`) and `usage.json` (the counts). Uses
+    only the `CodeModel` contract (`encode`, `downsampling_factor`,
+    `num_embeddings`).
+
+    Returns:
+        name -> path of each file.
+
+    Raises:
+        UsageError: bad counts, no trained model, or images of another
+            number of channels.
+    """
+    for name, value in (
+        ("num_codes", num_codes),
+        ("patches_per_code", patches_per_code),
+        ("max_images", max_images),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(
+                f"`{name}` must be a positive integer. "
+                f"Received: {name}={value!r}"
+            )
+    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    dataset = dataset or train_config.dataset
+    loaded = load_images(dataset, split, train_config.data_dir)
+    _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
+    images = artifacts.spread_sample(loaded, max_images)
+    codes = np.concatenate(
+        [
+            vqvae.encode(images[start : start + batch_size]).numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+    )
+    k = vqvae.num_embeddings
+    counts = np.bincount(codes.reshape(-1), minlength=k)
+    by_use = np.argsort(-counts, kind="stable")
+    used = by_use[counts[by_use] > 0]
+    selections = {
+        "top_codes": used[:num_codes],
+        "bottom_codes": used[::-1][:num_codes],
+    }
+    out_dir = os.path.join(model_dir, CODES_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for name, selected in selections.items():
+        grid = code_grid(
+            images,
+            codes,
+            [int(code) for code in selected],
+            counts,
+            vqvae.downsampling_factor,
+            patches_per_code=patches_per_code,
+        )
+        written[name] = _write_png(os.path.join(out_dir, f"{name}.png"), grid)
+    written["usage"] = _write_png(
+        os.path.join(out_dir, "usage.png"), usage_plot(counts)
+    )
+    summary = {
+        "dataset": dataset,
+        "split": loaded.split,
+        "num_images": len(images),
+        "counts": counts.tolist(),
+        "top_codes": selections["top_codes"].tolist(),
+        "bottom_codes": selections["bottom_codes"].tolist(),
+    }
+    written["counts"] = atomic.write_text(
+        os.path.join(out_dir, "usage.json"), json.dumps(summary) + "\n"
+    )
+    return written
+
+
+def _write_png(path: str, pixels: np.ndarray) -> str:
+    return atomic.write_bytes(path, tf.io.encode_png(pixels).numpy())
+
+
+def _check_channels(
+    vqvae, images: Images, model_dir: str, dataset: str, advice: str
+) -> None:
+    """Raises `UsageError` unless `images` have the model's channels."""
+    expected = (vqvae.image_channels,)
+    if images.image_shape[-1:] != expected:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise UsageError(
+            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
+            f"images but the model in {model_dir!r} was trained on "
+            f"{vqvae.image_channels}-channel "
+            f"({kind.get(vqvae.image_channels, 'other')}) images; {advice} "
+            "a dataset like the one it was trained on. "
+            f"Received: image_shape={images.image_shape}"
+        )
 
 
 def export(

@@ -24,6 +24,7 @@ from tf_vqvae.options import (
     DEFAULT_DATASET,
     LIKELIHOODS,
     OFF,
+    ON_COLLAPSE,
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
@@ -101,6 +102,17 @@ def _check_rate(name: str, value) -> None:
         raise ConfigError(
             f"`{name}` must be a non-negative number. "
             f"Received: {name}={value!r}"
+        )
+
+
+def _check_fraction(name: str, value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= 1
+    ):
+        raise ConfigError(
+            f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}"
         )
 
 
@@ -248,6 +260,25 @@ class TrainConfig(_Config):
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()
     checkpoint_steps: int = _checkpoint_steps_field()
+    on_collapse: str = _field(
+        "warn",
+        "When an epoch's code usage falls below the two thresholds below "
+        "(CodebookHealth): "
+        f"{describe_choices({**ON_COLLAPSE, OFF: 'no check'})}.",
+        resumable=True,
+        choices=(*ON_COLLAPSE, OFF),
+    )
+    min_code_usage: float = _field(
+        0.25,
+        "Collapse threshold: the least fraction of the K codes an epoch "
+        "uses (at most 1 - this fraction dead).",
+        resumable=True,
+    )
+    min_perplexity: float = _field(
+        0.05,
+        "Collapse threshold: the least epoch perplexity, as a fraction of K.",
+        resumable=True,
+    )
 
     def __post_init__(self):
         # "Off" is spelled `OFF`; older config files and flags said `null`
@@ -274,6 +305,8 @@ class TrainConfig(_Config):
                 off=True,
             )
         _check_rate("commitment_cost", self.commitment_cost)
+        for name in ("min_code_usage", "min_perplexity"):
+            _check_fraction(name, getattr(self, name))
 
     def model_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.VQVAE`."""
@@ -297,6 +330,12 @@ class PriorConfig(_Config):
     checkpoint_steps: int = _checkpoint_steps_field()
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()
+    class_conditional: bool = _field(
+        False,
+        "Condition the prior on the training images' classes (tfds labels, "
+        "the class folders of a folder dataset, the source photograph of "
+        "the photos); the class names go to MODEL_DIR/prior/classes.json.",
+    )
 
     def __post_init__(self):
         self._check_fields(positive=("num_hiddens", "num_layers"))

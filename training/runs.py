@@ -312,7 +312,9 @@ class Run:
 
         Args:
             make_model: `() -> keras.Model`, unbuilt.
-            example_shape: the shape of one training example.
+            example_shape: the shape of one training example, or a dict of
+                shapes for dict examples (e.g. `{"codes": (8, 8), "labels":
+                ()}`).
             dtype_policy: a Keras global dtype policy (e.g.
                 `"mixed_float16"`) for building and fitting; the previous
                 one is restored when `fit` ends.
@@ -343,7 +345,12 @@ class Run:
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
                 model = make_model()
-                model.build((None, *example_shape))
+                if isinstance(example_shape, dict):
+                    model.build(
+                        {k: (None, *v) for k, v in example_shape.items()}
+                    )
+                else:
+                    model.build((None, *example_shape))
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
                     **compile_kwargs,
@@ -383,7 +390,8 @@ class Run:
         at (`training_pipeline`), and a run resumed mid-epoch first finishes
         that epoch with a shorter `fit`, so epochs keep their numbers.
         Checkpoints every `config.checkpoint_steps` steps, after each epoch
-        and at the end; stops on a non-finite loss or weights.
+        and at the end; stops on a non-finite loss or weights, and when a
+        callback sets `model.stop_training` (checkpointing that step).
 
         Args:
             data: the training examples.
@@ -504,6 +512,8 @@ class Run:
             for key, values in fitted.history.items():
                 history.setdefault(key, []).extend(values)
             step = guard.global_step
+            if state.model.stop_training:
+                break  # A callback stopped training (e.g. CodebookHealth).
         return step, history
 
     def finish(self, model_name: str, filename: str) -> dict:
