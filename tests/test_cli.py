@@ -1,9 +1,12 @@
 """Tests for the `vqvae` command line: train, its artifacts and bad input."""
 
 import dataclasses
+import io
 import json
 import os
 import shutil
+import struct
+import zlib
 
 import keras
 import numpy as np
@@ -638,3 +641,86 @@ def test_export_reads_no_dataset(tmp_path, capsys):
         "to replace it or choose another --out. "
         f"Received: out={str(tmp_path / 'b')!r}\n"
     )
+
+
+# ------------------------------------------------------- bad image files
+def _png_header_only(width, height):
+    """A PNG whose header claims `width x height` RGB pixels: what a
+    decompression bomb looks like before it is decoded."""
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _folder_with_bad_files(root, split="train"):
+    """24 good 8x8 PNGs in `root/train/a` and `root/test/a`, and in
+    `root/SPLIT/b` a 0-byte .png, a text file named .jpg, a truncated PNG
+    and a decompression bomb's header; returns the bad files' paths."""
+    for name in ("train", "test"):
+        folder = root / name / "a"
+        folder.mkdir(parents=True)
+        for index, crop in enumerate(photo_crops(8, 24, seed=1)):
+            Image.fromarray(crop).save(folder / f"{index}.png")
+    buffer = io.BytesIO()
+    Image.fromarray(photo_crops(8, 1, seed=2)[0]).save(buffer, "PNG")
+    png = buffer.getvalue()
+    bad = {
+        "a-empty.png": b"",
+        "b-text.jpg": b"hello world\n",
+        "c-truncated.png": png[: len(png) // 2],
+        "d-bomb.png": _png_header_only(10_000, 10_000),
+    }
+    (root / split / "b").mkdir()
+    for name, content in bad.items():
+        (root / split / "b" / name).write_bytes(content)
+    return [str(root / split / "b" / name) for name in bad]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_bad_image_files_exit_2_naming_the_file(tmp_path, capsys, split):
+    """Bad files in the training split, or in the test split that the
+    validation images come from: one line, exit 2, no model dir."""
+    folder = tmp_path / "images"
+    first, *_ = _folder_with_bad_files(folder, split)
+    model_dir = tmp_path / "run"
+    code = _train(model_dir, "--dataset", f"folder:{folder}")
+    assert code == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae train: error: `dataset` file {first!r} is not a readable "
+        "image: empty file (0 bytes) (4 bad files in all). Fix or remove "
+        "them, or pass --skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset='folder:{folder}'\n"
+    )
+    assert not model_dir.exists()
+
+
+def test_skip_bad_files_trains_and_counts_them(tmp_path, capsys):
+    folder = tmp_path / "images"
+    first, *_ = _folder_with_bad_files(folder)
+    model_dir = tmp_path / "run"
+    dataset = f"folder:{folder}"
+    assert _train(model_dir, "--dataset", dataset, "--skip-bad-files") == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"vqvae: Skipped 4 bad image files of {dataset!r} split 'train' "
+        f"(first: {first}: empty file (0 bytes))."
+    ]
+    assert "vqvae: trained 3 steps" in captured.out
+    assert load_config(str(model_dir / "config.json")).skip_bad_files
+    assert np.load(model_dir / "calibration.npy").shape == (24, 8, 8, 3)
+    # The option is kept with the run, like --data-dir: evaluate skips too.
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert capsys.readouterr().err == ""
+    # It may change on resume (it does not change the model).
+    argv = ["train", "--model-dir", str(model_dir), "--no-skip-bad-files"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert "is not a readable image" in capsys.readouterr().err

@@ -6,6 +6,7 @@ The file names are in `tf_vqvae.training.layout`.
 from __future__ import annotations
 
 import os
+import sys
 
 import keras
 import numpy as np
@@ -68,6 +69,29 @@ def trained_prior(model_dir: str):
     return None
 
 
+def load_split(
+    dataset: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    skip_bad_files: bool = False,
+) -> Images:
+    """`tf_vqvae.data.load_images`, saying on stderr how many bad image
+    files were left out (`skip_bad_files`), e.g. `vqvae: Skipped 2 bad
+    image files of 'folder:d' split 'train' (first: ...).`
+
+    Raises:
+        BadImageFileError: a bad file, unless `skip_bad_files`.
+        DatasetError: a dataset that cannot be loaded.
+    """
+    images = load_images(
+        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    )
+    summary = images.skipped_summary()
+    if summary is not None:
+        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
+    return images
+
+
 def spread_sample(images: Images, count: int) -> np.ndarray:
     """Up to `count` images spread evenly over `images`, in their order:
     every `num_examples // count`-th one (uint8 numpy)."""
@@ -92,6 +116,7 @@ def calibration_images(
     calibration_data: str | None,
     example_shape: tuple,
     data_dir: str | None = None,
+    skip_bad_files: bool = False,
 ) -> np.ndarray | None:
     """Images that calibrate an int8 export of `model_dir`'s VQ-VAE.
 
@@ -104,6 +129,8 @@ def calibration_images(
         example_shape: the model's `(height, width, channels)`; the images
             must have it.
         data_dir: where TensorFlow Datasets looks for a `tfds:` dataset.
+        skip_bad_files: leave out bad files of a `folder:` dataset
+            (`load_split`).
 
     Returns:
         The images, or `None` when `calibration_data` is `None` and the
@@ -111,7 +138,8 @@ def calibration_images(
 
     Raises:
         UsageError: unreadable file, or images of another shape.
-        DatasetError: a dataset string that cannot be loaded.
+        DatasetError: a dataset string that cannot be loaded (or holds a
+            bad file: `BadImageFileError`).
     """
     source = calibration_data
     if source is None:
@@ -121,7 +149,7 @@ def calibration_images(
     if source.endswith(".npy") or os.path.isfile(source):
         images = _load_npy(source)
     else:
-        loaded = load_images(source, "train", data_dir)
+        loaded = load_split(source, "train", data_dir, skip_bad_files)
         images = spread_sample(loaded, NUM_CALIBRATION_IMAGES)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(example_shape):
         raise UsageError(

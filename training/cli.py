@@ -14,9 +14,11 @@ This module only parses flags and prints. The commands are the functions of
 so `vqvae --help` is fast; the options, their defaults and help live in
 `training/config.py`, what a model dir holds in `training/layout.py`.
 
-Exit codes: 0 done, 1 training failed (non-finite loss) or an export does
-not match its manifest, 2 bad input (the message says what to change;
-nothing is left behind).
+Exit codes: 0 done, 1 training failed (non-finite loss), an export does
+not match its manifest, or an unexpected error, 2 bad input (the message
+says what to change; nothing is left behind), 130 interrupted (Ctrl-C).
+Every failure prints one line; `--debug` (or `VQVAE_DEBUG=1`) shows the
+traceback of an unexpected error instead.
 """
 
 from __future__ import annotations
@@ -43,17 +45,19 @@ from tf_vqvae.training.layout import (
     PRIOR_DIR,
     SAMPLES_FILE,
 )
+from tf_vqvae.training.startup import import_commands
 from tf_vqvae.version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "VQVAE_DEBUG"
 
 
 def _commands():
-    """`tf_vqvae.training.commands` (imports TensorFlow: not for --help)."""
-    from tf_vqvae.training import commands
-
-    return commands
+    """`tf_vqvae.training.commands` (imports TensorFlow, without its
+    start-up lines: not for --help)."""
+    return import_commands()
 
 
 # ----------------------------------------------------------------- parsing
@@ -132,6 +136,12 @@ def _add_command(
         parser.add_argument(
             "--model-dir", required=True, help="Directory of the run."
         )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="Show the Python traceback of an unexpected error (also "
+        f"{DEBUG_VARIABLE}=1).",
+    )
     return parser
 
 
@@ -142,6 +152,16 @@ def _add_options(parser: argparse.ArgumentParser, *options: tuple) -> None:
         if default is not None and "default" not in text.lower():
             text += f" (default: {default})"
         parser.add_argument(flag, type=kind, default=default, help=text)
+
+
+def _add_skip_bad_files(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help=f"Leave out files of {what} (a 'folder:' dataset) that are not "
+        "usable images, and print how many (default: as the model was "
+        "trained).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--split", str, "test", "The split."),
         ("--batch-size", int, 256, "Images per batch."),
     )
+    _add_skip_bad_files(evaluate_parser, "the split")
 
     export_parser = _add_command(
         commands,
@@ -251,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--overwrite", action="store_true", help="Replace an existing version."
     )
+    _add_skip_bad_files(export_parser, "--calibration-data")
 
     verify_parser = _add_command(
         commands,
@@ -330,7 +352,11 @@ def _run_sample(args: argparse.Namespace) -> int:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = _commands().evaluate(
-        args.model_dir, args.dataset, args.split, args.batch_size
+        args.model_dir,
+        args.dataset,
+        args.split,
+        args.batch_size,
+        skip_bad_files=args.skip_bad_files,
     )
     _print_metrics(metrics)
     print(
@@ -351,6 +377,7 @@ def _run_export(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         overwrite=args.overwrite,
         calibration_data=args.calibration_data,
+        skip_bad_files=args.skip_bad_files,
     )
     print("vqvae: exported", flush=True)
     _print_artifacts(exported)
@@ -419,16 +446,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    commands = _commands()
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    prefix = f"vqvae {args.command}"
     try:
-        return _RUNNERS[args.command](args)
-    except commands.USAGE_ERRORS as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except commands.FAILURES as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+        commands = _commands()
+        try:
+            return _RUNNERS[args.command](args)
+        except commands.USAGE_ERRORS as error:
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except commands.FAILURES as error:
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prefix}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"{prefix}: error: {_one_line(error)} (run with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: first line of the message`."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return type(error).__name__ + (f": {lines[0]}" if lines else "")
 
 
 if __name__ == "__main__":

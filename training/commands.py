@@ -29,11 +29,11 @@ import tensorflow as tf
 
 from tf_vqvae import atomic
 from tf_vqvae.data import (
+    BadImageFileError,
     DatasetError,
     Images,
     evaluation_batches,
     first_images,
-    load_images,
     parse_dataset,
 )
 from tf_vqvae.evaluation import evaluate_model
@@ -120,7 +120,9 @@ def train(
             holds the last good checkpoint's state.
     """
     run = Run(config, model_dir)
-    images = load_images(config.dataset, "train", config.data_dir)
+    images = artifacts.load_split(
+        config.dataset, "train", config.data_dir, config.skip_bad_files
+    )
     validation = _validation_images(config, images)
     run.steps_per_epoch(images)
     factor = 2**config.num_downsamples
@@ -174,7 +176,12 @@ def train_prior(
     """
     run = Run(config, model_dir, part=PRIOR_DIR)
     vqvae, train_config = artifacts.load_vqvae(model_dir)
-    images = load_images(train_config.dataset, "train", train_config.data_dir)
+    images = artifacts.load_split(
+        train_config.dataset,
+        "train",
+        train_config.data_dir,
+        config.skip_bad_files or train_config.skip_bad_files,
+    )
     codes = encode_images(vqvae, images)
     run.steps_per_epoch(codes)
     prior = run.start(
@@ -247,14 +254,23 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     batch_size: int = 256,
+    skip_bad_files: bool = False,
 ) -> dict:
     """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
     codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
+
+    Bad image files of a `folder:` dataset are left out (and counted) with
+    `skip_bad_files` or when the model was trained with it.
     """
     vqvae, train_config = artifacts.load_vqvae(model_dir)
     dataset = dataset or train_config.dataset
-    images = load_images(dataset, split, train_config.data_dir)
+    images = artifacts.load_split(
+        dataset,
+        split,
+        train_config.data_dir,
+        skip_bad_files or train_config.skip_bad_files,
+    )
     expected = (vqvae.image_channels,)
     if images.image_shape[-1:] != expected:
         kind = {1: "grayscale", 3: "RGB"}
@@ -294,6 +310,7 @@ def export(
     max_batch_size: int = 64,
     overwrite: bool = False,
     calibration_data: str | None = None,
+    skip_bad_files: bool = False,
 ) -> dict:
     """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
 
@@ -303,7 +320,9 @@ def export(
     `out_dir` defaults to `model_dir/export`. Both carry a `MANIFEST.json`
     (`vqvae verify`). Reads no dataset: the int8 decoder is calibrated on
     `calibration_data` (a `.npy` file of images or a dataset string), by
-    default the sample `vqvae train` wrote to `model_dir/calibration.npy`.
+    default the sample `vqvae train` wrote to `model_dir/calibration.npy`
+    (bad files of a `folder:` dataset are left out with `skip_bad_files`
+    or when the model was trained with it).
 
     Returns:
         name -> path of each export.
@@ -330,7 +349,11 @@ def export(
     calibration = None
     if tflite and "int8" in quantization:
         calibration = artifacts.calibration_images(
-            model_dir, calibration_data, vqvae.example_shape, config.data_dir
+            model_dir,
+            calibration_data,
+            vqvae.example_shape,
+            config.data_dir,
+            skip_bad_files or config.skip_bad_files,
         )
         if calibration is None:
             raise UsageError(
@@ -433,12 +456,20 @@ def demo(
 
 def _validation_images(config: TrainConfig, train_images: Images):
     """A fixed batch: images spread evenly over the first 1024 of the test
-    split (or of the training split if there is no test split)."""
+    split (or of the training split if there is no test split). A bad file
+    in the test split is an error like one in the training split."""
     _, _, named_split = parse_dataset(config.dataset)
     source = train_images
     if named_split is None:
         try:
-            source = load_images(config.dataset, "test", config.data_dir)
+            source = artifacts.load_split(
+                config.dataset,
+                "test",
+                config.data_dir,
+                config.skip_bad_files,
+            )
+        except BadImageFileError:
+            raise
         except DatasetError:
             source = train_images
         if source.image_shape != train_images.image_shape:

@@ -81,6 +81,16 @@ def _devices_field():
     )
 
 
+def _skip_bad_files_field(which: str):
+    return _field(
+        False,
+        f"Leave out {which} files of a 'folder:' dataset that are not "
+        "usable images (empty, not an image, truncated, too large) and "
+        "print how many, instead of stopping at the first.",
+        resumable=True,
+    )
+
+
 def _check_int(name: str, value, minimum: int, off: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive" if minimum == 1 else "a non-negative"
@@ -154,8 +164,8 @@ class _Config:
         return arguments
 
     def _check_fields(self, positive: tuple[str, ...]) -> None:
-        """The run options of both configs, the fields in `positive`, and
-        every field's `choices`."""
+        """The run options of both configs, the fields in `positive`,
+        every bool field's type and every field's `choices`."""
         for name in ("global_batch_size", "epochs", "checkpoint_steps"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in positive:
@@ -165,8 +175,13 @@ class _Config:
             _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
         _check_rate("learning_rate", self.learning_rate)
         for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if str(field.type) == "bool" and not isinstance(value, bool):
+                raise ConfigError(
+                    f"`{field.name}` must be true or false. "
+                    f"Received: {field.name}={value!r}"
+                )
             if "choices" in field.metadata:
-                value = getattr(self, field.name)
                 _check_choice(field.name, value, field.metadata["choices"])
         if self.devices is not None and self.strategy != "mirrored":
             raise ConfigError(
@@ -190,6 +205,7 @@ class TrainConfig(_Config):
         "Where TensorFlow Datasets looks for prepared datasets.",
         resumable=True,
     )
+    skip_bad_files: bool = _skip_bad_files_field("image")
     global_batch_size: int = _field(
         64, "Examples per step over all replicas (split across them)."
     )
@@ -285,6 +301,7 @@ class PriorConfig(_Config):
     """Options of `vqvae train-prior` (a PixelCNN prior over the codes)."""
 
     global_batch_size: int = _field(32, "Code grids per step.")
+    skip_bad_files: bool = _skip_bad_files_field("the VQ-VAE's training image")
     epochs: int = _epochs_field()
     steps_per_epoch: int | None = _field(
         None, "Steps per epoch (default: one pass over the training codes)."
