@@ -724,3 +724,85 @@ def test_skip_bad_files_trains_and_counts_them(tmp_path, capsys):
     argv = ["train", "--model-dir", str(model_dir), "--no-skip-bad-files"]
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "is not a readable image" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ damaged .keras
+_TRUNCATED = "not a complete zip archive: File is not a zip file; truncated?"
+
+
+def _truncate(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+def test_damaged_model_keras_falls_back_to_the_newest_checkpoint(
+    trained_dir, tmp_path, capsys
+):
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_dir, model_dir)
+    intact = keras.saving.load_model(str(model_dir / "model.keras"))
+    tiles = photo_tiles("test")[:8]
+    expected = intact(tiles, training=False).numpy()
+    _truncate(model_dir / "model.keras")
+    checkpoint = model_dir / "checkpoints" / "ckpt-3"
+    # The library's loader names the damage (Keras says "File not found").
+    with pytest.raises(artifacts.DamagedModelError) as info:
+        artifacts.load_vqvae(str(model_dir))
+    assert str(info.value) == (
+        f"`model_dir` {str(model_dir)!r}: model.keras is damaged "
+        f"({_TRUNCATED}); `vqvae train --model-dir {model_dir}` writes it "
+        "again from the newest checkpoint. "
+        f"Received: model_dir={str(model_dir)!r}"
+    )
+    # The commands rebuild it from the newest checkpoint and say so.
+    model, _ = artifacts.load_vqvae(str(model_dir), fallback=True)
+    assert capsys.readouterr().err == (
+        f"vqvae: model.keras is damaged ({_TRUNCATED}); using the newest "
+        f"readable checkpoint instead, {checkpoint} (step 3).\n"
+    )
+    assert model.example_shape == (32, 32, 3)
+    np.testing.assert_array_equal(model(tiles, training=False), expected)
+    # Without calibration.npy the image channels come from the checkpoint.
+    os.remove(model_dir / "calibration.npy")
+    model, _ = artifacts.load_vqvae(str(model_dir), fallback=True)
+    assert model.example_shape == (None, None, 3)
+    np.testing.assert_array_equal(model(tiles, training=False), expected)
+    # Without a readable checkpoint: one line, exit 2.
+    shutil.rmtree(model_dir / "checkpoints")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"vqvae evaluate: error: `model_dir` {str(model_dir)!r}: model.keras "
+        f"is damaged ({_TRUNCATED}) and no checkpoint can be read; `vqvae "
+        f"train --model-dir {model_dir}` writes it again from the newest "
+        f"checkpoint. Received: model_dir={str(model_dir)!r}\n"
+    )
+
+
+@pytest.mark.slow
+def test_sample_and_evaluate_with_damaged_keras_files(
+    trained_dir, tmp_path, capsys
+):
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_dir, model_dir)
+    argv = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    assert cli.main(argv) == 0
+    sample = ["sample", "--model-dir", str(model_dir), "--n", "4"]
+    assert cli.main([*sample, "--output", str(tmp_path / "intact.png")]) == 0
+    capsys.readouterr()
+    _truncate(model_dir / "model.keras")
+    _truncate(model_dir / "prior" / "prior.keras")
+    assert cli.main([*sample, "--output", str(tmp_path / "fallback.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("vqvae: model.keras is damaged")
+    assert err[-1] == (
+        f"vqvae: prior/prior.keras is damaged ({_TRUNCATED}); using the "
+        "newest readable checkpoint instead, "
+        f"{model_dir / 'prior' / 'checkpoints' / 'ckpt-2'} (step 2)."
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "fallback.png")),
+        np.asarray(Image.open(tmp_path / "intact.png")),
+    )
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert "model.keras is damaged" in capsys.readouterr().err

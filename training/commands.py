@@ -13,7 +13,9 @@ evaluate, export, and the demo that runs them all.
 `tf_vqvae.training.cli` parses the flags into these calls and prints their
 results. Bad input raises `UsageError`, `ConfigError`, `DatasetError` or
 `CheckpointError` (the CLI's exit code 2) before anything is written; a
-non-finite loss raises `NonFiniteLossError` (exit code 1).
+non-finite loss raises `NonFiniteLossError` (exit code 1). A damaged
+`model.keras` or `prior.keras` is rebuilt from the run's newest readable
+checkpoint, with a line on stderr (`artifacts.load_vqvae(fallback=True)`).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def train_prior(
         A `TrainResult` whose `model` is the prior.
     """
     run = Run(config, model_dir, part=PRIOR_DIR)
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     images = artifacts.load_split(
         train_config.dataset,
         "train",
@@ -240,8 +242,8 @@ def sample(
             "`temperature` must be positive. "
             f"Received: temperature={temperature!r}"
         )
-    vqvae, _ = artifacts.load_vqvae(model_dir)
-    prior = artifacts.load_prior(model_dir)
+    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
+    prior = artifacts.load_prior(model_dir, fallback=True)
     codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
     images = vqvae.decode(codes).numpy()
     output = output or os.path.join(model_dir, SAMPLES_FILE)
@@ -263,7 +265,7 @@ def evaluate(
     Bad image files of a `folder:` dataset are left out (and counted) with
     `skip_bad_files` or when the model was trained with it.
     """
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
     images = artifacts.load_split(
         dataset,
@@ -282,7 +284,7 @@ def evaluate(
             "it on a dataset like the one it was trained on. "
             f"Received: image_shape={images.image_shape}"
         )
-    prior = artifacts.trained_prior(model_dir)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
     results = evaluate_model(
         vqvae, evaluation_batches(images, batch_size), prior=prior
     )
@@ -331,8 +333,8 @@ def export(
         UsageError: no trained model, the version exists and not
             `overwrite`, or int8 without calibration images.
     """
-    vqvae, config = artifacts.load_vqvae(model_dir)
-    prior = artifacts.trained_prior(model_dir)
+    vqvae, config = artifacts.load_vqvae(model_dir, fallback=True)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
     root = out_dir or os.path.join(model_dir, EXPORT_DIR)
     target = os.path.join(root, model_name, str(version))
     if os.path.exists(target) and not overwrite:
