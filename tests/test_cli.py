@@ -400,6 +400,22 @@ def test_prior_sample_evaluate(trained_dir, capsys):
         grids.append(np.asarray(Image.open(output)))
     assert grids[0].shape == (34, 133, 3)
     np.testing.assert_array_equal(grids[0], grids[1])
+    # More than 64 samples: drawn, decoded and written 64 per grid.
+    argv = ["sample", "--model-dir", model_dir, "--seed", "3"]
+    one = str(trained_dir / "one.png")
+    assert cli.main([*argv, "--n", "64", "--output", one]) == 0
+    many = str(trained_dir / "many.png")
+    assert cli.main([*argv, "--n", "130", "--output", many]) == 0
+    paths = [str(trained_dir / f"many-00{i}.png") for i in range(3)]
+    assert capsys.readouterr().out == (
+        f"vqvae: 64 samples in {one}\n"
+        f"vqvae: 130 samples in {paths[0]} ... {paths[2]} (3 grids)\n"
+    )
+    assert not os.path.exists(many)
+    grids = [np.asarray(Image.open(path)) for path in paths]
+    assert [grid.shape for grid in grids] == [(265, 265, 3)] * 2 + [(34, 67, 3)]
+    np.testing.assert_array_equal(grids[0], np.asarray(Image.open(one)))
+    assert not np.array_equal(grids[0], grids[1])
 
     assert cli.main(["evaluate", "--model-dir", model_dir]) == 0
     out = capsys.readouterr().out
@@ -460,10 +476,30 @@ def test_commands_need_their_inputs(tmp_path, trained_dir, capsys):
             f"run `vqvae train --model-dir {empty}` first. "
             f"Received: model_dir={empty!r}",
         ),
-        (
-            ["sample", "--model-dir", str(trained_dir), "--n", "0"],
-            "`n` must be a positive integer. Received: n=0",
-        ),
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir), "--n", n],
+                f"`n` must be an integer from 1 to 65536. Received: n={n}",
+            )
+            for n in ("0", "-1", "65537")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir)]
+                + ["--temperature", value],
+                "`temperature` must be a positive number. "
+                f"Received: temperature={float(value)!r}",
+            )
+            for value in ("0", "-1", "nan", "inf")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir), "--output", path],
+                "`output` must be a .png path in an existing directory. "
+                f"Received: output={path!r}",
+            )
+            for path in (f"{empty}/a.png", str(tmp_path / "a.jpg"))
+        ],
         (
             [
                 "evaluate",

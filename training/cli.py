@@ -31,7 +31,9 @@ import time
 
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS, describe_choices
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
     PRESETS,
+    SAMPLES_PER_GRID,
     PriorConfig,
     TrainConfig,
     int_or_off,
@@ -201,7 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_options(
         sample_parser,
-        ("--n", int, 64, "Number of samples."),
+        (
+            "--n",
+            int,
+            64,
+            f"Number of samples, 1 to {MAX_SAMPLES}, drawn and written "
+            f"{SAMPLES_PER_GRID} per PNG grid (more than {SAMPLES_PER_GRID}: "
+            "OUTPUT-000.png, OUTPUT-001.png, ... for --output OUTPUT.png).",
+        ),
         ("--seed", int, 0, "Sampling seed."),
         ("--temperature", float, 1.0, "Divides the prior's logits."),
         (
@@ -339,14 +348,17 @@ def _run_training(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    path = _commands().sample(
+    paths = _commands().sample(
         args.model_dir,
         n=args.n,
         seed=args.seed,
         temperature=args.temperature,
         output=args.output,
     )
-    print(f"vqvae: {args.n} samples in {path}", flush=True)
+    where = paths[0]
+    if len(paths) > 1:
+        where += f" ... {paths[-1]} ({len(paths)} grids)"
+    print(f"vqvae: {args.n} samples in {where}", flush=True)
     return 0
 
 

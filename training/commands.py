@@ -6,7 +6,7 @@ evaluate, export, and the demo that runs them all.
 
     result = commands.train(PRESETS["demo"].train, "runs/photos")
     commands.train_prior(PRESETS["demo"].prior, "runs/photos")
-    commands.sample("runs/photos", n=64, seed=0)   # runs/photos/samples.png
+    commands.sample("runs/photos", n=64, seed=0)   # [runs/photos/samples.png]
     metrics = commands.evaluate("runs/photos")
     commands.export("runs/photos", tflite=True)
 
@@ -55,7 +55,9 @@ from tf_vqvae.training.callbacks import (
 )
 from tf_vqvae.training.checkpointing import CheckpointError, NonFiniteLossError
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
     PRESETS,
+    SAMPLES_PER_GRID,
     ConfigError,
     PriorConfig,
     TrainConfig,
@@ -230,25 +232,57 @@ def sample(
     seed: int = 0,
     temperature: float = 1.0,
     output: str | None = None,
-) -> str:
-    """Decodes `n` samples of the prior into a PNG grid; returns its path.
+) -> list[str]:
+    """Decodes `n` samples of the prior into PNG grids; returns their paths.
 
-    The same `seed` gives the same images.
+    Samples are drawn, decoded and written `SAMPLES_PER_GRID` (64) at a
+    time, so memory does not grow with `n`: one grid `output` (default
+    `model_dir/samples.png`) for up to 64 samples, else `samples-000.png`,
+    `samples-001.png`, ... beside it. Batch `i` is drawn with the seed
+    `[seed, i]`, so the same `seed` gives the same images (and the first 64
+    do not depend on `n` beyond them).
+
+    Raises:
+        UsageError: `n` not in [1, MAX_SAMPLES], `temperature` not
+            positive, `output` not a `.png` file in an existing directory,
+            or no trained model or prior.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
-    if not temperature > 0:
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, int)
+        or not 1 <= n <= MAX_SAMPLES
+    ):
         raise UsageError(
-            "`temperature` must be positive. "
+            f"`n` must be an integer from 1 to {MAX_SAMPLES}. Received: n={n!r}"
+        )
+    if not temperature > 0 or temperature == float("inf"):
+        raise UsageError(
+            "`temperature` must be a positive number. "
             f"Received: temperature={temperature!r}"
+        )
+    if output is not None and (
+        not output.lower().endswith(".png")
+        or not os.path.isdir(os.path.dirname(output) or ".")
+    ):
+        raise UsageError(
+            "`output` must be a .png path in an existing directory. "
+            f"Received: output={output!r}"
         )
     vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
     prior = artifacts.load_prior(model_dir, fallback=True)
-    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
-    images = vqvae.decode(codes).numpy()
     output = output or os.path.join(model_dir, SAMPLES_FILE)
-    save_image_grid(output, images, ncols=min(8, n))
-    return output
+    distribution = prior.distribution(temperature=temperature)
+    count = -(-n // SAMPLES_PER_GRID)
+    paths = [output]
+    if count > 1:
+        stem = output[: -len(".png")]
+        digits = max(3, len(str(count - 1)))
+        paths = [f"{stem}-{i:0{digits}d}.png" for i in range(count)]
+    for i, path in enumerate(paths):
+        size = min(SAMPLES_PER_GRID, n - i * SAMPLES_PER_GRID)
+        codes = distribution.sample(size, seed=tf.constant([seed, i]))
+        save_image_grid(path, vqvae.decode(codes).numpy(), ncols=min(8, size))
+    return paths
 
 
 def evaluate(
@@ -439,7 +473,7 @@ def demo(
     written.update(result.artifacts)
     timings["train_prior"] = time.time() - started - sum(timings.values())
     print("vqvae demo: 3/5 sample", flush=True)
-    written["samples"] = sample(model_dir, n=64, seed=0)
+    (written["samples"],) = sample(model_dir, n=64, seed=0)
     print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
     metrics = evaluate(model_dir)
     written["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)

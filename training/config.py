@@ -30,6 +30,11 @@ from tf_vqvae.options import (
 )
 from tf_vqvae.training.layout import CONFIG_FILE, PRIOR_DIR
 
+# `vqvae sample`: samples drawn, decoded and written per PNG grid, and at
+# most in all (1024 grids).
+SAMPLES_PER_GRID = 64
+MAX_SAMPLES = 65_536
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used, with what to do instead."""
