@@ -842,3 +842,186 @@ def test_sample_and_evaluate_with_damaged_keras_files(
     )
     assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
     assert "model.keras is damaged" in capsys.readouterr().err
+
+
+# ------------------------------------------------ one line, never a traceback
+def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
+    run = str(trained_dir)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    text_file = tmp_path / "file.txt"
+    text_file.write_text("hi\n")
+    png = tmp_path / "image.png"
+    _write_png(str(png))
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    configs = {
+        "devices": {"devices": 5},
+        "data_dir": {"data_dir": 5},
+        "dataset": {"dataset": 5},
+        "skip": {"skip_bad_files": "yes"},
+    }
+    for name, values in configs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(values))
+    export = ["export", "--model-dir", run, "--out", str(tmp_path / "out")]
+    int8 = [*export, "--tflite", "--quantization", "int8"]
+    int8 += ["--calibration-data"]
+    max_seed = 2**31 - 1
+    cases = [
+        *[
+            (
+                ["train", "--seed", seed],
+                f"`seed` must be a non-negative integer at most {max_seed}. "
+                f"Received: seed={seed}",
+            )
+            for seed in ("-1", str(2**31))
+        ],
+        (
+            ["train", "--config", str(folder)],
+            "`config` cannot be read (Is a directory); pass a config.json "
+            f"written by `vqvae train`. Received: config={str(folder)!r}",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "devices.json")],
+            "`devices` must be a list of device names such as /gpu:0. "
+            "Received: devices=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "data_dir.json")],
+            "`data_dir` must be a string or null. Received: data_dir=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "dataset.json")],
+            "`dataset` must be a string. Received: dataset=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "skip.json")],
+            "`skip_bad_files` must be true or false. "
+            "Received: skip_bad_files='yes'",
+        ),
+        *[
+            (
+                ["train", "--strategy", "mirrored", "--devices", device],
+                "`devices` must name devices of this machine (/cpu:0, "
+                f"/cpu:1). Received: devices=[{device!r}]",
+            )
+            for device in ("/gpu:7", "/cpu:9", "bogus")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", run, "--seed", seed],
+                f"`seed` must be an integer from 0 to {max_seed}. "
+                f"Received: seed={seed}",
+            )
+            for seed in ("-5", str(2**31))
+        ],
+        *[
+            (
+                ["evaluate", "--model-dir", run, "--batch-size", size],
+                "`batch_size` must be a positive integer. "
+                f"Received: batch_size={size}",
+            )
+            for size in ("0", "-3")
+        ],
+        *[
+            (
+                [*export, flag, value],
+                f"`{name}` must be a positive integer. "
+                f"Received: {name}={value} (of type int).",
+            )
+            for flag, name in (
+                ("--version", "version"),
+                ("--max-batch-size", "max_batch_size"),
+            )
+            for value in ("0", "-1")
+        ],
+        *[
+            (
+                [*export, "--model-name", name],
+                "`model_name` must be a non-empty name of letters, digits, "
+                "'_', '.' or '-' (it becomes a directory). "
+                f"Received: model_name={name!r} (of type str).",
+            )
+            for name in ("", "a/b", "..")
+        ],
+        (
+            ["export", "--model-dir", run, "--out", str(text_file)],
+            f"`out` must be a directory; {str(text_file)!r} is a file. "
+            f"Received: out={str(text_file)!r}",
+        ),
+        (
+            [*int8, str(png)],
+            "`calibration_data` must be a .npy file of images (n, height, "
+            "width, channels) or a dataset such as folder:PATH; the file is "
+            "not a .npy file (its first bytes: b'\\x89PNG\\r\\n'). "
+            f"Received: calibration_data={str(png)!r}",
+        ),
+        (
+            [*int8, str(objects)],
+            "`calibration_data` must be a readable .npy file of images "
+            "(Object arrays cannot be loaded when allow_pickle=False). "
+            f"Received: calibration_data={str(objects)!r}",
+        ),
+        (
+            [*int8, str(folder)],
+            "`calibration_data` must be a .npy file of images or a dataset "
+            f"string; {str(folder)!r} is a directory (for a folder of images "
+            f"laid out {folder}/train/LABEL/*.png, pass folder:{folder}). "
+            f"Received: calibration_data={str(folder)!r}",
+        ),
+        (
+            ["verify", str(text_file)],
+            "`path` must be an export directory. "
+            f"Received: path={str(text_file)!r}",
+        ),
+    ]
+    for argv, message in cases:
+        if argv[0] == "train":
+            argv = [*argv[:1], "--model-dir", str(tmp_path / "run"), *argv[1:]]
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        assert capsys.readouterr().err == (
+            f"vqvae {argv[0]}: error: {message}\n"
+        ), argv
+        assert not (tmp_path / "run").exists()
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def broken_verify(monkeypatch):
+    """`vqvae verify` with a bug: `commands.verify` raises what no command
+    expects."""
+
+    def verify(path):
+        raise RuntimeError(f"unexpected\nsecond line of {path}")
+
+    monkeypatch.setattr(commands, "verify", verify)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    return monkeypatch
+
+
+def test_unexpected_error_is_one_line_unless_debug(broken_verify, capsys):
+    assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        "vqvae verify: error: RuntimeError: unexpected (run with --debug for "
+        "the traceback)\n"
+    )
+    with pytest.raises(RuntimeError, match="unexpected"):
+        cli.main(["verify", "--debug", "x"])
+    for value in ("1", "yes"):
+        broken_verify.setenv("VQVAE_DEBUG", value)
+        with pytest.raises(RuntimeError, match="unexpected"):
+            cli.main(["verify", "x"])
+    broken_verify.setenv("VQVAE_DEBUG", "0")
+    assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
+
+
+def test_ctrl_c_outside_training_exits_130(monkeypatch, capsys):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "verify", interrupted)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    assert cli.main(["verify", "x"]) == cli.EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == "vqvae verify: interrupted (Ctrl-C)\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["verify", "--debug", "x"])

@@ -339,6 +339,13 @@ def calibration_images(
         source = os.path.join(model_dir, CALIBRATION_FILE)
         if not os.path.isfile(source):
             return None
+    if os.path.isdir(source):
+        raise UsageError(
+            "`calibration_data` must be a .npy file of images or a dataset "
+            f"string; {source!r} is a directory (for a folder of images "
+            f"laid out {source}/train/LABEL/*.png, pass folder:{source}). "
+            f"Received: calibration_data={source!r}"
+        )
     if source.endswith(".npy") or os.path.isfile(source):
         images = _load_npy(source)
     else:
@@ -359,6 +366,18 @@ def calibration_images(
 
 
 def _load_npy(path: str) -> np.ndarray:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError:
+        start = None  # np.load says why below.
+    if start is not None and start != b"\x93NUMPY":
+        raise UsageError(
+            "`calibration_data` must be a .npy file of images (n, height, "
+            "width, channels) or a dataset such as folder:PATH; the file "
+            f"is not a .npy file (its first bytes: {start!r}). "
+            f"Received: calibration_data={path!r}"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

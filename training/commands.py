@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import atomic
+from tf_vqvae.arg_checks import check_int
 from tf_vqvae.data import (
     BadImageFileError,
     DatasetError,
@@ -45,6 +46,7 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
+from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
@@ -56,6 +58,7 @@ from tf_vqvae.training.callbacks import (
 from tf_vqvae.training.checkpointing import CheckpointError, NonFiniteLossError
 from tf_vqvae.training.config import (
     MAX_SAMPLES,
+    MAX_SEED,
     PRESETS,
     SAMPLES_PER_GRID,
     ConfigError,
@@ -255,6 +258,15 @@ def sample(
         raise UsageError(
             f"`n` must be an integer from 1 to {MAX_SAMPLES}. Received: n={n!r}"
         )
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UsageError(
+            f"`seed` must be an integer from 0 to {MAX_SEED}. "
+            f"Received: seed={seed!r}"
+        )
     if not temperature > 0 or temperature == float("inf"):
         raise UsageError(
             "`temperature` must be a positive number. "
@@ -299,6 +311,15 @@ def evaluate(
     Bad image files of a `folder:` dataset are left out (and counted) with
     `skip_bad_files` or when the model was trained with it.
     """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise UsageError(
+            "`batch_size` must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
     vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
     images = artifacts.load_split(
@@ -364,12 +385,23 @@ def export(
         name -> path of each export.
 
     Raises:
-        UsageError: no trained model, the version exists and not
+        UsageError: bad `model_name`, `version`, `max_batch_size` or
+            `out_dir`, no trained model, the version exists and not
             `overwrite`, or int8 without calibration images.
     """
+    try:
+        check_names(model_name, version)
+        check_int("max_batch_size", max_batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    root = out_dir or os.path.join(model_dir, EXPORT_DIR)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UsageError(
+            f"`out` must be a directory; {root!r} is a file. "
+            f"Received: out={root!r}"
+        )
     vqvae, config = artifacts.load_vqvae(model_dir, fallback=True)
     prior = artifacts.trained_prior(model_dir, fallback=True)
-    root = out_dir or os.path.join(model_dir, EXPORT_DIR)
     target = os.path.join(root, model_name, str(version))
     if os.path.exists(target) and not overwrite:
         raise UsageError(
@@ -431,10 +463,10 @@ def verify(path: str) -> None:
     versions, or a TFLite directory) against its `MANIFEST.json`.
 
     Raises:
-        UsageError: `path` does not exist.
+        UsageError: `path` is not a directory.
         VerificationError: a file or signature does not match.
     """
-    if not os.path.exists(path):
+    if not os.path.isdir(path):
         raise UsageError(
             f"`path` must be an export directory. Received: path={path!r}"
         )
