@@ -52,7 +52,7 @@ from tf_vqvae.version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 DEBUG_VARIABLE = "VQVAE_DEBUG"
 
 
@@ -470,10 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         except commands.FAILURES as error:
             print(f"{prefix}: error: {error}", file=sys.stderr)
             return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         if debug:
             raise
-        print(f"{prefix}: interrupted (Ctrl-C)", file=sys.stderr)
+        # Training's interruption says where it stopped and how to resume;
+        # a Ctrl-C anywhere else only that it happened.
+        print(f"{prefix}: {str(error) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
         if debug:
