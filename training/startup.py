@@ -95,7 +95,11 @@ def filtered_stderr(drop: Callable[[str], bool]) -> Iterator[None]:
     write. Restored on exit.
     """
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # No stderr (e.g. closed by a daemon): nothing to filter.
+        yield
+        return
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
