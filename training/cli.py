@@ -15,10 +15,12 @@ This module only parses flags and prints. The commands are the functions of
 so `vqvae --help` is fast; the options, their defaults and help live in
 `training/config.py`, what a model dir holds in `training/layout.py`.
 
-Exit codes: 0 done, 1 training failed (non-finite loss, disk full) or an
-export does not match its manifest, 2 bad input (the message says what to
-change; nothing is left behind; also a model dir another command holds),
-130 Ctrl-C (training saves a checkpoint first and says how to resume).
+Exit codes: 0 done, 1 training failed (non-finite loss, disk full), an
+export does not match its manifest, or an unexpected error, 2 bad input (the
+message says what to change; nothing is left behind; also a model dir
+another command holds), 130 Ctrl-C (training saves a checkpoint first and
+says how to resume). Every failure prints one line; `--debug` (or
+`VQVAE_DEBUG=1`) shows the traceback of an unexpected error instead.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import time
 
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS, describe_choices
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
     PRESETS,
+    SAMPLES_PER_GRID,
     PriorConfig,
     TrainConfig,
     int_or_off,
@@ -48,18 +52,19 @@ from tf_vqvae.training.layout import (
     PRIOR_DIR,
     SAMPLES_FILE,
 )
+from tf_vqvae.training.startup import import_commands
 from tf_vqvae.version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+DEBUG_VARIABLE = "VQVAE_DEBUG"
 
 
 def _commands():
-    """`tf_vqvae.training.commands` (imports TensorFlow: not for --help)."""
-    from tf_vqvae.training import commands
-
-    return commands
+    """`tf_vqvae.training.commands` (imports TensorFlow, without its
+    start-up lines: not for --help)."""
+    return import_commands()
 
 
 # ----------------------------------------------------------------- parsing
@@ -138,6 +143,12 @@ def _add_command(
         parser.add_argument(
             "--model-dir", required=True, help="Directory of the run."
         )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="Show the Python traceback of an unexpected error (also "
+        f"{DEBUG_VARIABLE}=1).",
+    )
     return parser
 
 
@@ -157,6 +168,16 @@ def _add_recover_config(parser: argparse.ArgumentParser) -> None:
         help="Only write a lost config.json back from the newest checkpoint "
         "(every checkpoint keeps the run's config), then exit; run the "
         "command again without it to resume.",
+    )
+
+
+def _add_skip_bad_files(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help=f"Leave out files of {what} (a 'folder:' dataset) that are not "
+        "usable images, and print how many (default: as the model was "
+        "trained).",
     )
 
 
@@ -199,7 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_options(
         sample_parser,
-        ("--n", int, 64, "Number of samples."),
+        (
+            "--n",
+            int,
+            64,
+            f"Number of samples, 1 to {MAX_SAMPLES}, drawn and written "
+            f"{SAMPLES_PER_GRID} per PNG grid (more than {SAMPLES_PER_GRID}: "
+            "OUTPUT-000.png, OUTPUT-001.png, ... for --output OUTPUT.png).",
+        ),
         ("--seed", int, 0, "Sampling seed."),
         ("--temperature", float, 1.0, "Divides the prior's logits."),
         (
@@ -231,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--split", str, "test", "The split."),
         ("--batch-size", int, 256, "Images per batch."),
     )
+    _add_skip_bad_files(evaluate_parser, "the split")
 
     inspect_parser = _add_command(
         commands,
@@ -296,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--overwrite", action="store_true", help="Replace an existing version."
     )
+    _add_skip_bad_files(export_parser, "--calibration-data")
 
     verify_parser = _add_command(
         commands,
@@ -370,7 +400,7 @@ def _run_training(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    path = _commands().sample(
+    paths = _commands().sample(
         args.model_dir,
         n=args.n,
         seed=args.seed,
@@ -384,13 +414,20 @@ def _run_sample(args: argparse.Namespace) -> int:
         with open(classes) as file:
             count = len(json.load(file)["class_names"])
         of = f" of each of {count} classes (a row each)"
-    print(f"vqvae: {args.n} samples{of} in {path}", flush=True)
+    where = paths[0]
+    if len(paths) > 1:
+        where += f" ... {paths[-1]} ({len(paths)} grids)"
+    print(f"vqvae: {args.n} samples{of} in {where}", flush=True)
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = _commands().evaluate(
-        args.model_dir, args.dataset, args.split, args.batch_size
+        args.model_dir,
+        args.dataset,
+        args.split,
+        args.batch_size,
+        skip_bad_files=args.skip_bad_files,
     )
     _print_metrics(metrics)
     print(
@@ -425,6 +462,7 @@ def _run_export(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         overwrite=args.overwrite,
         calibration_data=args.calibration_data,
+        skip_bad_files=args.skip_bad_files,
     )
     print("vqvae: exported", flush=True)
     _print_artifacts(exported)
@@ -494,23 +532,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    prefix = f"vqvae {args.command}"
     try:
         commands = _commands()
         try:
             return _RUNNERS[args.command](args)
         except commands.USAGE_ERRORS as error:
-            print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+            print(f"{prefix}: error: {error}", file=sys.stderr)
             return EXIT_USAGE
         except commands.FAILURES as error:
-            print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+            print(f"{prefix}: error: {error}", file=sys.stderr)
             return EXIT_FAILED
     except KeyboardInterrupt as error:
-        # `TrainingInterrupted` says where training stopped and how to
-        # resume; a Ctrl-C anywhere else only that it happened.
-        message = str(error) or "interrupted"
-        print(f"vqvae {args.command}: {message}", file=sys.stderr)
+        if debug:
+            raise
+        # Training's interruption says where it stopped and how to resume;
+        # a Ctrl-C anywhere else only that it happened.
+        print(f"{prefix}: {str(error) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"{prefix}: error: {_one_line(error)} (run with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: first line of the message`."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return type(error).__name__ + (f": {lines[0]}" if lines else "")
 
 
 if __name__ == "__main__":

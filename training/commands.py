@@ -6,14 +6,16 @@ evaluate, export, and the demo that runs them all.
 
     result = commands.train(PRESETS["demo"].train, "runs/photos")
     commands.train_prior(PRESETS["demo"].prior, "runs/photos")
-    commands.sample("runs/photos", n=64, seed=0)   # runs/photos/samples.png
+    commands.sample("runs/photos", n=64, seed=0)   # [runs/photos/samples.png]
     metrics = commands.evaluate("runs/photos")
     commands.export("runs/photos", tflite=True)
 
 `tf_vqvae.training.cli` parses the flags into these calls and prints their
 results. Bad input raises `UsageError`, `ConfigError`, `DatasetError` or
 `CheckpointError` (the CLI's exit code 2) before anything is written; a
-non-finite loss raises `NonFiniteLossError` (exit code 1).
+non-finite loss raises `NonFiniteLossError` (exit code 1). A damaged
+`model.keras` or `prior.keras` is rebuilt from the run's newest readable
+checkpoint, with a line on stderr (`artifacts.load_vqvae(fallback=True)`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import atomic
+from tf_vqvae.arg_checks import check_int
 from tf_vqvae.data import (
+    BadImageFileError,
     DatasetError,
     Images,
     evaluation_batches,
     first_images,
-    load_images,
     load_labels,
     parse_dataset,
 )
@@ -45,6 +48,7 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
+from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
@@ -61,7 +65,10 @@ from tf_vqvae.training.checkpointing import (
     WriteError,
 )
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
+    MAX_SEED,
     PRESETS,
+    SAMPLES_PER_GRID,
     ConfigError,
     PriorConfig,
     TrainConfig,
@@ -173,7 +180,9 @@ def train(
 
 
 def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
-    images = load_images(config.dataset, "train", config.data_dir)
+    images = artifacts.load_split(
+        config.dataset, "train", config.data_dir, config.skip_bad_files
+    )
     validation = _validation_images(config, images)
     run.steps_per_epoch(images)
     factor = 2**config.num_downsamples
@@ -250,9 +259,12 @@ def train_prior(
         A `TrainResult` whose `model` is the prior.
     """
     with Run(config, model_dir, part=PRIOR_DIR) as run:
-        vqvae, train_config = artifacts.load_vqvae(model_dir)
-        images = load_images(
-            train_config.dataset, "train", train_config.data_dir
+        vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
+        images = artifacts.load_split(
+            train_config.dataset,
+            "train",
+            train_config.data_dir,
+            config.skip_bad_files or train_config.skip_bad_files,
         )
         classes = None
         if config.class_conditional:
@@ -338,49 +350,92 @@ def sample(
     temperature: float = 1.0,
     output: str | None = None,
     label: str | int | None = None,
-) -> str:
-    """Decodes `n` samples of the prior into a PNG grid; returns its path.
+) -> list[str]:
+    """Decodes `n` samples of the prior into PNG grids; returns their paths.
 
-    The same `seed` gives the same images. A class-conditional prior draws
-    `n` samples of class `label` (a name from `prior/classes.json` or an
-    id), or without `label`, `n` samples of every class, one row per class
-    (named on the left).
+    Samples are drawn, decoded and written `SAMPLES_PER_GRID` (64) at a
+    time, so memory does not grow with `n`: one grid `output` (default
+    `model_dir/samples.png`) for up to 64 samples, else `samples-000.png`,
+    `samples-001.png`, ... beside it. Batch `i` is drawn with the seed
+    `[seed, i]`, so the same `seed` gives the same images (and the first 64
+    do not depend on `n` beyond them).
+
+    A class-conditional prior draws `n` samples of class `label` (a name
+    from `prior/classes.json` or an id), or without `label`, `n` samples of
+    every class (`n` at most 64), one row per class (named on the left),
+    in one grid.
 
     Raises:
-        UsageError: a bad `n` or `temperature`, no trained model or prior,
-            `label` for an unconditional prior, or an unknown `label`.
+        UsageError: `n` not in [1, MAX_SAMPLES], `temperature` not
+            positive, `output` not a `.png` file in an existing directory,
+            no trained model or prior, `label` for an unconditional prior,
+            or an unknown `label`.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
-    if not temperature > 0:
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, int)
+        or not 1 <= n <= MAX_SAMPLES
+    ):
         raise UsageError(
-            "`temperature` must be positive. "
+            f"`n` must be an integer from 1 to {MAX_SAMPLES}. Received: n={n!r}"
+        )
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UsageError(
+            f"`seed` must be an integer from 0 to {MAX_SEED}. "
+            f"Received: seed={seed!r}"
+        )
+    if not temperature > 0 or temperature == float("inf"):
+        raise UsageError(
+            "`temperature` must be a positive number. "
             f"Received: temperature={temperature!r}"
         )
-    vqvae, _ = artifacts.load_vqvae(model_dir)
-    prior = artifacts.load_prior(model_dir)
-    ncols, row_labels = min(8, n), None
-    if label is not None:
-        class_id = _class_id(model_dir, prior, label)
-        distribution = prior.distribution(
-            labels=class_id, temperature=temperature
+    if output is not None and (
+        not output.lower().endswith(".png")
+        or not os.path.isdir(os.path.dirname(output) or ".")
+    ):
+        raise UsageError(
+            "`output` must be a .png path in an existing directory. "
+            f"Received: output={output!r}"
         )
-        codes = distribution.sample(n, seed=seed)
-    elif prior.num_classes is not None:
-        names = _class_names(model_dir, prior)
+    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
+    prior = artifacts.load_prior(model_dir, fallback=True)
+    output = output or os.path.join(model_dir, SAMPLES_FILE)
+    if label is None and prior.num_classes is not None:
+        if n > SAMPLES_PER_GRID:
+            raise UsageError(
+                f"`n` must be at most {SAMPLES_PER_GRID} for a class-"
+                "conditional prior without --label (n samples of each class "
+                f"in one grid). Received: n={n}"
+            )
         labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
         distribution = prior.distribution(
             labels=labels, temperature=temperature
         )
-        codes = distribution.sample(seed=seed)
-        ncols, row_labels = n, names
-    else:
-        distribution = prior.distribution(temperature=temperature)
-        codes = distribution.sample(n, seed=seed)
-    images = vqvae.decode(codes).numpy()
-    output = output or os.path.join(model_dir, SAMPLES_FILE)
-    save_image_grid(output, images, ncols=ncols, row_labels=row_labels)
-    return output
+        codes = distribution.sample(seed=tf.constant([seed, 0]))
+        save_image_grid(
+            output,
+            vqvae.decode(codes).numpy(),
+            ncols=n,
+            row_labels=_class_names(model_dir, prior),
+        )
+        return [output]
+    labels = None if label is None else _class_id(model_dir, prior, label)
+    distribution = prior.distribution(labels=labels, temperature=temperature)
+    count = -(-n // SAMPLES_PER_GRID)
+    paths = [output]
+    if count > 1:
+        stem = output[: -len(".png")]
+        digits = max(3, len(str(count - 1)))
+        paths = [f"{stem}-{i:0{digits}d}.png" for i in range(count)]
+    for i, path in enumerate(paths):
+        size = min(SAMPLES_PER_GRID, n - i * SAMPLES_PER_GRID)
+        codes = distribution.sample(size, seed=tf.constant([seed, i]))
+        save_image_grid(path, vqvae.decode(codes).numpy(), ncols=min(8, size))
+    return paths
 
 
 def _class_names(model_dir: str, prior) -> tuple[str, ...]:
@@ -418,16 +473,34 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     batch_size: int = 256,
+    skip_bad_files: bool = False,
 ) -> dict:
     """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
     codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
+
+    Bad image files of a `folder:` dataset are left out (and counted) with
+    `skip_bad_files` or when the model was trained with it.
     """
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise UsageError(
+            "`batch_size` must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
-    images = load_images(dataset, split, train_config.data_dir)
+    images = artifacts.load_split(
+        dataset,
+        split,
+        train_config.data_dir,
+        skip_bad_files or train_config.skip_bad_files,
+    )
     _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
-    prior = artifacts.trained_prior(model_dir)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
     batches = evaluation_batches(images, batch_size)
     if prior is not None and prior.num_classes is not None:
         labels = load_labels(
@@ -492,9 +565,11 @@ def inspect(
                 f"`{name}` must be a positive integer. "
                 f"Received: {name}={value!r}"
             )
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
-    loaded = load_images(dataset, split, train_config.data_dir)
+    loaded = artifacts.load_split(
+        dataset, split, train_config.data_dir, train_config.skip_bad_files
+    )
     _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
     images = artifacts.spread_sample(loaded, max_images)
     codes = np.concatenate(
@@ -572,6 +647,7 @@ def export(
     max_batch_size: int = 64,
     overwrite: bool = False,
     calibration_data: str | None = None,
+    skip_bad_files: bool = False,
 ) -> dict:
     """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
 
@@ -581,20 +657,33 @@ def export(
     `out_dir` defaults to `model_dir/export`. Both carry a `MANIFEST.json`
     (`vqvae verify`). Reads no dataset: the int8 decoder is calibrated on
     `calibration_data` (a `.npy` file of images or a dataset string), by
-    default the sample `vqvae train` wrote to `model_dir/calibration.npy`.
+    default the sample `vqvae train` wrote to `model_dir/calibration.npy`
+    (bad files of a `folder:` dataset are left out with `skip_bad_files`
+    or when the model was trained with it).
 
     Returns:
         name -> path of each export.
 
     Raises:
-        UsageError: no trained model, the version exists and not
+        UsageError: bad `model_name`, `version`, `max_batch_size` or
+            `out_dir`, no trained model, the version exists and not
             `overwrite`, or int8 without calibration images.
         LockedError: another export into `out_dir` runs.
         NotWritableError: `out_dir` cannot be created or written.
     """
-    vqvae, config = artifacts.load_vqvae(model_dir)
-    prior = artifacts.trained_prior(model_dir)
+    try:
+        check_names(model_name, version)
+        check_int("max_batch_size", max_batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     root = out_dir or os.path.join(model_dir, EXPORT_DIR)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UsageError(
+            f"`out` must be a directory; {root!r} is a file. "
+            f"Received: out={root!r}"
+        )
+    vqvae, config = artifacts.load_vqvae(model_dir, fallback=True)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
     # One export at a time into `root`: its checks hold until it ends.
     with _locked_output(root):
         target = os.path.join(root, model_name, str(version))
@@ -616,40 +705,60 @@ def export(
                 calibration_data,
                 vqvae.example_shape,
                 config.data_dir,
+                skip_bad_files or config.skip_bad_files,
             )
             if calibration is None:
                 raise UsageError(
-                    "`quantization` 'int8' needs calibration images, and "
-                    f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
-                    "by `vqvae train`) is missing; pass --calibration-data (a "
-                    ".npy file of images or a dataset such as folder:PATH) or "
-                    "leave out int8. "
-                    f"Received: quantization={tuple(quantization)}"
+                    f"{target!r} exists; pass --overwrite to replace it or "
+                    f"choose another --version. Received: version={version}"
                 )
-        exported = {
-            "saved_model": os.fspath(
-                export_saved_model(
+            tflite_dir = os.path.join(root, f"{model_name}_tflite")
+            if tflite and os.path.exists(tflite_dir) and not overwrite:
+                raise UsageError(
+                    f"{tflite_dir!r} exists; pass --overwrite to replace it or "
+                    f"choose another --out. Received: out={root!r}"
+                )
+            calibration = None
+            if tflite and "int8" in quantization:
+                calibration = artifacts.calibration_images(
+                    model_dir,
+                    calibration_data,
+                    vqvae.example_shape,
+                    config.data_dir,
+                )
+                if calibration is None:
+                    raise UsageError(
+                        "`quantization` 'int8' needs calibration images, "
+                        f"and {os.path.join(model_dir, CALIBRATION_FILE)} "
+                        "(written by `vqvae train`) is missing; pass "
+                        "--calibration-data (a .npy file of images or a "
+                        "dataset such as folder:PATH) or leave out int8. "
+                        f"Received: quantization={tuple(quantization)}"
+                    )
+            exported = {
+                "saved_model": os.fspath(
+                    export_saved_model(
+                        vqvae,
+                        root,
+                        model_name,
+                        version=version,
+                        prior=prior,
+                        overwrite=overwrite,
+                        max_batch_size=max_batch_size,
+                    )
+                )
+            }
+            if tflite:
+                export_tflite(
                     vqvae,
-                    root,
-                    model_name,
-                    version=version,
+                    tflite_dir,
+                    quantization=tuple(quantization),
+                    representative_images=calibration,
                     prior=prior,
                     overwrite=overwrite,
-                    max_batch_size=max_batch_size,
                 )
-            )
-        }
-        if tflite:
-            export_tflite(
-                vqvae,
-                tflite_dir,
-                quantization=tuple(quantization),
-                representative_images=calibration,
-                prior=prior,
-                overwrite=overwrite,
-            )
-            exported["tflite"] = tflite_dir
-        return exported
+                exported["tflite"] = tflite_dir
+            return exported
 
 
 def verify(path: str) -> None:
@@ -657,10 +766,10 @@ def verify(path: str) -> None:
     versions, or a TFLite directory) against its `MANIFEST.json`.
 
     Raises:
-        UsageError: `path` does not exist.
+        UsageError: `path` is not a directory.
         VerificationError: a file or signature does not match.
     """
-    if not os.path.exists(path):
+    if not os.path.isdir(path):
         raise UsageError(
             f"`path` must be an export directory. Received: path={path!r}"
         )
@@ -699,7 +808,7 @@ def demo(
     written.update(result.artifacts)
     timings["train_prior"] = time.time() - started - sum(timings.values())
     print("vqvae demo: 3/5 sample", flush=True)
-    written["samples"] = sample(model_dir, n=64, seed=0)
+    (written["samples"],) = sample(model_dir, n=64, seed=0)
     print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
     metrics = evaluate(model_dir)
     written["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
@@ -732,12 +841,20 @@ def _locked_output(root: str):
 
 def _validation_images(config: TrainConfig, train_images: Images):
     """A fixed batch: images spread evenly over the first 1024 of the test
-    split (or of the training split if there is no test split)."""
+    split (or of the training split if there is no test split). A bad file
+    in the test split is an error like one in the training split."""
     _, _, named_split = parse_dataset(config.dataset)
     source = train_images
     if named_split is None:
         try:
-            source = load_images(config.dataset, "test", config.data_dir)
+            source = artifacts.load_split(
+                config.dataset,
+                "test",
+                config.data_dir,
+                config.skip_bad_files,
+            )
+        except BadImageFileError:
+            raise
         except DatasetError:
             source = train_images
         if source.image_shape != train_images.image_shape:

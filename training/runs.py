@@ -106,6 +106,8 @@ def make_strategy(config) -> tf.distribute.Strategy:
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
+        if config.devices:
+            _check_devices(config.devices)
         return mirrored_strategy(config.devices)
     if not os.environ.get("TF_CONFIG"):
         raise UsageError(
@@ -116,6 +118,29 @@ def make_strategy(config) -> tf.distribute.Strategy:
     if not _MULTI_WORKER:
         _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
     return _MULTI_WORKER[0]
+
+
+def _check_devices(devices) -> None:
+    """Every name in `devices` is a device of this machine (TensorFlow would
+    otherwise place the work elsewhere without a word)."""
+
+    def key(name: str):
+        try:
+            spec = tf.DeviceSpec.from_string(name)
+        except ValueError:
+            return None
+        if spec.device_type is None:
+            return None
+        return spec.device_type.upper(), spec.device_index or 0
+
+    present = {key(d.name) for d in tf.config.list_logical_devices()}
+    for name in devices:
+        if key(name) not in present:
+            names = sorted(f"/{kind.lower()}:{i}" for kind, i in present)
+            raise UsageError(
+                f"`devices` must name devices of this machine "
+                f"({', '.join(names)}). Received: devices={list(devices)}"
+            )
 
 
 def worker_dir(strategy, run_dir: str) -> tuple[str, bool]:
@@ -136,6 +161,15 @@ def worker_dir(strategy, run_dir: str) -> tuple[str, bool]:
     ):
         return run_dir, True
     return os.path.join(run_dir, WORKERS_DIR, f"{task_type}-{task_id}"), False
+
+
+def build_for_examples(model: keras.Model, example_shape) -> None:
+    """Builds `model` for batches of examples of `example_shape`: a shape,
+    or a dict of shapes for models with several inputs."""
+    if isinstance(example_shape, dict):
+        model.build({k: (None, *v) for k, v in example_shape.items()})
+    else:
+        model.build((None, *example_shape))
 
 
 class Run:
@@ -345,12 +379,7 @@ class Run:
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
                 model = make_model()
-                if isinstance(example_shape, dict):
-                    model.build(
-                        {k: (None, *v) for k, v in example_shape.items()}
-                    )
-                else:
-                    model.build((None, *example_shape))
+                build_for_examples(model, example_shape)
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
                     **compile_kwargs,
