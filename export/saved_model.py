@@ -340,6 +340,23 @@ def write_warmup_requests(
     return path
 
 
+def check_names(model_name: str, version: int) -> None:
+    """Checks the `model_name` and `version` of `export_saved_model` (they
+    become the directories `model_name/version`).
+
+    Raises:
+        ValueError: unless `model_name` is a non-empty name of letters,
+            digits, `_`, `.` or `-` and `version` a positive integer.
+    """
+    if not isinstance(model_name, str) or not _NAME_PATTERN.match(model_name):
+        raise ValueError(
+            "`model_name` must be a non-empty name of letters, digits, '_', "
+            "'.' or '-' (it becomes a directory). "
+            f"{describe('model_name', model_name)}"
+        )
+    check_int("version", version)
+
+
 def export_saved_model(
     model: keras.Model,
     out_dir: str | os.PathLike,
@@ -384,13 +401,7 @@ def export_saved_model(
         FileExistsError: if the version exists and `overwrite` is False.
         ValueError, TypeError: for invalid arguments.
     """
-    if not isinstance(model_name, str) or not _NAME_PATTERN.match(model_name):
-        raise ValueError(
-            "`model_name` must be a non-empty name of letters, digits, '_', "
-            "'.' or '-' (it becomes a directory). "
-            f"{describe('model_name', model_name)}"
-        )
-    check_int("version", version)
+    check_names(model_name, version)
     functions = ServingFunctions(
         model,
         image_size=image_size,

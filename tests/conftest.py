@@ -1,8 +1,18 @@
-"""Test session set-up: quiet TensorFlow, two logical CPU devices."""
+"""Test session set-up: quiet TensorFlow, two logical CPU devices, a
+cache directory of the session's own."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The image-check cache (`tf_vqvae.data.image_check_cache_file`) lives under
+# $XDG_CACHE_HOME: tests, and the `vqvae` processes they start, never write
+# the user's ~/.cache.
+_CACHE_HOME = tempfile.mkdtemp(prefix="tf-vqvae-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+atexit.register(shutil.rmtree, _CACHE_HOME, ignore_errors=True)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

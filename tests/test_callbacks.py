@@ -1,6 +1,8 @@
 """TensorBoard callbacks: a real `fit`, event files read back by TensorBoard."""
 
+import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -307,6 +309,290 @@ def test_callback_bad_arguments(tmp_path):
         "`sample_fn` must be callable as sample_fn(num, seed). "
         "Received: sample_fn=None (of type NoneType)."
     )
+
+
+# ------------------------------------------------------------ CodebookHealth
+HEALTH_TINY = dict(
+    num_embeddings=32,
+    embedding_dim=8,
+    num_hiddens=16,
+    num_residual_hiddens=8,
+    num_residual_blocks=1,
+)
+# Collapse: the paper's plain algorithm (random codebook, no restarts).
+COLLAPSING = dict(data_init=None, dead_code_restart_steps=None)
+HEALTHY = dict(data_init="kmeans++", dead_code_restart_steps=20)
+_MESSAGE = re.compile(
+    r"^CodebookHealth: epoch (\d+): codebook collapse: (\d+) of (\d+) codes "
+    r"used(?: \([\d.]+% < \d+%\))?, (\d+) dead(?:, perplexity ([\d.e+]+) "
+    r"\([\d.]+% of K < \d+%\))?; try (.*)\.$"
+)
+
+
+def _fit_with_health(model_kwargs, health, steps, lr=1e-3, epochs=1):
+    from tf_vqvae.data import photo_tiles
+
+    images = photo_tiles("train")[: 32 * steps]
+    keras.utils.set_random_seed(0)
+    model = VQVAE(**model_kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(lr))
+    history = model.fit(
+        images, batch_size=32, epochs=epochs, verbose=0, callbacks=[health]
+    )
+    return model, history
+
+
+@pytest.mark.parametrize(
+    "settings, collapses",
+    [(COLLAPSING, True), (HEALTHY, False)],
+    ids=["no-init-no-restarts-collapses", "kmeans++-restarts-healthy"],
+)
+def test_codebook_health_fires_on_collapse_only(settings, collapses, capsys):
+    health = tb.CodebookHealth(on_collapse="stop")
+    _, history = _fit_with_health(
+        {**HEALTH_TINY, **settings}, health, steps=6, epochs=2
+    )
+    err = capsys.readouterr().err
+    verdict = health.verdict
+    assert verdict.healthy is not collapses
+    if not collapses:
+        assert err == ""
+        assert len(history.history["loss"]) == 2
+        assert health.stopped_epoch is None
+        assert verdict.used_codes > 0.25 * 32
+        assert verdict.perplexity > 0.05 * 32
+        return
+    # Fires within the first epoch, and "stop" stops there.
+    assert health.stopped_epoch == 0
+    assert len(history.history["loss"]) == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0] == verdict.message
+    match = _MESSAGE.match(lines[0])
+    assert match, lines[0]
+    assert match.group(1) == "1"
+    assert match.group(6) == (
+        "--data-init kmeans++, --dead-code-restart-steps 100, a lower "
+        "--learning-rate (now 0.001) or an FSQ quantizer"
+    )
+
+
+@pytest.mark.slow
+def test_codebook_health_quiet_on_the_demo_settings(capsys):
+    from tf_vqvae.training.config import PRESETS
+
+    config = PRESETS["demo"].train
+    health = tb.CodebookHealth(on_collapse="stop")
+    _fit_with_health(
+        config.model_kwargs(), health, steps=30, lr=config.learning_rate
+    )
+    assert capsys.readouterr().err == ""
+    assert health.verdict.healthy
+    assert health.verdict.used_codes == config.num_embeddings
+
+
+def _numpy_usage(codes, k):
+    counts = np.bincount(codes.reshape(-1), minlength=k).astype("float64")
+    p = counts / counts.sum()
+    p = p[p > 0]
+    return int(np.count_nonzero(counts)), float(np.exp(-np.sum(p * np.log(p))))
+
+
+@pytest.mark.parametrize("replicas", [1, 2], ids=["1-replica", "2-replicas"])
+def test_codebook_health_numbers_equal_a_numpy_recount(
+    replicas, tmp_path, capsys
+):
+    """With a frozen model (learning rate 0, gradient codebook, no init or
+    restarts) the epoch's codes are those of `encode` on the epoch's data."""
+    from tests.conftest import mirrored_strategy
+
+    images = photo_patches(size=16, count=64, seed=1)
+    strategy = (
+        mirrored_strategy() if replicas == 2 else tf.distribute.get_strategy()
+    )
+    with strategy.scope():
+        model = VQVAE(**TINY, quantizer="vq", **COLLAPSING)
+        model.compile(optimizer=keras.optimizers.Adam(0.0))
+    # Thresholds of 1 make every epoch "collapse", so the line is printed.
+    health = tb.CodebookHealth(
+        min_usage=1.0,
+        min_perplexity=1.0,
+        log_dir=str(tmp_path / "logs"),
+        summary_path=str(tmp_path / "health.json"),
+    )
+    # Two epochs (the counts restart each epoch) on one replica; one on two.
+    epochs = 3 - replicas
+    model.fit(
+        images,
+        batch_size=16,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[health],
+    )
+    used, perplexity = _numpy_usage(model.encode(images).numpy(), 16)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == epochs
+    for epoch, line in enumerate(lines):
+        match = _MESSAGE.match(line)
+        assert match, line
+        assert match.groups()[:5] == (
+            str(epoch + 1),
+            str(used),
+            "16",
+            str(16 - used),
+            f"{perplexity:.3g}",
+        )
+        verdict = health.verdicts[epoch]
+        assert (verdict.used_codes, verdict.dead_codes) == (used, 16 - used)
+        np.testing.assert_allclose(verdict.perplexity, perplexity, rtol=1e-5)
+
+    summary = json.loads((tmp_path / "health.json").read_text())
+    assert summary["healthy"] is False
+    assert summary["on_collapse"] == "warn"
+    assert [e["epoch"] for e in summary["epochs"]] == list(range(epochs))
+    assert summary["epochs"][-1]["used_codes"] == used
+    assert summary["epochs"][-1]["message"] == lines[-1]
+    codebook = os.path.join(tmp_path, "logs", "codebook")
+    healthy = _tensor_events(codebook, "codebook/healthy")
+    values = [float(tf.make_ndarray(e.tensor_proto)) for e in healthy]
+    assert [e.step for e in healthy] == list(range(epochs))
+    assert values == [0.0] * epochs
+    assert _plugin(codebook, "codebook/health") == "text"
+    text = _tensor_events(codebook, "codebook/health")[-1].tensor_proto
+    assert text.string_val[0].decode() == lines[-1]
+
+
+def test_codebook_health_keeps_earlier_epochs_of_a_resumed_run(tmp_path):
+    path = tmp_path / "health.json"
+    logs = {"epoch_codebook_usage": 0.5, "dead_codes": 8, "epoch_perplexity": 6}
+    for epoch in (0, 1, 2):
+        health = tb.CodebookHealth(summary_path=str(path), model=VQVAE(**TINY))
+        health.set_model(health.vqvae)
+        health.on_epoch_end(epoch, logs)
+    summary = json.loads(path.read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1, 2]
+    assert summary["healthy"] is True
+    assert summary["epochs"][0] == {
+        "epoch": 0,
+        "num_embeddings": 16,
+        "used_codes": 8,
+        "dead_codes": 8,
+        "perplexity": 6.0,
+        "healthy": True,
+        "message": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(on_collapse="halt"),
+            "`on_collapse` must be 'warn' or 'stop'. Received: "
+            "on_collapse='halt' (of type str).",
+        ),
+        (
+            dict(min_usage=1.5),
+            "`min_usage` must be a number in [0, 1] (a fraction of "
+            "num_embeddings). Received: min_usage=1.5 (of type float).",
+        ),
+        (
+            dict(min_perplexity="0.1"),
+            "`min_perplexity` must be a number in [0, 1] (a fraction of "
+            "num_embeddings). Received: min_perplexity='0.1' (of type str).",
+        ),
+    ],
+    ids=["on_collapse", "min_usage", "min_perplexity"],
+)
+def test_codebook_health_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        tb.CodebookHealth(**kwargs)
+    assert str(info.value) == message
+
+
+def test_codebook_health_needs_the_epoch_metrics():
+    health = tb.CodebookHealth(model=VQVAE(**TINY))
+    with pytest.raises(ValueError) as info:
+        health.on_epoch_end(0, {"loss": 1.0, "dead_codes": 3})
+    assert str(info.value) == (
+        "`CodebookHealth` needs the model's epoch codebook metrics "
+        "['epoch_codebook_usage', 'dead_codes', 'epoch_perplexity'] (see "
+        "tf_vqvae.metrics.CodebookUsage); the epoch's logs have none of "
+        "['epoch_codebook_usage', 'epoch_perplexity']. Received: logs keys "
+        "['dead_codes', 'loss']"
+    )
+
+
+def test_label_rows_names_each_row(tmp_path):
+    from tf_vqvae.visualize import label_rows
+
+    images = np.full((6, 16, 12, 3), 200, "uint8")
+    grid = image_grid(images, ncols=3)  # 2 rows of 16-pixel tiles
+    labeled = label_rows(grid, ["cat", "hubble_deep_field"], row_height=16)
+    margin = labeled.shape[1] - grid.shape[1]
+    assert labeled.shape[0] == grid.shape[0] and margin > 0
+    np.testing.assert_array_equal(labeled[:, margin:], grid)
+    text = labeled[:, :margin].max(axis=(1, 2))
+    # Text inside each row's band, none on the padding lines between.
+    assert text[1:17].max() > 0 and text[18:34].max() > 0
+    assert text[0] == text[17] == text[34] == 0
+    # The longer name needs more room.
+    short = label_rows(grid, ["a", "b"], row_height=16)
+    assert short.shape[1] < labeled.shape[1]
+    written = save_image_grid(
+        tmp_path / "rows.png", images, ncols=3, row_labels=["a", "b"]
+    )
+    np.testing.assert_array_equal(written, short)
+    with pytest.raises(ValueError) as info:
+        label_rows(grid, ["only one"], row_height=16)
+    assert str(info.value) == (
+        "`labels` must name each of the grid's 2 rows. Received: 1 labels"
+    )
+
+
+def test_code_patches_are_the_regions_of_that_code():
+    from tf_vqvae.visualize import code_patches
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 12, 3), "uint8")
+    codes = rng.integers(0, 4, (3, 2, 3))
+    patches, positions = code_patches(images, codes, 2, 4, 100, context=2)
+    assert len(patches) == np.sum(codes == 2)
+    assert patches.shape[1:] == (8, 8, 3)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    for patch, (n, i, j) in zip(patches, positions):
+        assert codes[n, i, j] == 2
+        np.testing.assert_array_equal(
+            patch, padded[n, 4 * i : 4 * i + 8, 4 * j : 4 * j + 8]
+        )
+        np.testing.assert_array_equal(
+            patch[2:6, 2:6], images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
+        )
+    # At most `count`, spread over the occurrences (first and last kept).
+    few, where = code_patches(images, codes, 2, 4, 2)
+    assert few.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(where, positions[[0, -1]])
+    none, _ = code_patches(images, codes, 7, 4, 5)
+    assert none.shape == (0, 4, 4, 3)
+
+
+def test_usage_plot_bars_follow_the_counts():
+    from tf_vqvae.visualize import usage_plot
+
+    counts = np.array([10, 0, 40, 20] + [5] * 60)
+    plot = usage_plot(counts, width=640, height=240)
+    assert plot.shape == (240, 640, 3) and plot.dtype == np.uint8
+    bars = np.all(plot == (40, 90, 180), axis=-1)
+    heights = bars.sum(axis=0)
+    # 64 codes over the 584 plot columns (48 to 632): 9.125 columns each.
+    centre = (48 + (np.arange(64) + 0.5) * (584 / 64)).astype(int)
+    bar_heights = heights[centre]
+    assert bar_heights[1] == 0 and bar_heights[2] == bar_heights.max()
+    np.testing.assert_allclose(
+        bar_heights / bar_heights[2], counts / 40, atol=1.5 / bar_heights[2]
+    )
+    # The dead code's red tick under the axis.
+    assert np.any(np.all(plot[:, centre[1]] == (220, 40, 40), axis=-1))
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,12 @@
 """Tests for the `vqvae` command line: train, its artifacts and bad input."""
 
 import dataclasses
+import io
 import json
 import os
 import shutil
+import struct
+import zlib
 
 import keras
 import numpy as np
@@ -16,15 +19,17 @@ from tests.testing import (
     TINY_QUANTIZER_FLAGS,
     TINY_QUANTIZER_OPTIONS,
 )
-from tf_vqvae import options
-from tf_vqvae.data import photo_crops, photo_tiles
+from tf_vqvae import PixelCNNPrior, options
+from tf_vqvae.data import load_images, load_labels, photo_crops, photo_tiles
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import (
     ConfigError,
+    PriorConfig,
     TrainConfig,
     load_config,
     save_config,
 )
+from tf_vqvae.visualize import to_uint8
 
 TINY = [
     "--epochs",
@@ -412,6 +417,22 @@ def test_prior_sample_evaluate(trained_dir, capsys):
         grids.append(np.asarray(Image.open(output)))
     assert grids[0].shape == (34, 133, 3)
     np.testing.assert_array_equal(grids[0], grids[1])
+    # More than 64 samples: drawn, decoded and written 64 per grid.
+    argv = ["sample", "--model-dir", model_dir, "--seed", "3"]
+    one = str(trained_dir / "one.png")
+    assert cli.main([*argv, "--n", "64", "--output", one]) == 0
+    many = str(trained_dir / "many.png")
+    assert cli.main([*argv, "--n", "130", "--output", many]) == 0
+    paths = [str(trained_dir / f"many-00{i}.png") for i in range(3)]
+    assert capsys.readouterr().out == (
+        f"vqvae: 64 samples in {one}\n"
+        f"vqvae: 130 samples in {paths[0]} ... {paths[2]} (3 grids)\n"
+    )
+    assert not os.path.exists(many)
+    grids = [np.asarray(Image.open(path)) for path in paths]
+    assert [grid.shape for grid in grids] == [(265, 265, 3)] * 2 + [(34, 67, 3)]
+    np.testing.assert_array_equal(grids[0], np.asarray(Image.open(one)))
+    assert not np.array_equal(grids[0], grids[1])
 
     assert cli.main(["evaluate", "--model-dir", model_dir]) == 0
     out = capsys.readouterr().out
@@ -476,10 +497,30 @@ def test_commands_need_their_inputs(tmp_path, trained_dir, capsys):
             f"run `vqvae train --model-dir {empty}` first. "
             f"Received: model_dir={empty!r}",
         ),
-        (
-            ["sample", "--model-dir", str(trained_dir), "--n", "0"],
-            "`n` must be a positive integer. Received: n=0",
-        ),
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir), "--n", n],
+                f"`n` must be an integer from 1 to 65536. Received: n={n}",
+            )
+            for n in ("0", "-1", "65537")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir)]
+                + ["--temperature", value],
+                "`temperature` must be a positive number. "
+                f"Received: temperature={float(value)!r}",
+            )
+            for value in ("0", "-1", "nan", "inf")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", str(trained_dir), "--output", path],
+                "`output` must be a .png path in an existing directory. "
+                f"Received: output={path!r}",
+            )
+            for path in (f"{empty}/a.png", str(tmp_path / "a.jpg"))
+        ],
         (
             [
                 "evaluate",
@@ -657,6 +698,545 @@ def test_export_reads_no_dataset(tmp_path, capsys):
         "to replace it or choose another --out. "
         f"Received: out={str(tmp_path / 'b')!r}\n"
     )
+
+
+def test_codebook_collapse_warns_or_stops(tmp_path, capsys):
+    """`vqvae train` checks the codebook every epoch (CodebookHealth):
+    the paper's plain algorithm collapses here; with --on-collapse stop
+    the run stops after that epoch and exits 1, checkpointed, without
+    model.keras."""
+    model_dir = tmp_path / "run"
+    collapsing = ["--data-init", "none", "--dead-code-restart-steps", "none"]
+    flags = [*collapsing, "--epochs", "2", "--on-collapse", "stop"]
+    assert _train(model_dir, *flags) == cli.EXIT_FAILED
+    err = capsys.readouterr().err.splitlines()
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert summary["healthy"] is False and summary["on_collapse"] == "stop"
+    [verdict] = summary["epochs"]
+    assert err[0] == verdict["message"]
+    assert verdict["message"].startswith(
+        "CodebookHealth: epoch 1: codebook collapse: "
+        f"{verdict['used_codes']} of 16 codes used"
+    )
+    assert err[1] == (
+        "vqvae train: error: Training stopped after epoch 1 of 2 (step 3, "
+        f"checkpointed in {model_dir}/checkpoints). {verdict['message']} "
+        "Train again in a new --model-dir with those options, or resume "
+        "this one with --on-collapse warn."
+    )
+    assert (model_dir / "checkpoints" / "ckpt-3.index").is_file()
+    assert not (model_dir / "model.keras").exists()
+    # Resumed with a warning only: trains on, and the verdicts of both
+    # invocations are kept.
+    resume = [*collapsing, "--epochs", "2", "--on-collapse", "warn"]
+    assert _train(model_dir, *resume) == 0
+    out, err = capsys.readouterr()
+    assert str(model_dir / "codebook_health.json") in out
+    assert err.startswith("CodebookHealth: epoch 2: codebook collapse: ")
+    summary = json.loads((model_dir / "codebook_health.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    assert summary["on_collapse"] == "warn"
+
+
+def _class_folders(root, classes=("cat", "dog", "fish"), per_class=8):
+    """`root/{train,test}/CLASS/i.png`: 16x16 photo crops, one photo per
+    class."""
+    for split, count in (("train", per_class), ("test", 2)):
+        for c, name in enumerate(classes):
+            crops = photo_crops(16, count, seed=c + (split == "test") * 10)
+            for i, crop in enumerate(crops):
+                path = root / split / name / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(crop).save(path)
+    return f"folder:{root}"
+
+
+def test_class_conditional_prior_and_samples_by_label(tmp_path, capsys):
+    dataset = _class_folders(tmp_path / "data")
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, "--dataset", dataset) == 0
+    argv = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    assert cli.main([*argv, "--class-conditional"]) == 0
+    out = capsys.readouterr().out
+    classes_file = model_dir / "prior" / "classes.json"
+    assert str(classes_file) in out
+    assert json.loads(classes_file.read_text()) == {
+        "dataset": dataset,
+        "class_names": ["cat", "dog", "fish"],
+    }
+    prior = artifacts.load_prior(str(model_dir))
+    assert prior.num_classes == 3
+    assert load_config(
+        str(model_dir / "prior" / "config.json"), PriorConfig
+    ).class_conditional
+
+    # By name or id: the same samples.
+    grids = []
+    for label in ("dog", "1"):
+        output = str(tmp_path / f"{label}.png")
+        sample = ["sample", "--model-dir", str(model_dir), "--n", "3"]
+        assert cli.main([*sample, "--label", label, "--output", output]) == 0
+        assert capsys.readouterr().out == (
+            f"vqvae: 3 samples of class {label} in {output}\n"
+        )
+        grids.append(np.asarray(Image.open(output)))
+    assert grids[0].shape == (18, 3 * 17 + 1, 3)
+    np.testing.assert_array_equal(grids[0], grids[1])
+    # The same codes as the prior's own distribution for class 1.
+    vqvae = keras.saving.load_model(str(model_dir / "model.keras"))
+    codes = prior.distribution(labels=1).sample(3, seed=0)
+    expected = to_uint8(vqvae.decode(codes).numpy())
+    np.testing.assert_array_equal(grids[0][1:17, 1:17], expected[0])
+
+    # No label: every class, one row each, named on the left.
+    output = tmp_path / "all.png"
+    sample = ["sample", "--model-dir", str(model_dir), "--n", "2"]
+    assert cli.main([*sample, "--output", str(output)]) == 0
+    assert capsys.readouterr().out == (
+        f"vqvae: 2 samples of each of 3 classes (a row each) in {output}\n"
+    )
+    grid = np.asarray(Image.open(output))
+    assert grid.shape[0] == 3 * 17 + 1 and grid.shape[1] > 2 * 17 + 1
+    margin = grid.shape[1] - (2 * 17 + 1)
+    assert grid[:, :margin].max() > 0  # the class names
+
+    # Unknown label; a label for an unconditional prior.
+    sample = ["sample", "--model-dir", str(model_dir), "--label"]
+    for label in ("bird", "3", "-1"):
+        assert cli.main([*sample, label]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err == (
+            "vqvae sample: error: `label` must be a class name of "
+            f"{model_dir}'s prior (cat, dog, fish) or an id in [0, 3). "
+            f"Received: label={label!r}\n"
+        )
+    plain_dir = tmp_path / "plain"
+    (plain_dir / "prior").mkdir(parents=True)
+    for name in ("model.keras", "config.json"):
+        shutil.copy(model_dir / name, plain_dir / name)
+    plain = PixelCNNPrior(16, prior.grid_shape, num_hiddens=8, num_layers=2)
+    plain.build((None, *prior.grid_shape))
+    plain.save(str(plain_dir / "prior" / "prior.keras"))
+    argv = ["sample", "--model-dir", str(plain_dir), "--label", "dog"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "vqvae sample: error: `label` needs a class-conditional prior, and "
+        f"{plain_dir}'s prior is unconditional; train one with `vqvae "
+        "train-prior --class-conditional` or leave out --label. "
+        "Received: label='dog'\n"
+    )
+
+    # evaluate scores the test split's codes under their own classes.
+    metrics = commands.evaluate(str(model_dir))
+    images = load_images(dataset, "test")
+    labels = load_labels(dataset, "test").labels
+    x = np.stack([image.numpy() for image in images.dataset])
+    nats = -prior.distribution(labels=labels).log_prob(vqvae.encode(x))
+    np.testing.assert_allclose(
+        metrics["bits_per_dim_pixelcnn_prior"]
+        - metrics["bits_per_dim_uniform_prior"],
+        (float(np.sum(nats)) - len(x) * 16 * np.log(16))
+        / (len(x) * 16 * 16 * 3 * np.log(2)),
+        rtol=1e-4,
+    )
+
+
+def test_inspect_writes_the_per_code_view(trained_dir, capsys):
+    model_dir = str(trained_dir)
+    argv = ["inspect", "--model-dir", model_dir, "--num-codes", "3"]
+    argv += ["--patches-per-code", "4", "--max-images", "200"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    codes_dir = trained_dir / "codes"
+    for name in ("usage.png", "top_codes.png", "bottom_codes.png"):
+        assert str(codes_dir / name) in out
+    assert np.asarray(Image.open(codes_dir / "usage.png")).shape == (
+        240,
+        640,
+        3,
+    )
+
+    # The same images and codes, recounted with numpy.
+    model = keras.saving.load_model(str(trained_dir / "model.keras"))
+    images = artifacts.spread_sample(load_images("photos"), 200)
+    codes = model.encode(images).numpy()
+    counts = np.bincount(codes.reshape(-1), minlength=16)
+    summary = json.loads((codes_dir / "usage.json").read_text())
+    assert summary["counts"] == counts.tolist()
+    assert summary["num_images"] == 200
+    used = np.flatnonzero(counts)
+    top = summary["top_codes"]
+    assert top[0] == int(np.argmax(counts)) and len(top) == min(3, len(used))
+    assert summary["bottom_codes"][0] == int(used[np.argmin(counts[used])])
+
+    # Each row: 4 tiles of a 12x12 patch (the code's 4x4 region and 4
+    # pixels around it) enlarged 3 times, after the row names.
+    grid = np.asarray(Image.open(codes_dir / "top_codes.png"))
+    assert grid.shape[0] == len(top) * 37 + 1
+    margin = grid.shape[1] - (4 * 37 + 1)
+    assert margin > 0
+    occurrences = np.argwhere(codes == top[0])
+    picks = np.linspace(0, len(occurrences) - 1, 4).round().astype(int)
+    for tile, (n, i, j) in enumerate(occurrences[picks]):
+        assert codes[n, i, j] == top[0]
+        left = margin + 1 + tile * 37
+        inner = grid[1 + 13 : 1 + 23, left + 13 : left + 23]
+        region = images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
+        enlarged = region.repeat(3, axis=0).repeat(3, axis=1)
+        np.testing.assert_array_equal(inner, enlarged[1:11, 1:11])
+
+    assert cli.main([*argv, "--num-codes", "0"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "vqvae inspect: error: `num_codes` must be a positive integer. "
+        "Received: num_codes=0\n"
+    )
+
+
+# ------------------------------------------------------- bad image files
+def _png_header_only(width, height):
+    """A PNG whose header claims `width x height` RGB pixels: what a
+    decompression bomb looks like before it is decoded."""
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _folder_with_bad_files(root, split="train"):
+    """24 good 8x8 PNGs in `root/train/a` and `root/test/a`, and in
+    `root/SPLIT/b` a 0-byte .png, a text file named .jpg, a truncated PNG
+    and a decompression bomb's header; returns the bad files' paths."""
+    for name in ("train", "test"):
+        folder = root / name / "a"
+        folder.mkdir(parents=True)
+        for index, crop in enumerate(photo_crops(8, 24, seed=1)):
+            Image.fromarray(crop).save(folder / f"{index}.png")
+    buffer = io.BytesIO()
+    Image.fromarray(photo_crops(8, 1, seed=2)[0]).save(buffer, "PNG")
+    png = buffer.getvalue()
+    bad = {
+        "a-empty.png": b"",
+        "b-text.jpg": b"hello world\n",
+        "c-truncated.png": png[: len(png) // 2],
+        "d-bomb.png": _png_header_only(10_000, 10_000),
+    }
+    (root / split / "b").mkdir()
+    for name, content in bad.items():
+        (root / split / "b" / name).write_bytes(content)
+    return [str(root / split / "b" / name) for name in bad]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_bad_image_files_exit_2_naming_the_file(tmp_path, capsys, split):
+    """Bad files in the training split, or in the test split that the
+    validation images come from: one line, exit 2, no model dir."""
+    folder = tmp_path / "images"
+    first, *_ = _folder_with_bad_files(folder, split)
+    model_dir = tmp_path / "run"
+    code = _train(model_dir, "--dataset", f"folder:{folder}")
+    assert code == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae train: error: `dataset` file {first!r} is not a readable "
+        "image: empty file (0 bytes) (4 bad files in all). Fix or remove "
+        "them, or pass --skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset='folder:{folder}'\n"
+    )
+    assert not model_dir.exists()
+
+
+def test_skip_bad_files_trains_and_counts_them(tmp_path, capsys):
+    folder = tmp_path / "images"
+    first, *_ = _folder_with_bad_files(folder)
+    model_dir = tmp_path / "run"
+    dataset = f"folder:{folder}"
+    assert _train(model_dir, "--dataset", dataset, "--skip-bad-files") == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"vqvae: Skipped 4 bad image files of {dataset!r} split 'train' "
+        f"(first: {first}: empty file (0 bytes))."
+    ]
+    assert "vqvae: trained 3 steps" in captured.out
+    assert load_config(str(model_dir / "config.json")).skip_bad_files
+    assert np.load(model_dir / "calibration.npy").shape == (24, 8, 8, 3)
+    # The option is kept with the run, like --data-dir: evaluate skips too.
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert capsys.readouterr().err == ""
+    # It may change on resume (it does not change the model).
+    argv = ["train", "--model-dir", str(model_dir), "--no-skip-bad-files"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert "is not a readable image" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ damaged .keras
+_TRUNCATED = "not a complete zip archive: File is not a zip file; truncated?"
+
+
+def _truncate(path):
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+
+
+def test_damaged_model_keras_falls_back_to_the_newest_checkpoint(
+    trained_dir, tmp_path, capsys
+):
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_dir, model_dir)
+    intact = keras.saving.load_model(str(model_dir / "model.keras"))
+    tiles = photo_tiles("test")[:8]
+    expected = intact(tiles, training=False).numpy()
+    _truncate(model_dir / "model.keras")
+    checkpoint = model_dir / "checkpoints" / "ckpt-3"
+    # The library's loader names the damage (Keras says "File not found").
+    with pytest.raises(artifacts.DamagedModelError) as info:
+        artifacts.load_vqvae(str(model_dir))
+    assert str(info.value) == (
+        f"`model_dir` {str(model_dir)!r}: model.keras is damaged "
+        f"({_TRUNCATED}); `vqvae train --model-dir {model_dir}` writes it "
+        "again from the newest checkpoint. "
+        f"Received: model_dir={str(model_dir)!r}"
+    )
+    # The commands rebuild it from the newest checkpoint and say so.
+    model, _ = artifacts.load_vqvae(str(model_dir), fallback=True)
+    assert capsys.readouterr().err == (
+        f"vqvae: model.keras is damaged ({_TRUNCATED}); using the newest "
+        f"readable checkpoint instead, {checkpoint} (step 3).\n"
+    )
+    assert model.example_shape == (32, 32, 3)
+    np.testing.assert_array_equal(model(tiles, training=False), expected)
+    # Without calibration.npy the image channels come from the checkpoint.
+    os.remove(model_dir / "calibration.npy")
+    model, _ = artifacts.load_vqvae(str(model_dir), fallback=True)
+    assert model.example_shape == (None, None, 3)
+    np.testing.assert_array_equal(model(tiles, training=False), expected)
+    # Without a readable checkpoint: one line, exit 2.
+    shutil.rmtree(model_dir / "checkpoints")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"vqvae evaluate: error: `model_dir` {str(model_dir)!r}: model.keras "
+        f"is damaged ({_TRUNCATED}) and no checkpoint can be read; `vqvae "
+        f"train --model-dir {model_dir}` writes it again from the newest "
+        f"checkpoint. Received: model_dir={str(model_dir)!r}\n"
+    )
+
+
+@pytest.mark.slow
+def test_sample_and_evaluate_with_damaged_keras_files(
+    trained_dir, tmp_path, capsys
+):
+    model_dir = tmp_path / "run"
+    shutil.copytree(trained_dir, model_dir)
+    argv = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    assert cli.main(argv) == 0
+    sample = ["sample", "--model-dir", str(model_dir), "--n", "4"]
+    assert cli.main([*sample, "--output", str(tmp_path / "intact.png")]) == 0
+    capsys.readouterr()
+    _truncate(model_dir / "model.keras")
+    _truncate(model_dir / "prior" / "prior.keras")
+    assert cli.main([*sample, "--output", str(tmp_path / "fallback.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("vqvae: model.keras is damaged")
+    assert err[-1] == (
+        f"vqvae: prior/prior.keras is damaged ({_TRUNCATED}); using the "
+        "newest readable checkpoint instead, "
+        f"{model_dir / 'prior' / 'checkpoints' / 'ckpt-2'} (step 2)."
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "fallback.png")),
+        np.asarray(Image.open(tmp_path / "intact.png")),
+    )
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert "model.keras is damaged" in capsys.readouterr().err
+
+
+# ------------------------------------------------ one line, never a traceback
+def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
+    run = str(trained_dir)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    text_file = tmp_path / "file.txt"
+    text_file.write_text("hi\n")
+    png = tmp_path / "image.png"
+    _write_png(str(png))
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    configs = {
+        "devices": {"devices": 5},
+        "data_dir": {"data_dir": 5},
+        "dataset": {"dataset": 5},
+        "skip": {"skip_bad_files": "yes"},
+    }
+    for name, values in configs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(values))
+    export = ["export", "--model-dir", run, "--out", str(tmp_path / "out")]
+    int8 = [*export, "--tflite", "--quantization", "int8"]
+    int8 += ["--calibration-data"]
+    max_seed = 2**31 - 1
+    cases = [
+        *[
+            (
+                ["train", "--seed", seed],
+                f"`seed` must be a non-negative integer at most {max_seed}. "
+                f"Received: seed={seed}",
+            )
+            for seed in ("-1", str(2**31))
+        ],
+        (
+            ["train", "--config", str(folder)],
+            "`config` cannot be read (Is a directory); pass a config.json "
+            f"written by `vqvae train`. Received: config={str(folder)!r}",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "devices.json")],
+            "`devices` must be a list of device names such as /gpu:0. "
+            "Received: devices=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "data_dir.json")],
+            "`data_dir` must be a string or null. Received: data_dir=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "dataset.json")],
+            "`dataset` must be a string. Received: dataset=5",
+        ),
+        (
+            ["train", "--config", str(tmp_path / "skip.json")],
+            "`skip_bad_files` must be true or false. "
+            "Received: skip_bad_files='yes'",
+        ),
+        *[
+            (
+                ["train", "--strategy", "mirrored", "--devices", device],
+                "`devices` must name devices of this machine (/cpu:0, "
+                f"/cpu:1). Received: devices=[{device!r}]",
+            )
+            for device in ("/gpu:7", "/cpu:9", "bogus")
+        ],
+        *[
+            (
+                ["sample", "--model-dir", run, "--seed", seed],
+                f"`seed` must be an integer from 0 to {max_seed}. "
+                f"Received: seed={seed}",
+            )
+            for seed in ("-5", str(2**31))
+        ],
+        *[
+            (
+                ["evaluate", "--model-dir", run, "--batch-size", size],
+                "`batch_size` must be a positive integer. "
+                f"Received: batch_size={size}",
+            )
+            for size in ("0", "-3")
+        ],
+        *[
+            (
+                [*export, flag, value],
+                f"`{name}` must be a positive integer. "
+                f"Received: {name}={value} (of type int).",
+            )
+            for flag, name in (
+                ("--version", "version"),
+                ("--max-batch-size", "max_batch_size"),
+            )
+            for value in ("0", "-1")
+        ],
+        *[
+            (
+                [*export, "--model-name", name],
+                "`model_name` must be a non-empty name of letters, digits, "
+                "'_', '.' or '-' (it becomes a directory). "
+                f"Received: model_name={name!r} (of type str).",
+            )
+            for name in ("", "a/b", "..")
+        ],
+        (
+            ["export", "--model-dir", run, "--out", str(text_file)],
+            f"`out` must be a directory; {str(text_file)!r} is a file. "
+            f"Received: out={str(text_file)!r}",
+        ),
+        (
+            [*int8, str(png)],
+            "`calibration_data` must be a .npy file of images (n, height, "
+            "width, channels) or a dataset such as folder:PATH; the file is "
+            "not a .npy file (its first bytes: b'\\x89PNG\\r\\n'). "
+            f"Received: calibration_data={str(png)!r}",
+        ),
+        (
+            [*int8, str(objects)],
+            "`calibration_data` must be a readable .npy file of images "
+            "(Object arrays cannot be loaded when allow_pickle=False). "
+            f"Received: calibration_data={str(objects)!r}",
+        ),
+        (
+            [*int8, str(folder)],
+            "`calibration_data` must be a .npy file of images or a dataset "
+            f"string; {str(folder)!r} is a directory (for a folder of images "
+            f"laid out {folder}/train/LABEL/*.png, pass folder:{folder}). "
+            f"Received: calibration_data={str(folder)!r}",
+        ),
+        (
+            ["verify", str(text_file)],
+            "`path` must be an export directory. "
+            f"Received: path={str(text_file)!r}",
+        ),
+    ]
+    for argv, message in cases:
+        if argv[0] == "train":
+            argv = [*argv[:1], "--model-dir", str(tmp_path / "run"), *argv[1:]]
+        assert cli.main(argv) == cli.EXIT_USAGE, argv
+        assert capsys.readouterr().err == (
+            f"vqvae {argv[0]}: error: {message}\n"
+        ), argv
+        assert not (tmp_path / "run").exists()
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def broken_verify(monkeypatch):
+    """`vqvae verify` with a bug: `commands.verify` raises what no command
+    expects."""
+
+    def verify(path):
+        raise RuntimeError(f"unexpected\nsecond line of {path}")
+
+    monkeypatch.setattr(commands, "verify", verify)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    return monkeypatch
+
+
+def test_unexpected_error_is_one_line_unless_debug(broken_verify, capsys):
+    assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        "vqvae verify: error: RuntimeError: unexpected (run with --debug for "
+        "the traceback)\n"
+    )
+    with pytest.raises(RuntimeError, match="unexpected"):
+        cli.main(["verify", "--debug", "x"])
+    for value in ("1", "yes"):
+        broken_verify.setenv("VQVAE_DEBUG", value)
+        with pytest.raises(RuntimeError, match="unexpected"):
+            cli.main(["verify", "x"])
+    broken_verify.setenv("VQVAE_DEBUG", "0")
+    assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
+
+
+def test_ctrl_c_outside_training_exits_130(monkeypatch, capsys):
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "verify", interrupted)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    assert cli.main(["verify", "x"]) == cli.EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == "vqvae verify: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["verify", "--debug", "x"])
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,7 @@ def test_cli_choices_come_from_the_options(command):
             ("--quantizer", tuple(options.QUANTIZERS)),
             ("--likelihood", tuple(options.LIKELIHOODS)),
             ("--data-init", (*options.DATA_INITS, options.OFF)),
+            ("--on-collapse", (*options.ON_COLLAPSE, options.OFF)),
         ):
             assert _choices(parser, command, flag) == names
     export_choices = _choices(parser, "export", "--quantization")

@@ -51,7 +51,8 @@ def _host() -> str:
     return socket.gethostname().replace("@", "_").replace(os.sep, "_")
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether process `pid` runs on this host (any user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,7 +91,7 @@ def remove_stale(parent: str | os.PathLike) -> list[str]:
         if match is None or match["kind"] != "tmp" or match["host"] != host:
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() or _process_exists(pid):
+        if pid == os.getpid() or process_exists(pid):
             continue
         path = os.path.join(parent, name)
         _remove(path)

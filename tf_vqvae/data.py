@@ -14,7 +14,8 @@ Three sources, named by one string (the CLI's `--dataset`):
   a bad file raises `BadImageFileError` naming it, or is left out with
   `skip_bad_files=True`.
 
-`load_images` returns the decoded images; `training_pipeline` caches, shuffles,
+`load_images` returns the decoded images (`load_labels` their classes, for
+a class-conditional prior); `training_pipeline` caches, shuffles,
 batches and prefetches them so that the order of batches depends only on
 `(seed, epoch)`, and starts at any global step, which is what makes a resumed
 run bit-identical to an uninterrupted one:
@@ -176,6 +177,108 @@ def load_images(
     return _load_folder(dataset, name, split, skip_bad_files)
 
 
+@dataclasses.dataclass(frozen=True)
+class Labels:
+    """The class of every image of a split, in `load_images`' order.
+
+    Attributes:
+        labels: int32 `(num_examples,)`, indices into `class_names`.
+        class_names: the name of each class, e.g. the folder names of a
+            `"folder:"` dataset.
+    """
+
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def load_labels(
+    dataset: str = DEFAULT_DATASET,
+    split: str = "train",
+    data_dir: str | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    skip_bad_files: bool = False,
+) -> Labels:
+    """The class labels of a split, aligned with `load_images`' images.
+
+    - `"photos"`: the photograph each tile comes from (`PHOTO_NAMES`).
+    - `"tfds:NAME"`: the dataset's `ClassLabel` feature (`"label"` if it
+      has several), read without decoding the images.
+    - `"folder:PATH"`: the class folder of each file
+      (`PATH/split/LABEL/*.png`); the classes are the split's folder names
+      in sorted order.
+
+    Args:
+        dataset, split, data_dir, skip_bad_files: as for `load_images` (pass
+            the same values to get the same images).
+        class_names: number the classes by these names instead of the
+            split's own (e.g. a test split by the training split's classes).
+
+    Returns:
+        `Labels`.
+
+    Raises:
+        DatasetError: a tfds dataset without a `ClassLabel` feature, or a
+            class not in `class_names`; and what `load_images` raises.
+    """
+    kind, name, named_split = parse_dataset(dataset)
+    split = named_split or split
+    if kind == "photos":
+        _, labels = _photo_tiles_and_sources(split)
+        names = PHOTO_NAMES
+    elif kind == "tfds":
+        labels, names = _tfds_labels(dataset, name, split, data_dir)
+    else:
+        ordered, _, _ = _folder_images(dataset, name, split, skip_bad_files)
+        folders = [os.path.basename(os.path.dirname(p)) for p in ordered]
+        names = tuple(sorted(set(folders)))
+        index = {folder: i for i, folder in enumerate(names)}
+        labels = np.asarray([index[f] for f in folders], "int32")
+    if class_names is None:
+        return Labels(labels=labels, class_names=tuple(names))
+    class_names = tuple(class_names)
+    index = {class_name: i for i, class_name in enumerate(class_names)}
+    unknown = sorted(set(names[i] for i in np.unique(labels)) - set(index))
+    if unknown:
+        raise DatasetError(
+            f"`dataset` {dataset!r} split {split!r} has classes that the "
+            f"model was not trained on: {unknown[:5]}; its classes are "
+            f"{list(class_names)[:20]}. Received: dataset={dataset!r}"
+        )
+    remap = np.asarray([index.get(n, -1) for n in names], "int32")
+    return Labels(labels=remap[labels], class_names=class_names)
+
+
+def _tfds_labels(
+    dataset: str, name: str, split: str, data_dir: str | None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(dataset, name, data_dir)
+    features = builder.info.features
+    keys = [
+        key
+        for key, feature in features.items()
+        if isinstance(feature, tfds.features.ClassLabel)
+    ]
+    if not keys:
+        raise DatasetError(
+            f"`dataset` {name!r} has no class labels (no ClassLabel "
+            f"feature; features: {sorted(features.keys())}); train an "
+            f"unconditional prior. Received: dataset={dataset!r}"
+        )
+    key = "label" if "label" in keys else keys[0]
+    skip = {
+        other: tfds.decode.SkipDecoding()
+        for other, feature in features.items()
+        if isinstance(feature, tfds.features.Image)
+    }
+    ds = _tfds_split(builder, dataset, name, split, data_dir, decoders=skip)
+    labels = ds.map(lambda example: example[key]).batch(4096)
+    labels = np.concatenate([batch.numpy() for batch in labels])
+    return labels.astype("int32"), tuple(features[key].names)
+
+
 def training_pipeline(
     images: Images,
     global_batch_size: int,
@@ -303,6 +406,12 @@ def photo_tiles(split: str = "train") -> np.ndarray:
     are dropped. The bottom eighth of each photo's tile rows is `"test"`,
     the rest `"train"`.
     """
+    return _photo_tiles_and_sources(split)[0]
+
+
+def _photo_tiles_and_sources(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """`photo_tiles(split)` and, per tile, the index in `PHOTO_NAMES` of
+    the photograph it comes from (int32)."""
     from skimage import data as skimage_data
 
     if split not in ("train", "test"):
@@ -311,8 +420,8 @@ def photo_tiles(split: str = "train") -> np.ndarray:
             f"Received: split={split!r}"
         )
     size = PHOTO_TILE_SIZE
-    tiles = []
-    for photo_name in PHOTO_NAMES:
+    tiles, sources = [], []
+    for source, photo_name in enumerate(PHOTO_NAMES):
         photo = getattr(skimage_data, photo_name)()[..., :3]
         rows, cols = photo.shape[0] // size, photo.shape[1] // size
         first_test_row = rows - max(1, rows // 8)
@@ -328,7 +437,8 @@ def photo_tiles(split: str = "train") -> np.ndarray:
                 ]
                 if tile.std() >= 2.0:
                     tiles.append(tile)
-    return np.stack(tiles).astype("uint8")
+                    sources.append(source)
+    return np.stack(tiles).astype("uint8"), np.asarray(sources, "int32")
 
 
 def _load_photos(name: str, split: str) -> Images:
@@ -346,24 +456,56 @@ def _load_photos(name: str, split: str) -> Images:
 def _load_tfds(
     dataset: str, name: str, split: str, data_dir: str | None
 ) -> Images:
+    builder = _tfds_builder(dataset, name, data_dir)
+    image_key = _image_feature(builder.info.features, dataset)
+    ds = _tfds_split(builder, dataset, name, split, data_dir)
+    shape = tuple(ds.element_spec[image_key].shape)
+    if None in shape:
+        raise DatasetError(
+            f"`dataset` {name!r} has images of varying size {shape}; resize "
+            "them to one size first (e.g. into a 'folder:' dataset). "
+            f"Received: dataset={dataset!r}"
+        )
+    ds = ds.map(lambda example: example[image_key])
+    count = int(ds.cardinality())
+    if count < 0:
+        count = int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    return _checked_images(ds, count, shape, dataset, split)
+
+
+def _tfds_builder(dataset: str, name: str, data_dir: str | None):
     import tensorflow_datasets as tfds
 
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        return tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise DatasetError(
             f"`dataset` names no TensorFlow Datasets dataset: {name!r} is "
             "unknown; use a name from `tfds.list_builders()`, e.g. "
             f"'tfds:cifar10'. Received: dataset={dataset!r}"
         ) from None
-    image_key = _image_feature(builder.info.features, dataset)
+
+
+def _tfds_split(
+    builder,
+    dataset: str,
+    name: str,
+    split: str,
+    data_dir: str | None,
+    decoders: dict | None = None,
+) -> tf.data.Dataset:
+    """The split's examples in a fixed order (the same for images and
+    labels)."""
+    import tensorflow_datasets as tfds
+
     try:
-        ds = builder.as_dataset(
+        return builder.as_dataset(
             split=split,
             shuffle_files=False,
             read_config=tfds.ReadConfig(
                 shuffle_seed=0, interleave_cycle_length=1
             ),
+            decoders=decoders,
         )
     except AssertionError:
         where = data_dir or "tfds' default data dir"
@@ -377,18 +519,6 @@ def _load_tfds(
             f"`dataset` {name!r} has no split {split!r} "
             f"({error}). Received: dataset={dataset!r}"
         ) from None
-    shape = tuple(ds.element_spec[image_key].shape)
-    if None in shape:
-        raise DatasetError(
-            f"`dataset` {name!r} has images of varying size {shape}; resize "
-            "them to one size first (e.g. into a 'folder:' dataset). "
-            f"Received: dataset={dataset!r}"
-        )
-    ds = ds.map(lambda example: example[image_key])
-    count = int(ds.cardinality())
-    if count < 0:
-        count = int(ds.reduce(np.int64(0), lambda n, _: n + 1))
-    return _checked_images(ds, count, shape, dataset, split)
 
 
 def _image_feature(features, dataset: str) -> str:
@@ -764,6 +894,25 @@ def _bad_file_error(bad: list[ImageCheck], dataset: str) -> DatasetError:
 def _load_folder(
     dataset: str, root: str, split: str, skip_bad_files: bool = False
 ) -> Images:
+    ordered, shape, bad = _folder_images(dataset, root, split, skip_bad_files)
+    ds = tf.data.Dataset.from_tensor_slices(
+        tf.constant(ordered, tf.string)
+    ).map(
+        lambda path: tf.ensure_shape(_decode_image_file(path, shape[2]), shape),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    images = _checked_images(ds, len(ordered), shape, dataset, split)
+    return dataclasses.replace(
+        images, skipped=tuple((check.path, check.reason) for check in bad)
+    )
+
+
+def _folder_images(
+    dataset: str, root: str, split: str, skip_bad_files: bool
+) -> tuple[list[str], tuple[int, int, int], list[ImageCheck]]:
+    """The usable files of a split in the order they are read, their
+    shape, and the bad files (an error unless `skip_bad_files`)."""
     split_dir = os.path.join(root, split)
     if not os.path.isdir(root):
         raise DatasetError(
@@ -805,24 +954,13 @@ def _load_folder(
                 f"{check.path} has {check.shape[2]}. Convert them to one "
                 f"mode. Received: dataset={dataset!r}"
             )
-    shape = first.shape
     skipped = {check.path for check in bad}
     ordered = [
         path
         for path in _image_folder_order(files, split)
         if path not in skipped
     ]
-    ds = tf.data.Dataset.from_tensor_slices(
-        tf.constant(ordered, tf.string)
-    ).map(
-        lambda path: tf.ensure_shape(_decode_image_file(path, shape[2]), shape),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    images = _checked_images(ds, len(ordered), shape, dataset, split)
-    return dataclasses.replace(
-        images, skipped=tuple((check.path, check.reason) for check in bad)
-    )
+    return ordered, first.shape, bad
 
 
 def _checked_images(

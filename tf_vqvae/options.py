@@ -226,6 +226,12 @@ TFLITE_QUANTIZATIONS = {
     "float16": "float16 weights, float32 compute",
     "int8": "full-integer ops, calibrated on real images",
 }
+# `CodebookHealth(on_collapse=...)` (`tf_vqvae.training.callbacks`): what
+# happens when an epoch's code usage falls below its thresholds.
+ON_COLLAPSE = {
+    "warn": "print one line naming the numbers and what to try",
+    "stop": "also stop training",
+}
 # The dataset the command line trains on by default (`tf_vqvae.data`).
 DEFAULT_DATASET = "photos"
 

@@ -123,20 +123,231 @@ def side_by_side(originals, reconstructions) -> np.ndarray:
     return pairs.reshape((-1,) + originals.shape[1:])
 
 
+def label_rows(grid, labels, row_height: int, padding: int = 1) -> np.ndarray:
+    """`grid` with a text margin on its left naming each row.
+
+    Args:
+        grid: uint8 `(height, width, channels)`, rows of tiles
+            `row_height` high with `padding` pixels between them (as
+            `image_grid` makes them).
+        labels: one string per row.
+        row_height: the tiles' height.
+        padding: the pixels between rows.
+
+    Returns:
+        uint8 `(height, margin + width, channels)`: white text (PIL's
+        default font) on black, vertically centred on each row, left of
+        the grid.
+
+    Raises:
+        ValueError: if the number of labels is not the number of rows.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = to_uint8(grid)
+    labels = [str(label) for label in labels]
+    rows = (grid.shape[0] - padding) // (row_height + padding)
+    if len(labels) != rows:
+        raise ValueError(
+            f"`labels` must name each of the grid's {rows} rows. "
+            f"Received: {len(labels)} labels"
+        )
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = [measure.textbbox((0, 0), label, font=font) for label in labels]
+    margin = max(box[2] for box in boxes) + 2 * max(padding, 3)
+    channels = grid.shape[2]
+    canvas = Image.new("L", (margin, grid.shape[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, box) in enumerate(zip(labels, boxes)):
+        top = padding + i * (row_height + padding)
+        y = top + (row_height - (box[3] - box[1])) // 2 - box[1]
+        draw.text((max(padding, 3), y), label, fill=255, font=font)
+    text = np.asarray(canvas)[..., None].repeat(channels, axis=2)
+    if channels == 4:
+        text[..., 3] = 255
+    return np.concatenate([text, grid], axis=1)
+
+
 def save_image_grid(
-    path: str | os.PathLike, images, ncols: int = 8, padding: int = 1
+    path: str | os.PathLike,
+    images,
+    ncols: int = 8,
+    padding: int = 1,
+    row_labels=None,
 ) -> np.ndarray:
     """Writes `image_grid(images, ncols, padding)` to `path` as a PNG.
 
     Written to a temporary file and renamed, so a reader never sees half a
-    PNG. Any `tf.io.gfile` path works (local, GCS, ...).
+    PNG. Any `tf.io.gfile` path works (local, GCS, ...). With `row_labels`
+    (one string per row), the rows are named on the left (`label_rows`).
 
     Returns:
         The uint8 grid that was written.
     """
     grid = image_grid(images, ncols=ncols, padding=padding)
+    if row_labels is not None:
+        grid = label_rows(
+            grid, row_labels, np.shape(images)[1], padding=padding
+        )
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
     tf.io.write_file(tmp, tf.io.encode_png(grid))
     tf.io.gfile.rename(tmp, path, overwrite=True)
     return grid
+
+
+# ------------------------------------------------------------ per-code view
+def code_patches(
+    images, codes, code: int, factor: int, count: int, context: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input patches whose code is `code`: what the code stands for.
+
+    The code at grid position `(i, j)` of image `n` summarises the input
+    region `images[n, i*f:(i+1)*f, j*f:(j+1)*f]` (`f = factor`, the model's
+    `downsampling_factor`); each patch is that region with `context` more
+    pixels on every side (black beyond the image's border). Of all the
+    positions whose code is `code`, `count` spread evenly over them (in
+    image, row, column order) are taken.
+
+    Args:
+        images: uint8 `(n, height, width, channels)`.
+        codes: int `(n, height // f, width // f)`, the codes of `images`
+            (`model.encode(images)`).
+        code: the code.
+        factor: f, input size per code on each axis.
+        count: at most this many patches.
+        context: extra pixels on each side.
+
+    Returns:
+        `(patches, positions)`: uint8 `(m, f + 2 * context, f + 2 *
+        context, channels)` with `m = min(count, occurrences)`, and int
+        `(m, 3)` rows `(image, i, j)`.
+    """
+    images = to_uint8(images)
+    codes = np.asarray(codes)
+    positions = np.argwhere(codes == code)
+    if len(positions) > count:
+        picks = np.linspace(0, len(positions) - 1, count).round()
+        positions = positions[picks.astype(int)]
+    padded = np.pad(
+        images, ((0, 0), (context, context), (context, context), (0, 0))
+    )
+    size = factor + 2 * context
+    patches = np.zeros((len(positions), size, size, images.shape[-1]), "uint8")
+    for k, (n, i, j) in enumerate(positions):
+        top, left = i * factor, j * factor
+        patches[k] = padded[n, top : top + size, left : left + size]
+    return patches, positions
+
+
+def _outlined(patches: np.ndarray, scale: int, context: int, factor: int):
+    """Patches enlarged `scale` times, the code's region outlined."""
+    big = patches.repeat(scale, axis=1).repeat(scale, axis=2)
+    if context == 0 or big.shape[-1] not in (3, 4):
+        return big
+    low, high = context * scale - 1, (context + factor) * scale
+    colour = np.array([255, 255, 0, 255][: big.shape[-1]], "uint8")
+    big[:, low, low : high + 1] = colour
+    big[:, high, low : high + 1] = colour
+    big[:, low : high + 1, low] = colour
+    big[:, low : high + 1, high] = colour
+    return big
+
+
+def code_grid(
+    images,
+    codes,
+    selected,
+    counts,
+    factor: int,
+    patches_per_code: int = 16,
+    context: int | None = None,
+    tile_size: int = 36,
+) -> np.ndarray:
+    """One row per code of `selected`: its patches (`code_patches`).
+
+    Each patch is enlarged to about `tile_size` pixels, with the code's own
+    `factor x factor` region outlined in yellow when there is context around
+    it; rows are named `code K: COUNT` on the left; a code with fewer
+    patches than `patches_per_code` has black tiles at the end of its row.
+
+    Args:
+        images, codes, factor: as for `code_patches`.
+        selected: the codes, one per row.
+        counts: `counts[k]` the number of positions whose code is `k`.
+        patches_per_code: tiles per row.
+        context: pixels of context (default `factor`: a `3f x 3f` patch).
+        tile_size: about this many pixels per tile.
+
+    Returns:
+        uint8 `(height, width, channels)`.
+    """
+    context = factor if context is None else context
+    size = factor + 2 * context
+    scale = max(1, tile_size // size)
+    channels = np.shape(images)[-1]
+    rows = []
+    for code in selected:
+        patches, _ = code_patches(
+            images, codes, code, factor, patches_per_code, context
+        )
+        row = np.zeros((patches_per_code, size, size, channels), "uint8")
+        row[: len(patches)] = patches
+        rows.append(_outlined(row, scale, context, factor))
+    grid = image_grid(np.concatenate(rows), ncols=patches_per_code)
+    labels = [f"code {code}: {int(counts[code])}" for code in selected]
+    return label_rows(grid, labels, row_height=size * scale)
+
+
+def usage_plot(counts, width: int = 640, height: int = 240) -> np.ndarray:
+    """A bar chart of code usage: bar `k` is `counts[k]` high.
+
+    Drawn with PIL (no plotting library): code index on the x axis, the
+    count on the y axis (0 to the largest count, both labelled), dead codes
+    as red ticks under the axis, and a title with the number of positions,
+    the codes used and the perplexity.
+
+    Args:
+        counts: `(num_embeddings,)` non-negative counts.
+        width, height: the image size in pixels.
+
+    Returns:
+        uint8 `(height, width, 3)`.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    counts = np.asarray(counts, "float64").reshape(-1)
+    k = len(counts)
+    total = counts.sum()
+    used = int(np.count_nonzero(counts))
+    p = counts[counts > 0] / max(total, 1.0)
+    perplexity = float(np.exp(-np.sum(p * np.log(p)))) if used else 0.0
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    left, right, top, bottom = 48, width - 8, 24, height - 28
+    title = (
+        f"{int(total)} positions: {used} of {k} codes used, "
+        f"perplexity {perplexity:.1f}"
+    )
+    draw.text((left, 4), title, fill="black", font=font)
+    peak = counts.max() if total > 0 else 1.0
+    step = (right - left) / k
+    for code, count in enumerate(counts):
+        x0 = left + code * step
+        x1 = max(x0, left + (code + 1) * step - (1 if step >= 3 else 0))
+        if count > 0:
+            y = bottom - (bottom - top) * count / peak
+            draw.rectangle([x0, y, x1, bottom], fill=(40, 90, 180))
+        else:
+            draw.rectangle([x0, bottom + 2, x1, bottom + 5], fill=(220, 40, 40))
+    draw.line([left - 1, top, left - 1, bottom], fill="black")
+    draw.line([left - 1, bottom + 1, right, bottom + 1], fill="black")
+    draw.text((4, top - 5), f"{int(peak)}", fill="black", font=font)
+    draw.text((4, bottom - 10), "0", fill="black", font=font)
+    draw.text((left, bottom + 8), "0", fill="black", font=font)
+    last = f"code {k - 1}"
+    box = draw.textbbox((0, 0), last, font=font)
+    draw.text((right - box[2], bottom + 8), last, fill="black", font=font)
+    return np.asarray(image)

@@ -1,37 +1,67 @@
 """Reading a model dir back: the trained models, the calibration sample.
 
+A `.keras` file has no checksum of its own: `load_vqvae` and `load_prior`
+check its zip archive (every member's CRC-32) and call one that cannot be
+read "damaged" (`DamagedModelError`), where Keras says "File not found";
+with `fallback=True` (what the `vqvae` commands use) they rebuild the model
+from the config and the newest readable checkpoint of the run instead, and
+say so on stderr.
+
 The file names are in `tf_vqvae.training.layout`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import sys
+import zipfile
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 # Loading a `.keras` file needs the classes registered: importing their
 # modules (`prior`, `vqvae`) registers them.
 from tf_vqvae import atomic, prior, vqvae  # noqa: F401
 from tf_vqvae.data import Images, load_images
-from tf_vqvae.training.config import load_config
+from tf_vqvae.training.checkpointing import checkpoint_dir
+from tf_vqvae.training.config import PriorConfig, load_config
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
     CONFIG_FILE,
     MODEL_FILE,
     PRIOR_DIR,
     PRIOR_FILE,
 )
-from tf_vqvae.training.runs import UsageError
+from tf_vqvae.training.runs import UsageError, build_for_examples
 
 NUM_CALIBRATION_IMAGES = 256
+# Image channels a VQ-VAE can have (grayscale, RGB, RGBA), tried in this
+# order when rebuilding one whose image shape nothing records.
+_CHANNELS = (3, 1, 4)
 
 
-def load_vqvae(model_dir: str):
+class DamagedModelError(UsageError):
+    """A `.keras` file of a model dir that cannot be read (truncated,
+    corrupted) and no checkpoint to rebuild the model from."""
+
+
+def load_vqvae(model_dir: str, fallback: bool = False):
     """The trained `VQVAE` of `model_dir` and its `TrainConfig`.
+
+    Args:
+        model_dir: a model dir written by `vqvae train`.
+        fallback: if `model.keras` is damaged, rebuild the model from the
+            config and the newest readable checkpoint (weights and codebook;
+            the image shape from `calibration.npy`), saying so on stderr.
 
     Raises:
         UsageError: if `model_dir` holds no `model.keras`.
+        DamagedModelError: if `model.keras` is damaged (and, with
+            `fallback`, no checkpoint can be read either).
     """
     path = os.path.join(model_dir, MODEL_FILE)
     if not os.path.isfile(path):
@@ -42,30 +72,253 @@ def load_vqvae(model_dir: str):
             f"Received: model_dir={model_dir!r}"
         )
     config = load_config(os.path.join(model_dir, CONFIG_FILE))
-    return keras.saving.load_model(path), config
+
+    def rebuild():
+        recorded = _recorded_image_shape(model_dir)
+        shapes = (
+            [recorded] if recorded else [(None, None, c) for c in _CHANNELS]
+        )
+        policy = "mixed_float16" if config.mixed_precision else None
+        for shape in shapes:
+            yield _as_trained(
+                lambda: vqvae.VQVAE(**config.model_kwargs()),
+                shape,
+                config.learning_rate,
+                policy,
+            )
+
+    model = _load_or_rebuild(
+        path, model_dir, model_dir, rebuild if fallback else None
+    )
+    return model, config
 
 
-def load_prior(model_dir: str):
+def load_prior(model_dir: str, fallback: bool = False):
     """The trained `PixelCNNPrior` of `model_dir`.
+
+    Args:
+        model_dir: a model dir written by `vqvae train` and `train-prior`.
+        fallback: as in `load_vqvae`, for `prior/prior.keras` (the code grid
+            comes from the VQ-VAE's image shape).
 
     Raises:
         UsageError: if `model_dir` holds no `prior/prior.keras`.
+        DamagedModelError: if `prior/prior.keras` is damaged (and, with
+            `fallback`, no checkpoint can be read either).
     """
-    path = os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)
+    prior_dir = os.path.join(model_dir, PRIOR_DIR)
+    path = os.path.join(prior_dir, PRIOR_FILE)
     if not os.path.isfile(path):
         raise UsageError(
             f"`model_dir` {model_dir!r} holds no trained prior "
             f"({PRIOR_DIR}/{PRIOR_FILE}); run `vqvae train-prior --model-dir "
             f"{model_dir}` first. Received: model_dir={model_dir!r}"
         )
-    return keras.saving.load_model(path, compile=False)
+
+    def rebuild():
+        model, _ = load_vqvae(model_dir, fallback=True)
+        config = load_config(os.path.join(prior_dir, CONFIG_FILE), PriorConfig)
+        shape = model.example_shape
+        if shape is None or None in shape:
+            return
+        grid_shape = model.code_shape(tuple(shape))
+        names = class_names(model_dir) if config.class_conditional else None
+        example_shape = grid_shape
+        if names is not None:
+            example_shape = {"codes": grid_shape, "labels": ()}
+        yield _as_trained(
+            lambda: prior.PixelCNNPrior(
+                num_embeddings=model.num_embeddings,
+                grid_shape=grid_shape,
+                num_classes=None if names is None else len(names),
+                **config.prior_kwargs(),
+            ),
+            example_shape,
+            config.learning_rate,
+        )
+
+    return _load_or_rebuild(
+        path,
+        prior_dir,
+        model_dir,
+        rebuild if fallback else None,
+        compile=False,
+    )
 
 
-def trained_prior(model_dir: str):
-    """`load_prior(model_dir)` if the prior is trained, else `None`."""
+def write_class_names(
+    class_names: tuple[str, ...], dataset: str, prior_dir: str
+) -> str:
+    """Writes `prior_dir/classes.json` (the classes a class-conditional
+    prior was trained on, in label order) atomically; returns its path."""
+    content = {"dataset": dataset, "class_names": list(class_names)}
+    return atomic.write_text(
+        os.path.join(prior_dir, CLASSES_FILE),
+        json.dumps(content, indent=2) + "\n",
+    )
+
+
+def class_names(model_dir: str) -> tuple[str, ...] | None:
+    """The class names of `model_dir`'s class-conditional prior, in label
+    order (`None` when the prior has none: unconditional, or not trained
+    by `vqvae train-prior`)."""
+    path = os.path.join(model_dir, PRIOR_DIR, CLASSES_FILE)
+    try:
+        with open(path) as file:
+            return tuple(str(name) for name in json.load(file)["class_names"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(
+            f"`model_dir` holds an unreadable {path} ({error}); train the "
+            f"prior again. Received: model_dir={model_dir!r}"
+        ) from None
+
+
+def trained_prior(model_dir: str, fallback: bool = False):
+    """`load_prior(model_dir, fallback)` if the prior is trained, else
+    `None`."""
     if os.path.isfile(os.path.join(model_dir, PRIOR_DIR, PRIOR_FILE)):
-        return load_prior(model_dir)
+        return load_prior(model_dir, fallback)
     return None
+
+
+def _load_or_rebuild(path, run_dir, model_dir, rebuild, **load_kwargs):
+    """`keras.saving.load_model(path)`; if the file is damaged, the first
+    model of `rebuild()` (candidates, built) that the newest readable
+    checkpoint of `run_dir` restores, or `DamagedModelError`."""
+    reason = _damage(path)
+    if reason is None:
+        try:
+            return keras.saving.load_model(path, **load_kwargs)
+        except Exception as error:  # Keras raises assorted types.
+            lines = str(error).strip().splitlines() or [""]
+            reason = f"{type(error).__name__}: {lines[0][:200]}"
+    name = os.path.relpath(path, model_dir)
+    retrain = "train-prior" if run_dir != model_dir else "train"
+    if rebuild is not None:
+        restored = _restore_newest(rebuild, checkpoint_dir(run_dir))
+        if restored is not None:
+            model, checkpoint, step = restored
+            print(
+                f"vqvae: {name} is damaged ({reason}); using the newest "
+                f"readable checkpoint instead, {checkpoint} (step {step}).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return model
+    raise DamagedModelError(
+        f"`model_dir` {model_dir!r}: {name} is damaged ({reason})"
+        + ("" if rebuild is None else " and no checkpoint can be read")
+        + f"; `vqvae {retrain} --model-dir {model_dir}` writes it again "
+        "from the newest checkpoint. "
+        f"Received: model_dir={model_dir!r}"
+    )
+
+
+def _damage(path: str) -> str | None:
+    """Why `path` is not a readable `.keras` zip archive, or `None`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as error:
+        return f"not a complete zip archive: {error}; truncated?"
+    except (OSError, EOFError) as error:
+        return f"{type(error).__name__}: {error}"
+    if bad is not None:
+        return f"bad CRC-32 for {bad}"
+    return None
+
+
+def _checkpoints(directory: str) -> list[tuple[int, str]]:
+    """`(step, prefix)` of every `ckpt-N` in `directory`, newest first
+    (found on disk: the `checkpoint` index file is not needed)."""
+    if not os.path.isdir(directory):
+        return []
+    found = []
+    for name in os.listdir(directory):
+        match = re.fullmatch(r"ckpt-(\d+)\.index", name)
+        if match:
+            found.append(
+                (int(match.group(1)), os.path.join(directory, name[:-6]))
+            )
+    return sorted(found, reverse=True)
+
+
+def _as_trained(
+    make_model, example_shape: tuple, learning_rate: float, dtype_policy=None
+) -> keras.Model:
+    """A model built and compiled as `training.runs.Run.start` does, so
+    that its checkpoints restore into it: they reach some layers' weights
+    only through the optimizer's variables."""
+    previous = keras.mixed_precision.global_policy()
+    try:
+        if dtype_policy is not None:
+            keras.mixed_precision.set_global_policy(dtype_policy)
+        model = make_model()
+        build_for_examples(model, example_shape)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        model.optimizer.build(model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return model
+
+
+def _restore_newest(rebuild, directory: str):
+    """`(model, checkpoint, step)`: the first model of `rebuild()` that the
+    newest readable checkpoint in `directory` restores, or `None`."""
+    for step, prefix in _checkpoints(directory):
+        for model in rebuild():
+            try:
+                checkpoint = tf.train.Checkpoint(
+                    model=model, optimizer=model.optimizer
+                )
+                status = checkpoint.restore(prefix)
+                status.expect_partial()
+                status.assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError):
+                continue
+            return model, prefix, step
+    return None
+
+
+def _recorded_image_shape(model_dir: str) -> tuple | None:
+    """`(height, width, channels)` of `model_dir/calibration.npy` (read from
+    its header only), or `None`."""
+    try:
+        sample = np.load(
+            os.path.join(model_dir, CALIBRATION_FILE),
+            mmap_mode="r",
+            allow_pickle=False,
+        )
+    except (OSError, ValueError):
+        return None
+    if sample.ndim != 4:
+        return None
+    return tuple(int(d) for d in sample.shape[1:])
+
+
+def load_split(
+    dataset: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    skip_bad_files: bool = False,
+) -> Images:
+    """`tf_vqvae.data.load_images`, saying on stderr how many bad image
+    files were left out (`skip_bad_files`), e.g. `vqvae: Skipped 2 bad
+    image files of 'folder:d' split 'train' (first: ...).`
+
+    Raises:
+        BadImageFileError: a bad file, unless `skip_bad_files`.
+        DatasetError: a dataset that cannot be loaded.
+    """
+    images = load_images(
+        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    )
+    summary = images.skipped_summary()
+    if summary is not None:
+        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
+    return images
 
 
 def spread_sample(images: Images, count: int) -> np.ndarray:
@@ -92,6 +345,7 @@ def calibration_images(
     calibration_data: str | None,
     example_shape: tuple,
     data_dir: str | None = None,
+    skip_bad_files: bool = False,
 ) -> np.ndarray | None:
     """Images that calibrate an int8 export of `model_dir`'s VQ-VAE.
 
@@ -104,6 +358,8 @@ def calibration_images(
         example_shape: the model's `(height, width, channels)`; the images
             must have it.
         data_dir: where TensorFlow Datasets looks for a `tfds:` dataset.
+        skip_bad_files: leave out bad files of a `folder:` dataset
+            (`load_split`).
 
     Returns:
         The images, or `None` when `calibration_data` is `None` and the
@@ -111,17 +367,25 @@ def calibration_images(
 
     Raises:
         UsageError: unreadable file, or images of another shape.
-        DatasetError: a dataset string that cannot be loaded.
+        DatasetError: a dataset string that cannot be loaded (or holds a
+            bad file: `BadImageFileError`).
     """
     source = calibration_data
     if source is None:
         source = os.path.join(model_dir, CALIBRATION_FILE)
         if not os.path.isfile(source):
             return None
+    if os.path.isdir(source):
+        raise UsageError(
+            "`calibration_data` must be a .npy file of images or a dataset "
+            f"string; {source!r} is a directory (for a folder of images "
+            f"laid out {source}/train/LABEL/*.png, pass folder:{source}). "
+            f"Received: calibration_data={source!r}"
+        )
     if source.endswith(".npy") or os.path.isfile(source):
         images = _load_npy(source)
     else:
-        loaded = load_images(source, "train", data_dir)
+        loaded = load_split(source, "train", data_dir, skip_bad_files)
         images = spread_sample(loaded, NUM_CALIBRATION_IMAGES)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(example_shape):
         raise UsageError(
@@ -138,6 +402,18 @@ def calibration_images(
 
 
 def _load_npy(path: str) -> np.ndarray:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError:
+        start = None  # np.load says why below.
+    if start is not None and start != b"\x93NUMPY":
+        raise UsageError(
+            "`calibration_data` must be a .npy file of images (n, height, "
+            "width, channels) or a dataset such as folder:PATH; the file "
+            f"is not a .npy file (its first bytes: {start!r}). "
+            f"Received: calibration_data={path!r}"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

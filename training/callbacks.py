@@ -15,6 +15,9 @@ directory under `log_dir`, so TensorBoard lists them side by side with the
     log_dir/prior_samples   `prior_samples`: decoded samples of the prior
 
 `tensorboard_callbacks(log_dir, validation_images)` returns the usual set.
+`CodebookHealth` acts on the epoch's code usage: it warns (or stops
+training) when the codebook collapses, and writes its verdict to
+`log_dir/codebook` and to a JSON summary.
 
 Example:
 
@@ -29,7 +32,10 @@ then `tensorboard --logdir runs/cifar`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import sys
 from collections.abc import Callable
 
 import keras
@@ -41,10 +47,13 @@ from tensorboard.plugins.projector import projector_config_pb2
 
 from tf_vqvae import atomic, codebook_ops
 from tf_vqvae.evaluation import level_code_counts
+from tf_vqvae.options import ON_COLLAPSE
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
 
 __all__ = [
     "CodeUsage",
+    "CodebookHealth",
+    "CodebookVerdict",
     "CodebookProjector",
     "PriorSamples",
     "ReconstructionImages",
@@ -375,12 +384,20 @@ def prior_sample_fn(prior, **sample_kwargs) -> Callable:
     """`(num, seed) -> int32 codes` for a prior with a `distribution()`.
 
     Works with `PixelCNNPrior` (`prior.distribution().sample(num, seed=...)`)
-    or anything with the same method; extra keyword arguments (e.g. class
-    labels) are passed to `sample`.
+    or anything with the same method; extra keyword arguments are passed to
+    `sample`. A class-conditional prior (`num_classes` set) draws the
+    classes in turn: sample `i` is of class `i % num_classes`.
     """
+    num_classes = getattr(prior, "num_classes", None)
 
     def sample(num: int, seed: int) -> tf.Tensor:
-        codes = prior.distribution().sample(num, seed=seed, **sample_kwargs)
+        if num_classes is None:
+            distribution = prior.distribution()
+            codes = distribution.sample(num, seed=seed, **sample_kwargs)
+        else:
+            labels = np.arange(num, dtype="int32") % num_classes
+            distribution = prior.distribution(labels=labels)
+            codes = distribution.sample(seed=seed, **sample_kwargs)
         return tf.cast(codes, tf.int32)
 
     return sample
@@ -494,3 +511,276 @@ def tensorboard_callbacks(
             CodebookProjector(log_dir, validation_images, every_n_epochs)
         )
     return callbacks
+
+
+@dataclasses.dataclass(frozen=True)
+class CodebookVerdict:
+    """`CodebookHealth`'s verdict on one epoch.
+
+    Attributes:
+        epoch: the epoch (0-based, as Keras counts).
+        num_embeddings: K.
+        used_codes: codes picked at least once during the epoch.
+        dead_codes: codes never picked during the epoch (`K - used_codes`).
+        perplexity: `exp(-sum p log p)` of the epoch's pooled code counts.
+        healthy: whether every threshold held.
+        message: the one-line warning (`""` when healthy).
+    """
+
+    epoch: int
+    num_embeddings: int
+    used_codes: int
+    dead_codes: int
+    perplexity: float
+    healthy: bool
+    message: str
+
+    @property
+    def usage(self) -> float:
+        """`used_codes / num_embeddings`."""
+        return self.used_codes / self.num_embeddings
+
+
+def _check_fraction(name: str, value) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0.0 <= value <= 1.0
+    ):
+        raise ValueError(
+            f"`{name}` must be a number in [0, 1] (a fraction of "
+            f"num_embeddings). Received: {name}={value!r} "
+            f"(of type {type(value).__name__})."
+        )
+    return float(value)
+
+
+class CodebookHealth(keras.callbacks.Callback):
+    """After each epoch, checks the codebook's usage and acts on a collapse.
+
+    Reads the codebook metrics the model reports for the epoch (see
+    `tf_vqvae.metrics.CodebookUsage`: counts pooled over every training step
+    of the epoch and, under `tf.distribute`, over all replicas):
+
+        used codes  = epoch_codebook_usage * K
+        dead codes  = dead_codes             (= K - used codes)
+        perplexity  = epoch_perplexity       (exp of the entropy of the
+                                              pooled code distribution)
+
+    The codebook has *collapsed* when `used / K < min_usage` or
+    `perplexity / K < min_perplexity`. (A dead code is one no latent
+    position picked during the epoch, so the fraction of dead codes is
+    `1 - usage`: `min_usage` is also the dead-code threshold, at most
+    `1 - min_usage` of K dead.) The defaults suit the paper's K=512: at
+    least 128 codes used and a perplexity of at least 25.6. The demo
+    (`PRESETS["demo"]`, K=128) used all 128 codes in each of its 8 epochs
+    (perplexity 71 to 94); the same config with the paper's plain algorithm
+    (no data init, no restarts) used 11 codes in its first epoch.
+
+    On a collapse it prints one line to stderr naming the numbers and what
+    to try (a data-dependent codebook init, dead-code restarts, whichever of
+    them the model has off, a lower learning rate, FSQ), e.g.
+
+        CodebookHealth: epoch 1: codebook collapse: 11 of 128 codes used
+        (8.6% < 25%), 117 dead; try --data-init kmeans++,
+        --dead-code-restart-steps 100, a lower --learning-rate (now 0.001)
+        or an FSQ quantizer.
+
+    (a low perplexity adds `perplexity P (x% of K < 5%)`)
+
+    and, with `on_collapse="stop"`, stops training (`model.stop_training`;
+    `stopped_epoch` says when).
+
+    Each verdict (`verdicts`, the latest as `verdict`) is also written:
+    with `log_dir`, as the scalar `codebook/healthy` (1 or 0) and the text
+    `codebook/health` in `log_dir/codebook`; with `summary_path`, as JSON
+    `{"healthy": ..., "min_usage": ..., "min_perplexity": ...,
+    "on_collapse": ..., "epochs": [verdict, ...]}` (written atomically after
+    every epoch; the epochs of an earlier, resumed invocation are kept).
+
+    Args:
+        on_collapse: `"warn"` or `"stop"`.
+        min_usage: the least fraction of the K codes the epoch must use.
+        min_perplexity: the least epoch perplexity, as a fraction of K.
+        log_dir: the TensorBoard log directory, or `None`.
+        summary_path: a JSON file for the verdicts, or `None`.
+        model: the VQ-VAE; default the model being trained (it must report
+            `epoch_codebook_usage`, `dead_codes` and `epoch_perplexity`,
+            and have `num_embeddings`).
+
+    Raises:
+        ValueError: for an unknown `on_collapse` or a threshold outside
+            [0, 1].
+
+    Example:
+
+    >>> health = CodebookHealth(on_collapse="stop")
+    >>> model.fit(images, epochs=10, callbacks=[health])
+    >>> health.verdict.healthy, health.verdict.used_codes
+    """
+
+    METRICS = ("epoch_codebook_usage", "dead_codes", "epoch_perplexity")
+
+    def __init__(
+        self,
+        on_collapse: str = "warn",
+        min_usage: float = 0.25,
+        min_perplexity: float = 0.05,
+        log_dir: str | None = None,
+        summary_path: str | None = None,
+        model: keras.Model | None = None,
+    ):
+        super().__init__()
+        if on_collapse not in ON_COLLAPSE:
+            choices = " or ".join(repr(name) for name in ON_COLLAPSE)
+            raise ValueError(
+                f"`on_collapse` must be {choices}. "
+                f"Received: on_collapse={on_collapse!r} "
+                f"(of type {type(on_collapse).__name__})."
+            )
+        self.on_collapse = on_collapse
+        self.min_usage = _check_fraction("min_usage", min_usage)
+        self.min_perplexity = _check_fraction("min_perplexity", min_perplexity)
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.summary_path = (
+            None if summary_path is None else os.fspath(summary_path)
+        )
+        self.vqvae = model
+        self.verdicts: list[CodebookVerdict] = []
+        self.stopped_epoch: int | None = None
+        self._writer = None
+        self._pending = ""
+
+    @property
+    def verdict(self) -> CodebookVerdict | None:
+        """The latest epoch's verdict (`None` before the first epoch)."""
+        return self.verdicts[-1] if self.verdicts else None
+
+    def judge(self, epoch: int, logs: dict) -> CodebookVerdict:
+        """The verdict on an epoch from its logs (no side effects)."""
+        missing = [name for name in self.METRICS if name not in logs]
+        if missing:
+            raise ValueError(
+                "`CodebookHealth` needs the model's epoch codebook metrics "
+                f"{list(self.METRICS)} (see tf_vqvae.metrics.CodebookUsage); "
+                f"the epoch's logs have none of {missing}. "
+                f"Received: logs keys {sorted(logs)}"
+            )
+        model = self.vqvae or self.model
+        k = int(model.num_embeddings)
+        used = int(round(float(logs["epoch_codebook_usage"]) * k))
+        dead = int(round(float(logs["dead_codes"])))
+        perplexity = float(logs["epoch_perplexity"])
+        problems = []
+        if used < self.min_usage * k:
+            problems.append(
+                f"{used} of {k} codes used ({used / k:.1%} < "
+                f"{self.min_usage:.0%}), {dead} dead"
+            )
+        if perplexity < self.min_perplexity * k:
+            problems.append(
+                f"perplexity {perplexity:.3g} ({perplexity / k:.1%} of K < "
+                f"{self.min_perplexity:.0%})"
+            )
+        message = ""
+        if problems:
+            if len(problems) == 1 and problems[0].startswith("perplexity"):
+                problems.insert(0, f"{used} of {k} codes used, {dead} dead")
+            message = (
+                f"CodebookHealth: epoch {epoch + 1}: codebook collapse: "
+                f"{', '.join(problems)}; try {self._remedies(model)}."
+            )
+        return CodebookVerdict(
+            epoch=epoch,
+            num_embeddings=k,
+            used_codes=used,
+            dead_codes=dead,
+            perplexity=perplexity,
+            healthy=not problems,
+            message=message,
+        )
+
+    @staticmethod
+    def _remedies(model) -> str:
+        remedies = []
+        if getattr(model, "data_init", "off") is None:
+            remedies.append("--data-init kmeans++")
+        if getattr(model, "dead_code_restart_steps", "off") is None:
+            remedies.append("--dead-code-restart-steps 100")
+        learning_rate = ""
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None:
+            rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            learning_rate = f" (now {rate:g})"
+        remedies.append(f"a lower --learning-rate{learning_rate}")
+        remedies.append("an FSQ quantizer")
+        return ", ".join(remedies[:-1]) + " or " + remedies[-1]
+
+    def on_epoch_end(self, epoch, logs=None):
+        verdict = self.judge(epoch, logs or {})
+        self.verdicts.append(verdict)
+        if not verdict.healthy:
+            # Printed once the progress bar has finished the epoch's line.
+            self._pending = verdict.message
+            if self.on_collapse == "stop":
+                self.model.stop_training = True
+                self.stopped_epoch = epoch
+        if self.log_dir is not None:
+            self._write_summaries(verdict)
+        if self.summary_path is not None:
+            self._write_json()
+
+    def _write_summaries(self, verdict: CodebookVerdict) -> None:
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, "codebook")
+            )
+        text = verdict.message or (
+            f"healthy: {verdict.used_codes} of {verdict.num_embeddings} "
+            f"codes used, {verdict.dead_codes} dead, perplexity "
+            f"{verdict.perplexity:.3g}"
+        )
+        with self._writer.as_default(step=verdict.epoch):
+            tf.summary.scalar(
+                "codebook/healthy",
+                float(verdict.healthy),
+                description="1 if the epoch's code usage passed "
+                "CodebookHealth's thresholds, else 0.",
+            )
+            tf.summary.text("codebook/health", text)
+        self._writer.flush()
+
+    def _write_json(self) -> None:
+        epochs = {}
+        try:
+            with open(self.summary_path) as file:
+                for entry in json.load(file)["epochs"]:
+                    epochs[int(entry["epoch"])] = entry
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # No summary yet (or an unreadable one): start afresh.
+        for verdict in self.verdicts:
+            epochs[verdict.epoch] = dataclasses.asdict(verdict)
+        summary = {
+            "healthy": self.verdict.healthy,
+            "min_usage": self.min_usage,
+            "min_perplexity": self.min_perplexity,
+            "on_collapse": self.on_collapse,
+            "epochs": [epochs[epoch] for epoch in sorted(epochs)],
+        }
+        atomic.write_text(
+            self.summary_path, json.dumps(summary, indent=2) + "\n"
+        )
+
+    def _print_pending(self) -> None:
+        if self._pending:
+            print(self._pending, file=sys.stderr, flush=True)
+            self._pending = ""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._print_pending()
+
+    def on_train_end(self, logs=None):
+        self._print_pending()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

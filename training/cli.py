@@ -5,6 +5,7 @@
     vqvae train --preset demo --model-dir runs/small  # the demo's config
     vqvae train --dataset tfds:cifar10 --model-dir runs/cifar --epochs 50
     vqvae train --model-dir runs/cifar                # again: resumes
+    vqvae inspect --model-dir runs/cifar              # what each code means
     vqvae train --config runs/cifar/config.json --model-dir runs/cifar2
     vqvae train --strategy mirrored ...               # all local GPUs
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
@@ -14,15 +15,19 @@ This module only parses flags and prints. The commands are the functions of
 so `vqvae --help` is fast; the options, their defaults and help live in
 `training/config.py`, what a model dir holds in `training/layout.py`.
 
-Exit codes: 0 done, 1 training failed (non-finite loss) or an export does
-not match its manifest, 2 bad input (the message says what to change;
-nothing is left behind).
+Exit codes: 0 done, 1 training failed (non-finite loss, disk full), an
+export does not match its manifest, or an unexpected error, 2 bad input (the
+message says what to change; nothing is left behind; also a model dir
+another command holds), 130 Ctrl-C (training saves a checkpoint first and
+says how to resume). Every failure prints one line; `--debug` (or
+`VQVAE_DEBUG=1`) shows the traceback of an unexpected error instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -34,7 +39,9 @@ from tf_vqvae.options import (
     quantizer_option_declarations,
 )
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
     PRESETS,
+    SAMPLES_PER_GRID,
     ConfigError,
     PriorConfig,
     TrainConfig,
@@ -44,22 +51,26 @@ from tf_vqvae.training.config import (
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     PRIOR_DIR,
     SAMPLES_FILE,
 )
+from tf_vqvae.training.startup import import_commands
 from tf_vqvae.version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+DEBUG_VARIABLE = "VQVAE_DEBUG"
 
 
 def _commands():
-    """`tf_vqvae.training.commands` (imports TensorFlow: not for --help)."""
-    from tf_vqvae.training import commands
-
-    return commands
+    """`tf_vqvae.training.commands` (imports TensorFlow, without its
+    start-up lines: not for --help)."""
+    return import_commands()
 
 
 # ----------------------------------------------------------------- parsing
@@ -198,6 +209,12 @@ def _add_command(
         parser.add_argument(
             "--model-dir", required=True, help="Directory of the run."
         )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="Show the Python traceback of an unexpected error (also "
+        f"{DEBUG_VARIABLE}=1).",
+    )
     return parser
 
 
@@ -208,6 +225,26 @@ def _add_options(parser: argparse.ArgumentParser, *options: tuple) -> None:
         if default is not None and "default" not in text.lower():
             text += f" (default: {default})"
         parser.add_argument(flag, type=kind, default=default, help=text)
+
+
+def _add_recover_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recover-config",
+        action="store_true",
+        help="Only write a lost config.json back from the newest checkpoint "
+        "(every checkpoint keeps the run's config), then exit; run the "
+        "command again without it to resume.",
+    )
+
+
+def _add_skip_bad_files(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help=f"Leave out files of {what} (a 'folder:' dataset) that are not "
+        "usable images, and print how many (default: as the model was "
+        "trained).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"turned off take {OFF!r}.",
     )
     add_config_flags(train_parser, TrainConfig)
+    _add_recover_config(train_parser)
     prior_parser = _add_command(
         commands,
         "train-prior",
@@ -238,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it again resumes.",
     )
     add_config_flags(prior_parser, PriorConfig)
+    _add_recover_config(prior_parser)
 
     sample_parser = _add_command(
         commands,
@@ -247,7 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_options(
         sample_parser,
-        ("--n", int, 64, "Number of samples."),
+        (
+            "--n",
+            int,
+            64,
+            f"Number of samples, 1 to {MAX_SAMPLES}, drawn and written "
+            f"{SAMPLES_PER_GRID} per PNG grid (more than {SAMPLES_PER_GRID}: "
+            "OUTPUT-000.png, OUTPUT-001.png, ... for --output OUTPUT.png).",
+        ),
         ("--seed", int, 0, "Sampling seed."),
         ("--temperature", float, 1.0, "Divides the prior's logits."),
         (
@@ -255,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
             str,
             None,
             f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}).",
+        ),
+        (
+            "--label",
+            str,
+            None,
+            "A class of a class-conditional prior (train-prior "
+            "--class-conditional): its name or id. Default: N samples of "
+            "every class, one row per class.",
         ),
     )
 
@@ -270,6 +324,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("--dataset", str, None, "Default: the training dataset."),
         ("--split", str, "test", "The split."),
         ("--batch-size", int, 256, "Images per batch."),
+    )
+    _add_skip_bad_files(evaluate_parser, "the split")
+
+    inspect_parser = _add_command(
+        commands,
+        "inspect",
+        "What each code stands for: input patches per code, usage plot.",
+        "Encode a split with --model-dir's VQ-VAE and write "
+        f"MODEL_DIR/{CODES_DIR}/: usage.png (positions per code), "
+        "top_codes.png and bottom_codes.png (the most and least used codes, "
+        "one row of input patches whose code it is per code) and "
+        "usage.json.",
+    )
+    _add_options(
+        inspect_parser,
+        ("--dataset", str, None, "Default: the training dataset."),
+        ("--split", str, "train", "The split."),
+        ("--num-codes", int, 8, "Codes per picture (most / least used)."),
+        ("--patches-per-code", int, 16, "Patches in each code's row."),
+        ("--max-images", int, 10_000, "Images encoded, spread over the split."),
     )
 
     export_parser = _add_command(
@@ -317,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--overwrite", action="store_true", help="Replace an existing version."
     )
+    _add_skip_bad_files(export_parser, "--calibration-data")
 
     verify_parser = _add_command(
         commands,
@@ -368,8 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------- running
 def _run_training(args: argparse.Namespace) -> int:
     prior = args.command == "train-prior"
-    config = config_from_args(args, PriorConfig if prior else TrainConfig)
     commands = _commands()
+    if args.recover_config:
+        path, source = commands.recover_config(args.model_dir, prior=prior)
+        print(
+            f"vqvae: wrote {path} from {source}; resume with: vqvae "
+            f"{args.command} --model-dir {args.model_dir}",
+            flush=True,
+        )
+        return 0
+    config = config_from_args(args, PriorConfig if prior else TrainConfig)
     train = commands.train_prior if prior else commands.train
     started = time.time()
     result = train(config, args.model_dir)
@@ -383,26 +466,54 @@ def _run_training(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    path = _commands().sample(
+    paths = _commands().sample(
         args.model_dir,
         n=args.n,
         seed=args.seed,
         temperature=args.temperature,
         output=args.output,
+        label=args.label,
     )
-    print(f"vqvae: {args.n} samples in {path}", flush=True)
+    of = f" of class {args.label}" if args.label is not None else ""
+    classes = os.path.join(args.model_dir, PRIOR_DIR, CLASSES_FILE)
+    if args.label is None and os.path.isfile(classes):
+        with open(classes) as file:
+            count = len(json.load(file)["class_names"])
+        of = f" of each of {count} classes (a row each)"
+    where = paths[0]
+    if len(paths) > 1:
+        where += f" ... {paths[-1]} ({len(paths)} grids)"
+    print(f"vqvae: {args.n} samples{of} in {where}", flush=True)
     return 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = _commands().evaluate(
-        args.model_dir, args.dataset, args.split, args.batch_size
+        args.model_dir,
+        args.dataset,
+        args.split,
+        args.batch_size,
+        skip_bad_files=args.skip_bad_files,
     )
     _print_metrics(metrics)
     print(
         f"vqvae: metrics in {os.path.join(args.model_dir, EVALUATION_FILE)}",
         flush=True,
     )
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    written = _commands().inspect(
+        args.model_dir,
+        args.dataset,
+        args.split,
+        num_codes=args.num_codes,
+        patches_per_code=args.patches_per_code,
+        max_images=args.max_images,
+    )
+    print("vqvae: codes inspected", flush=True)
+    _print_artifacts(written)
     return 0
 
 
@@ -417,6 +528,7 @@ def _run_export(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         overwrite=args.overwrite,
         calibration_data=args.calibration_data,
+        skip_bad_files=args.skip_bad_files,
     )
     print("vqvae: exported", flush=True)
     _print_artifacts(exported)
@@ -473,6 +585,7 @@ _RUNNERS = {
     "train-prior": _run_training,
     "sample": _run_sample,
     "evaluate": _run_evaluate,
+    "inspect": _run_inspect,
     "export": _run_export,
     "verify": _run_verify,
     "demo": _run_demo,
@@ -485,16 +598,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    commands = _commands()
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    prefix = f"vqvae {args.command}"
     try:
-        return _RUNNERS[args.command](args)
-    except commands.USAGE_ERRORS as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except commands.FAILURES as error:
-        print(f"vqvae {args.command}: error: {error}", file=sys.stderr)
+        commands = _commands()
+        try:
+            return _RUNNERS[args.command](args)
+        except commands.USAGE_ERRORS as error:
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except commands.FAILURES as error:
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    except KeyboardInterrupt as error:
+        if debug:
+            raise
+        # Training's interruption says where it stopped and how to resume;
+        # a Ctrl-C anywhere else only that it happened.
+        print(f"{prefix}: {str(error) or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"{prefix}: error: {_one_line(error)} (run with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: first line of the message`."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return type(error).__name__ + (f": {lines[0]}" if lines else "")
 
 
 if __name__ == "__main__":

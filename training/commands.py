@@ -6,18 +6,21 @@ evaluate, export, and the demo that runs them all.
 
     result = commands.train(PRESETS["demo"].train, "runs/photos")
     commands.train_prior(PRESETS["demo"].prior, "runs/photos")
-    commands.sample("runs/photos", n=64, seed=0)   # runs/photos/samples.png
+    commands.sample("runs/photos", n=64, seed=0)   # [runs/photos/samples.png]
     metrics = commands.evaluate("runs/photos")
     commands.export("runs/photos", tflite=True)
 
 `tf_vqvae.training.cli` parses the flags into these calls and prints their
 results. Bad input raises `UsageError`, `ConfigError`, `DatasetError` or
 `CheckpointError` (the CLI's exit code 2) before anything is written; a
-non-finite loss raises `NonFiniteLossError` (exit code 1).
+non-finite loss raises `NonFiniteLossError` (exit code 1). A damaged
+`model.keras` or `prior.keras` is rebuilt from the run's newest readable
+checkpoint, with a line on stderr (`artifacts.load_vqvae(fallback=True)`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,12 +31,14 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import atomic
+from tf_vqvae.arg_checks import check_int
 from tf_vqvae.data import (
+    BadImageFileError,
     DatasetError,
     Images,
     evaluation_batches,
     first_images,
-    load_images,
+    load_labels,
     parse_dataset,
 )
 from tf_vqvae.evaluation import evaluate_model
@@ -43,23 +48,36 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
-from tf_vqvae.options import TFLITE_QUANTIZATIONS
+from tf_vqvae.export.saved_model import check_names
+from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
+    CodebookHealth,
     PriorSamples,
     prior_sample_fn,
     tensorboard_callbacks,
 )
-from tf_vqvae.training.checkpointing import CheckpointError, NonFiniteLossError
+from tf_vqvae.training.checkpointing import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    WriteError,
+)
 from tf_vqvae.training.config import (
+    MAX_SAMPLES,
+    MAX_SEED,
     PRESETS,
+    SAMPLES_PER_GRID,
     ConfigError,
     PriorConfig,
     TrainConfig,
 )
 from tf_vqvae.training.layout import (
     CALIBRATION_FILE,
+    CLASSES_FILE,
+    CODEBOOK_HEALTH_FILE,
+    CODES_DIR,
     EVALUATION_FILE,
     EXPORT_DIR,
     MODEL_FILE,
@@ -68,26 +86,55 @@ from tf_vqvae.training.layout import (
     RECONSTRUCTIONS_FILE,
     SAMPLES_FILE,
 )
+from tf_vqvae.training.locking import (
+    DirectoryLock,
+    LockedError,
+    NotWritableError,
+)
 from tf_vqvae.training.runs import Run, TrainResult, UsageError
-from tf_vqvae.visualize import save_image_grid, side_by_side
+from tf_vqvae.training.runs import recover_config as recover_run_config
+from tf_vqvae.visualize import (
+    code_grid,
+    save_image_grid,
+    side_by_side,
+    usage_plot,
+)
 from tf_vqvae.vqvae import VQVAE, to_unit_range
 
-# What a command raises for bad input (exit code 2) and for a failed run
-# (exit code 1).
-USAGE_ERRORS = (UsageError, ConfigError, DatasetError, CheckpointError)
-FAILURES = (NonFiniteLossError,)
+
+class CodebookCollapseError(RuntimeError):
+    """`vqvae train --on-collapse stop` stopped a run whose codebook
+    collapsed (exit code 1)."""
+
+
+# What a command raises for bad input (exit code 2), for a failed run (exit
+# code 1), and for Ctrl-C (exit code 130, `TrainingInterrupted` is a
+# `KeyboardInterrupt`).
+USAGE_ERRORS = (
+    UsageError,
+    ConfigError,
+    DatasetError,
+    CheckpointError,
+    LockedError,
+    NotWritableError,
+)
+FAILURES = (NonFiniteLossError, WriteError, CodebookCollapseError)
 NUM_VALIDATION_IMAGES = 16
 
 __all__ = [
     "FAILURES",
+    "CodebookCollapseError",
     "USAGE_ERRORS",
     "TrainResult",
+    "TrainingInterrupted",
     "UsageError",
     "VerificationError",
     "demo",
     "encode_images",
     "evaluate",
     "export",
+    "inspect",
+    "recover_config",
     "sample",
     "train",
     "train_prior",
@@ -101,7 +148,8 @@ def train(
     """Trains (or resumes) a VQ-VAE as `config` says, writing into `model_dir`.
 
     Order: the run's checks (`Run`), data, `Run.start` (model, optimizer,
-    compile, restore), `fit` with TensorBoard callbacks, artifacts
+    compile, restore), `fit` with TensorBoard callbacks and `CodebookHealth`
+    (`config.on_collapse`; its verdicts in `codebook_health.json`), artifacts
     (`model.keras`, `calibration.npy`, `reconstructions.png`). Every check of
     the input comes before the first file is written.
 
@@ -116,11 +164,25 @@ def train(
     Raises:
         UsageError, ConfigError, DatasetError, CheckpointError: bad input
             (nothing written).
+        LockedError: another command holds `model_dir`.
+        NotWritableError: `model_dir` cannot be created or written.
         NonFiniteLossError: the loss or weights became non-finite; the model
             holds the last good checkpoint's state.
+        WriteError: a checkpoint or artifact could not be written (disk
+            full); the previous checkpoint stays the newest.
+        TrainingInterrupted: Ctrl-C; a checkpoint was saved.
+        CodebookCollapseError: `config.on_collapse == "stop"` and an
+            epoch's code usage fell below the thresholds (checkpointed; no
+            `model.keras`).
     """
-    run = Run(config, model_dir)
-    images = load_images(config.dataset, "train", config.data_dir)
+    with Run(config, model_dir) as run:
+        return _train(run, config, verbose)
+
+
+def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
+    images = artifacts.load_split(
+        config.dataset, "train", config.data_dir, config.skip_bad_files
+    )
     validation = _validation_images(config, images)
     run.steps_per_epoch(images)
     factor = 2**config.num_downsamples
@@ -141,12 +203,32 @@ def train(
     callbacks = tensorboard_callbacks(
         run.logs_dir, validation, write_graph=False
     )
+    health = None
+    if config.on_collapse != OFF:
+        health = CodebookHealth(
+            config.on_collapse,
+            min_usage=config.min_code_usage,
+            min_perplexity=config.min_perplexity,
+            log_dir=run.logs_dir,
+            summary_path=os.path.join(run.write_dir, CODEBOOK_HEALTH_FILE),
+        )
+        callbacks.append(health)
     # Keras all-reduces (MEAN) the first batch to build the model
     # symbolically under multi-worker, and collective ops reject uint8:
     # feed the [0, 1] floats the model would compute from it anyway.
     to_float = to_unit_range if config.strategy == "multi-worker" else None
     step, history = run.fit(images, callbacks, verbose, map_fn=to_float)
+    if health is not None and health.stopped_epoch is not None:
+        raise CodebookCollapseError(
+            f"Training stopped after epoch {health.stopped_epoch + 1} of "
+            f"{config.epochs} (step {step}, checkpointed in "
+            f"{run.state.directory}). {health.verdict.message} Train again "
+            "in a new --model-dir with those options, or resume this one "
+            "with --on-collapse warn."
+        )
     written = run.finish("model", MODEL_FILE)
+    if health is not None:
+        written["codebook_health"] = health.summary_path
     written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
     if not os.path.isfile(written["calibration"]):
         artifacts.write_calibration_sample(images, run.write_dir)
@@ -166,35 +248,81 @@ def train_prior(
     """Trains (or resumes) a `PixelCNNPrior` on the codes of `model_dir`'s
     VQ-VAE over its training split, writing into `model_dir/prior`.
 
-    The same lifecycle (`Run`) as `train`: checks, checkpoints, resume,
-    strategies and the non-finite guard.
+    The same lifecycle (`Run`) as `train`: checks, lock, checkpoints,
+    resume, Ctrl-C, strategies and the non-finite guard.
+
+    With `config.class_conditional`, the prior is conditioned on the
+    training images' classes (`tf_vqvae.data.load_labels`), whose names
+    are written to `model_dir/prior/classes.json`.
 
     Returns:
         A `TrainResult` whose `model` is the prior.
     """
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
-    _check_one_code_per_position(vqvae, model_dir, "train-prior")
-    run = Run(config, model_dir, part=PRIOR_DIR)
-    images = load_images(train_config.dataset, "train", train_config.data_dir)
-    codes = encode_images(vqvae, images)
-    run.steps_per_epoch(codes)
-    prior = run.start(
-        lambda: PixelCNNPrior(
-            num_embeddings=vqvae.num_embeddings,
-            grid_shape=codes.image_shape,
-            **config.prior_kwargs(),
-        ),
-        codes.image_shape,
-    )
-    callbacks = [
-        keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
-        PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
-    ]
-    step, history = run.fit(codes, callbacks, verbose)
-    written = run.finish("prior", PRIOR_FILE)
+    with Run(config, model_dir, part=PRIOR_DIR) as run:
+        vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
+        _check_one_code_per_position(vqvae, model_dir, "train-prior")
+        images = artifacts.load_split(
+            train_config.dataset,
+            "train",
+            train_config.data_dir,
+            config.skip_bad_files or train_config.skip_bad_files,
+        )
+        classes = None
+        if config.class_conditional:
+            classes = load_labels(
+                train_config.dataset, "train", train_config.data_dir
+            )
+        codes = encode_images(vqvae, images)
+        grid_shape = codes.image_shape
+        example_shape = grid_shape
+        if classes is not None:
+            codes = dataclasses.replace(
+                codes,
+                dataset=tf.data.Dataset.zip(
+                    codes.dataset,
+                    tf.data.Dataset.from_tensor_slices(classes.labels),
+                ).map(lambda c, label: {"codes": c, "labels": label}),
+            )
+            example_shape = {"codes": grid_shape, "labels": ()}
+        run.steps_per_epoch(codes)
+        prior = run.start(
+            lambda: PixelCNNPrior(
+                num_embeddings=vqvae.num_embeddings,
+                grid_shape=grid_shape,
+                num_classes=(
+                    None if classes is None else len(classes.class_names)
+                ),
+                **config.prior_kwargs(),
+            ),
+            example_shape,
+        )
+        if classes is not None:
+            artifacts.write_class_names(
+                classes.class_names, train_config.dataset, run.write_dir
+            )
+        callbacks = [
+            keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
+            PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
+        ]
+        step, history = run.fit(codes, callbacks, verbose)
+        written = run.finish("prior", PRIOR_FILE)
+        if classes is not None:
+            written["prior_classes"] = os.path.join(run.write_dir, CLASSES_FILE)
     return TrainResult(
         model=prior, step=step, history=history, artifacts=written
     )
+
+
+def recover_config(model_dir: str, prior: bool = False) -> tuple[str, str]:
+    """Writes a lost `config.json` of `model_dir` (or of its prior) back
+    from the newest checkpoint, which keeps it (`runs.recover_config`).
+
+    Returns:
+        `(config_path, checkpoint_path)`.
+    """
+    if prior:
+        return recover_run_config(PriorConfig, model_dir, PRIOR_DIR)
+    return recover_run_config(TrainConfig, model_dir)
 
 
 def encode_images(model, images: Images, batch_size: int = 256) -> Images:
@@ -222,26 +350,124 @@ def sample(
     seed: int = 0,
     temperature: float = 1.0,
     output: str | None = None,
-) -> str:
-    """Decodes `n` samples of the prior into a PNG grid; returns its path.
+    label: str | int | None = None,
+) -> list[str]:
+    """Decodes `n` samples of the prior into PNG grids; returns their paths.
 
-    The same `seed` gives the same images.
+    Samples are drawn, decoded and written `SAMPLES_PER_GRID` (64) at a
+    time, so memory does not grow with `n`: one grid `output` (default
+    `model_dir/samples.png`) for up to 64 samples, else `samples-000.png`,
+    `samples-001.png`, ... beside it. Batch `i` is drawn with the seed
+    `[seed, i]`, so the same `seed` gives the same images (and the first 64
+    do not depend on `n` beyond them).
+
+    A class-conditional prior draws `n` samples of class `label` (a name
+    from `prior/classes.json` or an id), or without `label`, `n` samples of
+    every class (`n` at most 64), one row per class (named on the left),
+    in one grid.
+
+    Raises:
+        UsageError: `n` not in [1, MAX_SAMPLES], `temperature` not
+            positive, `output` not a `.png` file in an existing directory,
+            no trained model or prior, `label` for an unconditional prior,
+            or an unknown `label`.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"`n` must be a positive integer. Received: n={n!r}")
-    if not temperature > 0:
+    if (
+        isinstance(n, bool)
+        or not isinstance(n, int)
+        or not 1 <= n <= MAX_SAMPLES
+    ):
         raise UsageError(
-            "`temperature` must be positive. "
+            f"`n` must be an integer from 1 to {MAX_SAMPLES}. Received: n={n!r}"
+        )
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UsageError(
+            f"`seed` must be an integer from 0 to {MAX_SEED}. "
+            f"Received: seed={seed!r}"
+        )
+    if not temperature > 0 or temperature == float("inf"):
+        raise UsageError(
+            "`temperature` must be a positive number. "
             f"Received: temperature={temperature!r}"
         )
-    vqvae, _ = artifacts.load_vqvae(model_dir)
+    if output is not None and (
+        not output.lower().endswith(".png")
+        or not os.path.isdir(os.path.dirname(output) or ".")
+    ):
+        raise UsageError(
+            "`output` must be a .png path in an existing directory. "
+            f"Received: output={output!r}"
+        )
+    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
     _check_one_code_per_position(vqvae, model_dir, "sample")
-    prior = artifacts.load_prior(model_dir)
-    codes = prior.distribution(temperature=temperature).sample(n, seed=seed)
-    images = vqvae.decode(codes).numpy()
+    prior = artifacts.load_prior(model_dir, fallback=True)
     output = output or os.path.join(model_dir, SAMPLES_FILE)
-    save_image_grid(output, images, ncols=min(8, n))
-    return output
+    if label is None and prior.num_classes is not None:
+        if n > SAMPLES_PER_GRID:
+            raise UsageError(
+                f"`n` must be at most {SAMPLES_PER_GRID} for a class-"
+                "conditional prior without --label (n samples of each class "
+                f"in one grid). Received: n={n}"
+            )
+        labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
+        distribution = prior.distribution(
+            labels=labels, temperature=temperature
+        )
+        codes = distribution.sample(seed=tf.constant([seed, 0]))
+        save_image_grid(
+            output,
+            vqvae.decode(codes).numpy(),
+            ncols=n,
+            row_labels=_class_names(model_dir, prior),
+        )
+        return [output]
+    labels = None if label is None else _class_id(model_dir, prior, label)
+    distribution = prior.distribution(labels=labels, temperature=temperature)
+    count = -(-n // SAMPLES_PER_GRID)
+    paths = [output]
+    if count > 1:
+        stem = output[: -len(".png")]
+        digits = max(3, len(str(count - 1)))
+        paths = [f"{stem}-{i:0{digits}d}.png" for i in range(count)]
+    for i, path in enumerate(paths):
+        size = min(SAMPLES_PER_GRID, n - i * SAMPLES_PER_GRID)
+        codes = distribution.sample(size, seed=tf.constant([seed, i]))
+        save_image_grid(path, vqvae.decode(codes).numpy(), ncols=min(8, size))
+    return paths
+
+
+def _class_names(model_dir: str, prior) -> tuple[str, ...]:
+    """The prior's class names (`classes.json`), or its ids as names."""
+    names = artifacts.class_names(model_dir)
+    if names is None or len(names) != prior.num_classes:
+        names = tuple(str(i) for i in range(prior.num_classes))
+    return names
+
+
+def _class_id(model_dir: str, prior, label) -> int:
+    """The id of `label` (a class name, else an id) for `sample`."""
+    if prior.num_classes is None:
+        raise UsageError(
+            f"`label` needs a class-conditional prior, and {model_dir}'s "
+            "prior is unconditional; train one with `vqvae train-prior "
+            "--class-conditional` or leave out --label. "
+            f"Received: label={label!r}"
+        )
+    names = _class_names(model_dir, prior)
+    text = str(label).strip()
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < prior.num_classes:
+        return int(text)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    raise UsageError(
+        f"`label` must be a class name of {model_dir}'s prior ({shown}) or "
+        f"an id in [0, {prior.num_classes}). Received: label={label!r}"
+    )
 
 
 def evaluate(
@@ -249,29 +475,47 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     batch_size: int = 256,
+    skip_bad_files: bool = False,
 ) -> dict:
     """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
     codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
+
+    Bad image files of a `folder:` dataset are left out (and counted) with
+    `skip_bad_files` or when the model was trained with it.
     """
-    vqvae, train_config = artifacts.load_vqvae(model_dir)
-    dataset = dataset or train_config.dataset
-    images = load_images(dataset, split, train_config.data_dir)
-    expected = (vqvae.image_channels,)
-    if images.image_shape[-1:] != expected:
-        kind = {1: "grayscale", 3: "RGB"}
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
         raise UsageError(
-            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
-            f"images but the model in {model_dir!r} was trained on "
-            f"{vqvae.image_channels}-channel "
-            f"({kind.get(vqvae.image_channels, 'other')}) images; evaluate "
-            "it on a dataset like the one it was trained on. "
-            f"Received: image_shape={images.image_shape}"
+            "`batch_size` must be a positive integer. "
+            f"Received: batch_size={batch_size!r}"
         )
-    prior = artifacts.trained_prior(model_dir)
-    results = evaluate_model(
-        vqvae, evaluation_batches(images, batch_size), prior=prior
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
+    dataset = dataset or train_config.dataset
+    images = artifacts.load_split(
+        dataset,
+        split,
+        train_config.data_dir,
+        skip_bad_files or train_config.skip_bad_files,
     )
+    _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
+    prior = artifacts.trained_prior(model_dir, fallback=True)
+    batches = evaluation_batches(images, batch_size)
+    if prior is not None and prior.num_classes is not None:
+        labels = load_labels(
+            dataset,
+            split,
+            train_config.data_dir,
+            class_names=_class_names(model_dir, prior),
+        ).labels
+        batches = tf.data.Dataset.zip(
+            batches,
+            tf.data.Dataset.from_tensor_slices(labels).batch(batch_size),
+        )
+    results = evaluate_model(vqvae, batches, prior=prior)
     used = round(results["codebook_usage"] * vqvae.num_embeddings)
     metrics = {
         "dataset": dataset,
@@ -286,6 +530,115 @@ def evaluate(
     return metrics
 
 
+def inspect(
+    model_dir: str,
+    dataset: str | None = None,
+    split: str = "train",
+    num_codes: int = 8,
+    patches_per_code: int = 16,
+    max_images: int = 10_000,
+    batch_size: int = 256,
+) -> dict:
+    """What each code stands for: writes `model_dir/codes/`.
+
+    Encodes up to `max_images` images of the split (spread evenly over it)
+    and writes `usage.png` (`tf_vqvae.visualize.usage_plot`: positions per
+    code index), `top_codes.png` and `bottom_codes.png` (the `num_codes`
+    most and least used codes among those used, one row per code of
+    `patches_per_code` input patches whose code it is, with their context:
+    `tf_vqvae.visualize.code_grid`) and `usage.json` (the counts). Uses
+    only the `CodeModel` contract (`encode`, `downsampling_factor`,
+    `num_embeddings`).
+
+    Returns:
+        name -> path of each file.
+
+    Raises:
+        UsageError: bad counts, no trained model, or images of another
+            number of channels.
+    """
+    for name, value in (
+        ("num_codes", num_codes),
+        ("patches_per_code", patches_per_code),
+        ("max_images", max_images),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(
+                f"`{name}` must be a positive integer. "
+                f"Received: {name}={value!r}"
+            )
+    vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
+    dataset = dataset or train_config.dataset
+    loaded = artifacts.load_split(
+        dataset, split, train_config.data_dir, train_config.skip_bad_files
+    )
+    _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
+    images = artifacts.spread_sample(loaded, max_images)
+    codes = np.concatenate(
+        [
+            vqvae.encode(images[start : start + batch_size]).numpy()
+            for start in range(0, len(images), batch_size)
+        ]
+    )
+    k = vqvae.num_embeddings
+    counts = np.bincount(codes.reshape(-1), minlength=k)
+    by_use = np.argsort(-counts, kind="stable")
+    used = by_use[counts[by_use] > 0]
+    selections = {
+        "top_codes": used[:num_codes],
+        "bottom_codes": used[::-1][:num_codes],
+    }
+    out_dir = os.path.join(model_dir, CODES_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for name, selected in selections.items():
+        grid = code_grid(
+            images,
+            codes,
+            [int(code) for code in selected],
+            counts,
+            vqvae.downsampling_factor,
+            patches_per_code=patches_per_code,
+        )
+        written[name] = _write_png(os.path.join(out_dir, f"{name}.png"), grid)
+    written["usage"] = _write_png(
+        os.path.join(out_dir, "usage.png"), usage_plot(counts)
+    )
+    summary = {
+        "dataset": dataset,
+        "split": loaded.split,
+        "num_images": len(images),
+        "counts": counts.tolist(),
+        "top_codes": selections["top_codes"].tolist(),
+        "bottom_codes": selections["bottom_codes"].tolist(),
+    }
+    written["counts"] = atomic.write_text(
+        os.path.join(out_dir, "usage.json"), json.dumps(summary) + "\n"
+    )
+    return written
+
+
+def _write_png(path: str, pixels: np.ndarray) -> str:
+    return atomic.write_bytes(path, tf.io.encode_png(pixels).numpy())
+
+
+def _check_channels(
+    vqvae, images: Images, model_dir: str, dataset: str, advice: str
+) -> None:
+    """Raises `UsageError` unless `images` have the model's channels."""
+    expected = (vqvae.image_channels,)
+    if images.image_shape[-1:] != expected:
+        kind = {1: "grayscale", 3: "RGB"}
+        raise UsageError(
+            f"`dataset` {dataset!r} has {images.image_shape[-1]}-channel "
+            f"images but the model in {model_dir!r} was trained on "
+            f"{vqvae.image_channels}-channel "
+            f"({kind.get(vqvae.image_channels, 'other')}) images; {advice} "
+            "a dataset like the one it was trained on. "
+            f"Received: image_shape={images.image_shape}"
+        )
+
+
 def export(
     model_dir: str,
     out_dir: str | None = None,
@@ -296,6 +649,7 @@ def export(
     max_batch_size: int = 64,
     overwrite: bool = False,
     calibration_data: str | None = None,
+    skip_bad_files: bool = False,
 ) -> dict:
     """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
 
@@ -305,68 +659,108 @@ def export(
     `out_dir` defaults to `model_dir/export`. Both carry a `MANIFEST.json`
     (`vqvae verify`). Reads no dataset: the int8 decoder is calibrated on
     `calibration_data` (a `.npy` file of images or a dataset string), by
-    default the sample `vqvae train` wrote to `model_dir/calibration.npy`.
+    default the sample `vqvae train` wrote to `model_dir/calibration.npy`
+    (bad files of a `folder:` dataset are left out with `skip_bad_files`
+    or when the model was trained with it).
 
     Returns:
         name -> path of each export.
 
     Raises:
-        UsageError: no trained model, the version exists and not
+        UsageError: bad `model_name`, `version`, `max_batch_size` or
+            `out_dir`, no trained model, the version exists and not
             `overwrite`, or int8 without calibration images.
+        LockedError: another export into `out_dir` runs.
+        NotWritableError: `out_dir` cannot be created or written.
     """
-    vqvae, config = artifacts.load_vqvae(model_dir)
-    prior = artifacts.trained_prior(model_dir)
+    try:
+        check_names(model_name, version)
+        check_int("max_batch_size", max_batch_size)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     root = out_dir or os.path.join(model_dir, EXPORT_DIR)
-    target = os.path.join(root, model_name, str(version))
-    if os.path.exists(target) and not overwrite:
+    if os.path.exists(root) and not os.path.isdir(root):
         raise UsageError(
-            f"{target!r} exists; pass --overwrite to replace it or choose "
-            f"another --version. Received: version={version}"
+            f"`out` must be a directory; {root!r} is a file. "
+            f"Received: out={root!r}"
         )
-    tflite_dir = os.path.join(root, f"{model_name}_tflite")
-    if tflite and os.path.exists(tflite_dir) and not overwrite:
-        raise UsageError(
-            f"{tflite_dir!r} exists; pass --overwrite to replace it or "
-            f"choose another --out. Received: out={root!r}"
-        )
-    calibration = None
-    if tflite and "int8" in quantization:
-        calibration = artifacts.calibration_images(
-            model_dir, calibration_data, vqvae.example_shape, config.data_dir
-        )
-        if calibration is None:
+    vqvae, config = artifacts.load_vqvae(model_dir, fallback=True)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
+    # One export at a time into `root`: its checks hold until it ends.
+    with _locked_output(root):
+        target = os.path.join(root, model_name, str(version))
+        if os.path.exists(target) and not overwrite:
             raise UsageError(
-                "`quantization` 'int8' needs calibration images, and "
-                f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
-                "by `vqvae train`) is missing; pass --calibration-data (a "
-                ".npy file of images or a dataset such as folder:PATH) or "
-                "leave out int8. "
-                f"Received: quantization={tuple(quantization)}"
+                f"{target!r} exists; pass --overwrite to replace it or choose "
+                f"another --version. Received: version={version}"
             )
-    exported = {
-        "saved_model": os.fspath(
-            export_saved_model(
-                vqvae,
-                root,
-                model_name,
-                version=version,
-                prior=prior,
-                overwrite=overwrite,
-                max_batch_size=max_batch_size,
+        tflite_dir = os.path.join(root, f"{model_name}_tflite")
+        if tflite and os.path.exists(tflite_dir) and not overwrite:
+            raise UsageError(
+                f"{tflite_dir!r} exists; pass --overwrite to replace it or "
+                f"choose another --out. Received: out={root!r}"
             )
-        )
-    }
-    if tflite:
-        export_tflite(
-            vqvae,
-            tflite_dir,
-            quantization=tuple(quantization),
-            representative_images=calibration,
-            prior=prior,
-            overwrite=overwrite,
-        )
-        exported["tflite"] = tflite_dir
-    return exported
+        calibration = None
+        if tflite and "int8" in quantization:
+            calibration = artifacts.calibration_images(
+                model_dir,
+                calibration_data,
+                vqvae.example_shape,
+                config.data_dir,
+                skip_bad_files or config.skip_bad_files,
+            )
+            if calibration is None:
+                raise UsageError(
+                    f"{target!r} exists; pass --overwrite to replace it or "
+                    f"choose another --version. Received: version={version}"
+                )
+            tflite_dir = os.path.join(root, f"{model_name}_tflite")
+            if tflite and os.path.exists(tflite_dir) and not overwrite:
+                raise UsageError(
+                    f"{tflite_dir!r} exists; pass --overwrite to replace it or "
+                    f"choose another --out. Received: out={root!r}"
+                )
+            calibration = None
+            if tflite and "int8" in quantization:
+                calibration = artifacts.calibration_images(
+                    model_dir,
+                    calibration_data,
+                    vqvae.example_shape,
+                    config.data_dir,
+                )
+                if calibration is None:
+                    raise UsageError(
+                        "`quantization` 'int8' needs calibration images, "
+                        f"and {os.path.join(model_dir, CALIBRATION_FILE)} "
+                        "(written by `vqvae train`) is missing; pass "
+                        "--calibration-data (a .npy file of images or a "
+                        "dataset such as folder:PATH) or leave out int8. "
+                        f"Received: quantization={tuple(quantization)}"
+                    )
+            exported = {
+                "saved_model": os.fspath(
+                    export_saved_model(
+                        vqvae,
+                        root,
+                        model_name,
+                        version=version,
+                        prior=prior,
+                        overwrite=overwrite,
+                        max_batch_size=max_batch_size,
+                    )
+                )
+            }
+            if tflite:
+                export_tflite(
+                    vqvae,
+                    tflite_dir,
+                    quantization=tuple(quantization),
+                    representative_images=calibration,
+                    prior=prior,
+                    overwrite=overwrite,
+                )
+                exported["tflite"] = tflite_dir
+            return exported
 
 
 def verify(path: str) -> None:
@@ -374,10 +768,10 @@ def verify(path: str) -> None:
     versions, or a TFLite directory) against its `MANIFEST.json`.
 
     Raises:
-        UsageError: `path` does not exist.
+        UsageError: `path` is not a directory.
         VerificationError: a file or signature does not match.
     """
-    if not os.path.exists(path):
+    if not os.path.isdir(path):
         raise UsageError(
             f"`path` must be an export directory. Received: path={path!r}"
         )
@@ -416,7 +810,7 @@ def demo(
     written.update(result.artifacts)
     timings["train_prior"] = time.time() - started - sum(timings.values())
     print("vqvae demo: 3/5 sample", flush=True)
-    written["samples"] = sample(model_dir, n=64, seed=0)
+    (written["samples"],) = sample(model_dir, n=64, seed=0)
     print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
     metrics = evaluate(model_dir)
     written["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
@@ -431,6 +825,20 @@ def demo(
     )
     timings["total"] = time.time() - started
     return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+@contextlib.contextmanager
+def _locked_output(root: str):
+    """Holds the lock on an export's output directory, created if needed;
+    one created here is removed again if it stays empty."""
+    created = not os.path.exists(root)
+    try:
+        with DirectoryLock(root, what="export directory (--out)"):
+            yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # only if empty
 
 
 def _check_one_code_per_position(vqvae, model_dir: str, command: str) -> None:
@@ -448,12 +856,20 @@ def _check_one_code_per_position(vqvae, model_dir: str, command: str) -> None:
 
 def _validation_images(config: TrainConfig, train_images: Images):
     """A fixed batch: images spread evenly over the first 1024 of the test
-    split (or of the training split if there is no test split)."""
+    split (or of the training split if there is no test split). A bad file
+    in the test split is an error like one in the training split."""
     _, _, named_split = parse_dataset(config.dataset)
     source = train_images
     if named_split is None:
         try:
-            source = load_images(config.dataset, "test", config.data_dir)
+            source = artifacts.load_split(
+                config.dataset,
+                "test",
+                config.data_dir,
+                config.skip_bad_files,
+            )
+        except BadImageFileError:
+            raise
         except DatasetError:
             source = train_images
         if source.image_shape != train_images.image_shape:

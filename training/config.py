@@ -24,12 +24,18 @@ from tf_vqvae.options import (
     DEFAULT_DATASET,
     LIKELIHOODS,
     OFF,
+    ON_COLLAPSE,
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
     resolve_quantizer_options,
 )
 from tf_vqvae.training.layout import CONFIG_FILE, PRIOR_DIR
+
+# `vqvae sample`: samples drawn, decoded and written per PNG grid, and at
+# most in all (1024 grids).
+SAMPLES_PER_GRID = 64
+MAX_SAMPLES = 65_536
 
 
 class ConfigError(ValueError):
@@ -89,12 +95,46 @@ def _devices_field():
     )
 
 
-def _check_int(name: str, value, minimum: int, off: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _skip_bad_files_field(which: str):
+    return _field(
+        False,
+        f"Leave out {which} files of a 'folder:' dataset that are not "
+        "usable images (empty, not an image, truncated, too large) and "
+        "print how many, instead of stopping at the first.",
+        resumable=True,
+    )
+
+
+# Seeds reach int32 seed tensors and `keras.utils.set_random_seed`.
+MAX_SEED = 2**31 - 1
+
+
+def _check_int(
+    name: str,
+    value,
+    minimum: int,
+    off: bool = False,
+    maximum: int | None = None,
+) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         what = "a positive" if minimum == 1 else "a non-negative"
         alternative = f" or {OFF!r}" if off else ""
+        at_most = f" at most {maximum}" if maximum is not None else ""
         raise ConfigError(
-            f"`{name}` must be {what} integer{alternative}. "
+            f"`{name}` must be {what} integer{at_most}{alternative}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_text(name: str, value, optional: bool = False) -> None:
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise ConfigError(
+            f"`{name}` must be a string{' or null' if optional else ''}. "
             f"Received: {name}={value!r}"
         )
 
@@ -109,6 +149,17 @@ def _check_rate(name: str, value) -> None:
         raise ConfigError(
             f"`{name}` must be a non-negative number. "
             f"Received: {name}={value!r}"
+        )
+
+
+def _check_fraction(name: str, value) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value <= 1
+    ):
+        raise ConfigError(
+            f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}"
         )
 
 
@@ -137,7 +188,7 @@ class _Config:
                 f"{sorted(names)}. Received: {unknown[0]}="
                 f"{values[unknown[0]]!r}"
             )
-        if values.get("devices") is not None:
+        if isinstance(values.get("devices"), list):
             values = dict(values, devices=tuple(values["devices"]))
         return cls(**values)
 
@@ -162,20 +213,36 @@ class _Config:
         return arguments
 
     def _check_fields(self, positive: tuple[str, ...]) -> None:
-        """The run options of both configs, the fields in `positive`, and
-        every field's `choices`."""
+        """The run options of both configs, the fields in `positive`,
+        every bool field's type and every field's `choices`."""
         for name in ("global_batch_size", "epochs", "checkpoint_steps"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.steps_per_epoch is not None:
             _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
         _check_rate("learning_rate", self.learning_rate)
         for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if str(field.type) in ("str", "str | None"):
+                _check_text(field.name, value, "None" in str(field.type))
+            if str(field.type) == "bool" and not isinstance(value, bool):
+                raise ConfigError(
+                    f"`{field.name}` must be true or false. "
+                    f"Received: {field.name}={value!r}"
+                )
             if "choices" in field.metadata:
-                value = getattr(self, field.name)
                 _check_choice(field.name, value, field.metadata["choices"])
+        if self.devices is not None and (
+            not isinstance(self.devices, tuple)
+            or not self.devices
+            or not all(isinstance(d, str) and d for d in self.devices)
+        ):
+            raise ConfigError(
+                "`devices` must be a list of device names such as /gpu:0. "
+                f"Received: devices={self.devices!r}"
+            )
         if self.devices is not None and self.strategy != "mirrored":
             raise ConfigError(
                 "`devices` needs --strategy mirrored. "
@@ -198,6 +265,7 @@ class TrainConfig(_Config):
         "Where TensorFlow Datasets looks for prepared datasets.",
         resumable=True,
     )
+    skip_bad_files: bool = _skip_bad_files_field("image")
     global_batch_size: int = _field(
         64, "Examples per step over all replicas (split across them)."
     )
@@ -271,6 +339,25 @@ class TrainConfig(_Config):
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()
     checkpoint_steps: int = _checkpoint_steps_field()
+    on_collapse: str = _field(
+        "warn",
+        "When an epoch's code usage falls below the two thresholds below "
+        "(CodebookHealth): "
+        f"{describe_choices({**ON_COLLAPSE, OFF: 'no check'})}.",
+        resumable=True,
+        choices=(*ON_COLLAPSE, OFF),
+    )
+    min_code_usage: float = _field(
+        0.25,
+        "Collapse threshold: the least fraction of the K codes an epoch "
+        "uses (at most 1 - this fraction dead).",
+        resumable=True,
+    )
+    min_perplexity: float = _field(
+        0.05,
+        "Collapse threshold: the least epoch perplexity, as a fraction of K.",
+        resumable=True,
+    )
 
     def __post_init__(self):
         # "Off" is spelled `OFF`; older config files and flags said `null`
@@ -305,6 +392,8 @@ class TrainConfig(_Config):
                 off=True,
             )
         _check_rate("commitment_cost", self.commitment_cost)
+        for name in ("min_code_usage", "min_perplexity"):
+            _check_fraction(name, getattr(self, name))
 
     def model_kwargs(self) -> dict:
         """Constructor arguments of `tf_vqvae.VQVAE`."""
@@ -316,6 +405,7 @@ class PriorConfig(_Config):
     """Options of `vqvae train-prior` (a PixelCNN prior over the codes)."""
 
     global_batch_size: int = _field(32, "Code grids per step.")
+    skip_bad_files: bool = _skip_bad_files_field("the VQ-VAE's training image")
     epochs: int = _epochs_field()
     steps_per_epoch: int | None = _field(
         None, "Steps per epoch (default: one pass over the training codes)."
@@ -328,6 +418,12 @@ class PriorConfig(_Config):
     checkpoint_steps: int = _checkpoint_steps_field()
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()
+    class_conditional: bool = _field(
+        False,
+        "Condition the prior on the training images' classes (tfds labels, "
+        "the class folders of a folder dataset, the source photograph of "
+        "the photos); the class names go to MODEL_DIR/prior/classes.json.",
+    )
 
     def __post_init__(self):
         self._check_fields(positive=("num_hiddens", "num_layers"))
@@ -426,6 +522,11 @@ def load_config(path: str, config_class: type | None = None):
         raise ConfigError(
             f"`config` file does not exist; pass a config.json written by "
             f"`vqvae train`. Received: config={path!r}"
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"`config` cannot be read ({error.strerror or error}); pass a "
+            f"config.json written by `vqvae train`. Received: config={path!r}"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(

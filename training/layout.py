@@ -9,13 +9,22 @@ Layout:
     MODEL_DIR/calibration.npy       up to 256 uint8 training images spread
                                     over the split, for int8 export
     MODEL_DIR/reconstructions.png   originals beside reconstructions
+    MODEL_DIR/codebook_health.json  `CodebookHealth`'s verdict per epoch
     MODEL_DIR/prior/                the prior's run: config.json,
                                     checkpoints/, logs/, prior.keras
+                                    (and classes.json, class-conditional)
     MODEL_DIR/samples.png           `vqvae sample`
     MODEL_DIR/evaluation.json       `vqvae evaluate`
+    MODEL_DIR/codes/                `vqvae inspect`: usage.png,
+                                    top_codes.png, bottom_codes.png,
+                                    usage.json
     MODEL_DIR/export/               `vqvae export`
     MODEL_DIR/workers/TYPE-ID/      each non-chief worker's own copy
                                     (`--strategy multi-worker`)
+    MODEL_DIR/LOCK                  while `vqvae train` runs: who holds
+                                    the model dir (`training/locking.py`);
+                                    also in prior/, workers/TYPE-ID/ and an
+                                    export's output directory
 """
 
 CONFIG_FILE = "config.json"
@@ -24,9 +33,13 @@ LOGS_DIR = "logs"
 MODEL_FILE = "model.keras"
 CALIBRATION_FILE = "calibration.npy"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
+CODEBOOK_HEALTH_FILE = "codebook_health.json"
 PRIOR_DIR = "prior"
 PRIOR_FILE = "prior.keras"
+CLASSES_FILE = "classes.json"
 SAMPLES_FILE = "samples.png"
 EVALUATION_FILE = "evaluation.json"
+CODES_DIR = "codes"
 EXPORT_DIR = "export"
 WORKERS_DIR = "workers"
+LOCK_FILE = "LOCK"

@@ -5,28 +5,39 @@ holding `config.json`, `checkpoints/` and `logs/`, trained from a config
 (`TrainConfig` or `PriorConfig`) on fixed-size examples (`Images`). `Run`
 does everything that does not depend on the model:
 
-    run = Run(config, model_dir)        # strategy, batch split, model-dir
-                                        # checks: nothing written yet
-    steps = run.steps_per_epoch(data)   # checks the data is one batch or more
-    model = run.start(make_model, data.image_shape)
-                                        # dir, config.json, seed, scope:
-                                        # build + compile, optimizer, restore
-                                        # the newest readable checkpoint or
-                                        # save step 0; a new dir is removed
-                                        # again if this fails
-    step, history = run.fit(data, callbacks)  # resumable fit, NaN guard
-    artifacts = run.finish("model", "model.keras")
+    with Run(config, model_dir) as run: # strategy, batch split, model-dir
+                                        # checks: nothing written yet; the
+                                        # lock on an existing dir
+        steps = run.steps_per_epoch(data)   # one batch or more
+        model = run.start(make_model, data.image_shape)
+                                        # dir + lock, config.json, seed,
+                                        # scope: build + compile, optimizer,
+                                        # restore the newest readable
+                                        # checkpoint or save step 0; a new
+                                        # dir is removed again if this fails
+        step, history = run.fit(data, callbacks)  # resumable fit, NaN
+                                        # guard, Ctrl-C
+        artifacts = run.finish("model", "model.keras")
+                                        # leaving the block: lock released
 
 Bad input raises `UsageError` (or `ConfigError`, `DatasetError`,
-`CheckpointError`) before anything is written; a non-finite loss raises
-`NonFiniteLossError` with the model restored to the last good checkpoint.
+`CheckpointError`, `LockedError` when another command holds the directory,
+`NotWritableError`) before anything is written; a non-finite loss raises
+`NonFiniteLossError` with the model restored to the last good checkpoint; a
+checkpoint that cannot be written (disk full) `WriteError`, the previous one
+kept; Ctrl-C `TrainingInterrupted` after a checkpoint at the end of the
+current step (a second Ctrl-C ends the process at once).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shlex
 import shutil
+import signal
+import threading
 import typing
 from collections.abc import Callable
 
@@ -39,11 +50,26 @@ from tf_vqvae.distribute import mirrored_strategy
 from tf_vqvae.training.checkpointing import (
     CheckpointAndGuard,
     NonFiniteLossError,
+    TrainingInterrupted,
     TrainingState,
+    WriteError,
     checkpoint_dir,
+    checkpoint_paths,
+    error_reason,
+    is_storage_error,
+    read_saved_config,
 )
-from tf_vqvae.training.config import load_config, save_config
-from tf_vqvae.training.layout import CONFIG_FILE, LOGS_DIR, WORKERS_DIR
+from tf_vqvae.training.config import ConfigError, load_config, save_config
+from tf_vqvae.training.layout import (
+    CONFIG_FILE,
+    LOGS_DIR,
+    PRIOR_DIR,
+    WORKERS_DIR,
+)
+from tf_vqvae.training.locking import (
+    DirectoryLock,
+    writable_error,
+)
 
 
 class UsageError(ValueError):
@@ -80,6 +106,8 @@ def make_strategy(config) -> tf.distribute.Strategy:
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
+        if config.devices:
+            _check_devices(config.devices)
         return mirrored_strategy(config.devices)
     if not os.environ.get("TF_CONFIG"):
         raise UsageError(
@@ -90,6 +118,29 @@ def make_strategy(config) -> tf.distribute.Strategy:
     if not _MULTI_WORKER:
         _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
     return _MULTI_WORKER[0]
+
+
+def _check_devices(devices) -> None:
+    """Every name in `devices` is a device of this machine (TensorFlow would
+    otherwise place the work elsewhere without a word)."""
+
+    def key(name: str):
+        try:
+            spec = tf.DeviceSpec.from_string(name)
+        except ValueError:
+            return None
+        if spec.device_type is None:
+            return None
+        return spec.device_type.upper(), spec.device_index or 0
+
+    present = {key(d.name) for d in tf.config.list_logical_devices()}
+    for name in devices:
+        if key(name) not in present:
+            names = sorted(f"/{kind.lower()}:{i}" for kind, i in present)
+            raise UsageError(
+                f"`devices` must name devices of this machine "
+                f"({', '.join(names)}). Received: devices={list(devices)}"
+            )
 
 
 def worker_dir(strategy, run_dir: str) -> tuple[str, bool]:
@@ -112,12 +163,25 @@ def worker_dir(strategy, run_dir: str) -> tuple[str, bool]:
     return os.path.join(run_dir, WORKERS_DIR, f"{task_type}-{task_id}"), False
 
 
+def build_for_examples(model: keras.Model, example_shape) -> None:
+    """Builds `model` for batches of examples of `example_shape`: a shape,
+    or a dict of shapes for models with several inputs."""
+    if isinstance(example_shape, dict):
+        model.build({k: (None, *v) for k, v in example_shape.items()})
+    else:
+        model.build((None, *example_shape))
+
+
 class Run:
     """One training run in a directory: set-up, resume, fit, artifacts.
 
     Creating it checks what needs no data: the strategy (and that it splits
-    `config.global_batch_size` evenly), that `run_dir` is not a file, and
-    that a run already in `run_dir` has a config compatible with `config`.
+    `config.global_batch_size` evenly), that `run_dir` is not a file nor
+    below one, that a run already in `run_dir` has a config compatible with
+    `config`, and that checkpoints there come with their `config.json`.
+    Use it as a context manager: entering locks the directory this process
+    writes (`DirectoryLock`; a new one is locked by `start`), leaving
+    releases it.
 
     Args:
         config: a `TrainConfig` or `PriorConfig` (`strategy`, `devices`,
@@ -130,6 +194,7 @@ class Run:
 
     Raises:
         UsageError, ConfigError: bad input (nothing written).
+        LockedError: another command holds the directory (on entering).
     """
 
     def __init__(self, config, model_dir: str, part: str | None = None):
@@ -137,6 +202,10 @@ class Run:
         self.model_dir = model_dir
         self.part = part
         self.run_dir = os.path.join(model_dir, part) if part else model_dir
+        command = "train-prior" if part == PRIOR_DIR else "train"
+        self.resume_command = (
+            f"vqvae {command} --model-dir {shlex.quote(model_dir)}"
+        )
         self.strategy = make_strategy(config)
         replicas = self.strategy.num_replicas_in_sync
         if config.global_batch_size % replicas:
@@ -151,6 +220,56 @@ class Run:
         self.state: TrainingState | None = None
         self.start_step = 0
         self._previous_policy = None
+        # Each worker locks the directory it writes: the chief `run_dir`,
+        # the others their own `workers/TYPE-ID`.
+        self._lock = DirectoryLock(self.write_dir, what="`model_dir`")
+
+    def __enter__(self) -> Run:
+        """Locks the run's directory if it exists (`start` locks a new one)
+        and checks it again under the lock."""
+        if os.path.isdir(self.write_dir):
+            self._lock_and_check()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        """Releases the lock; a plain Ctrl-C (outside `fit`) becomes
+        `TrainingInterrupted` and a file-system error (disk full,
+        read-only) `WriteError`, each saying how to resume."""
+        self.close()
+        latest = None
+        if self.state is not None:
+            latest = self.state.latest_checkpoint
+        kept = (
+            f"{latest} is kept as the newest checkpoint"
+            if latest
+            else "no checkpoint was written"
+        )
+        if kind is KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"interrupted; {kept}; resume with: {self.resume_command}"
+            ) from None
+        if error is not None and is_storage_error(error):
+            where = getattr(error, "filename", None)
+            raise WriteError(
+                f"{error_reason(error)}"
+                + (f": {where}" if where else "")
+                + f"; {kept}; fix the cause and run again: "
+                + self.resume_command
+            ) from None
+
+    def close(self) -> None:
+        """Releases the lock on the run's directory."""
+        self._lock.release()
+
+    def _lock_and_check(self) -> None:
+        if self._lock.held:
+            return
+        self._lock.acquire()
+        try:
+            self._check_run_dir()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _check_run_dir(self) -> None:
         model_dir = self.model_dir
@@ -159,8 +278,24 @@ class Run:
                 f"`model_dir` must be a directory; {self.run_dir!r} is a "
                 f"file. Received: model_dir={model_dir!r}"
             )
+        parent = os.path.dirname(os.path.abspath(self.run_dir))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise UsageError(
+                f"`model_dir` must be a directory path; {self.run_dir!r} is "
+                f"below {parent!r}, which is a file. "
+                f"Received: model_dir={model_dir!r}"
+            )
         path = os.path.join(self.run_dir, CONFIG_FILE)
         if not os.path.exists(path):
+            if checkpoint_paths(checkpoint_dir(self.run_dir)):
+                raise UsageError(
+                    f"`model_dir` {model_dir!r} holds checkpoints but no "
+                    f"{path}; write it back from the newest checkpoint with "
+                    f"`{self.resume_command} --recover-config`, then run "
+                    f"again. Received: model_dir={model_dir!r}"
+                )
             return
         saved = load_config(path, type(self.config))
         different = self.config.incompatible_fields(saved)
@@ -211,7 +346,9 @@ class Run:
 
         Args:
             make_model: `() -> keras.Model`, unbuilt.
-            example_shape: the shape of one training example.
+            example_shape: the shape of one training example, or a dict of
+                shapes for dict examples (e.g. `{"codes": (8, 8), "labels":
+                ()}`).
             dtype_policy: a Keras global dtype policy (e.g.
                 `"mixed_float16"`) for building and fitting; the previous
                 one is restored when `fit` ends.
@@ -221,19 +358,28 @@ class Run:
             The model.
 
         Raises:
+            LockedError: another command holds the directory.
+            NotWritableError: the directory cannot be created or written.
             CheckpointError: checkpoints exist but none can be read.
         """
         created = not os.path.exists(self.write_dir)
-        os.makedirs(self.write_dir, exist_ok=True)
+        # Creates the directory; nothing to remove if another command holds
+        # it, as that one may have created it.
+        self._lock_and_check()
         self._previous_policy = keras.mixed_precision.global_policy()
         try:
-            save_config(self.config, self.write_dir)
+            try:
+                save_config(self.config, self.write_dir)
+            except OSError as error:
+                raise writable_error(
+                    self.write_dir, error, "`model_dir`"
+                ) from None
             if dtype_policy is not None:
                 keras.mixed_precision.set_global_policy(dtype_policy)
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
                 model = make_model()
-                model.build((None, *example_shape))
+                build_for_examples(model, example_shape)
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
                     **compile_kwargs,
@@ -242,7 +388,10 @@ class Run:
                     _rank1_step_outputs(model)
                 model.optimizer.build(model.trainable_variables)
                 self.state = TrainingState(
-                    model, model.optimizer, checkpoint_dir(self.write_dir)
+                    model,
+                    model.optimizer,
+                    checkpoint_dir(self.write_dir),
+                    config_json=self.config.to_json(),
                 )
                 start_step = self.state.restore_latest()
                 if start_step is None:
@@ -270,7 +419,8 @@ class Run:
         at (`training_pipeline`), and a run resumed mid-epoch first finishes
         that epoch with a shorter `fit`, so epochs keep their numbers.
         Checkpoints every `config.checkpoint_steps` steps, after each epoch
-        and at the end; stops on a non-finite loss or weights.
+        and at the end; stops on a non-finite loss or weights, and when a
+        callback sets `model.stop_training` (checkpointing that step).
 
         Args:
             data: the training examples.
@@ -285,11 +435,33 @@ class Run:
         Raises:
             NonFiniteLossError: with the model restored to the last good
                 checkpoint.
+            WriteError: a checkpoint could not be written (disk full); the
+                previous one stays the newest.
+            TrainingInterrupted: Ctrl-C, after a checkpoint at the end of
+                the current step (a second Ctrl-C ends the process at once).
         """
         try:
             return self._fit(data, callbacks, verbose, map_fn)
         finally:
             keras.mixed_precision.set_global_policy(self._previous_policy)
+
+    def _on_ctrl_c(self, guard: CheckpointAndGuard):
+        """Installs a SIGINT handler that stops `guard`'s `fit` at the end
+        of the step; returns the handler it replaced (or `None` when not
+        installed: off the main thread, or under multi-worker, where every
+        worker must stop at the same step)."""
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or self.config.strategy == "multi-worker"
+        ):
+            return None
+
+        def on_sigint(signum, frame):
+            guard.interrupt()
+            # A second Ctrl-C ends the process at once, even inside an op.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        return signal.signal(signal.SIGINT, on_sigint)
 
     def _fit(self, data, callbacks, verbose, map_fn) -> tuple[int, dict]:
         config, state = self.config, self.state
@@ -309,9 +481,42 @@ class Run:
                 flush=True,
             )
         guard = CheckpointAndGuard(state, start_step, config.checkpoint_steps)
+        previous_handler = self._on_ctrl_c(guard)
+        try:
+            step, history = self._fit_loop(
+                data, callbacks, verbose, map_fn, guard, total_steps
+            )
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        if guard.failure is not None:
+            good = state.restore_latest()
+            raise NonFiniteLossError(
+                f"Training stopped {guard.failure}; the model was restored "
+                f"to the last good checkpoint (step {good}) in "
+                f"{state.directory}; run again with a lower --learning-rate "
+                f"(now {config.learning_rate:g}) to resume from there."
+            )
+        if state.latest_step() != step:
+            state.save(step)
+        if guard.interrupted:
+            raise TrainingInterrupted(
+                f"interrupted at step {step} of {total_steps}; saved "
+                f"{state.latest_checkpoint}; resume with: "
+                f"{self.resume_command}"
+            )
+        return step, history
+
+    def _fit_loop(self, data, callbacks, verbose, map_fn, guard, total_steps):
+        config, state = self.config, self.state
+        steps_per_epoch = self.steps_per_epoch(data)
         history: dict = {}
-        step = start_step
-        while step < total_steps and guard.failure is None:
+        step = self.start_step
+        while (
+            step < total_steps
+            and guard.failure is None
+            and not guard.interrupted
+        ):
             epoch, offset = divmod(step, steps_per_epoch)
             last_epoch = config.epochs if offset == 0 else epoch + 1
             steps = steps_per_epoch - offset
@@ -336,16 +541,8 @@ class Run:
             for key, values in fitted.history.items():
                 history.setdefault(key, []).extend(values)
             step = guard.global_step
-        if guard.failure is not None:
-            good = state.restore_latest()
-            raise NonFiniteLossError(
-                f"Training stopped {guard.failure}; the model was restored "
-                f"to the last good checkpoint (step {good}) in "
-                f"{state.directory}; run again with a lower --learning-rate "
-                f"(now {config.learning_rate:g}) to resume from there."
-            )
-        if state.latest_step() != step:
-            state.save(step)
+            if state.model.stop_training:
+                break  # A callback stopped training (e.g. CodebookHealth).
         return step, history
 
     def finish(self, model_name: str, filename: str) -> dict:
@@ -357,17 +554,78 @@ class Run:
             start with `part_` for a part of a model dir.
         """
         prefix = f"{self.part}_" if self.part else ""
+        path = os.path.join(self.write_dir, filename)
+        try:
+            atomic.write_file(path, self.state.model.save)
+        except OSError as error:
+            raise WriteError(
+                f"could not write {path} ({error_reason(error)}); the "
+                "checkpoints are complete: fix the cause and run the same "
+                f"command again to write it: {self.resume_command}"
+            ) from None
         artifacts = {
             f"{prefix}config": os.path.join(self.write_dir, CONFIG_FILE),
             f"{prefix}checkpoints": self.state.directory,
             f"{prefix}tensorboard": self.logs_dir,
-            model_name: atomic.write_file(
-                os.path.join(self.write_dir, filename), self.state.model.save
-            ),
+            model_name: path,
         }
         if not self.is_chief:
             artifacts["chief_model_dir"] = self.model_dir
         return artifacts
+
+
+def recover_config(
+    config_class: type, model_dir: str, part: str | None = None
+) -> tuple[str, str]:
+    """Writes a lost `config.json` back from the newest checkpoint.
+
+    Every checkpoint keeps the run's config; this writes the one of the
+    newest checkpoint that holds one to `model_dir[/part]/config.json`,
+    under the run's lock.
+
+    Args:
+        config_class: `TrainConfig` or `PriorConfig`.
+        model_dir: the model dir.
+        part: `"prior"` for the prior's run.
+
+    Returns:
+        `(config_path, checkpoint_path)`: what was written, from where.
+
+    Raises:
+        UsageError: `config.json` exists, or no checkpoint holds a config.
+    """
+    run_dir = os.path.join(model_dir, part) if part else model_dir
+    path = os.path.join(run_dir, CONFIG_FILE)
+    directory = checkpoint_dir(run_dir)
+    if os.path.exists(path):
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds {path}: nothing to recover. "
+            f"Received: model_dir={model_dir!r}"
+        )
+    if not checkpoint_paths(directory):
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds no checkpoint in {directory} "
+            f"to recover a config from. Received: model_dir={model_dir!r}"
+        )
+    with DirectoryLock(run_dir, what="`model_dir`"):
+        found = read_saved_config(directory)
+        if found is None:
+            raise UsageError(
+                f"no checkpoint in {directory} holds a config (they were "
+                "written before checkpoints kept it, or cannot be read); "
+                f"write {path} by hand with the run's options. "
+                f"Received: model_dir={model_dir!r}"
+            )
+        text, source = found
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"the config kept in {source} is not valid JSON ({error}). "
+                f"Received: model_dir={model_dir!r}"
+            ) from None
+        save_config(config_class.from_dict(values, source=source), run_dir)
+    return path, source
 
 
 def _rank1_step_outputs(model: keras.Model) -> None:
