@@ -689,8 +689,8 @@ def export(
         target = os.path.join(root, model_name, str(version))
         if os.path.exists(target) and not overwrite:
             raise UsageError(
-                f"{target!r} exists; pass --overwrite to replace it or choose "
-                f"another --version. Received: version={version}"
+                f"{target!r} exists; pass --overwrite to replace it or "
+                f"choose another --version. Received: version={version}"
             )
         tflite_dir = os.path.join(root, f"{model_name}_tflite")
         if tflite and os.path.exists(tflite_dir) and not overwrite:
@@ -709,56 +709,37 @@ def export(
             )
             if calibration is None:
                 raise UsageError(
-                    f"{target!r} exists; pass --overwrite to replace it or "
-                    f"choose another --version. Received: version={version}"
+                    "`quantization` 'int8' needs calibration images, "
+                    f"and {os.path.join(model_dir, CALIBRATION_FILE)} "
+                    "(written by `vqvae train`) is missing; pass "
+                    "--calibration-data (a .npy file of images or a "
+                    "dataset such as folder:PATH) or leave out int8. "
+                    f"Received: quantization={tuple(quantization)}"
                 )
-            tflite_dir = os.path.join(root, f"{model_name}_tflite")
-            if tflite and os.path.exists(tflite_dir) and not overwrite:
-                raise UsageError(
-                    f"{tflite_dir!r} exists; pass --overwrite to replace it or "
-                    f"choose another --out. Received: out={root!r}"
-                )
-            calibration = None
-            if tflite and "int8" in quantization:
-                calibration = artifacts.calibration_images(
-                    model_dir,
-                    calibration_data,
-                    vqvae.example_shape,
-                    config.data_dir,
-                )
-                if calibration is None:
-                    raise UsageError(
-                        "`quantization` 'int8' needs calibration images, "
-                        f"and {os.path.join(model_dir, CALIBRATION_FILE)} "
-                        "(written by `vqvae train`) is missing; pass "
-                        "--calibration-data (a .npy file of images or a "
-                        "dataset such as folder:PATH) or leave out int8. "
-                        f"Received: quantization={tuple(quantization)}"
-                    )
-            exported = {
-                "saved_model": os.fspath(
-                    export_saved_model(
-                        vqvae,
-                        root,
-                        model_name,
-                        version=version,
-                        prior=prior,
-                        overwrite=overwrite,
-                        max_batch_size=max_batch_size,
-                    )
-                )
-            }
-            if tflite:
-                export_tflite(
+        exported = {
+            "saved_model": os.fspath(
+                export_saved_model(
                     vqvae,
-                    tflite_dir,
-                    quantization=tuple(quantization),
-                    representative_images=calibration,
+                    root,
+                    model_name,
+                    version=version,
                     prior=prior,
                     overwrite=overwrite,
+                    max_batch_size=max_batch_size,
                 )
-                exported["tflite"] = tflite_dir
-            return exported
+            )
+        }
+        if tflite:
+            export_tflite(
+                vqvae,
+                tflite_dir,
+                quantization=tuple(quantization),
+                representative_images=calibration,
+                prior=prior,
+                overwrite=overwrite,
+            )
+            exported["tflite"] = tflite_dir
+        return exported
 
 
 def verify(path: str) -> None:
