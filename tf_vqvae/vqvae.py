@@ -8,6 +8,7 @@ import tensorflow as tf
 from tf_vqvae import likelihoods, options
 from tf_vqvae.arg_checks import describe
 from tf_vqvae.networks import Decoder, Encoder
+from tf_vqvae.precision import policy_scope
 from tf_vqvae.quantizers import VectorQuantizer, VectorQuantizerEMA
 
 # The names are `tf_vqvae.options.QUANTIZERS` and `LIKELIHOODS` (a test
@@ -235,7 +236,10 @@ class VQVAE(keras.Model):
             num_downsamples=num_downsamples,
             spatial_dims=spatial_dims,
         )
-        self.encoder = Encoder(embedding_dim, name="encoder", **network)
+        # The layers take the model's dtype policy (`VQVAE(dtype=...)`, by
+        # default the global one): Keras does not pass it down.
+        with policy_scope(self.dtype_policy):
+            self.encoder = Encoder(embedding_dim, name="encoder", **network)
         quantizer_kwargs = dict(
             commitment_cost=commitment_cost,
             data_init=data_init,
@@ -246,7 +250,10 @@ class VQVAE(keras.Model):
         if quantizer == "ema":
             quantizer_kwargs.update(decay=decay, epsilon=epsilon)
         self.quantizer = _QUANTIZERS[quantizer](
-            num_embeddings, embedding_dim, **quantizer_kwargs
+            num_embeddings,
+            embedding_dim,
+            dtype=self.dtype_policy,
+            **quantizer_kwargs,
         )
         self._network_kwargs = network
         self.decoder = None
@@ -306,11 +313,12 @@ class VQVAE(keras.Model):
             )
         self._record_example_shape(input_shape)
         self.image_channels = int(input_shape[-1])
-        self.decoder = Decoder(
-            self.image_channels * _LIKELIHOODS[self.likelihood],
-            name="decoder",
-            **self._network_kwargs,
-        )
+        with policy_scope(self.dtype_policy):
+            self.decoder = Decoder(
+                self.image_channels * _LIKELIHOODS[self.likelihood],
+                name="decoder",
+                **self._network_kwargs,
+            )
         self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
         self.quantizer.build(latent_shape)
@@ -486,6 +494,12 @@ class VQVAE(keras.Model):
         # Keras' scaling of `add_loss` terms: gradients are summed across
         # replicas, so each replica contributes 1/replicas of its mean.
         return total / replicas
+
+    @property
+    def input_dtype(self):
+        # Float images stay float32 (they are the loss's targets); the
+        # encoder casts them to its compute dtype.
+        return "float32"
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
