@@ -197,7 +197,6 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     model = run.start(
         lambda: VQVAE(**config.model_kwargs()),
         images.image_shape,
-        dtype_policy="mixed_float16" if config.mixed_precision else None,
         jit_compile=config.jit_compile,
     )
     callbacks = tensorboard_callbacks(
