@@ -653,7 +653,10 @@ class PixelCNNPrior(keras.Model):
         """Codes drawn autoregressively from the given uniform noise.
 
         Eagerly, each `(method, temperature, top_k)` runs as its own
-        compiled `tf.function`. Called while a graph is traced (a
+        compiled `tf.function`, the cached sampler with XLA
+        (`jit_compile=True`): its loop body is many small ops, and fusing
+        them halved its time per code on CPU (the naive sampler's large
+        convolutions are faster without XLA). Called while a graph is traced (a
         `tf.function`, a `keras.export.ExportArchive` endpoint, a TFLite
         conversion) it adds the sampler's ops to that graph: graph ops only,
         no random op, static loop shapes for a static `n`, so it converts
@@ -715,7 +718,9 @@ class PixelCNNPrior(keras.Model):
             def compiled(noise, labels):
                 return sample(noise, labels, temperature, top_k)
 
-            functions[key] = tf.function(compiled)
+            functions[key] = tf.function(
+                compiled, jit_compile=method == "cached"
+            )
         return functions[key](noise, labels)
 
     def _sample_naive(self, noise, labels, temperature, top_k):
