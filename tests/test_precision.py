@@ -223,3 +223,81 @@ def test_prior_under_each_precision(name):
     assert scaled == (name == "float16")
     history = prior.fit(codes, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_float32_copy_has_the_same_weights():
+    images = _images(4)
+    model = VQVAE(dtype="mixed_bfloat16", **VQVAE_TINY)
+    model(images)
+    prior = PixelCNNPrior(dtype="mixed_bfloat16", **PRIOR_TINY)
+    prior.build((None, 3, 4))
+    for original in (model, prior):
+        copy = precision.float32_copy(original)
+        assert _compute_dtypes(copy) == {"float32"}
+        assert original.compute_dtype == "bfloat16"
+        for ours, theirs in zip(
+            original.get_weights(), copy.get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)
+    float32 = precision.float32_copy(model)
+    expected = VQVAE(**VQVAE_TINY)
+    expected(images)
+    expected.set_weights(model.get_weights())
+    np.testing.assert_array_equal(float32(images), expected(images))
+    assert precision.float32_copy(expected) is expected
+
+
+@pytest.mark.slow
+def test_bfloat16_models_export_to_tflite(tmp_path):
+    """TFLite has no bfloat16 convolutions: the export converts the float32
+    copy, whose decoder gives the float32 model's images."""
+    from tests.export_testing import run_isolated
+    from tf_vqvae.export import export_tflite
+
+    images = _images(4)
+    model = VQVAE(dtype="mixed_bfloat16", **VQVAE_TINY)
+    model(images)
+    # Non-zero biases: the converter turns an all-zero transposed
+    # convolution bias into one LiteRT then refuses (also in float32).
+    rng = np.random.default_rng(0)
+    model.set_weights(
+        [
+            w + rng.normal(0, 0.01, w.shape).astype(w.dtype)
+            if w.dtype == np.float32
+            else w
+            for w in model.get_weights()
+        ]
+    )
+    prior = PixelCNNPrior(
+        dtype="mixed_bfloat16",
+        **dict(PRIOR_TINY, num_embeddings=16, grid_shape=(4, 4)),
+    )
+    prior.build((None, 4, 4))
+    files = export_tflite(
+        model, tmp_path / "tflite", quantization=("float32",), prior=prior
+    )
+    assert sorted(files) == [
+        "decoder_float32.tflite",
+        "encoder_float32.tflite",
+        "prior_sampler_float32.tflite",
+    ]
+    codes = model.encode(images).numpy()
+    np.save(tmp_path / "codes.npy", codes)
+    script = (
+        "import sys, numpy as np\n"
+        "from ai_edge_litert.interpreter import Interpreter\n"
+        "runner = Interpreter(model_path=sys.argv[1]).get_signature_runner("
+        "'decode')\n"
+        "out = runner(codes=np.load(sys.argv[2]))['images']\n"
+        "np.save(sys.argv[3], out)\n"
+    )
+    run_isolated(
+        script,
+        files["decoder_float32.tflite"],
+        str(tmp_path / "codes.npy"),
+        str(tmp_path / "images.npy"),
+    )
+    expected = precision.float32_copy(model).decode(codes).numpy()
+    np.testing.assert_allclose(
+        np.load(tmp_path / "images.npy"), expected, atol=1e-5
+    )

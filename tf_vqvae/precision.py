@@ -175,3 +175,25 @@ def policy_scope(
         yield policy
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` if it computes in float32, else a float32 copy of it.
+
+    The copy has the same config (but `dtype="float32"`) and the same
+    weights, which are float32 under every policy: e.g. for converters
+    without bfloat16 or float16 kernels, such as TFLite's.
+
+    Args:
+        model: a built Keras model of a registered class (`VQVAE`,
+            `PixelCNNPrior`).
+
+    Returns:
+        A built `keras.Model` whose layers all compute in float32.
+    """
+    if model.compute_dtype == "float32":
+        return model
+    copy = type(model).from_config({**model.get_config(), "dtype": "float32"})
+    copy.build_from_config(model.get_build_config())
+    copy.set_weights(model.get_weights())
+    return copy
