@@ -20,6 +20,13 @@ PRIOR_TINY = dict(
     num_embeddings=7, grid_shape=(3, 4), num_hiddens=8, num_layers=2
 )
 CONCRETE = ("float32", "bfloat16", "float16")
+# float32 and float16 models are also tested in test_vqvae.py/test_prior.py:
+# here they run with the slow tests, to keep the default suite's time.
+EACH_PRECISION = [
+    pytest.param("float32", marks=pytest.mark.slow),
+    "bfloat16",
+    pytest.param("float16", marks=pytest.mark.slow),
+]
 COMPUTE = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
@@ -150,7 +157,7 @@ def _compute_dtypes(model) -> set:
     return {layer.compute_dtype for layer in model._flatten_layers()}
 
 
-@pytest.mark.parametrize("name", CONCRETE)
+@pytest.mark.parametrize("name", EACH_PRECISION)
 def test_vqvae_under_each_precision(name, tmp_path):
     """`dtype=` reaches every layer (the global policy stays float32);
     variables, codebook, losses and outputs are float32; a fit step gives a
@@ -195,7 +202,7 @@ def test_float_images_stay_float32_under_bfloat16():
     assert float(model.losses[0]) == from_float
 
 
-@pytest.mark.parametrize("name", CONCRETE)
+@pytest.mark.parametrize("name", EACH_PRECISION)
 def test_prior_under_each_precision(name):
     """Convolutions in the compute dtype; logits and the sampler's noise
     float32; cached and naive samplers give the same codes; a fit step
