@@ -101,8 +101,9 @@ def test_mirrored_matches_one_device(tmp_path, changes):
     _assert_moved(fresh, single.model)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.parametrize(
+    "precision", ["bfloat16", pytest.param("float16", marks=pytest.mark.slow)]
+)
 def test_mirrored_matches_one_device_in_mixed_precision(tmp_path, precision):
     config = dataclasses.replace(
         TINY,
