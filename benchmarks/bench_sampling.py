@@ -11,6 +11,13 @@ times (wall clock, min/median/max). The script checks that both return
 identical codes and writes a markdown table fragment (and JSON with
 `--json`). `--tiny` is a seconds-long smoke run (a test runs it).
 
+`--precisions` (default float32 and bfloat16, `tf_vqvae.precision`): the
+cached sampler is also timed with the same weights under each other
+precision, alternating with the float32 one in each round, with the share of
+its codes equal to float32's; and the prior's training step (`fit`'s train
+function on random codes, batch `--train-batch`) is timed per precision,
+alternating rounds.
+
 The peer is `tfp.distributions.PixelCNN` (PixelCNN++) over the same grid of
 integers in [0, K-1] (one channel, a discretized logistic mixture: TFP has
 no categorical PixelCNN), of similar size: `--tfp-resnet` ResNet layers per
@@ -40,6 +47,8 @@ TINY = dict(
     num_layers=2,
     warmup=1,
     repeats=2,
+    train_batch=4,
+    train_steps=2,
 )
 
 
@@ -57,6 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "float16"],
+        help="cached sampling and the training step per precision",
+    )
+    parser.add_argument("--train-batch", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument(
         "--tfp",
         action=argparse.BooleanOptionalAction,
@@ -98,6 +116,117 @@ def tfp_pixel_cnn(args: argparse.Namespace, grid: int):
     # Builds the network (its weights exist after the first log_prob).
     dist.log_prob(tf.zeros((args.batch, grid, grid, 1)))
     return dist
+
+
+def make_prior(args: argparse.Namespace, grid: int, precision: str):
+    """The benchmark's prior under `precision`: the same float32 weights
+    for every precision (same seed)."""
+    import keras
+
+    from tf_vqvae import PixelCNNPrior
+    from tf_vqvae.precision import dtype_policy
+
+    keras.utils.set_random_seed(args.seed)
+    prior = PixelCNNPrior(
+        args.num_embeddings,
+        (grid, grid),
+        num_hiddens=args.num_hiddens,
+        num_layers=args.num_layers,
+        kernel_size=args.kernel_size,
+        dtype=dtype_policy(precision),
+    )
+    prior.build((None, grid, grid))
+    return prior
+
+
+def alternate(functions: dict, warmup: int, repeats: int) -> dict:
+    """Seconds per call of each function, timed round-robin (reversed
+    every other round) after `warmup` calls of each."""
+    import time
+
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    times = {name: [] for name in functions}
+    order = list(functions.items())
+    for round_index in range(repeats):
+        for name, fn in order if round_index % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def run_precisions(args: argparse.Namespace) -> list[dict]:
+    """Cached sampling and the training step of the prior per precision."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    rows = []
+    for grid in args.grids:
+        priors = {p: make_prior(args, grid, p) for p in args.precisions}
+        noise = tf.random.stateless_uniform(
+            (args.batch, grid, grid, args.num_embeddings),
+            seed=(args.seed, grid),
+        )
+        codes = {}
+
+        def sampler(precision):
+            def sample():
+                codes[precision] = priors[precision].sample_codes(noise).numpy()
+
+            return sample
+
+        sampling = alternate(
+            {p: sampler(p) for p in priors}, args.warmup, args.repeats
+        )
+        data = np.random.default_rng(args.seed).integers(
+            0,
+            args.num_embeddings,
+            (args.train_batch * args.train_steps, grid, grid),
+        )
+        dataset = tf.data.Dataset.from_tensor_slices(data.astype("int32"))
+        dataset = dataset.batch(args.train_batch, drop_remainder=True)
+        steppers = {}
+        for precision, prior in priors.items():
+            prior.compile(optimizer=keras.optimizers.Adam(3e-4))
+            prior.fit(dataset.take(1), epochs=1, verbose=0, shuffle=False)
+
+            def steps(prior=prior):
+                iterator = iter(dataset.repeat())
+                for _ in range(args.train_steps):
+                    logs = prior.train_function(iterator)
+                return float(next(iter(logs.values())))
+
+            steppers[precision] = steps
+        training = alternate(steppers, 1, args.repeats)
+        reference = args.precisions[0]
+        for precision in args.precisions:
+            rows.append(
+                {
+                    "grid": grid,
+                    "precision": precision,
+                    "cached": sampling[precision],
+                    "codes_equal_to": reference,
+                    "codes_agreement": float(
+                        np.mean(codes[precision] == codes[reference])
+                    ),
+                    "train_step": [
+                        t / args.train_steps for t in training[precision]
+                    ],
+                }
+            )
+            print(
+                f"{grid}x{grid} {precision}: cached "
+                + ", ".join(f"{t:.3f}" for t in sampling[precision])
+                + " s; train step "
+                + ", ".join(f"{t:.4f}" for t in rows[-1]["train_step"])
+                + " s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -203,6 +332,51 @@ def markdown(args: argparse.Namespace, rows: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def precision_markdown(args: argparse.Namespace, rows: list[dict]) -> str:
+    def cell(times, digits=3):
+        low, mid, high = min(times), statistics.median(times), max(times)
+        return f"{low:.{digits}f} / {mid:.{digits}f} / {high:.{digits}f}"
+
+    reference = args.precisions[0]
+    lines = [
+        "",
+        "### The prior per precision",
+        "",
+        f"The same weights under each precision (`tf_vqvae.precision`); "
+        f"rounds alternate between precisions. Cached sampling: seconds per "
+        f"batch of {args.batch}; training step: seconds per step of "
+        f"{args.train_batch} code grids (`fit`'s train function, "
+        f"{args.train_steps} steps per round); min / median / max. Speed-ups "
+        f"are {reference} ÷ precision (medians).",
+        "",
+        "| grid | precision | cached sampling (s) | speed-up | codes equal "
+        f"to {reference} | training step (s) | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = {row["grid"]: row for row in rows if row["precision"] == reference}
+    for row in rows:
+        ref = base[row["grid"]]
+        sample_ratio = statistics.median(ref["cached"]) / statistics.median(
+            row["cached"]
+        )
+        train_ratio = statistics.median(ref["train_step"]) / statistics.median(
+            row["train_step"]
+        )
+        lines.append(
+            f"| {row['grid']}x{row['grid']} | {row['precision']} "
+            f"| {cell(row['cached'])} | {sample_ratio:.2f}x "
+            f"| {100 * row['codes_agreement']:.2f}% "
+            f"| {cell(row['train_step'], 4)} | {train_ratio:.2f}x |"
+        )
+    lines += [
+        "",
+        "Untrained weights: the agreement of codes says how often bfloat16 "
+        "rounding flips a draw here, not the quality of a trained prior "
+        "(`bench_quality.py` measures bits/dim per precision).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = list(sys.argv[1:] if argv is None else argv)
@@ -215,13 +389,25 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_sampling.py " + " ".join(given)
     rows = run(args)
     text = markdown(args, rows, command.strip())
+    precision_rows = []
+    if len(args.precisions) > 1:
+        precision_rows = run_precisions(args)
+        text += precision_markdown(args, precision_rows)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
     sys.stdout.write(text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "args": vars(args),
+                    "rows": rows,
+                    "precision_rows": precision_rows,
+                },
+                f,
+                indent=1,
+            )
     return 0 if all(row["identical"] for row in rows) else 1
 
 

@@ -12,15 +12,20 @@ Implementations (`--impl`, see `models.py`): `tf_vqvae` (`VQVAE`), `sonnet`
 (Sonnet 2 modules, `tf.function` step in a Python loop, as its example
 trains), `kerasio` (the keras-io example's quantizer and custom `train_step`;
 it has no EMA variant, so it trains its codebook by gradients in both
-configs). All run in one process on the same in-memory random images
-(`tf.data`, so no decoding cost) and are timed round-robin: one "epoch" of
-`--steps` steps of each per round, in reverse order every other round. The
+configs). `tf_vqvae_bf16`: `VQVAE` under `mixed_bfloat16`
+(`tf_vqvae.precision`: float32 variables, codebook and losses);
+`sonnet_bf16`: Sonnet's encoder and decoder in bfloat16 (weights too: Sonnet
+2 has no mixed-precision policy, see `models.SonnetVQVAE`). All run in one
+process on the same in-memory random images (`tf.data`, so no decoding
+cost) and are timed round-robin: one "epoch" of `--steps` steps of each per
+round, in reverse order every other round. The
 Keras models step through the train function that `model.fit` compiles and
 calls for each step (after one short `fit`), because the set-up of a `fit`
 call itself varied by seconds here; tf_vqvae is then also timed inside one
 `fit` call of `--fit-epochs` epochs (`fit_images_per_s`). Achieved GFLOP/s
 counts 3x the forward FLOPs of `models.forward_flops_per_image`; the peak is
-the best of repeated 2048^3 fp32 `tf.matmul`s in the same process.
+the best of repeated 2048^3 `tf.matmul`s in the same process, float32 for
+the float32 implementations and bfloat16 for the `_bf16` ones.
 """
 
 from __future__ import annotations
@@ -31,12 +36,19 @@ import time
 import common
 import models
 
-IMPLS = ("tf_vqvae", "sonnet", "kerasio")
+IMPLS = ("tf_vqvae", "sonnet", "kerasio", "tf_vqvae_bf16", "sonnet_bf16")
+DEFAULT_IMPLS = ("tf_vqvae", "sonnet", "kerasio")
 
 
-def matmul_peak_gflops(tf, size: int = 2048, repeats: int = 10) -> float:
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def _dtype(impl: str) -> str:
+    return "bfloat16" if impl.endswith("_bf16") else "float32"
+
+
+def matmul_peak_gflops(
+    tf, size: int = 2048, repeats: int = 10, dtype: str = "float32"
+) -> float:
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
 
     @tf.function
     def product(a, b):
@@ -48,8 +60,8 @@ def matmul_peak_gflops(tf, size: int = 2048, repeats: int = 10) -> float:
 
 def _epoch_runner(impl: str, config, dataset, steps: int, tf):
     """A function running `steps` training steps and blocking until done."""
-    if impl == "sonnet":
-        model = models.SonnetVQVAE(config)
+    if impl.startswith("sonnet"):
+        model = models.SonnetVQVAE(config, compute_dtype=_dtype(impl))
         iterator = iter(dataset)
 
         def run():
@@ -58,10 +70,10 @@ def _epoch_runner(impl: str, config, dataset, steps: int, tf):
             return float(loss)
 
         return run
-    build = (
-        models.build_tf_vqvae if impl == "tf_vqvae" else models.build_kerasio
-    )
-    model = build(config)
+    if impl.startswith("tf_vqvae"):
+        model = models.build_tf_vqvae(config, precision=_dtype(impl))
+    else:
+        model = models.build_kerasio(config)
     # One short `fit` builds the model and compiles Keras' train function;
     # the epochs then call that function, the one `fit` runs for each step,
     # so no per-`fit`-call set-up is timed (it varied by seconds here).
@@ -131,7 +143,8 @@ def run(args) -> dict:
         impl: _epoch_runner(impl, config, dataset, args.steps, tf)
         for impl in args.impl
     }
-    peaks = [matmul_peak_gflops(tf)]
+    dtypes = sorted({_dtype(impl) for impl in runners})
+    peaks = {dtype: [matmul_peak_gflops(tf, dtype=dtype)] for dtype in dtypes}
     for _ in range(args.warmup):
         for fn in runners.values():
             fn()
@@ -147,10 +160,11 @@ def run(args) -> dict:
     fit_seconds = {
         impl: fit_epochs(fn.model, dataset, args.steps, args.fit_epochs)
         for impl, fn in runners.items()
-        if impl == "tf_vqvae" and args.fit_epochs
+        if impl.startswith("tf_vqvae") and args.fit_epochs
     }
-    peaks.append(matmul_peak_gflops(tf))
-    peak = max(peaks)
+    for dtype in dtypes:
+        peaks[dtype].append(matmul_peak_gflops(tf, dtype=dtype))
+    peak = {dtype: max(samples) for dtype, samples in peaks.items()}
     images_per_epoch = args.steps * config.batch_size
     flops = models.train_step_flops_per_image(config)
     results = {}
@@ -160,7 +174,11 @@ def run(args) -> dict:
             "images_per_s": ips,
             "seconds": seconds,
             "gflops_per_s": ips["median"] * flops / 1e9,
-            "fraction_of_peak": ips["median"] * flops / 1e9 / peak,
+            "fraction_of_peak": ips["median"]
+            * flops
+            / 1e9
+            / peak[_dtype(impl)],
+            "dtype": _dtype(impl),
         }
         if impl in fit_seconds:
             results[impl]["fit_images_per_s"] = common.rates(
@@ -172,7 +190,8 @@ def run(args) -> dict:
         "config_values": config.__dict__,
         "steps_per_epoch": args.steps,
         "train_step_gflop_per_image": flops / 1e9,
-        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops": peak.get("float32"),
+        "matmul_peak_bf16_gflops": peak.get("bfloat16"),
         "matmul_peak_samples": peaks,
         "results": results,
         "python": sys.version.split()[0],
@@ -184,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(models.CONFIGS))
     common.add_impl_argument(
-        parser, IMPLS, "timed round-robin", default=list(IMPLS)
+        parser, IMPLS, "timed round-robin", default=list(DEFAULT_IMPLS)
     )
     parser.add_argument("--steps", type=int, default=0, help="per epoch")
     parser.add_argument("--images", type=int, default=1024)

@@ -87,14 +87,20 @@ def train_step_flops_per_image(config: Config) -> float:
 
 
 # ---------------------------------------------------------------- tf_vqvae
-def build_tf_vqvae(config: Config, seed: int = 0, **options):
-    """`tf_vqvae.VQVAE` for `config`; `options` are further VQVAE arguments."""
+def build_tf_vqvae(
+    config: Config, seed: int = 0, precision: str = "float32", **options
+):
+    """`tf_vqvae.VQVAE` for `config` under `precision` (`float32`,
+    `bfloat16`, `float16`, `auto`: `tf_vqvae.precision`); `options` are
+    further VQVAE arguments."""
     import keras
 
     import tf_vqvae
+    from tf_vqvae.precision import dtype_policy
 
     keras.utils.set_random_seed(seed)
     model = tf_vqvae.VQVAE(
+        dtype=dtype_policy(precision),
         num_embeddings=config.num_embeddings,
         embedding_dim=config.embedding_dim,
         num_hiddens=config.num_hiddens,
@@ -110,14 +116,24 @@ def build_tf_vqvae(config: Config, seed: int = 0, **options):
 
 # ------------------------------------------------------------------ sonnet
 class SonnetVQVAE:
-    """Sonnet 2 modules in tf_vqvae's layout, with a compiled train step."""
+    """Sonnet 2 modules in tf_vqvae's layout, with a compiled train step.
 
-    def __init__(self, config: Config, seed: int = 0):
+    `compute_dtype="bfloat16"`: Sonnet 2 has no mixed-precision policy, and
+    its modules create their variables in the dtype of their first inputs;
+    the encoder and decoder are fed bfloat16, so their weights and
+    arithmetic are bfloat16 (no float32 master weights), while the
+    quantizer and the loss stay float32. A speed reference only.
+    """
+
+    def __init__(
+        self, config: Config, seed: int = 0, compute_dtype: str = "float32"
+    ):
         import sonnet as snt
         import tensorflow as tf
 
         tf.random.set_seed(seed)
         self.tf = tf
+        self.compute_dtype = compute_dtype
         h, r = config.num_hiddens, config.num_residual_hiddens
 
         def residual_stack(prefix):
@@ -168,17 +184,18 @@ class SonnetVQVAE:
 
     def encoder(self, images):
         tf = self.tf
-        x = images - 0.5
+        x = tf.cast(images - 0.5, self.compute_dtype)
         for conv in self.down:
             x = tf.nn.relu(conv(x))
         x = self._residual(self.enc_conv(x), self.enc_res)
-        return self.projection(x)
+        return tf.cast(self.projection(x), tf.float32)
 
     def decoder(self, z_q):
         tf = self.tf
+        z_q = tf.cast(z_q, self.compute_dtype)
         x = self._residual(self.dec_conv(z_q), self.dec_res)
         x = tf.nn.relu(self.up[0](x))
-        return self.up[1](x) + 0.5
+        return tf.cast(self.up[1](x), tf.float32) + 0.5
 
     def _forward(self, images, is_training):
         tf = self.tf

@@ -297,8 +297,11 @@ def step_section(steps: dict) -> tuple[list[str], list]:
         "`tf.function` step in a Python loop, as its example does. "
         '"in one fit": tf_vqvae afterwards inside one multi-epoch '
         "`model.fit` call (not interleaved). GFLOP/s = median images/s x 3 x "
-        "forward FLOPs per image; peak = best fp32 2048^3 `tf.matmul` in the "
-        "same process.",
+        "forward FLOPs per image; peak = best 2048^3 `tf.matmul` in the "
+        "same process, fp32 (bf16 for the `_bf16` rows). `tf_vqvae_bf16`: "
+        "`VQVAE` under `mixed_bfloat16` (`--precision bfloat16`); "
+        "`sonnet_bf16`: Sonnet's encoder and decoder fed bfloat16 (Sonnet 2 "
+        "has no mixed-precision policy, so its weights are bfloat16 too).",
         "",
         "| config | implementation | images/s (min / median / max) "
         "| GFLOP/s | of matmul peak | tf_vqvae ÷ it |",
@@ -326,6 +329,21 @@ def step_section(steps: dict) -> tuple[list[str], list]:
                     f"| {name} | {impl}, in one fit "
                     f"| {_triple(r['fit_images_per_s'])} | | | |"
                 )
+        for ours, peer, target in (
+            ("tf_vqvae_bf16", "sonnet", 2.0),
+            ("tf_vqvae_bf16", "tf_vqvae", None),
+            ("tf_vqvae_bf16", "sonnet_bf16", None),
+        ):
+            ratio = paired_ratio(res, ours, peer)
+            if ratio is None:
+                continue
+            label = (
+                f"full step {ours} vs {peer}, {name} config (bf16: issue 14)"
+            )
+            if target is not None:
+                targets.append((label, ratio, target))
+            else:
+                misses.append(f"- `{name}`: {ours} ran at {ratio:.2f}x {peer}.")
         ratio = paired_ratio(res, "tf_vqvae", "sonnet")
         if ratio is not None:
             targets.append((f"full step vs Sonnet, {name} config", ratio, 1.0))
@@ -356,7 +374,13 @@ def step_section(steps: dict) -> tuple[list[str], list]:
                 f"{c['learning_rate']}, quantizer `{c['quantizer']}`; "
                 f"{data['train_step_gflop_per_image']:.3f} GFLOP per image "
                 f"per step; matmul peak {data['matmul_peak_gflops']:.0f} "
-                f"GFLOP/s; {data['steps_per_epoch']} steps per epoch."
+                f"GFLOP/s"
+                + (
+                    f" (bf16 {data['matmul_peak_bf16_gflops']:.0f})"
+                    if data.get("matmul_peak_bf16_gflops")
+                    else ""
+                )
+                + f"; {data['steps_per_epoch']} steps per epoch."
             )
     return lines + [""] + notes + [""] + misses + [""], targets
 
@@ -472,6 +496,100 @@ def quality_section(data: dict) -> tuple[list[str], list]:
                 1.0,
             ),
         ]
+    return lines + [""], targets
+
+
+def precision_quality_section(runs: list) -> tuple[list[str], list]:
+    """bfloat16 vs float32 on the quality runs (one per seed): issue 14's
+    criteria, per seed and as the mean over seeds."""
+    runs = [
+        data
+        for data in runs
+        if data and {"tf_vqvae", "tf_vqvae_bf16"} <= set(data["results"])
+    ]
+    title = "## 7. Precision: bfloat16 vs float32"
+    if not runs:
+        return [title, "", "(not run or failed)", ""], []
+    lines = [
+        title,
+        "",
+        "`bench_quality.py` per seed: `tf_vqvae` in float32 and under "
+        "`mixed_bfloat16` (`tf_vqvae_bf16`), same images and seed, "
+        f"{runs[0]['steps']} steps at the `{runs[0]['config']}` config. "
+        "Code agreement: a bfloat16 copy of the float32 model's trained "
+        "weights encodes every test position. Prior: a PixelCNN prior "
+        "trained on the float32 model's codes in each precision.",
+        "",
+        "| seed | MSE fp32 | MSE bf16 | bf16 ÷ fp32 | perplexity fp32 "
+        "| perplexity bf16 | bf16 ÷ fp32 | codes equal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    mse_ratios, ppl_ratios, agreements = [], [], []
+    for data in runs:
+        ours, bf16 = (
+            data["results"]["tf_vqvae"],
+            data["results"]["tf_vqvae_bf16"],
+        )
+        mse_ratios.append(bf16["mse"] / ours["mse"])
+        ppl_ratios.append(bf16["perplexity"] / ours["perplexity"])
+        agreements.append(ours["codes_bf16_agreement"])
+        lines.append(
+            f"| {data['seed']} | {ours['mse']:.5f} | {bf16['mse']:.5f} "
+            f"| {mse_ratios[-1]:.3f} | {ours['perplexity']:.1f} "
+            f"| {bf16['perplexity']:.1f} | {ppl_ratios[-1]:.3f} "
+            f"| {100 * agreements[-1]:.2f}% |"
+        )
+    mse = statistics.mean(mse_ratios)
+    ppl = statistics.mean(ppl_ratios)
+    agreement = min(agreements)
+    # Each target is a ratio that meets it at >= 1; the label shows the
+    # measured difference.
+    targets = [
+        (
+            f"bf16 test MSE within 3% of fp32 (mean of seeds "
+            f"{100 * (mse - 1):+.2f}%)",
+            0.03 / max(abs(mse - 1), 1e-9),
+            1.0,
+        ),
+        (
+            f"bf16 perplexity within 5% of fp32 (mean of seeds "
+            f"{100 * (ppl - 1):+.2f}%)",
+            0.05 / max(abs(ppl - 1), 1e-9),
+            1.0,
+        ),
+        (
+            "bf16 codes equal fp32 codes on >= 99.5% of test positions "
+            f"({100 * agreement:.2f}%, lowest seed)",
+            agreement / 0.995,
+            1.0,
+        ),
+    ]
+    priors = [data["results"]["tf_vqvae"].get("prior") for data in runs]
+    priors = [(data, p) for data, p in zip(runs, priors) if p]
+    if priors:
+        lines += [
+            "",
+            "| seed | prior bits/code fp32 | bf16 | prior bits/dim fp32 "
+            "| bf16 | bf16 ÷ fp32 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for data, prior in priors:
+            f32, b16 = prior["float32"], prior["bfloat16"]
+            ratio = b16["prior_bits_per_dim"] / f32["prior_bits_per_dim"]
+            lines.append(
+                f"| {data['seed']} | {f32['bits_per_code']:.4f} "
+                f"| {b16['bits_per_code']:.4f} "
+                f"| {f32['prior_bits_per_dim']:.5f} "
+                f"| {b16['prior_bits_per_dim']:.5f} | {ratio:.4f} |"
+            )
+            targets.append(
+                (
+                    "bf16 prior bits/dim within 0.5% of fp32 (seed "
+                    f"{data['seed']}: {100 * (ratio - 1):+.3f}%)",
+                    0.005 / max(abs(ratio - 1), 1e-9),
+                    1.0,
+                )
+            )
     return lines + [""], targets
 
 
@@ -731,6 +849,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quality-steps", type=int, default=1500)
     parser.add_argument(
+        "--quality-prior-steps",
+        type=int,
+        default=1500,
+        help="prior steps per precision on the quality run's codes",
+    )
+    parser.add_argument(
         "--quality-data", help="CIFAR-10 JPEG archive (bench_quality.py)"
     )
     parser.add_argument(
@@ -845,12 +969,17 @@ def main(argv: list[str] | None = None) -> None:
     if "step" in args.only:
         for config in ("paper", "sonnet"):
             extra = ("--tiny",) if tiny else ("--repeats", repeats)
+            impls = "tf_vqvae,sonnet,kerasio,tf_vqvae_bf16"
+            if config == "paper":
+                impls += ",sonnet_bf16"
             steps[config] = runner.run(
                 sonnet_py,
                 "bench_train_step.py",
                 f"step_{config}",
                 "--config",
                 config,
+                "--impl",
+                impls,
                 *extra,
             )
         lines, t = step_section(steps)
@@ -903,8 +1032,25 @@ def main(argv: list[str] | None = None) -> None:
             extra = ["--tiny"]
         if args.quality_data:
             extra += ["--data", args.quality_data]
-        quality = runner.run(sonnet_py, "bench_quality.py", "quality", *extra)
+        impls = ("--impl", "tf_vqvae,tf_vqvae_paper,sonnet,tf_vqvae_bf16")
+        prior = ("--prior-steps", 2 if tiny else args.quality_prior_steps)
+        quality = runner.run(
+            sonnet_py, "bench_quality.py", "quality", *extra, *impls, *prior
+        )
         lines, t = quality_section(quality)
+        parts.append(lines)
+        targets += t
+        second_seed = runner.run(
+            sonnet_py,
+            "bench_quality.py",
+            "quality_seed1",
+            *extra,
+            "--impl",
+            "tf_vqvae,tf_vqvae_bf16",
+            "--seed",
+            1,
+        )
+        lines, t = precision_quality_section([quality, second_seed])
         parts.append(lines)
         targets += t
 

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae import options
+from tf_vqvae import options, precision
 from tf_vqvae.arg_checks import describe
 from tf_vqvae.export import common
 
@@ -272,6 +272,11 @@ def export_tflite(
         FileExistsError: if `out_dir` exists and `overwrite` is False.
     """
     common.check_model(model)
+    # TFLite has no bfloat16 convolutions: a model trained under a mixed
+    # policy converts as its float32 copy (the same float32 weights).
+    model = precision.float32_copy(model)
+    if prior is not None:
+        prior = precision.float32_copy(prior)
     shapes = common.export_shapes(model, image_size)
     if None in shapes.image_size:
         raise ValueError(

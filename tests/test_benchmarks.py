@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.abspath(BENCH_DIR))
 
 import bench_import  # noqa: E402
 import bench_quality  # noqa: E402
+import bench_sampling  # noqa: E402
 import bench_train_step  # noqa: E402
 import bench_vq_layer  # noqa: E402
 import run  # noqa: E402
@@ -66,14 +67,18 @@ def test_vq_layer_rejects_unknown_impl():
 
 
 def test_train_step_tiny():
-    impls = ["tf_vqvae", "kerasio"] + (["sonnet"] if HAVE_SONNET else [])
+    impls = ["tf_vqvae", "kerasio", "tf_vqvae_bf16"]
+    if HAVE_SONNET:
+        impls += ["sonnet", "sonnet_bf16"]
     result = bench_train_step.main(
         ["--tiny", "--config", "sonnet", "--impl", ",".join(impls)]
     )
     assert sorted(result["results"]) == sorted(impls)
     assert result["matmul_peak_gflops"] > 0
-    for res in result["results"].values():
+    assert result["matmul_peak_bf16_gflops"] > 0
+    for impl, res in result["results"].items():
         assert res["gflops_per_s"] > 0
+        assert res["dtype"] == ("bfloat16" if "bf16" in impl else "float32")
 
 
 def test_flop_count_of_the_paper_config():
@@ -112,15 +117,98 @@ def _fake_cifar_archive(path):
 
 def test_quality_tiny(tmp_path):
     archive = _fake_cifar_archive(tmp_path)
-    impls = ["tf_vqvae"] + (["sonnet"] if HAVE_SONNET else [])
+    impls = ["tf_vqvae", "tf_vqvae_bf16"] + (["sonnet"] if HAVE_SONNET else [])
     result = bench_quality.main(
         ["--tiny", "--data", str(archive), "--impl", ",".join(impls)]
+        + ["--prior-steps", "2"]
     )
     assert result["test_images"] == 8
     for res in result["results"].values():
         assert res["mse"] > 0
         assert 1.0 <= res["perplexity"] <= 512
         assert 0 <= res["dead_codes"] <= 512
+    ours = result["results"]["tf_vqvae"]
+    assert 0.0 <= ours["codes_bf16_agreement"] <= 1.0
+    for precision in ("float32", "bfloat16"):
+        prior = ours["prior"][precision]
+        # 8x8 codes of 32x32x3 images: bits/dim = bits/code * 64 / 3072.
+        assert prior["prior_bits_per_dim"] == pytest.approx(
+            prior["bits_per_code"] * 64 / 3072
+        )
+        assert 0 < prior["bits_per_code"] < 2 * np.log2(512)
+    lines, targets = run.precision_quality_section([result])
+    assert lines[0] == "## 7. Precision: bfloat16 vs float32"
+    assert len(targets) == 4
+
+
+def _quality(seed, mse, perplexity, agreement, prior=None):
+    ours = dict(mse=0.01, perplexity=100.0, codes_bf16_agreement=agreement)
+    if prior:
+        ours["prior"] = prior
+    return {
+        "seed": seed,
+        "steps": 1500,
+        "config": "sonnet",
+        "results": {
+            "tf_vqvae": ours,
+            "tf_vqvae_bf16": dict(mse=mse, perplexity=perplexity),
+        },
+    }
+
+
+def test_precision_targets_from_results():
+    prior = {
+        "float32": dict(bits_per_code=6.0, prior_bits_per_dim=0.125),
+        "bfloat16": dict(bits_per_code=6.01, prior_bits_per_dim=0.12502),
+    }
+    runs = [
+        _quality(0, 0.0102, 104.0, 0.998, prior),
+        _quality(1, 0.0100, 98.0, 0.996),
+        None,
+    ]
+    lines, targets = run.precision_quality_section(runs)
+    table = "\n".join(lines)
+    assert "| 0 | 0.01000 | 0.01020 | 1.020 | 100.0 | 104.0 | 1.040 " in table
+    assert "| 0 | 6.0000 | 6.0100 | 0.12500 | 0.12502 | 1.0002 |" in table
+    labels = {label: value >= needed for label, value, needed in targets}
+    assert labels == {
+        "bf16 test MSE within 3% of fp32 (mean of seeds +1.00%)": True,
+        "bf16 perplexity within 5% of fp32 (mean of seeds +1.00%)": True,
+        "bf16 codes equal fp32 codes on >= 99.5% of test positions "
+        "(99.60%, lowest seed)": True,
+        "bf16 prior bits/dim within 0.5% of fp32 (seed 0: +0.016%)": True,
+    }
+    _, targets = run.precision_quality_section(
+        [_quality(0, 0.0110, 100.0, 0.99)]
+    )
+    assert [value >= needed for _, value, needed in targets] == [
+        False,
+        True,
+        False,
+    ]
+    assert run.precision_quality_section([None])[1] == []
+
+
+def test_sampling_precision_table():
+    args = bench_sampling.parse_args(["--tiny"])
+    rows = [
+        dict(
+            grid=4,
+            precision=precision,
+            cached=[seconds, seconds],
+            codes_agreement=agreement,
+            train_step=[2 * seconds, 2 * seconds],
+        )
+        for precision, seconds, agreement in (
+            ("float32", 0.2, 1.0),
+            ("bfloat16", 0.1, 0.995),
+        )
+    ]
+    text = bench_sampling.precision_markdown(args, rows)
+    assert (
+        "| 4x4 | bfloat16 | 0.100 / 0.100 / 0.100 | 2.00x | 99.50% "
+        "| 0.2000 / 0.2000 / 0.2000 | 2.00x |"
+    ) in text
 
 
 def test_run_writes_markdown(tmp_path):

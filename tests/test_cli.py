@@ -19,7 +19,7 @@ from tests.testing import (
     TINY_QUANTIZER_FLAGS,
     TINY_QUANTIZER_OPTIONS,
 )
-from tf_vqvae import PixelCNNPrior, options
+from tf_vqvae import PixelCNNPrior, options, precision
 from tf_vqvae.data import load_images, load_labels, photo_crops, photo_tiles
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import (
@@ -64,14 +64,12 @@ def test_help_documents_every_option(capsys):
         assert "--" + field.name.replace("_", "-") in text
         assert " ".join(field.metadata["help"].split()) in text
     # The quantizer options, one flag each, with the kinds that take them.
-    for name, (
-        option,
-        kinds,
-    ) in options.quantizer_option_declarations().items():
+    declarations = options.quantizer_option_declarations()
+    for name, (option, kinds) in declarations.items():
         assert "--" + name.replace("_", "-") in text
         assert " ".join(option.help.split()) in text
         assert f"(--quantizer {'/'.join(kinds)}; default:" in text
-    for flag in ("--model-dir", "--config", "--no-mixed-precision"):
+    for flag in ("--model-dir", "--config", "--no-jit-compile"):
         assert flag in text
 
 
@@ -577,14 +575,17 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
         assert str(model_dir / os.path.dirname(path)) in out
 
 
-def test_mixed_precision_resume(tmp_path, capsys):
+def test_float16_resume_keeps_the_loss_scale(tmp_path, capsys):
     model_dir = tmp_path / "run"
-    flags = ["--mixed-precision", "--quantizer", "vq"]
+    flags = ["--precision", "float16", "--quantizer", "vq"]
     assert _train(model_dir, *flags) == 0
     assert keras.mixed_precision.global_policy().name == "float32"
     config = load_config(str(model_dir / "config.json"))
-    assert config.mixed_precision and not config.jit_compile
-    capsys.readouterr()
+    assert config.precision == "float16" and not config.jit_compile
+    out = capsys.readouterr().out
+    assert "vqvae: precision float16 (chosen; Keras policy mixed_float16)." in (
+        out
+    )
     argv = ["train", "--model-dir", str(model_dir), "--epochs", "2"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -595,6 +596,47 @@ def test_mixed_precision_resume(tmp_path, capsys):
     assert any("loss_scale" in name or "scale" in name for name in names)
     model = keras.saving.load_model(str(model_dir / "model.keras"))
     assert model.dtype_policy.name == "mixed_float16"
+    assert model.decoder.compute_dtype == "float16"
+
+
+def test_precision_auto_is_saved_as_what_it_chose(tmp_path, capsys):
+    model_dir = tmp_path / "run"
+    chosen = precision.resolve("auto")
+    assert _train(model_dir, "--precision", "auto") == 0
+    out = capsys.readouterr().out
+    assert (
+        f"vqvae: precision {chosen.precision} ({chosen.reason}; Keras "
+        f"policy {chosen.policy})." in out
+    )
+    config_path = model_dir / "config.json"
+    assert load_config(str(config_path)).precision == chosen.precision
+    model = keras.saving.load_model(str(model_dir / "model.keras"))
+    assert model.encoder.compute_dtype == (
+        "float32" if chosen.precision == "float32" else chosen.precision
+    )
+    other = "float16" if chosen.precision != "float16" else "float32"
+    assert _train(model_dir, "--precision", other) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"vqvae train: error: `model_dir` {str(model_dir)!r} holds a run "
+        f"with precision={chosen.precision!r}; resume it with the same "
+        f"options (--config {config_path}) or use a new --model-dir. "
+        f"Received: precision={other!r}\n"
+    )
+
+
+def test_old_configs_mixed_precision_is_float16(tmp_path):
+    for mixed, expected in ((True, "float16"), (False, "float32")):
+        path = tmp_path / "old.json"
+        path.write_text(json.dumps({"mixed_precision": mixed, "epochs": 3}))
+        assert load_config(str(path)) == TrainConfig(
+            precision=expected, epochs=3
+        )
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(precision="fp16")
+    assert str(info.value) == (
+        "`precision` must be one of 'float32', 'bfloat16', 'float16', "
+        "'auto'. Received: precision='fp16'"
+    )
 
 
 def test_export_and_verify(trained_dir, tmp_path, capsys):

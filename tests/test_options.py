@@ -109,6 +109,8 @@ def _choices(parser, command, flag):
 def test_cli_choices_come_from_the_options(command):
     parser = cli.build_parser()
     assert _choices(parser, command, "--strategy") == tuple(options.STRATEGIES)
+    precisions = _choices(parser, command, "--precision")
+    assert precisions == tuple(options.PRECISIONS)
     assert _choices(parser, command, "--preset") == sorted(PRESETS)
     if command == "train":
         for flag, names in (

@@ -326,18 +326,28 @@ def test_codebook_usage_metric_matches_numpy():
     assert result["dead_codes"] == float((pooled == 0).sum())
 
 
+@pytest.mark.parametrize("compute", ["float16", "bfloat16"])
 @pytest.mark.parametrize("cls", QUANTIZERS)
-def test_mixed_precision_keeps_codebook_float32(cls):
-    keras.mixed_precision.set_global_policy("mixed_float16")
+def test_mixed_precision_keeps_codebook_float32(cls, compute):
+    keras.mixed_precision.set_global_policy(f"mixed_{compute}")
     layer = cls(K, D, data_init="kmeans++", dead_code_restart_steps=1)
-    z = tf.constant(_inputs((4, 5, D)), "float16")
+    inputs = _inputs((4, 5, D))
+    z = tf.constant(inputs, compute)
     out = layer(z, training=True)
-    assert out.dtype == tf.float16
+    assert out.dtype == compute
     assert layer.embeddings.dtype == "float32"
     for w in layer.non_trainable_weights:
         assert w.dtype in ("float32", "int64")
-    assert np.isfinite(tf.add_n(layer.losses).numpy())
+    assert layer.distances(z).dtype == tf.float32
+    loss = tf.add_n(layer.losses)
+    assert loss.dtype == tf.float32 and np.isfinite(loss.numpy())
     assert np.all(np.isfinite(layer.embeddings.numpy()))
+    # The search runs in float32 on the low-precision inputs: the numpy
+    # nearest codes of the rounded vectors.
+    rounded = z.numpy().astype("float64")
+    table = layer.embeddings.numpy().astype("float64")
+    expected = ((rounded[..., None, :] - table) ** 2).sum(-1).argmin(-1)
+    np.testing.assert_array_equal(layer.encode(z).numpy(), expected)
 
 
 def test_check_finite_rejects_nan():

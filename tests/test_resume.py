@@ -64,14 +64,30 @@ def _checkpoint_tensors(path):
 
 
 @pytest.mark.parametrize(
-    "command", ["train", pytest.param("train-prior", marks=pytest.mark.slow)]
+    "command, precision",
+    [
+        ("train", "float32"),
+        pytest.param("train", "bfloat16", marks=pytest.mark.slow),
+        pytest.param("train", "float16", marks=pytest.mark.slow),
+        pytest.param("train-prior", "float32", marks=pytest.mark.slow),
+        pytest.param("train-prior", "bfloat16", marks=pytest.mark.slow),
+    ],
+    ids=[
+        "train-float32",
+        "train-bfloat16",
+        "train-float16",
+        "prior-float32",
+        "prior-bfloat16",
+    ],
 )
-def test_sigkill_mid_epoch_resumes_bit_identically(tmp_path, command):
+def test_sigkill_mid_epoch_resumes_bit_identically(
+    tmp_path, command, precision
+):
     # The prior's epoch ends with slow sampling (TensorBoard pictures): one
     # epoch, resumed in its middle, is enough for it.
     epochs, steps_per_epoch = (2, 30) if command == "train" else (1, 40)
     flags = ["--epochs", str(epochs), "--steps-per-epoch", str(steps_per_epoch)]
-    flags += ["--checkpoint-steps", "4"]
+    flags += ["--checkpoint-steps", "4", "--precision", precision]
     reference = tmp_path / "reference"
     killed = tmp_path / "killed"
     if command == "train":

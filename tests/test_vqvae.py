@@ -235,15 +235,23 @@ def test_unknown_batch_dimension_in_graph(images):
     np.testing.assert_array_equal(decode(codes), model.decode(codes))
 
 
-def test_mixed_precision_trains_without_nans(images):
-    keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.mark.parametrize("compute", ["float16", "bfloat16"])
+def test_mixed_precision_trains_without_nans(images, compute):
+    keras.mixed_precision.set_global_policy(f"mixed_{compute}")
     model = VQVAE(quantizer="ema", **TINY)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(images, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert model.quantizer.embeddings.dtype == "float32"
     assert model(images[:2]).dtype == tf.float32
-    assert model.encoder.compute_dtype == "float16"
+    assert model.encoder.compute_dtype == compute
+    assert model.decoder.compute_dtype == compute
+    for variable in model.variables:
+        assert variable.dtype in ("float32", "int64"), variable.path
+    scaled = isinstance(
+        model.optimizer, keras.mixed_precision.LossScaleOptimizer
+    )
+    assert scaled == (compute == "float16")
 
 
 def test_bad_inputs_have_clear_messages(images):

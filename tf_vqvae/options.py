@@ -232,6 +232,14 @@ ON_COLLAPSE = {
     "warn": "print one line naming the numbers and what to try",
     "stop": "also stop training",
 }
+# `vqvae train --precision`, `tf_vqvae.precision` (Keras dtype policies).
+PRECISIONS = {
+    "float32": "float32 throughout",
+    "bfloat16": "bfloat16 compute, float32 variables",
+    "float16": "float16 compute with loss scaling, float32 variables",
+    "auto": "bfloat16 on CPUs with AMX/AVX512-BF16 and GPUs of compute "
+    "capability >= 8.0, float16 on GPUs >= 7.0, else float32",
+}
 # The dataset the command line trains on by default (`tf_vqvae.data`).
 DEFAULT_DATASET = "photos"
 

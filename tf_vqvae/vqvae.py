@@ -9,6 +9,7 @@ from tf_vqvae import likelihoods, options
 from tf_vqvae.arg_checks import describe
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
+from tf_vqvae.precision import policy_scope
 from tf_vqvae.quantizers import make_quantizer
 
 # The names are `tf_vqvae.options.LIKELIHOODS` (a test keeps them equal).
@@ -307,6 +308,7 @@ class VQVAE(keras.Model):
                     seed=seed,
                 ),
                 quantizer_options,
+                dtype=self.dtype_policy,
             )
         # The quantizer's: `"fsq"` has K = prod(levels), a layer its own.
         self.num_embeddings = int(self.quantizer.num_embeddings)
@@ -320,7 +322,12 @@ class VQVAE(keras.Model):
             num_downsamples=num_downsamples,
             spatial_dims=spatial_dims,
         )
-        self.encoder = Encoder(self.embedding_dim, name="encoder", **network)
+        # The layers take the model's dtype policy (`VQVAE(dtype=...)`, by
+        # default the global one): Keras does not pass it down.
+        with policy_scope(self.dtype_policy):
+            self.encoder = Encoder(
+                self.embedding_dim, name="encoder", **network
+            )
         self._network_kwargs = network
         self.decoder = None
         self.image_channels = None
@@ -379,11 +386,12 @@ class VQVAE(keras.Model):
             )
         self._record_example_shape(input_shape)
         self.image_channels = int(input_shape[-1])
-        self.decoder = Decoder(
-            self.image_channels * _LIKELIHOODS[self.likelihood],
-            name="decoder",
-            **self._network_kwargs,
-        )
+        with policy_scope(self.dtype_policy):
+            self.decoder = Decoder(
+                self.image_channels * _LIKELIHOODS[self.likelihood],
+                name="decoder",
+                **self._network_kwargs,
+            )
         self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
         if not self.quantizer.built:
@@ -568,6 +576,12 @@ class VQVAE(keras.Model):
         # Keras' scaling of `add_loss` terms: gradients are summed across
         # replicas, so each replica contributes 1/replicas of its mean.
         return total / replicas
+
+    @property
+    def input_dtype(self):
+        # Float images stay float32 (they are the loss's targets); the
+        # encoder casts them to its compute dtype.
+        return "float32"
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 # Loading a `.keras` file needs the classes registered: importing their
 # modules (`prior`, `vqvae`) registers them.
-from tf_vqvae import atomic, prior, vqvae  # noqa: F401
+from tf_vqvae import atomic, precision, prior, vqvae  # noqa: F401
 from tf_vqvae.data import Images, load_images
 from tf_vqvae.training.checkpointing import checkpoint_dir
 from tf_vqvae.training.config import PriorConfig, load_config
@@ -78,7 +78,7 @@ def load_vqvae(model_dir: str, fallback: bool = False):
         shapes = (
             [recorded] if recorded else [(None, None, c) for c in _CHANNELS]
         )
-        policy = "mixed_float16" if config.mixed_precision else None
+        policy = precision.resolve(config.precision).policy
         for shape in shapes:
             yield _as_trained(
                 lambda: vqvae.VQVAE(**config.model_kwargs()),
@@ -135,6 +135,7 @@ def load_prior(model_dir: str, fallback: bool = False):
             ),
             example_shape,
             config.learning_rate,
+            precision.resolve(config.precision).policy,
         )
 
     return _load_or_rebuild(

@@ -197,7 +197,6 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     model = run.start(
         lambda: VQVAE(**config.model_kwargs()),
         images.image_shape,
-        dtype_policy="mixed_float16" if config.mixed_precision else None,
         jit_compile=config.jit_compile,
     )
     callbacks = tensorboard_callbacks(
@@ -691,8 +690,8 @@ def export(
         target = os.path.join(root, model_name, str(version))
         if os.path.exists(target) and not overwrite:
             raise UsageError(
-                f"{target!r} exists; pass --overwrite to replace it or choose "
-                f"another --version. Received: version={version}"
+                f"{target!r} exists; pass --overwrite to replace it or "
+                f"choose another --version. Received: version={version}"
             )
         tflite_dir = os.path.join(root, f"{model_name}_tflite")
         if tflite and os.path.exists(tflite_dir) and not overwrite:
@@ -711,11 +710,11 @@ def export(
             )
             if calibration is None:
                 raise UsageError(
-                    "`quantization` 'int8' needs calibration images, and "
-                    f"{os.path.join(model_dir, CALIBRATION_FILE)} (written "
-                    "by `vqvae train`) is missing; pass --calibration-data (a "
-                    ".npy file of images or a dataset such as folder:PATH) or "
-                    "leave out int8. "
+                    "`quantization` 'int8' needs calibration images, "
+                    f"and {os.path.join(model_dir, CALIBRATION_FILE)} "
+                    "(written by `vqvae train`) is missing; pass "
+                    "--calibration-data (a .npy file of images or a "
+                    "dataset such as folder:PATH) or leave out int8. "
                     f"Received: quantization={tuple(quantization)}"
                 )
         exported = {

@@ -25,6 +25,7 @@ from tf_vqvae.options import (
     LIKELIHOODS,
     OFF,
     ON_COLLAPSE,
+    PRECISIONS,
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
@@ -92,6 +93,16 @@ def _devices_field():
         None,
         "Devices for --strategy mirrored, e.g. /gpu:0 /gpu:1.",
         resumable=True,
+    )
+
+
+def _precision_field():
+    # Not resumable: a float16 run's checkpoints hold the loss scale, and a
+    # run keeps its arithmetic. `auto` is resolved before it is saved.
+    return _field(
+        "float32",
+        f"{describe_choices(PRECISIONS)}.",
+        choices=tuple(PRECISIONS),
     )
 
 
@@ -181,6 +192,11 @@ class _Config:
     def from_dict(cls, values: dict, source: str = "config"):
         """A config from a dict; unknown keys are an error."""
         names = {field.name for field in dataclasses.fields(cls)}
+        if "mixed_precision" in values:
+            # Config files before `precision` had a float16 switch.
+            values = dict(values)
+            mixed = values.pop("mixed_precision")
+            values.setdefault("precision", "float16" if mixed else "float32")
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(
@@ -328,9 +344,7 @@ class TrainConfig(_Config):
     seed: int = _arg(
         0, "Seeds the weights, the codebook and the order of the data."
     )
-    mixed_precision: bool = _field(
-        False, "Compute in float16 with float32 variables (GPUs)."
-    )
+    precision: str = _precision_field()
     jit_compile: bool = _field(
         False,
         "Compile the train step with XLA (slower on CPU).",
@@ -415,6 +429,7 @@ class PriorConfig(_Config):
     num_layers: int = _arg(8, "Gated PixelCNN blocks.")
     kernel_size: int = _arg(3, "Odd size of the masked convolutions.")
     seed: int = _field(0, "Seeds the weights and the order of the codes.")
+    precision: str = _precision_field()
     checkpoint_steps: int = _checkpoint_steps_field()
     strategy: str = _strategy_field()
     devices: tuple[str, ...] | None = _devices_field()

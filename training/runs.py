@@ -44,7 +44,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from tf_vqvae import atomic
+from tf_vqvae import atomic, precision
 from tf_vqvae.data import DatasetError, Images, training_pipeline
 from tf_vqvae.distribute import mirrored_strategy
 from tf_vqvae.training.checkpointing import (
@@ -182,6 +182,8 @@ class Run:
     Use it as a context manager: entering locks the directory this process
     writes (`DirectoryLock`; a new one is locked by `start`), leaving
     releases it.
+    `config.precision` `"auto"` becomes the precision it picks here
+    (`tf_vqvae.precision.resolve`, kept in `precision`), and so is saved.
 
     Args:
         config: a `TrainConfig` or `PriorConfig` (`strategy`, `devices`,
@@ -206,6 +208,13 @@ class Run:
         self.resume_command = (
             f"vqvae {command} --model-dir {shlex.quote(model_dir)}"
         )
+        self.precision = precision.resolve(config.precision)
+        if config.precision != self.precision.precision:
+            # `auto` is saved as what it chose, so a resume elsewhere keeps
+            # the run's arithmetic (or says that it differs).
+            self.config = config = dataclasses.replace(
+                config, precision=self.precision.precision
+            )
         self.strategy = make_strategy(config)
         replicas = self.strategy.num_replicas_in_sync
         if config.global_batch_size % replicas:
@@ -350,8 +359,9 @@ class Run:
                 shapes for dict examples (e.g. `{"codes": (8, 8), "labels":
                 ()}`).
             dtype_policy: a Keras global dtype policy (e.g.
-                `"mixed_float16"`) for building and fitting; the previous
-                one is restored when `fit` ends.
+                `"mixed_float16"`) for building and fitting (default: the
+                one of `config.precision`); the previous one is restored
+                when `fit` ends.
             **compile_kwargs: more `model.compile` arguments.
 
         Returns:
@@ -367,6 +377,12 @@ class Run:
         # it, as that one may have created it.
         self._lock_and_check()
         self._previous_policy = keras.mixed_precision.global_policy()
+        print(
+            f"vqvae: precision {self.precision.precision} "
+            f"({self.precision.reason}; Keras policy "
+            f"{dtype_policy or self.precision.policy}).",
+            flush=True,
+        )
         try:
             try:
                 save_config(self.config, self.write_dir)
@@ -374,8 +390,9 @@ class Run:
                 raise writable_error(
                     self.write_dir, error, "`model_dir`"
                 ) from None
-            if dtype_policy is not None:
-                keras.mixed_precision.set_global_policy(dtype_policy)
+            keras.mixed_precision.set_global_policy(
+                dtype_policy or self.precision.policy
+            )
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
                 model = make_model()

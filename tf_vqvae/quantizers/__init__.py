@@ -45,6 +45,7 @@ def make_quantizer(
     model_arguments: dict,
     quantizer_options: dict | None = None,
     name: str = "quantizer",
+    dtype=None,
 ) -> keras.layers.Layer:
     """The layer of quantizer `kind` (a key of `QUANTIZER_CLASSES`).
 
@@ -57,6 +58,7 @@ def make_quantizer(
         quantizer_options: the kind's own options (see
             `tf_vqvae.options.resolve_quantizer_options`).
         name: the layer's name.
+        dtype: the layer's dtype policy (default: the global one).
     """
     declaration = options.QUANTIZER_KINDS[kind]
     kwargs = {
@@ -66,7 +68,7 @@ def make_quantizer(
     resolved = options.resolve_quantizer_options(kind, quantizer_options)
     for option in declaration.options:
         kwargs[option.layer_argument] = resolved[option.name]
-    return QUANTIZER_CLASSES[kind](name=name, **kwargs)
+    return QUANTIZER_CLASSES[kind](name=name, dtype=dtype, **kwargs)
 
 
 __all__ = [
