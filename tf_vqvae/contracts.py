@@ -67,7 +67,9 @@ class CodeModel(Protocol):
     """An autoencoder with a discrete bottleneck (e.g. `tf_vqvae.VQVAE`).
 
     Inputs are `(batch, *spatial, channels)`, uint8 in [0, 255] or float in
-    [0, 1]; codes are int32 `(batch, *code_grid)`.
+    [0, 1]; codes are int32 `(batch, *code_grid)`, with a trailing level
+    axis `(batch, *code_grid, num_levels)` when `quantizer.num_levels > 1`
+    (`decode` then also takes a prefix of the levels).
 
     - `num_embeddings`: K of its quantizer.
     - `example_shape`: the `(*spatial, channels)` shape of one input example
