@@ -372,7 +372,8 @@ def test_codebook_health_fires_on_collapse_only(settings, collapses, capsys):
     assert match.group(1) == "1"
     assert match.group(6) == (
         "--data-init kmeans++, --dead-code-restart-steps 100, a lower "
-        "--learning-rate (now 0.001) or an FSQ quantizer"
+        "--learning-rate (now 0.001) or --quantizer fsq (no codebook to "
+        "collapse)"
     )
 
 

@@ -1131,6 +1131,11 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
             for seed in ("-1", str(2**31))
         ],
         (
+            ["train", "--num-embeddings", "100000000"],
+            "`num_embeddings` must be a positive integer at most 1048576. "
+            "Received: num_embeddings=100000000",
+        ),
+        (
             ["train", "--config", str(folder)],
             "`config` cannot be read (Is a directory); pass a config.json "
             f"written by `vqvae train`. Received: config={str(folder)!r}",

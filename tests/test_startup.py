@@ -71,10 +71,13 @@ def test_filtered_stderr_drops_noise_and_forwards_the_rest(capfd):
     with filtered_stderr(StartupNoise(2)):
         # Written to file descriptor 2 directly, as C++ libraries do.
         os.write(2, f"{BANNER}\n{ONEDNN}\n{ERROR}\n".encode())
-        print(PYTHON, file=sys.stderr)
+        # One write: under capfd, Python's sys.stderr bypasses file
+        # descriptor 2 and the filter's thread, so a `print` (two writes)
+        # could be split by a line the thread forwards meanwhile.
+        sys.stderr.write(PYTHON + "\n")
+        sys.stderr.flush()
     os.write(2, b"after\n")
-    # (Under capfd, Python's sys.stderr bypasses file descriptor 2, so only
-    # the lines written to the descriptor keep their order.)
+    # (Only the lines written to the descriptor keep their order.)
     lines = capfd.readouterr().err.splitlines()
     assert sorted(lines) == sorted([ERROR, PYTHON, "after"])
     assert lines.index(ERROR) < lines.index("after")

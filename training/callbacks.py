@@ -584,7 +584,7 @@ class CodebookHealth(keras.callbacks.Callback):
         CodebookHealth: epoch 1: codebook collapse: 11 of 128 codes used
         (8.6% < 25%), 117 dead; try --data-init kmeans++,
         --dead-code-restart-steps 100, a lower --learning-rate (now 0.001)
-        or an FSQ quantizer.
+        or --quantizer fsq (no codebook to collapse).
 
     (a low perplexity adds `perplexity P (x% of K < 5%)`)
 
@@ -703,17 +703,21 @@ class CodebookHealth(keras.callbacks.Callback):
     @staticmethod
     def _remedies(model) -> str:
         remedies = []
-        if getattr(model, "data_init", "off") is None:
-            remedies.append("--data-init kmeans++")
-        if getattr(model, "dead_code_restart_steps", "off") is None:
-            remedies.append("--dead-code-restart-steps 100")
+        # Data init and restarts are options of the codebook quantizers.
+        kind = getattr(model, "quantizer_type", None)
+        if kind in ("vq", "ema", "rvq"):
+            if getattr(model, "data_init", "off") is None:
+                remedies.append("--data-init kmeans++")
+            if getattr(model, "dead_code_restart_steps", "off") is None:
+                remedies.append("--dead-code-restart-steps 100")
         learning_rate = ""
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None:
             rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             learning_rate = f" (now {rate:g})"
         remedies.append(f"a lower --learning-rate{learning_rate}")
-        remedies.append("an FSQ quantizer")
+        if kind != "fsq":
+            remedies.append("--quantizer fsq (no codebook to collapse)")
         return ", ".join(remedies[:-1]) + " or " + remedies[-1]
 
     def on_epoch_end(self, epoch, logs=None):

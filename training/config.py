@@ -118,6 +118,9 @@ def _skip_bad_files_field(which: str):
 
 # Seeds reach int32 seed tensors and `keras.utils.set_random_seed`.
 MAX_SEED = 2**31 - 1
+# Far above any codebook in use (LFQ at 2**18 takes a second a step here);
+# a typo such as 100000000 would otherwise be killed by the OOM killer.
+MAX_NUM_EMBEDDINGS = 2**20
 
 
 def _check_int(
@@ -398,6 +401,12 @@ class TrainConfig(_Config):
             )
         )
         _check_int("num_downsamples", self.num_downsamples, minimum=0)
+        _check_int(
+            "num_embeddings",
+            self.num_embeddings,
+            minimum=1,
+            maximum=MAX_NUM_EMBEDDINGS,
+        )
         if self.dead_code_restart_steps != OFF:
             _check_int(
                 "dead_code_restart_steps",
