@@ -45,7 +45,7 @@ setup(
         "pillow>=10",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
         "serving": ["tensorflow-serving-api>=2.21"],
     },
     entry_points={"console_scripts": ["vqvae=tf_vqvae.training.cli:main"]},
