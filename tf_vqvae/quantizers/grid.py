@@ -23,7 +23,11 @@ import tensorflow as tf
 from tf_vqvae import codebook_ops
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.metrics import CodebookUsage
-from tf_vqvae.quantizers.vector import _all_reduce_sum, _straight_through
+from tf_vqvae.quantizers.vector import (
+    _all_reduce_sum,
+    _straight_through,
+    check_latent_shape,
+)
 
 # `codebook()` returns the implicit codebook up to this many codes (a
 # 65536 x C float32 matrix is 256 KiB per channel); above it, `None`.
@@ -104,20 +108,7 @@ class GridQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ build
     def _check_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) < 2:
-            raise ValueError(
-                f"`{self.name}` expects inputs of shape (batch, ..., "
-                f"{self.embedding_dim}) with rank >= 2. "
-                f"Received: inputs.shape={shape}"
-            )
-        if shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"`{self.name}` expects inputs of shape (batch, ..., "
-                f"{self.embedding_dim}): the last dimension must equal "
-                f"embedding_dim={self.embedding_dim}. "
-                f"Received: inputs.shape={shape}"
-            )
+        check_latent_shape(self, shape)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)

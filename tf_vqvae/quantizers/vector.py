@@ -21,6 +21,25 @@ _DATA_INIT_CHOICES = (None, *DATA_INITS)
 _MIN_NORM = 1e-12
 
 
+def check_latent_shape(layer: keras.layers.Layer, shape) -> None:
+    """Raises `ValueError` unless `shape` is `(batch, ..., D)` with `D` the
+    quantizer `layer`'s `embedding_dim`."""
+    shape = tuple(shape)
+    if len(shape) < 2:
+        raise ValueError(
+            f"`{layer.name}` expects inputs of shape (batch, ..., "
+            f"{layer.embedding_dim}) with rank >= 2. "
+            f"Received: inputs.shape={shape}"
+        )
+    if shape[-1] != layer.embedding_dim:
+        raise ValueError(
+            f"`{layer.name}` expects inputs of shape (batch, ..., "
+            f"{layer.embedding_dim}): the last dimension must equal "
+            f"embedding_dim={layer.embedding_dim}. "
+            f"Received: inputs.shape={shape}"
+        )
+
+
 def _check_non_negative_float(name: str, value) -> None:
     if not is_number(value) or value < 0:
         raise ValueError(
@@ -200,20 +219,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ build
     def _check_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) < 2:
-            raise ValueError(
-                f"`{self.name}` expects inputs of shape (batch, ..., "
-                f"{self.embedding_dim}) with rank >= 2. "
-                f"Received: inputs.shape={shape}"
-            )
-        if shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"`{self.name}` expects inputs of shape (batch, ..., "
-                f"{self.embedding_dim}): the last dimension must equal "
-                f"embedding_dim={self.embedding_dim}. "
-                f"Received: inputs.shape={shape}"
-            )
+        check_latent_shape(self, shape)
 
     def build(self, input_shape):
         self._check_shape(input_shape)
