@@ -3,8 +3,9 @@
 One implementation per process (so peak memory is its own), e.g.
 
     python benchmarks/bench_vq_layer.py --impl tf_vqvae --k 8192 --out r.json
+    python benchmarks/bench_vq_layer.py --impl tf_vqvae_rvq --k 1024
 
-Implementations (`--impl`):
+Implementations (`--impl`), single-codebook VQ (`--k` codes):
     tf_vqvae        tf_vqvae.VectorQuantizer (codebook trained by gradients)
     tf_vqvae_ema    tf_vqvae.VectorQuantizerEMA
     sonnet          snt.nets.VectorQuantizer (Sonnet 2.0.2), with perplexity
@@ -14,6 +15,21 @@ Implementations (`--impl`):
     kerasio         the keras-io "Vector-Quantized VAE" example's layer:
                     distance matmul, argmin, one-hot matmul lookup
     vqtorch         vector_quantize_pytorch.VectorQuantize (EMA, defaults)
+
+Other quantizers (issue 13), each against its vector-quantize-pytorch peer
+with the same sizes and loss weights; inputs of D = `--d` channels:
+    tf_vqvae_rvq    tf_vqvae.ResidualVectorQuantizer, `--num-quantizers`
+                    levels of `--k` codes each, EMA codebooks (its defaults:
+                    data init, dead-code restarts)
+    vqtorch_rvq     vector_quantize_pytorch.ResidualVQ, the same sizes, EMA
+                    decay 0.99, commitment weight 0.25
+    tf_vqvae_fsq    tf_vqvae.FiniteScalarQuantizer(`--levels`), projections
+                    D -> len(levels) -> D when D != len(levels)
+    vqtorch_fsq     vector_quantize_pytorch.FSQ, the same levels and D
+    tf_vqvae_lfq    tf_vqvae.LookupFreeQuantizer, `--k` = 2**bits codes,
+                    entropy weight 0.1, commitment 0.25, projections D -> bits
+    vqtorch_lfq     vector_quantize_pytorch.LFQ, the same (its inverse
+                    temperature 100 is tf_vqvae's temperature 0.01)
 
 Each step is one training forward pass (straight-through estimator, codebook
 and commitment losses, EMA update where there is one) and the backward pass to
@@ -41,8 +57,12 @@ TF_IMPLS = (
     "sonnet_noppl",
     "sonnet_ema",
     "kerasio",
+    "tf_vqvae_rvq",
+    "tf_vqvae_fsq",
+    "tf_vqvae_lfq",
 )
-IMPLS = TF_IMPLS + ("vqtorch",)
+TORCH_IMPLS = ("vqtorch", "vqtorch_rvq", "vqtorch_fsq", "vqtorch_lfq")
+IMPLS = TF_IMPLS + TORCH_IMPLS
 
 
 def keras_io_quantizer(keras, tf, num_embeddings: int, embedding_dim: int):
@@ -92,8 +112,39 @@ def keras_io_quantizer(keras, tf, num_embeddings: int, embedding_dim: int):
     return KerasIOVectorQuantizer(num_embeddings, embedding_dim)
 
 
-def _tf_step(impl: str, k: int, d: int, tf):
+def _tf_quantizer(impl: str, args):
+    """The tf_vqvae layer of a `KINDS` impl, for inputs of `args.d`."""
+    import tf_vqvae
+
+    if impl == "tf_vqvae_rvq":
+        return tf_vqvae.ResidualVectorQuantizer(
+            args.num_quantizers, args.k, args.d
+        )
+    if impl == "tf_vqvae_fsq":
+        return tf_vqvae.FiniteScalarQuantizer(
+            levels=tuple(args.levels), embedding_dim=args.d
+        )
+    return tf_vqvae.LookupFreeQuantizer(
+        codebook_size=args.k,
+        entropy_loss_weight=0.1,
+        commitment_cost=0.25,
+        embedding_dim=args.d,
+    )
+
+
+def _tf_step(impl: str, args, shape: tuple, tf):
     """(forward returning (z_q, loss), trainable variables) for one impl."""
+    k, d = args.k, args.d
+    if impl in ("tf_vqvae_rvq", "tf_vqvae_fsq", "tf_vqvae_lfq"):
+        layer = _tf_quantizer(impl, args)
+        layer.build((None, *shape[1:]))
+
+        def forward(x):
+            z_q = layer(x, training=True)
+            # FSQ adds no loss.
+            return z_q, tf.add_n([tf.constant(0.0), *layer.losses])
+
+        return forward, layer.trainable_weights
     if impl in ("tf_vqvae", "tf_vqvae_ema"):
         import tf_vqvae
 
@@ -160,7 +211,7 @@ def run_tf(args) -> dict:
     upstream = tf.random.normal(shape)
     steps = {}
     for impl in args.impl:
-        forward, trainable = _tf_step(impl, args.k, args.d, tf)
+        forward, trainable = _tf_step(impl, args, shape, tf)
         if impl.startswith("sonnet"):
             forward(x[:1])  # creates the module's variables
             trainable = trainable.trainable_variables
@@ -182,30 +233,54 @@ def _compile_step(tf, forward, trainable):
     return step
 
 
+def _torch_quantizer(impl: str, args):
+    """The vector-quantize-pytorch module of a torch impl."""
+    import vector_quantize_pytorch as vqp
+
+    if impl == "vqtorch":
+        return vqp.VectorQuantize(
+            dim=args.d, codebook_size=args.k, decay=0.99, commitment_weight=0.25
+        )
+    if impl == "vqtorch_rvq":
+        return vqp.ResidualVQ(
+            dim=args.d,
+            num_quantizers=args.num_quantizers,
+            codebook_size=args.k,
+            decay=0.99,
+            commitment_weight=0.25,
+        )
+    if impl == "vqtorch_fsq":
+        return vqp.FSQ(levels=list(args.levels), dim=args.d)
+    return vqp.LFQ(
+        dim=args.d,
+        codebook_size=args.k,
+        entropy_loss_weight=0.1,
+        commitment_loss_weight=0.25,
+        diversity_gamma=1.0,
+    )
+
+
 def run_torch(args) -> dict:
     import torch
-    from vector_quantize_pytorch import VectorQuantize
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     torch.manual_seed(0)
-    vq = VectorQuantize(
-        dim=args.d,
-        codebook_size=args.k,
-        decay=0.99,
-        commitment_weight=0.25,
-    )
-    vq.train()
+    (impl,) = args.impl
+    module = _torch_quantizer(impl, args)
+    module.train()
     batch = max(1, args.n // 1024)
     x = torch.randn(batch, args.n // batch, args.d, requires_grad=True)
     upstream = torch.randn(batch, args.n // batch, args.d)
 
     def step():
         x.grad = None
-        quantized, _, loss = vq(x)
-        ((quantized * upstream).sum() + loss.sum()).backward()
+        # (quantized, indices[, loss or per-level losses]); FSQ has no loss.
+        quantized, _, *losses = module(x)
+        loss = sum(value.sum() for value in losses)
+        ((quantized * upstream).sum() + loss).backward()
         return float(x.grad.sum())
 
-    return _time_interleaved(args, {"vqtorch": step})
+    return _time_interleaved(args, {impl: step})
 
 
 def _time_interleaved(args, steps: dict) -> dict:
@@ -243,6 +318,8 @@ def _time_interleaved(args, steps: dict) -> dict:
         "n": args.n,
         "d": args.d,
         "k": args.k,
+        "num_quantizers": args.num_quantizers,
+        "levels": list(args.levels),
         "results": results,
         "python": sys.version.split()[0],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -256,11 +333,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--n", type=int, default=16384)
     parser.add_argument("--d", type=int, default=64)
-    parser.add_argument("--k", type=int, default=512)
+    parser.add_argument(
+        "--k", type=int, default=512, help="codes (per level; LFQ: 2**bits)"
+    )
+    parser.add_argument(
+        "--num-quantizers", type=int, default=8, help="residual VQ levels"
+    )
+    parser.add_argument(
+        "--levels", type=int, nargs="+", default=[8, 5, 5, 5], help="FSQ"
+    )
     args = parser.parse_args(argv)
-    if "vqtorch" in args.impl and args.impl != ["vqtorch"]:
-        parser.error("vqtorch runs alone (its own venv and process)")
-    result = run_torch(args) if args.impl == ["vqtorch"] else run_tf(args)
+    torch_impls = [impl for impl in args.impl if impl in TORCH_IMPLS]
+    if torch_impls and len(args.impl) > 1:
+        parser.error(f"{torch_impls[0]} runs alone (its own venv and process)")
+    result = run_torch(args) if torch_impls else run_tf(args)
     common.emit(result, args.out)
     return result
 

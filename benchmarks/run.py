@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -38,7 +39,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-SECTIONS = ("vq", "step", "import", "quality", "sampling", "export")
+SECTIONS = (
+    "vq",
+    "step",
+    "import",
+    "quality",
+    "sampling",
+    "export",
+    "quantizers",
+)
 K_VALUES = (512, 8192, 65536)
 # Peers hold a dense N x K distance (and one-hot) matrix: 4 GiB each at
 # K = 65536, which this shared 24 GiB machine cannot spare for them.
@@ -54,7 +63,34 @@ NAMES = {
     "sonnet_ema": "Sonnet VectorQuantizerEMA",
     "kerasio": "keras-io example design",
     "vqtorch": "vector-quantize-pytorch (EMA)",
+    "tf_vqvae_rvq": "tf_vqvae ResidualVectorQuantizer",
+    "vqtorch_rvq": "vector-quantize-pytorch ResidualVQ",
+    "tf_vqvae_fsq": "tf_vqvae FiniteScalarQuantizer",
+    "vqtorch_fsq": "vector-quantize-pytorch FSQ",
+    "tf_vqvae_lfq": "tf_vqvae LookupFreeQuantizer",
+    "vqtorch_lfq": "vector-quantize-pytorch LFQ",
 }
+# Quantizer kind -> (tf_vqvae impl, vector-quantize-pytorch impl) of
+# `bench_vq_layer.py`.
+QUANTIZER_IMPLS = {
+    "rvq": ("tf_vqvae_rvq", "vqtorch_rvq"),
+    "fsq": ("tf_vqvae_fsq", "vqtorch_fsq"),
+    "lfq": ("tf_vqvae_lfq", "vqtorch_lfq"),
+}
+# Issue 13's sizes for the quantizers section (N = 16384, D = 64), with
+# `bench_vq_layer.py`'s flags, the `--tiny` sizes, and the speed target
+# against vector-quantize-pytorch (peer time / ours).
+QUANTIZER_SIZES = {
+    "rvq": ("--num-quantizers", 8, "--k", 1024),
+    "fsq": ("--levels", 8, 5, 5, 5),
+    "lfq": ("--k", 2**14),
+}
+TINY_QUANTIZER_SIZES = {
+    "rvq": ("--num-quantizers", 3, "--k", 16),
+    "fsq": ("--levels", 4, 4),
+    "lfq": ("--k", 2**6),
+}
+QUANTIZER_TARGETS = {"rvq": 2.0, "fsq": 1.0, "lfq": 1.0}
 
 
 # ------------------------------------------------------------------- venvs
@@ -281,6 +317,99 @@ def vq_section(vq: dict, memory: dict, torch: dict) -> list[str]:
                             1.0,
                         )
                     )
+    return lines + [""], targets
+
+
+def _sizes(data: dict, kind: str) -> str:
+    if kind == "rvq":
+        return f"{data['num_quantizers']} levels x K={data['k']}"
+    if kind == "fsq":
+        levels = data["levels"]
+        return f"levels {tuple(levels)} (K={math.prod(levels)})"
+    return f"K=2**{int(data['k']).bit_length() - 1}"
+
+
+def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
+    """Section 8: residual VQ, FSQ and LFQ against vector-quantize-pytorch.
+
+    `ours` and `peers` map a kind (`"rvq"`, `"fsq"`, `"lfq"`) to the JSON of
+    `bench_vq_layer.py` with the tf_vqvae and the vector-quantize-pytorch
+    implementation (each alone in its process, so each has its peak memory).
+    """
+    title = "## 8. Quantizers vs vector-quantize-pytorch (issue 13)"
+    first = next((data for data in ours.values() if data), {})
+    n, d = first.get("n", 16384), first.get("d", 64)
+    lines = [
+        title,
+        "",
+        f"`bench_vq_layer.py` at issue 13's sizes: N = {n} vectors of D = "
+        f"{d}, forward + backward (training mode: straight-through gradients, "
+        "losses, EMA updates and usage statistics; gradients to the inputs "
+        "and every trainable weight). Residual VQ: EMA codebooks (decay "
+        "0.99, commitment 0.25); tf_vqvae with its defaults, which also draw "
+        "each level's codebook from the first batch and re-seed dead codes, "
+        "vector-quantize-pytorch's `ResidualVQ` with neither. FSQ and LFQ "
+        f"project D = {d} to the code channels and back in both libraries; "
+        "LFQ with entropy weight 0.1, commitment 0.25 and the same "
+        "temperature. Each implementation runs alone in its own process "
+        "(vector-quantize-pytorch in its torch venv): the ratio compares "
+        "medians of two processes, and the peak memory is the process's "
+        "peak RSS over all steps minus its RSS before the first.",
+        "",
+        "| quantizer | sizes | implementation | vectors/s (min / median / "
+        "max) | peak extra memory | tf_vqvae ÷ it |",
+        "|---|---|---|---|---|---|",
+    ]
+    targets = []
+    for kind, (our_impl, peer_impl) in QUANTIZER_IMPLS.items():
+        mine, peer = ours.get(kind), peers.get(kind)
+        if not mine:
+            if kind in ours:
+                lines.append(f"| {kind} | | (failed) | | | |")
+            continue
+        sizes = _sizes(mine, kind)
+        rows = [(our_impl, mine["results"][our_impl], None)]
+        ratio = None
+        if peer:
+            res = peer["results"][peer_impl]
+            ratio = (
+                mine["results"][our_impl]["vectors_per_s"]["median"]
+                / res["vectors_per_s"]["median"]
+            )
+            rows.append((peer_impl, res, ratio))
+        for impl, res, row_ratio in rows:
+            mem = res.get("peak_extra_mb")
+            mem_text = f"{mem:.0f} MiB" if mem is not None else "-"
+            lines.append(
+                f"| {kind} | {sizes} | {NAMES[impl]} "
+                f"| {_triple(res['vectors_per_s'])} | {mem_text} "
+                f"| {_ratio(row_ratio)} |"
+            )
+        if kind in peers and not peer:
+            lines.append(
+                f"| {kind} | {sizes} | {NAMES[peer_impl]} (failed) | | | |"
+            )
+        if ratio is not None:
+            our_mem = mine["results"][our_impl].get("peak_extra_mb")
+            peer_mem = peer["results"][peer_impl].get("peak_extra_mb")
+            memory = (
+                f"; peak memory {our_mem:.0f} vs {peer_mem:.0f} MiB"
+                if our_mem is not None and peer_mem is not None
+                else ""
+            )
+            targets.append(
+                (
+                    f"{NAMES[our_impl]} vs {NAMES[peer_impl]}, {sizes}, "
+                    f"forward + backward (issue 13{memory})",
+                    ratio,
+                    QUANTIZER_TARGETS[kind],
+                )
+            )
+    if not peers:
+        lines.append(
+            "| | | vector-quantize-pytorch | not run (no torch "
+            "interpreter: `--torch-python`) | | |"
+        )
     return lines + [""], targets
 
 
@@ -778,10 +907,12 @@ def write_markdown(
     args, parts: list, targets: list, env: dict, summary: list
 ) -> None:
     command = "python " + shlex.join(["benchmarks/run.py", *sys.argv[1:]])
-    summary = ["| target | measured | met |", "|---|---|---|"]
+    target_rows = ["| target | measured | met |", "|---|---|---|"]
     for name, ratio, target in targets:
         met = "✅" if ratio >= target else "❌"
-        summary.append(f"| {name} | {ratio:.2f} (needs >= {target}) | {met} |")
+        target_rows.append(
+            f"| {name} | {ratio:.2f} (needs >= {target}) | {met} |"
+        )
     header = [
         "# Benchmarks",
         "",
@@ -810,7 +941,7 @@ def write_markdown(
         *summary,
         "## Targets (issue 6)",
         "",
-        *summary,
+        *target_rows,
         "",
     ]
     text = "\n".join(header + [line for part in parts for line in part])
@@ -885,7 +1016,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     torch_py = args.torch_python or (
         ensure_venv(args.venv_dir, "torch", TORCH_SPEC, inherit=False)
-        if "vq" in args.only and not args.tiny
+        if {"vq", "quantizers"} & set(args.only) and not args.tiny
         else None
     )
     env = {
@@ -1051,6 +1182,35 @@ def main(argv: list[str] | None = None) -> None:
             1,
         )
         lines, t = precision_quality_section([quality, second_seed])
+        parts.append(lines)
+        targets += t
+
+    if "quantizers" in args.only:
+        n = 256 if tiny else 16384
+        sizes = TINY_QUANTIZER_SIZES if tiny else QUANTIZER_SIZES
+        ours, peers = {}, {}
+        for kind, (our_impl, peer_impl) in QUANTIZER_IMPLS.items():
+            flags = (*sizes[kind], "--n", n, "--d", 8 if tiny else 64)
+            ours[kind] = runner.run(
+                sys.executable,
+                "bench_vq_layer.py",
+                f"quantizer_{kind}",
+                "--impl",
+                our_impl,
+                *flags,
+                *common_args,
+            )
+            if torch_py:
+                peers[kind] = runner.run(
+                    torch_py,
+                    "bench_vq_layer.py",
+                    f"quantizer_{kind}_vqtorch",
+                    "--impl",
+                    peer_impl,
+                    *flags,
+                    *common_args,
+                )
+        lines, t = quantizers_section(ours, peers)
         parts.append(lines)
         targets += t
 

@@ -29,6 +29,10 @@ import bench_vq_layer  # noqa: E402
 import run  # noqa: E402
 
 HAVE_SONNET = importlib.util.find_spec("sonnet") is not None
+HAVE_TORCH = all(
+    importlib.util.find_spec(name) is not None
+    for name in ("torch", "vector_quantize_pytorch")
+)
 
 
 def _tf_impls():
@@ -64,6 +68,115 @@ def test_vq_layer_single_impl_reports_memory():
 def test_vq_layer_rejects_unknown_impl():
     with pytest.raises(SystemExit):
         bench_vq_layer.main(["--impl", "tf_vqvae,nope"])
+
+
+def test_quantizer_kinds_round_robin():
+    impls = ["tf_vqvae_rvq", "tf_vqvae_fsq", "tf_vqvae_lfq"]
+    result = bench_vq_layer.main(
+        ["--impl", ",".join(impls), "--k", "16", "--n", "64", "--d", "8"]
+        + ["--num-quantizers", "3", "--levels", "4", "4"]
+        + ["--warmup", "1", "--repeats", "2"]
+    )
+    assert sorted(result["results"]) == sorted(impls)
+    assert result["num_quantizers"] == 3
+    assert result["levels"] == [4, 4]
+    for res in result["results"].values():
+        assert len(res["seconds"]) == 2
+        assert res["vectors_per_s"]["min"] > 0
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="vector-quantize-pytorch absent")
+@pytest.mark.parametrize("impl", bench_vq_layer.TORCH_IMPLS)
+def test_vector_quantize_pytorch_peers(impl):
+    result = bench_vq_layer.main(
+        ["--impl", impl, "--k", "16", "--n", "64", "--d", "8"]
+        + ["--num-quantizers", "3", "--levels", "4", "4"]
+        + ["--warmup", "1", "--repeats", "1"]
+    )
+    assert result["results"][impl]["peak_extra_mb"] >= 0
+
+
+def test_torch_impls_run_alone():
+    with pytest.raises(SystemExit):
+        bench_vq_layer.main(["--impl", "tf_vqvae_rvq,vqtorch_rvq"])
+
+
+def _layer_result(impl, median, memory, **sizes):
+    stats = dict(min=median / 2, median=median, max=2 * median, runs=3)
+    return {
+        "k": 1024,
+        "num_quantizers": 8,
+        "levels": [8, 5, 5, 5],
+        **sizes,
+        "results": {impl: {"vectors_per_s": stats, "peak_extra_mb": memory}},
+    }
+
+
+def test_quantizers_section_from_results():
+    ours = {
+        "rvq": _layer_result("tf_vqvae_rvq", 3e5, 100.0),
+        "fsq": _layer_result("tf_vqvae_fsq", 2e6, 20.0),
+        "lfq": _layer_result("tf_vqvae_lfq", 1e5, 300.0, k=2**14),
+    }
+    peers = {
+        "rvq": _layer_result("vqtorch_rvq", 1e5, 400.0),
+        "fsq": _layer_result("vqtorch_fsq", 4e6, 10.0),
+        "lfq": None,  # failed
+    }
+    lines, targets = run.quantizers_section(ours, peers)
+    table = "\n".join(lines)
+    assert lines[0] == "## 8. Quantizers vs vector-quantize-pytorch (issue 13)"
+    assert (
+        "| rvq | 8 levels x K=1024 | vector-quantize-pytorch ResidualVQ "
+        "| 50 k / 100 k / 200 k | 400 MiB | 3.00x |"
+    ) in table
+    assert (
+        "| fsq | levels (8, 5, 5, 5) (K=1000) | tf_vqvae "
+        "FiniteScalarQuantizer | 1.00 M / 2.00 M / 4.00 M | 20 MiB | - |"
+    ) in table
+    assert "| lfq | K=2**14 | vector-quantize-pytorch LFQ (failed) |" in table
+    assert [
+        (label, round(ratio, 3), need) for label, ratio, need in targets
+    ] == [
+        (
+            "tf_vqvae ResidualVectorQuantizer vs vector-quantize-pytorch "
+            "ResidualVQ, 8 levels x K=1024, forward + backward (issue 13; "
+            "peak memory 100 vs 400 MiB)",
+            3.0,
+            2.0,
+        ),
+        (
+            "tf_vqvae FiniteScalarQuantizer vs vector-quantize-pytorch FSQ, "
+            "levels (8, 5, 5, 5) (K=1000), forward + backward (issue 13; "
+            "peak memory 20 vs 10 MiB)",
+            0.5,
+            1.0,
+        ),
+    ]
+    lines, targets = run.quantizers_section({"fsq": ours["fsq"]}, {})
+    assert targets == []
+    assert "not run (no torch interpreter: `--torch-python`)" in lines[-2]
+
+
+@pytest.mark.slow
+def test_run_quantizers_section_tiny(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    args = ["--tiny", "--only", "quantizers", "--out", str(out)]
+    args += ["--results-dir", str(tmp_path / "results")]
+    if HAVE_TORCH:
+        args += ["--torch-python", sys.executable]
+    run.main(args)
+    text = out.read_text()
+    assert "## 8. Quantizers vs vector-quantize-pytorch (issue 13)" in text
+    assert (
+        "| rvq | 3 levels x K=16 | tf_vqvae ResidualVectorQuantizer |" in text
+    )
+    assert (
+        "| fsq | levels (4, 4) (K=16) | tf_vqvae FiniteScalarQuantizer |"
+        in (text)
+    )
+    assert "| lfq | K=2**6 | tf_vqvae LookupFreeQuantizer |" in text
+    assert "(failed)" not in text
 
 
 def test_train_step_tiny():
@@ -220,7 +333,7 @@ def test_run_writes_markdown(tmp_path):
     text = out.read_text()
     assert text.startswith("# Benchmarks")
     assert "## 5. Import overhead" in text
-    assert "import overhead <= 0.1 s" in text
+    assert text.count("import overhead <= 0.1 s") == 1  # one targets table
 
 
 def test_tables_from_results():
