@@ -25,6 +25,22 @@ bfloat16 (same seed and batches) and its negative log-likelihood of the
 test codes is reported in bits per code and as the prior's term of bits/dim
 (per image dimension: bits per code x codes / (32 x 32 x 3)).
 
+Quantizers (issue 13): the `q_*` implementations are `VQVAE` with the same
+architecture and budget and another quantizer (`quantizer_runs`; `--tiny`
+shrinks their code counts, `TINY_QUANTIZER_SIZES`):
+
+    q_ema_k1024      the defaults (EMA codebook, data init, restarts), K=1024
+    q_fsq            FiniteScalarQuantizer (8, 5, 5, 5): K = 1000
+    q_rvq            ResidualVectorQuantizer, 8 levels x K=256, quantizer
+                     dropout 0.5; test MSE for each prefix of 1..8 levels
+    q_plain_k8192    EMA codebook, K=8192, data init and restarts off
+    q_rotcos_k8192   the same with the rotation trick and cosine distance
+    q_lfq            LookupFreeQuantizer, K = 2**14
+    q_ema_k16384     the defaults at K = 2**14 (LFQ's neighbour)
+
+Each reports the test MSE, perplexity and used codes (pooled over the
+levels' `L x K` codes for residual VQ, and per level).
+
 The archive (`--data`, default `../shared/data/cifar10_jpeg.tar.gz` next to
 the repository) is extracted to a temporary directory and decoded once.
 `--steps` sets the budget; the default fits in about half an hour here.
@@ -32,6 +48,7 @@ the repository) is extracted to a temporary directory and decoded once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -42,7 +59,54 @@ import time
 import common
 import models
 
-IMPLS = ("tf_vqvae", "tf_vqvae_paper", "sonnet", "tf_vqvae_bf16")
+# Issue 13's code counts (`--tiny`: small ones, same code paths).
+QUANTIZER_SIZES = dict(
+    k=1024, rvq_k=256, rvq_levels=8, big_k=8192, lfq_k=2**14, fsq=(8, 5, 5, 5)
+)
+TINY_QUANTIZER_SIZES = dict(
+    k=16, rvq_k=8, rvq_levels=3, big_k=64, lfq_k=2**6, fsq=(4, 4)
+)
+# Isolates the gradient rule and the distance from codebook collapse cures.
+NO_CURES = {"data_init": None, "dead_code_restart_steps": None}
+
+
+def quantizer_runs(sizes: dict) -> dict[str, dict]:
+    """`{q_* impl: VQVAE arguments}` over the config's, for `sizes`."""
+    return {
+        "q_ema_k1024": dict(quantizer="ema", num_embeddings=sizes["k"]),
+        "q_fsq": dict(
+            quantizer="fsq", quantizer_options={"levels": sizes["fsq"]}
+        ),
+        "q_rvq": dict(
+            quantizer="rvq",
+            num_embeddings=sizes["rvq_k"],
+            quantizer_options={
+                "num_quantizers": sizes["rvq_levels"],
+                "quantizer_dropout": 0.5,
+            },
+        ),
+        "q_plain_k8192": dict(
+            quantizer="ema", num_embeddings=sizes["big_k"], **NO_CURES
+        ),
+        "q_rotcos_k8192": dict(
+            quantizer="ema",
+            num_embeddings=sizes["big_k"],
+            quantizer_options={"rotation_trick": True, "distance": "cosine"},
+            **NO_CURES,
+        ),
+        "q_lfq": dict(quantizer="lfq", num_embeddings=sizes["lfq_k"]),
+        "q_ema_k16384": dict(quantizer="ema", num_embeddings=sizes["lfq_k"]),
+    }
+
+
+QUANTIZER_IMPLS = tuple(quantizer_runs(QUANTIZER_SIZES))
+IMPLS = (
+    "tf_vqvae",
+    "tf_vqvae_paper",
+    "sonnet",
+    "tf_vqvae_bf16",
+    *QUANTIZER_IMPLS,
+)
 DEFAULT_IMPLS = ("tf_vqvae", "tf_vqvae_paper", "sonnet")
 PRIOR_PRECISIONS = ("float32", "bfloat16")
 # tf_vqvae with its measures against codebook collapse turned off.
@@ -123,17 +187,62 @@ def code_statistics(tf, codes, num_embeddings: int) -> dict:
     }
 
 
+def level_statistics(tf, codes, num_embeddings: int) -> dict:
+    """Usage of multi-level codes `(..., L)`: pooled over the `L x K` codes
+    of all levels (what `code_statistics` returns), and per level."""
+    levels = int(codes.shape[-1])
+    codes = tf.reshape(codes, [-1, levels])
+    pooled = code_statistics(
+        tf, codes + tf.range(levels) * num_embeddings, levels * num_embeddings
+    )
+    per_level = [
+        code_statistics(tf, codes[:, level], num_embeddings)
+        for level in range(levels)
+    ]
+    return {**pooled, "levels": per_level}
+
+
+def prefix_mse(tf, model, test, batch: int) -> list[float]:
+    """Test MSE of `model.decode(codes[..., :n])` for n = 1..L levels."""
+    encode, decode = tf.function(model.encode), tf.function(model.decode)
+    levels = model.quantizer.num_levels
+    sums = [0.0] * levels
+    for begin in range(0, int(test.shape[0]), batch):
+        images = tf.cast(test[begin : begin + batch], tf.float32) / 255.0
+        codes = encode(images)
+        for n in range(1, levels + 1):
+            x_hat = decode(codes[..., :n])
+            sums[n - 1] += float(
+                tf.reduce_sum(
+                    tf.reduce_mean(tf.square(x_hat - images), [1, 2, 3])
+                )
+            )
+    return [total / int(test.shape[0]) for total in sums]
+
+
 def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
     batches = training_batches(tf, train, config.batch_size, args.steps, 0)
     start = time.perf_counter()
     model = None
-    if impl.startswith("tf_vqvae"):
+    if impl in QUANTIZER_IMPLS:
+        sizes = TINY_QUANTIZER_SIZES if args.tiny else QUANTIZER_SIZES
+        options = dict(quantizer_runs(sizes)[impl])
+        config = dataclasses.replace(
+            config,
+            quantizer=options.pop("quantizer"),
+            num_embeddings=options.pop("num_embeddings", config.num_embeddings),
+        )
+        model = models.build_tf_vqvae(config, seed=args.seed, **options)
+        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+    elif impl.startswith("tf_vqvae"):
         options = PAPER_OPTIONS if impl == "tf_vqvae_paper" else {}
         precision = "bfloat16" if impl == "tf_vqvae_bf16" else "float32"
         model = models.build_tf_vqvae(
             config, seed=args.seed, precision=precision, **options
         )
         model.fit(batches, epochs=1, verbose=0, shuffle=False)
+    ours = model is not None
+    if ours:
 
         @tf.function
         def evaluate(images):
@@ -155,12 +264,22 @@ def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
         all_codes.append(tf.reshape(tf.cast(codes, tf.int32), [-1]))
     mse = sum(squared_errors) / int(test.shape[0])
     all_codes = tf.concat(all_codes, axis=0)
+    k = model.num_embeddings if ours else config.num_embeddings
+    levels = model.quantizer.num_levels if ours else 1
+    if levels > 1:
+        usage = level_statistics(tf, tf.reshape(all_codes, [-1, levels]), k)
+    else:
+        usage = code_statistics(tf, all_codes, k)
     result = {
         "mse": mse,
         "psnr_db": 10.0 * math.log10(1.0 / mse),
-        **code_statistics(tf, all_codes, config.num_embeddings),
+        "num_embeddings": k,
+        "num_levels": levels,
+        **usage,
         "train_seconds": train_s,
     }
+    if levels > 1:
+        result["mse_by_levels"] = prefix_mse(tf, model, test, args.eval_batch)
     if impl == "tf_vqvae":
         result["codes_bf16_agreement"] = bf16_agreement(
             tf, model, test, all_codes, args.eval_batch
@@ -285,6 +404,9 @@ def run(args) -> dict:
         "train_images": int(train.shape[0]),
         "test_images": int(test.shape[0]),
         "results": results,
+        "quantizer_sizes": TINY_QUANTIZER_SIZES
+        if args.tiny
+        else QUANTIZER_SIZES,
         "python": sys.version.split()[0],
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

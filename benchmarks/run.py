@@ -47,6 +47,7 @@ SECTIONS = (
     "sampling",
     "export",
     "quantizers",
+    "quantizer_quality",
 )
 K_VALUES = (512, 8192, 65536)
 # Peers hold a dense N x K distance (and one-hot) matrix: 4 GiB each at
@@ -622,6 +623,138 @@ def quality_section(data: dict) -> tuple[list[str], list]:
                 f"quality ({name}): dead codes <= Sonnet's "
                 f"({ours['dead_codes']} vs {peer['dead_codes']})",
                 1.0 if ours["dead_codes"] <= peer["dead_codes"] else 0.0,
+                1.0,
+            ),
+        ]
+    return lines + [""], targets
+
+
+QUANTIZER_RUN_NAMES = {
+    "q_ema_k1024": "VQ-EMA, `VQVAE` defaults",
+    "q_fsq": "FSQ",
+    "q_rvq": "residual VQ, quantizer dropout 0.5",
+    "q_plain_k8192": "VQ-EMA, straight-through, no data init or restarts",
+    "q_rotcos_k8192": "VQ-EMA, rotation trick + cosine, no data init or "
+    "restarts",
+    "q_lfq": "LFQ",
+    "q_ema_k16384": "VQ-EMA, `VQVAE` defaults",
+}
+
+
+def _used(r: dict) -> int:
+    return r["num_levels"] * r["num_embeddings"] - r["dead_codes"]
+
+
+def _used_fraction(r: dict) -> float:
+    return 1.0 - r["dead_fraction"]
+
+
+def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
+    """Section 9: issue 13's quality criteria from `bench_quality.py`'s
+    `q_*` runs (same architecture, steps, batch, seed and images)."""
+    title = "## 9. Quantizer quality (issue 13)"
+    if not data:
+        return [title, "", "(not run or failed)", ""], []
+    res = data["results"]
+    c = data["config_values"]
+    lines = [
+        title,
+        "",
+        f"`bench_quality.py --impl q_...`: CIFAR-10 JPEG set, the "
+        f"`{data['config']}` config's network (hidden {c['num_hiddens']}, "
+        f"residual hidden {c['num_residual_hiddens']}, D="
+        f"{c['embedding_dim']}, batch {c['batch_size']}, Adam "
+        f"{c['learning_rate']}) with each quantizer, {data['steps']} steps, "
+        f"seed {data['seed']}, the same {data['train_images']} train images "
+        f"in the same order; evaluated on {data['test_images']} test "
+        "images. Used codes: codes picked at least once on the test set "
+        "(residual VQ: of its levels x K codes).",
+        "",
+        "| run | quantizer | codes | MSE | PSNR (dB) | perplexity "
+        "| used codes | train time (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for impl, r in res.items():
+        if impl not in QUANTIZER_RUN_NAMES:
+            continue
+        k = r["num_embeddings"]
+        codes = f"{r['num_levels']} x {k}" if r["num_levels"] > 1 else str(k)
+        lines.append(
+            f"| `{impl}` | {QUANTIZER_RUN_NAMES[impl]} | {codes} "
+            f"| {r['mse']:.5f} | {r['psnr_db']:.2f} | {r['perplexity']:.1f} "
+            f"| {_used(r)} ({100 * _used_fraction(r):.1f}%) "
+            f"| {r['train_seconds']:.0f} |"
+        )
+    rvq = res.get("q_rvq")
+    if rvq:
+        by_levels = rvq["mse_by_levels"]
+        lines += [
+            "",
+            "Residual VQ, test MSE of the first n levels "
+            "(`decode(codes[..., :n])`):",
+            "",
+            "| n | "
+            + " | ".join(str(n + 1) for n in range(len(by_levels)))
+            + " |",
+            "|---" * (len(by_levels) + 1) + "|",
+            "| MSE | " + " | ".join(f"{m:.5f}" for m in by_levels) + " |",
+        ]
+    targets = []
+    ref = res.get("q_ema_k1024")
+    fsq = res.get("q_fsq")
+    if fsq:
+        targets.append(
+            (
+                "FSQ uses >= 99% of its codes on the test set "
+                f"({100 * _used_fraction(fsq):.1f}%, issue 13)",
+                _used_fraction(fsq) / 0.99,
+                1.0,
+            )
+        )
+        if ref:
+            targets.append(
+                (
+                    "FSQ test MSE within 5% of VQ-EMA's at K="
+                    f"{ref['num_embeddings']} "
+                    f"({100 * (fsq['mse'] / ref['mse'] - 1):+.1f}%, issue 13)",
+                    1.05 * ref["mse"] / fsq["mse"],
+                    1.0,
+                )
+            )
+    if rvq:
+        by_levels = rvq["mse_by_levels"]
+        targets.append(
+            (
+                "residual VQ test MSE does not increase from 1 to "
+                f"{len(by_levels)} levels (smallest step ratio, issue 13)",
+                min(a / b for a, b in zip(by_levels, by_levels[1:])),
+                1.0,
+            )
+        )
+        if ref:
+            targets.append(
+                (
+                    f"residual VQ at {len(by_levels)} levels: test MSE below "
+                    f"VQ-EMA's at K={ref['num_embeddings']} "
+                    f"({by_levels[-1]:.5f} vs {ref['mse']:.5f}, issue 13)",
+                    ref["mse"] / by_levels[-1],
+                    1.0,
+                )
+            )
+    plain, rotcos = res.get("q_plain_k8192"), res.get("q_rotcos_k8192")
+    if plain and rotcos:
+        targets += [
+            (
+                "rotation trick + cosine: used codes >= 3x the "
+                f"straight-through baseline's at K={plain['num_embeddings']} "
+                f"({_used(rotcos)} vs {_used(plain)}, issue 13)",
+                _used_fraction(rotcos) / max(_used_fraction(plain), 1e-9),
+                3.0,
+            ),
+            (
+                "rotation trick + cosine: test MSE not worse than the "
+                "baseline's (issue 13)",
+                plain["mse"] / rotcos["mse"],
                 1.0,
             ),
         ]
@@ -1213,6 +1346,36 @@ def main(argv: list[str] | None = None) -> None:
         lines, t = quantizers_section(ours, peers)
         parts.append(lines)
         targets += t
+
+    if "quantizer_quality" in args.only:
+        data_path = args.quality_data or os.path.join(
+            os.path.dirname(REPO), "shared", "data", "cifar10_jpeg.tar.gz"
+        )
+        title = "## 9. Quantizer quality (issue 13)"
+        if not os.path.exists(data_path):
+            parts.append(
+                [
+                    title,
+                    "",
+                    f"Not run: no CIFAR-10 archive at `{data_path}`.",
+                    "",
+                ]
+            )
+        else:
+            extra = ["--tiny"] if tiny else ["--steps", args.quality_steps]
+            data = runner.run(
+                sys.executable,
+                "bench_quality.py",
+                "quantizer_quality",
+                *extra,
+                "--data",
+                data_path,
+                "--impl",
+                ",".join(QUANTIZER_RUN_NAMES),
+            )
+            lines, t = quantizer_quality_section(data)
+            parts.append(lines)
+            targets += t
 
     summary = summary_section(
         vq,

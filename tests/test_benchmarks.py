@@ -254,6 +254,109 @@ def test_quality_tiny(tmp_path):
     assert len(targets) == 4
 
 
+@pytest.mark.slow
+def test_quality_quantizers_tiny(tmp_path):
+    archive = _fake_cifar_archive(tmp_path)
+    impls = bench_quality.QUANTIZER_IMPLS
+    result = bench_quality.main(
+        ["--tiny", "--data", str(archive), "--impl", ",".join(impls)]
+    )
+    res = result["results"]
+    sizes = bench_quality.TINY_QUANTIZER_SIZES
+    assert result["quantizer_sizes"] == sizes
+    expected_k = {
+        "q_ema_k1024": sizes["k"],
+        "q_fsq": int(np.prod(sizes["fsq"])),
+        "q_rvq": sizes["rvq_k"],
+        "q_plain_k8192": sizes["big_k"],
+        "q_rotcos_k8192": sizes["big_k"],
+        "q_lfq": sizes["lfq_k"],
+        "q_ema_k16384": sizes["lfq_k"],
+    }
+    assert {impl: r["num_embeddings"] for impl, r in res.items()} == expected_k
+    for impl, r in res.items():
+        levels = sizes["rvq_levels"] if impl == "q_rvq" else 1
+        assert r["num_levels"] == levels
+        assert r["mse"] > 0
+        # 8 test images of 8x8 positions (x levels).
+        used = levels * r["num_embeddings"] - r["dead_codes"]
+        assert 1 <= used <= 8 * 64 * levels
+    rvq = res["q_rvq"]
+    assert len(rvq["levels"]) == sizes["rvq_levels"]
+    assert len(rvq["mse_by_levels"]) == sizes["rvq_levels"]
+    # All levels: the same decode as the pooled test MSE.
+    assert rvq["mse_by_levels"][-1] == pytest.approx(rvq["mse"], rel=1e-5)
+    lines, targets = run.quantizer_quality_section(result)
+    assert lines[0] == "## 9. Quantizer quality (issue 13)"
+    assert len(targets) == 6
+
+
+def _run(mse, k, dead, levels=1, **extra):
+    return dict(
+        mse=mse,
+        psnr_db=-10 * np.log10(mse),
+        perplexity=10.0,
+        num_embeddings=k,
+        num_levels=levels,
+        dead_codes=dead,
+        dead_fraction=dead / (k * levels),
+        train_seconds=60.0,
+        **extra,
+    )
+
+
+def test_quantizer_quality_targets_from_results():
+    data = {
+        "config": "sonnet",
+        "config_values": bench_quality.models.CONFIGS["sonnet"].__dict__,
+        "steps": 1500,
+        "seed": 0,
+        "train_images": 48000,
+        "test_images": 10000,
+        "results": {
+            "q_ema_k1024": _run(0.0100, 1024, 24),
+            "q_fsq": _run(0.0104, 1000, 5),
+            "q_rvq": _run(
+                0.0060,
+                256,
+                48,
+                8,
+                mse_by_levels=[0.02, 0.015, 0.012, 0.01]
+                + [0.009, 0.008, 0.0065, 0.0060],
+            ),
+            "q_plain_k8192": _run(0.0120, 8192, 8192 - 400),
+            "q_rotcos_k8192": _run(0.0110, 8192, 8192 - 1300),
+            "q_lfq": _run(0.0130, 2**14, 2**14 - 3000),
+            "q_ema_k16384": _run(0.0095, 2**14, 2**14 - 5000),
+        },
+    }
+    lines, targets = run.quantizer_quality_section(data)
+    table = "\n".join(lines)
+    assert "| `q_rvq` | residual VQ, quantizer dropout 0.5 | 8 x 256 " in table
+    assert "| 2000 (97.7%) | 60 |" in table  # 8 x 256 - 48 used
+    assert "| MSE | 0.02000 | 0.01500 |" in table
+    labels = {label: (round(value, 4), need) for label, value, need in targets}
+    assert labels == {
+        "FSQ uses >= 99% of its codes on the test set (99.5%, issue 13)": (
+            round(0.995 / 0.99, 4),
+            1.0,
+        ),
+        "FSQ test MSE within 5% of VQ-EMA's at K=1024 (+4.0%, issue 13)": (
+            round(1.05 / 1.04, 4),
+            1.0,
+        ),
+        "residual VQ test MSE does not increase from 1 to 8 levels "
+        "(smallest step ratio, issue 13)": (round(0.0065 / 0.006, 4), 1.0),
+        "residual VQ at 8 levels: test MSE below VQ-EMA's at K=1024 "
+        "(0.00600 vs 0.01000, issue 13)": (round(0.01 / 0.006, 4), 1.0),
+        "rotation trick + cosine: used codes >= 3x the straight-through "
+        "baseline's at K=8192 (1300 vs 400, issue 13)": (3.25, 3.0),
+        "rotation trick + cosine: test MSE not worse than the baseline's "
+        "(issue 13)": (round(0.012 / 0.011, 4), 1.0),
+    }
+    assert run.quantizer_quality_section(None)[1] == []
+
+
 def _quality(seed, mse, perplexity, agreement, prior=None):
     ours = dict(mse=0.01, perplexity=100.0, codes_bf16_agreement=agreement)
     if prior:
@@ -334,6 +437,19 @@ def test_run_writes_markdown(tmp_path):
     assert text.startswith("# Benchmarks")
     assert "## 5. Import overhead" in text
     assert text.count("import overhead <= 0.1 s") == 1  # one targets table
+
+
+def test_run_skips_quantizer_quality_without_the_archive(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    missing = tmp_path / "absent.tar.gz"
+    run.main(
+        ["--tiny", "--only", "quantizer_quality", "--out", str(out)]
+        + ["--quality-data", str(missing)]
+        + ["--results-dir", str(tmp_path / "results")]
+    )
+    text = out.read_text()
+    assert "## 9. Quantizer quality (issue 13)" in text
+    assert f"Not run: no CIFAR-10 archive at `{missing}`." in text
 
 
 def test_tables_from_results():
