@@ -49,9 +49,14 @@ def runtime_rank(shape: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(shape >= 0, tf.int32))
 
 
-def _describe_dims(names: Sequence[str], dims: Sequence[int | None]) -> str:
+# A dimension `check_grid` expects: a size, `None` (any positive multiple of
+# its `multiple`) or an inclusive range `(low, high)`.
+Dim = int | None | tuple[int, int]
+
+
+def _describe_dims(names: Sequence[str], dims: Sequence[Dim]) -> str:
     return ", ".join(
-        name if dim is None else str(dim)
+        str(dim) if isinstance(dim, int) else name
         for name, dim in zip(names, dims, strict=True)
     )
 
@@ -60,15 +65,15 @@ def check_grid(
     tensor: tf.Tensor,
     name: str,
     dim_names: Sequence[str],
-    dims: Sequence[int | None],
+    dims: Sequence[Dim],
     multiple: int,
     max_batch_size: int,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Checks `(batch, *dims)` at run time.
 
     `dims` are the expected sizes after the batch axis; `None` means any
-    positive multiple of `multiple`. The batch must be in
-    `[1, max_batch_size]`.
+    positive multiple of `multiple`, `(low, high)` any size from `low` to
+    `high`. The batch must be in `[1, max_batch_size]`.
 
     Every condition is computed without ops that can fail on a bad shape
     (the shape is zero-padded before indexing), and each later check passes
@@ -86,13 +91,21 @@ def check_grid(
     rank = len(dims) + 1
     expected = f"(batch, {_describe_dims(dim_names, dims)})"
     dynamic = [n for n, d in zip(dim_names, dims, strict=True) if d is None]
-    requirement = f"`{name}` must have shape {expected}"
+    clauses = []
     if dynamic and multiple > 1:
-        requirement += (
-            f" with {' and '.join(dynamic)} positive multiples of {multiple}"
+        clauses.append(
+            f"{' and '.join(dynamic)} positive multiples of {multiple}"
         )
     elif dynamic:
-        requirement += f" with {' and '.join(dynamic)} positive"
+        clauses.append(f"{' and '.join(dynamic)} positive")
+    clauses += [
+        f"{n} from {d[0]} to {d[1]}"
+        for n, d in zip(dim_names, dims, strict=True)
+        if isinstance(d, tuple)
+    ]
+    requirement = f"`{name}` must have shape {expected}"
+    if clauses:
+        requirement += f" with {', '.join(clauses)}"
     padded = tf.pad(shape, [[0, rank]])
     shape_ok = tf.equal(runtime_rank(shape), rank)
     for axis, dim in enumerate(dims, start=1):
@@ -100,6 +113,8 @@ def check_grid(
             ok = tf.logical_and(
                 padded[axis] > 0, tf.equal(padded[axis] % multiple, 0)
             )
+        elif isinstance(dim, tuple):
+            ok = tf.logical_and(padded[axis] >= dim[0], padded[axis] <= dim[1])
         else:
             ok = tf.equal(padded[axis], dim)
         shape_ok = tf.logical_and(shape_ok, ok)
@@ -184,16 +199,23 @@ def check_codes(
 ) -> tf.Tensor:
     """Rejects codes outside `[0, num_embeddings)`; returns `codes` after.
 
-    With `num_levels > 1` the last axis holds the levels, and the message
-    names the first level holding a bad code. On CPU `tf.gather` would fail
-    with a less helpful message; on GPU it returns zeros, and
-    `keras.ops.take` silently maps -1 to the last code. Passes when `valid`
-    (the result of earlier checks) is false.
+    With `num_levels > 1` the last axis holds the levels (the first n of
+    them, `n <= num_levels`, checked by `check_grid`), and the message names
+    the first level holding a bad code. On CPU `tf.gather` would fail with a
+    less helpful message; on GPU it returns zeros, and `keras.ops.take`
+    silently maps -1 to the last code. Passes when `valid` (the result of
+    earlier checks) is false.
     """
     flat = tf.reshape(codes, [-1])
     # Per-level minimum and maximum by segment (an entry's level is its
-    # index modulo `num_levels`): no reshape that a bad shape could fail.
-    levels = tf.range(tf.size(flat)) % num_levels
+    # index modulo the last axis' size n): no reshape that a bad shape
+    # could fail, and n clipped to [1, num_levels] (a bad n fails
+    # `check_grid`, which `valid` carries).
+    shape = tf.shape(codes)
+    last = tf.gather(
+        tf.pad(shape, [[0, 1]]), tf.maximum(runtime_rank(shape) - 1, 0)
+    )
+    levels = tf.range(tf.size(flat)) % tf.clip_by_value(last, 1, num_levels)
     low = tf.math.unsorted_segment_min(flat, levels, num_levels)
     high = tf.math.unsorted_segment_max(flat, levels, num_levels)
     # An empty request (or level) gives min=int max, max=int min: passes.

@@ -72,9 +72,17 @@ class ExportShapes:
 
     @property
     def code_grid(self) -> tuple[int | None, ...]:
-        """The codes' shape after the batch axis: `code_size`, then the
-        level axis when there is more than one level."""
+        """The shape of `encode`'s codes after the batch axis: `code_size`,
+        then the level axis when there is more than one level."""
         levels = (self.num_levels,) if self.num_levels > 1 else ()
+        return (*self.code_size, *levels)
+
+    @property
+    def decode_code_grid(self) -> tuple[int | None | tuple[int, int], ...]:
+        """The shape of `decode`'s codes after the batch axis, as
+        `checks.check_grid` takes it: `code_grid`, except that the level
+        axis holds the first n levels, `(1, num_levels)`."""
+        levels = ((1, self.num_levels),) if self.num_levels > 1 else ()
         return (*self.code_size, *levels)
 
     @property
@@ -90,8 +98,13 @@ class ExportShapes:
         )
 
     def codes_spec(self) -> tf.TensorSpec:
-        """`codes` int32 `(batch, h, w)`, or `(batch, h, w, num_levels)`."""
-        return tf.TensorSpec((None, *self.code_grid), tf.int32, name="codes")
+        """`decode`'s `codes` int32 `(batch, h, w)`, or `(batch, h, w, n)`
+        with a level axis of any size (a prefix of the levels, n from 1 to
+        `num_levels`: a lower bitrate)."""
+        levels = (None,) if self.num_levels > 1 else ()
+        return tf.TensorSpec(
+            (None, *self.code_size, *levels), tf.int32, name="codes"
+        )
 
 
 def export_shapes(model, image_size=AUTO) -> ExportShapes:

@@ -23,12 +23,16 @@ Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
     encode           images float32 (batch, H, W, C) -> codes int32
     encode_uint8     images uint8 (batch, H, W, C) -> codes int32
     decode           codes int32 (batch, h, w) -> images float32
+                     (L levels: codes (batch, h, w, n) of the first n
+                     levels, 1 <= n <= L, e.g. `codes[..., :n]` of
+                     `encode`: a lower bitrate)
     sample           num int32 (), seed int32 () [, labels int32 (num,)]
                      -> codes int32 (num, h, w), images float32
                      (only when a prior is given)
 
 Every signature validates its request in the graph (see `checks`): wrong
-rank or size, codes outside [0, K) (at any level), non-finite pixels or
+rank or size (a level count outside [1, L] included), codes outside [0, K)
+(at any level), non-finite pixels or
 float pixels outside [0, 1], a batch above `max_batch_size`, `num` outside
 [1, max_batch_size] each raise `InvalidArgumentError` (HTTP 400 in TF
 Serving) with a message naming it.
@@ -124,7 +128,7 @@ class ServingFunctions:
             codes,
             "codes",
             self.shapes.code_axes,
-            self.shapes.code_grid,
+            self.shapes.decode_code_grid,
             1,
             self.max_batch_size,
         )

@@ -3,8 +3,9 @@
 `export_tflite(model, "tflite", representative_images=images)` writes
 
     tflite/decoder_float32.tflite   codes int32 (batch, h, w) -> images
-                                    (codes (batch, h, w, L) for an L-level
-                                    quantizer such as residual VQ)
+                                    (for an L-level quantizer such as
+                                    residual VQ, codes (batch, h, w, n):
+                                    the first n <= L levels, n per call)
     tflite/decoder_float16.tflite   float16 weights, float32 compute/in/out
     tflite/decoder_int8.tflite      full-integer int8 ops; codes stay int32,
                                     images come out float32
@@ -18,7 +19,10 @@ Every file uses builtin ops only (`supported_ops=[TFLITE_BUILTINS]`, or
 `TFLITE_BUILTINS_INT8` for int8): no Flex/Select TF ops and no resource
 variables, so the plain LiteRT interpreter runs it. Each has one signature
 (`decode`, `encode`, `sample`) with named inputs and outputs; batch is
-dynamic (LiteRT resizes inputs on each call).
+dynamic (LiteRT resizes inputs on each call), and so is the decoder's level
+axis: one file decodes every prefix of the levels (every bitrate), as
+`model.decode(codes[..., :n])` does; n = 0 fails in `GATHER`, and levels
+past L are not read.
 
 The int8 decoder is calibrated with real codes: those the encoder gives for
 `representative_images` (or `representative_codes` directly), never random

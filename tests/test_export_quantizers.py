@@ -48,6 +48,13 @@ for name, key, inputs in (
     runner = interpreter.get_signature_runner(key)
     (value,) = runner(**inputs).values()
     results[f"tflite/{key}"] = value
+# Levels: every prefix, one decoder (LiteRT resizes the level axis).
+levels = data["codes"].shape[-1] if data["codes"].ndim == 4 else 1
+for n in range(1, levels + 1):
+    prefix = np.ascontiguousarray(data["codes"][..., :n])
+    results[f"saved_model/decode_{n}"] = sigs["decode"](
+        codes=tf.constant(prefix))["images"].numpy()
+    (results[f"tflite/decode_{n}"],) = runner(codes=prefix).values()
 np.savez(out_path, **results)
 """
 
@@ -97,6 +104,13 @@ def test_every_kind_exports_and_matches_keras_without_tf_vqvae(
         r["saved_model/decode"], reference, rtol=0, atol=1e-5
     )
     np.testing.assert_allclose(r["tflite/decode"], reference, rtol=0, atol=1e-5)
+    if levels > 1:
+        for n in range(1, levels + 1):
+            prefix = np.asarray(model.decode(codes[..., :n]))
+            for runtime in ("saved_model", "tflite"):
+                np.testing.assert_allclose(
+                    r[f"{runtime}/decode_{n}"], prefix, rtol=0, atol=1e-5
+                )
     # The last level (or, for one level, the last code column) set to 99.
     if levels > 1:
         expected = (
@@ -114,7 +128,8 @@ def test_every_kind_exports_and_matches_keras_without_tf_vqvae(
 
 def test_level_axis_in_the_signatures_and_its_checks(tmp_path):
     """Residual VQ codes carry a trailing level axis in every signature;
-    a request is checked for the level count and each level's range."""
+    `decode` takes any prefix of the levels, `(batch, h, w, n)` with
+    `1 <= n <= L`, and checks the level count and each level's range."""
     keras.utils.set_random_seed(0)
     model = VQVAE(
         **TINY, quantizer="rvq", quantizer_options={"num_quantizers": 3}
@@ -125,22 +140,31 @@ def test_level_axis_in_the_signatures_and_its_checks(tmp_path):
     loaded = tf.saved_model.load(version_dir)
     sigs = loaded.signatures
     assert sigs["decode"].structured_input_signature[1]["codes"].shape == (
-        tf.TensorShape([None, *model.code_shape((*IMAGE_SIZE, 3)), 3])
+        tf.TensorShape([None, *model.code_shape((*IMAGE_SIZE, 3)), None])
     )
     codes = sigs["encode"](images=tf.constant(images / 255.0, tf.float32))
     codes = codes["codes"].numpy()
     np.testing.assert_array_equal(codes, model.encode(images))
     assert codes.shape == (4, 4, 4, 3)
+    for n in (1, 2, 3):
+        np.testing.assert_allclose(
+            sigs["decode"](codes=tf.constant(codes[..., :n]))["images"],
+            model.decode(codes[..., :n]),
+            rtol=0,
+            atol=1e-5,
+        )
 
     bad_level = codes.copy()
     bad_level[0, 1, 2, 1] = 16
     bad_level[1, 0, 0, 2] = -4
+    levels = (
+        "`codes` must have shape (batch, 4, 4, levels) with levels from 1 "
+        "to 3. Received: codes.shape="
+    )
     cases = [
-        (
-            codes[..., :2],
-            "`codes` must have shape (batch, 4, 4, 3). "
-            "Received: codes.shape=(4, 4, 4, 2)",
-        ),
+        (codes[..., :0], levels + "(4, 4, 4, 0)"),
+        (np.concatenate([codes, codes[..., :1]], -1), levels + "(4, 4, 4, 4)"),
+        (codes[..., 0], levels + "(4, 4, 4)"),
         (
             bad_level,
             "`codes` must be integers in [0, 16) at each of the 3 levels "
@@ -148,7 +172,13 @@ def test_level_axis_in_the_signatures_and_its_checks(tmp_path):
             f"min={codes[..., 1].min()}, max=16.",
         ),
         (
-            np.full((1, 4, 4, 3), -1, np.int32),
+            bad_level[..., :2],
+            "`codes` must be integers in [0, 16) at each of the 3 levels "
+            f"(num_embeddings=16). Received: level 1 has "
+            f"min={codes[..., 1].min()}, max=16.",
+        ),
+        (
+            np.full((1, 4, 4, 1), -1, np.int32),
             "`codes` must be integers in [0, 16) at each of the 3 levels "
             "(num_embeddings=16). Received: level 0 has min=-1, max=-1.",
         ),
@@ -157,12 +187,28 @@ def test_level_axis_in_the_signatures_and_its_checks(tmp_path):
         with pytest.raises(tf.errors.InvalidArgumentError) as error:
             sigs["decode"](codes=tf.constant(request, tf.int32))
         assert assertion_message(error.value.message) == message
-    np.testing.assert_allclose(
-        sigs["decode"](codes=tf.constant(codes))["images"],
-        model.decode(codes),
-        rtol=0,
-        atol=1e-5,
-    )
+
+
+def test_tflite_decoder_takes_any_prefix_of_the_levels(tmp_path):
+    """One decoder file for every bitrate: the level axis of its codes is
+    dynamic (LiteRT resizes it per call), and the first n levels decode as
+    `model.decode(codes[..., :n])` does."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, images = _model("rvq")
+    levels = model.quantizer.num_levels
+    (path,) = export_tflite(
+        model, tmp_path / "tflite", quantization=("float32",), encoder=False
+    ).values()
+    runner = Interpreter(model_path=path).get_signature_runner("decode")
+    details = runner.get_input_details()["codes"]
+    assert list(details["shape_signature"]) == [-1, 4, 4, -1]
+    codes = np.asarray(model.encode(images[:3]))
+    assert codes.shape == (3, 4, 4, levels) and levels > 1
+    for n in range(1, levels + 1):
+        prefix = np.ascontiguousarray(codes[..., :n])
+        (got,) = runner(codes=prefix).values()
+        np.testing.assert_allclose(got, model.decode(prefix), rtol=0, atol=1e-5)
 
 
 def test_a_prior_is_refused_for_levels_of_codes(tmp_path):

@@ -129,6 +129,28 @@ def test_forward_encode_lookup_match_numpy(quantizer):
     np.testing.assert_array_equal(layer.codebook(), np.concatenate(codebooks))
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+def test_lookup_of_a_level_axis_of_unknown_size(shared):
+    """A serving signature takes codes `(..., None)`: any prefix n gives the
+    numpy sum of the first n levels' vectors, equal to the static lookup."""
+    codebooks = _codebooks()
+    layer = (
+        _make(codebooks[:1], shared=True, levels=L)
+        if shared
+        else _make(codebooks)
+    )
+    tables = [codebooks[0] if shared else c for c in codebooks]
+    lookup = tf.function(
+        layer.lookup, input_signature=[tf.TensorSpec((None, 6, None), "int32")]
+    )
+    codes = np.random.default_rng(0).integers(0, K, (2, 6, L), dtype="int32")
+    for n in range(1, L + 1):
+        expected = sum(tables[level][codes[..., level]] for level in range(n))
+        got = lookup(codes[..., :n])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(got, layer.lookup(codes[..., :n]))
+
+
 def test_losses_and_gradients_match_numpy():
     """Straight-through over the total; each level's codebook and
     commitment losses on its own residual."""
@@ -439,7 +461,7 @@ def test_bad_levels_message():
     with pytest.raises(ValueError) as raised:
         layer.lookup(np.zeros((2, L + 1), "int32"))
     assert str(raised.value) == (
-        "`rvq` expects codes of shape (..., n) with a static level axis n "
+        "`rvq` expects codes of shape (..., n) with a level axis n "
         f"in [1, {L}]. Received: codes.shape=(2, {L + 1})"
     )
     unbuilt = ResidualVectorQuantizer(L, K, D, name="rvq")

@@ -305,21 +305,43 @@ class ResidualVectorQuantizer(keras.layers.Layer):
 
     def lookup(self, codes) -> tf.Tensor:
         """The sum of the code vectors of the first n levels for codes
-        `(..., n)`: `(..., embedding_dim)` in the layer's compute dtype."""
+        `(..., n)`: `(..., embedding_dim)` in the layer's compute dtype.
+
+        The level axis may be of unknown static size (a serving signature
+        taking any prefix): then every level is looked up and those at or
+        past the runtime n contribute zero, and the caller checks
+        `1 <= n <= num_quantizers` (levels past `num_quantizers` are not
+        read)."""
         codes = tf.cast(tf.convert_to_tensor(codes), "int32")
-        levels = codes.shape[-1] if codes.shape.rank else None
-        if levels is None or not 1 <= levels <= self.num_quantizers:
+        rank = codes.shape.rank
+        levels = codes.shape[-1] if rank else None
+        if not rank or (
+            levels is not None and not 1 <= levels <= self.num_quantizers
+        ):
             raise ValueError(
                 f"`{self.name}` expects codes of shape (..., n) with a "
-                f"static level axis n in [1, {self.num_quantizers}]. "
+                f"level axis n in [1, {self.num_quantizers}]. "
                 f"Received: codes.shape={tuple(codes.shape)}"
             )
-        vectors = tf.add_n(
-            [
-                tf.gather(self._stage(level)._codes(), codes[..., level])
-                for level in range(levels)
-            ]
-        )
+        if levels is not None:
+            vectors = tf.add_n(
+                [
+                    tf.gather(self._stage(level)._codes(), codes[..., level])
+                    for level in range(levels)
+                ]
+            )
+        else:
+            n = tf.shape(codes)[-1]
+            vectors = tf.add_n(
+                [
+                    tf.gather(
+                        self._stage(level)._codes(),
+                        tf.gather(codes, tf.minimum(level, n - 1), axis=-1),
+                    )
+                    * tf.cast(level < n, "float32")
+                    for level in range(self.num_quantizers)
+                ]
+            )
         if self.project_out is not None:
             vectors = self.project_out(vectors)
         return tf.cast(vectors, self.compute_dtype)
