@@ -330,6 +330,18 @@ def _sizes(data: dict, kind: str) -> str:
     return f"K=2**{int(data['k']).bit_length() - 1}"
 
 
+def quantizer_ratio(ours: dict, peers: dict, kind: str) -> float | None:
+    """Peer time / our time of one kind (medians of the two processes)."""
+    mine, peer = ours.get(kind), peers.get(kind)
+    if not mine or not peer:
+        return None
+    our_impl, peer_impl = QUANTIZER_IMPLS[kind]
+    return (
+        mine["results"][our_impl]["vectors_per_s"]["median"]
+        / peer["results"][peer_impl]["vectors_per_s"]["median"]
+    )
+
+
 def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
     """Section 8: residual VQ, FSQ and LFQ against vector-quantize-pytorch.
 
@@ -370,14 +382,9 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
             continue
         sizes = _sizes(mine, kind)
         rows = [(our_impl, mine["results"][our_impl], None)]
-        ratio = None
-        if peer:
-            res = peer["results"][peer_impl]
-            ratio = (
-                mine["results"][our_impl]["vectors_per_s"]["median"]
-                / res["vectors_per_s"]["median"]
-            )
-            rows.append((peer_impl, res, ratio))
+        ratio = quantizer_ratio(ours, peers, kind)
+        if ratio is not None:
+            rows.append((peer_impl, peer["results"][peer_impl], ratio))
         for impl, res, row_ratio in rows:
             mem = res.get("peak_extra_mb")
             mem_text = f"{mem:.0f} MiB" if mem is not None else "-"
@@ -867,8 +874,11 @@ def summary_section(
     quality: dict | None,
     sampling: dict | None,
     export: dict | None,
+    quantizers: tuple[dict, dict] | None = None,
 ) -> list[str]:
     """The headline figures, as bullets; README quotes them verbatim.
+
+    `quantizers`: `(ours, peers)` of `quantizers_section`.
 
     Every number comes from the same results as the tables below it, so the
     README (`sync_readme`) cannot disagree with BENCHMARKS.md.
@@ -945,6 +955,21 @@ def summary_section(
         bullets.append(
             "Decoding one 32x32 image (median per image, batch 1): "
             + ", ".join(parts)
+            + "."
+        )
+    ours, peers = quantizers or ({}, {})
+    kind_parts = [
+        f"{NAMES[QUANTIZER_IMPLS[kind][0]].removeprefix('tf_vqvae ')} "
+        f"({_sizes(ours[kind], kind)}) {ratio:.1f}x"
+        for kind in QUANTIZER_IMPLS
+        if (ratio := quantizer_ratio(ours, peers, kind)) is not None
+    ]
+    if kind_parts:
+        first = next(data for data in ours.values() if data)
+        bullets.append(
+            f"Quantizers, forward + backward (N = {first.get('n', 16384)}, "
+            f"D = {first.get('d', 64)}) against vector-quantize-pytorch: "
+            + ", ".join(kind_parts)
             + "."
         )
     if not bullets:
@@ -1170,7 +1195,7 @@ def main(argv: list[str] | None = None) -> None:
     common_args = ("--repeats", repeats, "--warmup", warmup)
     parts, targets = [], []
     vq, memory, torch, steps, fragments = {}, {}, {}, {}, {}
-    quality = None
+    quality = quantizers = None
 
     if "vq" in args.only:
         n = 256 if tiny else 16384
@@ -1343,6 +1368,7 @@ def main(argv: list[str] | None = None) -> None:
                     *flags,
                     *common_args,
                 )
+        quantizers = (ours, peers)
         lines, t = quantizers_section(ours, peers)
         parts.append(lines)
         targets += t
@@ -1384,6 +1410,7 @@ def main(argv: list[str] | None = None) -> None:
         quality,
         fragments.get("sampling"),
         fragments.get("export"),
+        quantizers,
     )
     write_markdown(args, parts, targets, env, summary)
     if os.path.abspath(args.out) == os.path.join(REPO, "BENCHMARKS.md"):

@@ -153,6 +153,15 @@ def test_quantizers_section_from_results():
             1.0,
         ),
     ]
+    summary = "\n".join(
+        run.summary_section({}, {}, {}, None, None, None, (ours, peers))
+    )
+    assert (
+        "- Quantizers, forward + backward (N = 16384, D = 64) against "
+        "vector-quantize-pytorch: ResidualVectorQuantizer (8 levels x "
+        "K=1024) 3.0x, FiniteScalarQuantizer (levels (8, 5, 5, 5) (K=1000)) "
+        "0.5x."
+    ) in summary
     lines, targets = run.quantizers_section({"fsq": ours["fsq"]}, {})
     assert targets == []
     assert "not run (no torch interpreter: `--torch-python`)" in lines[-2]
