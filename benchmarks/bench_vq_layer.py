@@ -113,7 +113,7 @@ def keras_io_quantizer(keras, tf, num_embeddings: int, embedding_dim: int):
 
 
 def _tf_quantizer(impl: str, args):
-    """The tf_vqvae layer of a `KINDS` impl, for inputs of `args.d`."""
+    """The tf_vqvae layer of `tf_vqvae_{rvq,fsq,lfq}` for `args.d` inputs."""
     import tf_vqvae
 
     if impl == "tf_vqvae_rvq":

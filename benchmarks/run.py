@@ -1,6 +1,6 @@
 """Runs every benchmark against the peers and writes BENCHMARKS.md.
 
-    python benchmarks/run.py                      # everything, ~1 hour
+    python benchmarks/run.py                      # everything, over 2 hours
     python benchmarks/run.py --only vq,import     # some sections
     python benchmarks/run.py --tiny --out /tmp/B.md   # seconds-long smoke run
 
