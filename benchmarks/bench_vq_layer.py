@@ -22,7 +22,9 @@ with the same sizes and loss weights; inputs of D = `--d` channels:
                     levels of `--k` codes each, EMA codebooks (its defaults:
                     data init, dead-code restarts)
     vqtorch_rvq     vector_quantize_pytorch.ResidualVQ, the same sizes, EMA
-                    decay 0.99, commitment weight 0.25
+                    decay 0.99, commitment weight 0.25, straight-through
+                    (`rotation_trick=False`, tf_vqvae's default; its own
+                    default, the rotation trick, took 3x as long here)
     tf_vqvae_fsq    tf_vqvae.FiniteScalarQuantizer(`--levels`), projections
                     D -> len(levels) -> D when D != len(levels)
     vqtorch_fsq     vector_quantize_pytorch.FSQ, the same levels and D
@@ -248,6 +250,7 @@ def _torch_quantizer(impl: str, args):
             codebook_size=args.k,
             decay=0.99,
             commitment_weight=0.25,
+            rotation_trick=False,
         )
     if impl == "vqtorch_fsq":
         return vqp.FSQ(levels=list(args.levels), dim=args.d)
