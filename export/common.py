@@ -71,17 +71,11 @@ class ExportShapes:
     num_levels: int = 1
 
     @property
-    def code_grid(self) -> tuple[int | None, ...]:
-        """The shape of `encode`'s codes after the batch axis: `code_size`,
-        then the level axis when there is more than one level."""
-        levels = (self.num_levels,) if self.num_levels > 1 else ()
-        return (*self.code_size, *levels)
-
-    @property
     def decode_code_grid(self) -> tuple[int | None | tuple[int, int], ...]:
         """The shape of `decode`'s codes after the batch axis, as
-        `checks.check_grid` takes it: `code_grid`, except that the level
-        axis holds the first n levels, `(1, num_levels)`."""
+        `checks.check_grid` takes it: `code_size`, then, when there is more
+        than one level, the level axis holding the first n of them,
+        `(1, num_levels)`."""
         levels = ((1, self.num_levels),) if self.num_levels > 1 else ()
         return (*self.code_size, *levels)
 
