@@ -683,9 +683,10 @@ def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
         "| used codes | train time (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for impl, r in res.items():
-        if impl not in QUANTIZER_RUN_NAMES:
+    for impl in QUANTIZER_RUN_NAMES:
+        if impl not in res:
             continue
+        r = res[impl]
         k = r["num_embeddings"]
         codes = f"{r['num_levels']} x {k}" if r["num_levels"] > 1 else str(k)
         lines.append(
