@@ -42,7 +42,9 @@ class Quantizer(Protocol):
     - `lookup(codes)`: the vectors `(batch, *grid, embedding_dim)` of codes;
       `lookup(encode(z))` is `call(z, training=False)` in the forward pass.
       A multi-level quantizer also accepts a prefix of the levels,
-      `(batch, *grid, n)` with `1 <= n <= num_levels` (a lower bitrate).
+      `(batch, *grid, n)` with `1 <= n <= num_levels` (a lower bitrate),
+      also with n unknown until run time (export's `decode` signature and
+      TFLite decoder take any prefix; the caller checks n's range).
     - `codebook()`: the code vectors as the nearest-code search sees them,
       float32 `[rows, C]`, when the quantizer has an explicit codebook (for
       the TensorBoard projector), else `None`. `rows` is K, or
