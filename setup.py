@@ -43,6 +43,10 @@ setup(
         "ai-edge-litert>=2.3",
         "scikit-image>=0.22",
         "pillow>=10",
+        "scipy>=1.11",
+        # eSpeak NG 1.52 (library and voice data) for the speech corpus;
+        # pinned: the corpus is byte-identical only for one version.
+        "espeakng-loader==0.2.4",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
