@@ -188,7 +188,8 @@ def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
         (
             ["--dataset", "mnist"],
             "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' (e.g. "
-            "'tfds:cifar10') or 'folder:PATH'. Received: dataset='mnist'",
+            "'tfds:cifar10'), 'folder:PATH', 'speech[:split]' or "
+            "'audio-folder:PATH'. Received: dataset='mnist'",
         ),
         (
             ["--dataset", f"folder:{empty}"],

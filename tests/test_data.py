@@ -160,12 +160,14 @@ def test_tfds_with_mock_data():
         (
             "imagenet",
             "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' (e.g. "
-            "'tfds:cifar10') or 'folder:PATH'. Received: dataset='imagenet'",
+            "'tfds:cifar10'), 'folder:PATH', 'speech[:split]' or "
+            "'audio-folder:PATH'. Received: dataset='imagenet'",
         ),
         (
             "tfds:",
             "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' (e.g. "
-            "'tfds:cifar10') or 'folder:PATH'. Received: dataset='tfds:'",
+            "'tfds:cifar10'), 'folder:PATH', 'speech[:split]' or "
+            "'audio-folder:PATH'. Received: dataset='tfds:'",
         ),
     ],
     ids=["unknown-tfds", "unknown-kind", "empty-name"],

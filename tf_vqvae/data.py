@@ -1,6 +1,6 @@
-"""Input pipelines: image datasets as uint8 tensors, batched for training.
+"""Input pipelines: image and audio datasets, batched for training.
 
-Three sources, named by one string (the CLI's `--dataset`):
+Image sources, named by one string (the CLI's `--dataset`):
 
 - `"photos"` (the default, offline): 32x32 tiles of the photographs that
   scikit-image ships (astronaut, coffee, chelsea, rocket, hubble_deep_field,
@@ -13,6 +13,23 @@ Three sources, named by one string (the CLI's `--dataset`):
   size and mode. Every file is checked (and the result cached) before use:
   a bad file raises `BadImageFileError` naming it, or is left out with
   `skip_bad_files=True`.
+
+Audio sources (`dataset_modality(dataset) == "audio"`), waveforms at 16 kHz:
+
+- `"speech[:split]"` (the audio default, offline): English sentences
+  spoken by eSpeak NG voices, with phoneme alignments (`tf_vqvae.speech`);
+  splits `"train"`, `"test"` (held-out sentences) and `"test_voices"`
+  (held-out sentences and voices).
+- `"audio-folder:PATH"`: WAV files laid out `PATH/split/SPEAKER/*.wav`
+  (any PCM or float WAV; several channels are averaged; every file is
+  resampled to 16 kHz). A `NAME.json` beside `NAME.wav` may give its
+  `"text"` and `"alignment"` (the layout the speech corpus is written in).
+- `"tfds:NAME[:SPLIT]"` of a dataset with an `Audio` feature
+  (`speech_commands`, `librispeech`, ...).
+
+`load_audio` returns `Utterances`; `audio_pipeline` cuts them into
+fixed-length segments: seeded random crops for training, consecutive
+segments for evaluation.
 
 `load_images` returns the decoded images (`load_labels` their classes, for
 a class-conditional prior); `training_pipeline` caches, shuffles,
@@ -38,7 +55,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae.options import DEFAULT_DATASET
+from tf_vqvae.audio import SAMPLE_RATE, AudioFileError, read_wav, resample
+from tf_vqvae.options import DEFAULT_AUDIO_DATASET, DEFAULT_DATASET
 
 PHOTO_NAMES = (
     "astronaut",
@@ -102,30 +120,52 @@ class Images:
         )
 
 
+_DATASET_FORMS = (
+    "'photos[:split]', 'tfds:NAME[:split]' (e.g. 'tfds:cifar10'), "
+    "'folder:PATH', 'speech[:split]' or 'audio-folder:PATH'"
+)
+IMAGE_KINDS = ("photos", "folder")
+AUDIO_KINDS = ("speech", "audio-folder")
+
+
 def parse_dataset(dataset: str) -> tuple[str, str, str | None]:
     """Splits a dataset string into `(kind, name, split)`.
 
-    `kind` is `"photos"`, `"tfds"` or `"folder"`; `split` is `None` when the
-    string names none. Raises `DatasetError` for an unknown kind.
+    `kind` is `"photos"`, `"tfds"`, `"folder"`, `"speech"` or
+    `"audio-folder"`; `split` is `None` when the string names none. Raises
+    `DatasetError` for an unknown kind.
     """
-    if not isinstance(dataset, str) or not dataset:
-        raise DatasetError(
-            "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' or "
-            f"'folder:PATH'. Received: dataset={dataset!r}"
-        )
-    kind, _, rest = dataset.partition(":")
-    if kind == "photos":
-        return "photos", "photos", rest or None
-    if kind == "tfds" and rest:
-        name, _, split = rest.partition(":")
-        return "tfds", name, split or None
-    if kind == "folder" and rest:
-        return "folder", rest, None
+    if isinstance(dataset, str) and dataset:
+        kind, _, rest = dataset.partition(":")
+        if kind in ("photos", "speech"):
+            return kind, kind, rest or None
+        if kind == "tfds" and rest:
+            name, _, split = rest.partition(":")
+            return "tfds", name, split or None
+        if kind in ("folder", "audio-folder") and rest:
+            return kind, rest, None
     raise DatasetError(
-        "`dataset` must be 'photos[:split]', 'tfds:NAME[:split]' (e.g. "
-        "'tfds:cifar10') or 'folder:PATH'. "
-        f"Received: dataset={dataset!r}"
+        f"`dataset` must be {_DATASET_FORMS}. Received: dataset={dataset!r}"
     )
+
+
+def dataset_modality(dataset: str, data_dir: str | None = None) -> str:
+    """`"image"` or `"audio"`: what the dataset string holds.
+
+    Decided by the kind; for `"tfds:NAME"` by the builder's features (an
+    `Audio` feature means audio), read offline from the registered builder
+    without loading any data.
+
+    Raises:
+        DatasetError: an unknown kind or tfds name.
+    """
+    kind, name, _ = parse_dataset(dataset)
+    if kind in AUDIO_KINDS:
+        return "audio"
+    if kind in IMAGE_KINDS:
+        return "image"
+    builder = _tfds_builder(dataset, name, data_dir)
+    return "audio" if _audio_keys(builder.info.features) else "image"
 
 
 def load_images(
@@ -170,6 +210,11 @@ def load_images(
     """
     kind, name, named_split = parse_dataset(dataset)
     split = named_split or split
+    if kind in AUDIO_KINDS:
+        raise DatasetError(
+            f"`dataset` {dataset!r} holds audio, not images; load it with "
+            f"`load_audio`. Received: dataset={dataset!r}"
+        )
     if kind == "photos":
         return _load_photos(dataset, split)
     if kind == "tfds":
@@ -984,3 +1029,498 @@ def _checked_images(
         name=dataset,
         split=split,
     )
+
+
+# ------------------------------------------------------------------- audio
+_AUDIO_SUFFIX = ".wav"
+# Sidecar speaker classes of a tfds audio dataset, by feature name.
+_TFDS_SPEAKER_KEYS = ("speaker", "speaker_id")
+_TFDS_AUDIO_KEYS = ("audio", "speech")
+
+
+class BadAudioFileError(DatasetError):
+    """A file of an `"audio-folder:PATH"` dataset that cannot be used.
+
+    Attributes:
+        path: the file (a `.wav`, or the `.json` beside it).
+        reason: what is wrong with it, e.g. `"empty file (0 bytes)"`.
+    """
+
+    def __init__(self, message: str, path: str, reason: str):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterances:
+    """The waveforms of one split of an audio dataset, at 16 kHz.
+
+    Attributes:
+        name: the dataset string they came from.
+        split: the split name.
+        waveforms: float32 `(samples,)` in [-1, 1], one per utterance.
+        speakers: int32 `(num_utterances,)`, indices into `speaker_names`.
+        speaker_names: the id -> name table, the same for every split of a
+            dataset (so held-out speakers have ids too).
+        texts: what each utterance says, or `None` if unknown.
+        alignments: per utterance an int32 `(num_phonemes, 3)` array of
+            `start_sample, end_sample, phoneme_id` (16 kHz samples, ids into
+            `phonemes`), or `None` if unknown.
+        phonemes: the id -> phoneme name table (the same for every split),
+            or `None`.
+        sample_rate: always `SAMPLE_RATE` (16,000 Hz).
+        skipped: `(path, reason)` of each bad file left out
+            (`skip_bad_files=True`), in file order.
+    """
+
+    name: str
+    split: str
+    waveforms: list[np.ndarray]
+    speakers: np.ndarray
+    speaker_names: tuple[str, ...]
+    texts: list[str] | None = None
+    alignments: list[np.ndarray] | None = None
+    phonemes: tuple[str, ...] | None = None
+    sample_rate: int = SAMPLE_RATE
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.waveforms)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples over all utterances."""
+        return int(sum(len(w) for w in self.waveforms))
+
+    def seconds(self) -> float:
+        """Duration of all utterances in seconds."""
+        return self.num_samples / self.sample_rate
+
+    def skipped_summary(self) -> str | None:
+        """One line about the skipped files (`None` if there are none)."""
+        if not self.skipped:
+            return None
+        path, reason = self.skipped[0]
+        files = "file" if len(self.skipped) == 1 else "files"
+        return (
+            f"Skipped {len(self.skipped)} bad audio {files} of {self.name!r} "
+            f"split {self.split!r} (first: {path}: {reason})."
+        )
+
+
+def load_audio(
+    dataset: str = DEFAULT_AUDIO_DATASET,
+    split: str = "train",
+    data_dir: str | None = None,
+    *,
+    skip_bad_files: bool = False,
+    corpus=None,
+    cache_dir: str | None = None,
+) -> Utterances:
+    """Loads one split of an audio dataset as 16 kHz waveforms.
+
+    Sample-rate policy: every source is resampled to 16 kHz
+    (`tf_vqvae.audio.resample`); several channels are averaged to mono.
+
+    - `"speech[:split]"`: the eSpeak NG corpus (`tf_vqvae.speech`), built
+      into the cache on first use; splits `"train"`, `"test"`,
+      `"test_voices"`; with texts and phoneme alignments.
+    - `"audio-folder:PATH"`: `PATH/split/SPEAKER/*.wav`, in order of
+      speaker folder, then file name. Speakers are the folder names over
+      all splits of `PATH`, sorted. A `NAME.json` beside `NAME.wav` with
+      `"text"` and `"alignment"` (`[[start, end, phoneme], ...]` in the
+      WAV's samples; `"sample_rate"` if other than the WAV's) gives texts
+      and alignments when every file of the split has them; the phoneme
+      table is the sorted names over all splits. Every file is read before
+      anything else happens, so a bad one is reported here, by name.
+    - `"tfds:NAME[:SPLIT]"`: the dataset's `Audio` feature (`"audio"` or
+      `"speech"` if it has several); integer samples are 16-bit PCM (tfds
+      keeps them in int16 or int64) except int32 (32-bit). Speakers come
+      from a `ClassLabel` feature `"speaker"` or `"speaker_id"`, else every
+      utterance has speaker 0 named `"all"`; texts from a `"text"` feature.
+
+    Args:
+        dataset: the dataset string (a split in it wins over `split`).
+        split: the split to load when `dataset` names none.
+        data_dir: where tfds looks for prepared datasets.
+        skip_bad_files: for `"audio-folder:"`, leave out unusable files
+            (unreadable, not WAV, truncated, an unsupported encoding, no
+            samples, a bad `.json` sidecar) and list them in
+            `Utterances.skipped` instead of raising.
+        corpus: the `tf_vqvae.speech.CorpusConfig` of `"speech"` (default
+            `tf_vqvae.speech.DEFAULT_CORPUS`).
+        cache_dir: where the speech corpus is cached (default
+            `tf_vqvae.speech.cache_dir()`).
+
+    Returns:
+        `Utterances`.
+
+    Raises:
+        BadAudioFileError: an `"audio-folder:"` file cannot be used (the
+            message names the first one and counts them), unless
+            `skip_bad_files`.
+        DatasetError: an image dataset, an unknown split, a missing or
+            empty folder (or every file bad), a tfds dataset without audio
+            or without a sample rate.
+    """
+    kind, name, named_split = parse_dataset(dataset)
+    split = named_split or split
+    if kind in IMAGE_KINDS or (
+        kind == "tfds" and dataset_modality(dataset, data_dir) != "audio"
+    ):
+        raise DatasetError(
+            f"`dataset` {dataset!r} holds images, not audio; give an audio "
+            f"dataset ('speech', 'audio-folder:PATH' or a tfds dataset with "
+            f"an Audio feature). Received: dataset={dataset!r}"
+        )
+    if kind == "speech":
+        return _load_speech(dataset, split, corpus, cache_dir)
+    if kind == "tfds":
+        return _load_tfds_audio(dataset, name, split, data_dir)
+    return _load_audio_folder(dataset, name, split, skip_bad_files)
+
+
+def _load_speech(dataset: str, split: str, corpus, cache_dir) -> Utterances:
+    from tf_vqvae import speech
+
+    if split not in speech.SPLITS:
+        raise DatasetError(
+            "The 'speech' dataset has splits 'train', 'test' and "
+            f"'test_voices'. Received: split={split!r}"
+        )
+    root = speech.corpus_dir(corpus or speech.DEFAULT_CORPUS, cache_dir)
+    return _load_audio_folder(dataset, root, split, skip_bad_files=False)
+
+
+def _audio_folder_files(split_dir: str) -> list[tuple[str, str]]:
+    """`(speaker, path)` of each `split_dir/SPEAKER/*.wav`, sorted."""
+    speakers = sorted(os.listdir(split_dir)) if os.path.isdir(split_dir) else []
+    return [
+        (speaker, os.path.join(split_dir, speaker, name))
+        for speaker in speakers
+        if os.path.isdir(os.path.join(split_dir, speaker))
+        for name in sorted(os.listdir(os.path.join(split_dir, speaker)))
+        if name.lower().endswith(_AUDIO_SUFFIX)
+    ]
+
+
+def _audio_folder_tables(root: str) -> tuple[tuple[str, ...], list[str]]:
+    """The speakers over all splits of `root` and the sidecar files."""
+    speakers, sidecars = set(), []
+    for split in sorted(os.listdir(root)):
+        split_dir = os.path.join(root, split)
+        for speaker, path in _audio_folder_files(split_dir):
+            speakers.add(speaker)
+            sidecars.append(os.path.splitext(path)[0] + ".json")
+    return tuple(sorted(speakers)), sidecars
+
+
+def _read_sidecar(path: str, rate: int, length: int) -> dict | None:
+    """The `.json` beside a WAV file of `rate` Hz, `length` samples once
+    at 16 kHz: text and alignment at 16 kHz (`None` if there is none).
+    Raises `AudioFileError` for a bad one."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, ValueError) as error:
+        raise AudioFileError(
+            path, f"unreadable JSON sidecar ({error})"
+        ) from None
+    if not isinstance(content, dict):
+        raise AudioFileError(path, "sidecar is not a JSON object")
+    found = {}
+    if "text" in content:
+        if not isinstance(content["text"], str):
+            raise AudioFileError(path, "sidecar 'text' is not a string")
+        found["text"] = content["text"]
+    if "alignment" in content:
+        scale = SAMPLE_RATE / content.get("sample_rate", rate)
+        try:
+            rows = [
+                (int(start), int(end), str(name))
+                for start, end, name in content["alignment"]
+            ]
+        except (TypeError, ValueError):
+            raise AudioFileError(
+                path, "sidecar 'alignment' is not [[start, end, phoneme], ...]"
+            ) from None
+        rows = [
+            (min(round(s * scale), length), min(round(e * scale), length), n)
+            for s, e, n in rows
+        ]
+        if any(
+            not 0 <= s < e or (i and s < rows[i - 1][1])
+            for i, (s, e, _) in enumerate(rows)
+        ):
+            raise AudioFileError(
+                path,
+                "sidecar 'alignment' intervals must be non-empty, in order "
+                "and inside the audio",
+            )
+        found["alignment"] = rows
+    return found
+
+
+def _phoneme_table(sidecars: list[str]) -> tuple[str, ...]:
+    names = set()
+    for path in sidecars:
+        try:
+            with open(path, encoding="utf-8") as file:
+                rows = json.load(file).get("alignment") or []
+            names.update(str(row[2]) for row in rows)
+        except (OSError, ValueError, AttributeError, TypeError, IndexError):
+            continue  # Reported when its own split is loaded.
+    return tuple(sorted(names))
+
+
+def _load_audio_folder(
+    dataset: str, root: str, split: str, skip_bad_files: bool
+) -> Utterances:
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(root):
+        raise DatasetError(
+            f"`dataset` folder {root!r} does not exist; give a folder laid "
+            f"out as {root}/{split}/SPEAKER/*.wav. "
+            f"Received: dataset={dataset!r}"
+        )
+    files = _audio_folder_files(split_dir)
+    if not files:
+        raise DatasetError(
+            f"`dataset` folder {root!r} has no .wav files in "
+            f"{split_dir}/SPEAKER/; lay it out as {root}/{split}/SPEAKER/"
+            f"*.wav. Received: dataset={dataset!r}"
+        )
+    speaker_names, sidecar_paths = _audio_folder_tables(root)
+    speaker_ids = {name: i for i, name in enumerate(speaker_names)}
+    waveforms, speakers, sidecars, bad = [], [], [], []
+    for speaker, path in files:
+        try:
+            waveform, rate = read_wav(path)
+            if len(waveform) == 0:
+                raise AudioFileError(path, "no samples")
+            waveform = resample(waveform, rate)
+            sidecar = _read_sidecar(
+                os.path.splitext(path)[0] + ".json", rate, len(waveform)
+            )
+        except AudioFileError as error:
+            bad.append((error.path, error.reason))
+            continue
+        waveforms.append(waveform)
+        speakers.append(speaker_ids[speaker])
+        sidecars.append(sidecar or {})
+    if bad and not skip_bad_files:
+        path, reason = bad[0]
+        others = f" ({len(bad)} bad files in all)" if len(bad) > 1 else ""
+        raise BadAudioFileError(
+            f"`dataset` file {path!r} is not usable audio: {reason}{others}. "
+            f"Fix or remove {'them' if others else 'it'}, {_BAD_FILE_ADVICE}. "
+            f"Received: dataset={dataset!r}",
+            path,
+            reason,
+        )
+    if not waveforms:
+        path, reason = bad[0]
+        raise DatasetError(
+            f"`dataset` folder {root!r} has no readable audio in "
+            f"{split_dir}/SPEAKER/: all {len(bad)} files are bad (first: "
+            f"{path}: {reason}). Fix or replace them. "
+            f"Received: dataset={dataset!r}"
+        )
+    texts = alignments = phonemes = None
+    if all("text" in sidecar for sidecar in sidecars):
+        texts = [sidecar["text"] for sidecar in sidecars]
+    if all("alignment" in sidecar for sidecar in sidecars):
+        phonemes = _phoneme_table(sidecar_paths)
+        index = {name: i for i, name in enumerate(phonemes)}
+        alignments = [
+            np.asarray(
+                [(s, e, index[n]) for s, e, n in sidecar["alignment"]], "int32"
+            ).reshape(-1, 3)
+            for sidecar in sidecars
+        ]
+    return Utterances(
+        name=dataset,
+        split=split,
+        waveforms=waveforms,
+        speakers=np.asarray(speakers, "int32"),
+        speaker_names=speaker_names,
+        texts=texts,
+        alignments=alignments,
+        phonemes=phonemes,
+        skipped=tuple(bad),
+    )
+
+
+def _audio_keys(features) -> list[str]:
+    import tensorflow_datasets as tfds
+
+    keys = [
+        key
+        for key, feature in features.items()
+        if isinstance(feature, tfds.features.Audio)
+    ]
+    preferred = [key for key in _TFDS_AUDIO_KEYS if key in keys]
+    return preferred + [key for key in keys if key not in preferred]
+
+
+def _load_tfds_audio(
+    dataset: str, name: str, split: str, data_dir: str | None
+) -> Utterances:
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(dataset, name, data_dir)
+    features = builder.info.features
+    key = _audio_keys(features)[0]
+    rate = features[key].sample_rate
+    if not rate:
+        raise DatasetError(
+            f"`dataset` {name!r} does not say the sample rate of its audio "
+            f"feature {key!r}; convert it to an 'audio-folder:' dataset. "
+            f"Received: dataset={dataset!r}"
+        )
+    dtype = np.dtype(features[key].np_dtype)
+    if dtype.kind in "iu":
+        scale = 2.0**31 if dtype.itemsize == 4 else 2.0**15
+    else:
+        scale = 1.0
+    features = dict(features.items())
+    speaker_key = next(
+        (
+            k
+            for k in _TFDS_SPEAKER_KEYS
+            if isinstance(features.get(k), tfds.features.ClassLabel)
+        ),
+        None,
+    )
+    has_text = isinstance(features.get("text"), tfds.features.Text)
+    ds = _tfds_split(builder, dataset, name, split, data_dir)
+    waveforms, speakers, texts = [], [], []
+    for example in ds.as_numpy_iterator():
+        samples = np.asarray(example[key], np.float64) / scale
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1)
+        waveforms.append(resample(samples.astype(np.float32), int(rate)))
+        speakers.append(int(example[speaker_key]) if speaker_key else 0)
+        if has_text:
+            texts.append(example["text"].decode("utf-8"))
+    if not waveforms:
+        raise DatasetError(
+            f"`dataset` split {split!r} is empty; choose a split with "
+            f"audio. Received: dataset={dataset!r}"
+        )
+    names = tuple(features[speaker_key].names) if speaker_key else ("all",)
+    return Utterances(
+        name=dataset,
+        split=split,
+        waveforms=waveforms,
+        speakers=np.asarray(speakers, "int32"),
+        speaker_names=names,
+        texts=texts if has_text else None,
+    )
+
+
+def audio_pipeline(
+    utterances: Utterances,
+    segment_length: int,
+    global_batch_size: int,
+    *,
+    seed: int,
+    training: bool = True,
+) -> tf.data.Dataset:
+    """Fixed-length segments of the utterances, batched.
+
+    Training: an endless stream; each epoch visits every utterance once in
+    an order shuffled by `seed` (`shuffle(..., seed).repeat()`), and takes
+    from it a crop of `segment_length` samples at an offset drawn by a
+    stateless RNG seeded by `(seed, position in the stream)` (an utterance
+    shorter than that is zero-padded at the end); the same `seed` gives
+    the same batches. Evaluation: each utterance cut into consecutive
+    segments once, the last one zero-padded, in order; the last batch may
+    be smaller.
+
+    Args:
+        utterances: from `load_audio`.
+        segment_length: samples per segment.
+        global_batch_size: segments per batch over all replicas.
+        seed: the order and crops of training.
+        training: random crops, repeated (`True`) or every segment once.
+
+    Returns:
+        `tf.data.Dataset` of dicts `{"audio": float32 (batch,
+        segment_length, 1), "speaker": int32 (batch,)}`.
+
+    Raises:
+        ValueError: a non-positive `segment_length` or `global_batch_size`.
+        DatasetError: no utterances.
+    """
+    for arg, value in (
+        ("segment_length", segment_length),
+        ("global_batch_size", global_batch_size),
+    ):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(
+                f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
+            )
+    if len(utterances) == 0:
+        raise DatasetError(
+            f"{utterances.name!r} split {utterances.split!r} has no utterances."
+        )
+    segment_length = int(segment_length)
+    lengths = np.asarray([len(w) for w in utterances.waveforms], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = tf.constant(np.concatenate(utterances.waveforms).astype(np.float32))
+    speakers = tf.constant(utterances.speakers, tf.int32)
+    lengths_t, starts_t = tf.constant(lengths), tf.constant(starts)
+
+    def segment(index, offset):
+        take = tf.minimum(lengths_t[index] - offset, segment_length)
+        take = tf.maximum(take, 0)
+        piece = tf.slice(flat, [starts_t[index] + offset], [take])
+        piece = tf.pad(piece, [[0, segment_length - take]])
+        return {
+            "audio": tf.reshape(piece, (segment_length, 1)),
+            "speaker": speakers[index],
+        }
+
+    if training:
+        count = len(lengths)
+        order = (
+            tf.data.Dataset.range(count)
+            .shuffle(count, seed=int(seed), reshuffle_each_iteration=True)
+            .repeat()
+        )
+
+        def crop(position, index):
+            room = tf.maximum(lengths_t[index] - segment_length, 0)
+            offset = tf.random.stateless_uniform(
+                [],
+                seed=tf.stack([tf.constant(int(seed), tf.int64), position]),
+                minval=0,
+                maxval=room + 1,
+                dtype=tf.int64,
+            )
+            return segment(index, offset)
+
+        stream = order.enumerate().map(
+            crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        stream = stream.batch(global_batch_size, drop_remainder=True)
+    else:
+        index, offset = [], []
+        for i, length in enumerate(lengths):
+            for start in range(0, max(int(length), 1), segment_length):
+                index.append(i)
+                offset.append(start)
+        stream = tf.data.Dataset.from_tensor_slices(
+            (np.asarray(index, np.int64), np.asarray(offset, np.int64))
+        ).map(segment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        stream = stream.batch(global_batch_size)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    options.deterministic = True
+    return stream.prefetch(tf.data.AUTOTUNE).with_options(options)

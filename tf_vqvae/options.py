@@ -242,6 +242,21 @@ PRECISIONS = {
 }
 # The dataset the command line trains on by default (`tf_vqvae.data`).
 DEFAULT_DATASET = "photos"
+# The default audio dataset (`tf_vqvae.speech`, offline).
+DEFAULT_AUDIO_DATASET = "speech"
+# `--dataset`: the forms of a dataset string (`tf_vqvae.data.parse_dataset`).
+DATASETS = {
+    "photos[:SPLIT]": "32x32 tiles of scikit-image's photographs, offline "
+    "(images; splits train, test)",
+    "folder:PATH": "images laid out PATH/split/label/*.png|jpg",
+    "tfds:NAME[:SPLIT]": "a prepared TensorFlow Datasets dataset, images or "
+    "audio (an Audio feature)",
+    "speech[:SPLIT]": "English sentences spoken by eSpeak NG voices at "
+    "16 kHz with phoneme alignments, offline (audio; splits train, test, "
+    "test_voices)",
+    "audio-folder:PATH": "WAV files laid out PATH/split/SPEAKER/*.wav, "
+    "down-mixed and resampled to 16 kHz",
+}
 
 
 def quantizer_option_declarations() -> dict:
