@@ -192,3 +192,33 @@ def test_too_many_sentences(tmp_path):
     with pytest.raises(ValueError, match="must be at most that"):
         speech.build_corpus(tmp_path / "x", config)
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_concurrent_processes_share_one_build(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "from tf_vqvae import speech\n"
+        f"config = speech.CorpusConfig(**{vars(TINY)!r})\n"
+        f"print(speech.corpus_dir(config, {str(tmp_path)!r}))\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    roots = {out.strip() for out, _ in outputs}
+    assert len(roots) == 1
+    (root,) = roots
+    names = os.listdir(tmp_path / "speech")
+    assert sorted(names) == sorted(
+        [os.path.basename(root), os.path.basename(root) + ".lock"]
+    )
+    assert _files(root) == _files(speech.build_corpus(tmp_path / "b", TINY))
