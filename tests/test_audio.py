@@ -46,21 +46,31 @@ def test_read_wav_matches_scipy_written_files(tmp_path, dtype, scale, channels):
     np.testing.assert_allclose(waveform, expected, rtol=0, atol=1e-7)
 
 
-def test_read_wav_8_bit_unsigned_and_24_bit(tmp_path):
+def test_read_wav_8_bit_unsigned(tmp_path):
     u8 = np.array([0, 64, 128, 200, 255], np.uint8)
     wavfile.write(tmp_path / "u8.wav", 8000, u8)
     waveform, _ = audio.read_wav(tmp_path / "u8.wav")
     np.testing.assert_array_equal(waveform, (u8 - 128.0) / 128.0)
 
+
+@pytest.mark.parametrize("extensible", [False, True], ids=["plain", "ext"])
+def test_read_wav_24_bit(tmp_path, extensible):
     values = np.array([0, 1, -1, 2**23 - 1, -(2**23), 12345], np.int64)
     raw = b"".join(struct.pack("<i", int(v))[:3] for v in values)
-    fmt = struct.pack("<HHIIHH", 1, 1, 16_000, 48_000, 3, 24)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    if extensible:
+        # WAVE_FORMAT_EXTENSIBLE: cbSize 22, valid bits, channel mask, then
+        # the sub-format GUID, whose first two bytes are the PCM tag 1.
+        fmt = struct.pack("<HHIIHH", 0xFFFE, 1, 16_000, 48_000, 3, 24)
+        fmt += struct.pack("<HHI", 22, 24, 4) + struct.pack("<H", 1)
+        fmt += bytes.fromhex("000000001000800000aa00389b71")
+    else:
+        fmt = struct.pack("<HHIIHH", 1, 1, 16_000, 48_000, 3, 24)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"LIST" + struct.pack("<I", 3) + b"abc\x00"  # odd, padded
     body += b"data" + struct.pack("<I", len(raw)) + raw
-    (tmp_path / "p24.wav").write_bytes(
-        b"RIFF" + struct.pack("<I", len(body)) + body
-    )
-    waveform, rate = audio.read_wav(tmp_path / "p24.wav")
+    path = tmp_path / "p24.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    waveform, rate = audio.read_wav(path)
     assert rate == 16_000
     np.testing.assert_array_equal(waveform, (values / 2.0**23).astype("f4"))
 
