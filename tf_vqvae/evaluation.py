@@ -142,8 +142,9 @@ def nearest_positions(
     Args:
         model: a built `tf_vqvae.contracts.CodeModel`.
         batches: an iterable of image batches `(batch, *spatial, channels)`
-            (uint8, or float in [0, 1]), e.g. a batched `tf.data.Dataset`.
-            Positions count the images across batches, in order.
+            of one size (uint8, or float in [0, 1]), e.g. a batched
+            `tf.data.Dataset`. Positions count the images across batches,
+            in order.
         codes: the codes to rank positions for, ints in
             `[0, num_embeddings)`.
         count: positions per code.
