@@ -883,6 +883,29 @@ def test_class_conditional_prior_and_samples_by_label(tmp_path, capsys):
     )
 
 
+def _assert_nearest_recounted(model, images, summary, count):
+    """Each shown code's patches in `usage.json` are the positions whose
+    z_e is nearest to its vector (the first level's for residual VQ),
+    recounted in float64 numpy over all the images' positions."""
+    z = np.asarray(model.latents(images), "float64")
+    grid = z.shape[:-1]
+    z = z.reshape(-1, z.shape[-1])
+    shown = sorted({*summary["top_codes"], *summary["bottom_codes"]})
+    assert sorted(map(int, summary["nearest"])) == shown
+    levels = model.quantizer.num_levels > 1
+    for code in shown:
+        query = [[code]] if levels else [code]
+        vector = np.asarray(model.quantizer.lookup(query), "float64")
+        distances = ((z - vector) ** 2).sum(-1)
+        order = np.argsort(distances, kind="stable")[:count]
+        nearest = summary["nearest"][str(code)]
+        expected = np.stack(np.unravel_index(order, grid), -1)
+        np.testing.assert_array_equal(nearest["positions"], expected)
+        np.testing.assert_allclose(
+            nearest["distances"], distances[order], rtol=1e-5
+        )
+
+
 def test_inspect_writes_the_per_code_view(trained_dir, capsys):
     model_dir = str(trained_dir)
     argv = ["inspect", "--model-dir", model_dir, "--num-codes", "3"]
@@ -911,16 +934,18 @@ def test_inspect_writes_the_per_code_view(trained_dir, capsys):
     assert top[0] == int(np.argmax(counts)) and len(top) == min(3, len(used))
     assert summary["bottom_codes"][0] == int(used[np.argmin(counts[used])])
 
+    _assert_nearest_recounted(model, images, summary, count=4)
+
     # Each row: 4 tiles of a 12x12 patch (the code's 4x4 region and 4
-    # pixels around it) enlarged 3 times, after the row names.
+    # pixels around it) enlarged 3 times, after the row names; the first
+    # row is the most used code's nearest patches, nearest first.
     grid = np.asarray(Image.open(codes_dir / "top_codes.png"))
     assert grid.shape[0] == len(top) * 37 + 1
     margin = grid.shape[1] - (4 * 37 + 1)
     assert margin > 0
-    occurrences = np.argwhere(codes == top[0])
-    picks = np.linspace(0, len(occurrences) - 1, 4).round().astype(int)
-    for tile, (n, i, j) in enumerate(occurrences[picks]):
-        assert codes[n, i, j] == top[0]
+    for tile, (n, i, j) in enumerate(
+        summary["nearest"][str(top[0])]["positions"]
+    ):
         left = margin + 1 + tile * 37
         inner = grid[1 + 13 : 1 + 23, left + 13 : left + 23]
         region = images[n, 4 * i : 4 * i + 4, 4 * j : 4 * j + 4]
@@ -932,6 +957,28 @@ def test_inspect_writes_the_per_code_view(trained_dir, capsys):
         "vqvae inspect: error: `num_codes` must be a positive integer. "
         "Received: num_codes=0\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["rvq", "fsq"])
+def test_inspect_for_grid_and_residual_quantizers(tmp_path, kind, capsys):
+    """FSQ codes by their grid points; residual VQ by its first level."""
+    model_dir = tmp_path / "run"
+    assert _train(model_dir, *TINY_QUANTIZER_FLAGS[kind]) == 0
+    argv = ["inspect", "--model-dir", str(model_dir), "--num-codes", "2"]
+    argv += ["--patches-per-code", "3", "--max-images", "50"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    model = keras.saving.load_model(str(model_dir / "model.keras"))
+    images = artifacts.spread_sample(load_images("photos"), 50)
+    codes = model.encode(images).numpy()
+    if kind == "rvq":
+        codes = codes[..., 0]
+    summary = json.loads((model_dir / "codes" / "usage.json").read_text())
+    k = model.num_embeddings
+    assert summary["counts"] == np.bincount(codes.ravel(), minlength=k).tolist()
+    _assert_nearest_recounted(model, images, summary, count=3)
+    grid = np.asarray(Image.open(model_dir / "codes" / "top_codes.png"))
+    assert grid.shape[0] == len(summary["top_codes"]) * 37 + 1
 
 
 # ------------------------------------------------------- bad image files

@@ -67,6 +67,33 @@ def test_vqvae_implements_the_code_model_contract(likelihood):
     assert tuple(outputs.shape[:-1]) == (3, 16, 16)
 
 
+@pytest.mark.parametrize("distance", ["l2", "cosine"])
+def test_vqvae_latents_are_what_the_codes_are_nearest_to(distance):
+    """`lookup(encode(x))` is the codebook row nearest to `latents(x)`
+    (numpy), and `encode` is the quantizer's `encode` of the latents."""
+    images = photo_patches(size=16, count=3, seed=2)
+    model = VQVAE(
+        quantizer="vq", quantizer_options={"distance": distance}, **TINY
+    )
+    model(images)
+    latents = model.latents(images)
+    assert latents.dtype == tf.float32
+    assert tuple(latents.shape) == (3, 4, 4, 4)
+    codes = model.encode(images)
+    np.testing.assert_array_equal(model.quantizer.encode(latents), codes)
+
+    z = np.asarray(latents, "float64")
+    codebook = np.asarray(model.quantizer.codebook(), "float64")
+    if distance == "cosine":
+        z = z / np.linalg.norm(z, axis=-1, keepdims=True)
+        codebook = codebook / np.linalg.norm(codebook, axis=-1, keepdims=True)
+    nearest = ((z[..., None, :] - codebook) ** 2).sum(-1).argmin(-1)
+    np.testing.assert_array_equal(codes, nearest)
+    np.testing.assert_allclose(
+        model.quantizer.lookup(codes), codebook[nearest], rtol=1e-6
+    )
+
+
 @pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
 def test_pixelcnn_prior_implements_the_code_prior_contract(num_classes):
     keras.utils.set_random_seed(0)

@@ -83,8 +83,12 @@ def _assert_moved(fresh, trained):
     ],
     ids=["vq", "ema-kmeans-restarts"],
 )
-def test_mirrored_matches_one_device(tmp_path, changes):
-    config = dataclasses.replace(TINY, **changes)
+def test_mirrored_matches_one_device(tmp_path, changes, capsys):
+    # Thresholds of 1: every epoch "collapses" (warn), so the verdicts
+    # compared below carry the whole message with its numbers.
+    config = dataclasses.replace(
+        TINY, min_code_usage=1.0, min_perplexity=1.0, **changes
+    )
     single = commands.train(config, str(tmp_path / "single"), verbose=0)
     keras.backend.clear_session()
     mirrored_config = dataclasses.replace(
@@ -95,6 +99,18 @@ def test_mirrored_matches_one_device(tmp_path, changes):
     )
     assert mirrored.step == single.step == 4
     _assert_same_variables(mirrored.model, single.model)
+    # CodebookHealth on 2 replicas: the one-device verdict, numbers, file.
+    health = [
+        json.loads(open(result.artifacts["codebook_health"]).read())
+        for result in (single, mirrored)
+    ]
+    assert health[0]["epochs"][0]["message"].startswith(
+        "CodebookHealth: epoch 1: codebook collapse: "
+    )
+    assert health[1] == health[0]
+    lines = capsys.readouterr().err.splitlines()
+    warnings = [line for line in lines if line.startswith("CodebookHealth")]
+    assert warnings == [health[0]["epochs"][0]["message"]] * 2
     keras.utils.set_random_seed(config.seed)
     fresh = VQVAE(**config.model_kwargs())
     fresh.build((None, 32, 32, 3))
@@ -259,22 +275,46 @@ def _identical_weights(chief, worker):
 def test_multi_worker_workers_end_identical(tmp_path):
     model_dir = tmp_path / "run"
     flags = ["--epochs", "1", "--steps-per-epoch", "3", *TINY_MODEL_FLAGS]
+    # Thresholds of 1: the epoch "collapses" (warn), so the verdicts
+    # compared below carry the whole message with its numbers.
+    flags += ["--min-code-usage", "1", "--min-perplexity", "1"]
     outputs = _two_workers(
         "train", model_dir, *flags, "--checkpoint-steps", "2"
     )
     assert "vqvae: trained 3 steps" in outputs[0]
+    worker_dir = model_dir / "workers" / "worker-1"
     weights = _identical_weights(
-        model_dir / "model.keras",
-        model_dir / "workers" / "worker-1" / "model.keras",
+        model_dir / "model.keras", worker_dir / "model.keras"
     )
     assert (model_dir / "checkpoints" / "ckpt-3.index").exists()
 
     # Each worker trained on its share of the same global batches: the
     # weights are those of one device seeing the whole batch.
-    config = dataclasses.replace(TINY, steps_per_epoch=3, learning_rate=2e-4)
+    config = dataclasses.replace(
+        TINY,
+        steps_per_epoch=3,
+        learning_rate=2e-4,
+        min_code_usage=1.0,
+        min_perplexity=1.0,
+    )
     single = commands.train(config, str(tmp_path / "single"), verbose=0)
     for expected, actual in zip(single.model.get_weights(), weights):
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5)
+
+    # CodebookHealth: the chief alone writes MODEL_DIR/codebook_health.json,
+    # the other worker its own copy (like its model.keras); both hold the
+    # one-device verdict on the epoch's all-reduced code counts.
+    chief_file = model_dir / "codebook_health.json"
+    worker_file = worker_dir / "codebook_health.json"
+    assert str(chief_file) in outputs[0] and str(worker_file) in outputs[1]
+    assert str(chief_file) not in outputs[1]
+    expected = json.loads(open(single.artifacts["codebook_health"]).read())
+    assert expected["epochs"][0]["message"].startswith(
+        "CodebookHealth: epoch 1: codebook collapse: "
+    )
+    for path, output in ((chief_file, outputs[0]), (worker_file, outputs[1])):
+        assert json.loads(path.read_text()) == expected
+        assert output.count(expected["epochs"][0]["message"]) == 1
 
 
 @pytest.mark.slow

@@ -439,3 +439,95 @@ def test_prior_over_one_index_per_position_at_k_16384(
     )
     assert results["bits_per_position_uniform_prior"] == 14.0
     assert np.isfinite(results["bits_per_dim_pixelcnn_prior"])
+
+
+# --------------------------------------------------------- nearest positions
+def _numpy_nearest(model, images, codes, count, cosine):
+    """The n nearest positions per code, recounted in float64 numpy."""
+    z = np.asarray(model.latents(images), "float64")
+    grid = z.shape[1:-1]
+    z = z.reshape(-1, z.shape[-1])
+    levels = model.quantizer.num_levels > 1
+    query = np.asarray(codes)[:, None] if levels else np.asarray(codes)
+    vectors = np.asarray(model.quantizer.lookup(query), "float64")
+    if cosine:
+        z = z / np.linalg.norm(z, axis=-1, keepdims=True)
+        vectors = vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+    distances = ((z[None] - vectors[:, None]) ** 2).sum(-1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :count]
+    positions = np.stack(np.unravel_index(order, (len(images), *grid)), -1)
+    return positions, np.take_along_axis(distances, order, axis=1)
+
+
+@pytest.mark.parametrize(
+    "quantizer, options",
+    [
+        ("vq", {}),
+        ("vq", {"distance": "cosine"}),
+        ("rvq", {"num_quantizers": 2}),
+        ("fsq", {"levels": (3, 3)}),
+    ],
+    ids=["vq", "vq-cosine", "rvq", "fsq"],
+)
+def test_nearest_positions_are_the_numpy_nearest(quantizer, options):
+    from tf_vqvae.evaluation import nearest_positions
+
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        **{**TINY_VQVAE, "num_embeddings": 9},
+        quantizer=quantizer,
+        quantizer_options=options,
+    )
+    images = _images(count=7, seed=3)
+    model(images)
+    codes = [4, 0, 8]
+    # Batches of 3 images (48 positions): each code's 10 nearest are merged
+    # across batches.
+    batches = [images[start : start + 3] for start in range(0, 7, 3)]
+    positions, distances = nearest_positions(model, batches, codes, 10)
+    expected, expected_distances = _numpy_nearest(
+        model, images, codes, 10, cosine="distance" in options
+    )
+    assert positions.shape == (3, 10, 3) and distances.shape == (3, 10)
+    np.testing.assert_array_equal(positions, expected)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-5)
+    # More than there are: every position once, nearest first (numpy's
+    # order up to float32 rounding: some positions' distances agree to 1e-7).
+    every, _ = nearest_positions(model, [images], codes[:1], 1000)
+    assert every.shape == (1, 7 * 4 * 4, 3)
+    assert len({tuple(row) for row in every[0]}) == 7 * 4 * 4
+    ranked, all_distances = _numpy_nearest(
+        model, images, codes[:1], 1000, cosine="distance" in options
+    )
+    by_position = dict(zip(map(tuple, ranked[0]), all_distances[0]))
+    in_order = np.array([by_position[tuple(row)] for row in every[0]])
+    assert np.all(np.diff(in_order) >= -1e-6 * in_order[1:])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            dict(codes=[0], count=0),
+            "`count` must be a positive integer. "
+            "Received: count=0 (of type int).",
+        ),
+        (
+            dict(codes=[6], count=2),
+            "`codes` must be in [0, 6) (num_embeddings=6). Received: codes=[6]",
+        ),
+        (
+            dict(codes=[0], count=2, batches=[]),
+            "`batches` must hold at least one image.",
+        ),
+    ],
+    ids=["count", "codes", "empty"],
+)
+def test_nearest_positions_bad_input(args, message):
+    from tf_vqvae.evaluation import nearest_positions
+
+    model = _vqvae("mse")
+    args = {"batches": [_images()], **args}
+    with pytest.raises(ValueError) as info:
+        nearest_positions(model, **args)
+    assert str(info.value) == message

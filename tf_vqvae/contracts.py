@@ -86,6 +86,11 @@ class CodeModel(Protocol):
       shape `(*spatial, channels)`; raises `ValueError` if the sizes are not
       multiples of `downsampling_factor`.
     - `encode(inputs)`: the codes.
+    - `latents(inputs)`: `z_e`, the float32 vectors `(batch, *code_grid,
+      embedding_dim)` the quantizer turns into the codes:
+      `encode(inputs)` is `quantizer.encode(latents(inputs))`, in the space
+      `quantizer.lookup` returns code vectors in (what "the inputs nearest to
+      a code" compares, e.g. `vqvae inspect`).
     - `decode(codes)`: the reconstruction's mean in [0, 1] scale,
       `(batch, *spatial, channels)`.
     - `decoder_outputs(codes)`: the decoder's raw outputs, the parameters of
@@ -102,6 +107,8 @@ class CodeModel(Protocol):
     def code_shape(self, input_shape: Any) -> tuple: ...
 
     def encode(self, inputs: Any) -> tf.Tensor: ...
+
+    def latents(self, inputs: Any) -> tf.Tensor: ...
 
     def decode(self, codes: Any) -> tf.Tensor: ...
 

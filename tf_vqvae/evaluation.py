@@ -119,6 +119,93 @@ def level_code_counts(codes, num_embeddings: int, num_levels: int):
     return tf.reshape(counts, [num_levels, num_embeddings])
 
 
+def nearest_positions(
+    model, batches, codes, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The latent positions whose encoder outputs are nearest to each code.
+
+    What a code "means": for each code `k` of `codes`, the positions of the
+    images whose `z_e` (`model.latents`) is nearest to the code's vector
+    (`model.quantizer.lookup(k)`; for a quantizer with several levels,
+    residual VQ, code `k` of the first level), whatever code they were
+    given. Nearest by the quantizer's distance: squared L2, or for a
+    quantizer with `distance == "cosine"` squared L2 between the
+    l2-normalised vectors (`2 - 2 cos`, the same order as the cosine
+    similarity). For FSQ and LFQ the code's vector is its grid point as
+    `lookup` returns it (projected out when the layer projects).
+
+    The batches are encoded one at a time and each code keeps only its
+    `count` nearest positions so far (merged batch by batch): memory grows
+    with the batch size and `len(codes) * count`, never with the number of
+    positions times K. Ties go to the earlier position.
+
+    Args:
+        model: a built `tf_vqvae.contracts.CodeModel`.
+        batches: an iterable of image batches `(batch, *spatial, channels)`
+            of one size (uint8, or float in [0, 1]), e.g. a batched
+            `tf.data.Dataset`. Positions count the images across batches,
+            in order.
+        codes: the codes to rank positions for, ints in
+            `[0, num_embeddings)`.
+        count: positions per code.
+
+    Returns:
+        `(positions, distances)`: int64 `(len(codes), m, 1 + grid_rank)`,
+        rows `(image, *grid index)` nearest first, with `m = min(count,
+        number of positions)`; float32 `(len(codes), m)`, their distances.
+
+    Raises:
+        ValueError: for a `count` that is not a positive integer, codes
+            outside `[0, num_embeddings)`, or no images.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(
+            "`count` must be a positive integer. "
+            f"Received: count={count!r} (of type {type(count).__name__})."
+        )
+    codes = np.asarray(codes, np.int64).reshape(-1)
+    k = int(model.num_embeddings)
+    if np.any((codes < 0) | (codes >= k)):
+        raise ValueError(
+            f"`codes` must be in [0, {k}) (num_embeddings={k}). "
+            f"Received: codes={codes.tolist()}"
+        )
+    quantizer = model.quantizer
+    first_level = codes[:, None] if quantizer.num_levels > 1 else codes
+    vectors = tf.cast(quantizer.lookup(first_level.astype(np.int32)), "float32")
+    cosine = getattr(quantizer, "distance", "l2") == "cosine"
+    if cosine:
+        vectors = tf.math.l2_normalize(vectors, axis=-1)
+    best = np.zeros((len(codes), 0), np.float32)
+    where = np.zeros((len(codes), 0), np.int64)
+    num_images, grid = 0, None
+    for images in batches:
+        latents = model.latents(images)
+        grid = tuple(latents.shape[1:-1])
+        num_images += int(latents.shape[0])
+        flat = tf.reshape(latents, [-1, latents.shape[-1]])
+        if cosine:
+            flat = tf.math.l2_normalize(flat, axis=-1)
+        # One code at a time: a `[rows, D]` difference, never `[rows, S, D]`.
+        distances = np.empty((len(codes), flat.shape[0]), np.float32)
+        for row, vector in enumerate(vectors):
+            distances[row] = tf.reduce_sum(tf.square(flat - vector), axis=-1)
+        start = (num_images - int(latents.shape[0])) * int(np.prod(grid))
+        indices = start + np.arange(distances.shape[1])
+        best = np.concatenate([best, distances], axis=1)
+        where = np.concatenate(
+            [where, np.broadcast_to(indices, distances.shape)], axis=1
+        )
+        # Nearest first, the earlier position first among equals.
+        order = np.lexsort((where, best), axis=-1)[:, :count]
+        best = np.take_along_axis(best, order, axis=1)
+        where = np.take_along_axis(where, order, axis=1)
+    if num_images == 0:
+        raise ValueError("`batches` must hold at least one image.")
+    positions = np.stack(np.unravel_index(where, (num_images, *grid)), -1)
+    return positions.astype(np.int64), best
+
+
 def _usage(counts: np.ndarray) -> tuple[float, float]:
     """Perplexity and used fraction of one code histogram."""
     probabilities = counts / max(counts.sum(), 1.0)

@@ -198,17 +198,43 @@ def save_image_grid(
 
 
 # ------------------------------------------------------------ per-code view
-def code_patches(
-    images, codes, code: int, factor: int, count: int, context: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Input patches whose code is `code`: what the code stands for.
+def patches_at(images, positions, factor: int, context: int = 0) -> np.ndarray:
+    """The input patches of code grid positions.
 
     The code at grid position `(i, j)` of image `n` summarises the input
     region `images[n, i*f:(i+1)*f, j*f:(j+1)*f]` (`f = factor`, the model's
     `downsampling_factor`); each patch is that region with `context` more
-    pixels on every side (black beyond the image's border). Of all the
-    positions whose code is `code`, `count` spread evenly over them (in
-    image, row, column order) are taken.
+    pixels on every side (black beyond the image's border).
+
+    Args:
+        images: uint8 `(n, height, width, channels)`.
+        positions: int `(m, 3)`, rows `(image, i, j)`.
+        factor: f, input size per code on each axis.
+        context: extra pixels on each side.
+
+    Returns:
+        uint8 `(m, f + 2 * context, f + 2 * context, channels)`.
+    """
+    images = to_uint8(images)
+    positions = np.asarray(positions, np.int64).reshape(-1, 3)
+    padded = np.pad(
+        images, ((0, 0), (context, context), (context, context), (0, 0))
+    )
+    size = factor + 2 * context
+    patches = np.zeros((len(positions), size, size, images.shape[-1]), "uint8")
+    for k, (n, i, j) in enumerate(positions):
+        top, left = i * factor, j * factor
+        patches[k] = padded[n, top : top + size, left : left + size]
+    return patches
+
+
+def code_patches(
+    images, codes, code: int, factor: int, count: int, context: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Input patches whose code is `code` (`patches_at` of its positions).
+
+    Of all the positions whose code is `code`, `count` spread evenly over
+    them (in image, row, column order) are taken.
 
     Args:
         images: uint8 `(n, height, width, channels)`.
@@ -224,21 +250,11 @@ def code_patches(
         context, channels)` with `m = min(count, occurrences)`, and int
         `(m, 3)` rows `(image, i, j)`.
     """
-    images = to_uint8(images)
-    codes = np.asarray(codes)
-    positions = np.argwhere(codes == code)
+    positions = np.argwhere(np.asarray(codes) == code)
     if len(positions) > count:
         picks = np.linspace(0, len(positions) - 1, count).round()
         positions = positions[picks.astype(int)]
-    padded = np.pad(
-        images, ((0, 0), (context, context), (context, context), (0, 0))
-    )
-    size = factor + 2 * context
-    patches = np.zeros((len(positions), size, size, images.shape[-1]), "uint8")
-    for k, (n, i, j) in enumerate(positions):
-        top, left = i * factor, j * factor
-        patches[k] = padded[n, top : top + size, left : left + size]
-    return patches, positions
+    return patches_at(images, positions, factor, context), positions
 
 
 def _outlined(patches: np.ndarray, scale: int, context: int, factor: int):
@@ -257,25 +273,27 @@ def _outlined(patches: np.ndarray, scale: int, context: int, factor: int):
 
 def code_grid(
     images,
-    codes,
-    selected,
-    counts,
+    rows,
+    labels,
     factor: int,
     patches_per_code: int = 16,
     context: int | None = None,
     tile_size: int = 36,
 ) -> np.ndarray:
-    """One row per code of `selected`: its patches (`code_patches`).
+    """One row of input patches per code (`patches_at`), named on the left.
 
     Each patch is enlarged to about `tile_size` pixels, with the code's own
     `factor x factor` region outlined in yellow when there is context around
-    it; rows are named `code K: COUNT` on the left; a code with fewer
-    patches than `patches_per_code` has black tiles at the end of its row.
+    it; a row with fewer positions than `patches_per_code` has black tiles
+    at its end.
 
     Args:
-        images, codes, factor: as for `code_patches`.
-        selected: the codes, one per row.
-        counts: `counts[k]` the number of positions whose code is `k`.
+        images, factor: as for `patches_at`.
+        rows: one int array `(m, 3)` of positions `(image, i, j)` per row,
+            shown in order (at most `patches_per_code` of them), e.g. a
+            code's nearest positions (`tf_vqvae.evaluation.nearest_positions`)
+            or its occurrences (`code_patches`).
+        labels: one name per row, e.g. `"code 7: 1234"`.
         patches_per_code: tiles per row.
         context: pixels of context (default `factor`: a `3f x 3f` patch).
         tile_size: about this many pixels per tile.
@@ -287,16 +305,15 @@ def code_grid(
     size = factor + 2 * context
     scale = max(1, tile_size // size)
     channels = np.shape(images)[-1]
-    rows = []
-    for code in selected:
-        patches, _ = code_patches(
-            images, codes, code, factor, patches_per_code, context
+    tiles = []
+    for positions in rows:
+        patches = patches_at(
+            images, np.asarray(positions)[:patches_per_code], factor, context
         )
         row = np.zeros((patches_per_code, size, size, channels), "uint8")
         row[: len(patches)] = patches
-        rows.append(_outlined(row, scale, context, factor))
-    grid = image_grid(np.concatenate(rows), ncols=patches_per_code)
-    labels = [f"code {code}: {int(counts[code])}" for code in selected]
+        tiles.append(_outlined(row, scale, context, factor))
+    grid = image_grid(np.concatenate(tiles), ncols=patches_per_code)
     return label_rows(grid, labels, row_height=size * scale)
 
 

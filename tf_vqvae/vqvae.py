@@ -192,9 +192,10 @@ class VQVAE(keras.Model):
         Reconstructions, float32 of the input's shape, in [0, 1] scale.
 
     Implements `tf_vqvae.contracts.CodeModel` (what export, evaluation and
-    the TensorBoard callbacks use): `encode`, `decode`, `decoder_outputs`,
-    `code_shape`, `example_shape`, `downsampling_factor`, `num_embeddings`,
-    `likelihood` and `quantizer` (a `tf_vqvae.contracts.Quantizer`).
+    the TensorBoard callbacks use): `encode`, `latents`, `decode`,
+    `decoder_outputs`, `code_shape`, `example_shape`, `downsampling_factor`,
+    `num_embeddings`, `likelihood` and `quantizer` (a
+    `tf_vqvae.contracts.Quantizer`).
 
     Raises:
         ValueError: for float images outside [0, 1] (an
@@ -496,6 +497,18 @@ class VQVAE(keras.Model):
         """
         _, z_e = self._encode_vectors(images, training=False)
         return self.quantizer.encode(z_e)
+
+    def latents(self, images) -> tf.Tensor:
+        """The encoder's outputs `z_e` for `images`: float32 `(batch, h',
+        w', embedding_dim)`, what the quantizer receives.
+
+        The space `quantizer.lookup` returns code vectors in:
+        `encode(images)` is `quantizer.encode(latents(images))`, and for a
+        codebook quantizer (`"vq"`, `"ema"`) `quantizer.lookup(encode(x))`
+        is the code vector nearest to `latents(x)` by its `distance`.
+        """
+        _, z_e = self._encode_vectors(images, training=False)
+        return tf.cast(z_e, "float32")
 
     def decode(self, codes) -> tf.Tensor:
         """Images in [0, 1] scale for int `codes` `(batch, h', w')` (or

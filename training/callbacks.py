@@ -598,6 +598,14 @@ class CodebookHealth(keras.callbacks.Callback):
     "on_collapse": ..., "epochs": [verdict, ...]}` (written atomically after
     every epoch; the epochs of an earlier, resumed invocation are kept).
 
+    Under `tf.distribute` the metrics are all-reduced, so every replica and
+    every worker judges the same counts: the verdict is one device's on the
+    same global batches. Each worker writes its own files: under
+    `MultiWorkerMirroredStrategy` give each its own `log_dir` and
+    `summary_path`, as `vqvae train` does (the chief writes
+    `MODEL_DIR/codebook_health.json`, worker N
+    `MODEL_DIR/workers/worker-N/codebook_health.json`).
+
     Args:
         on_collapse: `"warn"` or `"stop"`.
         min_usage: the least fraction of the K codes the epoch must use.

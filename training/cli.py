@@ -334,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Encode a split with --model-dir's VQ-VAE and write "
         f"MODEL_DIR/{CODES_DIR}/: usage.png (positions per code), "
         "top_codes.png and bottom_codes.png (the most and least used codes, "
-        "one row of input patches whose code it is per code) and "
-        "usage.json.",
+        "one row per code of the input patches whose encoder output is "
+        "nearest to the code's vector) and usage.json.",
     )
     _add_options(
         inspect_parser,

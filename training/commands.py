@@ -41,7 +41,7 @@ from tf_vqvae.data import (
     load_labels,
     parse_dataset,
 )
-from tf_vqvae.evaluation import evaluate_model
+from tf_vqvae.evaluation import evaluate_model, nearest_positions
 from tf_vqvae.export import (
     VerificationError,
     export_saved_model,
@@ -543,11 +543,16 @@ def inspect(
     Encodes up to `max_images` images of the split (spread evenly over it)
     and writes `usage.png` (`tf_vqvae.visualize.usage_plot`: positions per
     code index), `top_codes.png` and `bottom_codes.png` (the `num_codes`
-    most and least used codes among those used, one row per code of
-    `patches_per_code` input patches whose code it is, with their context:
-    `tf_vqvae.visualize.code_grid`) and `usage.json` (the counts). Uses
-    only the `CodeModel` contract (`encode`, `downsampling_factor`,
-    `num_embeddings`).
+    most and least used codes among those used, one row per code: the
+    `patches_per_code` input patches, with their context, whose encoder
+    output is nearest to the code's vector, nearest first:
+    `tf_vqvae.evaluation.nearest_positions`, `tf_vqvae.visualize.code_grid`)
+    and `usage.json` (the counts, the codes shown and, per code shown, its
+    patches' positions `(image, i, j)` among the encoded images and their
+    distances). For a quantizer with several levels (residual VQ) the
+    counts and the codes are the first level's. Uses only the `CodeModel`
+    contract (`encode`, `latents`, `quantizer.lookup`,
+    `downsampling_factor`, `num_embeddings`).
 
     Returns:
         name -> path of each file.
@@ -573,12 +578,13 @@ def inspect(
     )
     _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
     images = artifacts.spread_sample(loaded, max_images)
-    codes = np.concatenate(
-        [
-            vqvae.encode(images[start : start + batch_size]).numpy()
-            for start in range(0, len(images), batch_size)
-        ]
-    )
+    batches = [
+        images[start : start + batch_size]
+        for start in range(0, len(images), batch_size)
+    ]
+    codes = np.concatenate([vqvae.encode(batch).numpy() for batch in batches])
+    if vqvae.quantizer.num_levels > 1:
+        codes = codes[..., 0]
     k = vqvae.num_embeddings
     counts = np.bincount(codes.reshape(-1), minlength=k)
     by_use = np.argsort(-counts, kind="stable")
@@ -587,15 +593,19 @@ def inspect(
         "top_codes": used[:num_codes],
         "bottom_codes": used[::-1][:num_codes],
     }
+    shown = np.unique(np.concatenate(list(selections.values())))
+    positions, distances = nearest_positions(
+        vqvae, batches, shown, patches_per_code
+    )
+    nearest = {int(code): row for row, code in enumerate(shown)}
     out_dir = os.path.join(model_dir, CODES_DIR)
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     for name, selected in selections.items():
         grid = code_grid(
             images,
-            codes,
-            [int(code) for code in selected],
-            counts,
+            [positions[nearest[int(code)]] for code in selected],
+            [f"code {code}: {counts[code]}" for code in selected],
             vqvae.downsampling_factor,
             patches_per_code=patches_per_code,
         )
@@ -610,6 +620,13 @@ def inspect(
         "counts": counts.tolist(),
         "top_codes": selections["top_codes"].tolist(),
         "bottom_codes": selections["bottom_codes"].tolist(),
+        "nearest": {
+            str(code): {
+                "positions": positions[row].tolist(),
+                "distances": distances[row].tolist(),
+            }
+            for code, row in nearest.items()
+        },
     }
     written["counts"] = atomic.write_text(
         os.path.join(out_dir, "usage.json"), json.dumps(summary) + "\n"
