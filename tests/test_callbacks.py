@@ -463,6 +463,39 @@ def test_codebook_health_numbers_equal_a_numpy_recount(
     assert text.string_val[0].decode() == lines[-1]
 
 
+def test_codebook_health_counts_every_level_of_a_residual_quantizer(
+    tmp_path, capsys
+):
+    """Residual VQ pools its levels' codebooks (`num_levels * K` codes): the
+    verdict's numbers are a numpy recount of code `l * K + k` over levels."""
+    images = photo_patches(size=16, count=32, seed=2)
+    model = VQVAE(
+        **TINY,
+        quantizer="rvq",
+        quantizer_options={"num_quantizers": 3, "rvq_quantizer": "vq"},
+        **COLLAPSING,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.0))
+    health = tb.CodebookHealth(min_usage=1.0, min_perplexity=1.0)
+    model.fit(
+        images,
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[health],
+    )
+    codes = model.encode(images).numpy()
+    pooled = codes + 16 * np.arange(3)
+    used, perplexity = _numpy_usage(pooled, 48)
+    verdict = health.verdict
+    assert verdict.num_embeddings == 48
+    assert (verdict.used_codes, verdict.dead_codes) == (used, 48 - used)
+    np.testing.assert_allclose(verdict.perplexity, perplexity, rtol=1e-5)
+    match = _MESSAGE.match(capsys.readouterr().err.strip())
+    assert match.groups()[1:4] == (str(used), "48", str(48 - used))
+
+
 def test_codebook_health_keeps_earlier_epochs_of_a_resumed_run(tmp_path):
     path = tmp_path / "health.json"
     logs = {"epoch_codebook_usage": 0.5, "dead_codes": 8, "epoch_perplexity": 6}

@@ -555,6 +555,18 @@ def _check_fraction(name: str, value) -> float:
     return float(value)
 
 
+def _pooled_codes(model) -> int:
+    """The number of codes the pooled epoch metrics count: K, or
+    `num_levels * K` for a multi-level quantizer with a codebook per level
+    (the rows of `quantizer.codebook()`, as `CodebookUsage` pools them)."""
+    quantizer = getattr(model, "quantizer", None)
+    built = getattr(quantizer, "built", False)
+    codebook = quantizer.codebook() if built else None
+    if codebook is None:
+        return int(model.num_embeddings)
+    return int(codebook.shape[0])
+
+
 class CodebookHealth(keras.callbacks.Callback):
     """After each epoch, checks the codebook's usage and acts on a collapse.
 
@@ -675,7 +687,7 @@ class CodebookHealth(keras.callbacks.Callback):
                 f"Received: logs keys {sorted(logs)}"
             )
         model = self.vqvae or self.model
-        k = int(model.num_embeddings)
+        k = _pooled_codes(model)
         used = int(round(float(logs["epoch_codebook_usage"]) * k))
         dead = int(round(float(logs["dead_codes"])))
         perplexity = float(logs["epoch_perplexity"])
