@@ -56,6 +56,20 @@ def test_code_phonemes_matches_a_brute_force_scan():
         )
 
 
+def test_phonemes_per_code_follows_each_utterances_code_count():
+    alignments = [np.array([[0, 100, 3]]), np.array([[64, 128, 2]])]
+    codes = [np.zeros(3, np.int32), np.zeros((2, 4), np.int32)]
+    result = sm.phonemes_per_code(alignments, codes)
+    np.testing.assert_array_equal(result[0], [3, 3, -1])
+    np.testing.assert_array_equal(result[1], [-1, 2])
+    message = (
+        "`alignments` and `codes_list` must have one array per utterance "
+        "each. Received: 2 and 1 arrays."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        sm.phonemes_per_code(alignments, codes[:1])
+
+
 @pytest.mark.parametrize(
     "alignment, error, message",
     [

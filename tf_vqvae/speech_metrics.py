@@ -8,6 +8,7 @@ accuracy of that mapping on held-out speech is compared with the
 most-frequent-phoneme baseline (the paper: 49.3% against 7.2%, 41 classes).
 
     code_phonemes(alignment, num_codes)      -> phoneme id per code (-1: none)
+    phonemes_per_code(alignments, codes)     -> the same per utterance
     fit_code_to_phoneme(codes, phonemes, K)  -> mapping: code -> phoneme id
     phoneme_accuracy(mapping, codes, phonemes) -> PhonemeAccuracy
 
@@ -41,6 +42,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from tf_vqvae.arg_checks import check_int, describe
 
@@ -78,7 +80,7 @@ def _check_alignment(alignment) -> np.ndarray:
 
 
 def code_phonemes(
-    alignment, num_codes: int, samples_per_code: int = 64
+    alignment: ArrayLike, num_codes: int, samples_per_code: int = 64
 ) -> np.ndarray:
     """The phoneme id at the centre of each code: int32 `(num_codes,)`.
 
@@ -120,6 +122,37 @@ def code_phonemes(
     result = np.full(num_codes, NO_PHONEME, np.int32)
     result[covered] = ids[row[covered]]
     return result
+
+
+def phonemes_per_code(
+    alignments: Sequence, codes_list: Sequence, samples_per_code: int = 64
+) -> list[np.ndarray]:
+    """`code_phonemes` of each utterance, as long as its codes.
+
+    Args:
+        alignments: per utterance, int `(num_phonemes, 3)`.
+        codes_list: per utterance, its codes `(num_codes,)` or
+            `(num_codes, num_levels)`; only their number is used.
+        samples_per_code: waveform samples per code.
+
+    Returns:
+        Per utterance, int32 `(num_codes,)`: the `phoneme_list` that
+        `fit_code_to_phoneme` and `phoneme_accuracy` take.
+
+    Raises:
+        ValueError: when the two lists differ in length, or as
+            `code_phonemes`.
+    """
+    if len(alignments) != len(codes_list):
+        raise ValueError(
+            "`alignments` and `codes_list` must have one array per "
+            f"utterance each. Received: {len(alignments)} and "
+            f"{len(codes_list)} arrays."
+        )
+    return [
+        code_phonemes(alignment, len(np.asarray(codes)), samples_per_code)
+        for alignment, codes in zip(alignments, codes_list)
+    ]
 
 
 def _first_level(codes, name: str) -> np.ndarray:
@@ -255,7 +288,7 @@ class PhonemeAccuracy:
 
 
 def phoneme_accuracy(
-    mapping, codes_list: Sequence, phoneme_list: Sequence
+    mapping: ArrayLike, codes_list: Sequence, phoneme_list: Sequence
 ) -> PhonemeAccuracy:
     """Scores a code -> phoneme mapping against aligned phonemes.
 
@@ -300,7 +333,7 @@ def phoneme_accuracy(
 
 # ------------------------------------------------------------------ log-mel
 def log_mel_spectrogram(
-    waveform,
+    waveform: ArrayLike | tf.Tensor,
     sample_rate: int = 16_000,
     frame_length: int = 400,
     frame_step: int = 160,
@@ -477,7 +510,7 @@ class SpeakerClassifier(keras.Model):
         # `predict_speakers`, set past Keras' tracking: not state to save.
         object.__setattr__(self, "_predict_one", None)
 
-    def features(self, waveforms) -> tf.Tensor:
+    def features(self, waveforms: ArrayLike | tf.Tensor) -> tf.Tensor:
         """`log_mel_spectrogram` with this model's settings:
         `(batch, frames, num_mel_bins)`."""
         return log_mel_spectrogram(
@@ -609,11 +642,11 @@ def _crops(waveforms, order, segment_length: int, rng) -> np.ndarray:
 
 def train_speaker_classifier(
     waveforms: Sequence[np.ndarray],
-    speakers,
+    speakers: ArrayLike,
     num_speakers: int,
     *,
     test_waveforms: Sequence[np.ndarray] | None = None,
-    test_speakers=None,
+    test_speakers: ArrayLike | None = None,
     test_fraction: float = 0.2,
     segment_length: int = 16_000,
     epochs: int = 30,
@@ -746,9 +779,9 @@ def conversion_scores(
     source_alignments: Sequence,
     converted_codes: Sequence,
     reconstruction_codes: Sequence,
-    mapping,
-    predicted_speakers,
-    target_speakers,
+    mapping: ArrayLike,
+    predicted_speakers: ArrayLike,
+    target_speakers: ArrayLike,
     samples_per_code: int = 64,
 ) -> ConversionScores:
     """Scores voice conversion: the target voice, and the content kept.
@@ -809,10 +842,9 @@ def conversion_scores(
         )
 
     def agreement(codes_list) -> float:
-        phonemes = [
-            code_phonemes(alignment, len(np.asarray(codes)), samples_per_code)
-            for alignment, codes in zip(source_alignments, codes_list)
-        ]
+        phonemes = phonemes_per_code(
+            source_alignments, codes_list, samples_per_code
+        )
         return phoneme_accuracy(mapping, codes_list, phonemes).accuracy
 
     converted = agreement(converted_codes)
