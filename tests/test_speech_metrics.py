@@ -574,19 +574,28 @@ def test_train_speaker_classifier_separates_synthetic_speakers(
 
 def test_train_speaker_classifier_holds_out_a_share_of_each_speaker():
     waveforms, speakers = synthetic_speakers(5, seed=2)
-    result = sm.train_speaker_classifier(
-        waveforms,
-        speakers,
-        num_speakers=4,
-        test_fraction=0.4,
-        segment_length=3200,
-        epochs=1,
-        batch_size=8,
-        num_hiddens=4,
-        num_layers=1,
-    )
+
+    def train():
+        return sm.train_speaker_classifier(
+            waveforms,
+            speakers,
+            num_speakers=4,
+            test_fraction=0.4,
+            segment_length=3200,
+            epochs=1,
+            batch_size=8,
+            num_hiddens=4,
+            num_layers=1,
+        )
+
+    result = train()
     assert result.num_test == 4 * 2
     assert 0.0 <= result.accuracy <= 1.0
+    # The same seed gives the same split, crops and weights.
+    again = train()
+    assert again.accuracy == result.accuracy
+    for a, b in zip(result.model.weights, again.model.weights):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_train_speaker_classifier_rejects_bad_inputs():
