@@ -20,6 +20,7 @@ PUBLIC = [
     "PixelCNNPrior",
     "ResidualVectorQuantizer",
     "ResidualStack",
+    "SpeakerClassifier",
     "VQVAE",
     "VectorQuantizer",
     "VectorQuantizerEMA",

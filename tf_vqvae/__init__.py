@@ -24,6 +24,7 @@ _PUBLIC = {
     "PixelCNNPrior": "tf_vqvae.prior",
     "ResidualVectorQuantizer": "tf_vqvae.quantizers",
     "ResidualStack": "tf_vqvae.networks",
+    "SpeakerClassifier": "tf_vqvae.speech_metrics",
     "VQVAE": "tf_vqvae.vqvae",
     "VectorQuantizer": "tf_vqvae.quantizers",
     "VectorQuantizerEMA": "tf_vqvae.quantizers",
