@@ -1,15 +1,17 @@
 """SavedModel export of 1D audio models: the signature contract, parity with
 Keras, speaker conditioning, in-graph validation of bad requests."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests import serving
-from tests.export_testing import assertion_message
+from tests.export_testing import assertion_message, run_isolated
 from tests.test_audio_model import TINY_AUDIO, chirp
 from tf_vqvae import VQVAE
-from tf_vqvae.export import manifest, saved_model
+from tf_vqvae.export import manifest, saved_model, tflite
 
 SAMPLES = 512
 CODES = SAMPLES // 64
@@ -159,13 +161,107 @@ def test_bad_requests_are_invalid_argument(exported):
         session.close()
 
 
-def test_tflite_still_refuses_audio_models(exported, tmp_path):
-    from tf_vqvae.export import tflite
+_ISOLATED_LITERT = """
+import json
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-    model = exported[0]
-    with pytest.raises(ValueError) as error:
-        tflite.export_tflite(model, tmp_path / "tflite")
-    assert str(error.value) == (
-        "This export supports image models (spatial_dims=2). Received: "
-        f"model.modality='audio', model.example_shape=({SAMPLES}, 1)"
+out_dir, data_path, out_path = sys.argv[1:4]
+data = np.load(data_path)
+extra = {"speaker": data["speaker"]} if "speaker" in data else {}
+results = {}
+for name in sorted(os.listdir(out_dir)):
+    if not name.endswith(".tflite"):
+        continue
+    interpreter = Interpreter(model_path=os.path.join(out_dir, name))
+    (key,) = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner(key)
+    if key == "decode":
+        results[name] = runner(codes=data["codes"], **extra)["waveforms"]
+    else:
+        results[name] = runner(waveforms=data["waveforms"])["codes"]
+np.savez(out_path, **results)
+print(json.dumps(sorted(results)))
+"""
+
+
+@pytest.mark.parametrize(
+    "num_speakers",
+    [pytest.param(None, marks=pytest.mark.slow), 2],
+    ids=["plain", "speakers"],
+)
+def test_tflite_builtins_match_keras_in_litert(num_speakers, tmp_path):
+    """Decoding speech in another voice on a device: the speaker model in
+    the default suite, the plain one (the same path without `speaker`)
+    with the slow tests."""
+    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+    waves = chirp(batch=3)[..., 0]
+    speaker = None if num_speakers is None else np.array([1, 0, 1], "int32")
+    model.encode(waves[..., None])
+    files = tflite.export_tflite(
+        model,
+        tmp_path / "tflite",
+        quantization=("float32", "float16", "int8"),
+        representative_images=chirp(batch=8, seed=1)[..., 0],
     )
+    names = [
+        "decoder_float16.tflite",
+        "decoder_float32.tflite",
+        "decoder_int8.tflite",
+        "encoder_float32.tflite",
+    ]
+    assert sorted(files) == names
+    speaker_spec = (
+        {}
+        if speaker is None
+        else {"speaker": {"dtype": "int32", "shape": [-1]}}
+    )
+    contract = tflite.signature_contract(tmp_path / "tflite")
+    assert contract["decoder_float32.tflite"] == {
+        "decode": {
+            "inputs": {
+                "codes": {"dtype": "int32", "shape": [-1, CODES]},
+                **speaker_spec,
+            },
+            "outputs": {
+                "waveforms": {"dtype": "float32", "shape": [-1, SAMPLES]}
+            },
+        }
+    }
+    assert contract["encoder_float32.tflite"] == {
+        "encode": {
+            "inputs": {
+                "waveforms": {"dtype": "float32", "shape": [-1, SAMPLES]}
+            },
+            "outputs": {"codes": {"dtype": "int32", "shape": [-1, CODES]}},
+        }
+    }
+    ops = manifest.read_manifest(tmp_path / "tflite")["ops"]
+    for name in names:
+        assert not any(op.startswith("Flex") for op in ops[name]), ops[name]
+
+    codes = np.asarray(model.encode(waves[..., None]))
+    data = {"waveforms": waves, "codes": codes}
+    if speaker is not None:
+        data["speaker"] = speaker
+    np.savez(tmp_path / "data.npz", **data)
+    stdout = run_isolated(
+        _ISOLATED_LITERT,
+        str(tmp_path / "tflite"),
+        str(tmp_path / "data.npz"),
+        str(tmp_path / "out.npz"),
+    )
+    assert json.loads(stdout) == names
+    results = np.load(tmp_path / "out.npz")
+    reference = np.asarray(model.decode(codes, speaker))[..., 0]
+    np.testing.assert_array_equal(results["encoder_float32.tflite"], codes)
+    np.testing.assert_allclose(
+        results["decoder_float32.tflite"], reference, rtol=0, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        results["decoder_float16.tflite"], reference, rtol=0, atol=1e-3
+    )
+    int8 = results["decoder_int8.tflite"]
+    assert int8.shape == reference.shape
+    # Within a few percent of the waveforms' full scale [-1, 1].
+    assert float(np.max(np.abs(int8 - reference))) < 0.05

@@ -594,7 +594,12 @@ class VQVAE(keras.Model):
     def _encode_vectors(self, images, training=None) -> tf.Tensor:
         images, unchecked = self._as_inputs(images)
         if not self.built:
-            self.build(images.shape)
+            shape = images.shape
+            if self.num_speakers is not None:
+                # Built from `encode`: recorded as the call's dict, which
+                # Keras' default export signature calls the model with.
+                shape = {"audio": shape, "speaker": shape[:1]}
+            self.build(shape)
         self._check_images(images)
         self._record_example_shape(images.shape)
         if self.check_finite:
