@@ -94,6 +94,22 @@ def test_mu_law_matches_numpy():
     )
 
 
+def test_mu_law_agrees_with_the_numpy_audio_module():
+    """The model's TF mu-law and the data side's numpy one
+    (`tf_vqvae.audio`) give the same classes and bin centres."""
+    audio = pytest.importorskip("tf_vqvae.audio")
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-1, 1, 5000), rng.normal(0, 0.01, 5000)])
+    x = x.astype("float32")
+    np.testing.assert_array_equal(
+        likelihoods.mu_law_encode(x), audio.mu_law_encode(x)
+    )
+    every = np.arange(256)
+    np.testing.assert_allclose(
+        likelihoods.mu_law_decode(every), audio.mu_law_decode(every), atol=1e-6
+    )
+
+
 # ----------------------------------------------------------------- model
 @pytest.mark.parametrize("num_speakers", [None, 3], ids=["plain", "speakers"])
 def test_shapes_and_64x_downsampling(num_speakers):
