@@ -354,6 +354,13 @@ def test_bad_inputs_have_clear_messages():
             "Received: num_speakers=0 (of type int).",
         ),
         (
+            lambda: VQVAE(example_shape=(512,), **TINY_AUDIO),
+            ValueError,
+            "`example_shape` must be None or 2 positive integers (*spatial, "
+            "channels), e.g. (16384, 1) (a spatial size may be None). "
+            "Received: example_shape=(512,) (of type tuple).",
+        ),
+        (
             lambda: VQVAE(modality="speech"),
             ValueError,
             "`modality` must be 'image' or 'audio'. "

@@ -473,7 +473,7 @@ class VQVAE(keras.Model):
             raise ValueError(
                 f"`example_shape` must be None or {rank} positive integers "
                 "(*spatial, channels), e.g. "
-                f"{(32,) * self.spatial_dims + (3,)} (a spatial size may be "
+                f"{self._example_input()[1:]} (a spatial size may be "
                 f"None). {describe('example_shape', example_shape)}"
             )
         return tuple(example_shape)
@@ -489,7 +489,8 @@ class VQVAE(keras.Model):
     def _example_input(self) -> tuple:
         if self.modality == "audio":
             return (None, 16384, 1)
-        channels = self.image_channels or 3
+        # Before `build` (e.g. checking `example_shape`): RGB.
+        channels = getattr(self, "image_channels", None) or 3
         return (None,) + (32,) * self.spatial_dims + (channels,)
 
     def _split_inputs(self, inputs):
