@@ -101,6 +101,17 @@ def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
     )
 
 
+def _as_float_waveforms(waveforms) -> tf.Tensor:
+    """float32 waveforms (floats cast, range not checked)."""
+    waveforms = tf.convert_to_tensor(waveforms)
+    if not waveforms.dtype.is_floating:
+        raise TypeError(
+            "Waveforms must be floating point in [-1, 1]. "
+            f"Received: waveforms.dtype={waveforms.dtype.name}"
+        )
+    return tf.cast(waveforms, "float32")
+
+
 def as_waveforms(waveforms) -> tf.Tensor:
     """float32 waveforms in [-1, 1], checked.
 
@@ -109,13 +120,7 @@ def as_waveforms(waveforms) -> tf.Tensor:
         ValueError: for values outside [-1, 1] (in a graph,
             `InvalidArgumentError`).
     """
-    waveforms = tf.convert_to_tensor(waveforms)
-    if not waveforms.dtype.is_floating:
-        raise TypeError(
-            "Waveforms must be floating point in [-1, 1]. "
-            f"Received: waveforms.dtype={waveforms.dtype.name}"
-        )
-    return check_waveform_range(tf.cast(waveforms, "float32"))
+    return check_waveform_range(_as_float_waveforms(waveforms))
 
 
 def to_unit_range(images) -> tf.Tensor:
@@ -582,13 +587,7 @@ class VQVAE(keras.Model):
     def _as_inputs(self, inputs) -> tuple[tf.Tensor, bool]:
         """float32 inputs, and whether their range is still to check."""
         if self.modality == "audio":
-            waveforms = tf.convert_to_tensor(inputs)
-            if not waveforms.dtype.is_floating:
-                raise TypeError(
-                    "Waveforms must be floating point in [-1, 1]. "
-                    f"Received: waveforms.dtype={waveforms.dtype.name}"
-                )
-            return tf.cast(waveforms, "float32"), True
+            return _as_float_waveforms(inputs), True
         images = tf.convert_to_tensor(inputs)
         return _as_float(images), images.dtype != tf.uint8
 
