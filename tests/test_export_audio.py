@@ -265,3 +265,44 @@ def test_tflite_builtins_match_keras_in_litert(num_speakers, tmp_path):
     assert int8.shape == reference.shape
     # Within a few percent of the waveforms' full scale [-1, 1].
     assert float(np.max(np.abs(int8 - reference))) < 0.05
+
+
+def test_sample_signature_decodes_as_the_requested_speaker(tmp_path):
+    """`sample` with a sampler of one's own (`sample_fn`; a WaveNet prior
+    plugs in the same way): codes, and their waveforms as `speaker`."""
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    model.encode(chirp(batch=1))
+
+    def sample_fn(num, seed):
+        shape = tf.stack([num, CODES])
+        return tf.random.stateless_uniform(
+            shape, tf.stack([seed, 0]), maxval=16, dtype="int32"
+        )
+
+    version_dir = saved_model.export_saved_model(
+        model, tmp_path, "speech", sample_fn=sample_fn, max_batch_size=4
+    )
+    assert saved_model.signature_contract(version_dir)["sample"] == {
+        "inputs": {
+            "num": {"dtype": "int32", "shape": []},
+            "seed": {"dtype": "int32", "shape": []},
+            "speaker": {"dtype": "int32", "shape": [-1]},
+        },
+        "outputs": {
+            "codes": {"dtype": "int32", "shape": [-1, CODES]},
+            "waveforms": {"dtype": "float32", "shape": [-1, SAMPLES]},
+        },
+    }
+    sample = saved_model.load(version_dir).signatures["sample"]
+    speaker = tf.constant([1, 0, 1])
+    out = sample(num=tf.constant(3), seed=tf.constant(7), speaker=speaker)
+    expected = sample_fn(tf.constant(3), tf.constant(7))
+    np.testing.assert_array_equal(out["codes"], expected)
+    np.testing.assert_allclose(
+        out["waveforms"], model.decode(expected, speaker)[..., 0], atol=1e-6
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        sample(num=tf.constant(2), seed=tf.constant(7), speaker=speaker)
+    assert assertion_message(info.value.message) == (
+        "`speaker` must have shape (num,). Received: speaker.shape=(3,), num=2."
+    )
