@@ -10,6 +10,7 @@ import tensorflow as tf
 from tf_vqvae import VQVAE, likelihoods
 from tf_vqvae.evaluation import (
     bits_per_sample,
+    evaluate_audio_model,
     reconstruction_bits_per_sample,
 )
 
@@ -416,6 +417,49 @@ def test_bits_per_sample_matches_numpy():
         reconstruction_bits_per_sample(
             VQVAE(num_embeddings=4, embedding_dim=2, num_hiddens=4), waves
         )
+
+
+def test_evaluate_audio_model_over_a_dataset_matches_numpy():
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=6, seed=3)
+    speakers = np.array([0, 1, 1, 0, 1, 0], "int32")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"audio": waves, "speaker": speakers}
+    ).batch(4)
+    results = evaluate_audio_model(model, dataset)
+    codes = model.encode(waves)
+    logits = np.asarray(model.decoder_outputs(codes, speakers), "float64")
+    log_px = np.take_along_axis(
+        np_log_softmax(logits), np_mu_law_encode(waves[..., 0])[..., None], -1
+    ).sum()
+    samples = waves.size
+    decoded = (
+        np.exp(np_log_softmax(logits)) * np_mu_law_decode(np.arange(256))
+    ).sum(-1)
+    error = ((decoded - waves[..., 0]) ** 2).sum()
+    expected = {
+        "likelihood": "mu_law",
+        "num_waveforms": 6,
+        "num_samples": samples,
+        "reconstruction_bits_per_sample": -log_px / (samples * np.log(2)),
+        "bits_per_sample_uniform_prior": -log_px / (samples * np.log(2))
+        + 6 * (SAMPLES // 64) * 4 / samples,
+        "bits_per_sample_prior": None,
+        "mse": error / samples,
+        "snr_db": 10 * np.log10((waves**2).sum() / error),
+        "num_levels": 1,
+        "bits_per_position_uniform_prior": 4.0,
+    }
+    for key, value in expected.items():
+        if isinstance(value, float):
+            # atol: an untrained decoder's SNR is about 0 dB.
+            np.testing.assert_allclose(
+                results[key], value, rtol=1e-4, atol=1e-5
+            )
+        else:
+            assert results[key] == value, key
+    counts = np.bincount(np.asarray(codes).ravel(), minlength=16)
+    assert results["codebook_usage"] == (counts > 0).mean()
 
 
 # --------------------------------------------------------------- precision

@@ -429,6 +429,101 @@ def evaluate_model(
     }
 
 
+def _split_audio_element(element):
+    """`(waveforms, speakers or None)` of an audio dataset element."""
+    if isinstance(element, dict):
+        return element["audio"], element.get("speaker")
+    return element, None
+
+
+def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
+    """The numbers of `vqvae evaluate` for an audio model, over a dataset.
+
+    Args:
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        dataset: batches `{"audio": (batch, samples, 1), "speaker":
+            (batch,)}` (`tf_vqvae.data.audio_pipeline`) or waveform batches.
+            The speakers go to the decoder when it has speakers, and to the
+            prior as labels when it is conditional.
+        prior: optional `CodePrior` over the model's codes.
+
+    Returns:
+        A dict of Python numbers and strings: `likelihood` (`"mu_law"`),
+        `num_waveforms`, `num_samples`, `bits_per_sample_uniform_prior`,
+        `bits_per_sample_prior` (`None` without a prior),
+        `reconstruction_bits_per_sample` (`-log2 p(x|z)` alone), `mse` and
+        `snr_db` of the decoded waveforms (the expected value of each
+        sample) against the input, `num_levels`,
+        `bits_per_position_uniform_prior`, `perplexity` and
+        `codebook_usage` (codes pooled over the dataset and the levels).
+
+    Raises:
+        ValueError: for an empty dataset or a prior that does not match.
+    """
+    num_levels = int(vqvae.quantizer.num_levels)
+    counts = np.zeros((num_levels, vqvae.num_embeddings))
+    log_px_sum = uniform_sum = prior_sum = 0.0
+    signal = squared_error = 0.0
+    num_waveforms = num_samples = 0
+    for element in dataset:
+        waveforms, speakers = _split_audio_element(element)
+        waveforms = as_waveforms(waveforms)
+        decoder_speakers = speakers if vqvae.num_speakers else None
+        codes = vqvae.encode(waveforms)
+        _check_prior(vqvae, prior, codes)
+        log_px_sum += float(
+            tf.reduce_sum(
+                waveform_log_prob(vqvae, waveforms, codes, decoder_speakers)
+            )
+        )
+        uniform_sum += float(
+            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
+        )
+        if prior is not None:
+            labels = speakers if prior.num_classes is not None else None
+            prior_sum += float(
+                tf.reduce_sum(
+                    prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+                )
+            )
+        if decoder_speakers is None:
+            decoded = vqvae.decode(codes)
+        else:
+            decoded = vqvae.decode(codes, speaker=decoder_speakers)
+        squared_error += float(tf.reduce_sum(tf.square(decoded - waveforms)))
+        signal += float(tf.reduce_sum(tf.square(waveforms)))
+        num_waveforms += int(waveforms.shape[0])
+        num_samples += int(np.prod(waveforms.shape))
+        counts += level_code_counts(
+            codes, vqvae.num_embeddings, num_levels
+        ).numpy()
+    if num_samples == 0:
+        raise ValueError("`dataset` must not be empty.")
+
+    def to_bits(total):
+        return -total / (num_samples * LN2)
+
+    perplexity, usage = _usage(counts.sum(axis=0))
+    return {
+        "likelihood": likelihood_name(vqvae),
+        "num_waveforms": num_waveforms,
+        "num_samples": num_samples,
+        "bits_per_sample_uniform_prior": to_bits(log_px_sum + uniform_sum),
+        "bits_per_sample_prior": (
+            to_bits(log_px_sum + prior_sum) if prior is not None else None
+        ),
+        "reconstruction_bits_per_sample": to_bits(log_px_sum),
+        "mse": squared_error / num_samples,
+        "snr_db": 10.0 * math.log10(max(signal, 1e-12))
+        - 10.0 * math.log10(max(squared_error, 1e-12)),
+        "num_levels": num_levels,
+        "bits_per_position_uniform_prior": num_levels
+        * math.log2(vqvae.num_embeddings),
+        "perplexity": perplexity,
+        "codebook_usage": usage,
+    }
+
+
 def format_evaluation(results: dict) -> str:
     """`evaluate_model`'s results as a two-column markdown table."""
     lines = ["| metric | value |", "|---|---|"]
