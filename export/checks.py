@@ -191,6 +191,35 @@ def check_unit_range(
         return tf.identity(tensor)
 
 
+def check_waveform_range(
+    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects samples outside [-1, 1]; returns `tensor` after the check.
+
+    Passes when `valid` is false, as `check_unit_range`.
+    """
+    flat = tf.reshape(tensor, [-1])
+    low = tf.reduce_min(flat)
+    high = tf.reduce_max(flat)
+    check = _assert(
+        tf.logical_or(
+            tf.logical_not(valid),
+            tf.logical_and(low >= -1.0, high <= 1.0),
+        ),
+        [
+            f"`{name}` must be in [-1, 1] (divide 16-bit PCM by 32768). "
+            "Received: min=",
+            tf.strings.as_string(low, shortest=True),
+            ", max=",
+            tf.strings.as_string(high, shortest=True),
+            ".",
+        ],
+        f"check_{name}_range",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
 def check_codes(
     codes: tf.Tensor,
     num_embeddings: int,
@@ -306,8 +335,13 @@ def check_labels(
     num: tf.Tensor,
     num_classes: int,
     valid: tf.Tensor | bool = True,
+    name: str = "labels",
+    classes_name: str = "num_classes",
+    count_name: str = "num",
 ) -> tf.Tensor:
-    """Checks class labels: shape `(num,)`, values in `[0, num_classes)`."""
+    """Checks class labels: shape `(num,)`, values in `[0, num_classes)`
+    (also speaker ids `(batch,)`: `name="speaker"`,
+    `classes_name="num_speakers"`, `count_name="batch"`)."""
     shape = tf.shape(labels)
     padded = tf.pad(shape, [[0, 1]])
     shape_ok = tf.logical_and(
@@ -316,13 +350,14 @@ def check_labels(
     check_shape = _assert(
         tf.logical_or(tf.logical_not(valid), shape_ok),
         [
-            "`labels` must have shape (num,). Received: labels.shape=",
+            f"`{name}` must have shape ({count_name},). Received: "
+            f"{name}.shape=",
             shape_string(shape),
-            ", num=",
+            f", {count_name}=",
             tf.strings.as_string(num),
             ".",
         ],
-        "check_labels_shape",
+        f"check_{name}_shape",
     )
     flat = tf.reshape(labels, [-1])
     low = tf.reduce_min(tf.pad(flat, [[0, 1]]))
@@ -333,14 +368,14 @@ def check_labels(
             tf.logical_not(tf.logical_and(valid, shape_ok)), range_ok
         ),
         [
-            f"`labels` must be integers in [0, {num_classes}) "
-            f"(num_classes={num_classes}). Received: min=",
+            f"`{name}` must be integers in [0, {num_classes}) "
+            f"({classes_name}={num_classes}). Received: min=",
             tf.strings.as_string(low),
             ", max=",
             tf.strings.as_string(high),
             ".",
         ],
-        "check_labels_range",
+        f"check_{name}_range",
     )
     with tf.control_dependencies([check_shape, check_range]):
         return tf.identity(labels)

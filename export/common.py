@@ -28,8 +28,9 @@ from tf_vqvae.version import __version__
 AUTO = "auto"
 
 
-def check_model(model) -> None:
-    """Raises unless `model` is a built 2D `CodeModel` (e.g. `VQVAE`)."""
+def check_model(model, audio: bool = False) -> None:
+    """Raises unless `model` is a built 2D image `CodeModel` (e.g.
+    `VQVAE`), or, where the target supports `audio`, a 1D audio one."""
     if not isinstance(model, CodeModel):
         raise TypeError(
             "`model` must be a tf_vqvae VQVAE (a "
@@ -41,9 +42,15 @@ def check_model(model) -> None:
             "`model` must be built before export: call it on a batch of "
             "images once, or load it with `keras.saving.load_model`."
         )
-    if len(model.example_shape) != 3:
+    if audio and model.modality == "audio":
+        return
+    if model.modality != "image" or len(model.example_shape) != 3:
+        supported = "image models (spatial_dims=2)"
+        if audio:
+            supported += " and audio models (modality='audio')"
         raise ValueError(
-            "Export supports image models (spatial_dims=2). Received: "
+            f"This export supports {supported}. Received: "
+            f"model.modality={model.modality!r}, "
             f"model.example_shape={model.example_shape}"
         )
 
@@ -54,21 +61,27 @@ class ExportShapes:
 
     Attributes:
         image_size: `(height, width)`; `None` entries accept any positive
-            multiple of `downsampling_factor`.
-        channels: image channels.
-        code_size: the code grid `(h, w)` (`None` where the image size is).
+            multiple of `downsampling_factor`. `(samples,)` for audio.
+        channels: image channels (1 for audio).
+        code_size: the code grid `(h, w)` (`None` where the image size is),
+            `(samples / downsampling_factor,)` for audio.
         downsampling_factor: image size / code grid size.
         num_embeddings: K, codes are in `[0, K)`.
         num_levels: codes per latent position (the quantizer's
             `num_levels`): more than 1 adds a trailing level axis to codes.
+        modality: `"image"` or `"audio"` (the model's).
+        num_speakers: the speakers the decoder is conditioned on, or
+            `None`.
     """
 
-    image_size: tuple[int | None, int | None]
+    image_size: tuple[int | None, ...]
     channels: int
-    code_size: tuple[int | None, int | None]
+    code_size: tuple[int | None, ...]
     downsampling_factor: int
     num_embeddings: int
     num_levels: int = 1
+    modality: str = "image"
+    num_speakers: int | None = None
 
     @property
     def decode_code_grid(self) -> tuple[int | None | tuple[int, int], ...]:
@@ -81,14 +94,22 @@ class ExportShapes:
 
     @property
     def code_axes(self) -> tuple[str, ...]:
-        """The names of the axes of `code_grid`."""
+        """The names of the axes of `decode_code_grid`."""
         levels = ("levels",) if self.num_levels > 1 else ()
+        if self.modality == "audio":
+            return ("length", *levels)
         return ("height", "width", *levels)
 
     def image_spec(self, dtype: tf.DType) -> tf.TensorSpec:
         """`images` `(batch, height, width, channels)` of `dtype`."""
         return tf.TensorSpec(
             (None, *self.image_size, self.channels), dtype, name="images"
+        )
+
+    def waveform_spec(self) -> tf.TensorSpec:
+        """`waveforms` float32 `(batch, samples)` (audio)."""
+        return tf.TensorSpec(
+            (None, *self.image_size), tf.float32, name="waveforms"
         )
 
     def codes_spec(self) -> tf.TensorSpec:
@@ -115,13 +136,15 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
             divisible by the downsampling factor.
     """
     factor = model.downsampling_factor
+    rank = len(model.example_shape) - 1
+    axes = "(samples,)" if model.modality == "audio" else "(height, width)"
     if isinstance(image_size, str) and image_size == AUTO:
-        image_size = tuple(model.example_shape[:2])
+        image_size = tuple(model.example_shape[:rank])
     elif image_size is None:
-        image_size = (None, None)
+        image_size = (None,) * rank
     elif (
         not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
+        or len(image_size) != rank
         or any(
             isinstance(s, bool) or not isinstance(s, int) or s < 1
             for s in image_size
@@ -129,13 +152,13 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
         or any(s % factor for s in image_size)
     ):
         raise ValueError(
-            "`image_size` must be None or (height, width), positive integers "
+            f"`image_size` must be None or {axes}, positive integers "
             f"divisible by 2**num_downsamples={factor}. "
             f"{describe('image_size', image_size)}"
         )
     channels = int(model.example_shape[-1])
     if None in image_size:
-        code_size = (None, None)
+        code_size = (None,) * rank
     else:
         code_size = model.code_shape((*image_size, channels))
     return ExportShapes(
@@ -145,6 +168,8 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
         downsampling_factor=factor,
         num_embeddings=int(model.num_embeddings),
         num_levels=int(model.quantizer.num_levels),
+        modality=model.modality,
+        num_speakers=model.num_speakers,
     )
 
 
@@ -195,6 +220,8 @@ def metadata(model, shapes: ExportShapes, **fields) -> dict:
             "image_channels": shapes.channels,
             "code_size": list(shapes.code_size),
             "num_levels": shapes.num_levels,
+            "modality": shapes.modality,
+            "num_speakers": shapes.num_speakers,
         },
         **fields,
     }

@@ -30,10 +30,28 @@ Signatures (batch is dimension 0 and dynamic; `H, W, C` the image size,
                      -> codes int32 (num, h, w), images float32
                      (only when a prior is given)
 
+Audio models (`VQVAE(modality="audio")`; `S` samples, `n = S / 64` codes
+with the paper's encoder):
+
+    serving_default  waveforms float32 (batch, S) in [-1, 1]
+                     [, speaker int32 (batch,)]
+                     -> reconstructions float32 (batch, S), codes int32
+                        (batch, n)
+    encode           waveforms float32 (batch, S) -> codes int32 (batch, n)
+    decode           codes int32 (batch, n) [, speaker int32 (batch,)]
+                     -> waveforms float32 (batch, S)
+    sample           num, seed [, labels] [, speaker int32 (num,)]
+                     -> codes int32 (num, n), waveforms float32 (num, S)
+
+`speaker` is there when the model is conditioned on speakers
+(`num_speakers`): decoding codes with another speaker's id converts the
+voice. Waveforms out are each sample's expected value (`VQVAE.decode`).
+
 Every signature validates its request in the graph (see `checks`): wrong
 rank or size (a level count outside [1, L] included), codes outside [0, K)
-(at any level), non-finite pixels or
-float pixels outside [0, 1], a batch above `max_batch_size`, `num` outside
+(at any level), non-finite pixels or float pixels outside [0, 1] (samples
+outside [-1, 1]), speaker ids outside [0, num_speakers), a batch above
+`max_batch_size`, `num` outside
 [1, max_batch_size] each raise `InvalidArgumentError` (HTTP 400 in TF
 Serving) with a message naming it.
 
@@ -67,8 +85,9 @@ class ServingFunctions:
     the `CodeModel` and `CodePrior` contracts (`tf_vqvae.contracts`).
 
     Args:
-        model: a built `VQVAE` (spatial_dims=2).
-        image_size: `(height, width)`; `"auto"` (default) for the model's
+        model: a built `VQVAE` (spatial_dims=2, or an audio model).
+        image_size: `(height, width)` (`(samples,)` for audio); `"auto"`
+            (default) for the model's
             `example_shape`; `None` for any size divisible by the
             downsampling factor (signature shapes then have `None` there).
         max_batch_size: largest accepted batch (and `num` for `sample`).
@@ -91,7 +110,7 @@ class ServingFunctions:
         sample_fn: Callable | None = None,
         num_labels: int | None = None,
     ):
-        common.check_model(model)
+        common.check_model(model, audio=True)
         check_int("max_batch_size", max_batch_size)
         if num_labels is not None:
             check_int("num_labels", num_labels)
@@ -136,7 +155,69 @@ class ServingFunctions:
             codes, self.shapes.num_embeddings, valid, self.shapes.num_levels
         )
 
+    def checked_waveforms(self, waveforms: tf.Tensor):
+        """`(waveforms, ok)` after the shape, finiteness and range checks."""
+        waveforms, valid = checks.check_grid(
+            waveforms,
+            "waveforms",
+            ("samples",),
+            self.shapes.image_size,
+            self.shapes.downsampling_factor,
+            self.max_batch_size,
+        )
+        waveforms = checks.check_finite(waveforms, "waveforms", valid)
+        waveforms = checks.check_waveform_range(waveforms, "waveforms", valid)
+        return waveforms, valid
+
+    def checked_speaker(
+        self, speaker: tf.Tensor, batch_of: tf.Tensor, valid=True
+    ) -> tf.Tensor:
+        """Speaker ids `(batch,)` of `batch_of`'s batch, each in
+        `[0, num_speakers)`."""
+        batch = tf.pad(tf.shape(batch_of), [[0, 1]])[0]
+        return checks.check_labels(
+            speaker,
+            batch,
+            self.shapes.num_speakers,
+            valid,
+            name="speaker",
+            classes_name="num_speakers",
+            count_name="batch",
+        )
+
     # --------------------------------------------------------- functions
+    def _decode(self, codes, speaker=None) -> tf.Tensor:
+        if speaker is None:
+            return self.model.decode(codes)
+        return self.model.decode(codes, speaker=speaker)
+
+    def reconstruct_waveforms(
+        self, waveforms, speaker=None, validate: bool = True
+    ) -> dict:
+        if validate:
+            waveforms, valid = self.checked_waveforms(waveforms)
+            if speaker is not None:
+                speaker = self.checked_speaker(speaker, waveforms, valid)
+        codes = self.model.encode(waveforms[..., None])
+        return {
+            "reconstructions": self._decode(codes, speaker)[..., 0],
+            "codes": codes,
+        }
+
+    def encode_waveforms(self, waveforms, validate: bool = True) -> dict:
+        if validate:
+            waveforms, _ = self.checked_waveforms(waveforms)
+        return {"codes": self.model.encode(waveforms[..., None])}
+
+    def decode_waveforms(
+        self, codes, speaker=None, validate: bool = True
+    ) -> dict:
+        if validate:
+            codes = self.checked_codes(codes)
+            if speaker is not None:
+                speaker = self.checked_speaker(speaker, codes)
+        return {"waveforms": self._decode(codes, speaker)[..., 0]}
+
     def _images(self, images, validate: bool) -> tf.Tensor:
         if validate:
             images = self.checked_images(images)
@@ -155,7 +236,9 @@ class ServingFunctions:
             codes = self.checked_codes(codes)
         return {"images": self.model.decode(codes)}
 
-    def sample(self, num, seed, labels=None, validate: bool = True) -> dict:
+    def sample(
+        self, num, seed, labels=None, speaker=None, validate: bool = True
+    ) -> dict:
         if validate:
             num, num_ok = checks.check_scalar_range(
                 num, "num", 1, self.max_batch_size
@@ -165,13 +248,79 @@ class ServingFunctions:
                 labels = checks.check_labels(
                     labels, num, self.num_labels, num_ok
                 )
+            if speaker is not None:
+                speaker = checks.check_labels(
+                    speaker,
+                    num,
+                    self.shapes.num_speakers,
+                    num_ok,
+                    name="speaker",
+                    classes_name="num_speakers",
+                )
         kwargs = {} if labels is None else {"labels": labels}
         codes = tf.cast(self.sample_fn(num, seed, **kwargs), tf.int32)
-        return {"codes": codes, "images": self.model.decode(codes)}
+        decoded = self._decode(codes, speaker)
+        if self.shapes.modality == "audio":
+            return {"codes": codes, "waveforms": decoded[..., 0]}
+        return {"codes": codes, "images": decoded}
 
     # ---------------------------------------------------------- endpoints
+    def _audio_endpoints(self) -> dict:
+        waveforms = self.shapes.waveform_spec()
+        codes = self.shapes.codes_spec()
+        encode = tf.function(
+            lambda waveforms: self.encode_waveforms(waveforms),
+            input_signature=[waveforms],
+        )
+        if self.shapes.num_speakers is None:
+            return {
+                "serving_default": tf.function(
+                    lambda waveforms: self.reconstruct_waveforms(waveforms),
+                    input_signature=[waveforms],
+                ),
+                "encode": encode,
+                "decode": tf.function(
+                    lambda codes: self.decode_waveforms(codes),
+                    input_signature=[codes],
+                ),
+            }
+        speaker = tf.TensorSpec((None,), tf.int32, name="speaker")
+        return {
+            "serving_default": tf.function(
+                lambda waveforms, speaker: self.reconstruct_waveforms(
+                    waveforms, speaker
+                ),
+                input_signature=[waveforms, speaker],
+            ),
+            "encode": encode,
+            "decode": tf.function(
+                lambda codes, speaker: self.decode_waveforms(codes, speaker),
+                input_signature=[codes, speaker],
+            ),
+        }
+
+    def _sample_endpoint(self) -> tf.types.experimental.PolymorphicFunction:
+        specs = [
+            tf.TensorSpec((), tf.int32, name="num"),
+            tf.TensorSpec((), tf.int32, name="seed"),
+        ]
+        if self.num_labels is not None:
+            specs.append(tf.TensorSpec((None,), tf.int32, name="labels"))
+        if self.shapes.num_speakers is not None:
+            specs.append(tf.TensorSpec((None,), tf.int32, name="speaker"))
+        names = [spec.name for spec in specs]
+        return tf.function(
+            lambda *inputs: self.sample(**dict(zip(names, inputs))),
+            input_signature=specs,
+        )
+
     def endpoints(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
         """`{signature name: tf.function with an input signature}`."""
+        if self.shapes.modality == "audio":
+            fns = self._audio_endpoints()
+            if self.sample_fn is not None:
+                fns["sample"] = self._sample_endpoint()
+            return fns
         float_images = self.shapes.image_spec(tf.float32)
         uint8_images = self.shapes.image_spec(tf.uint8)
         fns = {
@@ -292,6 +441,30 @@ def _warmup_inputs(functions: ServingFunctions) -> dict[str, dict]:
     levels = (shapes.num_levels,) if shapes.num_levels > 1 else ()
     code_size = (*(s // factor for s in size), *levels)
     images = (1, *size, shapes.channels)
+    if shapes.modality == "audio":
+        speaker = (
+            {}
+            if shapes.num_speakers is None
+            else {"speaker": tf.zeros((1,), tf.int32)}
+        )
+        waveforms = {"waveforms": tf.zeros((1, *size), tf.float32)}
+        requests = {
+            "serving_default": {**waveforms, **speaker},
+            "encode": waveforms,
+            "decode": {
+                "codes": tf.zeros((1, *code_size), tf.int32),
+                **speaker,
+            },
+        }
+        if functions.sample_fn is not None:
+            requests["sample"] = {
+                "num": tf.constant(1, tf.int32),
+                "seed": tf.constant(0, tf.int32),
+                **speaker,
+            }
+            if functions.num_labels is not None:
+                requests["sample"]["labels"] = tf.zeros((1,), tf.int32)
+        return requests
     requests = {
         "serving_default": {"images": tf.zeros(images, tf.float32)},
         "serving_uint8": {"images": tf.zeros(images, tf.uint8)},
@@ -377,8 +550,9 @@ def export_saved_model(
     """Exports `model` as `out_dir/model_name/version` for TF Serving.
 
     Args:
-        model: a built `VQVAE` with `spatial_dims=2` (any
-            `tf_vqvae.contracts.CodeModel`).
+        model: a built `VQVAE` with `spatial_dims=2` or an audio `VQVAE`
+            (any `tf_vqvae.contracts.CodeModel`; signatures of audio
+            models in the module docstring).
         out_dir: the model base directory TF Serving is pointed at, minus
             the model name (`--model_base_path=out_dir/model_name`).
         model_name: directory name, and the name in warm-up requests.
@@ -389,7 +563,8 @@ def export_saved_model(
             new version is complete before the old one is removed).
         max_batch_size: requests with a larger batch are rejected with
             `InvalidArgumentError`.
-        image_size: `(height, width)` accepted by the signatures. Default
+        image_size: `(height, width)` accepted by the signatures
+            (`(samples,)` for audio). Default
             `"auto"`: the size the model was trained on (its
             `example_shape`); `None` accepts any size divisible by
             `2**num_downsamples`.

@@ -15,6 +15,20 @@
     tflite/prior_sampler_float32.tflite   (optional, see `sampler_fn`)
     tflite/MANIFEST.json
 
+Audio models (`VQVAE(modality="audio")`, `S` samples, `n = S / 64` codes):
+
+    tflite/decoder_<q>.tflite       codes int32 (batch, n) [, speaker int32
+                                    (batch,)] -> waveforms float32
+                                    (batch, S), each sample's expected
+                                    value (`VQVAE.decode`)
+    tflite/encoder_float32.tflite   waveforms float32 (batch, S) in [-1, 1]
+                                    -> codes int32 (batch, n)
+
+(`speaker` when the model is conditioned on speakers: decoding speech in
+another voice on a device). The int8 decoder is calibrated on the codes of
+real waveforms (`representative_images` takes them), with the speaker ids
+cycling through the table.
+
 Every file uses builtin ops only (`supported_ops=[TFLITE_BUILTINS]`, or
 `TFLITE_BUILTINS_INT8` for int8): no Flex/Select TF ops and no resource
 variables, so the plain LiteRT interpreter runs it. Each has one signature
@@ -78,6 +92,32 @@ def decoder_fn(model: keras.Model) -> Callable:
     return decode
 
 
+def audio_encoder_fn(model: keras.Model) -> Callable:
+    """waveforms float32 `(batch, samples)` in [-1, 1] -> `{"codes": int32
+    (batch, samples / downsampling_factor)}`, as `encoder_fn`."""
+
+    def encode(waveforms):
+        return {"codes": model.encode(waveforms[..., None])}
+
+    return encode
+
+
+def audio_decoder_fn(model: keras.Model) -> Callable:
+    """codes int32 `(batch, n)` [and speaker ids int32 `(batch,)` for a
+    model with speakers] -> `{"waveforms": float32 (batch, samples)}`."""
+    if model.num_speakers is None:
+
+        def decode(codes):
+            return {"waveforms": model.decode(codes)[..., 0]}
+
+        return decode
+
+    def decode_as(codes, speaker):
+        return {"waveforms": model.decode(codes, speaker=speaker)[..., 0]}
+
+    return decode_as
+
+
 def prior_sampler_fn(
     prior, batch_size: int = 1
 ) -> tuple[Callable, list[tf.TensorSpec]]:
@@ -91,9 +131,8 @@ def prior_sampler_fn(
     TFLite has no builtin random categorical op, so the app draws the noise
     (`tf_vqvae.sampling.prior_noise` gives the noise of a seed).
     """
-    height, width = prior.grid_shape
     noise = tf.TensorSpec(
-        (batch_size, height, width, prior.num_embeddings),
+        (batch_size, *prior.grid_shape, prior.num_embeddings),
         tf.float32,
         name="noise",
     )
@@ -247,17 +286,20 @@ def export_tflite(
     """Converts the decoder (and encoder) to builtins-only `.tflite` files.
 
     Args:
-        model: a built `VQVAE` with `spatial_dims=2` (any
-            `tf_vqvae.contracts.CodeModel`).
+        model: a built `VQVAE` with `spatial_dims=2` or an audio `VQVAE`
+            (any `tf_vqvae.contracts.CodeModel`; files of audio models in
+            the module docstring).
         out_dir: directory for the files and `MANIFEST.json`; written under a
             temporary name and renamed into place.
-        image_size: `(height, width)` of the images (codes are
-            `2**num_downsamples` times smaller). Default `"auto"`: the size
+        image_size: `(height, width)` of the images, `(samples,)` of the
+            waveforms (codes are `2**num_downsamples` times smaller).
+            Default `"auto"`: the size
             the model was trained on (its `example_shape`).
         quantization: any of `"float32"`, `"float16"`, `"int8"` for the
             decoder (the encoder is always float32: int8 would change codes).
         representative_images: real images (uint8 or float in [0, 1]) whose
-            codes calibrate int8; e.g. a few hundred training images.
+            codes calibrate int8; e.g. a few hundred training images. Real
+            waveforms `(n, samples)` in [-1, 1] for audio.
             Required for `"int8"` (unless `representative_codes` are given).
         representative_codes: real int codes `(n, h, w)`, instead of images.
         encoder: also write `encoder_float32.tflite`.
@@ -275,16 +317,18 @@ def export_tflite(
             conversion that would need non-builtin ops.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
     """
-    common.check_model(model)
+    common.check_model(model, audio=True)
     # TFLite has no bfloat16 convolutions: a model trained under a mixed
     # policy converts as its float32 copy (the same float32 weights).
     model = precision.float32_copy(model)
     if prior is not None:
         prior = precision.float32_copy(prior)
     shapes = common.export_shapes(model, image_size)
+    audio = shapes.modality == "audio"
     if None in shapes.image_size:
         raise ValueError(
-            "`image_size` is required for TFLite: (height, width). "
+            "`image_size` is required for TFLite: "
+            f"{'(samples,)' if audio else '(height, width)'}. "
             + (
                 "Received: image_size=None"
                 if image_size is None
@@ -321,6 +365,10 @@ def export_tflite(
             f"{out_dir!r} already exists. Pass `overwrite=True` to replace it."
         )
     if int8 and representative_codes is None:
+        if audio:
+            representative_images = np.asarray(
+                representative_images, np.float32
+            ).reshape(-1, *shapes.image_size, 1)
         representative_codes = representative_codes_from(
             model, representative_images
         )
@@ -328,8 +376,25 @@ def export_tflite(
         representative_codes = np.asarray(representative_codes, np.int32)
 
     def representative():
-        for codes in representative_codes:
-            yield {"codes": codes[None]}
+        for i, codes in enumerate(representative_codes):
+            inputs = {"codes": codes[None]}
+            if shapes.num_speakers is not None:
+                speaker = i % shapes.num_speakers
+                inputs["speaker"] = np.array([speaker], np.int32)
+            yield inputs
+
+    if audio:
+        decode, encode = audio_decoder_fn(model), audio_encoder_fn(model)
+        decode_specs = [shapes.codes_spec()]
+        if shapes.num_speakers is not None:
+            decode_specs.append(
+                tf.TensorSpec((None,), tf.int32, name="speaker")
+            )
+        encode_specs = [shapes.waveform_spec()]
+    else:
+        decode, encode = decoder_fn(model), encoder_fn(model)
+        decode_specs = [shapes.codes_spec()]
+        encode_specs = [shapes.image_spec(tf.float32)]
 
     fields = common.metadata(
         model,
@@ -347,18 +412,14 @@ def export_tflite(
             files[f"decoder_{q}.tflite"] = _convert(
                 model,
                 "decode",
-                decoder_fn(model),
-                [shapes.codes_spec()],
+                decode,
+                decode_specs,
                 q,
                 representative if q == "int8" else None,
             )
         if encoder:
             files["encoder_float32.tflite"] = _convert(
-                model,
-                "encode",
-                encoder_fn(model),
-                [shapes.image_spec(tf.float32)],
-                "float32",
+                model, "encode", encode, encode_specs, "float32"
             )
         if prior is not None:
             sampler, signature = prior_sampler_fn(prior, sampler_batch_size)

@@ -92,6 +92,41 @@ def test_vqvae_latents_are_what_the_codes_are_nearest_to(distance):
     np.testing.assert_allclose(
         model.quantizer.lookup(codes), codebook[nearest], rtol=1e-6
     )
+def test_image_vqvae_declares_its_modality():
+    model = VQVAE(**TINY)
+    assert model.modality == "image" and model.num_speakers is None
+
+
+@pytest.mark.parametrize("num_speakers", [None, 2], ids=["plain", "speakers"])
+def test_audio_vqvae_implements_the_code_model_contract(num_speakers):
+    rng = np.random.default_rng(0)
+    waves = rng.uniform(-1, 1, size=(3, 256, 1)).astype("float32")
+    speaker = None if num_speakers is None else tf.constant([0, 1, 1])
+    model = VQVAE(
+        modality="audio",
+        spatial_dims=1,
+        num_downsamples=6,
+        num_speakers=num_speakers,
+        **TINY,
+    )
+    inputs = waves if speaker is None else {"audio": waves, "speaker": speaker}
+    reconstruction = model(inputs, training=False)
+    assert isinstance(model, CodeModel)
+    assert model.modality == "audio" and model.num_speakers == num_speakers
+    assert model.likelihood == "mu_law"
+    assert model.example_shape == (256, 1)
+    assert model.downsampling_factor == 64
+    codes = model.encode(waves)
+    assert codes.dtype == tf.int32
+    assert tuple(codes.shape[1:]) == model.code_shape(model.example_shape)
+    assert model.code_shape((256, 1)) == (4,)
+    decoded = model.decode(codes, speaker=speaker)
+    assert decoded.dtype == tf.float32
+    assert tuple(decoded.shape) == (3, *model.example_shape)
+    assert float(tf.reduce_max(tf.abs(decoded))) <= 1.0
+    np.testing.assert_array_equal(decoded, reconstruction)
+    outputs = model.decoder_outputs(codes, speaker=speaker)
+    assert tuple(outputs.shape) == (3, 256, 256)
 
 
 @pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])

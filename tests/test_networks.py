@@ -130,3 +130,76 @@ def test_empty_batch_gives_empty_outputs():
     z = encoder(np.zeros((0, 16, 16, 3), "float32"))
     assert tuple(z.shape) == (0, 4, 4, 5)
     assert tuple(decoder(z).shape) == (0, 16, 16, 3)
+
+
+def test_speaker_embedding_is_a_per_speaker_bias_of_every_hidden_layer():
+    """A speaker-conditioned decoder equals the unconditioned one whose
+    hidden layers' biases are shifted by that speaker's embedding rows: the
+    3-wide conv, each residual block's output (its 1x1 conv) and each
+    hidden upsampling; the output layer is not conditioned."""
+    kwargs = dict(
+        output_channels=5,
+        num_hiddens=6,
+        num_residual_blocks=2,
+        num_residual_hiddens=3,
+        num_downsamples=3,
+        spatial_dims=1,
+    )
+    conditioned = Decoder(num_speakers=3, **kwargs)
+    plain = Decoder(**kwargs)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2, 4, 7)).astype("float32")
+    speaker = np.array([2, 2], "int32")
+    conditioned(z, speaker=speaker)
+    plain(z)
+    for variable in conditioned.weights:
+        variable.assign(rng.normal(size=variable.shape) * 0.5)
+    tables = [np.asarray(e.embeddings) for e in conditioned.speaker_embeddings]
+    assert len(tables) == 1 + 2 + 2
+    shifted = {
+        "conv": tables[0],
+        "res0_1x1": tables[1],
+        "res1_1x1": tables[2],
+        "up0": tables[3],
+        "up1": tables[4],
+    }
+    by_path = {v.path: v for v in conditioned.weights}
+    for variable in plain.weights:
+        source = by_path[variable.path.replace(plain.name, conditioned.name)]
+        value = np.asarray(source)
+        layer = variable.path.split("/")[-2]
+        if variable.name == "bias" and layer in shifted:
+            value = value + shifted[layer][2]
+        variable.assign(value)
+    np.testing.assert_allclose(
+        conditioned(z, speaker=speaker), plain(z), rtol=1e-5, atol=1e-5
+    )
+    config = conditioned.get_config()
+    assert config["num_speakers"] == 3
+    assert Decoder.from_config(config).get_config() == config
+
+
+def test_decoder_speaker_argument_is_checked():
+    z = np.zeros((1, 4, 7), "float32")
+    kwargs = dict(output_channels=5, spatial_dims=1, **SMALL)
+    cases = [
+        (
+            lambda: Decoder(num_speakers=2, name="dec", **kwargs)(z),
+            "`dec` is conditioned on num_speakers=2 speakers; pass "
+            "`speaker` ids (batch,).",
+        ),
+        (
+            lambda: Decoder(name="dec", **kwargs)(z, speaker=np.array([0])),
+            "`dec` has no speaker embedding (num_speakers=None); call it "
+            "without `speaker`.",
+        ),
+        (
+            lambda: Decoder(num_speakers=0, **kwargs),
+            "`num_speakers` must be a positive integer. "
+            "Received: num_speakers=0 (of type int).",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as error:
+            call()
+        assert message in str(error.value)

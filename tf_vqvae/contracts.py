@@ -69,14 +69,23 @@ class CodeModel(Protocol):
     """An autoencoder with a discrete bottleneck (e.g. `tf_vqvae.VQVAE`).
 
     Inputs are `(batch, *spatial, channels)`, uint8 in [0, 255] or float in
-    [0, 1]; codes are int32 `(batch, *code_grid)`, with a trailing level
+    [0, 1] for images; float waveforms `(batch, samples, 1)` in [-1, 1] for
+    audio. Codes are int32 `(batch, *code_grid)`, with a trailing level
     axis `(batch, *code_grid, num_levels)` when `quantizer.num_levels > 1`
     (`decode` then also takes a prefix of the levels).
 
+    - `modality`: `"image"` or `"audio"` (`tf_vqvae.options.MODALITIES`):
+      what the inputs are and what `decode` returns.
+    - `num_speakers`: the number of speaker ids `[0, num_speakers)` the
+      decoder is conditioned on, or `None`. With speakers, `decode` and
+      `decoder_outputs` need `speaker` (int ids `(batch,)`); the codes do
+      not depend on it (`encode` takes waveforms alone), so decoding with
+      another id converts the voice. Without, `speaker` must be `None`.
     - `num_embeddings`: K of its quantizer.
     - `example_shape`: the `(*spatial, channels)` shape of one input example
       the model was built or trained on (from the first batch it saw; saved
-      in its config and in `.keras` files), `None` before it is built. A
+      in its config and in `.keras` files), `None` before it is built;
+      `(samples, 1)` for audio. A
       spatial size is `None` while the model has only been built without
       sizes (e.g. `build((None, None, None, 3))`); the first batch with
       sizes fills them in.
@@ -91,11 +100,14 @@ class CodeModel(Protocol):
       `encode(inputs)` is `quantizer.encode(latents(inputs))`, in the space
       `quantizer.lookup` returns code vectors in (what "the inputs nearest to
       a code" compares, e.g. `vqvae inspect`).
-    - `decode(codes)`: the reconstruction's mean in [0, 1] scale,
-      `(batch, *spatial, channels)`.
-    - `decoder_outputs(codes)`: the decoder's raw outputs, the parameters of
-      the pixel likelihood named by `likelihood`.
-    - `likelihood`: the name of its reconstruction likelihood.
+    - `decode(codes, speaker=None)`: the reconstruction's mean, float32
+      `(batch, *spatial, channels)`: in [0, 1] scale for images, a
+      waveform in [-1, 1] for audio (the expected value of each sample).
+    - `decoder_outputs(codes, speaker=None)`: the decoder's raw outputs,
+      the parameters of the likelihood named by `likelihood` (for
+      `"mu_law"`, the logits `(batch, samples, 256)`).
+    - `likelihood`: the name of its reconstruction likelihood
+      (`tf_vqvae.options.LIKELIHOODS`; `"mu_law"` for audio).
     - `quantizer`: a `Quantizer`.
     """
 
@@ -103,6 +115,8 @@ class CodeModel(Protocol):
     example_shape: tuple | None
     downsampling_factor: int
     likelihood: str
+    modality: str
+    num_speakers: int | None
 
     def code_shape(self, input_shape: Any) -> tuple: ...
 
@@ -110,9 +124,9 @@ class CodeModel(Protocol):
 
     def latents(self, inputs: Any) -> tf.Tensor: ...
 
-    def decode(self, codes: Any) -> tf.Tensor: ...
+    def decode(self, codes: Any, speaker: Any = None) -> tf.Tensor: ...
 
-    def decoder_outputs(self, codes: Any) -> tf.Tensor: ...
+    def decoder_outputs(self, codes: Any, speaker: Any = None) -> tf.Tensor: ...
 
 
 @runtime_checkable

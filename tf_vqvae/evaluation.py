@@ -24,6 +24,11 @@ likelihood over the 8-bit pixel values:
 
 Every result says which of the two was used (`"likelihood"`).
 
+Audio models (`VQVAE(modality="audio")`, `likelihood="mu_law"`) have a
+categorical over the 8-bit mu-law value of each sample, so `log p(x | z)` is
+exact for the mu-law-quantized waveform; `bits_per_sample` and
+`reconstruction_bits_per_sample` report it per sample (`D` = samples).
+
 The functions take any `tf_vqvae.contracts.CodeModel` (and `CodePrior`) and
 use only the contracts' members.
 """
@@ -36,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import likelihoods
-from tf_vqvae.vqvae import to_unit_range
+from tf_vqvae.vqvae import as_waveforms, to_unit_range
 
 LN2 = math.log(2.0)
 
@@ -60,8 +65,8 @@ def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
 def likelihood_name(vqvae) -> str:
     """`"discretized_logistic"` or `"discretized_gaussian"`: the pixel
     likelihood bits/dim uses for this model."""
-    if vqvae.likelihood == "discretized_logistic":
-        return "discretized_logistic"
+    if vqvae.likelihood in ("discretized_logistic", "mu_law"):
+        return vqvae.likelihood
     return "discretized_gaussian"
 
 
@@ -101,6 +106,83 @@ def reconstruction_log_prob(
         )
     axes = list(range(1, per_pixel.shape.rank))
     return tf.reduce_sum(per_pixel, axis=axes)
+
+
+def waveform_log_prob(vqvae, waveforms, codes=None, speakers=None):
+    """`log p(x | z_q(x))` per waveform in nats under an audio model's mu-law
+    categorical: float32 `(batch,)`.
+
+    Args:
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        waveforms: `(batch, samples, 1)`, float in [-1, 1].
+        codes: `vqvae.encode(waveforms)` if already computed.
+        speakers: int speaker ids `(batch,)` for a model with speakers.
+    """
+    if vqvae.likelihood != "mu_law":
+        raise ValueError(
+            "`vqvae` must be an audio model (likelihood='mu_law'). "
+            f"Received: a model with likelihood={vqvae.likelihood!r}."
+        )
+    waveforms = as_waveforms(waveforms)
+    if codes is None:
+        codes = vqvae.encode(waveforms)
+    if speakers is None:
+        logits = vqvae.decoder_outputs(codes)
+    else:
+        logits = vqvae.decoder_outputs(codes, speaker=speakers)
+    per_sample = likelihoods.mu_law_log_prob(waveforms[..., 0], logits)
+    return tf.reduce_sum(per_sample, axis=1)
+
+
+def reconstruction_bits_per_sample(vqvae, waveforms, speakers=None) -> float:
+    """`-log2 p(x | z_q(x))` per sample, averaged over the waveforms: the
+    bits an audio model's decoder needs for each 8-bit mu-law sample given
+    the codes (8 for a uniform categorical).
+
+    Args:
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        waveforms: `(batch, samples, 1)`, float in [-1, 1].
+        speakers: int speaker ids `(batch,)` for a model with speakers.
+
+    Returns:
+        A Python float.
+    """
+    waveforms = as_waveforms(waveforms)
+    log_px = waveform_log_prob(vqvae, waveforms, speakers=speakers)
+    samples = int(waveforms.shape[1])
+    return float(-tf.reduce_mean(log_px) / (samples * LN2))
+
+
+def bits_per_sample(
+    vqvae, prior, waveforms, speakers=None, labels=None
+) -> float:
+    """An audio model's negative log-likelihood bound in bits per sample.
+
+    `-(log p(x | z_q(x)) + log p(z_q(x))) / (samples ln 2)`, averaged over
+    the waveforms: `bits_per_dim` for audio, with the mu-law categorical as
+    `p(x | z)`.
+
+    Args:
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        prior: a prior over its codes (`tf_vqvae.contracts.CodePrior`), or
+            `None` for the uniform prior `log p(z) = -N log K`.
+        waveforms: `(batch, samples, 1)`, float in [-1, 1].
+        speakers: int speaker ids `(batch,)` for a model with speakers.
+        labels: class labels `(batch,)` for a conditional prior.
+
+    Returns:
+        A Python float.
+
+    Raises:
+        ValueError: if the prior's codebook size or grid does not match.
+    """
+    waveforms = as_waveforms(waveforms)
+    codes = vqvae.encode(waveforms)
+    _check_prior(vqvae, prior, codes)
+    log_px = waveform_log_prob(vqvae, waveforms, codes, speakers)
+    log_pz = prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+    samples = int(waveforms.shape[1])
+    return float(-tf.reduce_mean(log_px + log_pz) / (samples * LN2))
 
 
 def level_code_counts(codes, num_embeddings: int, num_levels: int):
@@ -431,6 +513,101 @@ def evaluate_model(
         "perplexity": perplexity,
         "codebook_usage": usage,
         **levels,
+    }
+
+
+def _split_audio_element(element):
+    """`(waveforms, speakers or None)` of an audio dataset element."""
+    if isinstance(element, dict):
+        return element["audio"], element.get("speaker")
+    return element, None
+
+
+def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
+    """The numbers of `vqvae evaluate` for an audio model, over a dataset.
+
+    Args:
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        dataset: batches `{"audio": (batch, samples, 1), "speaker":
+            (batch,)}` (`tf_vqvae.data.audio_pipeline`) or waveform batches.
+            The speakers go to the decoder when it has speakers, and to the
+            prior as labels when it is conditional.
+        prior: optional `CodePrior` over the model's codes.
+
+    Returns:
+        A dict of Python numbers and strings: `likelihood` (`"mu_law"`),
+        `num_waveforms`, `num_samples`, `bits_per_sample_uniform_prior`,
+        `bits_per_sample_prior` (`None` without a prior),
+        `reconstruction_bits_per_sample` (`-log2 p(x|z)` alone), `mse` and
+        `snr_db` of the decoded waveforms (the expected value of each
+        sample) against the input, `num_levels`,
+        `bits_per_position_uniform_prior`, `perplexity` and
+        `codebook_usage` (codes pooled over the dataset and the levels).
+
+    Raises:
+        ValueError: for an empty dataset or a prior that does not match.
+    """
+    num_levels = int(vqvae.quantizer.num_levels)
+    counts = np.zeros((num_levels, vqvae.num_embeddings))
+    log_px_sum = uniform_sum = prior_sum = 0.0
+    signal = squared_error = 0.0
+    num_waveforms = num_samples = 0
+    for element in dataset:
+        waveforms, speakers = _split_audio_element(element)
+        waveforms = as_waveforms(waveforms)
+        decoder_speakers = speakers if vqvae.num_speakers else None
+        codes = vqvae.encode(waveforms)
+        _check_prior(vqvae, prior, codes)
+        log_px_sum += float(
+            tf.reduce_sum(
+                waveform_log_prob(vqvae, waveforms, codes, decoder_speakers)
+            )
+        )
+        uniform_sum += float(
+            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
+        )
+        if prior is not None:
+            labels = speakers if prior.num_classes is not None else None
+            prior_sum += float(
+                tf.reduce_sum(
+                    prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+                )
+            )
+        if decoder_speakers is None:
+            decoded = vqvae.decode(codes)
+        else:
+            decoded = vqvae.decode(codes, speaker=decoder_speakers)
+        squared_error += float(tf.reduce_sum(tf.square(decoded - waveforms)))
+        signal += float(tf.reduce_sum(tf.square(waveforms)))
+        num_waveforms += int(waveforms.shape[0])
+        num_samples += int(np.prod(waveforms.shape))
+        counts += level_code_counts(
+            codes, vqvae.num_embeddings, num_levels
+        ).numpy()
+    if num_samples == 0:
+        raise ValueError("`dataset` must not be empty.")
+
+    def to_bits(total):
+        return -total / (num_samples * LN2)
+
+    perplexity, usage = _usage(counts.sum(axis=0))
+    return {
+        "likelihood": likelihood_name(vqvae),
+        "num_waveforms": num_waveforms,
+        "num_samples": num_samples,
+        "bits_per_sample_uniform_prior": to_bits(log_px_sum + uniform_sum),
+        "bits_per_sample_prior": (
+            to_bits(log_px_sum + prior_sum) if prior is not None else None
+        ),
+        "reconstruction_bits_per_sample": to_bits(log_px_sum),
+        "mse": squared_error / num_samples,
+        "snr_db": 10.0 * math.log10(max(signal, 1e-12))
+        - 10.0 * math.log10(max(squared_error, 1e-12)),
+        "num_levels": num_levels,
+        "bits_per_position_uniform_prior": num_levels
+        * math.log2(vqvae.num_embeddings),
+        "perplexity": perplexity,
+        "codebook_usage": usage,
     }
 
 

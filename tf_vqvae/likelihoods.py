@@ -1,5 +1,5 @@
-"""Discrete likelihoods of 8-bit pixels: discretized logistic (mixture) and
-discretized Gaussian.
+"""Discrete likelihoods of 8-bit pixels (discretized logistic mixture,
+discretized Gaussian) and of 8-bit mu-law audio samples (categorical).
 
 Pixels are images in [0, 1] (uint8 / 255), so value `v` in {0, ..., 255} sits
 at `x = v / 255` and owns the bin `[x - 1/510, x + 1/510]`; the two edge bins
@@ -14,10 +14,22 @@ without cancellation (so unlike [1] no density approximation is needed for
 tiny bin masses). All functions return natural logarithms per element and
 work on float32 tensors.
 
+Audio samples in [-1, 1] are companded and quantized to 8 bits as in
+WaveNet [2] (`mu = 255`):
+
+    y = sign(x) ln(1 + mu |x|) / ln(1 + mu)        (in [-1, 1])
+    q = min(floor((y + 1) / 2 * 256), 255)          (256 uniform bins)
+
+and decoded at the bin centres, `y = (2 q + 1) / 256 - 1`,
+`x = sign(y) ((1 + mu)^|y| - 1) / mu`. The decoder of an audio model outputs
+256 logits per sample: `p(x | z)` is the categorical probability of `q`.
+
 References:
     [1] Salimans et al., 2017. PixelCNN++: Improving the PixelCNN with
         Discretized Logistic Mixture Likelihood and Other Modifications.
         https://arxiv.org/abs/1701.05517
+    [2] van den Oord et al., 2016. WaveNet: A Generative Model for Raw
+        Audio. https://arxiv.org/abs/1609.03499
 """
 
 from __future__ import annotations
@@ -193,3 +205,59 @@ def logistic_pixel_log_prob(images, outputs, channels: int) -> tf.Tensor:
     return discretized_logistic_mixture_log_prob(
         images, logits, locs, log_scales
     )
+
+
+MU_LAW_CLASSES = 256
+MU = MU_LAW_CLASSES - 1
+
+
+def mu_law_encode(waveforms) -> tf.Tensor:
+    """8-bit mu-law classes of `waveforms`: int32 in `[0, 255]`, same shape.
+
+    Values outside [-1, 1] are clipped first (the models refuse them
+    before they get here).
+    """
+    x = tf.clip_by_value(tf.cast(waveforms, tf.float32), -1.0, 1.0)
+    y = tf.sign(x) * tf.math.log1p(MU * tf.abs(x)) / math.log1p(MU)
+    bins = tf.floor((y + 1.0) * (MU_LAW_CLASSES / 2))
+    return tf.cast(tf.clip_by_value(bins, 0.0, MU), tf.int32)
+
+
+def mu_law_decode(classes) -> tf.Tensor:
+    """float32 samples in [-1, 1] at the centres of mu-law `classes`."""
+    q = tf.cast(classes, tf.float32)
+    y = (2.0 * q + 1.0) / MU_LAW_CLASSES - 1.0
+    return tf.sign(y) * tf.math.expm1(tf.abs(y) * math.log1p(MU)) / MU
+
+
+def mu_law_log_prob(waveforms, logits) -> tf.Tensor:
+    """log p(q(x)) per sample under a 256-way categorical (nats).
+
+    Args:
+        waveforms: float samples in [-1, 1], shape `S`.
+        logits: `S + (256,)`, unnormalised log probabilities of the classes
+            (computed in float32 whatever their dtype).
+
+    Returns:
+        float32 log probabilities of shape `S`.
+    """
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    classes = mu_law_encode(waveforms)
+    rank = classes.shape.rank
+    picked = tf.gather(log_probs, classes[..., None], batch_dims=rank)
+    return picked[..., 0]
+
+
+def mu_law_mean(logits) -> tf.Tensor:
+    """The categorical's expected value in the linear domain,
+    `sum_q p(q) mu_law_decode(q)`: float32 samples in [-1, 1], shape `S` for
+    logits `S + (256,)`."""
+    probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    centres = mu_law_decode(tf.range(MU_LAW_CLASSES))
+    return tf.reduce_sum(probs * centres, axis=-1)
+
+
+def mu_law_mode(logits) -> tf.Tensor:
+    """The most probable class's centre: float32 samples, shape `S` for
+    logits `S + (256,)`."""
+    return mu_law_decode(tf.argmax(tf.cast(logits, tf.float32), axis=-1))

@@ -50,6 +50,9 @@ class ResidualStack(keras.layers.Layer):
     Call arguments:
         inputs: `(batch, ..., num_hiddens)`, e.g. `(batch, height, width,
             num_hiddens)` for `spatial_dims=2`.
+        biases: optional, one tensor per block broadcastable to the inputs
+            (e.g. `(batch, 1, 1, num_hiddens)`), added to the block's output
+            (a conditioning signal such as `Decoder`'s speaker embedding).
 
     Returns:
         A tensor of the input's shape.
@@ -95,11 +98,13 @@ class ResidualStack(keras.layers.Layer):
             conv3.build(input_shape)
             conv1.build(inner)
 
-    def call(self, inputs):
+    def call(self, inputs, biases=None):
         x = inputs
-        for conv3, conv1 in self.blocks:
+        for i, (conv3, conv1) in enumerate(self.blocks):
             h = conv3(keras.ops.relu(x))
             x = x + conv1(keras.ops.relu(h))
+            if biases is not None:
+                x = x + biases[i]
         return keras.ops.relu(x)
 
     def compute_output_shape(self, input_shape):
@@ -299,14 +304,34 @@ class Decoder(_ConvNetwork):
     `num_downsamples` stride-2 4x4 transposed convolutions (ReLU between
     them); the last one outputs `output_channels`.
 
+    Each transposed convolution (window 4, stride 2) mirrors one of the
+    encoder's convolutions, so one code is upsampled to
+    `2**num_downsamples` outputs (64 audio samples with 6). An output
+    depends on `2 * num_residual_blocks + 4` or `+ 5` codes around it
+    along each axis, depending on its position (the 3-wide convolution and
+    each residual block widen it by one code on each side, the
+    upsampling by one or two more): 8 or 9 codes, 512-576 samples (about
+    35 ms at 16 kHz) for the paper's audio model with 2 residual blocks.
+
+    With `num_speakers`, a speaker embedding is added to the activations of
+    every layer but the output (after the 3-wide convolution, each residual
+    block and each hidden upsampling): one learned vector per speaker and
+    layer, WaveNet's global conditioning. The speaker ids are a second call
+    argument.
+
     Args:
         output_channels: channels of the output (3 for RGB, or the number of
-            distribution parameters per pixel)."""
+            distribution parameters per pixel or sample).
+        num_speakers: `None` (default, unconditioned) or the number of
+            speaker ids `[0, num_speakers)` to condition on."""
         + _NETWORK_ARGS
         + """
 
     Call arguments:
         inputs: `z_q`, `(batch, h, w, embedding_dim)` for `spatial_dims=2`.
+        speaker: int speaker ids `(batch,)`, required with `num_speakers`
+            and refused without (ids outside the table are the caller's to
+            refuse: `VQVAE` checks them).
 
     Returns:
         `(batch, h * 2**num_downsamples, w * 2**num_downsamples,
@@ -328,9 +353,12 @@ class Decoder(_ConvNetwork):
         num_residual_hiddens: int = 256,
         num_downsamples: int = 2,
         spatial_dims: int = 2,
+        num_speakers: int | None = None,
         **kwargs,
     ):
         check_int("output_channels", output_channels, 1)
+        if num_speakers is not None:
+            check_int("num_speakers", num_speakers, 1)
         super().__init__(
             num_hiddens,
             num_residual_blocks,
@@ -357,6 +385,20 @@ class Decoder(_ConvNetwork):
             if num_downsamples
             else conv(output_channels, 3, padding="same", name="output")
         )
+        self.num_speakers = num_speakers
+        # One table per conditioned layer: the 3-wide convolution, each
+        # residual block, each hidden upsampling.
+        conditioned = 1 + num_residual_blocks + max(num_downsamples - 1, 0)
+        self.speaker_embeddings = (
+            []
+            if num_speakers is None
+            else [
+                keras.layers.Embedding(
+                    num_speakers, num_hiddens, name=f"speaker{i}"
+                )
+                for i in range(conditioned)
+            ]
+        )
 
     def build(self, input_shape):
         _check_input_rank(self, input_shape)
@@ -369,15 +411,48 @@ class Decoder(_ConvNetwork):
             shape = layer.compute_output_shape(shape)
         if self.output_conv is not None:
             self.output_conv.build(shape)
+        for embedding in self.speaker_embeddings:
+            embedding.build((input_shape[0],))
 
-    def call(self, inputs):
+    def _speaker_biases(self, speaker) -> list:
+        """Per conditioned layer, `(batch, 1, ..., 1, num_hiddens)`."""
+        if self.num_speakers is None:
+            if speaker is not None:
+                raise ValueError(
+                    f"`{self.name}` has no speaker embedding "
+                    "(num_speakers=None); call it without `speaker`."
+                )
+            return [None] * (1 + self.num_residual_blocks + len(self.upsamples))
+        if speaker is None:
+            raise ValueError(
+                f"`{self.name}` is conditioned on num_speakers="
+                f"{self.num_speakers} speakers; pass `speaker` ids "
+                "(batch,)."
+            )
+        ones = (1,) * self.spatial_dims
+        return [
+            keras.ops.reshape(
+                embedding(speaker), (-1,) + ones + (self.num_hiddens,)
+            )
+            for embedding in self.speaker_embeddings
+        ] + [None]
+
+    def call(self, inputs, speaker=None):
+        biases = self._speaker_biases(speaker)
         if _is_empty_batch(inputs):
             return _empty_output(self, inputs)
-        x = self.residual_stack(self.conv(inputs))
+        x = self.conv(inputs)
+        if biases[0] is not None:
+            x = x + biases[0]
+        blocks = self.num_residual_blocks
+        x = self.residual_stack(
+            x, biases=None if biases[0] is None else biases[1 : blocks + 1]
+        )
         for i, layer in enumerate(self.upsamples):
             x = layer(x)
             if i < len(self.upsamples) - 1:
-                x = keras.ops.relu(x)
+                bias = biases[blocks + 1 + i]
+                x = keras.ops.relu(x if bias is None else x + bias)
         if self.output_conv is not None:
             x = self.output_conv(x)
         return x
@@ -391,5 +466,8 @@ class Decoder(_ConvNetwork):
 
     def get_config(self):
         config = super().get_config()
-        config.update(output_channels=self.output_channels)
+        config.update(
+            output_channels=self.output_channels,
+            num_speakers=self.num_speakers,
+        )
         return config

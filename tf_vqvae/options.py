@@ -202,6 +202,12 @@ QUANTIZERS = {name: kind.description for name, kind in QUANTIZER_KINDS.items()}
 LIKELIHOODS = {
     "mse": "mean squared error, the paper",
     "discretized_logistic": "a per-pixel likelihood, for honest bits/dim",
+    "mu_law": "a 256-way categorical over 8-bit mu-law audio samples",
+}
+# `VQVAE(modality=...)`: what the model's inputs are.
+MODALITIES = {
+    "image": "images (batch, *spatial, channels) in [0, 1] or uint8",
+    "audio": "waveforms (batch, samples, 1) in [-1, 1]",
 }
 # `VQVAE(data_init=...)`: the codebook drawn from the first batch's encoder
 # outputs (`None`: the quantizer's random codebook, the paper).

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from tf_vqvae import likelihoods, options
-from tf_vqvae.arg_checks import describe
+from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.precision import policy_scope
@@ -14,7 +14,16 @@ from tf_vqvae.quantizers import make_quantizer
 
 # The names are `tf_vqvae.options.LIKELIHOODS` (a test keeps them equal).
 # Decoder outputs per image channel for each reconstruction likelihood.
-_LIKELIHOODS = {"mse": 1, "discretized_logistic": 2}
+_LIKELIHOODS = {
+    "mse": 1,
+    "discretized_logistic": 2,
+    "mu_law": likelihoods.MU_LAW_CLASSES,
+}
+# The likelihoods of each modality; the first is its default.
+_MODALITY_LIKELIHOODS = {
+    "image": ("mse", "discretized_logistic"),
+    "audio": ("mu_law",),
+}
 
 
 _RANGE_MESSAGE = (
@@ -36,6 +45,33 @@ def _as_float(images) -> tf.Tensor:
     return tf.cast(images, "float32")
 
 
+_WAVEFORM_RANGE_MESSAGE = (
+    "Waveforms must be floating point in [-1, 1]. Received: values from"
+)
+
+
+def _check_range(
+    values: tf.Tensor, bounds: tuple, message: str, hint: str, name: str
+) -> tf.Tensor:
+    """`values` after checking they lie in `bounds` (see
+    `check_unit_range`)."""
+    low = tf.reduce_min(values)
+    high = tf.reduce_max(values)
+    if tf.executing_eagerly():
+        low, high = float(low), float(high)
+        # An empty batch gives low=inf, high=-inf: nothing out of range.
+        if not (low >= bounds[0] and high <= bounds[1]):
+            raise ValueError(f"{message} {low:g} to {high:g}{hint}.")
+        return values
+    check = tf.debugging.Assert(
+        tf.logical_and(low >= bounds[0], high <= bounds[1]),
+        [message, low, "to", high],
+        name=name,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(values)
+
+
 def check_unit_range(images: tf.Tensor) -> tf.Tensor:
     """Returns float `images` after checking they lie in [0, 1].
 
@@ -44,24 +80,47 @@ def check_unit_range(images: tf.Tensor) -> tf.Tensor:
     which XLA compiles away. NaN is out of range. Costs one min and one max
     over the batch.
     """
-    low = tf.reduce_min(images)
-    high = tf.reduce_max(images)
-    if tf.executing_eagerly():
-        low, high = float(low), float(high)
-        # An empty batch gives low=inf, high=-inf: nothing out of range.
-        if not (low >= 0.0 and high <= 1.0):
-            raise ValueError(
-                f"{_RANGE_MESSAGE} {low:g} to {high:g} (divide 8-bit "
-                "images by 255, or pass them as uint8)."
-            )
-        return images
-    check = tf.debugging.Assert(
-        tf.logical_and(low >= 0.0, high <= 1.0),
-        [_RANGE_MESSAGE, low, "to", high],
-        name="check_images_range",
+    return _check_range(
+        images,
+        (0.0, 1.0),
+        _RANGE_MESSAGE,
+        " (divide 8-bit images by 255, or pass them as uint8)",
+        "check_images_range",
     )
-    with tf.control_dependencies([check]):
-        return tf.identity(images)
+
+
+def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
+    """Returns float `waveforms` after checking they lie in [-1, 1]; errors
+    as `check_unit_range`."""
+    return _check_range(
+        waveforms,
+        (-1.0, 1.0),
+        _WAVEFORM_RANGE_MESSAGE,
+        " (divide 16-bit PCM by 32768)",
+        "check_waveforms_range",
+    )
+
+
+def _as_float_waveforms(waveforms) -> tf.Tensor:
+    """float32 waveforms (floats cast, range not checked)."""
+    waveforms = tf.convert_to_tensor(waveforms)
+    if not waveforms.dtype.is_floating:
+        raise TypeError(
+            "Waveforms must be floating point in [-1, 1]. "
+            f"Received: waveforms.dtype={waveforms.dtype.name}"
+        )
+    return tf.cast(waveforms, "float32")
+
+
+def as_waveforms(waveforms) -> tf.Tensor:
+    """float32 waveforms in [-1, 1], checked.
+
+    Raises:
+        TypeError: for waveforms that are not floating point.
+        ValueError: for values outside [-1, 1] (in a graph,
+            `InvalidArgumentError`).
+    """
+    return check_waveform_range(_as_float_waveforms(waveforms))
 
 
 def to_unit_range(images) -> tf.Tensor:
@@ -119,11 +178,30 @@ class VQVAE(keras.Model):
 
         mean((x_hat - x)^2) + vq_loss                 (likelihood="mse")
         -mean(log p(x | z_q)) + vq_loss  (likelihood="discretized_logistic")
+        -mean(log p(x | z_q)) + vq_loss  (likelihood="mu_law", audio)
 
     where `vq_loss` is the quantizer's codebook and commitment loss (`"vq"`)
     or commitment loss only (`"ema"`, appendix A.1). All losses go through
     `add_loss`, so `compile(optimizer=...)` and `fit(images)` need no targets,
     and training under `tf.distribute.MirroredStrategy` matches one device.
+
+    Audio (`modality="audio"`, `spatial_dims=1`): waveforms `(batch,
+    samples, 1)`, float in [-1, 1] at 16 kHz, go into the encoder as they
+    are; `num_downsamples=6` is the paper's audio encoder (six window-4
+    stride-2 convolutions, 64 samples per code) with K=512. The decoder
+    outputs 256 logits per sample, a categorical over the sample's 8-bit
+    mu-law value (`tf_vqvae.likelihoods`), and the reconstruction loss is
+    its negative log-likelihood in nats per sample. `model(x)` and
+    `decode` return the categorical's expected value in the linear domain
+    (`likelihoods.mu_law_mean`: smooth, slightly quieter than a sample;
+    `likelihoods.mu_law_mode` of `decoder_outputs` gives the mode). With
+    `num_speakers`, the decoder adds a learned speaker embedding to every
+    layer (`Decoder`) and the inputs are dicts `{"audio": waveforms,
+    "speaker": int ids (batch,)}`, the batches of
+    `tf_vqvae.data.audio_pipeline`, so `fit(dataset)` needs no mapping; the
+    codes do not depend on the speaker, so decoding them with another id
+    converts the voice. A model without speakers takes such dicts too and
+    ignores their `"speaker"`.
 
     Args:
         num_embeddings: K, codebook size (512 in the paper); of each level
@@ -169,38 +247,49 @@ class VQVAE(keras.Model):
         check_finite: if `True`, non-finite input pixels raise
             `InvalidArgumentError` (off by default: it costs a pass over the
             input).
-        likelihood: `"mse"` (default, the paper's training loss) or
-            `"discretized_logistic"`: the decoder outputs a location and a
-            log scale per channel and the reconstruction term is the
+        likelihood: images: `"mse"` (default, the paper's training loss)
+            or `"discretized_logistic"`: the decoder outputs a location and
+            a log scale per channel and the reconstruction term is the
             negative log-likelihood of the 8-bit pixels in nats per
             subpixel (`tf_vqvae.likelihoods`; PixelCNN++). `model(x)` and
             `decode` then return the location clipped to [0, 1]. Needed for
-            honest bits/dim (`tf_vqvae.bits_per_dim`).
+            honest bits/dim (`tf_vqvae.bits_per_dim`). Audio: `"mu_law"`
+            (the default and only choice).
         example_shape: `(*spatial, channels)` of one input example, e.g.
             `(32, 32, 3)`. Default `None`: recorded from the first batch the
             model is built or trained on. Saved in the config (and in
             `.keras` files), so an exported model knows its input size.
+            `(samples, 1)` for audio.
+        modality: `"image"` (default) or `"audio"` (needs
+            `spatial_dims=1`), a key of `tf_vqvae.options.MODALITIES`.
+        num_speakers: audio only: `None` (default) or the number of speaker
+            ids `[0, num_speakers)` the decoder is conditioned on.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: images `(batch, height, width, channels)` (for
             `spatial_dims=2`); height and width divisible by
-            `2**num_downsamples`.
+            `2**num_downsamples`. Audio: waveforms `(batch, samples, 1)`
+            or `{"audio": waveforms, "speaker": ids}`.
         training: Python bool; the EMA codebook moves only when `True`.
 
     Returns:
-        Reconstructions, float32 of the input's shape, in [0, 1] scale.
+        Reconstructions, float32 of the input's shape, in [0, 1] scale
+        (audio: waveforms `(batch, samples, 1)` in [-1, 1]).
 
     Implements `tf_vqvae.contracts.CodeModel` (what export, evaluation and
     the TensorBoard callbacks use): `encode`, `latents`, `decode`,
     `decoder_outputs`, `code_shape`, `example_shape`, `downsampling_factor`,
-    `num_embeddings`, `likelihood` and `quantizer` (a
+    `num_embeddings`, `likelihood`, `modality`, `num_speakers` and
+    `quantizer` (a
     `tf_vqvae.contracts.Quantizer`).
 
     Raises:
         ValueError: for float images outside [0, 1] (an
             `InvalidArgumentError` inside `fit` and other graphs): 8-bit
-            images must come as uint8 or divided by 255.
+            images must come as uint8 or divided by 255. Likewise for
+            waveforms outside [-1, 1] and speaker ids outside
+            `[0, num_speakers)`.
 
     Metrics: `loss`, `reconstruction_loss`, `vq_loss` (all the quantizer's
     losses: codebook, commitment, entropy; 0 for `"fsq"`) and the
@@ -215,6 +304,13 @@ class VQVAE(keras.Model):
     >>> model.fit(images, epochs=1)           # images in [0, 1]
     >>> codes = model.encode(images[:8])      # int32 (8, 8, 8) for 32x32
     >>> x_hat = model.decode(codes)           # float32 (8, 32, 32, 3)
+
+    >>> speech = VQVAE(modality="audio", spatial_dims=1, num_downsamples=6,
+    ...                num_speakers=8)
+    >>> speech.compile(optimizer=keras.optimizers.Adam(2e-4))
+    >>> speech.fit(tf_vqvae.data.audio_pipeline(utterances, 16384, 8, seed=0))
+    >>> codes = speech.encode(waveforms)     # int32 (batch, samples / 64)
+    >>> converted = speech.decode(codes, speaker=[3] * len(codes))
     """
 
     def __init__(
@@ -235,17 +331,45 @@ class VQVAE(keras.Model):
         spatial_dims: int = 2,
         seed: int = 0,
         check_finite: bool = False,
-        likelihood: str = "mse",
+        likelihood: str | None = None,
         example_shape: tuple[int, ...] | None = None,
+        modality: str = "image",
+        num_speakers: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if likelihood not in options.LIKELIHOODS:
+        if modality not in options.MODALITIES:
             raise ValueError(
-                f"`likelihood` must be {_either(options.LIKELIHOODS)}. "
-                f"Received: likelihood={likelihood!r} "
-                f"(of type {type(likelihood).__name__})."
+                f"`modality` must be {_either(options.MODALITIES)}. "
+                f"{describe('modality', modality)}"
             )
+        if modality == "audio" and spatial_dims != 1:
+            raise ValueError(
+                "`modality='audio'` needs spatial_dims=1 (waveforms "
+                f"(batch, samples, 1)). Received: spatial_dims={spatial_dims}"
+            )
+        if likelihood is None:
+            likelihood = _MODALITY_LIKELIHOODS[modality][0]
+        choices = _MODALITY_LIKELIHOODS[modality]
+        if likelihood not in choices:
+            if likelihood in options.LIKELIHOODS:
+                raise ValueError(
+                    f"`likelihood` of modality={modality!r} models must be "
+                    f"{_either(choices)}. Received: likelihood="
+                    f"{likelihood!r}, which is for the other modality."
+                )
+            raise ValueError(
+                f"`likelihood` must be {_either(choices)}. "
+                f"{describe('likelihood', likelihood)}"
+            )
+        if num_speakers is not None:
+            if modality != "audio":
+                raise ValueError(
+                    "`num_speakers` conditions audio models "
+                    "(modality='audio'). Received: "
+                    f"num_speakers={num_speakers!r} with modality={modality!r}"
+                )
+            check_int("num_speakers", num_speakers, 1)
         if isinstance(quantizer, dict):
             # A quantizer layer, as `get_config` writes it.
             quantizer = keras.saving.deserialize_keras_object(quantizer)
@@ -291,6 +415,8 @@ class VQVAE(keras.Model):
         self.seed = seed
         self.check_finite = bool(check_finite)
         self.likelihood = likelihood
+        self.modality = modality
+        self.num_speakers = num_speakers
         self.example_shape = self._checked_example_shape(example_shape)
 
         if is_layer:
@@ -353,7 +479,7 @@ class VQVAE(keras.Model):
             raise ValueError(
                 f"`example_shape` must be None or {rank} positive integers "
                 "(*spatial, channels), e.g. "
-                f"{(32,) * self.spatial_dims + (3,)} (a spatial size may be "
+                f"{self._example_input()[1:]} (a spatial size may be "
                 f"None). {describe('example_shape', example_shape)}"
             )
         return tuple(example_shape)
@@ -366,14 +492,60 @@ class VQVAE(keras.Model):
         if recorded is None or (None in recorded and None not in shape):
             self.example_shape = shape
 
+    def _example_input(self) -> tuple:
+        if self.modality == "audio":
+            return (None, 16384, 1)
+        # Before `build` (e.g. checking `example_shape`): RGB.
+        channels = getattr(self, "image_channels", None) or 3
+        return (None,) + (32,) * self.spatial_dims + (channels,)
+
+    def _split_inputs(self, inputs):
+        """`(waveforms or images, speaker ids or None)` of call inputs."""
+        if not isinstance(inputs, dict):
+            if self.num_speakers is not None:
+                raise ValueError(
+                    f"`{self.name}` is conditioned on num_speakers="
+                    f"{self.num_speakers} speakers: inputs must be a dict "
+                    '{"audio": waveforms, "speaker": ids}. Received: '
+                    f"inputs.shape={tuple(getattr(inputs, 'shape', ()))}"
+                )
+            return inputs, None
+        keys = sorted(inputs)
+        expected = ["audio", "speaker"]
+        if self.modality != "audio" or not (
+            keys == expected
+            or (keys == ["audio"] and self.num_speakers is None)
+        ):
+            wanted = (
+                "images, not a dict"
+                if self.modality != "audio"
+                else '{"audio": waveforms, "speaker": ids}'
+                if self.num_speakers is not None
+                else 'waveforms or {"audio": waveforms[, "speaker": ids]}'
+            )
+            raise ValueError(
+                f"`{self.name}` takes {wanted}. "
+                f"Received: a dict with keys {keys}."
+            )
+        speaker = inputs.get("speaker") if self.num_speakers else None
+        return inputs["audio"], speaker
+
     def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            # `{"audio": ..., "speaker": ...}`: the waveforms' shape.
+            input_shape = input_shape.get("audio", ())
         input_shape = tuple(input_shape)
         expected_rank = self.spatial_dims + 2
         if len(input_shape) != expected_rank or input_shape[-1] is None:
             raise ValueError(
                 f"VQVAE(spatial_dims={self.spatial_dims}) expects inputs of "
                 f"rank {expected_rank} with a known channel axis, e.g. "
-                f"{(None,) + (32,) * self.spatial_dims + (3,)}. "
+                f"{self._example_input()}. "
+                f"Received: inputs.shape={input_shape}"
+            )
+        if self.modality == "audio" and input_shape[-1] != 1:
+            raise ValueError(
+                "Audio models take mono waveforms (batch, samples, 1). "
                 f"Received: inputs.shape={input_shape}"
             )
         if (
@@ -391,6 +563,7 @@ class VQVAE(keras.Model):
             self.decoder = Decoder(
                 self.image_channels * _LIKELIHOODS[self.likelihood],
                 name="decoder",
+                num_speakers=self.num_speakers,
                 **self._network_kwargs,
             )
         self.encoder.build(input_shape)
@@ -405,45 +578,105 @@ class VQVAE(keras.Model):
         if len(shape) != self.spatial_dims + 2 or (
             shape[-1] is not None and shape[-1] != self.image_channels
         ):
-            example = (None,) + (32,) * self.spatial_dims
             raise ValueError(
                 f"`{self.name}` was built for inputs of rank "
                 f"{self.spatial_dims + 2} with {self.image_channels} "
-                f"channels, e.g. {example + (self.image_channels,)}. "
+                f"channels, e.g. {self._example_input()}. "
                 f"Received: inputs.shape={shape}"
             )
 
+    def _as_inputs(self, inputs) -> tuple[tf.Tensor, bool]:
+        """float32 inputs, and whether their range is still to check."""
+        if self.modality == "audio":
+            return _as_float_waveforms(inputs), True
+        images = tf.convert_to_tensor(inputs)
+        return _as_float(images), images.dtype != tf.uint8
+
     def _encode_vectors(self, images, training=None) -> tf.Tensor:
-        images = tf.convert_to_tensor(images)
-        is_float = images.dtype != tf.uint8
-        images = _as_float(images)
+        images, unchecked = self._as_inputs(images)
         if not self.built:
-            self.build(images.shape)
+            shape = images.shape
+            if self.num_speakers is not None:
+                # Built from `encode`: recorded as the call's dict, which
+                # Keras' default export signature calls the model with.
+                shape = {"audio": shape, "speaker": shape[:1]}
+            self.build(shape)
         self._check_images(images)
         self._record_example_shape(images.shape)
         if self.check_finite:
             images = tf.debugging.assert_all_finite(
                 images, f"`{self.name}` received non-finite pixel values"
             )
-        if is_float:
+        if self.modality == "audio":
+            images = check_waveform_range(images)
+            return images, self.encoder(images, training=training)
+        if unchecked:
             images = check_unit_range(images)
         return images, self.encoder(images - 0.5, training=training)
+
+    def _checked_speaker(self, speaker, batch_size) -> tf.Tensor | None:
+        """int32 speaker ids `(batch,)` in `[0, num_speakers)`, checked."""
+        if speaker is None:
+            if self.num_speakers is None:
+                return None
+            raise ValueError(
+                f"`{self.name}` is conditioned on num_speakers="
+                f"{self.num_speakers} speakers; pass `speaker` ids (batch,)."
+            )
+        if self.num_speakers is None:
+            raise ValueError(
+                f"`{self.name}` has no speaker embedding (num_speakers="
+                "None); decode without `speaker`."
+            )
+        speaker = tf.convert_to_tensor(speaker)
+        if not speaker.dtype.is_integer:
+            raise TypeError(
+                "`speaker` must be integer ids. "
+                f"Received: speaker.dtype={speaker.dtype.name}"
+            )
+        if speaker.shape.rank != 1 or (
+            speaker.shape[0] is not None
+            and batch_size is not None
+            and speaker.shape[0] != batch_size
+        ):
+            raise ValueError(
+                f"`speaker` must have shape (batch,), one id per example "
+                f"(batch={batch_size}). "
+                f"Received: speaker.shape={tuple(speaker.shape)}"
+            )
+        speaker = tf.cast(speaker, "int32")
+        return _check_range(
+            speaker,
+            (0, self.num_speakers - 1),
+            f"`speaker` ids must be in [0, num_speakers={self.num_speakers})."
+            " Received: ids from",
+            "",
+            "check_speaker_range",
+        )
 
     def _mean_image(self, outputs: tf.Tensor) -> tf.Tensor:
         if self.likelihood == "mse":
             return outputs + 0.5
+        if self.likelihood == "mu_law":
+            return likelihoods.mu_law_mean(outputs)[..., None]
         logits, locs, _ = likelihoods.split_logistic_params(
             outputs, self.image_channels
         )
         return likelihoods.logistic_mixture_mean(logits, locs)
 
     def call(self, inputs, training=None):
+        inputs, speaker = self._split_inputs(inputs)
         images, z_e = self._encode_vectors(inputs, training=training)
+        speaker = self._checked_speaker(speaker, images.shape[0])
         z_q = self.quantizer(z_e, training=training)
-        outputs = tf.cast(self.decoder(z_q), "float32")
+        outputs = tf.cast(self.decoder(z_q, speaker=speaker), "float32")
         reconstructions = self._mean_image(outputs)
         if self.likelihood == "mse":
             loss = tf.reduce_mean(tf.square(reconstructions - images))
+        elif self.likelihood == "mu_law":
+            loss = -tf.reduce_mean(
+                likelihoods.mu_law_log_prob(images[..., 0], outputs)
+            )
         else:
             loss = -tf.reduce_mean(
                 likelihoods.logistic_pixel_log_prob(
@@ -490,11 +723,16 @@ class VQVAE(keras.Model):
     def encode(self, images) -> tf.Tensor:
         """Integer codes for `images`: int32 `(batch, h', w')`, with a
         trailing level axis `(batch, h', w', num_levels)` when the quantizer
-        has levels (`quantizer.num_levels > 1`, `"rvq"`).
+        has levels (`quantizer.num_levels > 1`, `"rvq"`). Audio: int32
+        `(batch, samples / 2**num_downsamples)` for waveforms `(batch,
+        samples, 1)` (or the call's dict; the codes do not depend on the
+        speaker).
 
         The quantizer's own `encode` on the encoder's outputs: graph ops
         that TFLite converts to builtins, with the quantizer's memory bound.
         """
+        if isinstance(images, dict):
+            images, _ = self._split_inputs(images)
         _, z_e = self._encode_vectors(images, training=False)
         return self.quantizer.encode(z_e)
 
@@ -510,19 +748,23 @@ class VQVAE(keras.Model):
         _, z_e = self._encode_vectors(images, training=False)
         return tf.cast(z_e, "float32")
 
-    def decode(self, codes) -> tf.Tensor:
+    def decode(self, codes, speaker=None) -> tf.Tensor:
         """Images in [0, 1] scale for int `codes` `(batch, h', w')` (or
         `(batch, h', w', n)` for the first `n` levels of an `"rvq"`
-        model)."""
-        return self._mean_image(self.decoder_outputs(codes))
+        model). Audio: waveforms `(batch, samples, 1)` in [-1, 1], the
+        expected value of each sample's categorical, decoded as `speaker`
+        (int ids `(batch,)`, required when `num_speakers` is set)."""
+        return self._mean_image(self.decoder_outputs(codes, speaker))
 
-    def decoder_outputs(self, codes) -> tf.Tensor:
+    def decoder_outputs(self, codes, speaker=None) -> tf.Tensor:
         """The decoder's raw float32 outputs for int `codes`.
 
         `(batch, height, width, channels * p)`: the parameters of the pixel
         likelihood named by `likelihood` on the [-0.5, 0.5] scale (`p = 1`:
         the mean for `"mse"`; `p = 2`: location and log scale for
-        `"discretized_logistic"`, see `tf_vqvae.likelihoods`).
+        `"discretized_logistic"`, see `tf_vqvae.likelihoods`). Audio
+        (`"mu_law"`): the logits `(batch, samples, 256)` of each sample's
+        mu-law class, decoded as `speaker` (as in `decode`).
         """
         codes = tf.convert_to_tensor(codes)
         if not codes.dtype.is_integer:
@@ -543,8 +785,9 @@ class VQVAE(keras.Model):
                 "The model must be built (called on images once, or loaded) "
                 "before `decode`."
             )
+        speaker = self._checked_speaker(speaker, codes.shape[0])
         z_q = self.quantizer.lookup(codes)
-        return tf.cast(self.decoder(z_q), "float32")
+        return tf.cast(self.decoder(z_q, speaker=speaker), "float32")
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """Configures training; the losses are the model's own.
@@ -597,6 +840,8 @@ class VQVAE(keras.Model):
         return "float32"
 
     def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            return tuple(input_shape["audio"])
         return tuple(input_shape)
 
     def get_config(self):
@@ -626,5 +871,7 @@ class VQVAE(keras.Model):
             example_shape=(
                 None if self.example_shape is None else list(self.example_shape)
             ),
+            modality=self.modality,
+            num_speakers=self.num_speakers,
         )
         return config

@@ -1,0 +1,485 @@
+"""1D audio VQ-VAEs: mu-law likelihood, 64x downsampling, speaker
+conditioning, training on the pipeline's dict batches, saving, bad input,
+bits per sample and mixed precision."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_vqvae import VQVAE, likelihoods
+from tf_vqvae.evaluation import (
+    bits_per_sample,
+    evaluate_audio_model,
+    reconstruction_bits_per_sample,
+)
+
+# The paper's audio encoder (six stride-2 window-4 convolutions), tiny.
+TINY_AUDIO = dict(
+    modality="audio",
+    spatial_dims=1,
+    num_downsamples=6,
+    num_embeddings=16,
+    embedding_dim=4,
+    num_hiddens=8,
+    num_residual_blocks=1,
+    num_residual_hiddens=4,
+)
+SAMPLES = 512
+
+
+def chirp(batch=4, samples=SAMPLES, seed=0) -> np.ndarray:
+    """Chirps of random start phase, 200 Hz rising to 2 kHz at 16 kHz,
+    amplitude 0.6: `(batch, samples, 1)` float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 16000.0
+    frequency = 200.0 + 1800.0 * t / t[-1]
+    phase = 2 * np.pi * np.cumsum(frequency) / 16000.0
+    start = rng.uniform(0, 2 * np.pi, size=(batch, 1))
+    return (0.6 * np.sin(phase + start))[..., None].astype("float32")
+
+
+def np_mu_law_encode(x):
+    y = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255)
+    return np.clip(np.floor((y + 1) * 128), 0, 255).astype(np.int64)
+
+
+def np_mu_law_decode(q):
+    y = (2 * q + 1) / 256 - 1
+    return np.sign(y) * (256.0 ** np.abs(y) - 1) / 255
+
+
+def np_log_softmax(logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+# ------------------------------------------------------------ likelihood
+def test_mu_law_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [rng.uniform(-1, 1, 500), rng.normal(0, 0.02, 500), [-1, 0, 1]]
+    )
+    classes = likelihoods.mu_law_encode(x.astype("float32"))
+    assert classes.dtype == tf.int32
+    np.testing.assert_array_equal(classes, np_mu_law_encode(x))
+    assert int(tf.reduce_min(classes)) == 0
+    assert int(tf.reduce_max(classes)) == 255
+    every = np.arange(256)
+    np.testing.assert_allclose(
+        likelihoods.mu_law_decode(every), np_mu_law_decode(every), atol=1e-6
+    )
+    # Bin centres encode to their own class.
+    np.testing.assert_array_equal(
+        likelihoods.mu_law_encode(likelihoods.mu_law_decode(every)), every
+    )
+
+    logits = rng.normal(0, 3, size=(2, 7, 256))
+    waves = rng.uniform(-1, 1, size=(2, 7))
+    log_prob = likelihoods.mu_law_log_prob(waves, logits.astype("float32"))
+    expected = np.take_along_axis(
+        np_log_softmax(logits), np_mu_law_encode(waves)[..., None], -1
+    )[..., 0]
+    assert log_prob.dtype == tf.float32
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-5)
+    probs = np.exp(np_log_softmax(logits))
+    np.testing.assert_allclose(
+        likelihoods.mu_law_mean(logits),
+        (probs * np_mu_law_decode(every)).sum(-1),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        likelihoods.mu_law_mode(logits),
+        np_mu_law_decode(logits.argmax(-1)),
+        atol=1e-6,
+    )
+
+
+def test_mu_law_agrees_with_the_numpy_audio_module():
+    """The model's TF mu-law and the data side's numpy one
+    (`tf_vqvae.audio`) give the same classes and bin centres."""
+    audio = pytest.importorskip("tf_vqvae.audio")
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-1, 1, 5000), rng.normal(0, 0.01, 5000)])
+    x = x.astype("float32")
+    np.testing.assert_array_equal(
+        likelihoods.mu_law_encode(x), audio.mu_law_encode(x)
+    )
+    every = np.arange(256)
+    np.testing.assert_allclose(
+        likelihoods.mu_law_decode(every), audio.mu_law_decode(every), atol=1e-6
+    )
+
+
+# ----------------------------------------------------------------- model
+@pytest.mark.parametrize("num_speakers", [None, 3], ids=["plain", "speakers"])
+def test_shapes_and_64x_downsampling(num_speakers):
+    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+    assert model.likelihood == "mu_law"
+    waves = chirp(batch=3, samples=1024)
+    speaker = np.array([0, 2, 1], "int32") if num_speakers else None
+    inputs = waves if speaker is None else {"audio": waves, "speaker": speaker}
+    outputs = model(inputs, training=False)
+    assert outputs.dtype == tf.float32 and tuple(outputs.shape) == (3, 1024, 1)
+    assert model.example_shape == (1024, 1)
+    assert model.downsampling_factor == 64
+    assert model.code_shape((1024, 1)) == (16,)
+    codes = model.encode(waves)
+    assert codes.dtype == tf.int32 and tuple(codes.shape) == (3, 16)
+    np.testing.assert_array_equal(model.encode(inputs), codes)
+    logits = model.decoder_outputs(codes, speaker)
+    assert logits.dtype == tf.float32 and tuple(logits.shape) == (3, 1024, 256)
+    decoded = model.decode(codes, speaker)
+    np.testing.assert_array_equal(decoded, outputs)
+    assert np.all(np.abs(decoded) <= 1.0)
+    # The loss is the mean NLL in nats per sample (numpy reference).
+    loss = float(tf.add_n(model.losses) - tf.add_n(model.quantizer.losses))
+    expected = -np.take_along_axis(
+        np_log_softmax(np.asarray(logits, "float64")),
+        np_mu_law_encode(waves[..., 0])[..., None],
+        -1,
+    ).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_fit_on_dict_batches_decreases_the_loss():
+    keras.utils.set_random_seed(0)
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=8)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            {"audio": waves, "speaker": np.arange(8, dtype="int32") % 2}
+        )
+        .batch(4)
+        .repeat(6)
+    )
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(dataset, epochs=4, verbose=0).history
+    for name in ("loss", "reconstruction_loss", "vq_loss", "perplexity"):
+        assert name in history
+    reconstruction = history["reconstruction_loss"]
+    # log(256) = 5.55 nats is a uniform categorical.
+    assert reconstruction[0] < 5.6
+    assert reconstruction[-1] < reconstruction[0] - 1.0, reconstruction
+
+
+def test_an_unconditioned_model_takes_the_pipeline_dicts():
+    model = VQVAE(**TINY_AUDIO)
+    waves = chirp(batch=2)
+    batch = {"audio": waves, "speaker": np.array([5, 7], "int32")}
+    np.testing.assert_array_equal(model(batch), model(waves))
+    np.testing.assert_array_equal(model.encode(batch), model.encode(waves))
+
+
+def test_speaker_embedding_changes_the_output_and_learns():
+    keras.utils.set_random_seed(0)
+    model = VQVAE(num_speakers=3, **TINY_AUDIO)
+    waves = chirp(batch=2)
+    model({"audio": waves, "speaker": np.array([0, 0], "int32")})
+    # Random embeddings as trained ones would be (Keras starts them near 0).
+    for variable in model.decoder.trainable_variables:
+        if "speaker" in variable.path:
+            variable.assign(
+                np.random.default_rng(1).normal(size=variable.shape)
+            )
+    codes = model.encode(waves)
+    as_0 = model.decoder_outputs(codes, speaker=[0, 0])
+    as_1 = model.decoder_outputs(codes, speaker=[1, 1])
+    assert float(tf.reduce_max(tf.abs(as_0 - as_1))) > 1e-3
+    np.testing.assert_array_equal(
+        model.decoder_outputs(codes, speaker=[0, 1])[0], as_0[0]
+    )
+
+    embeddings = [v for v in model.trainable_variables if "speaker" in v.path]
+    # The 3-wide conv, one residual block, five hidden upsamplings.
+    assert len(embeddings) == 1 + 1 + 5
+    with tf.GradientTape() as tape:
+        model({"audio": waves, "speaker": np.array([0, 2], "int32")})
+        loss = tf.add_n(model.losses)
+    for gradient in tape.gradient(loss, embeddings):
+        rows = np.abs(np.asarray(tf.convert_to_tensor(gradient))).sum(-1)
+        assert rows[0] > 0 and rows[2] > 0 and rows[1] == 0
+
+
+@pytest.mark.parametrize("num_speakers", [None, 2], ids=["plain", "speakers"])
+def test_keras_round_trip_gives_identical_outputs(num_speakers, tmp_path):
+    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+    waves = chirp(batch=2)
+    speaker = None if num_speakers is None else np.array([1, 0], "int32")
+    inputs = waves if speaker is None else {"audio": waves, "speaker": speaker}
+    if num_speakers is None:
+        # The pipeline's dicts; an unconditioned model ignores "speaker".
+        model.compile(optimizer="adam")
+        batch = {"audio": waves, "speaker": np.array([3, 4], "int32")}
+        model.fit(batch, batch_size=2, epochs=1, verbose=0)
+    else:
+        model(inputs)
+    config = model.get_config()
+    assert config["modality"] == "audio"
+    assert config["num_speakers"] == num_speakers
+    assert config["likelihood"] == "mu_law"
+    assert config["example_shape"] == [SAMPLES, 1]
+    path = str(tmp_path / "audio.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.modality == "audio" and loaded.num_speakers == num_speakers
+    np.testing.assert_array_equal(loaded(inputs), model(inputs))
+    codes = model.encode(waves)
+    np.testing.assert_array_equal(loaded.encode(waves), codes)
+    np.testing.assert_array_equal(
+        loaded.decoder_outputs(codes, speaker),
+        model.decoder_outputs(codes, speaker),
+    )
+    for saved, restored in zip(model.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(saved, restored)
+
+
+def test_bad_inputs_have_clear_messages():
+    model = VQVAE(num_speakers=2, name="vqvae", **TINY_AUDIO)
+    waves = chirp(batch=2)
+    ids = np.array([0, 1], "int32")
+    model({"audio": waves, "speaker": ids})
+    plain = VQVAE(name="plain", **TINY_AUDIO)
+    plain(waves)
+    codes = np.zeros((2, 8), "int32")
+    cases = [
+        (
+            lambda: model({"audio": waves[..., 0], "speaker": ids}),
+            ValueError,
+            "`vqvae` was built for inputs of rank 3 with 1 channels, e.g. "
+            "(None, 16384, 1). Received: inputs.shape=(2, 512)",
+        ),
+        (
+            lambda: VQVAE(**TINY_AUDIO)(waves[..., 0]),
+            ValueError,
+            "VQVAE(spatial_dims=1) expects inputs of rank 3 with a known "
+            "channel axis, e.g. (None, 16384, 1). "
+            "Received: inputs.shape=(2, 512)",
+        ),
+        (
+            lambda: VQVAE(**TINY_AUDIO)(np.zeros((2, 512, 2), "float32")),
+            ValueError,
+            "Audio models take mono waveforms (batch, samples, 1). "
+            "Received: inputs.shape=(2, 512, 2)",
+        ),
+        (
+            lambda: model({"audio": waves * 2, "speaker": ids}),
+            ValueError,
+            "Waveforms must be floating point in [-1, 1]. Received: values "
+            f"from {float(waves.min() * 2):g} to {float(waves.max() * 2):g} "
+            "(divide 16-bit PCM by 32768).",
+        ),
+        (
+            lambda: plain((waves * 32767).astype("int16")),
+            TypeError,
+            "Waveforms must be floating point in [-1, 1]. "
+            "Received: waveforms.dtype=int16",
+        ),
+        (
+            lambda: model({"audio": waves, "speaker": np.array([0, 2])}),
+            ValueError,
+            "`speaker` ids must be in [0, num_speakers=2). "
+            "Received: ids from 0 to 2.",
+        ),
+        (
+            lambda: model.decode(codes, speaker=[-1, 0]),
+            ValueError,
+            "`speaker` ids must be in [0, num_speakers=2). "
+            "Received: ids from -1 to 0.",
+        ),
+        (
+            lambda: model.decode(codes, speaker=[0.0, 1.0]),
+            TypeError,
+            "`speaker` must be integer ids. Received: speaker.dtype=float32",
+        ),
+        (
+            lambda: model.decode(codes, speaker=[0]),
+            ValueError,
+            "`speaker` must have shape (batch,), one id per example "
+            "(batch=2). Received: speaker.shape=(1,)",
+        ),
+        (
+            lambda: model(waves),
+            ValueError,
+            "`vqvae` is conditioned on num_speakers=2 speakers: inputs must "
+            'be a dict {"audio": waveforms, "speaker": ids}. Received: '
+            "inputs.shape=(2, 512, 1)",
+        ),
+        (
+            lambda: model.decode(codes),
+            ValueError,
+            "`vqvae` is conditioned on num_speakers=2 speakers; pass "
+            "`speaker` ids (batch,).",
+        ),
+        (
+            lambda: model({"waveform": waves, "speaker": ids}),
+            ValueError,
+            '`vqvae` takes {"audio": waveforms, "speaker": ids}. '
+            "Received: a dict with keys ['speaker', 'waveform'].",
+        ),
+        (
+            lambda: plain.decode(codes, speaker=[0, 1]),
+            ValueError,
+            "`plain` has no speaker embedding (num_speakers=None); decode "
+            "without `speaker`.",
+        ),
+        (
+            lambda: VQVAE(modality="audio"),
+            ValueError,
+            "`modality='audio'` needs spatial_dims=1 (waveforms (batch, "
+            "samples, 1)). Received: spatial_dims=2",
+        ),
+        (
+            lambda: VQVAE(modality="audio", spatial_dims=1, likelihood="mse"),
+            ValueError,
+            "`likelihood` of modality='audio' models must be 'mu_law'. "
+            "Received: likelihood='mse', which is for the other modality.",
+        ),
+        (
+            lambda: VQVAE(likelihood="mu_law"),
+            ValueError,
+            "`likelihood` of modality='image' models must be 'mse' or "
+            "'discretized_logistic'. Received: likelihood='mu_law', which "
+            "is for the other modality.",
+        ),
+        (
+            lambda: VQVAE(num_speakers=4),
+            ValueError,
+            "`num_speakers` conditions audio models (modality='audio'). "
+            "Received: num_speakers=4 with modality='image'",
+        ),
+        (
+            lambda: VQVAE(modality="audio", spatial_dims=1, num_speakers=0),
+            ValueError,
+            "`num_speakers` must be a positive integer. "
+            "Received: num_speakers=0 (of type int).",
+        ),
+        (
+            lambda: VQVAE(example_shape=(512,), **TINY_AUDIO),
+            ValueError,
+            "`example_shape` must be None or 2 positive integers (*spatial, "
+            "channels), e.g. (16384, 1) (a spatial size may be None). "
+            "Received: example_shape=(512,) (of type tuple).",
+        ),
+        (
+            lambda: VQVAE(modality="speech"),
+            ValueError,
+            "`modality` must be 'image' or 'audio'. "
+            "Received: modality='speech' (of type str).",
+        ),
+    ]
+    for call, error_type, message in cases:
+        with pytest.raises(error_type) as error:
+            call()
+        assert message in str(error.value)
+
+
+def test_graphs_refuse_bad_waveforms_and_speakers():
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=2)
+    model({"audio": waves, "speaker": np.array([0, 1], "int32")})
+    decode = tf.function(model.decode)
+    codes = model.encode(waves)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="`speaker` ids must be in"
+    ):
+        decode(codes, tf.constant([0, 5]))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Waveforms must be floating"
+    ):
+        tf.function(model.encode)(waves * 3)
+
+
+# -------------------------------------------------------- bits per sample
+def test_bits_per_sample_matches_numpy():
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=3)
+    speakers = np.array([1, 0, 1], "int32")
+    codes = model.encode(waves)
+    logits = np.asarray(model.decoder_outputs(codes, speakers), "float64")
+    log_px = np.take_along_axis(
+        np_log_softmax(logits), np_mu_law_encode(waves[..., 0])[..., None], -1
+    )[..., 0].sum(-1)
+    expected = -log_px.mean() / (SAMPLES * np.log(2))
+    assert 0 < expected < 9
+    np.testing.assert_allclose(
+        reconstruction_bits_per_sample(model, waves, speakers),
+        expected,
+        rtol=1e-5,
+    )
+    # The uniform prior adds log2(K) bits per code, one code per 64 samples.
+    np.testing.assert_allclose(
+        bits_per_sample(model, None, waves, speakers),
+        expected + (SAMPLES // 64) * np.log2(16) / SAMPLES,
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="must be an audio model"):
+        reconstruction_bits_per_sample(
+            VQVAE(num_embeddings=4, embedding_dim=2, num_hiddens=4), waves
+        )
+
+
+def test_evaluate_audio_model_over_a_dataset_matches_numpy():
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=6, seed=3)
+    speakers = np.array([0, 1, 1, 0, 1, 0], "int32")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"audio": waves, "speaker": speakers}
+    ).batch(4)
+    results = evaluate_audio_model(model, dataset)
+    codes = model.encode(waves)
+    logits = np.asarray(model.decoder_outputs(codes, speakers), "float64")
+    log_px = np.take_along_axis(
+        np_log_softmax(logits), np_mu_law_encode(waves[..., 0])[..., None], -1
+    ).sum()
+    samples = waves.size
+    decoded = (
+        np.exp(np_log_softmax(logits)) * np_mu_law_decode(np.arange(256))
+    ).sum(-1)
+    error = ((decoded - waves[..., 0]) ** 2).sum()
+    expected = {
+        "likelihood": "mu_law",
+        "num_waveforms": 6,
+        "num_samples": samples,
+        "reconstruction_bits_per_sample": -log_px / (samples * np.log(2)),
+        "bits_per_sample_uniform_prior": -log_px / (samples * np.log(2))
+        + 6 * (SAMPLES // 64) * 4 / samples,
+        "bits_per_sample_prior": None,
+        "mse": error / samples,
+        "snr_db": 10 * np.log10((waves**2).sum() / error),
+        "num_levels": 1,
+        "bits_per_position_uniform_prior": 4.0,
+    }
+    for key, value in expected.items():
+        if isinstance(value, float):
+            # atol: an untrained decoder's SNR is about 0 dB.
+            np.testing.assert_allclose(
+                results[key], value, rtol=1e-4, atol=1e-5
+            )
+        else:
+            assert results[key] == value, key
+    counts = np.bincount(np.asarray(codes).ravel(), minlength=16)
+    assert results["codebook_usage"] == (counts > 0).mean()
+
+
+# --------------------------------------------------------------- precision
+def test_audio_model_under_mixed_bfloat16():
+    """The new layers take the model's policy; logits, NLL and outputs stay
+    float32; a fit step gives a finite loss."""
+    model = VQVAE(dtype="mixed_bfloat16", num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=2)
+    batch = {"audio": waves, "speaker": np.array([0, 1], "int32")}
+    outputs = model(batch)
+    assert keras.config.dtype_policy().name == "float32"
+    assert outputs.dtype == tf.float32
+    speaker_layers = model.decoder.speaker_embeddings
+    assert {layer.compute_dtype for layer in speaker_layers} == {"bfloat16"}
+    assert model.decoder.compute_dtype == "bfloat16"
+    for variable in model.variables:
+        assert variable.dtype in ("float32", "int64"), variable.path
+    assert all(loss.dtype == tf.float32 for loss in model.losses)
+    codes = model.encode(waves)
+    assert model.decoder_outputs(codes, [0, 1]).dtype == tf.float32
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(batch, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
