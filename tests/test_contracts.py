@@ -92,6 +92,8 @@ def test_vqvae_latents_are_what_the_codes_are_nearest_to(distance):
     np.testing.assert_allclose(
         model.quantizer.lookup(codes), codebook[nearest], rtol=1e-6
     )
+
+
 def test_image_vqvae_declares_its_modality():
     model = VQVAE(**TINY)
     assert model.modality == "image" and model.num_speakers is None
