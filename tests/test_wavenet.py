@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.testing import run_layer_test
-from tf_vqvae import sampling
+from tf_vqvae import precision, sampling
 from tf_vqvae.contracts import CodePrior
 from tf_vqvae.wavenet import CausalConv1D, WaveNetBlock, WaveNetPrior
 
@@ -383,6 +383,11 @@ def test_mixed_bfloat16_logits_and_samplers():
     np.testing.assert_array_equal(
         prior.sample_codes(noise), prior.sample_codes(noise, method="naive")
     )
+    # The float32 copy that TFLite export converts: same weights.
+    copy = precision.float32_copy(prior)
+    assert copy.blocks[0].conv.compute_dtype == "float32"
+    for a, b in zip(copy.weights, prior.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_sampling_is_a_function_of_the_noise():
