@@ -287,10 +287,6 @@ def test_prior_save_and_reload(tmp_path, num_classes):
     assert isinstance(restored, WaveNetPrior)
     np.testing.assert_array_equal(restored(inputs), logits)
     assert len(restored.weights) == len(prior.weights)
-    noise = _noise(2, prior)
-    np.testing.assert_array_equal(
-        restored.sample_codes(noise, labels), prior.sample_codes(noise, labels)
-    )
 
 
 def test_class_conditioning_changes_logits():
