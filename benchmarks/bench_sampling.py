@@ -1,4 +1,4 @@
-"""PixelCNN prior sampling: naive vs cached sampler vs TFP, seconds per batch.
+"""Prior sampling: naive vs cached sampler (PixelCNN vs TFP, WaveNet).
 
     python benchmarks/bench_sampling.py --out sampling.md --json sampling.json
 
@@ -17,6 +17,17 @@ precision, alternating with the float32 one in each round, with the share of
 its codes equal to float32's; and the prior's training step (`fit`'s train
 function on random codes, batch `--train-batch`) is timed per precision,
 alternating rounds.
+
+WaveNet (`tf_vqvae.WaveNetPrior`, issue 15): for each sequence length
+(`--wavenet-lengths`, 1024 and 4096 codes by default; K as above, batch
+`--wavenet-batch`) the naive sampler (the whole network on the whole
+sequence for every code) and the cached one (per-layer queues, Paine et al.
+2016) draw one batch from the same noise and must return identical codes.
+The naive sampler grows quadratically with the length (minutes at 4096
+codes), so it runs `--wavenet-naive-repeats` times (default 1) without a
+warm-up: its time includes tracing its `tf.function` (under a second). The
+cached one is warmed up and repeated like the PixelCNN's.
+`--wavenet-lengths` with no value skips the WaveNet part.
 
 The peer is `tfp.distributions.PixelCNN` (PixelCNN++) over the same grid of
 integers in [0, K-1] (one channel, a discretized logistic mixture: TFP has
@@ -49,6 +60,11 @@ TINY = dict(
     repeats=2,
     train_batch=4,
     train_steps=2,
+    wavenet_lengths=[16],
+    wavenet_batch=2,
+    wavenet_channels=8,
+    wavenet_layers=3,
+    wavenet_naive_repeats=1,
 )
 
 
@@ -84,6 +100,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tfp-resnet", type=int, default=1)
     parser.add_argument("--tfp-hierarchies", type=int, default=1)
     parser.add_argument("--tfp-logistic-mix", type=int, default=5)
+    parser.add_argument(
+        "--wavenet-lengths", type=int, nargs="*", default=[1024, 4096]
+    )
+    parser.add_argument("--wavenet-batch", type=int, default=4)
+    parser.add_argument(
+        "--wavenet-channels",
+        type=int,
+        default=64,
+        help="residual and skip channels of the WaveNet prior",
+    )
+    parser.add_argument("--wavenet-layers", type=int, default=10)
+    parser.add_argument("--wavenet-dilation-cycle", type=int, default=10)
+    parser.add_argument("--wavenet-naive-repeats", type=int, default=1)
     parser.add_argument("--out", help="write the markdown fragment here")
     parser.add_argument("--json", help="write the raw timings here")
     parser.add_argument(
@@ -377,6 +406,91 @@ def precision_markdown(args: argparse.Namespace, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_wavenet(args: argparse.Namespace) -> list[dict]:
+    """Naive vs cached sampling of `WaveNetPrior` per sequence length."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_vqvae import WaveNetPrior
+
+    rows = []
+    for length in args.wavenet_lengths:
+        keras.utils.set_random_seed(args.seed)
+        prior = WaveNetPrior(
+            args.num_embeddings,
+            length,
+            residual_channels=args.wavenet_channels,
+            skip_channels=args.wavenet_channels,
+            num_layers=args.wavenet_layers,
+            dilation_cycle=args.wavenet_dilation_cycle,
+        )
+        prior.build((None, length))
+        noise = tf.random.stateless_uniform(
+            (args.wavenet_batch, length, args.num_embeddings),
+            seed=(args.seed, length),
+        )
+        row = {"length": length}
+        codes = {}
+        for method, warmup, repeats in (
+            ("cached", args.warmup, args.repeats),
+            ("naive", 0, args.wavenet_naive_repeats),
+        ):
+
+            def sample(method=method):
+                codes[method] = prior.sample_codes(noise, method=method).numpy()
+
+            row[method] = common.time_repeats(sample, warmup, repeats)
+            print(
+                f"WaveNet {length} codes {method}: "
+                + ", ".join(f"{t:.3f}" for t in row[method])
+                + " s",
+                file=sys.stderr,
+                flush=True,
+            )
+        row["params"] = int(prior.count_params())
+        row["receptive_field"] = prior.receptive_field
+        row["identical"] = bool(np.array_equal(codes["naive"], codes["cached"]))
+        row["speedup"] = statistics.median(row["naive"]) / statistics.median(
+            row["cached"]
+        )
+        rows.append(row)
+    return rows
+
+
+def wavenet_markdown(args: argparse.Namespace, rows: list[dict]) -> str:
+    def cell(times):
+        low, mid, high = min(times), statistics.median(times), max(times)
+        return f"{low:.3f} / {mid:.3f} / {high:.3f}"
+
+    lines = [
+        "",
+        "### WaveNet prior sampling: naive vs cached",
+        "",
+        f"`tf_vqvae.WaveNetPrior`, K={args.num_embeddings}, batch "
+        f"{args.wavenet_batch}, residual and skip channels "
+        f"{args.wavenet_channels}, {args.wavenet_layers} layers (dilation "
+        f"cycle {args.wavenet_dilation_cycle}, receptive field "
+        f"{rows[0]['receptive_field']} codes), {rows[0]['params']:,} "
+        "parameters, untrained weights. Cached: "
+        f"{args.warmup} warm-up + {args.repeats} timed runs; naive: "
+        f"{args.wavenet_naive_repeats} timed run(s), no warm-up (includes "
+        "under a second of tracing). Seconds per batch, min / median / max.",
+        "",
+        "| codes | naive (s) | cached (s) | speed-up (median) "
+        "| cached ms per code | same codes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        per_code = 1000 * statistics.median(row["cached"]) / row["length"]
+        lines.append(
+            f"| {row['length']} | {cell(row['naive'])} | "
+            f"{cell(row['cached'])} | {row['speedup']:.1f}x | "
+            f"{per_code:.3f} | {'yes' if row['identical'] else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     given = list(sys.argv[1:] if argv is None else argv)
@@ -393,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.precisions) > 1:
         precision_rows = run_precisions(args)
         text += precision_markdown(args, precision_rows)
+    wavenet_rows = run_wavenet(args) if args.wavenet_lengths else []
+    if wavenet_rows:
+        text += wavenet_markdown(args, wavenet_rows)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
@@ -404,11 +521,13 @@ def main(argv: list[str] | None = None) -> int:
                     "args": vars(args),
                     "rows": rows,
                     "precision_rows": precision_rows,
+                    "wavenet_rows": wavenet_rows,
                 },
                 f,
                 indent=1,
             )
-    return 0 if all(row["identical"] for row in rows) else 1
+    identical = all(row["identical"] for row in rows + wavenet_rows)
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":

@@ -436,6 +436,26 @@ def test_sampling_precision_table():
     ) in text
 
 
+def test_wavenet_target_and_summary():
+    sampling = {
+        "args": {"num_embeddings": 512, "batch": 16, "wavenet_batch": 4},
+        "rows": [],
+        "wavenet_rows": [
+            {"length": 1024, "speedup": 80.0},
+            {"length": 4096, "speedup": 310.4},
+        ],
+    }
+    assert run.wavenet_targets(sampling) == [
+        ("WaveNet cached vs naive sampling, 4096 codes", 310.4, 20.0)
+    ]
+    assert run.wavenet_targets(None) == []
+    lines = run.summary_section({}, {}, {}, None, sampling, None)
+    assert (
+        "- WaveNet prior sampling of 4096 codes (K = 512, batch 4): the "
+        "cached sampler is 310x faster than the naive one." in lines
+    )
+
+
 def test_run_writes_markdown(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     run.main(

@@ -315,6 +315,14 @@ def test_sampling_benchmark_smoke(tmp_path, monkeypatch):
     # Three TFP timings and a ratio: the peer really sampled.
     assert len(cells[5].split(" / ")) == 3 and cells[6].endswith("x")
     assert "Parameters: tf_vqvae prior" in table
+    # The WaveNet part: naive and cached at each length, the same codes.
+    assert (
+        "| codes | naive (s) | cached (s) | speed-up (median) "
+        "| cached ms per code | same codes |" in table
+    )
+    row = next(line for line in table.splitlines() if line.startswith("| 16 "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3].endswith("x") and cells[5] == "yes"
 
 
 @pytest.mark.parametrize("num_levels", [1, 3], ids=["one-level", "3-levels"])

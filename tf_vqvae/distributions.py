@@ -1,10 +1,11 @@
-"""The PixelCNN prior as a TensorFlow Probability distribution over codes.
+"""An autoregressive code prior as a TensorFlow Probability distribution.
 
 The only module of the library that imports `tensorflow_probability`; the
-prior imports it lazily from `PixelCNNPrior.distribution()`, so
-`import tf_vqvae` does not pay for TFP. It takes the prior as an argument and
-imports nothing of `tf_vqvae.prior`; seeds, noise and logit adjustment come
-from `tf_vqvae.sampling`, as in the SavedModel and TFLite samplers.
+priors (`PixelCNNPrior`, `WaveNetPrior`) import it lazily from their
+`distribution()`, so `import tf_vqvae` does not pay for TFP. It takes the
+prior as an argument and imports nothing of `tf_vqvae.prior` or
+`tf_vqvae.wavenet`; seeds, noise and logit adjustment come from
+`tf_vqvae.sampling`, as in the SavedModel and TFLite samplers.
 """
 
 from __future__ import annotations
@@ -15,21 +16,26 @@ import tensorflow_probability as tfp
 from tf_vqvae import sampling
 
 
-class PixelCNNCodeDistribution(tfp.distributions.Distribution):
-    """Distribution over code grids defined by a trained `PixelCNNPrior`.
+class CodePriorDistribution(tfp.distributions.Distribution):
+    """Distribution over code grids defined by an autoregressive prior.
 
-    `p(z) = prod_{i,j} Categorical(z[i,j]; softmax(adjust(logits[i,j])))`
-    where `logits = prior(z)` depend only on the codes before `(i, j)` in
-    raster order and `adjust` divides by `temperature` and keeps the `top_k`
-    largest logits (the rest get probability 0). `log_prob` is one masked
-    forward pass; `sample` runs the prior's autoregressive sampler with the
-    Gumbel-max trick on uniform noise, passed as `noise` or drawn from
-    `seed` by `tf_vqvae.sampling.uniform_noise` (an int `s` is the stateless
-    seed `[s, 0]`, or pass a `[2]` seed): the same seed gives the same codes,
+    For a `PixelCNNPrior` over `(H, W)` grids or a `WaveNetPrior` over
+    `(length,)` sequences (any prior with the `AutoregressivePrior` call:
+    int codes `(batch, *grid_shape)` -> float logits
+    `(batch, *grid_shape, K)`):
+    `p(z) = prod_p Categorical(z[p]; softmax(adjust(logits[p])))` over the
+    positions `p` of the grid, where `logits = prior(z)` depend only on the
+    codes before `p` in raster order and `adjust` divides by
+    `temperature` and keeps the `top_k` largest logits (the rest get
+    probability 0). `log_prob` is one masked forward pass; `sample` runs
+    the prior's autoregressive sampler with the Gumbel-max trick on uniform
+    noise, passed as `noise` or drawn from `seed` by
+    `tf_vqvae.sampling.uniform_noise` (an int `s` is the stateless seed
+    `[s, 0]`, or pass a `[2]` seed): the same seed gives the same codes,
     here and in the SavedModel's `sample` signature.
 
     Args:
-        prior: a `PixelCNNPrior`.
+        prior: a `PixelCNNPrior` or a `WaveNetPrior`.
         labels: `None`, or int class labels of a class-conditional prior, a
             scalar or `(batch,)`: the distribution's batch shape.
         temperature: positive; 1 is the prior itself.
@@ -39,14 +45,15 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
             `[0, num_embeddings)`.
         name: the distribution's name.
 
-    Event shape `[H, W]`, dtype int32, batch shape `labels.shape` (or `[]`).
+    Event shape `grid_shape` (`[H, W]`, `[length]`), dtype int32, batch
+    shape `labels.shape` (or `[]`).
 
     Example:
 
     >>> dist = prior.distribution()
-    >>> codes = dist.sample(16, seed=0)          # int32 (16, H, W)
+    >>> codes = dist.sample(16, seed=0)          # int32 (16, *grid_shape)
     >>> dist.log_prob(codes)                     # float32 (16,), nats
-    >>> dist.sample(2, noise=u)                  # u: (2, H, W, K) uniform
+    >>> dist.sample(2, noise=u)                  # u: (2, *grid_shape, K)
     """
 
     def __init__(
@@ -57,7 +64,7 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         top_k: int | None = None,
         method: str = "cached",
         validate_args: bool = False,
-        name: str = "PixelCNNCodeDistribution",
+        name: str = "CodePriorDistribution",
     ):
         parameters = dict(locals())
         sampling.check_sampling_options(
@@ -91,7 +98,7 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
 
     @property
     def prior(self):
-        """The `PixelCNNPrior`."""
+        """The prior (a `PixelCNNPrior` or a `WaveNetPrior`)."""
         return self._prior
 
     @property
@@ -129,7 +136,7 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         return tf.tile(tf.reshape(self._labels, [-1]), [copies])
 
     def _sample_n(self, n, seed=None, noise=None):
-        height, width = self._prior.grid_shape
+        grid = list(self._prior.grid_shape)
         k = self._prior.num_embeddings
         static_n = tf.get_static_value(n)
         n = int(static_n) if static_n is not None else n
@@ -138,19 +145,18 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
         for size in batch:
             per_sample *= size
         if noise is None:
-            noise = sampling.uniform_noise(
-                [n * per_sample, height, width, k], seed
-            )
+            noise = sampling.uniform_noise([n * per_sample, *grid, k], seed)
         else:
             noise = tf.convert_to_tensor(noise, tf.float32)
-            expected = [n] + batch + [height, width, k]
+            expected = [n] + batch + grid + [k]
             if noise.shape.as_list() != expected:
+                axes = ", ".join(getattr(self._prior, "grid_axes", ()))
                 raise ValueError(
                     f"`noise` must have shape {tuple(expected)} "
-                    "(sample, *batch, H, W, num_embeddings). "
+                    f"(sample, *batch, {axes}, num_embeddings). "
                     f"Received: noise.shape={tuple(noise.shape)}"
                 )
-            noise = tf.reshape(noise, [-1, height, width, k])
+            noise = tf.reshape(noise, [-1, *grid, k])
         codes = self._prior.sample_codes(
             noise,
             self._flat_labels(n),
@@ -158,10 +164,11 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
             top_k=self._top_k,
             method=self._method,
         )
-        return tf.reshape(codes, [n] + batch + [height, width])
+        return tf.reshape(codes, [n] + batch + grid)
 
     def _log_prob(self, codes):
-        height, width = self._prior.grid_shape
+        grid = list(self._prior.grid_shape)
+        rank = len(grid)
         codes = tf.convert_to_tensor(codes, tf.int32)
         if self.validate_args:
             checks = [
@@ -177,11 +184,9 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
             with tf.control_dependencies(checks):
                 codes = tf.identity(codes)
         batch = self.batch_shape_tensor()
-        prefix = tf.broadcast_dynamic_shape(tf.shape(codes)[:-2], batch)
-        codes = tf.broadcast_to(
-            codes, tf.concat([prefix, [height, width]], axis=0)
-        )
-        flat = tf.reshape(codes, [-1, height, width])
+        prefix = tf.broadcast_dynamic_shape(tf.shape(codes)[:-rank], batch)
+        codes = tf.broadcast_to(codes, tf.concat([prefix, grid], axis=0))
+        flat = tf.reshape(codes, [-1, *grid])
         inputs = flat
         if self._labels is not None:
             labels = tf.broadcast_to(self._labels, prefix)
@@ -190,5 +195,11 @@ class PixelCNNCodeDistribution(tfp.distributions.Distribution):
             self._prior(inputs, training=False), self._temperature, self._top_k
         )
         log_probs = tf.nn.log_softmax(logits, axis=-1)
-        picked = tf.gather(log_probs, flat, axis=-1, batch_dims=3)
-        return tf.reshape(tf.reduce_sum(picked, axis=[1, 2]), prefix)
+        picked = tf.gather(log_probs, flat, axis=-1, batch_dims=1 + rank)
+        return tf.reshape(
+            tf.reduce_sum(picked, axis=list(range(1, 1 + rank))), prefix
+        )
+
+
+# The name from before the WaveNet prior, kept for existing imports.
+PixelCNNCodeDistribution = CodePriorDistribution

@@ -29,14 +29,13 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int, describe
+from tf_vqvae.autoregressive import AutoregressivePrior, gate
 from tf_vqvae.precision import policy_scope
 
 _STACKS = ("vertical", "horizontal")
@@ -189,12 +188,6 @@ class MaskedConv2D(keras.layers.Layer):
         return config
 
 
-def _gate(x: tf.Tensor) -> tf.Tensor:
-    """`tanh(a) * sigmoid(b)` for `x = concat([a, b], -1)`."""
-    a, b = tf.split(x, 2, axis=-1)
-    return tf.tanh(a) * tf.sigmoid(b)
-
-
 @keras.saving.register_keras_serializable(package="tf_vqvae")
 class GatedPixelCNNBlock(keras.layers.Layer):
     """One gated PixelCNN layer: a vertical and a horizontal stack [1].
@@ -281,7 +274,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         v_pre = self.vertical_conv.convolve(v, padding)
         if condition is not None:
             v_pre = v_pre + condition[:, None, None, : 2 * self.num_hiddens]
-        return v_pre, _gate(v_pre)
+        return v_pre, gate(v_pre)
 
     def horizontal(
         self, h_window, h, v_to_h, condition=None, padding: str = "SAME"
@@ -290,7 +283,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         h_pre = self.horizontal_conv.convolve(h_window, padding) + v_to_h
         if condition is not None:
             h_pre = h_pre + condition[:, None, None, 2 * self.num_hiddens :]
-        h_out = self.horizontal_output(_gate(h_pre))
+        h_out = self.horizontal_output(gate(h_pre))
         if self.mask_type == "B":
             h_out = h_out + h
         return h_out
@@ -316,7 +309,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class PixelCNNPrior(keras.Model):
+class PixelCNNPrior(AutoregressivePrior):
     """Autoregressive prior over VQ-VAE codes: a gated PixelCNN [1].
 
     Models `p(z) = prod_{i,j} p(z[i,j] | codes before (i, j) in raster
@@ -397,6 +390,8 @@ class PixelCNNPrior(keras.Model):
             Autoregressive Models.
     """
 
+    grid_axes = ("H", "W")
+
     def __init__(
         self,
         num_embeddings: int,
@@ -407,8 +402,6 @@ class PixelCNNPrior(keras.Model):
         num_classes: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        check_int("num_embeddings", num_embeddings)
         if (
             not isinstance(grid_shape, (tuple, list))
             or len(grid_shape) != 2
@@ -424,23 +417,15 @@ class PixelCNNPrior(keras.Model):
         check_int("num_hiddens", num_hiddens)
         check_int("num_layers", num_layers)
         _check_kernel_size(kernel_size)
-        if num_classes is not None:
-            check_int("num_classes", num_classes)
-        self.num_embeddings = num_embeddings
-        self.grid_shape = tuple(grid_shape)
+        super().__init__(num_embeddings, grid_shape, num_classes, **kwargs)
         self.num_hiddens = num_hiddens
         self.num_layers = num_layers
         self.kernel_size = kernel_size
-        self.num_classes = num_classes
 
         # The layers take the model's dtype policy (`dtype=...`, by default
         # the global one): Keras does not pass it down.
         with policy_scope(self.dtype_policy):
             self._make_layers()
-        self.bits_per_code_tracker = keras.metrics.Mean(name="bits_per_code")
-        # Compiled samplers by (method, temperature, top_k), set past Keras'
-        # attribute tracking: they are not state to save.
-        object.__setattr__(self, "_compiled_samplers", {})
 
     def _make_layers(self) -> None:
         num_embeddings, num_hiddens = self.num_embeddings, self.num_hiddens
@@ -480,38 +465,6 @@ class PixelCNNPrior(keras.Model):
         )
 
     # ----------------------------------------------------------------- build
-    def _codes_shape(self, input_shape):
-        if isinstance(input_shape, dict):
-            if self.num_classes is None or set(input_shape) != {
-                "codes",
-                "labels",
-            }:
-                raise ValueError(
-                    f"`{self.name}` takes a dict input only with num_classes "
-                    "set, with keys 'codes' and 'labels'. "
-                    f"Received: inputs.shape={input_shape}"
-                )
-            return tuple(input_shape["codes"])
-        if self.num_classes is not None:
-            raise ValueError(
-                f"`{self.name}` (num_classes={self.num_classes}) expects a "
-                "dict input {'codes': (batch, H, W), 'labels': (batch,)}. "
-                f"Received: inputs.shape={tuple(input_shape)}"
-            )
-        return tuple(input_shape)
-
-    def _check_codes_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) != 3 or any(
-            s is not None and s != g
-            for s, g in zip(shape[1:], self.grid_shape, strict=True)
-        ):
-            raise ValueError(
-                f"`{self.name}` expects codes of shape (batch, "
-                f"{self.grid_shape[0]}, {self.grid_shape[1]}) (grid_shape). "
-                f"Received: codes.shape={shape}"
-            )
-
     def build(self, input_shape):
         shape = self._codes_shape(input_shape)
         self._check_codes_shape(shape)
@@ -528,25 +481,6 @@ class PixelCNNPrior(keras.Model):
             embedding.build((batch,))
 
     # ------------------------------------------------------------------ call
-    def _split_inputs(self, inputs):
-        if isinstance(inputs, dict):
-            return inputs["codes"], inputs["labels"]
-        return inputs, None
-
-    def _conditions(self, labels):
-        if labels is None:
-            return [None] * self.num_layers
-        labels = tf.cast(labels, "int32")
-        return [
-            tf.cast(embedding(labels), self.compute_dtype)
-            for embedding in self.class_embeddings
-        ]
-
-    def _embed(self, codes) -> tf.Tensor:
-        return tf.cast(
-            self.embedding(tf.cast(codes, "int32")), self.compute_dtype
-        )
-
     def _head(self, skip) -> tf.Tensor:
         x = self.head_hidden(tf.nn.relu(skip))
         return tf.cast(self.head_logits(tf.nn.relu(x)), "float32")
@@ -568,190 +502,7 @@ class PixelCNNPrior(keras.Model):
             skip = s if skip is None else skip + s
         return self._head(skip)
 
-    def compute_output_shape(self, input_shape):
-        shape = self._codes_shape(input_shape)
-        return tuple(shape) + (self.num_embeddings,)
-
-    # -------------------------------------------------------------- training
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """`keras.Model.compile`, with the loss defaulting to
-        `SparseCategoricalCrossentropy(from_logits=True)`."""
-        if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(
-            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
-        )
-
-    def compile_from_config(self, config):
-        # Keras skips `compile` on load for models that override it.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        if y is None:
-            y, _ = self._split_inputs(x)
-        total = super().compute_loss(
-            x=x,
-            y=y,
-            y_pred=y_pred,
-            sample_weight=sample_weight,
-            training=training,
-        )
-        nats = keras.losses.sparse_categorical_crossentropy(
-            y, y_pred, from_logits=True
-        )
-        self.bits_per_code_tracker.update_state(
-            tf.reduce_mean(nats) / math.log(2.0)
-        )
-        return total
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if y is None:
-            y, _ = self._split_inputs(x)
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
     # -------------------------------------------------------------- sampling
-    def distribution(
-        self,
-        labels=None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        **kwargs,
-    ):
-        """The prior as a `tfp.distributions.Distribution` over code grids.
-
-        Args:
-            labels: `None`, or int class labels (scalar or `(batch,)`) when
-                the prior is class conditional.
-            temperature: positive; logits are divided by it.
-            top_k: `None` or the number of most likely codes kept per
-                position.
-            **kwargs: `method`, `validate_args`, `name` of
-                `tf_vqvae.distributions.PixelCNNCodeDistribution`.
-
-        Returns:
-            A `PixelCNNCodeDistribution`: event shape `[H, W]`, dtype int32.
-        """
-        from tf_vqvae.distributions import PixelCNNCodeDistribution
-
-        return PixelCNNCodeDistribution(
-            self, labels=labels, temperature=temperature, top_k=top_k, **kwargs
-        )
-
-    def sample_codes(
-        self,
-        noise,
-        labels=None,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        method: str = "cached",
-    ) -> tf.Tensor:
-        """Codes drawn autoregressively from the given uniform noise.
-
-        Eagerly, each `(method, temperature, top_k)` runs as its own
-        compiled `tf.function`, the cached sampler with XLA
-        (`jit_compile=True`): its loop body is many small ops, and fusing
-        them halved its time per code on CPU (the naive sampler's large
-        convolutions are faster without XLA). Called while a graph is traced (a
-        `tf.function`, a `keras.export.ExportArchive` endpoint, a TFLite
-        conversion) it adds the sampler's ops to that graph: graph ops only,
-        no random op, static loop shapes for a static `n`, so it converts
-        with `TFLITE_BUILTINS` only and gives the same codes there.
-        `tf_vqvae.sampling.prior_noise(prior, n, seed)` maps a seed to the
-        noise.
-
-        Args:
-            noise: float `(n, H, W, K)` uniform in [0, 1): the Gumbel-max
-                noise, one vector per position. The same noise gives the same
-                codes.
-            labels: int `(n,)` class labels (class-conditional priors only).
-            temperature: positive; logits are divided by it.
-            top_k: `None` or the number of most likely codes kept per
-                position.
-            method: `"cached"` (default; cost per code independent of the
-                grid size) or `"naive"` (the whole network on the whole grid
-                for every code). Both give identical codes.
-
-        Returns:
-            int32 codes `(n, H, W)`.
-
-        Raises:
-            ValueError: for a bad option, `labels` given to an unconditional
-                prior (or missing for a conditional one), or a `noise` shape
-                other than `(n, H, W, K)`.
-        """
-        sampling.check_method(method)
-        sampling.check_sampling_options(temperature, top_k, self.num_embeddings)
-        sampling.check_labels(labels, self.num_classes)
-        noise = tf.convert_to_tensor(noise, "float32")
-        expected = self.grid_shape + (self.num_embeddings,)
-        if noise.shape.rank != 4 or tuple(noise.shape[1:]) != expected:
-            raise ValueError(
-                "`noise` must have shape (n, "
-                f"{', '.join(str(s) for s in expected)}) "
-                "(n, H, W, num_embeddings). "
-                f"Received: noise.shape={tuple(noise.shape)}"
-            )
-        if not self.built:
-            shape = (None,) + self.grid_shape
-            if self.num_classes is None:
-                self.build(shape)
-            else:
-                self.build({"codes": shape, "labels": (None,)})
-        if labels is not None:
-            labels = tf.convert_to_tensor(labels, "int32")
-        sample = (
-            self._sample_cached if method == "cached" else self._sample_naive
-        )
-        if not tf.executing_eagerly():
-            # Traced by an outer function: its ops go straight into that
-            # graph, not into a nested function call of ours.
-            return sample(noise, labels, temperature, top_k)
-        key = (method, float(temperature), top_k)
-        functions = self._compiled_samplers
-        if key not in functions:
-
-            def compiled(noise, labels):
-                return sample(noise, labels, temperature, top_k)
-
-            functions[key] = tf.function(
-                compiled, jit_compile=method == "cached"
-            )
-        return functions[key](noise, labels)
-
-    def _sample_naive(self, noise, labels, temperature, top_k):
-        height, width = self.grid_shape
-        n = tf.shape(noise)[0]
-        inputs_of = (
-            (lambda codes: codes)
-            if labels is None
-            else (lambda codes: {"codes": codes, "labels": labels})
-        )
-
-        def body(t, codes):
-            i, j = t // width, t % width
-            logits = self(inputs_of(codes), training=False)[:, i, j]
-            code = sampling.gumbel_argmax(
-                logits, noise[:, i, j], temperature, top_k
-            )
-            index = tf.stack(
-                [tf.range(n), tf.fill([n], i), tf.fill([n], j)], axis=1
-            )
-            return t + 1, tf.tensor_scatter_nd_update(codes, index, code)
-
-        codes = tf.zeros([n, height, width], "int32")
-        _, codes = tf.while_loop(
-            lambda t, _: t < height * width,
-            body,
-            (tf.constant(0), codes),
-            parallel_iterations=1,
-        )
-        return codes
-
     def _sample_cached(self, noise, labels, temperature, top_k):
         """Row by row: the vertical stack of a row once, then code by code
         the horizontal stack on a `(1, k)` window per layer.

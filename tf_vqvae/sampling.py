@@ -33,7 +33,7 @@ from tf_vqvae.arg_checks import describe
 from tf_vqvae.contracts import CodePrior
 
 METHODS = ("cached", "naive")
-"""Autoregressive samplers of `PixelCNNPrior.sample_codes`; same codes."""
+"""Autoregressive samplers of the priors' `sample_codes`; same codes."""
 
 _TINY = np.finfo(np.float32).tiny
 _BELOW_ONE = 1.0 - np.finfo(np.float32).epsneg

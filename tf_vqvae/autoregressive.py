@@ -1,0 +1,330 @@
+"""What the autoregressive code priors share: inputs, training, sampling.
+
+`tf_vqvae.PixelCNNPrior` (2D code grids) and `tf_vqvae.WaveNetPrior` (1D
+code sequences) differ in their network and in how their cached sampler
+walks the grid; everything the `tf_vqvae.contracts.CodePrior` contract
+sees is written once here, in `AutoregressivePrior`:
+
+- inputs: int codes `(batch, *grid_shape)`, or `{"codes": ..., "labels":
+  (batch,)}` for a class-conditional prior (`num_classes` set);
+- training: `compile()` defaults to
+  `SparseCategoricalCrossentropy(from_logits=True)` with the codes as their
+  own targets, and `fit` shows `bits_per_code`;
+- sampling: `sample_codes(noise, labels, temperature, top_k, method)` checks
+  its arguments with `tf_vqvae.sampling` and runs the subclass's
+  `_sample_naive` or `_sample_cached` (compiled eagerly, traced as it is
+  inside an outer graph), and `distribution()` wraps the prior in a TFP
+  distribution (`tf_vqvae.distributions`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae import sampling
+from tf_vqvae.arg_checks import check_int
+
+
+def gate(x: tf.Tensor) -> tf.Tensor:
+    """`tanh(a) * sigmoid(b)` for `x = concat([a, b], -1)`: the gated unit
+    of the PixelCNN and WaveNet layers."""
+    a, b = tf.split(x, 2, axis=-1)
+    return tf.tanh(a) * tf.sigmoid(b)
+
+
+class AutoregressivePrior(keras.Model):
+    """Base of the autoregressive priors over code grids (not for direct use).
+
+    A subclass validates its arguments, calls
+    `super().__init__(num_embeddings, grid_shape, num_classes, **kwargs)`,
+    sets `num_layers`, creates its layers (among them `embedding`, a
+    `keras.layers.Embedding` of the codes, and `class_embeddings`, one
+    embedding of the labels per layer), sets `grid_axes` (the names of the
+    grid axes in messages) and implements `build`, `call` (float32 logits
+    `(batch, *grid_shape, num_embeddings)` that depend only on earlier
+    codes), `_sample_cached` and `get_config`. `_sample_naive` (the whole
+    network for every position, in raster order) is written here.
+
+    Args:
+        num_embeddings: K, the number of codes.
+        grid_shape: the code grid, already validated by the subclass.
+        num_classes: `None` or the number of class labels.
+        **kwargs: base `keras.Model` arguments.
+    """
+
+    grid_axes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        grid_shape: tuple[int, ...],
+        num_classes: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_int("num_embeddings", num_embeddings)
+        if num_classes is not None:
+            check_int("num_classes", num_classes)
+        self.num_embeddings = num_embeddings
+        self.grid_shape = tuple(grid_shape)
+        self.num_classes = num_classes
+        self.bits_per_code_tracker = keras.metrics.Mean(name="bits_per_code")
+        # Compiled samplers by (method, temperature, top_k), set past Keras'
+        # attribute tracking: they are not state to save.
+        object.__setattr__(self, "_compiled_samplers", {})
+
+    # ---------------------------------------------------------------- inputs
+    def _grid_text(self) -> str:
+        return ", ".join(self.grid_axes)
+
+    def _codes_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            if self.num_classes is None or set(input_shape) != {
+                "codes",
+                "labels",
+            }:
+                raise ValueError(
+                    f"`{self.name}` takes a dict input only with num_classes "
+                    "set, with keys 'codes' and 'labels'. "
+                    f"Received: inputs.shape={input_shape}"
+                )
+            return tuple(input_shape["codes"])
+        if self.num_classes is not None:
+            raise ValueError(
+                f"`{self.name}` (num_classes={self.num_classes}) expects a "
+                f"dict input {{'codes': (batch, {self._grid_text()}), "
+                "'labels': (batch,)}. "
+                f"Received: inputs.shape={tuple(input_shape)}"
+            )
+        return tuple(input_shape)
+
+    def _check_codes_shape(self, shape) -> None:
+        shape = tuple(shape)
+        if len(shape) != 1 + len(self.grid_shape) or any(
+            s is not None and s != g
+            for s, g in zip(shape[1:], self.grid_shape, strict=True)
+        ):
+            sizes = ", ".join(str(s) for s in self.grid_shape)
+            raise ValueError(
+                f"`{self.name}` expects codes of shape (batch, {sizes}) "
+                f"(grid_shape). Received: codes.shape={shape}"
+            )
+
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            return inputs["codes"], inputs["labels"]
+        return inputs, None
+
+    def _conditions(self, labels) -> list:
+        """Per layer, the class embedding of `labels` (or `None`)."""
+        if labels is None:
+            return [None] * self.num_layers
+        labels = tf.cast(labels, "int32")
+        return [
+            tf.cast(embedding(labels), self.compute_dtype)
+            for embedding in self.class_embeddings
+        ]
+
+    def _embed(self, codes) -> tf.Tensor:
+        return tf.cast(
+            self.embedding(tf.cast(codes, "int32")), self.compute_dtype
+        )
+
+    def _build_for_sampling(self) -> None:
+        if self.built:
+            return
+        shape = (None,) + self.grid_shape
+        if self.num_classes is None:
+            self.build(shape)
+        else:
+            self.build({"codes": shape, "labels": (None,)})
+
+    def compute_output_shape(self, input_shape):
+        shape = self._codes_shape(input_shape)
+        return tuple(shape) + (self.num_embeddings,)
+
+    # -------------------------------------------------------------- training
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile`, with the loss defaulting to
+        `SparseCategoricalCrossentropy(from_logits=True)`."""
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        super().compile(
+            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
+        )
+
+    def compile_from_config(self, config):
+        # Keras skips `compile` on load for models that override it.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if y is None:
+            y, _ = self._split_inputs(x)
+        total = super().compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+        nats = keras.losses.sparse_categorical_crossentropy(
+            y, y_pred, from_logits=True
+        )
+        self.bits_per_code_tracker.update_state(
+            tf.reduce_mean(nats) / math.log(2.0)
+        )
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if y is None:
+            y, _ = self._split_inputs(x)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # -------------------------------------------------------------- sampling
+    def distribution(
+        self,
+        labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        **kwargs,
+    ):
+        """The prior as a `tfp.distributions.Distribution` over code grids.
+
+        Args:
+            labels: `None`, or int class labels (scalar or `(batch,)`) when
+                the prior is class conditional.
+            temperature: positive; logits are divided by it.
+            top_k: `None` or the number of most likely codes kept per
+                position.
+            **kwargs: `method`, `validate_args`, `name` of
+                `tf_vqvae.distributions.CodePriorDistribution`.
+
+        Returns:
+            A `CodePriorDistribution`: event shape `grid_shape`, dtype
+            int32; `log_prob` in nats per grid.
+        """
+        from tf_vqvae.distributions import CodePriorDistribution
+
+        return CodePriorDistribution(
+            self, labels=labels, temperature=temperature, top_k=top_k, **kwargs
+        )
+
+    def sample_codes(
+        self,
+        noise,
+        labels=None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        method: str = "cached",
+    ) -> tf.Tensor:
+        """Codes drawn autoregressively from the given uniform noise.
+
+        Eagerly, each `(method, temperature, top_k)` runs as its own
+        compiled `tf.function`, the cached sampler with XLA
+        (`jit_compile=True`): its loop body is many small ops, and fusing
+        them halved the PixelCNN's time per code on CPU (the naive
+        sampler's large convolutions are faster without XLA). Called while a
+        graph is traced (a `tf.function`, a `keras.export.ExportArchive`
+        endpoint, a TFLite conversion) it adds the sampler's ops to that
+        graph: graph ops only, no random op, static loop shapes for a static
+        `n`, so it converts with `TFLITE_BUILTINS` only and gives the same
+        codes there. `tf_vqvae.sampling.prior_noise(prior, n, seed)` maps a
+        seed to the noise.
+
+        Args:
+            noise: float `(n, *grid_shape, K)` uniform in [0, 1): the
+                Gumbel-max noise, one vector per position. The same noise
+                gives the same codes.
+            labels: int `(n,)` class labels (class-conditional priors only).
+            temperature: positive; logits are divided by it.
+            top_k: `None` or the number of most likely codes kept per
+                position.
+            method: `"cached"` (default; cost per code independent of the
+                grid size) or `"naive"` (the whole network on the whole grid
+                for every code). Both give identical codes.
+
+        Returns:
+            int32 codes `(n, *grid_shape)`.
+
+        Raises:
+            ValueError: for a bad option, `labels` given to an unconditional
+                prior (or missing for a conditional one), or a `noise` shape
+                other than `(n, *grid_shape, K)`.
+        """
+        sampling.check_method(method)
+        sampling.check_sampling_options(temperature, top_k, self.num_embeddings)
+        sampling.check_labels(labels, self.num_classes)
+        noise = tf.convert_to_tensor(noise, "float32")
+        expected = self.grid_shape + (self.num_embeddings,)
+        if noise.shape.rank != len(expected) + 1 or (
+            tuple(noise.shape[1:]) != expected
+        ):
+            raise ValueError(
+                "`noise` must have shape (n, "
+                f"{', '.join(str(s) for s in expected)}) "
+                f"(n, {self._grid_text()}, num_embeddings). "
+                f"Received: noise.shape={tuple(noise.shape)}"
+            )
+        self._build_for_sampling()
+        if labels is not None:
+            labels = tf.convert_to_tensor(labels, "int32")
+        sample = (
+            self._sample_cached if method == "cached" else self._sample_naive
+        )
+        if not tf.executing_eagerly():
+            # Traced by an outer function: its ops go straight into that
+            # graph, not into a nested function call of ours.
+            return sample(noise, labels, temperature, top_k)
+        key = (method, float(temperature), top_k)
+        functions = self._compiled_samplers
+        if key not in functions:
+
+            def compiled(noise, labels):
+                return sample(noise, labels, temperature, top_k)
+
+            functions[key] = tf.function(
+                compiled, jit_compile=method == "cached"
+            )
+        return functions[key](noise, labels)
+
+    def _sample_naive(self, noise, labels, temperature, top_k):
+        """Position by position in raster order, the whole network on the
+        whole grid for each."""
+        n = tf.shape(noise)[0]
+        size = math.prod(self.grid_shape)
+        inputs_of = (
+            (lambda codes: codes)
+            if labels is None
+            else (lambda codes: {"codes": codes, "labels": labels})
+        )
+
+        def body(t, codes):
+            position, rest = [], t
+            for size_of_axis in reversed(self.grid_shape):
+                position.insert(0, rest % size_of_axis)
+                rest = rest // size_of_axis
+            index = tf.stack(
+                [tf.range(n)] + [tf.fill([n], p) for p in position], axis=1
+            )
+            logits = tf.gather_nd(self(inputs_of(codes), training=False), index)
+            code = sampling.gumbel_argmax(
+                logits, tf.gather_nd(noise, index), temperature, top_k
+            )
+            return t + 1, tf.tensor_scatter_nd_update(codes, index, code)
+
+        codes = tf.zeros(tf.concat([[n], self.grid_shape], 0), "int32")
+        _, codes = tf.while_loop(
+            lambda t, _: t < size,
+            body,
+            (tf.constant(0), codes),
+            parallel_iterations=1,
+        )
+        return codes

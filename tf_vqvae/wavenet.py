@@ -1,0 +1,551 @@
+"""WaveNet prior over 1D VQ-VAE codes, with naive and cached samplers.
+
+The prior factorises the distribution of a code sequence `z` (length `L`,
+K categories) left to right:
+
+    p(z) = prod_t p(z[t] | z[<t])
+
+and models every conditional with a WaveNet [1]: the codes, embedded and
+shifted right by one position (position t sees `z[t - 1]`, position 0 a
+zero vector), go through a stack of dilated causal convolutions with gated
+units `tanh(a) * sigmoid(b)`, residual connections between layers and skip
+connections into the output head. Optional class (e.g. speaker)
+conditioning adds a learned per-class vector inside every gate.
+
+Sampling runs the conditionals one code at a time with the Gumbel-max trick
+on uniform noise that is an input (`tf_vqvae.sampling`), so the same noise
+gives the same codes and the sampler uses only TFLite builtin ops. The
+cached sampler [2] keeps, per layer, a queue of the layer's last
+`(kernel_size - 1) * dilation` inputs (a circular buffer): each step reads
+the inputs the dilated convolution needs from the queues, computes one
+position of every layer and pushes the new inputs, so its cost per code is
+O(num_layers), independent of the sequence length; it returns exactly the
+naive sampler's codes for the same noise.
+
+References:
+    [1] van den Oord et al., 2016. WaveNet: A Generative Model for Raw
+        Audio. https://arxiv.org/abs/1609.03499
+    [2] Paine et al., 2016. Fast Wavenet Generation Algorithm.
+        https://arxiv.org/abs/1611.09482
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_vqvae import sampling
+from tf_vqvae.arg_checks import check_int, describe
+from tf_vqvae.autoregressive import AutoregressivePrior, gate
+from tf_vqvae.precision import policy_scope
+
+
+def _check_kernel_size(kernel_size) -> None:
+    if (
+        isinstance(kernel_size, bool)
+        or not isinstance(kernel_size, int)
+        or kernel_size < 2
+    ):
+        raise ValueError(
+            "`kernel_size` must be an integer >= 2. "
+            f"{describe('kernel_size', kernel_size)}"
+        )
+
+
+def _check_sequence_shape(name: str, input_shape) -> None:
+    if len(input_shape) != 3 or input_shape[-1] is None:
+        raise ValueError(
+            f"`{name}` expects inputs of shape (batch, length, channels) "
+            "with a known channel axis. "
+            f"Received: inputs.shape={tuple(input_shape)}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class CausalConv1D(keras.layers.Layer):
+    """Dilated causal 1D convolution, written as taps and one matmul.
+
+    With kernel size k and dilation d, output t is
+
+        y[t] = sum_{j < k} x[t - (k - 1 - j) * d] @ kernel[j] + bias
+
+    (zeros before the start): it sees `(k - 1) * d` earlier positions and
+    t itself, never a later one. `taps(x)` gathers the k inputs of every
+    position side by side, `(batch, length, k * channels)`, and
+    `convolve_taps` applies the kernel to them as a 1x1 convolution; the
+    cached sampler of `WaveNetPrior` builds the taps of one position from
+    its queues and calls the same `convolve_taps`, so both give the same
+    numbers.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: k >= 2, the number of taps.
+        dilation_rate: d >= 1, the distance between taps.
+        use_bias: whether to add a bias.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `(batch, length, channels)`.
+
+    Returns:
+        `(batch, length, filters)`.
+
+    Example:
+
+    >>> conv = CausalConv1D(32, kernel_size=2, dilation_rate=4)
+    >>> conv(keras.ops.zeros((2, 16, 8))).shape
+    (2, 16, 32)
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 2,
+        dilation_rate: int = 1,
+        use_bias: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_int("filters", filters)
+        _check_kernel_size(kernel_size)
+        check_int("dilation_rate", dilation_rate)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.dilation_rate = dilation_rate
+        self.use_bias = bool(use_bias)
+
+    @property
+    def history(self) -> int:
+        """`(kernel_size - 1) * dilation_rate`: earlier positions seen."""
+        return (self.kernel_size - 1) * self.dilation_rate
+
+    def build(self, input_shape):
+        _check_sequence_shape(self.name, input_shape)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.kernel_size, int(input_shape[-1]), self.filters),
+            initializer="glorot_uniform",
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias", shape=(self.filters,), initializer="zeros"
+            )
+            if self.use_bias
+            else None
+        )
+
+    def taps(self, inputs) -> tf.Tensor:
+        """`(batch, length, k * channels)`: at t, the inputs at
+        `t - (k - 1) * d, ..., t - d, t` (oldest first), zeros before 0."""
+        length = tf.shape(inputs)[1]
+        padded = tf.pad(inputs, [[0, 0], [self.history, 0], [0, 0]])
+        d = self.dilation_rate
+        return tf.concat(
+            [
+                padded[:, j * d : j * d + length]
+                for j in range(self.kernel_size)
+            ],
+            axis=-1,
+        )
+
+    def convolve_taps(self, taps) -> tf.Tensor:
+        """The convolution's output from `taps`, `(batch, length, filters)`."""
+        kernel = tf.reshape(
+            tf.cast(self.kernel, self.compute_dtype), [1, -1, self.filters]
+        )
+        outputs = tf.nn.conv1d(taps, kernel, stride=1, padding="VALID")
+        if self.bias is not None:
+            outputs = tf.nn.bias_add(
+                outputs, tf.cast(self.bias, self.compute_dtype)
+            )
+        return outputs
+
+    def call(self, inputs):
+        return self.convolve_taps(self.taps(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            dilation_rate=self.dilation_rate,
+            use_bias=self.use_bias,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class WaveNetBlock(keras.layers.Layer):
+    """One WaveNet layer: dilated causal convolution, gate, residual, skip [1].
+
+    With `x` the layer's input (C channels):
+
+        pre  = causal_conv_k,d(x) + condition      # 2C channels
+        g    = tanh(pre[:C]) * sigmoid(pre[C:])
+        skip = conv_1x1(g)                          # S channels
+        out  = x + conv_1x1(g)                      # C channels
+
+    `use_residual=False` (the last layer of a stack, whose residual output
+    nothing reads) leaves `out = x` and has no residual convolution.
+
+    Args:
+        residual_channels: C, channels of the input and of `out`.
+        skip_channels: S, channels of `skip`.
+        dilation_rate: d, the dilation of the causal convolution.
+        kernel_size: k >= 2 taps of the causal convolution.
+        use_residual: whether `out` adds a 1x1 convolution of `g` to `x`.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `x`, `(batch, length, C)`.
+        condition: optional `(batch, 2 * C)`, added to `pre` at every
+            position (class conditioning).
+
+    Returns:
+        `concat([out, skip], -1)`, `(batch, length, C + S)`.
+
+    Example:
+
+    >>> block = WaveNetBlock(16, 32, dilation_rate=2)
+    >>> block(keras.ops.zeros((2, 10, 16))).shape
+    (2, 10, 48)
+    """
+
+    def __init__(
+        self,
+        residual_channels: int,
+        skip_channels: int,
+        dilation_rate: int = 1,
+        kernel_size: int = 2,
+        use_residual: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_int("residual_channels", residual_channels)
+        check_int("skip_channels", skip_channels)
+        check_int("dilation_rate", dilation_rate)
+        _check_kernel_size(kernel_size)
+        self.residual_channels = residual_channels
+        self.skip_channels = skip_channels
+        self.dilation_rate = dilation_rate
+        self.kernel_size = kernel_size
+        self.use_residual = bool(use_residual)
+        self.conv = CausalConv1D(
+            2 * residual_channels, kernel_size, dilation_rate, name="conv"
+        )
+        self.skip_output = keras.layers.Conv1D(
+            skip_channels, 1, name="skip_output"
+        )
+        self.residual_output = (
+            keras.layers.Conv1D(residual_channels, 1, name="residual_output")
+            if self.use_residual
+            else None
+        )
+
+    def build(self, input_shape):
+        _check_sequence_shape(self.name, input_shape)
+        if input_shape[-1] != self.residual_channels:
+            raise ValueError(
+                f"`{self.name}` expects inputs of shape (batch, length, "
+                f"{self.residual_channels}) (residual_channels). "
+                f"Received: inputs.shape={tuple(input_shape)}"
+            )
+        self.conv.build(input_shape)
+        gated = tuple(input_shape[:-1]) + (self.residual_channels,)
+        self.skip_output.build(gated)
+        if self.residual_output is not None:
+            self.residual_output.build(gated)
+
+    def step(self, taps, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(out, skip)` from the convolution's `taps` and the input `x`."""
+        pre = self.conv.convolve_taps(taps)
+        if condition is not None:
+            pre = pre + condition[:, None, :]
+        g = gate(pre)
+        out = x if self.residual_output is None else x + self.residual_output(g)
+        return out, self.skip_output(g)
+
+    def call(self, inputs, condition=None):
+        out, skip = self.step(self.conv.taps(inputs), inputs, condition)
+        return tf.concat([out, skip], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (
+            self.residual_channels + self.skip_channels,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            residual_channels=self.residual_channels,
+            skip_channels=self.skip_channels,
+            dilation_rate=self.dilation_rate,
+            kernel_size=self.kernel_size,
+            use_residual=self.use_residual,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class WaveNetPrior(AutoregressivePrior):
+    """Autoregressive prior over 1D VQ-VAE codes: a WaveNet [1].
+
+    Models `p(z) = prod_t p(z[t] | z[<t])` over int codes `z` of shape
+    `(length,)` with K categories (e.g. the latents of speech). The codes
+    are embedded (C = `residual_channels`) and shifted right by one, so
+    position t sees `z[t - 1]` and position 0 a zero vector; `num_layers`
+    `WaveNetBlock`s follow, layer l with dilation
+    `2 ** (l % dilation_cycle)` (1, 2, 4, ..., repeated); their skip
+    outputs are summed, then `relu -> conv_1x1(S) -> relu -> conv_1x1(K)`
+    gives float32 logits. Class conditioning (`num_classes`, e.g. speaker
+    ids) adds a learned per-class vector to the gate input of every layer.
+
+    Receptive field: the logits at t depend on the `receptive_field =
+    1 + (kernel_size - 1) * sum(dilations)` codes `z[t - receptive_field],
+    ..., z[t - 1]` (those that exist) and on nothing else: with the
+    defaults 1024 codes.
+
+    Training: as `PixelCNNPrior` (see `tf_vqvae.autoregressive`):
+    `compile()` defaults to `SparseCategoricalCrossentropy(from_logits=True)`
+    with the codes as their own targets; `fit` takes a dataset of int32
+    codes `(batch, length)` (or of `{"codes": ..., "labels": ...}` dicts)
+    without targets and shows `bits_per_code`.
+
+    Sampling (pseudo-code of the naive sampler):
+
+        for t in range(length):
+            logits = network(z)[:, t]            # depends on z[<t] only
+            z[:, t] = argmax(logits / T + gumbel(noise[:, t]))
+
+    The cached sampler [2] (the default of `sample_codes` and
+    `distribution().sample`) keeps, for each layer, a circular buffer of its
+    last `(kernel_size - 1) * dilation` inputs. A step reads the taps of
+    the dilated convolution from the buffers, runs every layer on the one
+    new position (the same `CausalConv1D.convolve_taps` and 1x1
+    convolutions as the naive sampler, so the same numbers and the same
+    codes for the same noise, tested), overwrites the oldest entry of each
+    buffer and feeds the embedding of the new code to the next step: O(num
+    layers) work per code, independent of `length`, where the naive sampler
+    runs the whole network on the whole sequence for every code. The
+    measurements are in BENCHMARKS.md ("Prior sampling").
+
+    The prior satisfies `tf_vqvae.contracts.CodePrior` (`num_embeddings`,
+    `grid_shape == (length,)`, `num_classes`, `distribution`,
+    `sample_codes`).
+
+    Args:
+        num_embeddings: K, the number of codes (the VQ-VAE codebook size).
+        length: the number of codes in a sequence (the event shape of
+            `distribution()` is `[length]`).
+        residual_channels: C, channels of the embedding and of the residual
+            stream.
+        skip_channels: S, channels of the skip connections and the head.
+        num_layers: number of `WaveNetBlock`s.
+        dilation_cycle: the dilations are `1, 2, ..., 2 **
+            (dilation_cycle - 1)`, repeated over the layers.
+        kernel_size: k >= 2 taps of each dilated convolution (WaveNet: 2).
+        num_classes: `None` (unconditional) or the number of classes (e.g.
+            speakers) for class conditioning.
+        **kwargs: base `keras.Model` arguments (e.g. `dtype` for a mixed
+            precision policy; the logits stay float32).
+
+    Call arguments:
+        inputs: int codes `(batch, length)`, or with `num_classes` set a
+            dict `{"codes": (batch, length), "labels": (batch,)}`.
+
+    Returns:
+        Logits `(batch, length, K)`, float32.
+
+    Raises:
+        ValueError: for invalid arguments or input shapes.
+
+    Example:
+
+    >>> prior = WaveNetPrior(num_embeddings=512, length=1024)
+    >>> prior.compile(optimizer=keras.optimizers.Adam(3e-4))
+    >>> prior.fit(codes_dataset, epochs=10)     # int32 (batch, 1024)
+    >>> z = prior.distribution().sample(4, seed=0)   # int32 (4, 1024)
+
+    References:
+        [1] van den Oord et al., 2016. WaveNet: A Generative Model for Raw
+            Audio.
+        [2] Paine et al., 2016. Fast Wavenet Generation Algorithm.
+    """
+
+    grid_axes = ("length",)
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        length: int,
+        residual_channels: int = 64,
+        skip_channels: int = 64,
+        num_layers: int = 10,
+        dilation_cycle: int = 10,
+        kernel_size: int = 2,
+        num_classes: int | None = None,
+        **kwargs,
+    ):
+        check_int("length", length)
+        check_int("residual_channels", residual_channels)
+        check_int("skip_channels", skip_channels)
+        check_int("num_layers", num_layers)
+        check_int("dilation_cycle", dilation_cycle)
+        _check_kernel_size(kernel_size)
+        super().__init__(num_embeddings, (length,), num_classes, **kwargs)
+        self.length = length
+        self.residual_channels = residual_channels
+        self.skip_channels = skip_channels
+        self.num_layers = num_layers
+        self.dilation_cycle = dilation_cycle
+        self.kernel_size = kernel_size
+        # The layers take the model's dtype policy (`dtype=...`, by default
+        # the global one): Keras does not pass it down.
+        with policy_scope(self.dtype_policy):
+            self._make_layers()
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """The dilation of each layer."""
+        return tuple(
+            2 ** (i % self.dilation_cycle) for i in range(self.num_layers)
+        )
+
+    @property
+    def receptive_field(self) -> int:
+        """How many earlier codes the logits at a position can depend on."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    def _make_layers(self) -> None:
+        c, s = self.residual_channels, self.skip_channels
+        self.embedding = keras.layers.Embedding(
+            self.num_embeddings, c, name="embedding"
+        )
+        self.blocks = [
+            WaveNetBlock(
+                c,
+                s,
+                dilation,
+                self.kernel_size,
+                use_residual=i < self.num_layers - 1,
+                name=f"block{i}",
+            )
+            for i, dilation in enumerate(self.dilations)
+        ]
+        self.head_hidden = keras.layers.Conv1D(s, 1, name="head_hidden")
+        self.head_logits = keras.layers.Conv1D(
+            self.num_embeddings, 1, name="head_logits"
+        )
+        self.class_embeddings = (
+            [
+                keras.layers.Embedding(
+                    self.num_classes, 2 * c, name=f"class_embedding{i}"
+                )
+                for i in range(self.num_layers)
+            ]
+            if self.num_classes is not None
+            else []
+        )
+
+    def build(self, input_shape):
+        shape = self._codes_shape(input_shape)
+        self._check_codes_shape(shape)
+        batch = shape[0]
+        sequence = (batch, self.length)
+        self.embedding.build(sequence)
+        for block in self.blocks:
+            block.build(sequence + (self.residual_channels,))
+        self.head_hidden.build(sequence + (self.skip_channels,))
+        self.head_logits.build(sequence + (self.skip_channels,))
+        for embedding in self.class_embeddings:
+            embedding.build((batch,))
+
+    def _head(self, skip) -> tf.Tensor:
+        x = self.head_hidden(tf.nn.relu(skip))
+        return tf.cast(self.head_logits(tf.nn.relu(x)), "float32")
+
+    def call(self, inputs, training=None):
+        codes, labels = self._split_inputs(inputs)
+        self._check_codes_shape(codes.shape)
+        conditions = self._conditions(labels)
+        embedded = self._embed(codes)
+        x = tf.pad(embedded[:, :-1], [[0, 0], [1, 0], [0, 0]])
+        skip = None
+        for block, condition in zip(self.blocks, conditions, strict=True):
+            x, s = block.step(block.conv.taps(x), x, condition)
+            skip = s if skip is None else skip + s
+        return self._head(skip)
+
+    def _sample_cached(self, noise, labels, temperature, top_k):
+        """Code by code, every layer on one position from its queue.
+
+        The queue of a layer with history `q = (k - 1) * d` is a
+        `(q, n, C)` circular buffer: slot `t % q` holds the layer's input at
+        `t - q` until step t reads it and overwrites it with the input at
+        t; the taps at `t - j * d` are in slots `(t - j * d) % q`. Slots not
+        yet written hold zeros, the causal padding of the naive sampler.
+        """
+        c = self.residual_channels
+        dtype = self.compute_dtype
+        # A static batch size keeps the loop variables' shapes fixed.
+        static_n = noise.shape[0]
+        n = static_n if static_n is not None else tf.shape(noise)[0]
+        conditions = self._conditions(labels)
+        layers = list(zip(self.blocks, conditions, strict=True))
+
+        def body(t, previous, queues, codes_ta):
+            x = previous
+            skip = None
+            new_queues = []
+            for (block, condition), queue in zip(layers, queues, strict=True):
+                size = block.conv.history
+                d = block.dilation_rate
+                taps = [
+                    tf.gather(queue, (t - j * d) % size)
+                    for j in range(self.kernel_size - 1, 0, -1)
+                ]
+                taps = tf.concat(taps + [x], axis=-1)[:, None]
+                new_queues.append(
+                    tf.tensor_scatter_nd_update(
+                        queue, tf.reshape(t % size, [1, 1]), x[None]
+                    )
+                )
+                out, s = block.step(taps, x[:, None], condition)
+                x = out[:, 0]
+                skip = s if skip is None else skip + s
+            logits = self._head(skip)[:, 0]
+            code = sampling.gumbel_argmax(
+                logits, noise[:, t], temperature, top_k
+            )
+            return t + 1, self._embed(code), new_queues, codes_ta.write(t, code)
+
+        queues = [
+            tf.zeros([block.conv.history, n, c], dtype) for block in self.blocks
+        ]
+        codes_ta = tf.TensorArray(
+            "int32", size=self.length, element_shape=[static_n]
+        )
+        _, _, _, codes_ta = tf.while_loop(
+            lambda t, *_: t < self.length,
+            body,
+            (tf.constant(0), tf.zeros([n, c], dtype), queues, codes_ta),
+            parallel_iterations=1,
+        )
+        return tf.transpose(codes_ta.stack())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_embeddings=self.num_embeddings,
+            length=self.length,
+            residual_channels=self.residual_channels,
+            skip_channels=self.skip_channels,
+            num_layers=self.num_layers,
+            dilation_cycle=self.dilation_cycle,
+            kernel_size=self.kernel_size,
+            num_classes=self.num_classes,
+        )
+        return config
