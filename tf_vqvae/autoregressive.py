@@ -35,6 +35,29 @@ def gate(x: tf.Tensor) -> tf.Tensor:
     return tf.tanh(a) * tf.sigmoid(b)
 
 
+def run_sampler(cache: dict, key: tuple, sample, *args) -> tf.Tensor:
+    """`sample(*args)`, compiled once per `key` when called eagerly.
+
+    `key[0]` is the method: `"cached"` samplers compile with XLA
+    (`jit_compile=True`: their loop body is many small ops, and fusing them
+    halved the PixelCNN's time per code on CPU; the naive sampler's large
+    convolutions are faster without XLA). Traced by an outer function (a
+    `tf.function`, an export endpoint, a TFLite conversion), `sample`'s ops
+    go straight into that graph, not into a nested function call.
+
+    Args:
+        cache: the owner's compiled functions by key (not saved state).
+        key: `(method, *options)`; the options `sample` closes over.
+        sample: the sampler, a function of `args` (tensors or `None`).
+        *args: its arguments.
+    """
+    if not tf.executing_eagerly():
+        return sample(*args)
+    if key not in cache:
+        cache[key] = tf.function(sample, jit_compile=key[0] == "cached")
+    return cache[key](*args)
+
+
 class AutoregressivePrior(keras.Model):
     """Base of the autoregressive priors over code grids (not for direct use).
 
@@ -229,15 +252,13 @@ class AutoregressivePrior(keras.Model):
 
         Eagerly, each `(method, temperature, top_k)` runs as its own
         compiled `tf.function`, the cached sampler with XLA
-        (`jit_compile=True`): its loop body is many small ops, and fusing
-        them halved the PixelCNN's time per code on CPU (the naive
-        sampler's large convolutions are faster without XLA). Called while a
-        graph is traced (a `tf.function`, a `keras.export.ExportArchive`
-        endpoint, a TFLite conversion) it adds the sampler's ops to that
-        graph: graph ops only, no random op, static loop shapes for a static
-        `n`, so it converts with `TFLITE_BUILTINS` only and gives the same
-        codes there. `tf_vqvae.sampling.prior_noise(prior, n, seed)` maps a
-        seed to the noise.
+        (`run_sampler`). Called while a graph is traced (a `tf.function`, a
+        `keras.export.ExportArchive` endpoint, a TFLite conversion) it adds
+        the sampler's ops to that graph: graph ops only, no random op,
+        static loop shapes for a static `n`, so it converts with
+        `TFLITE_BUILTINS` only and gives the same codes there.
+        `tf_vqvae.sampling.prior_noise(prior, n, seed)` maps a seed to the
+        noise.
 
         Args:
             noise: float `(n, *grid_shape, K)` uniform in [0, 1): the
@@ -279,21 +300,14 @@ class AutoregressivePrior(keras.Model):
         sample = (
             self._sample_cached if method == "cached" else self._sample_naive
         )
-        if not tf.executing_eagerly():
-            # Traced by an outer function: its ops go straight into that
-            # graph, not into a nested function call of ours.
+
+        def compiled(noise, labels):
             return sample(noise, labels, temperature, top_k)
+
         key = (method, float(temperature), top_k)
-        functions = self._compiled_samplers
-        if key not in functions:
-
-            def compiled(noise, labels):
-                return sample(noise, labels, temperature, top_k)
-
-            functions[key] = tf.function(
-                compiled, jit_compile=method == "cached"
-            )
-        return functions[key](noise, labels)
+        return run_sampler(
+            self._compiled_samplers, key, compiled, noise, labels
+        )
 
     def _sample_naive(self, noise, labels, temperature, top_k):
         """Position by position in raster order, the whole network on the

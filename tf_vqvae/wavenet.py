@@ -184,12 +184,17 @@ class WaveNetBlock(keras.layers.Layer):
     With `x` the layer's input (C channels):
 
         pre  = causal_conv_k,d(x) + condition      # 2C channels
+               [+ conv_1x1(local_condition)]        # local_channels set
         g    = tanh(pre[:C]) * sigmoid(pre[C:])
         skip = conv_1x1(g)                          # S channels
         out  = x + conv_1x1(g)                      # C channels
 
     `use_residual=False` (the last layer of a stack, whose residual output
     nothing reads) leaves `out = x` and has no residual convolution.
+    `local_channels` adds WaveNet's local conditioning [1]: features of the
+    same length as `x` (e.g. `WaveNetDecoder`'s upsampled codes) projected
+    to 2C by a 1x1 convolution without bias; the feature at t may depend
+    on anything (it is not part of the autoregression).
 
     Args:
         residual_channels: C, channels of the input and of `out`.
@@ -197,12 +202,16 @@ class WaveNetBlock(keras.layers.Layer):
         dilation_rate: d, the dilation of the causal convolution.
         kernel_size: k >= 2 taps of the causal convolution.
         use_residual: whether `out` adds a 1x1 convolution of `g` to `x`.
+        local_channels: `None` (default) or the channels of the
+            `local_condition` features.
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
         inputs: `x`, `(batch, length, C)`.
         condition: optional `(batch, 2 * C)`, added to `pre` at every
             position (class conditioning).
+        local_condition: `(batch, length, local_channels)`, required with
+            `local_channels` and refused without.
 
     Returns:
         `concat([out, skip], -1)`, `(batch, length, C + S)`.
@@ -221,10 +230,13 @@ class WaveNetBlock(keras.layers.Layer):
         dilation_rate: int = 1,
         kernel_size: int = 2,
         use_residual: bool = True,
+        local_channels: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_int("residual_channels", residual_channels)
+        if local_channels is not None:
+            check_int("local_channels", local_channels)
         check_int("skip_channels", skip_channels)
         check_int("dilation_rate", dilation_rate)
         _check_kernel_size(kernel_size)
@@ -233,6 +245,7 @@ class WaveNetBlock(keras.layers.Layer):
         self.dilation_rate = dilation_rate
         self.kernel_size = kernel_size
         self.use_residual = bool(use_residual)
+        self.local_channels = local_channels
         self.conv = CausalConv1D(
             2 * residual_channels, kernel_size, dilation_rate, name="conv"
         )
@@ -242,6 +255,13 @@ class WaveNetBlock(keras.layers.Layer):
         self.residual_output = (
             keras.layers.Conv1D(residual_channels, 1, name="residual_output")
             if self.use_residual
+            else None
+        )
+        self.local_projection = (
+            keras.layers.Conv1D(
+                2 * residual_channels, 1, use_bias=False, name="local"
+            )
+            if local_channels is not None
             else None
         )
 
@@ -258,18 +278,36 @@ class WaveNetBlock(keras.layers.Layer):
         self.skip_output.build(gated)
         if self.residual_output is not None:
             self.residual_output.build(gated)
+        if self.local_projection is not None:
+            self.local_projection.build(
+                tuple(input_shape[:-1]) + (self.local_channels,)
+            )
 
-    def step(self, taps, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
-        """`(out, skip)` from the convolution's `taps` and the input `x`."""
+    def step(
+        self, taps, x, condition=None, local_condition=None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(out, skip)` from the convolution's `taps`, the input `x` and
+        the conditions at the same positions."""
+        if (local_condition is None) != (self.local_projection is None):
+            raise ValueError(
+                f"`{self.name}` takes `local_condition` exactly when "
+                "local_channels is set. "
+                f"Received: local_channels={self.local_channels}, "
+                f"local_condition given: {local_condition is not None}."
+            )
         pre = self.conv.convolve_taps(taps)
         if condition is not None:
             pre = pre + condition[:, None, :]
+        if local_condition is not None:
+            pre = pre + self.local_projection(local_condition)
         g = gate(pre)
         out = x if self.residual_output is None else x + self.residual_output(g)
         return out, self.skip_output(g)
 
-    def call(self, inputs, condition=None):
-        out, skip = self.step(self.conv.taps(inputs), inputs, condition)
+    def call(self, inputs, condition=None, local_condition=None):
+        out, skip = self.step(
+            self.conv.taps(inputs), inputs, condition, local_condition
+        )
         return tf.concat([out, skip], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -285,8 +323,89 @@ class WaveNetBlock(keras.layers.Layer):
             dilation_rate=self.dilation_rate,
             kernel_size=self.kernel_size,
             use_residual=self.use_residual,
+            local_channels=self.local_channels,
         )
         return config
+
+
+def layer_dilations(num_layers: int, dilation_cycle: int) -> tuple[int, ...]:
+    """`1, 2, ..., 2 ** (dilation_cycle - 1)`, repeated over `num_layers`."""
+    return tuple(2 ** (i % dilation_cycle) for i in range(num_layers))
+
+
+def run_stack(blocks, x, conditions, local_condition=None) -> tf.Tensor:
+    """The summed skip outputs of `WaveNetBlock`s over a whole sequence.
+
+    `x`: `(batch, length, C)`, already shifted (position t holds the input
+    that predicts t); `conditions`: per block `(batch, 2C)` or `None`;
+    `local_condition`: `(batch, length, L)` features for blocks with
+    `local_channels`, else `None`.
+    """
+    skip = None
+    for block, condition in zip(blocks, conditions, strict=True):
+        x, s = block.step(block.conv.taps(x), x, condition, local_condition)
+        skip = s if skip is None else skip + s
+    return skip
+
+
+def empty_queues(blocks, n, channels: int, dtype) -> list[tf.Tensor]:
+    """Per block, its `(history, n, channels)` queue of zeros (the causal
+    padding) for `stack_step`."""
+    return [
+        tf.zeros([block.conv.history, n, channels], dtype) for block in blocks
+    ]
+
+
+def stack_step(
+    blocks, queues, x, t, conditions, local_condition=None
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """One position `t` of `run_stack` from per-block queues (Paine et al.).
+
+    The queue of a block with history `q = (k - 1) * d` is a `(q, n, C)`
+    circular buffer: slot `t % q` holds the block's input at `t - q` until
+    step t reads it and overwrites it with the input at t; the taps at
+    `t - j * d` are in slots `(t - j * d) % q`. Slots not yet written hold
+    zeros, the causal padding of `run_stack`. The same
+    `CausalConv1D.convolve_taps` and 1x1 convolutions run on the one
+    position, so the numbers are `run_stack`'s.
+
+    Args:
+        blocks: the `WaveNetBlock`s.
+        queues: their queues (`empty_queues` at t = 0).
+        x: `(n, C)`, the first block's input at t.
+        t: int32 scalar, the position.
+        conditions: per block `(n, 2C)` or `None`.
+        local_condition: `(n, 1, L)`, the local features at t, or `None`.
+
+    Returns:
+        `(skip, queues)`: the summed skips `(n, 1, S)` at t and the updated
+        queues.
+    """
+    skip = None
+    new_queues = []
+    for block, condition, queue in zip(blocks, conditions, queues, strict=True):
+        size = block.conv.history
+        d = block.dilation_rate
+        taps = [
+            tf.gather(queue, (t - j * d) % size)
+            for j in range(block.kernel_size - 1, 0, -1)
+        ]
+        taps = tf.concat(taps + [x], axis=-1)[:, None]
+        new_queues.append(
+            tf.tensor_scatter_nd_update(
+                queue, tf.reshape(t % size, [1, 1]), x[None]
+            )
+        )
+        out, s = block.step(taps, x[:, None], condition, local_condition)
+        x = out[:, 0]
+        skip = s if skip is None else skip + s
+    return skip, new_queues
+
+
+def output_head(hidden, logits, skip) -> tf.Tensor:
+    """`conv_1x1(relu(conv_1x1(relu(skip))))` as float32 logits: the output
+    of the WaveNet prior and decoder."""
+    return tf.cast(logits(tf.nn.relu(hidden(tf.nn.relu(skip)))), "float32")
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
@@ -410,9 +529,7 @@ class WaveNetPrior(AutoregressivePrior):
     @property
     def dilations(self) -> tuple[int, ...]:
         """The dilation of each layer."""
-        return tuple(
-            2 ** (i % self.dilation_cycle) for i in range(self.num_layers)
-        )
+        return layer_dilations(self.num_layers, self.dilation_cycle)
 
     @property
     def receptive_field(self) -> int:
@@ -464,8 +581,7 @@ class WaveNetPrior(AutoregressivePrior):
             embedding.build((batch,))
 
     def _head(self, skip) -> tf.Tensor:
-        x = self.head_hidden(tf.nn.relu(skip))
-        return tf.cast(self.head_logits(tf.nn.relu(x)), "float32")
+        return output_head(self.head_hidden, self.head_logits, skip)
 
     def call(self, inputs, training=None):
         codes, labels = self._split_inputs(inputs)
@@ -473,58 +589,29 @@ class WaveNetPrior(AutoregressivePrior):
         conditions = self._conditions(labels)
         embedded = self._embed(codes)
         x = tf.pad(embedded[:, :-1], [[0, 0], [1, 0], [0, 0]])
-        skip = None
-        for block, condition in zip(self.blocks, conditions, strict=True):
-            x, s = block.step(block.conv.taps(x), x, condition)
-            skip = s if skip is None else skip + s
-        return self._head(skip)
+        return self._head(run_stack(self.blocks, x, conditions))
 
     def _sample_cached(self, noise, labels, temperature, top_k):
-        """Code by code, every layer on one position from its queue.
-
-        The queue of a layer with history `q = (k - 1) * d` is a
-        `(q, n, C)` circular buffer: slot `t % q` holds the layer's input at
-        `t - q` until step t reads it and overwrites it with the input at
-        t; the taps at `t - j * d` are in slots `(t - j * d) % q`. Slots not
-        yet written hold zeros, the causal padding of the naive sampler.
-        """
+        """Code by code, every layer on one position from its queue
+        (`stack_step`)."""
         c = self.residual_channels
         dtype = self.compute_dtype
         # A static batch size keeps the loop variables' shapes fixed.
         static_n = noise.shape[0]
         n = static_n if static_n is not None else tf.shape(noise)[0]
         conditions = self._conditions(labels)
-        layers = list(zip(self.blocks, conditions, strict=True))
 
         def body(t, previous, queues, codes_ta):
-            x = previous
-            skip = None
-            new_queues = []
-            for (block, condition), queue in zip(layers, queues, strict=True):
-                size = block.conv.history
-                d = block.dilation_rate
-                taps = [
-                    tf.gather(queue, (t - j * d) % size)
-                    for j in range(self.kernel_size - 1, 0, -1)
-                ]
-                taps = tf.concat(taps + [x], axis=-1)[:, None]
-                new_queues.append(
-                    tf.tensor_scatter_nd_update(
-                        queue, tf.reshape(t % size, [1, 1]), x[None]
-                    )
-                )
-                out, s = block.step(taps, x[:, None], condition)
-                x = out[:, 0]
-                skip = s if skip is None else skip + s
+            skip, queues = stack_step(
+                self.blocks, queues, previous, t, conditions
+            )
             logits = self._head(skip)[:, 0]
             code = sampling.gumbel_argmax(
                 logits, noise[:, t], temperature, top_k
             )
-            return t + 1, self._embed(code), new_queues, codes_ta.write(t, code)
+            return t + 1, self._embed(code), queues, codes_ta.write(t, code)
 
-        queues = [
-            tf.zeros([block.conv.history, n, c], dtype) for block in self.blocks
-        ]
+        queues = empty_queues(self.blocks, n, c, dtype)
         codes_ta = tf.TensorArray(
             "int32", size=self.length, element_shape=[static_n]
         )
