@@ -103,9 +103,13 @@ class CodeModel(Protocol):
     - `decode(codes, speaker=None)`: the reconstruction's mean, float32
       `(batch, *spatial, channels)`: in [0, 1] scale for images, a
       waveform in [-1, 1] for audio (the expected value of each sample).
-    - `decoder_outputs(codes, speaker=None)`: the decoder's raw outputs,
-      the parameters of the likelihood named by `likelihood` (for
-      `"mu_law"`, the logits `(batch, samples, 256)`).
+    - `decoder_outputs(codes, speaker=None, waveforms=None)`: the
+      decoder's raw outputs, the parameters of the likelihood named by
+      `likelihood` (for `"mu_law"`, the logits `(batch, samples, 256)`).
+      An autoregressive decoder (`VQVAE(decoder="wavenet")`) conditions
+      the logits of each sample on the previous samples of `waveforms`
+      (required there: teacher forcing); other decoders ignore them, so
+      callers that score inputs pass them.
     - `likelihood`: the name of its reconstruction likelihood
       (`tf_vqvae.options.LIKELIHOODS`; `"mu_law"` for audio).
     - `quantizer`: a `Quantizer`.
@@ -126,7 +130,9 @@ class CodeModel(Protocol):
 
     def decode(self, codes: Any, speaker: Any = None) -> tf.Tensor: ...
 
-    def decoder_outputs(self, codes: Any, speaker: Any = None) -> tf.Tensor: ...
+    def decoder_outputs(
+        self, codes: Any, speaker: Any = None, waveforms: Any = None
+    ) -> tf.Tensor: ...
 
 
 @runtime_checkable

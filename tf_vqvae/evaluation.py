@@ -126,10 +126,9 @@ def waveform_log_prob(vqvae, waveforms, codes=None, speakers=None):
     waveforms = as_waveforms(waveforms)
     if codes is None:
         codes = vqvae.encode(waveforms)
-    if speakers is None:
-        logits = vqvae.decoder_outputs(codes)
-    else:
-        logits = vqvae.decoder_outputs(codes, speaker=speakers)
+    # A WaveNet decoder's logits are teacher forced on the waveforms (exact
+    # log p(x | z)); the parallel decoder does not read them.
+    logits = vqvae.decoder_outputs(codes, speakers, waveforms=waveforms)
     per_sample = likelihoods.mu_law_log_prob(waveforms[..., 0], logits)
     return tf.reduce_sum(per_sample, axis=1)
 

@@ -209,6 +209,11 @@ MODALITIES = {
     "image": "images (batch, *spatial, channels) in [0, 1] or uint8",
     "audio": "waveforms (batch, samples, 1) in [-1, 1]",
 }
+# `VQVAE(decoder=...)`: how an audio model's decoder produces p(x | z).
+DECODERS = {
+    "parallel": "transposed convolutions, all samples at once (fast)",
+    "wavenet": "the paper's autoregressive WaveNet (slow generation)",
+}
 # `VQVAE(data_init=...)`: the codebook drawn from the first batch's encoder
 # outputs (`None`: the quantizer's random codebook, the paper).
 DATA_INITS = {

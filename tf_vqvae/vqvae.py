@@ -5,12 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_vqvae import likelihoods, options
+from tf_vqvae import likelihoods, options, sampling
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.precision import policy_scope
 from tf_vqvae.quantizers import make_quantizer
+from tf_vqvae.wavenet import WaveNetDecoder
 
 # The names are `tf_vqvae.options.LIKELIHOODS` (a test keeps them equal).
 # Decoder outputs per image channel for each reconstruction likelihood.
@@ -24,6 +25,17 @@ _MODALITY_LIKELIHOODS = {
     "image": ("mse", "discretized_logistic"),
     "audio": ("mu_law",),
 }
+
+
+# `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments.
+WAVENET_DECODER_OPTIONS = (
+    "residual_channels",
+    "skip_channels",
+    "condition_channels",
+    "num_layers",
+    "dilation_cycle",
+    "kernel_size",
+)
 
 
 _RANGE_MESSAGE = (
@@ -141,6 +153,38 @@ def _either(names) -> str:
     return " or ".join(map(repr, names))
 
 
+def _checked_decoder_options(
+    decoder, decoder_options, modality, likelihood
+) -> dict | None:
+    """`decoder_options` checked against `decoder` (a copy, or `None`)."""
+    if decoder not in options.DECODERS:
+        raise ValueError(
+            f"`decoder` must be {_either(options.DECODERS)}. "
+            f"{describe('decoder', decoder)}"
+        )
+    if decoder == "parallel":
+        if decoder_options:
+            raise ValueError(
+                "`decoder_options` are for decoder='wavenet'. "
+                f"Received: decoder_options={decoder_options!r}"
+            )
+        return None
+    if modality != "audio" or likelihood != "mu_law":
+        raise ValueError(
+            "decoder='wavenet' needs modality='audio' and "
+            f"likelihood='mu_law'. Received: modality={modality!r}, "
+            f"likelihood={likelihood!r}"
+        )
+    decoder_options = dict(decoder_options or {})
+    unknown = sorted(set(decoder_options) - set(WAVENET_DECODER_OPTIONS))
+    if unknown:
+        raise ValueError(
+            "`decoder_options` of decoder='wavenet' take "
+            f"{', '.join(WAVENET_DECODER_OPTIONS)}. Received: {unknown}"
+        )
+    return decoder_options
+
+
 def _json_options(quantizer_options: dict | None) -> dict | None:
     """The options as a config holds them (tuples as lists, as JSON)."""
     if quantizer_options is None:
@@ -201,7 +245,11 @@ class VQVAE(keras.Model):
     `tf_vqvae.data.audio_pipeline`, so `fit(dataset)` needs no mapping; the
     codes do not depend on the speaker, so decoding them with another id
     converts the voice. A model without speakers takes such dicts too and
-    ignores their `"speaker"`.
+    ignores their `"speaker"`. With `decoder="wavenet"` the logits of
+    sample t also see the samples before t (teacher forced in `call`,
+    `decoder_outputs(codes, speaker, waveforms)`), so `model(x)` is each
+    sample's expected value given the true past (a one-step prediction),
+    while `decode(codes, speaker, seed=...)` generates a new waveform.
 
     Args:
         num_embeddings: K, codebook size (512 in the paper); of each level
@@ -264,6 +312,17 @@ class VQVAE(keras.Model):
             `spatial_dims=1`), a key of `tf_vqvae.options.MODALITIES`.
         num_speakers: audio only: `None` (default) or the number of speaker
             ids `[0, num_speakers)` the decoder is conditioned on.
+        decoder: `"parallel"` (default: `Decoder`, transposed
+            convolutions, every sample at once) or, for audio with
+            `likelihood="mu_law"`, `"wavenet"`: the paper's autoregressive
+            `tf_vqvae.wavenet.WaveNetDecoder` p(x | z, speaker), trained
+            teacher forced (same loss and metrics), whose `decode`
+            generates one sample at a time (`tf_vqvae.options.DECODERS`).
+        decoder_options: `decoder="wavenet"` only: `WaveNetDecoder`
+            arguments by name (`WAVENET_DECODER_OPTIONS`: channels, layers,
+            dilation cycle, kernel size); its upsampling is
+            `num_downsamples` and its speakers `num_speakers`. Saved in
+            the config.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -335,6 +394,8 @@ class VQVAE(keras.Model):
         example_shape: tuple[int, ...] | None = None,
         modality: str = "image",
         num_speakers: int | None = None,
+        decoder: str = "parallel",
+        decoder_options: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -370,6 +431,9 @@ class VQVAE(keras.Model):
                     f"num_speakers={num_speakers!r} with modality={modality!r}"
                 )
             check_int("num_speakers", num_speakers, 1)
+        decoder_options = _checked_decoder_options(
+            decoder, decoder_options, modality, likelihood
+        )
         if isinstance(quantizer, dict):
             # A quantizer layer, as `get_config` writes it.
             quantizer = keras.saving.deserialize_keras_object(quantizer)
@@ -417,6 +481,8 @@ class VQVAE(keras.Model):
         self.likelihood = likelihood
         self.modality = modality
         self.num_speakers = num_speakers
+        self.decoder_type = decoder
+        self.decoder_options = decoder_options
         self.example_shape = self._checked_example_shape(example_shape)
 
         if is_layer:
@@ -560,12 +626,20 @@ class VQVAE(keras.Model):
         self._record_example_shape(input_shape)
         self.image_channels = int(input_shape[-1])
         with policy_scope(self.dtype_policy):
-            self.decoder = Decoder(
-                self.image_channels * _LIKELIHOODS[self.likelihood],
-                name="decoder",
-                num_speakers=self.num_speakers,
-                **self._network_kwargs,
-            )
+            if self.decoder_type == "wavenet":
+                self.decoder = WaveNetDecoder(
+                    self.num_downsamples,
+                    num_speakers=self.num_speakers,
+                    name="decoder",
+                    **self.decoder_options,
+                )
+            else:
+                self.decoder = Decoder(
+                    self.image_channels * _LIKELIHOODS[self.likelihood],
+                    name="decoder",
+                    num_speakers=self.num_speakers,
+                    **self._network_kwargs,
+                )
         self.encoder.build(input_shape)
         latent_shape = self.encoder.compute_output_shape(input_shape)
         if not self.quantizer.built:
@@ -669,7 +743,7 @@ class VQVAE(keras.Model):
         images, z_e = self._encode_vectors(inputs, training=training)
         speaker = self._checked_speaker(speaker, images.shape[0])
         z_q = self.quantizer(z_e, training=training)
-        outputs = tf.cast(self.decoder(z_q, speaker=speaker), "float32")
+        outputs = self._run_decoder(z_q, speaker, images)
         reconstructions = self._mean_image(outputs)
         if self.likelihood == "mse":
             loss = tf.reduce_mean(tf.square(reconstructions - images))
@@ -748,15 +822,56 @@ class VQVAE(keras.Model):
         _, z_e = self._encode_vectors(images, training=False)
         return tf.cast(z_e, "float32")
 
-    def decode(self, codes, speaker=None) -> tf.Tensor:
+    def decode(
+        self,
+        codes,
+        speaker=None,
+        *,
+        seed=None,
+        temperature: float = 1.0,
+        method: str = "cached",
+    ) -> tf.Tensor:
         """Images in [0, 1] scale for int `codes` `(batch, h', w')` (or
         `(batch, h', w', n)` for the first `n` levels of an `"rvq"`
-        model). Audio: waveforms `(batch, samples, 1)` in [-1, 1], the
-        expected value of each sample's categorical, decoded as `speaker`
-        (int ids `(batch,)`, required when `num_speakers` is set)."""
-        return self._mean_image(self.decoder_outputs(codes, speaker))
+        model). Audio: waveforms `(batch, samples, 1)` in [-1, 1], decoded
+        as `speaker` (int ids `(batch,)`, required when `num_speakers` is
+        set): the expected value of each sample's categorical for the
+        parallel decoder; for `decoder="wavenet"` a waveform generated
+        sample by sample (`WaveNetDecoder.generate`: one step per sample,
+        about `samples / speed` seconds, see the README's audio costs),
+        a function of `seed` (as in `tf_vqvae.sampling.uniform_noise`;
+        `None` draws one), with the logits divided by `temperature` and
+        the `"cached"` (default) or `"naive"` sampler. `seed`,
+        `temperature` and `method` are refused by the other decoders."""
+        if self.decoder_type != "wavenet":
+            if seed is not None or temperature != 1.0 or method != "cached":
+                raise ValueError(
+                    "`seed`, `temperature` and `method` are for "
+                    "decoder='wavenet' (generation). Received: "
+                    f"seed={seed!r}, temperature={temperature!r}, "
+                    f"method={method!r} with decoder={self.decoder_type!r}"
+                )
+            return self._mean_image(self.decoder_outputs(codes, speaker))
+        codes = self._checked_codes(codes)
+        speaker = self._checked_speaker(speaker, codes.shape[0])
+        z_q = self.quantizer.lookup(codes)
+        num = (
+            codes.shape[0] if codes.shape[0] is not None else tf.shape(codes)[0]
+        )
+        noise = sampling.uniform_noise(
+            [
+                num,
+                codes.shape[1] * self.downsampling_factor,
+                likelihoods.MU_LAW_CLASSES,
+            ],
+            seed,
+        )
+        samples = self.decoder.generate(
+            z_q, noise, speaker, temperature=temperature, method=method
+        )
+        return likelihoods.mu_law_decode(samples)[..., None]
 
-    def decoder_outputs(self, codes, speaker=None) -> tf.Tensor:
+    def decoder_outputs(self, codes, speaker=None, waveforms=None) -> tf.Tensor:
         """The decoder's raw float32 outputs for int `codes`.
 
         `(batch, height, width, channels * p)`: the parameters of the pixel
@@ -765,7 +880,27 @@ class VQVAE(keras.Model):
         `"discretized_logistic"`, see `tf_vqvae.likelihoods`). Audio
         (`"mu_law"`): the logits `(batch, samples, 256)` of each sample's
         mu-law class, decoded as `speaker` (as in `decode`).
+        `decoder="wavenet"`: the logits of each sample given the codes and
+        the previous samples of `waveforms` (`(batch, samples, 1)` in [-1,
+        1], required; teacher forcing), so `likelihoods.mu_law_log_prob(
+        waveforms[..., 0], logits)` is the exact `log p(x | z)`; the other
+        decoders do not read `waveforms`.
         """
+        codes = self._checked_codes(codes)
+        speaker = self._checked_speaker(speaker, codes.shape[0])
+        z_q = self.quantizer.lookup(codes)
+        if self.decoder_type == "wavenet":
+            if waveforms is None:
+                raise ValueError(
+                    "decoder='wavenet' computes the logits of each sample "
+                    "from the previous ones: pass `waveforms` (batch, "
+                    "samples, 1) (teacher forcing), or `decode` to generate."
+                )
+            waveforms = as_waveforms(waveforms)
+        return self._run_decoder(z_q, speaker, waveforms)
+
+    def _checked_codes(self, codes) -> tf.Tensor:
+        """Integer `codes` of the model's rank, checked (the model built)."""
         codes = tf.convert_to_tensor(codes)
         if not codes.dtype.is_integer:
             raise TypeError(
@@ -785,8 +920,14 @@ class VQVAE(keras.Model):
                 "The model must be built (called on images once, or loaded) "
                 "before `decode`."
             )
-        speaker = self._checked_speaker(speaker, codes.shape[0])
-        z_q = self.quantizer.lookup(codes)
+        return codes
+
+    def _run_decoder(self, z_q, speaker, waveforms) -> tf.Tensor:
+        """float32 decoder outputs; the WaveNet decoder's are teacher forced
+        on `waveforms` (float32 `(batch, samples, 1)`)."""
+        if self.decoder_type == "wavenet":
+            samples = likelihoods.mu_law_encode(waveforms[..., 0])
+            return self.decoder(z_q, samples, speaker=speaker)
         return tf.cast(self.decoder(z_q, speaker=speaker), "float32")
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
@@ -873,5 +1014,7 @@ class VQVAE(keras.Model):
             ),
             modality=self.modality,
             num_speakers=self.num_speakers,
+            decoder=self.decoder_type,
+            decoder_options=self.decoder_options,
         )
         return config

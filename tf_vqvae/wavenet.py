@@ -1,4 +1,5 @@
-"""WaveNet prior over 1D VQ-VAE codes, with naive and cached samplers.
+"""WaveNet prior over 1D VQ-VAE codes and WaveNet audio decoder, with
+naive and cached samplers.
 
 The prior factorises the distribution of a code sequence `z` (length `L`,
 K categories) left to right:
@@ -34,9 +35,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_vqvae import sampling
+from tf_vqvae import likelihoods, sampling
 from tf_vqvae.arg_checks import check_int, describe
-from tf_vqvae.autoregressive import AutoregressivePrior, gate
+from tf_vqvae.autoregressive import AutoregressivePrior, gate, run_sampler
 from tf_vqvae.precision import policy_scope
 
 
@@ -634,5 +635,390 @@ class WaveNetPrior(AutoregressivePrior):
             dilation_cycle=self.dilation_cycle,
             kernel_size=self.kernel_size,
             num_classes=self.num_classes,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_vqvae")
+class WaveNetDecoder(keras.layers.Layer):
+    """The paper's audio decoder: a WaveNet p(x | z, speaker) [1].
+
+    Models the 8-bit mu-law classes `x` of a waveform (`S` samples) given
+    the code vectors `z_q` (`n = S / 2**num_upsamples` of them) and an
+    optional speaker id:
+
+        p(x | z, s) = prod_t p(x[t] | x[<t], z, s)
+
+    Local conditioning: `z_q` goes through a 3-wide convolution and
+    `num_upsamples` stride-2 window-4 transposed convolutions (ReLU between
+    them; 64x for 6, the inverse of the paper's audio encoder) to
+    `condition_channels` features per sample, which every layer projects
+    into its gate (`WaveNetBlock(local_channels=...)`); a feature at t sees
+    the codes around t, never the samples. Global conditioning: a learned
+    per-speaker vector in every gate, as `WaveNetPrior`'s classes. The
+    autoregression: the previous samples' classes, embedded (C channels)
+    and shifted right by one (sample 0 sees a zero vector), go through
+    `num_layers` `WaveNetBlock`s with dilations `2 ** (l %
+    dilation_cycle)`; their summed skips give 256 float32 logits per sample
+    (`relu -> 1x1(S) -> relu -> 1x1(256)`). Training is teacher forced:
+    the true previous samples come in and all logits are computed at once.
+
+    Receptive field over the samples: `1 + (kernel_size - 1) *
+    sum(dilations)` previous samples (1024 with 10 layers of cycle 10).
+
+    Generation (`generate`) draws one sample at a time by Gumbel-max from
+    given uniform noise (`tf_vqvae.sampling`), so the same noise gives the
+    same waveform. `"cached"` (default, XLA) keeps per-layer queues
+    (`stack_step`, as `WaveNetPrior`'s sampler): O(num_layers) work per
+    sample, independent of `S`; `"naive"` runs the whole network on the
+    whole sequence for every sample (O(S) per sample; for tests). Both
+    give the same samples for the same noise.
+
+    Args:
+        num_upsamples: stride-2 upsamplings of the codes (6 for the paper's
+            audio encoder: one code per 64 samples); 0 allowed.
+        residual_channels: C, channels of the embedding and the residual
+            stream.
+        skip_channels: S, channels of the skips and the head.
+        condition_channels: channels of the upsampled code features.
+        num_layers: number of `WaveNetBlock`s.
+        dilation_cycle: dilations `1, 2, ..., 2 ** (dilation_cycle - 1)`,
+            repeated.
+        kernel_size: k >= 2 taps of each dilated convolution.
+        num_speakers: `None` or the number of speaker ids to condition on.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: `z_q`, float `(batch, n, embedding_dim)`.
+        samples: int mu-law classes `(batch, n * 2**num_upsamples)` in
+            [0, 256): the waveform being modelled (teacher forcing; the
+            logits at t use only `samples[:, :t]`).
+        speaker: int ids `(batch,)`, required with `num_speakers` and
+            refused without.
+
+    Returns:
+        Logits `(batch, n * 2**num_upsamples, 256)`, float32.
+
+    Example:
+
+    >>> decoder = WaveNetDecoder(num_upsamples=6, num_layers=10)
+    >>> z_q = keras.ops.zeros((2, 4, 64))
+    >>> decoder(z_q, keras.ops.zeros((2, 256), "int32")).shape
+    (2, 256, 256)
+    >>> noise = tf.random.uniform((2, 256, 256))
+    >>> decoder.generate(z_q, noise).shape       # int32 classes
+    (2, 256)
+
+    References:
+        [1] van den Oord et al., 2016. WaveNet: A Generative Model for Raw
+            Audio. https://arxiv.org/abs/1609.03499
+    """
+
+    def __init__(
+        self,
+        num_upsamples: int = 6,
+        residual_channels: int = 32,
+        skip_channels: int = 32,
+        condition_channels: int = 32,
+        num_layers: int = 10,
+        dilation_cycle: int = 10,
+        kernel_size: int = 2,
+        num_speakers: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_int("num_upsamples", num_upsamples, 0)
+        check_int("residual_channels", residual_channels)
+        check_int("skip_channels", skip_channels)
+        check_int("condition_channels", condition_channels)
+        check_int("num_layers", num_layers)
+        check_int("dilation_cycle", dilation_cycle)
+        _check_kernel_size(kernel_size)
+        if num_speakers is not None:
+            check_int("num_speakers", num_speakers)
+        self.num_upsamples = num_upsamples
+        self.residual_channels = residual_channels
+        self.skip_channels = skip_channels
+        self.condition_channels = condition_channels
+        self.num_layers = num_layers
+        self.dilation_cycle = dilation_cycle
+        self.kernel_size = kernel_size
+        self.num_speakers = num_speakers
+        c, s, h = residual_channels, skip_channels, condition_channels
+        self.sample_embedding = keras.layers.Embedding(
+            likelihoods.MU_LAW_CLASSES, c, name="sample_embedding"
+        )
+        self.condition_conv = keras.layers.Conv1D(
+            h, 3, padding="same", name="condition_conv"
+        )
+        self.upsamples = [
+            keras.layers.Conv1DTranspose(
+                h, 4, strides=2, padding="same", name=f"up{i}"
+            )
+            for i in range(num_upsamples)
+        ]
+        self.blocks = [
+            WaveNetBlock(
+                c,
+                s,
+                dilation,
+                kernel_size,
+                use_residual=i < num_layers - 1,
+                local_channels=h,
+                name=f"block{i}",
+            )
+            for i, dilation in enumerate(self.dilations)
+        ]
+        self.speaker_embeddings = (
+            []
+            if num_speakers is None
+            else [
+                keras.layers.Embedding(num_speakers, 2 * c, name=f"speaker{i}")
+                for i in range(num_layers)
+            ]
+        )
+        self.head_hidden = keras.layers.Conv1D(s, 1, name="head_hidden")
+        self.head_logits = keras.layers.Conv1D(
+            likelihoods.MU_LAW_CLASSES, 1, name="head_logits"
+        )
+        # Compiled generators by (method, temperature); not state to save.
+        object.__setattr__(self, "_compiled_samplers", {})
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """The dilation of each layer."""
+        return layer_dilations(self.num_layers, self.dilation_cycle)
+
+    @property
+    def receptive_field(self) -> int:
+        """How many previous samples the logits at a sample can see."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    @property
+    def upsampling_factor(self) -> int:
+        """Samples per code, `2**num_upsamples`."""
+        return 2**self.num_upsamples
+
+    def build(self, input_shape):
+        _check_sequence_shape(self.name, input_shape)
+        batch, length = input_shape[0], input_shape[1]
+        samples = None if length is None else length * self.upsampling_factor
+        self.condition_conv.build(tuple(input_shape))
+        shape = (batch, length, self.condition_channels)
+        for layer in self.upsamples:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        sequence = (batch, samples)
+        self.sample_embedding.build(sequence)
+        for block in self.blocks:
+            block.build(sequence + (self.residual_channels,))
+        self.head_hidden.build(sequence + (self.skip_channels,))
+        self.head_logits.build(sequence + (self.skip_channels,))
+        for embedding in self.speaker_embeddings:
+            embedding.build((batch,))
+
+    def upsample(self, z_q) -> tf.Tensor:
+        """The local conditioning features of `z_q`: `(batch, n *
+        2**num_upsamples, condition_channels)`."""
+        x = self.condition_conv(tf.cast(z_q, self.compute_dtype))
+        for layer in self.upsamples:
+            x = layer(tf.nn.relu(x))
+        return x
+
+    def _conditions(self, speaker) -> list:
+        """Per layer, the speaker's gate vector `(batch, 2C)` (or `None`)."""
+        if (speaker is None) != (self.num_speakers is None):
+            raise ValueError(
+                f"`{self.name}` takes `speaker` ids exactly when it has "
+                f"speakers. Received: num_speakers={self.num_speakers}, "
+                f"speaker given: {speaker is not None}."
+            )
+        if speaker is None:
+            return [None] * self.num_layers
+        speaker = tf.cast(speaker, "int32")
+        return [
+            tf.cast(embedding(speaker), self.compute_dtype)
+            for embedding in self.speaker_embeddings
+        ]
+
+    def _embed(self, samples) -> tf.Tensor:
+        return tf.cast(
+            self.sample_embedding(tf.cast(samples, "int32")),
+            self.compute_dtype,
+        )
+
+    def _head(self, skip) -> tf.Tensor:
+        return output_head(self.head_hidden, self.head_logits, skip)
+
+    def _check_samples(self, z_q, samples) -> None:
+        length, count = z_q.shape[1], samples.shape[-1]
+        if samples.shape.rank != 2 or (
+            length is not None
+            and count is not None
+            and count != length * self.upsampling_factor
+        ):
+            raise ValueError(
+                f"`{self.name}` expects `samples` of shape (batch, n * "
+                f"{self.upsampling_factor}) for codes (batch, n, dim). "
+                f"Received: inputs.shape={tuple(z_q.shape)}, "
+                f"samples.shape={tuple(samples.shape)}"
+            )
+
+    def call(self, inputs, samples, speaker=None):
+        samples = tf.convert_to_tensor(samples)
+        self._check_samples(inputs, samples)
+        conditions = self._conditions(speaker)
+        features = self.upsample(inputs)
+        embedded = self._embed(samples)
+        x = tf.pad(embedded[:, :-1], [[0, 0], [1, 0], [0, 0]])
+        return self._head(run_stack(self.blocks, x, conditions, features))
+
+    def generate(
+        self,
+        inputs,
+        noise,
+        speaker=None,
+        temperature: float = 1.0,
+        method: str = "cached",
+    ) -> tf.Tensor:
+        """Mu-law classes drawn sample by sample from `p(x | z, speaker)`.
+
+        Args:
+            inputs: `z_q`, float `(n, codes, embedding_dim)`.
+            noise: float `(n, codes * 2**num_upsamples, 256)` uniform in
+                [0, 1), the Gumbel-max noise of each sample. The same noise
+                gives the same classes.
+            speaker: int ids `(n,)` (with `num_speakers`).
+            temperature: positive; logits are divided by it.
+            method: `"cached"` (XLA, O(num_layers) per sample) or
+                `"naive"` (the whole network for every sample).
+
+        Returns:
+            int32 classes `(n, codes * 2**num_upsamples)`
+            (`tf_vqvae.likelihoods.mu_law_decode` gives the waveform).
+
+        Raises:
+            ValueError: for a bad option or a `noise` shape that does not
+                match `inputs`.
+        """
+        sampling.check_method(method)
+        sampling.check_sampling_options(
+            temperature, None, likelihoods.MU_LAW_CLASSES
+        )
+        inputs = tf.convert_to_tensor(inputs)
+        noise = tf.convert_to_tensor(noise, "float32")
+        samples = (
+            None
+            if inputs.shape[1] is None
+            else inputs.shape[1] * self.upsampling_factor
+        )
+        if noise.shape.rank != 3 or tuple(noise.shape[1:]) != (
+            samples,
+            likelihoods.MU_LAW_CLASSES,
+        ):
+            raise ValueError(
+                f"`noise` must have shape (n, {samples}, 256) (n, codes * "
+                f"{self.upsampling_factor}, classes) for codes of shape "
+                f"{tuple(inputs.shape)}. "
+                f"Received: noise.shape={tuple(noise.shape)}"
+            )
+        self._conditions(speaker)  # checks `speaker` against the table
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        if speaker is not None:
+            speaker = tf.convert_to_tensor(speaker, "int32")
+        sample = (
+            self._generate_cached
+            if method == "cached"
+            else self._generate_naive
+        )
+
+        def compiled(inputs, noise, speaker):
+            return sample(inputs, noise, speaker, temperature)
+
+        return run_sampler(
+            self._compiled_samplers,
+            (method, float(temperature)),
+            compiled,
+            inputs,
+            noise,
+            speaker,
+        )
+
+    def _generate_cached(self, inputs, noise, speaker, temperature):
+        """Sample by sample, every layer on one position (`stack_step`)."""
+        c = self.residual_channels
+        dtype = self.compute_dtype
+        static_n = noise.shape[0]
+        n = static_n if static_n is not None else tf.shape(noise)[0]
+        length = noise.shape[1]
+        conditions = self._conditions(speaker)
+        features = self.upsample(inputs)
+
+        def body(t, previous, queues, samples_ta):
+            local = tf.gather(features, [t], axis=1)
+            skip, queues = stack_step(
+                self.blocks, queues, previous, t, conditions, local
+            )
+            logits = self._head(skip)[:, 0]
+            sample = sampling.gumbel_argmax(logits, noise[:, t], temperature)
+            return (
+                t + 1,
+                self._embed(sample),
+                queues,
+                samples_ta.write(t, sample),
+            )
+
+        samples_ta = tf.TensorArray(
+            "int32", size=length, element_shape=[static_n]
+        )
+        _, _, _, samples_ta = tf.while_loop(
+            lambda t, *_: t < length,
+            body,
+            (
+                tf.constant(0),
+                tf.zeros([n, c], dtype),
+                empty_queues(self.blocks, n, c, dtype),
+                samples_ta,
+            ),
+            parallel_iterations=1,
+        )
+        return tf.transpose(samples_ta.stack())
+
+    def _generate_naive(self, inputs, noise, speaker, temperature):
+        """Sample by sample, the whole network on the whole sequence."""
+        n = tf.shape(noise)[0]
+        length = noise.shape[1]
+
+        def body(t, samples):
+            logits = self.call(inputs, samples, speaker)[:, t]
+            sample = sampling.gumbel_argmax(logits, noise[:, t], temperature)
+            index = tf.stack([tf.range(n), tf.fill([n], t)], axis=1)
+            return t + 1, tf.tensor_scatter_nd_update(samples, index, sample)
+
+        _, samples = tf.while_loop(
+            lambda t, _: t < length,
+            body,
+            (tf.constant(0), tf.zeros([n, length], "int32")),
+            parallel_iterations=1,
+        )
+        return samples
+
+    def compute_output_shape(self, input_shape):
+        length = input_shape[1]
+        samples = None if length is None else length * self.upsampling_factor
+        return (input_shape[0], samples, likelihoods.MU_LAW_CLASSES)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_upsamples=self.num_upsamples,
+            residual_channels=self.residual_channels,
+            skip_channels=self.skip_channels,
+            condition_channels=self.condition_channels,
+            num_layers=self.num_layers,
+            dilation_cycle=self.dilation_cycle,
+            kernel_size=self.kernel_size,
+            num_speakers=self.num_speakers,
         )
         return config
