@@ -24,6 +24,7 @@ PUBLIC = [
     "VQVAE",
     "VectorQuantizer",
     "VectorQuantizerEMA",
+    "WaveNetDecoder",
     "WaveNetPrior",
     "__version__",
     "bits_per_dim",

@@ -26,6 +26,7 @@ import bench_quality  # noqa: E402
 import bench_sampling  # noqa: E402
 import bench_train_step  # noqa: E402
 import bench_vq_layer  # noqa: E402
+import bench_wavenet_decoder  # noqa: E402
 import run  # noqa: E402
 
 HAVE_SONNET = importlib.util.find_spec("sonnet") is not None
@@ -584,3 +585,16 @@ def test_nearest_codes_blocks_match_brute_force(
     assert static.dtype == tf.int32
     np.testing.assert_array_equal(static.numpy(), expected)
     np.testing.assert_array_equal(dynamic.numpy(), expected)
+
+
+@pytest.mark.slow
+def test_wavenet_decoder_tiny():
+    # Also checks that the cached and naive samplers agree (it raises).
+    result = bench_wavenet_decoder.main(["--tiny", "--repeats", "1"])
+    generation = result["generation"]
+    assert generation["samples"] == 1024
+    assert generation["cached_samples_per_second"] > 0
+    assert generation["naive_samples"] == 128
+    training = result["training"]
+    assert training["wavenet"]["step_seconds"] > 0
+    assert training["parallel"]["decoder_parameters"] > 0

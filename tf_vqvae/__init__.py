@@ -28,6 +28,7 @@ _PUBLIC = {
     "VQVAE": "tf_vqvae.vqvae",
     "VectorQuantizer": "tf_vqvae.quantizers",
     "VectorQuantizerEMA": "tf_vqvae.quantizers",
+    "WaveNetDecoder": "tf_vqvae.wavenet",
     "WaveNetPrior": "tf_vqvae.wavenet",
     "bits_per_dim": "tf_vqvae.evaluation",
 }

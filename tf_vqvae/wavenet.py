@@ -23,6 +23,13 @@ position of every layer and pushes the new inputs, so its cost per code is
 O(num_layers), independent of the sequence length; it returns exactly the
 naive sampler's codes for the same noise.
 
+`WaveNetDecoder` is the same network over 8-bit mu-law audio samples
+instead of codes, conditioned locally on the VQ-VAE's code vectors
+(upsampled to the sample rate) and globally on a speaker: the paper's
+audio decoder `p(x | z, speaker)` (`VQVAE(decoder="wavenet")`). Both run
+their layers through `run_stack` (training, naive sampling) and
+`stack_step` (cached sampling), so they share one implementation.
+
 References:
     [1] van den Oord et al., 2016. WaveNet: A Generative Model for Raw
         Audio. https://arxiv.org/abs/1609.03499
