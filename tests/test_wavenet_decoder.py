@@ -434,3 +434,20 @@ def test_invalid_decoder_choices():
     model, x = _model()
     with pytest.raises(ValueError, match="pass `waveforms`"):
         model.decoder_outputs(model.encode(x))
+
+
+@pytest.mark.slow
+def test_evaluate_audio_model_scores_the_wavenet_decoder_exactly():
+    # Slow: ~13 s, mostly compiling the generator for a dataset's batch.
+    model, x = _model(num_speakers=2)
+    speakers = np.array([1, 0])
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"audio": x, "speaker": speakers}
+    ).batch(2)
+    results = evaluation.evaluate_audio_model(model, dataset)
+    assert results["reconstruction_bits_per_sample"] == pytest.approx(
+        evaluation.reconstruction_bits_per_sample(model, x, speakers),
+        rel=1e-6,
+    )
+    # MSE/SNR are of generated waveforms (decode): finite, in range.
+    assert np.isfinite(results["snr_db"]) and 0 <= results["mse"] <= 4
