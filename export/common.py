@@ -42,6 +42,12 @@ def check_model(model, audio: bool = False) -> None:
             "`model` must be built before export: call it on a batch of "
             "images once, or load it with `keras.saving.load_model`."
         )
+    if model.generative_decoder:
+        raise ValueError(
+            "This export supports one-pass decoders; this model's decoder "
+            "generates sample by sample (decoder='wavenet'), which export "
+            "does not trace yet. Received: model.generative_decoder=True"
+        )
     if audio and model.modality == "audio":
         return
     if model.modality != "image" or len(model.example_shape) != 3:

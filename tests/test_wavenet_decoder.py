@@ -370,12 +370,32 @@ def test_vqvae_with_wavenet_decoder_saves_and_reloads(tmp_path):
     # sampler twice costs seconds).
 
 
+@pytest.mark.parametrize("exporter", ["saved_model", "tflite"])
+def test_export_refuses_a_generative_decoder(exporter, tmp_path):
+    from tf_vqvae.export import saved_model, tflite
+
+    model, _ = _model(num_speakers=2)
+    assert model.generative_decoder
+    message = (
+        r"^This export supports one-pass decoders; this model's decoder "
+        r"generates sample by sample \(decoder='wavenet'\), which export "
+        r"does not trace yet\. Received: model\.generative_decoder=True$"
+    )
+    with pytest.raises(ValueError, match=message):
+        if exporter == "saved_model":
+            saved_model.export_saved_model(model, str(tmp_path / "sm"))
+        else:
+            tflite.export_tflite(model, str(tmp_path / "tfl"))
+    assert not any(tmp_path.iterdir())
+
+
 def test_parallel_decoder_is_the_default_and_unchanged():
     model = VQVAE(
         **{**TINY_MODEL, "decoder": "parallel", "decoder_options": None}
     )
     assert model.get_config()["decoder"] == "parallel"
     assert model.get_config()["decoder_options"] is None
+    assert not model.generative_decoder
     x = _waveforms()
     model(x)
     codes = model.encode(x)

@@ -81,6 +81,10 @@ class CodeModel(Protocol):
       `decoder_outputs` need `speaker` (int ids `(batch,)`); the codes do
       not depend on it (`encode` takes waveforms alone), so decoding with
       another id converts the voice. Without, `speaker` must be `None`.
+    - `generative_decoder`: `True` when `decode` draws a sample from an
+      autoregressive decoder (a function of a seed, one step per output
+      sample) instead of computing the decoder's mean in one pass; export
+      supports only the one-pass decoders.
     - `num_embeddings`: K of its quantizer.
     - `example_shape`: the `(*spatial, channels)` shape of one input example
       the model was built or trained on (from the first batch it saw; saved
@@ -121,6 +125,7 @@ class CodeModel(Protocol):
     likelihood: str
     modality: str
     num_speakers: int | None
+    generative_decoder: bool
 
     def code_shape(self, input_shape: Any) -> tuple: ...
 

@@ -761,6 +761,12 @@ class VQVAE(keras.Model):
         return reconstructions
 
     @property
+    def generative_decoder(self) -> bool:
+        """`True` for `decoder="wavenet"`: `decode` generates sample by
+        sample (`tf_vqvae.contracts.CodeModel`)."""
+        return self.decoder_type == "wavenet"
+
+    @property
     def downsampling_factor(self) -> int:
         """Input size / code grid size on each spatial axis."""
         return 2**self.num_downsamples
