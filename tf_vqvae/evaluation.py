@@ -344,6 +344,8 @@ def bits_per_dim(
 
 
 def _split_element(element):
+    if isinstance(element, dict):
+        return element["audio"], element.get("speaker")
     if isinstance(element, (tuple, list)):
         if len(element) != 2:
             raise ValueError(
@@ -355,24 +357,36 @@ def _split_element(element):
 
 
 def codes_dataset(
-    vqvae, image_dataset: tf.data.Dataset, cache_path: str | None = None
+    vqvae,
+    image_dataset: tf.data.Dataset,
+    cache_path: str | None = None,
+    with_labels: bool | None = None,
 ) -> tf.data.Dataset:
-    """A dataset of codes for `PixelCNNPrior.fit`, encoded once and cached.
+    """A dataset of codes for a prior's `fit`, encoded once and cached.
 
     Args:
-        vqvae: a built `VQVAE`.
+        vqvae: a built `VQVAE` (any `tf_vqvae.contracts.CodeModel`).
         image_dataset: batches of images `(batch, height, width, channels)`
-            or `(images, labels)` pairs.
+            or `(images, labels)` pairs; for an audio model, batches of
+            waveforms `(batch, samples, 1)` or the dicts of
+            `tf_vqvae.data.audio_pipeline`, `{"audio": ..., "speaker":
+            (batch,)}`, whose speakers are the labels.
         cache_path: file prefix for `tf.data.Dataset.cache`: the first full
             pass runs the encoder and writes the codes there, later epochs
             (and later runs) read them back. `None` caches in memory.
+        with_labels: keep the labels (pairs' labels, dicts' speakers) as
+            the prior's class labels; `None`: when the elements have them.
 
     Returns:
-        A dataset of int32 codes `(batch, h, w)`, or of `{"codes": ...,
-        "labels": ...}` dicts when the images come with labels (the input
-        format of a class-conditional prior).
+        A dataset of int32 codes `(batch, *code_grid)`, or of `{"codes":
+        ..., "labels": ...}` dicts with labels (the input format of a
+        class-conditional prior).
+
+    Raises:
+        ValueError: an unbuilt model, unbatched elements, or `with_labels`
+            for elements without labels.
     """
-    spec, _ = _split_element(image_dataset.element_spec)
+    spec, label_spec = _split_element(image_dataset.element_spec)
     if vqvae.example_shape is None:
         raise ValueError(
             "`vqvae` must be built (called on images once, or loaded) "
@@ -385,13 +399,20 @@ def codes_dataset(
             f"`image_dataset` must yield batches of images (rank {rank}); "
             f"batch it first. Received: element shape {tuple(spec.shape)}"
         )
+    if with_labels and label_spec is None:
+        raise ValueError(
+            "`with_labels` needs elements with labels: (images, labels) "
+            "pairs or {'audio': ..., 'speaker': ...} dicts. "
+            f"Received: element_spec={image_dataset.element_spec}"
+        )
+    keep_labels = label_spec is not None and with_labels is not False
 
     def encode(*element):
         images, labels = _split_element(
             element if len(element) > 1 else element[0]
         )
         codes = vqvae.encode(images)
-        if labels is None:
+        if not keep_labels:
             return codes
         return {"codes": codes, "labels": tf.cast(labels, tf.int32)}
 
