@@ -2,6 +2,7 @@
 (a WaveNet over 1D codes, speaker-conditional), sample (WAV files),
 evaluate (bits per sample, SNR, phoneme discovery)."""
 
+import json
 import os
 
 import numpy as np
@@ -247,3 +248,120 @@ def test_speaker_conditional_prior_and_decoder(tmp_path, corpus_dir, capsys):
         f"{model_dir}'s model ({', '.join(names)}) or an id in [0, 3). "
         "Received: label='nobody'\n"
     )
+
+
+def _segments(utterances):
+    """Per utterance, its 1024-sample segments (the last zero-padded)."""
+    return [
+        np.pad(w, (0, -len(w) % SEGMENT)).reshape(-1, SEGMENT, 1)
+        for w in utterances.waveforms
+    ]
+
+
+def _log_softmax(logits):
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _centre_phonemes(alignment, num_codes):
+    """The phoneme id under each code's centre sample, -1 where none."""
+    ids = []
+    for i in range(num_codes):
+        centre = i * 64 + 32
+        found = [p for start, end, p in alignment if start <= centre < end]
+        ids.append(found[0] if found else -1)
+    return ids
+
+
+def test_evaluate_reports_bits_snr_and_phoneme_discovery(
+    prior_run, corpus_dir, capsys
+):
+    """Every number recomputed here with numpy from the model's outputs:
+    bits per sample (uniform and WaveNet prior), MSE/SNR, codebook use,
+    and phoneme discovery fitted on train, scored on test and
+    test_voices."""
+    assert cli.main(["evaluate", "--model-dir", prior_run]) == 0
+    out = capsys.readouterr().out
+    with open(os.path.join(prior_run, "evaluation.json")) as file:
+        metrics = json.load(file)
+    vqvae, _ = artifacts.load_vqvae(prior_run)
+    prior = artifacts.load_prior(prior_run)
+    dataset = f"audio-folder:{corpus_dir}"
+    test = data.load_audio(dataset, "test")
+    x = np.concatenate(_segments(test))
+    codes = vqvae.encode(x).numpy()
+    log_probs = _log_softmax(vqvae.decoder_outputs(codes).numpy())
+    classes = audio.mu_law_encode(x[..., 0])
+    nats_x = -np.take_along_axis(log_probs, classes[..., None], -1).sum()
+    prior_log_probs = _log_softmax(prior(codes).numpy())
+    nats_z = -np.take_along_axis(prior_log_probs, codes[..., None], -1).sum()
+    bits = x.size * np.log(2)
+    decoded = vqvae.decode(codes).numpy().astype(np.float64)
+    error = np.sum((decoded - x) ** 2)
+    counts = np.bincount(codes.ravel(), minlength=16) / codes.size
+    used = counts[counts > 0]
+    expected = {
+        "dataset": dataset,
+        "split": "test",
+        "likelihood": "mu_law",
+        "num_waveforms": len(x),
+        "num_samples": x.size,
+        "reconstruction_bits_per_sample": nats_x / bits,
+        "bits_per_sample_uniform_prior": (nats_x + codes.size * np.log(16))
+        / bits,
+        "bits_per_sample_prior": (nats_x + nats_z) / bits,
+        "mse": error / x.size,
+        "snr_db": 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / error),
+        "num_levels": 1,
+        "bits_per_position_uniform_prior": 4.0,
+        "perplexity": np.exp(-np.sum(used * np.log(used))),
+        "codebook_usage": len(used) / 16,
+        "dead_codes": 16 - len(used),
+    }
+
+    # Phoneme discovery: codes of whole utterances, segment by segment.
+    def pairs(split):
+        utterances = data.load_audio(dataset, split)
+        found = []
+        for segments, alignment in zip(
+            _segments(utterances), utterances.alignments
+        ):
+            utterance_codes = vqvae.encode(segments).numpy().ravel()
+            phonemes = _centre_phonemes(alignment, len(utterance_codes))
+            found += [
+                (int(c), p) for c, p in zip(utterance_codes, phonemes) if p >= 0
+            ]
+        return found
+
+    train = pairs("train")
+    overall = np.bincount([p for _, p in train])
+    mapping = {}
+    for code in range(16):
+        seen = np.bincount([p for c, p in train if c == code])
+        mapping[code] = (
+            int(np.argmax(seen)) if seen.sum() else int(np.argmax(overall))
+        )
+    expected["phoneme_mapping_split"] = "train"
+    for split in ("test", "test_voices"):
+        scored = pairs(split)
+        truth = np.array([p for _, p in scored])
+        guess = np.array([mapping[c] for c, _ in scored])
+        expected[f"phoneme_accuracy_{split}"] = np.mean(guess == truth)
+        expected[f"phoneme_baseline_accuracy_{split}"] = np.bincount(
+            truth
+        ).max() / len(truth)
+        expected[f"phoneme_num_classes_{split}"] = len(np.unique(truth))
+        expected[f"phoneme_num_scored_{split}"] = len(truth)
+
+    assert sorted(metrics) == sorted(expected)
+    for name, value in expected.items():
+        if isinstance(value, str):
+            assert metrics[name] == value, name
+        else:
+            assert metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-4), (
+                name
+            )
+        assert name in out
+    assert 0 < metrics["phoneme_baseline_accuracy_test"] < 1
+    assert metrics["phoneme_num_classes_test"] > 5

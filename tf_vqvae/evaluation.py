@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import likelihoods
+from tf_vqvae.data import audio_pipeline
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
 
 LN2 = math.log(2.0)
@@ -629,6 +630,47 @@ def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
         "perplexity": perplexity,
         "codebook_usage": usage,
     }
+
+
+def utterance_codes(
+    vqvae, utterances, segment_length: int, batch_size: int = 32
+) -> list[np.ndarray]:
+    """The codes of each utterance, as an audio model sees them in `fit`.
+
+    Each utterance is cut into consecutive segments of `segment_length`
+    samples, the last one zero-padded (`tf_vqvae.data.audio_pipeline` with
+    `training=False`), the segments are encoded in batches and each
+    utterance's codes are concatenated in order: code `i` covers samples
+    `[i * f, (i + 1) * f)` of the utterance (`f` the model's
+    `downsampling_factor`), as `tf_vqvae.speech_metrics.code_phonemes`
+    assumes; codes past the end cover the padding.
+
+    Args:
+        vqvae: a built audio `tf_vqvae.contracts.CodeModel`.
+        utterances: `tf_vqvae.data.Utterances`.
+        segment_length: samples per segment, a multiple of
+            `downsampling_factor` (e.g. the model's training examples).
+        batch_size: segments per batch.
+
+    Returns:
+        Per utterance, int32 codes `(num_segments * segment_length / f,)`
+        (`(..., num_levels)` for a multi-level quantizer).
+    """
+    batches = audio_pipeline(
+        utterances, segment_length, batch_size, seed=0, training=False
+    )
+    codes = np.concatenate(
+        [vqvae.encode(batch["audio"]).numpy() for batch in batches]
+    )
+    counts = [
+        max(1, -(-len(waveform) // segment_length))
+        for waveform in utterances.waveforms
+    ]
+    ends = np.cumsum(counts)
+    return [
+        np.concatenate(list(codes[end - count : end])).astype(np.int32)
+        for count, end in zip(counts, ends)
+    ]
 
 
 def format_evaluation(results: dict) -> str:

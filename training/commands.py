@@ -35,6 +35,7 @@ from tf_vqvae import atomic
 from tf_vqvae.arg_checks import check_int
 from tf_vqvae.audio import write_wav
 from tf_vqvae.data import (
+    BadAudioFileError,
     BadImageFileError,
     DatasetError,
     Images,
@@ -48,8 +49,10 @@ from tf_vqvae.data import (
 )
 from tf_vqvae.evaluation import (
     codes_dataset,
+    evaluate_audio_model,
     evaluate_model,
     nearest_positions,
+    utterance_codes,
 )
 from tf_vqvae.export import (
     VerificationError,
@@ -59,6 +62,11 @@ from tf_vqvae.export import (
 from tf_vqvae.export import verify as verify_export
 from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
+from tf_vqvae.speech_metrics import (
+    fit_code_to_phoneme,
+    phoneme_accuracy,
+    phonemes_per_code,
+)
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
     CodebookHealth,
@@ -696,6 +704,14 @@ def evaluate(
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
     codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
 
+    An audio model gets `evaluate_audio_model` instead (bits per sample
+    with the uniform and, if trained, the WaveNet prior; MSE and SNR of the
+    decoded waveforms; perplexity, codebook usage) on the split cut into
+    segments as long as its training examples, and, when the dataset has
+    phoneme alignments, phoneme discovery (`_phoneme_discovery`: a code ->
+    phoneme mapping fitted on `train`, its accuracy on `test` and
+    `test_voices` beside the most-frequent-phoneme baseline).
+
     Bad image files of a `folder:` dataset are left out (and counted) with
     `skip_bad_files` or when the model was trained with it.
     """
@@ -710,6 +726,21 @@ def evaluate(
         )
     vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
+    if vqvae.modality == "audio":
+        metrics = _evaluate_audio(
+            vqvae,
+            model_dir,
+            dataset,
+            split,
+            train_config.data_dir,
+            skip_bad_files or train_config.skip_bad_files,
+            batch_size,
+        )
+        atomic.write_text(
+            os.path.join(model_dir, EVALUATION_FILE),
+            json.dumps(metrics, indent=2) + "\n",
+        )
+        return metrics
     images = artifacts.load_split(
         dataset,
         split,
@@ -742,6 +773,87 @@ def evaluate(
         os.path.join(model_dir, EVALUATION_FILE),
         json.dumps(metrics, indent=2) + "\n",
     )
+    return metrics
+
+
+def _evaluate_audio(
+    vqvae, model_dir, dataset, split, data_dir, skip_bad_files, batch_size
+) -> dict:
+    """`evaluate` of an audio model: `evaluate_audio_model` on the split cut
+    into segments as long as the model's examples (batches of at most
+    `AUDIO_SAMPLES_PER_BATCH` samples), plus `dead_codes` and, when the
+    dataset has phoneme alignments, `_phoneme_discovery`."""
+    utterances = _load_utterances(dataset, split, data_dir, skip_bad_files)
+    segment = int(vqvae.example_shape[0])
+    batch_size = max(1, min(batch_size, AUDIO_SAMPLES_PER_BATCH // segment))
+    prior = artifacts.trained_prior(model_dir, fallback=True)
+    batches = audio_pipeline(
+        utterances, segment, batch_size, seed=0, training=False
+    )
+    results = evaluate_audio_model(vqvae, batches, prior=prior)
+    used = round(results["codebook_usage"] * vqvae.num_embeddings)
+    metrics = {
+        "dataset": dataset,
+        "split": utterances.split,
+        **results,
+        "dead_codes": vqvae.num_embeddings - used,
+    }
+    metrics.update(
+        _phoneme_discovery(
+            vqvae, dataset, data_dir, skip_bad_files, segment, batch_size
+        )
+    )
+    return metrics
+
+
+def _phoneme_discovery(
+    vqvae, dataset, data_dir, skip_bad_files, segment, batch_size
+) -> dict:
+    """Unsupervised phoneme discovery (the paper's section 4.3), when the
+    dataset has phoneme alignments (the speech corpus; an audio folder with
+    sidecars), else `{}`.
+
+    Each code is mapped to the phoneme it most often covers on the `train`
+    split (`tf_vqvae.speech_metrics`: the phoneme at each code's centre
+    sample); the mapping is scored on `test` (held-out sentences) and
+    `test_voices` (held-out voices), when the dataset has them, next to
+    the most-frequent-phoneme baseline and the number of phoneme classes
+    present: `phoneme_accuracy_SPLIT`, `phoneme_baseline_accuracy_SPLIT`,
+    `phoneme_num_classes_SPLIT`, `phoneme_num_scored_SPLIT`.
+    """
+    _, _, named_split = parse_dataset(dataset)
+    base = dataset if named_split is None else dataset[: -len(named_split) - 1]
+    train = _load_utterances(base, "train", data_dir, skip_bad_files)
+    if train.alignments is None:
+        return {}
+    factor = vqvae.downsampling_factor
+
+    def codes_and_phonemes(utterances):
+        codes = utterance_codes(vqvae, utterances, segment, batch_size)
+        return codes, phonemes_per_code(utterances.alignments, codes, factor)
+
+    mapping = fit_code_to_phoneme(
+        *codes_and_phonemes(train), vqvae.num_embeddings
+    )
+    metrics = {"phoneme_mapping_split": "train"}
+    for split in ("test", "test_voices"):
+        try:
+            held_out = _load_utterances(base, split, data_dir, skip_bad_files)
+        except BadAudioFileError:
+            raise
+        except DatasetError:
+            continue
+        if held_out.alignments is None or not len(held_out):
+            continue
+        scores = phoneme_accuracy(mapping, *codes_and_phonemes(held_out))
+        metrics.update(
+            {
+                f"phoneme_accuracy_{split}": scores.accuracy,
+                f"phoneme_baseline_accuracy_{split}": scores.baseline_accuracy,
+                f"phoneme_num_classes_{split}": scores.num_classes,
+                f"phoneme_num_scored_{split}": scores.num_scored,
+            }
+        )
     return metrics
 
 
