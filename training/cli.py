@@ -271,10 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     prior_parser = _add_command(
         commands,
         "train-prior",
-        "Train a PixelCNN prior on the codes of a trained VQ-VAE.",
-        "Train a gated PixelCNN prior on the codes of --model-dir's VQ-VAE "
-        f"over its training split; writes --model-dir/{PRIOR_DIR}. Running "
-        "it again resumes.",
+        "Train a prior on the codes of a trained VQ-VAE (PixelCNN for "
+        "images, WaveNet for audio).",
+        "Train an autoregressive prior on the codes of --model-dir's VQ-VAE "
+        "over its training split: a gated PixelCNN over 2D codes (images), "
+        "a WaveNet over 1D codes (audio); writes "
+        f"--model-dir/{PRIOR_DIR}. Running it again resumes.",
     )
     add_config_flags(prior_parser, PriorConfig)
     _add_recover_config(prior_parser)
@@ -322,14 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "evaluate",
         "Reconstruction, codebook and prior metrics on a split.",
-        "Evaluate --model-dir's VQ-VAE (and prior, if trained) on a split; "
-        f"prints the metrics and writes MODEL_DIR/{EVALUATION_FILE}.",
+        "Evaluate --model-dir's VQ-VAE (and prior, if trained) on a split "
+        "(audio: bits per sample, SNR and, with phoneme alignments, "
+        "phoneme discovery on test and test_voices); prints the metrics "
+        f"and writes MODEL_DIR/{EVALUATION_FILE}.",
     )
     _add_options(
         evaluate_parser,
         ("--dataset", str, None, "Default: the training dataset."),
         ("--split", str, "test", "The split."),
-        ("--batch-size", int, 256, "Images per batch."),
+        (
+            "--batch-size",
+            int,
+            256,
+            "Images per batch (audio: segments, at most 2**17 samples).",
+        ),
     )
     _add_skip_bad_files(evaluate_parser, "the split")
 
