@@ -165,6 +165,7 @@ def _read(path):
     return samples
 
 
+@pytest.mark.slow
 def test_sample_writes_one_wav_per_sample(prior_run, tmp_path, capsys):
     argv = ["sample", "--model-dir", prior_run, "--seed", "5"]
     output = str(tmp_path / "a.wav")

@@ -37,7 +37,7 @@ def _model_and_prior(num_classes=None, num_speakers=None):
 
 @pytest.mark.parametrize(
     "num_classes, num_speakers",
-    [(None, None), (2, 2)],
+    [pytest.param(None, None, marks=pytest.mark.slow), (2, 2)],
     ids=["plain", "speakers"],
 )
 def test_sample_signature_is_the_priors_sampler(
@@ -87,7 +87,10 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_tflite_prior_sampler_in_litert(tmp_path):
+    """The app's sampler (a fresh LiteRT process: ~20 s, so slow; the
+    WaveNet's conversion to builtins is in test_wavenet's default tests)."""
     model, prior = _model_and_prior()
     files = tflite.export_tflite(
         model, tmp_path / "tflite", quantization=("float32",), prior=prior
