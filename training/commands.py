@@ -137,11 +137,10 @@ USAGE_ERRORS = (
 )
 FAILURES = (NonFiniteLossError, WriteError, CodebookCollapseError)
 NUM_VALIDATION_IMAGES = 16
-# Audio segments per batch when encoding a split (the prior's codes,
-# `evaluate`).
+# Audio segments per batch when encoding a split (the prior's codes), and
+# waveform samples per batch at most when decoding (`sample`, `evaluate`:
+# the decoder's logits hold 256 floats for each).
 AUDIO_BATCH_SIZE = 32
-# `vqvae sample` of an audio model: waveform samples decoded per batch (the
-# decoder's logits hold 256 floats for each).
 AUDIO_SAMPLES_PER_BATCH = 2**17
 
 __all__ = [
@@ -336,10 +335,11 @@ def _training_codes(
         utterances = _load_utterances(
             train_config.dataset, "train", train_config.data_dir, skip
         )
+        segment = int(vqvae.example_shape[0])
         segments = audio_pipeline(
             utterances,
-            vqvae.example_shape[0],
-            AUDIO_BATCH_SIZE,
+            segment,
+            _audio_batch_size(segment, AUDIO_BATCH_SIZE),
             seed=config.seed,
             training=False,
         )
@@ -362,6 +362,12 @@ def _training_codes(
         codes.dataset, tf.data.Dataset.from_tensor_slices(classes.labels)
     ).map(lambda c, label: {"codes": c, "labels": label})
     return dataclasses.replace(codes, dataset=labelled), classes.class_names
+
+
+def _audio_batch_size(segment_length: int, requested: int) -> int:
+    """`requested` segments a batch, fewer for long segments: at most
+    `AUDIO_SAMPLES_PER_BATCH` waveform samples (at least one segment)."""
+    return max(1, min(requested, AUDIO_SAMPLES_PER_BATCH // segment_length))
 
 
 def _load_utterances(
@@ -589,9 +595,7 @@ def _sample_waveforms(
         labels = None
     total = n if labels is None else len(labels)
     samples = vqvae.downsampling_factor * int(np.prod(prior.grid_shape))
-    batch_size = max(
-        1, min(SAMPLES_PER_GRID, AUDIO_SAMPLES_PER_BATCH // samples)
-    )
+    batch_size = _audio_batch_size(samples, SAMPLES_PER_GRID)
     stem = output[: -len(".wav")]
     digits = max(3, len(str(total - 1)))
     paths = []
@@ -785,7 +789,7 @@ def _evaluate_audio(
     dataset has phoneme alignments, `_phoneme_discovery`."""
     utterances = _load_utterances(dataset, split, data_dir, skip_bad_files)
     segment = int(vqvae.example_shape[0])
-    batch_size = max(1, min(batch_size, AUDIO_SAMPLES_PER_BATCH // segment))
+    batch_size = _audio_batch_size(segment, batch_size)
     prior = artifacts.trained_prior(model_dir, fallback=True)
     batches = audio_pipeline(
         utterances, segment, batch_size, seed=0, training=False
