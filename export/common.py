@@ -180,12 +180,14 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
 
 
 def check_prior(prior, shapes: ExportShapes) -> None:
-    """Raises unless `prior` is a `CodePrior` over the codes of `shapes`
-    (one code per position: no prior models levels yet)."""
+    """Raises unless `prior` is a `CodePrior` over the codes of `shapes`:
+    its `grid_shape` the code grid of any rank (`(h, w)` of an image model,
+    `(length,)` of an audio one), one code per position (no prior models
+    levels yet)."""
     if not isinstance(prior, CodePrior):
         raise TypeError(
-            "`prior` must be a tf_vqvae PixelCNNPrior (a "
-            "tf_vqvae.contracts.CodePrior). "
+            "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts."
+            "CodePrior, e.g. PixelCNNPrior or WaveNetPrior). "
             f"Received: prior={prior!r} (of type {type(prior).__name__})."
         )
     if shapes.num_levels > 1:
@@ -196,9 +198,13 @@ def check_prior(prior, shapes: ExportShapes) -> None:
             f"model num_levels={shapes.num_levels}"
         )
     grid = tuple(prior.grid_shape)
-    if prior.num_embeddings != shapes.num_embeddings or any(
-        c is not None and c != g
-        for c, g in zip(shapes.code_size, grid, strict=True)
+    if (
+        prior.num_embeddings != shapes.num_embeddings
+        or len(grid) != len(shapes.code_size)
+        or any(
+            c is not None and c != g
+            for c, g in zip(shapes.code_size, grid, strict=True)
+        )
     ):
         raise ValueError(
             "`prior` must model the codes of `model`: num_embeddings="

@@ -123,9 +123,11 @@ def prior_sampler_fn(
 ) -> tuple[Callable, list[tf.TensorSpec]]:
     """The prior's Gumbel-max sampler with its uniform noise as an input.
 
-    `noise` float32 `(batch_size, H, W, K)` uniform in [0, 1) (and, for a
-    class-conditional prior, `labels` int32 `(batch_size,)`) ->
-    `{"codes": int32 (batch_size, H, W)}`: `prior.sample_codes(noise,
+    `noise` float32 `(batch_size, *grid_shape, K)` uniform in [0, 1)
+    (`(batch_size, H, W, K)` for a `PixelCNNPrior`, `(batch_size, length,
+    K)` for a `WaveNetPrior`; and, for a class-conditional prior, `labels`
+    int32 `(batch_size,)`) -> `{"codes": int32 (batch_size,
+    *grid_shape)}`: `prior.sample_codes(noise,
     labels)` traced as it is (graph ops only, static shapes for a static
     batch, so it converts to builtins), hence the same codes as in Python.
     TFLite has no builtin random categorical op, so the app draws the noise

@@ -191,6 +191,59 @@ def test_codes_dataset_rejects_unbatched_images():
     )
 
 
+def test_codes_dataset_and_utterance_codes_take_audio():
+    """The audio pipeline's `{"audio", "speaker"}` batches: speakers are
+    the labels unless `with_labels=False`; `utterance_codes` joins each
+    utterance's segments."""
+    from tests.test_audio_model import TINY_AUDIO, chirp
+    from tf_vqvae.data import Utterances, audio_pipeline
+    from tf_vqvae.evaluation import utterance_codes
+
+    model = VQVAE(**TINY_AUDIO)
+    waves = chirp(batch=3, samples=700)[..., 0]
+    model.encode(chirp(batch=1, samples=256))
+    utterances = Utterances(
+        name="chirps",
+        split="train",
+        waveforms=[waves[0], waves[1, :100], waves[2, :300]],
+        speakers=np.array([2, 0, 1], "int32"),
+        speaker_names=("a", "b", "c"),
+    )
+    batches = audio_pipeline(utterances, 256, 2, seed=0, training=False)
+    segments = [
+        np.pad(w, (0, -len(w) % 256)).reshape(-1, 256, 1)
+        for w in utterances.waveforms
+    ]
+    expected = [model.encode(s).numpy() for s in segments]
+    speakers = np.repeat([2, 0, 1], [len(s) for s in segments])
+    elements = list(codes_dataset(model, batches))
+    np.testing.assert_array_equal(
+        np.concatenate([e["codes"] for e in elements]),
+        np.concatenate(expected),
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([e["labels"] for e in elements]), speakers
+    )
+    plain = codes_dataset(model, batches, with_labels=False)
+    np.testing.assert_array_equal(
+        np.concatenate(list(plain)), np.concatenate(expected)
+    )
+    joined = utterance_codes(model, utterances, 256, batch_size=2)
+    assert [len(c) for c in joined] == [12, 4, 8]
+    for codes, reference in zip(joined, expected):
+        np.testing.assert_array_equal(codes, reference.reshape(-1))
+    with pytest.raises(ValueError) as error:
+        codes_dataset(
+            model,
+            tf.data.Dataset.from_tensor_slices(waves[..., None]).batch(2),
+            with_labels=True,
+        )
+    assert str(error.value).startswith(
+        "`with_labels` needs elements with labels: (images, labels) pairs "
+        "or {'audio': ..., 'speaker': ...} dicts. Received: element_spec="
+    )
+
+
 @pytest.mark.parametrize("likelihood", ["discretized_logistic", "mse"])
 def test_evaluate_model_matches_bits_per_dim(likelihood):
     model = _vqvae(likelihood)

@@ -99,6 +99,23 @@ class AutoregressivePrior(keras.Model):
         # attribute tracking: they are not state to save.
         object.__setattr__(self, "_compiled_samplers", {})
 
+    @classmethod
+    def for_grid(
+        cls,
+        num_embeddings: int,
+        grid_shape: tuple[int, ...],
+        num_classes: int | None = None,
+        **kwargs,
+    ) -> AutoregressivePrior:
+        """The prior over code grids of `grid_shape` (how
+        `tf_vqvae.priors.make_prior` builds every kind)."""
+        return cls(
+            num_embeddings=num_embeddings,
+            grid_shape=tuple(grid_shape),
+            num_classes=num_classes,
+            **kwargs,
+        )
+
     # ---------------------------------------------------------------- inputs
     def _grid_text(self) -> str:
         return ", ".join(self.grid_axes)

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import likelihoods
+from tf_vqvae.data import audio_pipeline
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
 
 LN2 = math.log(2.0)
@@ -344,6 +345,8 @@ def bits_per_dim(
 
 
 def _split_element(element):
+    if isinstance(element, dict):
+        return element["audio"], element.get("speaker")
     if isinstance(element, (tuple, list)):
         if len(element) != 2:
             raise ValueError(
@@ -355,24 +358,36 @@ def _split_element(element):
 
 
 def codes_dataset(
-    vqvae, image_dataset: tf.data.Dataset, cache_path: str | None = None
+    vqvae,
+    image_dataset: tf.data.Dataset,
+    cache_path: str | None = None,
+    with_labels: bool | None = None,
 ) -> tf.data.Dataset:
-    """A dataset of codes for `PixelCNNPrior.fit`, encoded once and cached.
+    """A dataset of codes for a prior's `fit`, encoded once and cached.
 
     Args:
-        vqvae: a built `VQVAE`.
+        vqvae: a built `VQVAE` (any `tf_vqvae.contracts.CodeModel`).
         image_dataset: batches of images `(batch, height, width, channels)`
-            or `(images, labels)` pairs.
+            or `(images, labels)` pairs; for an audio model, batches of
+            waveforms `(batch, samples, 1)` or the dicts of
+            `tf_vqvae.data.audio_pipeline`, `{"audio": ..., "speaker":
+            (batch,)}`, whose speakers are the labels.
         cache_path: file prefix for `tf.data.Dataset.cache`: the first full
             pass runs the encoder and writes the codes there, later epochs
             (and later runs) read them back. `None` caches in memory.
+        with_labels: keep the labels (pairs' labels, dicts' speakers) as
+            the prior's class labels; `None`: when the elements have them.
 
     Returns:
-        A dataset of int32 codes `(batch, h, w)`, or of `{"codes": ...,
-        "labels": ...}` dicts when the images come with labels (the input
-        format of a class-conditional prior).
+        A dataset of int32 codes `(batch, *code_grid)`, or of `{"codes":
+        ..., "labels": ...}` dicts with labels (the input format of a
+        class-conditional prior).
+
+    Raises:
+        ValueError: an unbuilt model, unbatched elements, or `with_labels`
+            for elements without labels.
     """
-    spec, _ = _split_element(image_dataset.element_spec)
+    spec, label_spec = _split_element(image_dataset.element_spec)
     if vqvae.example_shape is None:
         raise ValueError(
             "`vqvae` must be built (called on images once, or loaded) "
@@ -385,13 +400,20 @@ def codes_dataset(
             f"`image_dataset` must yield batches of images (rank {rank}); "
             f"batch it first. Received: element shape {tuple(spec.shape)}"
         )
+    if with_labels and label_spec is None:
+        raise ValueError(
+            "`with_labels` needs elements with labels: (images, labels) "
+            "pairs or {'audio': ..., 'speaker': ...} dicts. "
+            f"Received: element_spec={image_dataset.element_spec}"
+        )
+    keep_labels = label_spec is not None and with_labels is not False
 
     def encode(*element):
         images, labels = _split_element(
             element if len(element) > 1 else element[0]
         )
         codes = vqvae.encode(images)
-        if labels is None:
+        if not keep_labels:
             return codes
         return {"codes": codes, "labels": tf.cast(labels, tf.int32)}
 
@@ -608,6 +630,47 @@ def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
         "perplexity": perplexity,
         "codebook_usage": usage,
     }
+
+
+def utterance_codes(
+    vqvae, utterances, segment_length: int, batch_size: int = 32
+) -> list[np.ndarray]:
+    """The codes of each utterance, as an audio model sees them in `fit`.
+
+    Each utterance is cut into consecutive segments of `segment_length`
+    samples, the last one zero-padded (`tf_vqvae.data.audio_pipeline` with
+    `training=False`), the segments are encoded in batches and each
+    utterance's codes are concatenated in order: code `i` covers samples
+    `[i * f, (i + 1) * f)` of the utterance (`f` the model's
+    `downsampling_factor`), as `tf_vqvae.speech_metrics.code_phonemes`
+    assumes; codes past the end cover the padding.
+
+    Args:
+        vqvae: a built audio `tf_vqvae.contracts.CodeModel`.
+        utterances: `tf_vqvae.data.Utterances`.
+        segment_length: samples per segment, a multiple of
+            `downsampling_factor` (e.g. the model's training examples).
+        batch_size: segments per batch.
+
+    Returns:
+        Per utterance, int32 codes `(num_segments * segment_length / f,)`
+        (`(..., num_levels)` for a multi-level quantizer).
+    """
+    batches = audio_pipeline(
+        utterances, segment_length, batch_size, seed=0, training=False
+    )
+    codes = np.concatenate(
+        [vqvae.encode(batch["audio"]).numpy() for batch in batches]
+    )
+    counts = [
+        max(1, -(-len(waveform) // segment_length))
+        for waveform in utterances.waveforms
+    ]
+    ends = np.cumsum(counts)
+    return [
+        np.concatenate(list(codes[end - count : end])).astype(np.int32)
+        for count, end in zip(counts, ends)
+    ]
 
 
 def format_evaluation(results: dict) -> str:

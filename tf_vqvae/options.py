@@ -198,6 +198,60 @@ QUANTIZER_KINDS = {
 }
 # `VQVAE(quantizer=...)`: name -> description.
 QUANTIZERS = {name: kind.description for name, kind in QUANTIZER_KINDS.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorKind:
+    """A kind of autoregressive prior over codes, chosen by the code grid.
+
+    `vqvae train-prior` trains the kind whose `grid_rank` is the rank of
+    the VQ-VAE's code grid (`prior_kind_for_rank`); the classes are bound
+    in `tf_vqvae.priors.PRIOR_CLASSES`.
+
+    Attributes:
+        description: one line for `--help` and the README.
+        grid_rank: the rank of the code grids it models (2: images, 1:
+            audio).
+        arguments: the `vqvae train-prior` options (`PriorConfig` fields)
+            its constructor takes, besides K, the grid and the classes.
+    """
+
+    description: str
+    grid_rank: int
+    arguments: tuple[str, ...]
+
+
+# `vqvae train-prior`: every prior kind, declared once.
+PRIOR_KINDS = {
+    "pixelcnn": PriorKind(
+        "gated PixelCNN over 2D code grids (images)",
+        2,
+        ("num_hiddens", "num_layers", "kernel_size"),
+    ),
+    "wavenet": PriorKind(
+        "WaveNet of dilated causal convolutions over 1D code sequences (audio)",
+        1,
+        ("residual_channels", "skip_channels", "num_layers", "dilation_cycle"),
+    ),
+}
+
+
+def prior_kind_for_rank(rank: int) -> str:
+    """The name of the `PRIOR_KINDS` entry for code grids of `rank`.
+
+    Raises:
+        ValueError: when no prior models grids of that rank.
+    """
+    for name, kind in PRIOR_KINDS.items():
+        if kind.grid_rank == rank:
+            return name
+    ranks = sorted(kind.grid_rank for kind in PRIOR_KINDS.values())
+    raise ValueError(
+        f"No prior models {rank}-D code grids (priors exist for ranks "
+        f"{ranks}). Received: rank={rank}"
+    )
+
+
 # `VQVAE(likelihood=...)`: the reconstruction term of the loss.
 LIKELIHOODS = {
     "mse": "mean squared error, the paper",

@@ -534,6 +534,28 @@ class WaveNetPrior(AutoregressivePrior):
         with policy_scope(self.dtype_policy):
             self._make_layers()
 
+    @classmethod
+    def for_grid(
+        cls,
+        num_embeddings: int,
+        grid_shape: tuple[int, ...],
+        num_classes: int | None = None,
+        **kwargs,
+    ) -> WaveNetPrior:
+        """The prior over code sequences of `grid_shape == (length,)`."""
+        if len(tuple(grid_shape)) != 1:
+            raise ValueError(
+                "`grid_shape` must be (length,) for a WaveNetPrior. "
+                f"Received: grid_shape={tuple(grid_shape)}"
+            )
+        (length,) = grid_shape
+        return cls(
+            num_embeddings=num_embeddings,
+            length=length,
+            num_classes=num_classes,
+            **kwargs,
+        )
+
     @property
     def dilations(self) -> tuple[int, ...]:
         """The dilation of each layer."""

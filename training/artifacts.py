@@ -24,8 +24,9 @@ import tensorflow as tf
 
 # Loading a `.keras` file needs the classes registered: importing their
 # modules (`prior`, `vqvae`) registers them.
-from tf_vqvae import atomic, precision, prior, vqvae  # noqa: F401
+from tf_vqvae import atomic, precision, prior, priors, vqvae  # noqa: F401
 from tf_vqvae.data import Images, load_images
+from tf_vqvae.options import prior_kind_for_rank
 from tf_vqvae.training.checkpointing import checkpoint_dir
 from tf_vqvae.training.config import PriorConfig, load_config
 from tf_vqvae.training.layout import (
@@ -94,12 +95,13 @@ def load_vqvae(model_dir: str, fallback: bool = False):
 
 
 def load_prior(model_dir: str, fallback: bool = False):
-    """The trained `PixelCNNPrior` of `model_dir`.
+    """The trained prior of `model_dir` (a `tf_vqvae.contracts.CodePrior`:
+    `PixelCNNPrior` over 2D codes, `WaveNetPrior` over 1D codes).
 
     Args:
         model_dir: a model dir written by `vqvae train` and `train-prior`.
         fallback: as in `load_vqvae`, for `prior/prior.keras` (the code grid
-            comes from the VQ-VAE's image shape).
+            comes from the VQ-VAE's example shape).
 
     Raises:
         UsageError: if `model_dir` holds no `prior/prior.keras`.
@@ -127,11 +129,11 @@ def load_prior(model_dir: str, fallback: bool = False):
         if names is not None:
             example_shape = {"codes": grid_shape, "labels": ()}
         yield _as_trained(
-            lambda: prior.PixelCNNPrior(
-                num_embeddings=model.num_embeddings,
-                grid_shape=grid_shape,
-                num_classes=None if names is None else len(names),
-                **config.prior_kwargs(),
+            lambda: new_prior(
+                model.num_embeddings,
+                grid_shape,
+                None if names is None else len(names),
+                config,
             ),
             example_shape,
             config.learning_rate,
@@ -144,6 +146,25 @@ def load_prior(model_dir: str, fallback: bool = False):
         model_dir,
         rebuild if fallback else None,
         compile=False,
+    )
+
+
+def new_prior(
+    num_embeddings: int,
+    grid_shape: tuple,
+    num_classes: int | None,
+    config: PriorConfig,
+):
+    """An unbuilt prior over `grid_shape` of the kind for its rank
+    (`tf_vqvae.priors.make_prior`), with `config`'s options for that kind:
+    what `vqvae train-prior` trains and a damaged `prior.keras` is rebuilt
+    as."""
+    kind = prior_kind_for_rank(len(grid_shape))
+    return priors.make_prior(
+        num_embeddings,
+        grid_shape,
+        num_classes=num_classes,
+        **config.prior_kwargs(kind),
     )
 
 

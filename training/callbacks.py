@@ -46,6 +46,7 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
 from tf_vqvae import atomic, codebook_ops
+from tf_vqvae.audio import SAMPLE_RATE
 from tf_vqvae.evaluation import level_code_counts
 from tf_vqvae.options import ON_COLLAPSE
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
@@ -404,19 +405,24 @@ def prior_sample_fn(prior, **sample_kwargs) -> Callable:
 
 
 class PriorSamples(_SummaryCallback):
-    """Each epoch, images decoded from samples of the prior being trained.
+    """Each epoch, samples of the prior being trained, decoded.
 
-    Writes the image summary `prior_samples` to `log_dir/prior_samples`. The
-    same `seed` every epoch, so the grid shows how the prior changes rather
-    than sampling noise.
+    For an image model, the image summary `prior_samples` (a grid); for an
+    audio model (`decode_fn` a `CodeModel` with `modality == "audio"`), the
+    audio summary `prior_samples` (`tf.summary.audio`, one clip per sample
+    at 16 kHz). A decoder conditioned on speakers (`num_speakers`) decodes
+    sample `i` as speaker `i % num_speakers`, the labels `prior_sample_fn`
+    gives a speaker-conditional prior. Written to `log_dir/prior_samples`.
+    The same `seed` every epoch, so the summaries show how the prior
+    changes rather than sampling noise.
 
     Args:
         log_dir: the TensorBoard log directory.
-        sample_fn: `(num, seed) -> int codes (num, h', w')`, e.g.
+        sample_fn: `(num, seed) -> int codes (num, *code_grid)`, e.g.
             `prior_sample_fn(prior)`.
-        decode_fn: `codes -> images in [0, 1]`, e.g. `vqvae.decode`, or the
-            `VQVAE` itself (its `decode` is used).
-        num_samples: images per grid.
+        decode_fn: the `VQVAE` (its `decode` is used), or `codes -> images
+            in [0, 1]`, e.g. `vqvae.decode`.
+        num_samples: images per grid, or audio clips.
         seed: the sampling seed.
         ncols: images per grid row.
         every_n_epochs: write every n-th epoch.
@@ -439,6 +445,8 @@ class PriorSamples(_SummaryCallback):
                 f"Received: sample_fn={sample_fn!r} "
                 f"(of type {type(sample_fn).__name__})."
             )
+        self.modality = getattr(decode_fn, "modality", "image")
+        self.num_speakers = getattr(decode_fn, "num_speakers", None)
         if hasattr(decode_fn, "decode"):
             decode_fn = decode_fn.decode
         if not callable(decode_fn):
@@ -463,17 +471,34 @@ class PriorSamples(_SummaryCallback):
         self.seed = seed
         self.ncols = ncols
 
+    def decoded(self) -> np.ndarray:
+        """The decoded samples: images `(num, *spatial, channels)` in
+        [0, 1], or waveforms `(num, samples, 1)` in [-1, 1]."""
+        codes = tf.cast(self.sample_fn(self.num_samples, self.seed), tf.int32)
+        if self.num_speakers:
+            speakers = np.arange(self.num_samples) % self.num_speakers
+            return np.asarray(
+                self.decode_fn(codes, speaker=speakers.astype("int32"))
+            )
+        return np.asarray(self.decode_fn(codes))
+
     def grid(self) -> np.ndarray:
-        """The uint8 grid of decoded samples."""
-        codes = self.sample_fn(self.num_samples, self.seed)
-        images = self.decode_fn(tf.cast(codes, tf.int32))
-        return image_grid(np.asarray(images), ncols=self.ncols)
+        """The uint8 grid of decoded samples (image models)."""
+        return image_grid(self.decoded(), ncols=self.ncols)
 
     def write(self, epoch, logs):
+        description = f"Decoded prior samples, seed {self.seed}."
+        if self.modality == "audio":
+            tf.summary.audio(
+                "prior_samples",
+                self.decoded(),
+                sample_rate=SAMPLE_RATE,
+                max_outputs=self.num_samples,
+                description=description,
+            )
+            return
         tf.summary.image(
-            "prior_samples",
-            self.grid()[None],
-            description=f"Decoded prior samples, seed {self.seed}.",
+            "prior_samples", self.grid()[None], description=description
         )
 
 

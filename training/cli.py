@@ -50,6 +50,7 @@ from tf_vqvae.training.config import (
     saved_config_path,
 )
 from tf_vqvae.training.layout import (
+    AUDIO_SAMPLES_FILE,
     CALIBRATION_FILE,
     CLASSES_FILE,
     CODES_DIR,
@@ -270,10 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     prior_parser = _add_command(
         commands,
         "train-prior",
-        "Train a PixelCNN prior on the codes of a trained VQ-VAE.",
-        "Train a gated PixelCNN prior on the codes of --model-dir's VQ-VAE "
-        f"over its training split; writes --model-dir/{PRIOR_DIR}. Running "
-        "it again resumes.",
+        "Train a prior on the codes of a trained VQ-VAE (PixelCNN for "
+        "images, WaveNet for audio).",
+        "Train an autoregressive prior on the codes of --model-dir's VQ-VAE "
+        "over its training split: a gated PixelCNN over 2D codes (images), "
+        "a WaveNet over 1D codes (audio); writes "
+        f"--model-dir/{PRIOR_DIR}. Running it again resumes.",
     )
     add_config_flags(prior_parser, PriorConfig)
     _add_recover_config(prior_parser)
@@ -281,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample_parser = _add_command(
         commands,
         "sample",
-        "Decode samples of the prior into a PNG grid.",
-        "Sample codes from the prior and decode them to images.",
+        "Decode samples of the prior into a PNG grid (audio: WAV files).",
+        "Sample codes from the prior and decode them to images, or for an "
+        "audio model to 16 kHz WAV files, one per sample.",
     )
     _add_options(
         sample_parser,
@@ -292,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
             64,
             f"Number of samples, 1 to {MAX_SAMPLES}, drawn and written "
             f"{SAMPLES_PER_GRID} per PNG grid (more than {SAMPLES_PER_GRID}: "
-            "OUTPUT-000.png, OUTPUT-001.png, ... for --output OUTPUT.png).",
+            "OUTPUT-000.png, OUTPUT-001.png, ... for --output OUTPUT.png); "
+            "audio: one WAV file each, OUTPUT-000.wav, ... (-SPEAKER.wav "
+            "when a speaker is chosen).",
         ),
         ("--seed", int, 0, "Sampling seed."),
         ("--temperature", float, 1.0, "Divides the prior's logits."),
@@ -300,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--output",
             str,
             None,
-            f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}).",
+            f"PNG path (default: MODEL_DIR/{SAMPLES_FILE}); a .wav path "
+            f"for audio (default: MODEL_DIR/{AUDIO_SAMPLES_FILE}).",
         ),
         (
             "--label",
@@ -308,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
             None,
             "A class of a class-conditional prior (train-prior "
             "--class-conditional): its name or id. Default: N samples of "
-            "every class, one row per class.",
+            "every class, one row per class. Audio: a speaker (of a "
+            "speaker-conditional prior and of a decoder with speakers).",
         ),
     )
 
@@ -316,14 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "evaluate",
         "Reconstruction, codebook and prior metrics on a split.",
-        "Evaluate --model-dir's VQ-VAE (and prior, if trained) on a split; "
-        f"prints the metrics and writes MODEL_DIR/{EVALUATION_FILE}.",
+        "Evaluate --model-dir's VQ-VAE (and prior, if trained) on a split "
+        "(audio: bits per sample, SNR and, with phoneme alignments, "
+        "phoneme discovery on test and test_voices); prints the metrics "
+        f"and writes MODEL_DIR/{EVALUATION_FILE}.",
     )
     _add_options(
         evaluate_parser,
         ("--dataset", str, None, "Default: the training dataset."),
         ("--split", str, "test", "The split."),
-        ("--batch-size", int, 256, "Images per batch."),
+        (
+            "--batch-size",
+            int,
+            256,
+            "Images per batch (audio: segments, at most 2**17 samples).",
+        ),
     )
     _add_skip_bad_files(evaluate_parser, "the split")
 
@@ -474,15 +489,17 @@ def _run_sample(args: argparse.Namespace) -> int:
         output=args.output,
         label=args.label,
     )
+    wav = paths[0].endswith(".wav")
     of = f" of class {args.label}" if args.label is not None else ""
     classes = os.path.join(args.model_dir, PRIOR_DIR, CLASSES_FILE)
     if args.label is None and os.path.isfile(classes):
         with open(classes) as file:
             count = len(json.load(file)["class_names"])
-        of = f" of each of {count} classes (a row each)"
+        of = f" of each of {count} classes" + ("" if wav else " (a row each)")
     where = paths[0]
     if len(paths) > 1:
-        where += f" ... {paths[-1]} ({len(paths)} grids)"
+        kind = "WAV files" if wav else "grids"
+        where += f" ... {paths[-1]} ({len(paths)} {kind})"
     print(f"vqvae: {args.n} samples{of} in {where}", flush=True)
     return 0
 

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 import time
 
 import keras
@@ -32,16 +33,27 @@ import tensorflow as tf
 
 from tf_vqvae import atomic
 from tf_vqvae.arg_checks import check_int
+from tf_vqvae.audio import write_wav
 from tf_vqvae.data import (
+    BadAudioFileError,
     BadImageFileError,
     DatasetError,
     Images,
+    Utterances,
+    audio_pipeline,
     evaluation_batches,
     first_images,
+    load_audio,
     load_labels,
     parse_dataset,
 )
-from tf_vqvae.evaluation import evaluate_model, nearest_positions
+from tf_vqvae.evaluation import (
+    codes_dataset,
+    evaluate_audio_model,
+    evaluate_model,
+    nearest_positions,
+    utterance_codes,
+)
 from tf_vqvae.export import (
     VerificationError,
     export_saved_model,
@@ -50,7 +62,11 @@ from tf_vqvae.export import (
 from tf_vqvae.export import verify as verify_export
 from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
-from tf_vqvae.prior import PixelCNNPrior
+from tf_vqvae.speech_metrics import (
+    fit_code_to_phoneme,
+    phoneme_accuracy,
+    phonemes_per_code,
+)
 from tf_vqvae.training import artifacts
 from tf_vqvae.training.callbacks import (
     CodebookHealth,
@@ -74,6 +90,7 @@ from tf_vqvae.training.config import (
     TrainConfig,
 )
 from tf_vqvae.training.layout import (
+    AUDIO_SAMPLES_FILE,
     CALIBRATION_FILE,
     CLASSES_FILE,
     CODEBOOK_HEALTH_FILE,
@@ -120,6 +137,11 @@ USAGE_ERRORS = (
 )
 FAILURES = (NonFiniteLossError, WriteError, CodebookCollapseError)
 NUM_VALIDATION_IMAGES = 16
+# Audio segments per batch when encoding a split (the prior's codes), and
+# waveform samples per batch at most when decoding (`sample`, `evaluate`:
+# the decoder's logits hold 256 floats for each).
+AUDIO_BATCH_SIZE = 32
+AUDIO_SAMPLES_PER_BATCH = 2**17
 
 __all__ = [
     "FAILURES",
@@ -244,15 +266,25 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
 def train_prior(
     config: PriorConfig, model_dir: str, verbose: int | str = 1
 ) -> TrainResult:
-    """Trains (or resumes) a `PixelCNNPrior` on the codes of `model_dir`'s
-    VQ-VAE over its training split, writing into `model_dir/prior`.
+    """Trains (or resumes) a prior on the codes of `model_dir`'s VQ-VAE
+    over its training split, writing into `model_dir/prior`.
+
+    The kind of prior follows the rank of the code grid
+    (`tf_vqvae.options.PRIOR_KINDS`, `artifacts.new_prior`): a
+    `PixelCNNPrior` over the 2D codes of images, a `WaveNetPrior` over the
+    1D codes of audio. An audio model's training utterances are cut into
+    consecutive segments as long as its training examples (the last one of
+    each utterance zero-padded), so the prior models code sequences of
+    `model.code_shape(model.example_shape)` and its samples decode to
+    waveforms of that length.
 
     The same lifecycle (`Run`) as `train`: checks, lock, checkpoints,
     resume, Ctrl-C, strategies and the non-finite guard.
 
     With `config.class_conditional`, the prior is conditioned on the
-    training images' classes (`tf_vqvae.data.load_labels`), whose names
-    are written to `model_dir/prior/classes.json`.
+    training images' classes (`tf_vqvae.data.load_labels`) or on the
+    utterances' speakers, whose names are written to
+    `model_dir/prior/classes.json`.
 
     Returns:
         A `TrainResult` whose `model` is the prior.
@@ -260,44 +292,24 @@ def train_prior(
     with Run(config, model_dir, part=PRIOR_DIR) as run:
         vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
         _check_one_code_per_position(vqvae, model_dir, "train-prior")
-        images = artifacts.load_split(
-            train_config.dataset,
-            "train",
-            train_config.data_dir,
-            config.skip_bad_files or train_config.skip_bad_files,
-        )
-        classes = None
-        if config.class_conditional:
-            classes = load_labels(
-                train_config.dataset, "train", train_config.data_dir
-            )
-        codes = encode_images(vqvae, images)
+        codes, class_names = _training_codes(vqvae, train_config, config)
         grid_shape = codes.image_shape
         example_shape = grid_shape
-        if classes is not None:
-            codes = dataclasses.replace(
-                codes,
-                dataset=tf.data.Dataset.zip(
-                    codes.dataset,
-                    tf.data.Dataset.from_tensor_slices(classes.labels),
-                ).map(lambda c, label: {"codes": c, "labels": label}),
-            )
+        if class_names is not None:
             example_shape = {"codes": grid_shape, "labels": ()}
         run.steps_per_epoch(codes)
         prior = run.start(
-            lambda: PixelCNNPrior(
-                num_embeddings=vqvae.num_embeddings,
-                grid_shape=grid_shape,
-                num_classes=(
-                    None if classes is None else len(classes.class_names)
-                ),
-                **config.prior_kwargs(),
+            lambda: artifacts.new_prior(
+                vqvae.num_embeddings,
+                grid_shape,
+                None if class_names is None else len(class_names),
+                config,
             ),
             example_shape,
         )
-        if classes is not None:
+        if class_names is not None:
             artifacts.write_class_names(
-                classes.class_names, train_config.dataset, run.write_dir
+                class_names, train_config.dataset, run.write_dir
             )
         callbacks = [
             keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
@@ -305,11 +317,71 @@ def train_prior(
         ]
         step, history = run.fit(codes, callbacks, verbose)
         written = run.finish("prior", PRIOR_FILE)
-        if classes is not None:
+        if class_names is not None:
             written["prior_classes"] = os.path.join(run.write_dir, CLASSES_FILE)
     return TrainResult(
         model=prior, step=step, history=history, artifacts=written
     )
+
+
+def _training_codes(
+    vqvae, train_config: TrainConfig, config: PriorConfig
+) -> tuple[Images, tuple[str, ...] | None]:
+    """The codes of the VQ-VAE's training split (`Images` of int32 grids,
+    of `{"codes", "labels"}` dicts when class-conditional) and the class
+    names (`None` unless `config.class_conditional`)."""
+    skip = config.skip_bad_files or train_config.skip_bad_files
+    if vqvae.modality == "audio":
+        utterances = _load_utterances(
+            train_config.dataset, "train", train_config.data_dir, skip
+        )
+        segment = int(vqvae.example_shape[0])
+        segments = audio_pipeline(
+            utterances,
+            segment,
+            _audio_batch_size(segment, AUDIO_BATCH_SIZE),
+            seed=config.seed,
+            training=False,
+        )
+        codes = encode_images(
+            vqvae, segments, with_labels=config.class_conditional
+        )
+        codes = dataclasses.replace(
+            codes, name=f"codes of {utterances.name}", split="train"
+        )
+        names = utterances.speaker_names if config.class_conditional else None
+        return codes, names
+    images = artifacts.load_split(
+        train_config.dataset, "train", train_config.data_dir, skip
+    )
+    codes = encode_images(vqvae, images)
+    if not config.class_conditional:
+        return codes, None
+    classes = load_labels(train_config.dataset, "train", train_config.data_dir)
+    labelled = tf.data.Dataset.zip(
+        codes.dataset, tf.data.Dataset.from_tensor_slices(classes.labels)
+    ).map(lambda c, label: {"codes": c, "labels": label})
+    return dataclasses.replace(codes, dataset=labelled), classes.class_names
+
+
+def _audio_batch_size(segment_length: int, requested: int) -> int:
+    """`requested` segments a batch, fewer for long segments: at most
+    `AUDIO_SAMPLES_PER_BATCH` waveform samples (at least one segment)."""
+    return max(1, min(requested, AUDIO_SAMPLES_PER_BATCH // segment_length))
+
+
+def _load_utterances(
+    dataset: str, split: str, data_dir: str | None, skip_bad_files: bool
+) -> Utterances:
+    """`tf_vqvae.data.load_audio`, saying on stderr how many bad audio
+    files were left out (`skip_bad_files`)."""
+    utterances = load_audio(
+        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    )
+    summary = utterances.skipped_summary()
+    if summary is not None:
+        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
+    return utterances
 
 
 def recover_config(model_dir: str, prior: bool = False) -> tuple[str, str]:
@@ -324,22 +396,49 @@ def recover_config(model_dir: str, prior: bool = False) -> tuple[str, str]:
     return recover_run_config(TrainConfig, model_dir)
 
 
-def encode_images(model, images: Images, batch_size: int = 256) -> Images:
-    """The codes of every image, as `Images` of int32 grids `(h', w')` in
-    the images' order (for `training_pipeline`)."""
-    encode = tf.function(model.encode, reduce_retracing=True)
-    codes = np.concatenate(
-        [
-            encode(batch).numpy()
-            for batch in evaluation_batches(images, batch_size)
-        ]
-    ).astype("int32")
+def encode_images(
+    model,
+    images: Images | tf.data.Dataset,
+    batch_size: int = 256,
+    with_labels: bool | None = None,
+) -> Images:
+    """The codes of every example, in order, as `Images` of int32 grids
+    `(*code_grid)` (for `training_pipeline`).
+
+    Args:
+        model: a built `tf_vqvae.contracts.CodeModel`.
+        images: `Images`, or a batched dataset of anything
+            `tf_vqvae.evaluation.codes_dataset` encodes (image batches,
+            `(images, labels)` pairs, the audio pipeline's `{"audio",
+            "speaker"}` dicts).
+        batch_size: images per batch of `Images`.
+        with_labels: as in `codes_dataset`; with labels, the returned
+            dataset yields `{"codes": ..., "labels": ...}` (a
+            class-conditional prior's inputs).
+    """
+    name, split = "a dataset", ""
+    if isinstance(images, Images):
+        name, split = images.name, images.split
+        images = evaluation_batches(images, batch_size)
+    codes, labels = [], []
+    for element in codes_dataset(model, images, with_labels=with_labels):
+        if isinstance(element, dict):
+            codes.append(element["codes"].numpy())
+            labels.append(element["labels"].numpy())
+        else:
+            codes.append(element.numpy())
+    codes = np.concatenate(codes).astype("int32")
+    dataset = tf.data.Dataset.from_tensor_slices(codes)
+    if labels:
+        dataset = tf.data.Dataset.from_tensor_slices(
+            {"codes": codes, "labels": np.concatenate(labels).astype("int32")}
+        )
     return Images(
-        dataset=tf.data.Dataset.from_tensor_slices(codes),
+        dataset=dataset,
         num_examples=len(codes),
         image_shape=tuple(int(d) for d in codes.shape[1:]),
-        name=f"codes of {images.name}",
-        split=images.split,
+        name=f"codes of {name}",
+        split=split,
     )
 
 
@@ -365,9 +464,16 @@ def sample(
     every class (`n` at most 64), one row per class (named on the left),
     in one grid.
 
+    An audio model's samples are WAV files instead (16 kHz PCM16, one per
+    sample, `output` default `model_dir/samples.wav` naming their stem:
+    `samples-000.wav`, ...; `_sample_waveforms`); `label` then names a
+    speaker (of a speaker-conditional prior and, when it has speakers, of
+    the decoder).
+
     Raises:
         UsageError: `n` not in [1, MAX_SAMPLES], `temperature` not
-            positive, `output` not a `.png` file in an existing directory,
+            positive, `output` not a `.png` (audio: `.wav`) file in an
+            existing directory,
             no trained model or prior, `label` for an unconditional prior,
             or an unknown `label`.
     """
@@ -393,17 +499,24 @@ def sample(
             "`temperature` must be a positive number. "
             f"Received: temperature={temperature!r}"
         )
+    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
+    suffix = ".wav" if vqvae.modality == "audio" else ".png"
     if output is not None and (
-        not output.lower().endswith(".png")
+        not output.lower().endswith(suffix)
         or not os.path.isdir(os.path.dirname(output) or ".")
     ):
         raise UsageError(
-            "`output` must be a .png path in an existing directory. "
+            f"`output` must be a {suffix} path in an existing directory "
+            f"(the model in {model_dir!r} is an {vqvae.modality} model). "
             f"Received: output={output!r}"
         )
-    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
     _check_one_code_per_position(vqvae, model_dir, "sample")
     prior = artifacts.load_prior(model_dir, fallback=True)
+    if vqvae.modality == "audio":
+        output = output or os.path.join(model_dir, AUDIO_SAMPLES_FILE)
+        return _sample_waveforms(
+            vqvae, prior, model_dir, n, seed, temperature, output, label
+        )
     output = output or os.path.join(model_dir, SAMPLES_FILE)
     if label is None and prior.num_classes is not None:
         if n > SAMPLES_PER_GRID:
@@ -437,6 +550,121 @@ def sample(
         codes = distribution.sample(size, seed=tf.constant([seed, i]))
         save_image_grid(path, vqvae.decode(codes).numpy(), ncols=min(8, size))
     return paths
+
+
+def _sample_waveforms(
+    vqvae, prior, model_dir, n, seed, temperature, output, label
+) -> list[str]:
+    """`sample` for an audio model: one WAV file per sample.
+
+    Samples are drawn and decoded in batches of at most
+    `SAMPLES_PER_GRID`, fewer for long sequences (about
+    `AUDIO_SAMPLES_PER_BATCH` waveform samples per batch: the decoder's
+    logits are 256 floats per sample), and batch `i` is drawn with the seed
+    `[seed, i]`. Each sample is written to `STEM-NNN.wav` (`NNN` counts
+    the samples) or `STEM-NNN-SPEAKER.wav` when a speaker is chosen: by
+    `label` (a speaker-conditional prior and/or a decoder with speakers),
+    every speaker in turn (a speaker-conditional prior without `label`, `n`
+    samples each) or sample `i` as speaker `i % num_speakers` (only the
+    decoder has speakers). One sample with no speaker is `output` itself.
+    """
+    conditional = prior.num_classes is not None
+    speakers = vqvae.num_speakers
+    names = _speaker_names(model_dir, prior, vqvae, label)
+    if label is not None:
+        if not conditional and not speakers:
+            raise UsageError(
+                f"`label` needs a speaker-conditional prior or a decoder "
+                f"with speakers, and {model_dir}'s prior is unconditional "
+                "and its decoder has none; train one with `vqvae "
+                "train-prior --class-conditional` or leave out --label. "
+                f"Received: label={label!r}"
+            )
+        labels = np.full(n, _label_id(model_dir, names, label), "int32")
+    elif conditional:
+        if n * prior.num_classes > MAX_SAMPLES:
+            raise UsageError(
+                f"`n` times the {prior.num_classes} speakers of the prior "
+                f"must be at most {MAX_SAMPLES} (without --label, n samples "
+                f"of each speaker). Received: n={n}"
+            )
+        labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
+    elif speakers:
+        labels = (np.arange(n) % speakers).astype("int32")
+    else:
+        labels = None
+    total = n if labels is None else len(labels)
+    samples = vqvae.downsampling_factor * int(np.prod(prior.grid_shape))
+    batch_size = _audio_batch_size(samples, SAMPLES_PER_GRID)
+    stem = output[: -len(".wav")]
+    digits = max(3, len(str(total - 1)))
+    paths = []
+    for i, start in enumerate(range(0, total, batch_size)):
+        size = min(batch_size, total - start)
+        batch_labels = None if labels is None else labels[start : start + size]
+        distribution = prior.distribution(
+            labels=batch_labels if conditional else None,
+            temperature=temperature,
+        )
+        batch_seed = tf.constant([seed, i])
+        codes = (
+            distribution.sample(seed=batch_seed)
+            if conditional
+            else distribution.sample(size, seed=batch_seed)
+        )
+        decoded = (
+            vqvae.decode(codes, speaker=batch_labels)
+            if speakers
+            else vqvae.decode(codes)
+        )
+        for j, waveform in enumerate(np.asarray(decoded)[..., 0]):
+            index = start + j
+            if batch_labels is None:
+                path = (
+                    output if total == 1 else f"{stem}-{index:0{digits}d}.wav"
+                )
+            else:
+                name = _file_safe(names[batch_labels[j]])
+                path = f"{stem}-{index:0{digits}d}-{name}.wav"
+            paths.append(write_wav(path, waveform))
+    return paths
+
+
+def _speaker_names(model_dir: str, prior, vqvae, label) -> tuple[str, ...]:
+    """Speaker names by id: the speaker-conditional prior's
+    (`classes.json`), else, for a decoder with speakers, those of the
+    training dataset when `label` is a name (ids as names otherwise)."""
+    if prior.num_classes is not None:
+        return _class_names(model_dir, prior)
+    count = vqvae.num_speakers or 0
+    text = "" if label is None else str(label).strip()
+    if text and not text.isdigit():
+        _, config = artifacts.load_vqvae(model_dir, fallback=True)
+        names = _load_utterances(
+            config.dataset, "train", config.data_dir, config.skip_bad_files
+        ).speaker_names
+        if len(names) == count:
+            return names
+    return tuple(str(i) for i in range(count))
+
+
+def _label_id(model_dir: str, names: tuple[str, ...], label) -> int:
+    """The id of `label` (a name of `names`, else an id) for `sample`."""
+    text = str(label).strip()
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    raise UsageError(
+        f"`label` must be a speaker name of {model_dir}'s model ({shown}) "
+        f"or an id in [0, {len(names)}). Received: label={label!r}"
+    )
+
+
+def _file_safe(name: str) -> str:
+    """`name` with every character but letters, digits and `+-._` as `_`."""
+    return "".join(c if c.isalnum() or c in "+-._" else "_" for c in name)
 
 
 def _class_names(model_dir: str, prior) -> tuple[str, ...]:
@@ -480,6 +708,14 @@ def evaluate(
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
     codebook usage) plus `dead_codes`; written to `model_dir/evaluation.json`.
 
+    An audio model gets `evaluate_audio_model` instead (bits per sample
+    with the uniform and, if trained, the WaveNet prior; MSE and SNR of the
+    decoded waveforms; perplexity, codebook usage) on the split cut into
+    segments as long as its training examples, and, when the dataset has
+    phoneme alignments, phoneme discovery (`_phoneme_discovery`: a code ->
+    phoneme mapping fitted on `train`, its accuracy on `test` and
+    `test_voices` beside the most-frequent-phoneme baseline).
+
     Bad image files of a `folder:` dataset are left out (and counted) with
     `skip_bad_files` or when the model was trained with it.
     """
@@ -494,6 +730,21 @@ def evaluate(
         )
     vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
+    if vqvae.modality == "audio":
+        metrics = _evaluate_audio(
+            vqvae,
+            model_dir,
+            dataset,
+            split,
+            train_config.data_dir,
+            skip_bad_files or train_config.skip_bad_files,
+            batch_size,
+        )
+        atomic.write_text(
+            os.path.join(model_dir, EVALUATION_FILE),
+            json.dumps(metrics, indent=2) + "\n",
+        )
+        return metrics
     images = artifacts.load_split(
         dataset,
         split,
@@ -526,6 +777,87 @@ def evaluate(
         os.path.join(model_dir, EVALUATION_FILE),
         json.dumps(metrics, indent=2) + "\n",
     )
+    return metrics
+
+
+def _evaluate_audio(
+    vqvae, model_dir, dataset, split, data_dir, skip_bad_files, batch_size
+) -> dict:
+    """`evaluate` of an audio model: `evaluate_audio_model` on the split cut
+    into segments as long as the model's examples (batches of at most
+    `AUDIO_SAMPLES_PER_BATCH` samples), plus `dead_codes` and, when the
+    dataset has phoneme alignments, `_phoneme_discovery`."""
+    utterances = _load_utterances(dataset, split, data_dir, skip_bad_files)
+    segment = int(vqvae.example_shape[0])
+    batch_size = _audio_batch_size(segment, batch_size)
+    prior = artifacts.trained_prior(model_dir, fallback=True)
+    batches = audio_pipeline(
+        utterances, segment, batch_size, seed=0, training=False
+    )
+    results = evaluate_audio_model(vqvae, batches, prior=prior)
+    used = round(results["codebook_usage"] * vqvae.num_embeddings)
+    metrics = {
+        "dataset": dataset,
+        "split": utterances.split,
+        **results,
+        "dead_codes": vqvae.num_embeddings - used,
+    }
+    metrics.update(
+        _phoneme_discovery(
+            vqvae, dataset, data_dir, skip_bad_files, segment, batch_size
+        )
+    )
+    return metrics
+
+
+def _phoneme_discovery(
+    vqvae, dataset, data_dir, skip_bad_files, segment, batch_size
+) -> dict:
+    """Unsupervised phoneme discovery (the paper's section 4.3), when the
+    dataset has phoneme alignments (the speech corpus; an audio folder with
+    sidecars), else `{}`.
+
+    Each code is mapped to the phoneme it most often covers on the `train`
+    split (`tf_vqvae.speech_metrics`: the phoneme at each code's centre
+    sample); the mapping is scored on `test` (held-out sentences) and
+    `test_voices` (held-out voices), when the dataset has them, next to
+    the most-frequent-phoneme baseline and the number of phoneme classes
+    present: `phoneme_accuracy_SPLIT`, `phoneme_baseline_accuracy_SPLIT`,
+    `phoneme_num_classes_SPLIT`, `phoneme_num_scored_SPLIT`.
+    """
+    _, _, named_split = parse_dataset(dataset)
+    base = dataset if named_split is None else dataset[: -len(named_split) - 1]
+    train = _load_utterances(base, "train", data_dir, skip_bad_files)
+    if train.alignments is None:
+        return {}
+    factor = vqvae.downsampling_factor
+
+    def codes_and_phonemes(utterances):
+        codes = utterance_codes(vqvae, utterances, segment, batch_size)
+        return codes, phonemes_per_code(utterances.alignments, codes, factor)
+
+    mapping = fit_code_to_phoneme(
+        *codes_and_phonemes(train), vqvae.num_embeddings
+    )
+    metrics = {"phoneme_mapping_split": "train"}
+    for split in ("test", "test_voices"):
+        try:
+            held_out = _load_utterances(base, split, data_dir, skip_bad_files)
+        except BadAudioFileError:
+            raise
+        except DatasetError:
+            continue
+        if held_out.alignments is None or not len(held_out):
+            continue
+        scores = phoneme_accuracy(mapping, *codes_and_phonemes(held_out))
+        metrics.update(
+            {
+                f"phoneme_accuracy_{split}": scores.accuracy,
+                f"phoneme_baseline_accuracy_{split}": scores.baseline_accuracy,
+                f"phoneme_num_classes_{split}": scores.num_classes,
+                f"phoneme_num_scored_{split}": scores.num_scored,
+            }
+        )
     return metrics
 
 

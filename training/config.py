@@ -26,6 +26,7 @@ from tf_vqvae.options import (
     OFF,
     ON_COLLAPSE,
     PRECISIONS,
+    PRIOR_KINDS,
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
@@ -425,7 +426,10 @@ class TrainConfig(_Config):
 
 @dataclasses.dataclass(frozen=True)
 class PriorConfig(_Config):
-    """Options of `vqvae train-prior` (a PixelCNN prior over the codes)."""
+    """Options of `vqvae train-prior` (an autoregressive prior over the
+    codes: a gated PixelCNN for 2D code grids, a WaveNet for 1D code
+    sequences, `tf_vqvae.options.PRIOR_KINDS`; each takes its own fields
+    of those below, `prior_kwargs`)."""
 
     global_batch_size: int = _field(32, "Code grids per step.")
     skip_bad_files: bool = _skip_bad_files_field("the VQ-VAE's training image")
@@ -434,9 +438,26 @@ class PriorConfig(_Config):
         None, "Steps per epoch (default: one pass over the training codes)."
     )
     learning_rate: float = _field(3e-4, "Adam learning rate.", resumable=True)
-    num_hiddens: int = _arg(64, "Channels of the gated PixelCNN stacks.")
-    num_layers: int = _arg(8, "Gated PixelCNN blocks.")
-    kernel_size: int = _arg(3, "Odd size of the masked convolutions.")
+    num_hiddens: int = _arg(
+        64, "PixelCNN (images): channels of the gated stacks."
+    )
+    num_layers: int = _arg(
+        8, "Gated PixelCNN blocks (images) or WaveNet layers (audio)."
+    )
+    kernel_size: int = _arg(
+        3, "PixelCNN (images): odd size of the masked convolutions."
+    )
+    residual_channels: int = _arg(
+        64, "WaveNet (audio): channels of the embedding and residual stream."
+    )
+    skip_channels: int = _arg(
+        64, "WaveNet (audio): channels of the skip connections and the head."
+    )
+    dilation_cycle: int = _arg(
+        10,
+        "WaveNet (audio): dilations 1, 2, ..., 2**(n-1), repeated over the "
+        "layers (receptive field 1 + sum of the dilations codes).",
+    )
     seed: int = _field(0, "Seeds the weights and the order of the codes.")
     precision: str = _precision_field()
     checkpoint_steps: int = _checkpoint_steps_field()
@@ -446,11 +467,20 @@ class PriorConfig(_Config):
         False,
         "Condition the prior on the training images' classes (tfds labels, "
         "the class folders of a folder dataset, the source photograph of "
-        "the photos); the class names go to MODEL_DIR/prior/classes.json.",
+        "the photos) or, for audio, on the speakers; the names go to "
+        "MODEL_DIR/prior/classes.json.",
     )
 
     def __post_init__(self):
-        self._check_fields(positive=("num_hiddens", "num_layers"))
+        self._check_fields(
+            positive=(
+                "num_hiddens",
+                "num_layers",
+                "residual_channels",
+                "skip_channels",
+                "dilation_cycle",
+            )
+        )
         if (
             isinstance(self.kernel_size, bool)
             or not isinstance(self.kernel_size, int)
@@ -462,10 +492,12 @@ class PriorConfig(_Config):
                 f"Received: kernel_size={self.kernel_size!r}"
             )
 
-    def prior_kwargs(self) -> dict:
-        """Constructor arguments of `tf_vqvae.PixelCNNPrior` (besides K and
-        the grid shape, which come from the VQ-VAE)."""
-        return self._arguments()
+    def prior_kwargs(self, kind: str = "pixelcnn") -> dict:
+        """Constructor arguments of the prior of `kind` (a
+        `tf_vqvae.options.PRIOR_KINDS` name), besides K, the grid and the
+        classes, which come from the VQ-VAE and the data."""
+        arguments = self._arguments()
+        return {name: arguments[name] for name in PRIOR_KINDS[kind].arguments}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ Layout:
                                     checkpoints/, logs/, prior.keras
                                     (and classes.json, class-conditional)
     MODEL_DIR/samples.png           `vqvae sample`
+    MODEL_DIR/samples-NNN.wav       `vqvae sample` of an audio model
     MODEL_DIR/evaluation.json       `vqvae evaluate`
     MODEL_DIR/codes/                `vqvae inspect`: usage.png,
                                     top_codes.png, bottom_codes.png,
@@ -38,6 +39,7 @@ PRIOR_DIR = "prior"
 PRIOR_FILE = "prior.keras"
 CLASSES_FILE = "classes.json"
 SAMPLES_FILE = "samples.png"
+AUDIO_SAMPLES_FILE = "samples.wav"
 EVALUATION_FILE = "evaluation.json"
 CODES_DIR = "codes"
 EXPORT_DIR = "export"
