@@ -111,6 +111,117 @@ def test_mu_law_agrees_with_the_numpy_audio_module():
     )
 
 
+def np_logistic_mixture_probs(params, num_mixtures):
+    """The 256 class probabilities of a discretized logistic mixture over
+    the grid `q / 255` (edge bins open), from `split_logistic_params`
+    outputs `(..., 3 M)` (`(..., 2)` for M = 1): float64 `(..., 256)`."""
+    params = np.asarray(params, "float64")
+    if num_mixtures == 1:
+        logits = np.zeros(params.shape[:-1] + (1,))
+        locs, log_scales = params[..., :1], params[..., 1:]
+    else:
+        logits, locs, log_scales = np.split(params, 3, axis=-1)
+    locs = locs + 0.5
+    scales = np.exp(np.maximum(log_scales, -7.0))
+    grid = np.arange(256) / 255.0
+    upper = np.where(grid < 1, grid + 0.5 / 255, np.inf)
+    lower = np.where(grid > 0, grid - 0.5 / 255, -np.inf)
+
+    def cdf(edge):
+        t = (edge - locs[..., None]) / scales[..., None]
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-t))
+
+    per_component = cdf(upper) - cdf(lower)  # (..., M, 256)
+    weights = np.exp(np_log_softmax(logits))
+    return (weights[..., None] * per_component).sum(-2)
+
+
+def np_logistic_mixture_mean(params, num_mixtures):
+    """The mixture's mean on the class grid, expanded from mu-law."""
+    params = np.asarray(params, "float64")
+    if num_mixtures == 1:
+        grid = np.clip(params[..., 0] + 0.5, 0, 1)
+    else:
+        logits, locs, _ = np.split(params, 3, axis=-1)
+        weights = np.exp(np_log_softmax(logits))
+        grid = np.clip((weights * (locs + 0.5)).sum(-1), 0, 1)
+    return np_mu_law_decode(grid * 255)
+
+
+def random_mixture_params(shape, num_mixtures, seed=0):
+    rng = np.random.default_rng(seed)
+    width = 2 if num_mixtures == 1 else 3 * num_mixtures
+    params = rng.uniform(-0.6, 0.6, size=shape + (width,))
+    # Log scales from e^-8 (clipped to e^-7: one bin) to e^0 (wide).
+    scales = slice(1, 2) if num_mixtures == 1 else slice(2 * num_mixtures, None)
+    params[..., scales] = rng.uniform(-8.0, 0.0, size=shape + (num_mixtures,))
+    return params.astype("float32")
+
+
+@pytest.mark.parametrize("num_mixtures", [1, 4])
+def test_mu_law_logistic_matches_numpy(num_mixtures):
+    params = random_mixture_params((3, 7), num_mixtures)
+    waves = np.random.default_rng(1).uniform(-1, 1, (3, 7)).astype("float32")
+    waves[0, :3] = [-1.0, 1.0, 0.0]  # the two open edge bins and the middle
+    # The rest near a component's location, where the mass is.
+    first_loc = params[1:, :, 0 if num_mixtures == 1 else num_mixtures]
+    near = np.round((first_loc + 0.5) * 255) + np.arange(-3, 4)
+    waves[1:] = np_mu_law_decode(np.clip(near, 0, 255))
+    expected = np_logistic_mixture_probs(params, num_mixtures)
+    np.testing.assert_allclose(expected.sum(-1), 1.0, atol=1e-12)
+    probs = likelihoods.mu_law_logistic_probs(params, num_mixtures)
+    assert probs.dtype == tf.float32 and tuple(probs.shape) == (3, 7, 256)
+    np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-5)
+    # float32 locations and scales down to e^-7 (a bin's width).
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
+    log_prob = likelihoods.mu_law_logistic_log_prob(waves, params, num_mixtures)
+    picked = np.take_along_axis(
+        expected, np_mu_law_encode(waves)[..., None], -1
+    )[..., 0]
+    # Only where numpy's float64 difference of CDFs does not cancel.
+    usable = picked > 1e-10
+    assert usable.sum() > 10
+    np.testing.assert_allclose(
+        np.asarray(log_prob)[usable], np.log(picked[usable]), rtol=1e-4
+    )
+    np.testing.assert_array_equal(
+        likelihoods.audio_log_prob("mu_law_logistic", waves, params),
+        log_prob,
+    )
+    np.testing.assert_allclose(
+        likelihoods.mu_law_logistic_mean(params, num_mixtures),
+        np_logistic_mixture_mean(params, num_mixtures),
+        atol=1e-5,
+    )
+
+
+def test_mu_law_logistic_is_finite_far_from_the_mean():
+    """Mass hundreds of scales away from a narrow component: log space,
+    no cancellation, no NaN (the pixel likelihood's machinery)."""
+    params = np.array([[-0.5, -7.0], [0.5, -7.0]], "float32")  # M = 1
+    waves = np.array([1.0, -1.0], "float32")
+    log_prob = likelihoods.mu_law_logistic_log_prob(waves, params, 1)
+    assert np.all(np.isfinite(log_prob)) and np.all(np.asarray(log_prob) < -100)
+
+
+def test_mu_law_compress_matches_numpy_and_quantizes_to_the_classes():
+    x = np.linspace(-1, 1, 1001).astype("float32")
+    expected = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log1p(255)
+    np.testing.assert_allclose(
+        likelihoods.mu_law_compress(x), expected, atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        likelihoods.mu_law_encode(x), np_mu_law_encode(x)
+    )
+    every = np.arange(256)
+    np.testing.assert_allclose(
+        likelihoods.mu_law_expand(every / 255),
+        np_mu_law_decode(every),
+        atol=1e-6,
+    )
+
+
 # ----------------------------------------------------------------- model
 @pytest.mark.parametrize("num_speakers", [None, 3], ids=["plain", "speakers"])
 def test_shapes_and_64x_downsampling(num_speakers):
@@ -332,8 +443,9 @@ def test_bad_inputs_have_clear_messages():
         (
             lambda: VQVAE(modality="audio", spatial_dims=1, likelihood="mse"),
             ValueError,
-            "`likelihood` of modality='audio' models must be 'mu_law'. "
-            "Received: likelihood='mse', which is for the other modality.",
+            "`likelihood` of modality='audio' models must be 'mu_law' or "
+            "'mu_law_logistic'. Received: likelihood='mse', which is for "
+            "the other modality.",
         ),
         (
             lambda: VQVAE(likelihood="mu_law"),
@@ -483,3 +595,144 @@ def test_audio_model_under_mixed_bfloat16():
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(batch, batch_size=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# ------------------------------------------- discretized logistic mixture
+LOGISTIC_AUDIO = dict(TINY_AUDIO, likelihood="mu_law_logistic", num_mixtures=3)
+
+
+def test_mu_law_logistic_model_matches_numpy():
+    model = VQVAE(num_speakers=2, **LOGISTIC_AUDIO)
+    waves = chirp(batch=3)
+    speakers = np.array([1, 0, 1], "int32")
+    outputs = model({"audio": waves, "speaker": speakers}, training=False)
+    assert outputs.dtype == tf.float32 and tuple(outputs.shape) == (
+        3,
+        SAMPLES,
+        1,
+    )
+    codes = model.encode(waves)
+    params = model.decoder_outputs(codes, speakers)
+    assert params.dtype == tf.float32 and tuple(params.shape) == (3, SAMPLES, 9)
+    params = np.asarray(params, "float64")
+    probs = np_logistic_mixture_probs(params, 3)
+    picked = np.take_along_axis(
+        probs, np_mu_law_encode(waves[..., 0])[..., None], -1
+    )[..., 0]
+    # The loss: mean NLL in nats per sample.
+    loss = float(tf.add_n(model.losses) - tf.add_n(model.quantizer.losses))
+    np.testing.assert_allclose(loss, -np.log(picked).mean(), rtol=1e-4)
+    decoded = model.decode(codes, speakers)
+    np.testing.assert_array_equal(decoded, outputs)
+    np.testing.assert_allclose(
+        np.asarray(decoded)[..., 0],
+        np_logistic_mixture_mean(params, 3),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        reconstruction_bits_per_sample(model, waves, speakers),
+        -np.log(picked).sum(-1).mean() / (SAMPLES * np.log(2)),
+        rtol=1e-4,
+    )
+
+
+def test_mu_law_logistic_round_trip_and_learning(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = VQVAE(**LOGISTIC_AUDIO)
+    waves = chirp(batch=8)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(waves, batch_size=4, epochs=12, verbose=0).history
+    reconstruction = history["reconstruction_loss"]
+    # Wide components at first (about 7 nats); the scales shrink.
+    assert reconstruction[-1] < reconstruction[0] - 0.2, reconstruction
+    config = model.get_config()
+    assert config["likelihood"] == "mu_law_logistic"
+    assert config["num_mixtures"] == 3
+    path = str(tmp_path / "logistic.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.num_mixtures == 3 and loaded.likelihood == "mu_law_logistic"
+    codes = model.encode(waves)
+    np.testing.assert_array_equal(loaded.encode(waves), codes)
+    np.testing.assert_array_equal(
+        loaded.decoder_outputs(codes), model.decoder_outputs(codes)
+    )
+    np.testing.assert_array_equal(loaded.decode(codes), model.decode(codes))
+
+
+def test_num_mixtures_defaults_and_bad_values():
+    assert (
+        VQVAE(**dict(TINY_AUDIO, likelihood="mu_law_logistic")).num_mixtures
+        == 10
+    )
+    assert VQVAE(**TINY_AUDIO).num_mixtures is None
+    with pytest.raises(ValueError, match="`num_mixtures` is for likelihood="):
+        VQVAE(num_mixtures=3, **TINY_AUDIO)
+    with pytest.raises(ValueError, match="num_mixtures"):
+        VQVAE(**dict(LOGISTIC_AUDIO, num_mixtures=0))
+
+
+def test_mu_law_logistic_under_mixed_bfloat16():
+    """bfloat16 decoder, float32 likelihood math: parameters, loss and
+    waveforms are float32; a fit step is finite."""
+    model = VQVAE(dtype="mixed_bfloat16", **LOGISTIC_AUDIO)
+    waves = chirp(batch=2)
+    outputs = model(waves)
+    assert model.decoder.compute_dtype == "bfloat16"
+    assert outputs.dtype == tf.float32
+    assert all(loss.dtype == tf.float32 for loss in model.losses)
+    assert model.decoder_outputs(model.encode(waves)).dtype == tf.float32
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(waves, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+# ----------------------------------------------------------- encoder input
+@pytest.mark.parametrize("encoder_input", ["mu_law", "linear"])
+def test_encoder_input(encoder_input):
+    """`"mu_law"`: the encoder sees the companded waveform (numpy formula,
+    not quantized); `"linear"`: the waveform itself."""
+    model = VQVAE(encoder_input=encoder_input, **TINY_AUDIO)
+    assert model.get_config()["encoder_input"] == encoder_input
+    waves = chirp(batch=2) * np.float32(0.1)  # speech-like amplitude
+    seen = waves
+    if encoder_input == "mu_law":
+        seen = np.sign(waves) * np.log1p(255 * np.abs(waves)) / np.log1p(255)
+    np.testing.assert_allclose(
+        model.latents(waves),
+        model.encoder(seen.astype("float32")),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_encoder_input_defaults():
+    assert VQVAE(**TINY_AUDIO).encoder_input == "mu_law"
+    assert VQVAE().encoder_input == "linear"
+    # A config saved before the option (no key) keeps its linear input.
+    config = VQVAE(**TINY_AUDIO).get_config()
+    del config["encoder_input"]
+    assert VQVAE.from_config(config).encoder_input == "linear"
+    config["encoder_input"] = "mu_law"
+    assert VQVAE.from_config(config).encoder_input == "mu_law"
+
+
+def test_encoder_input_bad_values():
+    with pytest.raises(ValueError, match="`encoder_input` must be"):
+        VQVAE(encoder_input="log", **TINY_AUDIO)
+    with pytest.raises(ValueError, match="`encoder_input` must be"):
+        VQVAE(encoder_input="mu_law")
+
+
+def test_mu_law_logistic_log_scales_start_narrow():
+    """The output bias starts the log scales at INITIAL_LOG_SCALE (the
+    layout's last num_mixtures channels), the rest at zero."""
+    from tf_vqvae.vqvae import INITIAL_LOG_SCALE
+
+    model = VQVAE(**LOGISTIC_AUDIO)
+    waves = chirp(batch=2)
+    params = np.asarray(model.decoder_outputs(model.encode(waves)))
+    bias = np.asarray(model.decoder.upsamples[-1].bias)
+    np.testing.assert_array_equal(bias, [0] * 6 + [INITIAL_LOG_SCALE] * 3)
+    assert abs(params[..., 6:].mean() - INITIAL_LOG_SCALE) < 0.5
+    assert abs(params[..., 3:6].mean()) < 0.5

@@ -186,15 +186,28 @@ print(json.dumps(sorted(results)))
 
 
 @pytest.mark.parametrize(
-    "num_speakers",
-    [pytest.param(None, marks=pytest.mark.slow), 2],
-    ids=["plain", "speakers"],
+    "num_speakers, options",
+    [
+        pytest.param(None, {}, marks=pytest.mark.slow),
+        (2, {}),
+        pytest.param(
+            None,
+            dict(
+                likelihood="mu_law_logistic",
+                num_mixtures=3,
+                encoder_input="mu_law",
+            ),
+            marks=pytest.mark.slow,
+        ),
+    ],
+    ids=["plain", "speakers", "logistic"],
 )
-def test_tflite_builtins_match_keras_in_litert(num_speakers, tmp_path):
+def test_tflite_builtins_match_keras_in_litert(num_speakers, options, tmp_path):
     """Decoding speech in another voice on a device: the speaker model in
     the default suite, the plain one (the same path without `speaker`)
-    with the slow tests."""
-    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+    and the logistic mixture decoder with a companding encoder with the
+    slow tests."""
+    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO, **options)
     waves = chirp(batch=3)[..., 0]
     speaker = None if num_speakers is None else np.array([1, 0, 1], "int32")
     model.encode(waves[..., None])

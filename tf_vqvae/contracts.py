@@ -109,13 +109,16 @@ class CodeModel(Protocol):
       waveform in [-1, 1] for audio (the expected value of each sample).
     - `decoder_outputs(codes, speaker=None, waveforms=None)`: the
       decoder's raw outputs, the parameters of the likelihood named by
-      `likelihood` (for `"mu_law"`, the logits `(batch, samples, 256)`).
-      An autoregressive decoder (`VQVAE(decoder="wavenet")`) conditions
-      the logits of each sample on the previous samples of `waveforms`
-      (required there: teacher forcing); other decoders ignore them, so
-      callers that score inputs pass them.
+      `likelihood` (for `"mu_law"`, the logits `(batch, samples, 256)`;
+      for `"mu_law_logistic"`, `(batch, samples, 3 * num_mixtures)`, read
+      by `tf_vqvae.likelihoods.audio_log_prob`). An autoregressive decoder
+      (`VQVAE(decoder="wavenet")`) conditions the logits of each sample on
+      the previous samples of `waveforms` (required there: teacher
+      forcing); other decoders ignore them, so callers that score inputs
+      pass them.
     - `likelihood`: the name of its reconstruction likelihood
-      (`tf_vqvae.options.LIKELIHOODS`; `"mu_law"` for audio).
+      (`tf_vqvae.options.LIKELIHOODS`; `"mu_law"` or `"mu_law_logistic"`
+      for audio).
     - `quantizer`: a `Quantizer`.
     """
 

@@ -24,9 +24,10 @@ likelihood over the 8-bit pixel values:
 
 Every result says which of the two was used (`"likelihood"`).
 
-Audio models (`VQVAE(modality="audio")`, `likelihood="mu_law"`) have a
-categorical over the 8-bit mu-law value of each sample, so `log p(x | z)` is
-exact for the mu-law-quantized waveform; `bits_per_sample` and
+Audio models (`VQVAE(modality="audio")`, `likelihood="mu_law"` or
+`"mu_law_logistic"`) have a categorical or a discretized logistic mixture
+over the 8-bit mu-law value of each sample, so `log p(x | z)` is exact for
+the mu-law-quantized waveform; `bits_per_sample` and
 `reconstruction_bits_per_sample` report it per sample (`D` = samples).
 
 The functions take any `tf_vqvae.contracts.CodeModel` (and `CodePrior`) and
@@ -66,7 +67,11 @@ def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
 def likelihood_name(vqvae) -> str:
     """`"discretized_logistic"` or `"discretized_gaussian"`: the pixel
     likelihood bits/dim uses for this model."""
-    if vqvae.likelihood in ("discretized_logistic", "mu_law"):
+    if vqvae.likelihood in (
+        "discretized_logistic",
+        "mu_law",
+        "mu_law_logistic",
+    ):
         return vqvae.likelihood
     return "discretized_gaussian"
 
@@ -111,17 +116,19 @@ def reconstruction_log_prob(
 
 def waveform_log_prob(vqvae, waveforms, codes=None, speakers=None):
     """`log p(x | z_q(x))` per waveform in nats under an audio model's mu-law
-    categorical: float32 `(batch,)`.
+    likelihood (categorical or logistic mixture): float32 `(batch,)`.
 
     Args:
-        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"` or
+            `"mu_law_logistic"`).
         waveforms: `(batch, samples, 1)`, float in [-1, 1].
         codes: `vqvae.encode(waveforms)` if already computed.
         speakers: int speaker ids `(batch,)` for a model with speakers.
     """
-    if vqvae.likelihood != "mu_law":
+    if vqvae.likelihood not in ("mu_law", "mu_law_logistic"):
         raise ValueError(
-            "`vqvae` must be an audio model (likelihood='mu_law'). "
+            "`vqvae` must be an audio model (likelihood='mu_law' or "
+            "'mu_law_logistic'). "
             f"Received: a model with likelihood={vqvae.likelihood!r}."
         )
     waveforms = as_waveforms(waveforms)
@@ -130,7 +137,9 @@ def waveform_log_prob(vqvae, waveforms, codes=None, speakers=None):
     # A WaveNet decoder's logits are teacher forced on the waveforms (exact
     # log p(x | z)); the parallel decoder does not read them.
     logits = vqvae.decoder_outputs(codes, speakers, waveforms=waveforms)
-    per_sample = likelihoods.mu_law_log_prob(waveforms[..., 0], logits)
+    per_sample = likelihoods.audio_log_prob(
+        vqvae.likelihood, waveforms[..., 0], logits
+    )
     return tf.reduce_sum(per_sample, axis=1)
 
 
@@ -140,7 +149,8 @@ def reconstruction_bits_per_sample(vqvae, waveforms, speakers=None) -> float:
     the codes (8 for a uniform categorical).
 
     Args:
-        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"` or
+            `"mu_law_logistic"`).
         waveforms: `(batch, samples, 1)`, float in [-1, 1].
         speakers: int speaker ids `(batch,)` for a model with speakers.
 
@@ -163,7 +173,8 @@ def bits_per_sample(
     `p(x | z)`.
 
     Args:
-        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"` or
+            `"mu_law_logistic"`).
         prior: a prior over its codes (`tf_vqvae.contracts.CodePrior`), or
             `None` for the uniform prior `log p(z) = -N log K`.
         waveforms: `(batch, samples, 1)`, float in [-1, 1].
@@ -548,7 +559,8 @@ def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
     """The numbers of `vqvae evaluate` for an audio model, over a dataset.
 
     Args:
-        vqvae: a built audio `VQVAE` (`likelihood="mu_law"`).
+        vqvae: a built audio `VQVAE` (`likelihood="mu_law"` or
+            `"mu_law_logistic"`).
         dataset: batches `{"audio": (batch, samples, 1), "speaker":
             (batch,)}` (`tf_vqvae.data.audio_pipeline`) or waveform batches.
             The speakers go to the decoder when it has speakers, and to the

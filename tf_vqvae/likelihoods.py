@@ -1,5 +1,6 @@
 """Discrete likelihoods of 8-bit pixels (discretized logistic mixture,
-discretized Gaussian) and of 8-bit mu-law audio samples (categorical).
+discretized Gaussian) and of 8-bit mu-law audio samples (categorical or
+discretized logistic mixture).
 
 Pixels are images in [0, 1] (uint8 / 255), so value `v` in {0, ..., 255} sits
 at `x = v / 255` and owns the bin `[x - 1/510, x + 1/510]`; the two edge bins
@@ -22,7 +23,11 @@ WaveNet [2] (`mu = 255`):
 
 and decoded at the bin centres, `y = (2 q + 1) / 256 - 1`,
 `x = sign(y) ((1 + mu)^|y| - 1) / mu`. The decoder of an audio model outputs
-256 logits per sample: `p(x | z)` is the categorical probability of `q`.
+either 256 logits per sample (`p(x | z)` is the categorical probability of
+`q`) or the `3 * num_mixtures` parameters of a discretized logistic mixture
+over the 256 classes: class `q` is the grid point `q / 255` of the pixel
+likelihood above (PixelCNN++ [1] on the companded scale), so the same
+log-space bin masses serve both.
 
 References:
     [1] Salimans et al., 2017. PixelCNN++: Improving the PixelCNN with
@@ -211,14 +216,22 @@ MU_LAW_CLASSES = 256
 MU = MU_LAW_CLASSES - 1
 
 
+def mu_law_compress(waveforms) -> tf.Tensor:
+    """The companded waveform `sign(x) ln(1 + mu |x|) / ln(1 + mu)`, not
+    quantized: float32 in [-1, 1], same shape (inputs clipped to [-1, 1])."""
+    x = tf.clip_by_value(tf.cast(waveforms, tf.float32), -1.0, 1.0)
+    # log and exp, not log1p: TFLite has builtins for these (the encoder
+    # of an audio model companding its input is exported).
+    return tf.sign(x) * tf.math.log(1.0 + MU * tf.abs(x)) / math.log1p(MU)
+
+
 def mu_law_encode(waveforms) -> tf.Tensor:
     """8-bit mu-law classes of `waveforms`: int32 in `[0, 255]`, same shape.
 
     Values outside [-1, 1] are clipped first (the models refuse them
     before they get here).
     """
-    x = tf.clip_by_value(tf.cast(waveforms, tf.float32), -1.0, 1.0)
-    y = tf.sign(x) * tf.math.log1p(MU * tf.abs(x)) / math.log1p(MU)
+    y = mu_law_compress(waveforms)
     bins = tf.floor((y + 1.0) * (MU_LAW_CLASSES / 2))
     return tf.cast(tf.clip_by_value(bins, 0.0, MU), tf.int32)
 
@@ -261,3 +274,97 @@ def mu_law_mode(logits) -> tf.Tensor:
     """The most probable class's centre: float32 samples, shape `S` for
     logits `S + (256,)`."""
     return mu_law_decode(tf.argmax(tf.cast(logits, tf.float32), axis=-1))
+
+
+def mu_law_grid(waveforms) -> tf.Tensor:
+    """The mu-law class of each sample on the pixel grid, `q / 255`:
+    float32 in [0, 1], same shape as `waveforms`."""
+    return tf.cast(mu_law_encode(waveforms), tf.float32) / MU
+
+
+def mu_law_logistic_log_prob(
+    waveforms, outputs, num_mixtures: int
+) -> tf.Tensor:
+    """log p(q(x)) per sample under a discretized logistic mixture over the
+    256 mu-law classes (nats).
+
+    Args:
+        waveforms: float samples in [-1, 1], shape `S`.
+        outputs: `S + (3 * num_mixtures,)` (`S + (2,)` for one component),
+            the `split_logistic_params` layout with one channel; locations on
+            [-0.5, 0.5] (0.5 is added to reach the [0, 1] grid).
+        num_mixtures: components of the mixture.
+
+    Returns:
+        float32 log probabilities of shape `S`.
+    """
+    logits, locs, log_scales = split_logistic_params(outputs, 1, num_mixtures)
+    grid = mu_law_grid(waveforms)[..., None]
+    return discretized_logistic_mixture_log_prob(
+        grid, logits, locs, log_scales
+    )[..., 0]
+
+
+def mu_law_logistic_probs(outputs, num_mixtures: int) -> tf.Tensor:
+    """The probabilities of the 256 mu-law classes under the mixture:
+    float32 `S + (256,)` for outputs `S + (3 * num_mixtures,)` (they sum to
+    one). Costs 256 bin masses per component and sample: for evaluation and
+    tests, not the training loss."""
+    logits, locs, log_scales = split_logistic_params(
+        tf.convert_to_tensor(outputs)[..., None, :], 1, num_mixtures
+    )
+    grid = tf.range(MU_LAW_CLASSES, dtype=tf.float32)[:, None] / MU
+    return tf.exp(
+        discretized_logistic_mixture_log_prob(grid, logits, locs, log_scales)
+    )[..., 0]
+
+
+def mu_law_expand(grid) -> tf.Tensor:
+    """Waveform samples for points of the [0, 1] class grid, continuous in
+    between: `q = 255 g`, then `mu_law_decode(q)`'s formula (exact at the
+    grid points `q / 255`). float32, same shape."""
+    q = tf.clip_by_value(tf.cast(grid, tf.float32), 0.0, 1.0) * MU
+    y = (2.0 * q + 1.0) / MU_LAW_CLASSES - 1.0
+    # exp, not expm1: a TFLite builtin (exported decoders run this).
+    return tf.sign(y) * (tf.exp(tf.abs(y) * math.log1p(MU)) - 1.0) / MU
+
+
+def audio_log_prob(likelihood: str, waveforms, outputs) -> tf.Tensor:
+    """log p(q(x)) per sample (nats, float32 of the waveforms' shape `S`)
+    under an audio decoder's `outputs` `S + (p,)` for `likelihood`
+    `"mu_law"` (256 logits) or `"mu_law_logistic"` (the mixture's
+    parameters; its number of components is read off `p`)."""
+    if likelihood == "mu_law":
+        return mu_law_log_prob(waveforms, outputs)
+    if likelihood == "mu_law_logistic":
+        params = int(outputs.shape[-1])
+        num_mixtures = 1 if params == 2 else params // 3
+        return mu_law_logistic_log_prob(waveforms, outputs, num_mixtures)
+    raise ValueError(
+        "`likelihood` must be 'mu_law' or 'mu_law_logistic'. "
+        f"Received: likelihood={likelihood!r}"
+    )
+
+
+def mu_law_logistic_mean(
+    outputs, num_mixtures: int, keepdims: bool = False
+) -> tf.Tensor:
+    """The waveform a mu-law logistic decoder reports: the mixture's mean on
+    the companded class grid (`logistic_mixture_mean`, clipped to [0, 1]),
+    expanded to the linear domain by `mu_law_expand`. float32 samples, shape
+    `S` for outputs `S + (3 * num_mixtures,)` (`S + (1,)` with `keepdims`).
+
+    Not the expected value in the linear domain (that needs all 256 bin
+    masses per component, `mu_law_logistic_probs`): expanding after
+    averaging pulls samples towards zero a little where the mixture is wide.
+    Static shapes and TFLite builtins only (exported decoders run this).
+    """
+    outputs = tf.cast(outputs, tf.float32)
+    if num_mixtures == 1:
+        grid = tf.split(outputs, 2, axis=-1)[0] + 0.5
+    else:
+        logits, locs, _ = tf.split(outputs, 3, axis=-1)
+        weights = tf.nn.softmax(logits, axis=-1)
+        grid = tf.reduce_sum(weights * (locs + 0.5), axis=-1, keepdims=True)
+    waveforms = mu_law_expand(grid)
+    return waveforms if keepdims else waveforms[..., 0]

@@ -257,6 +257,9 @@ LIKELIHOODS = {
     "mse": "mean squared error, the paper",
     "discretized_logistic": "a per-pixel likelihood, for honest bits/dim",
     "mu_law": "a 256-way categorical over 8-bit mu-law audio samples",
+    "mu_law_logistic": (
+        "a discretized logistic mixture over 8-bit mu-law audio samples"
+    ),
 }
 # `VQVAE(modality=...)`: what the model's inputs are.
 MODALITIES = {

@@ -19,12 +19,24 @@ _LIKELIHOODS = {
     "mse": 1,
     "discretized_logistic": 2,
     "mu_law": likelihoods.MU_LAW_CLASSES,
+    # 3 per mixture component (`likelihoods.num_logistic_params`).
+    "mu_law_logistic": None,
 }
 # The likelihoods of each modality; the first is its default.
 _MODALITY_LIKELIHOODS = {
     "image": ("mse", "discretized_logistic"),
-    "audio": ("mu_law",),
+    "audio": ("mu_law", "mu_law_logistic"),
 }
+DEFAULT_NUM_MIXTURES = 10
+# The `"mu_law_logistic"` decoder's log scales start here (its output
+# bias), components about 0.14 of the [0, 1] class grid (35 classes) wide:
+# at 0 they cover the whole grid and put most of their mass in the two
+# edge classes (about 7 nats per sample, worse than uniform), and a few
+# hundred steps of Adam barely move a bias (measured on speech, 300 steps:
+# 7.4 -> 6.4 bits per sample).
+INITIAL_LOG_SCALE = -2.0
+# What an audio encoder sees: the waveform as it is, or mu-law companded.
+ENCODER_INPUTS = ("linear", "mu_law")
 
 
 # `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments.
@@ -223,6 +235,7 @@ class VQVAE(keras.Model):
         mean((x_hat - x)^2) + vq_loss                 (likelihood="mse")
         -mean(log p(x | z_q)) + vq_loss  (likelihood="discretized_logistic")
         -mean(log p(x | z_q)) + vq_loss  (likelihood="mu_law", audio)
+        -mean(log p(x | z_q)) + vq_loss  (likelihood="mu_law_logistic")
 
     where `vq_loss` is the quantizer's codebook and commitment loss (`"vq"`)
     or commitment loss only (`"ema"`, appendix A.1). All losses go through
@@ -230,15 +243,22 @@ class VQVAE(keras.Model):
     and training under `tf.distribute.MirroredStrategy` matches one device.
 
     Audio (`modality="audio"`, `spatial_dims=1`): waveforms `(batch,
-    samples, 1)`, float in [-1, 1] at 16 kHz, go into the encoder as they
-    are; `num_downsamples=6` is the paper's audio encoder (six window-4
-    stride-2 convolutions, 64 samples per code) with K=512. The decoder
-    outputs 256 logits per sample, a categorical over the sample's 8-bit
-    mu-law value (`tf_vqvae.likelihoods`), and the reconstruction loss is
-    its negative log-likelihood in nats per sample. `model(x)` and
-    `decode` return the categorical's expected value in the linear domain
-    (`likelihoods.mu_law_mean`: smooth, slightly quieter than a sample;
-    `likelihoods.mu_law_mode` of `decoder_outputs` gives the mode). With
+    samples, 1)`, float in [-1, 1] at 16 kHz, go into the encoder mu-law
+    companded (`encoder_input="mu_law"`, the default) or as they are
+    (`"linear"`); `num_downsamples=6` is the paper's audio
+    encoder (six window-4 stride-2 convolutions, 64 samples per code) with
+    K=512.
+    The decoder outputs a distribution over each sample's 8-bit mu-law
+    value (`tf_vqvae.likelihoods`) and the reconstruction loss is its
+    negative log-likelihood in nats per sample: `"mu_law"`, 256 logits per
+    sample (a categorical; `model(x)` and `decode` return its expected
+    value in the linear domain, `likelihoods.mu_law_mean`: smooth, slightly
+    quieter than a sample; `likelihoods.mu_law_mode` of `decoder_outputs`
+    gives the mode), or `"mu_law_logistic"`, a discretized logistic
+    mixture of `num_mixtures` components over the 256 classes (PixelCNN++
+    on the companded scale; `model(x)` and `decode` return the mixture's
+    mean on the companded scale, expanded to the linear domain,
+    `likelihoods.mu_law_logistic_mean`). With
     `num_speakers`, the decoder adds a learned speaker embedding to every
     layer (`Decoder`) and the inputs are dicts `{"audio": waveforms,
     "speaker": int ids (batch,)}`, the batches of
@@ -302,7 +322,9 @@ class VQVAE(keras.Model):
             subpixel (`tf_vqvae.likelihoods`; PixelCNN++). `model(x)` and
             `decode` then return the location clipped to [0, 1]. Needed for
             honest bits/dim (`tf_vqvae.bits_per_dim`). Audio: `"mu_law"`
-            (the default and only choice).
+            (default; 256-way categorical) or `"mu_law_logistic"`
+            (discretized logistic mixture, `3 * num_mixtures` decoder
+            outputs per sample).
         example_shape: `(*spatial, channels)` of one input example, e.g.
             `(32, 32, 3)`. Default `None`: recorded from the first batch the
             model is built or trained on. Saved in the config (and in
@@ -323,6 +345,15 @@ class VQVAE(keras.Model):
             dilation cycle, kernel size); its upsampling is
             `num_downsamples` and its speakers `num_speakers`. Saved in
             the config.
+        num_mixtures: components of the `"mu_law_logistic"` mixture
+            (default 10, PixelCNN++'s); only for that likelihood.
+        encoder_input: what an audio encoder sees: `"mu_law"` (default for
+            audio) the waveform companded by `likelihoods.mu_law_compress`
+            (not quantized: speech at about 0.1 rms reaches about 0.4 rms;
+            on the linear waveform, small models' codebooks collapsed to one
+            or two codes in some short runs on speech), or `"linear"`
+            the waveform as it is (models saved before this option). Images:
+            always `"linear"` (their [-0.5, 0.5] shift).
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -396,6 +427,8 @@ class VQVAE(keras.Model):
         num_speakers: int | None = None,
         decoder: str = "parallel",
         decoder_options: dict | None = None,
+        num_mixtures: int | None = None,
+        encoder_input: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -434,6 +467,26 @@ class VQVAE(keras.Model):
         decoder_options = _checked_decoder_options(
             decoder, decoder_options, modality, likelihood
         )
+        if likelihood == "mu_law_logistic":
+            if num_mixtures is None:
+                num_mixtures = DEFAULT_NUM_MIXTURES
+            check_int("num_mixtures", num_mixtures, 1)
+        elif num_mixtures is not None:
+            raise ValueError(
+                "`num_mixtures` is for likelihood='mu_law_logistic'. "
+                f"Received: num_mixtures={num_mixtures!r} with "
+                f"likelihood={likelihood!r}"
+            )
+        if encoder_input is None:
+            encoder_input = "mu_law" if modality == "audio" else "linear"
+        if encoder_input not in ENCODER_INPUTS or (
+            modality == "image" and encoder_input != "linear"
+        ):
+            raise ValueError(
+                "`encoder_input` must be 'linear' or (audio only) 'mu_law'. "
+                f"Received: encoder_input={encoder_input!r} with "
+                f"modality={modality!r}"
+            )
         if isinstance(quantizer, dict):
             # A quantizer layer, as `get_config` writes it.
             quantizer = keras.saving.deserialize_keras_object(quantizer)
@@ -483,6 +536,8 @@ class VQVAE(keras.Model):
         self.num_speakers = num_speakers
         self.decoder_type = decoder
         self.decoder_options = decoder_options
+        self.num_mixtures = num_mixtures
+        self.encoder_input = encoder_input
         self.example_shape = self._checked_example_shape(example_shape)
 
         if is_layer:
@@ -635,7 +690,7 @@ class VQVAE(keras.Model):
                 )
             else:
                 self.decoder = Decoder(
-                    self.image_channels * _LIKELIHOODS[self.likelihood],
+                    self.image_channels * self._outputs_per_channel(),
                     name="decoder",
                     num_speakers=self.num_speakers,
                     **self._network_kwargs,
@@ -646,6 +701,35 @@ class VQVAE(keras.Model):
             # A quantizer layer passed in (or deserialized) may come built.
             self.quantizer.build(latent_shape)
         self.decoder.build(latent_shape)
+        if self.likelihood == "mu_law_logistic":
+            self._initialize_log_scales()
+
+    def _initialize_log_scales(self) -> None:
+        """Sets the output bias of the log scales (the last `num_mixtures`
+        channels of the `split_logistic_params` layout) to
+        `INITIAL_LOG_SCALE`; a loaded model's weights replace it."""
+        output = (
+            self.decoder.upsamples[-1]
+            if self.decoder.upsamples
+            else self.decoder.output_conv
+        )
+        bias = output.bias
+        num_scales = self.num_mixtures
+        values = tf.concat(
+            [
+                tf.convert_to_tensor(bias)[:-num_scales],
+                tf.fill(
+                    [num_scales], tf.constant(INITIAL_LOG_SCALE, bias.dtype)
+                ),
+            ],
+            axis=0,
+        )
+        bias.assign(values)
+
+    def _outputs_per_channel(self) -> int:
+        if self.likelihood == "mu_law_logistic":
+            return likelihoods.num_logistic_params(self.num_mixtures)
+        return _LIKELIHOODS[self.likelihood]
 
     def _check_images(self, images: tf.Tensor) -> None:
         shape = tuple(images.shape)
@@ -683,7 +767,10 @@ class VQVAE(keras.Model):
             )
         if self.modality == "audio":
             images = check_waveform_range(images)
-            return images, self.encoder(images, training=training)
+            encoder_inputs = images
+            if self.encoder_input == "mu_law":
+                encoder_inputs = likelihoods.mu_law_compress(images)
+            return images, self.encoder(encoder_inputs, training=training)
         if unchecked:
             images = check_unit_range(images)
         return images, self.encoder(images - 0.5, training=training)
@@ -733,6 +820,12 @@ class VQVAE(keras.Model):
             return outputs + 0.5
         if self.likelihood == "mu_law":
             return likelihoods.mu_law_mean(outputs)[..., None]
+        if self.likelihood == "mu_law_logistic":
+            # Keeping the channel axis: squeezing and re-adding it is a
+            # strided slice TFLite lacks.
+            return likelihoods.mu_law_logistic_mean(
+                outputs, self.num_mixtures, keepdims=True
+            )
         logits, locs, _ = likelihoods.split_logistic_params(
             outputs, self.image_channels
         )
@@ -750,6 +843,12 @@ class VQVAE(keras.Model):
         elif self.likelihood == "mu_law":
             loss = -tf.reduce_mean(
                 likelihoods.mu_law_log_prob(images[..., 0], outputs)
+            )
+        elif self.likelihood == "mu_law_logistic":
+            loss = -tf.reduce_mean(
+                likelihoods.mu_law_logistic_log_prob(
+                    images[..., 0], outputs, self.num_mixtures
+                )
             )
         else:
             loss = -tf.reduce_mean(
@@ -841,9 +940,9 @@ class VQVAE(keras.Model):
         `(batch, h', w', n)` for the first `n` levels of an `"rvq"`
         model). Audio: waveforms `(batch, samples, 1)` in [-1, 1], decoded
         as `speaker` (int ids `(batch,)`, required when `num_speakers` is
-        set): the expected value of each sample's categorical for the
-        parallel decoder; for `decoder="wavenet"` a waveform generated
-        sample by sample (`WaveNetDecoder.generate`: one step per sample,
+        set): the mean of each sample's distribution for the parallel
+        decoder (see the class docstring); for `decoder="wavenet"` a
+        waveform generated sample by sample (`WaveNetDecoder.generate`: one step per sample,
         about `samples / speed` seconds, see the README's audio costs),
         a function of `seed` (as in `tf_vqvae.sampling.uniform_noise`;
         `None` draws one), with the logits divided by `temperature` and
@@ -885,7 +984,11 @@ class VQVAE(keras.Model):
         the mean for `"mse"`; `p = 2`: location and log scale for
         `"discretized_logistic"`, see `tf_vqvae.likelihoods`). Audio
         (`"mu_law"`): the logits `(batch, samples, 256)` of each sample's
-        mu-law class, decoded as `speaker` (as in `decode`).
+        mu-law class; `"mu_law_logistic"`: `(batch, samples, 3 *
+        num_mixtures)` (`(batch, samples, 2)` for one component), the
+        mixture's logits, locations and log scales in the
+        `likelihoods.split_logistic_params` layout. Decoded as `speaker`
+        (as in `decode`).
         `decoder="wavenet"`: the logits of each sample given the codes and
         the previous samples of `waveforms` (`(batch, samples, 1)` in [-1,
         1], required; teacher forcing), so `likelihoods.mu_law_log_prob(
@@ -991,6 +1094,14 @@ class VQVAE(keras.Model):
             return tuple(input_shape["audio"])
         return tuple(input_shape)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if config.get("modality") == "audio":
+            # Saved before `encoder_input` existed: they saw the waveform.
+            config.setdefault("encoder_input", "linear")
+        return super().from_config(config, custom_objects=custom_objects)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -1022,5 +1133,7 @@ class VQVAE(keras.Model):
             num_speakers=self.num_speakers,
             decoder=self.decoder_type,
             decoder_options=self.decoder_options,
+            num_mixtures=self.num_mixtures,
+            encoder_input=self.encoder_input,
         )
         return config
