@@ -942,8 +942,9 @@ class VQVAE(keras.Model):
         as `speaker` (int ids `(batch,)`, required when `num_speakers` is
         set): the mean of each sample's distribution for the parallel
         decoder (see the class docstring); for `decoder="wavenet"` a
-        waveform generated sample by sample (`WaveNetDecoder.generate`: one step per sample,
-        about `samples / speed` seconds, see the README's audio costs),
+        waveform generated sample by sample (`WaveNetDecoder.generate`:
+        one step per sample, about `samples / speed` seconds, see the
+        README's audio costs),
         a function of `seed` (as in `tf_vqvae.sampling.uniform_noise`;
         `None` draws one), with the logits divided by `temperature` and
         the `"cached"` (default) or `"naive"` sampler. `seed`,
