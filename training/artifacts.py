@@ -25,7 +25,14 @@ import tensorflow as tf
 # Loading a `.keras` file needs the classes registered: importing their
 # modules (`prior`, `vqvae`) registers them.
 from tf_vqvae import atomic, precision, prior, priors, vqvae  # noqa: F401
-from tf_vqvae.data import Images, load_images
+from tf_vqvae.data import (
+    Images,
+    Utterances,
+    audio_pipeline,
+    dataset_modality,
+    load_audio,
+    load_images,
+)
 from tf_vqvae.options import prior_kind_for_rank
 from tf_vqvae.training.checkpointing import checkpoint_dir
 from tf_vqvae.training.config import PriorConfig, load_config
@@ -36,6 +43,7 @@ from tf_vqvae.training.layout import (
     MODEL_FILE,
     PRIOR_DIR,
     PRIOR_FILE,
+    SPEAKERS_FILE,
 )
 from tf_vqvae.training.runs import UsageError, build_for_examples
 
@@ -75,14 +83,24 @@ def load_vqvae(model_dir: str, fallback: bool = False):
     config = load_config(os.path.join(model_dir, CONFIG_FILE))
 
     def rebuild():
+        modality = dataset_modality(config.dataset, config.data_dir)
         recorded = _recorded_image_shape(model_dir)
-        shapes = (
-            [recorded] if recorded else [(None, None, c) for c in _CHANNELS]
-        )
+        kwargs = config.model_kwargs()
+        if modality == "audio":
+            names = speaker_names(model_dir) or ()
+            kwargs = config.model_kwargs("audio", len(names) or None)
+            shape = recorded or (config.segment_length, 1)
+            shapes = [shape]
+            if kwargs.get("num_speakers"):
+                shapes = [{"audio": shape, "speaker": ()}]
+        elif recorded:
+            shapes = [recorded]
+        else:
+            shapes = [(None, None, c) for c in _CHANNELS]
         policy = precision.resolve(config.precision).policy
         for shape in shapes:
             yield _as_trained(
-                lambda: vqvae.VQVAE(**config.model_kwargs()),
+                lambda: vqvae.VQVAE(**kwargs),
                 shape,
                 config.learning_rate,
                 policy,
@@ -194,6 +212,35 @@ def class_names(model_dir: str) -> tuple[str, ...] | None:
         raise UsageError(
             f"`model_dir` holds an unreadable {path} ({error}); train the "
             f"prior again. Received: model_dir={model_dir!r}"
+        ) from None
+
+
+def write_speaker_names(
+    speaker_names: tuple[str, ...], dataset: str, model_dir: str
+) -> str:
+    """Writes `model_dir/speakers.json` (an audio dataset's speaker names
+    in id order: the ids a speaker-conditioned decoder takes) atomically;
+    returns its path."""
+    content = {"dataset": dataset, "speaker_names": list(speaker_names)}
+    return atomic.write_text(
+        os.path.join(model_dir, SPEAKERS_FILE),
+        json.dumps(content, indent=2) + "\n",
+    )
+
+
+def speaker_names(model_dir: str) -> tuple[str, ...] | None:
+    """The speaker names of `model_dir`'s audio run, in id order (`None`
+    for an image run, or one written before runs kept them)."""
+    path = os.path.join(model_dir, SPEAKERS_FILE)
+    try:
+        with open(path) as file:
+            return tuple(str(n) for n in json.load(file)["speaker_names"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(
+            f"`model_dir` holds an unreadable {path} ({error}); train the "
+            f"model again. Received: model_dir={model_dir!r}"
         ) from None
 
 
@@ -315,7 +362,7 @@ def _recorded_image_shape(model_dir: str) -> tuple | None:
         )
     except (OSError, ValueError):
         return None
-    if sample.ndim != 4:
+    if sample.ndim not in (3, 4):
         return None
     return tuple(int(d) for d in sample.shape[1:])
 
@@ -343,6 +390,46 @@ def load_split(
     return images
 
 
+def load_audio_split(
+    dataset: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    skip_bad_files: bool = False,
+) -> Utterances:
+    """`tf_vqvae.data.load_audio`, saying on stderr how many bad audio
+    files were left out (`skip_bad_files`), as `load_split` does.
+
+    Raises:
+        BadAudioFileError: a bad file, unless `skip_bad_files`.
+        DatasetError: a dataset that cannot be loaded.
+    """
+    utterances = load_audio(
+        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    )
+    summary = utterances.skipped_summary()
+    if summary is not None:
+        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
+    return utterances
+
+
+def audio_segments(
+    utterances: Utterances, segment_length: int, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` consecutive segments spread evenly over every segment
+    of `utterances` (`audio_pipeline(training=False)`, in order): float32
+    waveforms `(n, segment_length, 1)` and their int32 speaker ids."""
+    waves, speakers = [], []
+    for batch in audio_pipeline(
+        utterances, segment_length, 256, seed=0, training=False
+    ):
+        waves.append(batch["audio"].numpy())
+        speakers.append(batch["speaker"].numpy())
+    waves, speakers = np.concatenate(waves), np.concatenate(speakers)
+    picks = np.unique(np.linspace(0, len(waves) - 1, count).round())
+    picks = picks.astype(int)
+    return waves[picks], speakers[picks]
+
+
 def spread_sample(images: Images, count: int) -> np.ndarray:
     """Up to `count` images spread evenly over `images`, in their order:
     every `num_examples // count`-th one (uint8 numpy)."""
@@ -352,10 +439,20 @@ def spread_sample(images: Images, count: int) -> np.ndarray:
     return np.stack([image.numpy() for image in sample])
 
 
-def write_calibration_sample(images: Images, model_dir: str) -> str:
+def write_calibration_sample(
+    images: Images | Utterances,
+    model_dir: str,
+    segment_length: int | None = None,
+) -> str:
     """Writes `model_dir/calibration.npy` (`spread_sample` of the training
-    images) atomically; returns its path."""
-    sample = spread_sample(images, NUM_CALIBRATION_IMAGES)
+    images, or for audio `audio_segments` of `segment_length` samples)
+    atomically; returns its path."""
+    if isinstance(images, Utterances):
+        sample, _ = audio_segments(
+            images, segment_length, NUM_CALIBRATION_IMAGES
+        )
+    else:
+        sample = spread_sample(images, NUM_CALIBRATION_IMAGES)
     return atomic.write_file(
         os.path.join(model_dir, CALIBRATION_FILE),
         lambda path: np.save(path, sample),
@@ -378,7 +475,9 @@ def calibration_images(
             (`folder:PATH`, `tfds:NAME`, ...) whose training split is
             sampled; `None` for `model_dir/calibration.npy`.
         example_shape: the model's `(height, width, channels)`; the images
-            must have it.
+            must have it. Audio models: `(samples, 1)`, and the data are
+            float waveforms `(n, samples, 1)` in [-1, 1] (`calibration.npy`
+            of an audio run, or an audio dataset's training split).
         data_dir: where TensorFlow Datasets looks for a `tfds:` dataset.
         skip_bad_files: leave out bad files of a `folder:` dataset
             (`load_split`).
@@ -404,16 +503,30 @@ def calibration_images(
             f"laid out {source}/train/LABEL/*.png, pass folder:{source}). "
             f"Received: calibration_data={source!r}"
         )
+    audio = len(example_shape) == 2
     if source.endswith(".npy") or os.path.isfile(source):
         images = _load_npy(source)
+    elif audio:
+        loaded = load_audio_split(source, "train", data_dir, skip_bad_files)
+        images, _ = audio_segments(
+            loaded, example_shape[0], NUM_CALIBRATION_IMAGES
+        )
     else:
         loaded = load_split(source, "train", data_dir, skip_bad_files)
         images = spread_sample(loaded, NUM_CALIBRATION_IMAGES)
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(example_shape):
+    if images.ndim != len(example_shape) + 1 or tuple(
+        images.shape[1:]
+    ) != tuple(example_shape):
+        what = "waveforms" if audio else "images"
         raise UsageError(
-            "`calibration_data` must hold images of the model's shape "
+            f"`calibration_data` must hold {what} of the model's shape "
             f"(n, {', '.join(map(str, example_shape))}). "
             f"Received: calibration_data={source!r} of shape {images.shape}"
+        )
+    if audio and images.dtype.kind != "f":
+        raise UsageError(
+            "`calibration_data` must hold float waveforms in [-1, 1]. "
+            f"Received: calibration_data={source!r} of dtype {images.dtype}"
         )
     if images.dtype != np.uint8 and images.dtype.kind != "f":
         raise UsageError(

@@ -8,13 +8,16 @@ directory under `log_dir`, so TensorBoard lists them side by side with the
                                         (`epoch_loss`, `epoch_perplexity`,
                                         `epoch_dead_codes`, ...)
     log_dir/images          `reconstructions`: originals | reconstructions
+    log_dir/audio           audio runs: `originals` and `reconstructions`
+                            (`tf.summary.audio`, 16 kHz)
     log_dir/codebook        `code_usage` histogram (and `code_usage/level_i`
                             per level of a residual VQ), `codebook/*`
                             scalars, and the codebook in the embedding
                             projector (for quantizers that have one)
     log_dir/prior_samples   `prior_samples`: decoded samples of the prior
 
-`tensorboard_callbacks(log_dir, validation_images)` returns the usual set.
+`tensorboard_callbacks(log_dir, validation_images)` returns the usual set
+(`modality="audio"` with waveforms: audio instead of pictures).
 `CodebookHealth` acts on the epoch's code usage: it warns (or stops
 training) when the codebook collapses, and writes its verdict to
 `log_dir/codebook` and to a JSON summary.
@@ -57,6 +60,7 @@ __all__ = [
     "CodebookVerdict",
     "CodebookProjector",
     "PriorSamples",
+    "ReconstructionAudio",
     "ReconstructionImages",
     "image_grid",
     "prior_sample_fn",
@@ -93,7 +97,17 @@ def _check_every(every_n_epochs) -> None:
 
 
 def _check_images(images) -> np.ndarray:
+    """A fixed batch of images `(batch, height, width, channels)`, or of
+    float waveforms `(batch, samples, 1)` for an audio model."""
     images = np.asarray(images)
+    if images.ndim == 3 and images.shape[0] and images.shape[-1] == 1:
+        if not np.issubdtype(images.dtype, np.floating):
+            raise TypeError(
+                "`images` of shape (batch, samples, 1) are waveforms and "
+                "must be floating point in [-1, 1]. "
+                f"Received: images.dtype={images.dtype}"
+            )
+        return images
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
             "`images` must be a non-empty batch of shape (batch, height, "
@@ -189,6 +203,83 @@ class ReconstructionImages(_SummaryCallback):
             "reconstructions",
             self.grid()[None],
             description="Fixed batch: each original, then its reconstruction.",
+        )
+
+
+class ReconstructionAudio(_SummaryCallback):
+    """Each epoch, a fixed batch of waveforms and their reconstructions.
+
+    Writes the audio summaries `originals` and `reconstructions` to
+    `log_dir/audio` (`tf.summary.audio` at `sample_rate`, one clip per
+    waveform; the originals once, at the first epoch written, as they do
+    not change). A reconstruction is `model.decode(model.encode(x))`, with
+    the waveform's speaker for a speaker-conditioned decoder.
+
+    Args:
+        log_dir: the TensorBoard log directory.
+        waveforms: a fixed batch `(batch, samples, 1)`, float in [-1, 1].
+            Keep it small (a few clips).
+        speakers: int speaker ids `(batch,)` (needed when the model is
+            conditioned on speakers; ignored otherwise).
+        every_n_epochs: write every n-th epoch.
+        sample_rate: Hz (16,000, `tf_vqvae.audio.SAMPLE_RATE`).
+        model: the VQ-VAE to call; default the model being trained.
+    """
+
+    def __init__(
+        self,
+        log_dir: str,
+        waveforms,
+        speakers=None,
+        every_n_epochs: int = 1,
+        sample_rate: int = SAMPLE_RATE,
+        model: keras.Model | None = None,
+    ):
+        super().__init__(log_dir, "audio", every_n_epochs)
+        waveforms = np.asarray(waveforms)
+        if (
+            waveforms.ndim != 3
+            or waveforms.shape[0] == 0
+            or waveforms.shape[-1] != 1
+            or not np.issubdtype(waveforms.dtype, np.floating)
+        ):
+            raise ValueError(
+                "`waveforms` must be a non-empty float batch of shape "
+                f"(batch, samples, 1). Received: waveforms.shape="
+                f"{waveforms.shape}, dtype={waveforms.dtype}"
+            )
+        self.waveforms = waveforms.astype(np.float32)
+        self.speakers = (
+            None if speakers is None else np.asarray(speakers, np.int32)
+        )
+        self.sample_rate = sample_rate
+        self.vqvae = model
+        self._originals_written = False
+
+    def reconstructions(self) -> np.ndarray:
+        """float32 `(batch, samples, 1)`: the fixed batch reconstructed."""
+        model = self.vqvae or self.model
+        speaker = self.speakers if model.num_speakers else None
+        codes = model.encode(self.waveforms)
+        return np.asarray(model.decode(codes, speaker=speaker), np.float32)
+
+    def write(self, epoch, logs):
+        count = len(self.waveforms)
+        if not self._originals_written:
+            tf.summary.audio(
+                "originals",
+                self.waveforms,
+                self.sample_rate,
+                max_outputs=count,
+                description="Fixed batch of validation waveforms.",
+            )
+            self._originals_written = True
+        tf.summary.audio(
+            "reconstructions",
+            np.clip(self.reconstructions(), -1.0, 1.0),
+            self.sample_rate,
+            max_outputs=count,
+            description="decode(encode(x)) of the fixed batch, in order.",
         )
 
 
@@ -507,17 +598,21 @@ def tensorboard_callbacks(
     validation_images,
     every_n_epochs: int = 1,
     projector: bool = True,
+    speakers=None,
     **tensorboard_kwargs,
 ) -> list[keras.callbacks.Callback]:
     """The usual TensorBoard set for training a VQ-VAE.
 
     `keras.callbacks.TensorBoard` (scalars of every metric, in `train` and
-    `validation` runs), `ReconstructionImages`, `CodeUsage` and, if
-    `projector`, `CodebookProjector`, all on the same fixed batch.
+    `validation` runs), `ReconstructionImages` (for waveforms
+    `ReconstructionAudio`), `CodeUsage` and, if `projector`,
+    `CodebookProjector`, all on the same fixed batch.
 
     Args:
         log_dir: the TensorBoard log directory.
-        validation_images: the fixed batch, e.g. 16 validation images.
+        validation_images: the fixed batch, e.g. 16 validation images, or
+            float waveforms `(batch, samples, 1)` of an audio model.
+        speakers: the waveforms' speaker ids (`ReconstructionAudio`).
         every_n_epochs: how often the pictures, histogram and projector are
             written (scalars are written every epoch).
         projector: whether to write the codebook for the projector.
@@ -526,9 +621,18 @@ def tensorboard_callbacks(
     Returns:
         A list of callbacks for `fit`.
     """
+    validation_images = _check_images(validation_images)
+    if validation_images.ndim == 3:
+        pictures = ReconstructionAudio(
+            log_dir, validation_images, speakers, every_n_epochs
+        )
+    else:
+        pictures = ReconstructionImages(
+            log_dir, validation_images, every_n_epochs
+        )
     callbacks = [
         keras.callbacks.TensorBoard(log_dir, **tensorboard_kwargs),
-        ReconstructionImages(log_dir, validation_images, every_n_epochs),
+        pictures,
         CodeUsage(log_dir, validation_images, every_n_epochs),
     ]
     if projector:

@@ -9,6 +9,8 @@
     vqvae train --config runs/cifar/config.json --model-dir runs/cifar2
     vqvae train --strategy mirrored ...               # all local GPUs
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
+    vqvae train --dataset speech --model-dir runs/speech   # audio defaults
+    vqvae reconstruct --model-dir runs/speech in.wav out.wav
 
 This module only parses flags and prints. The commands are the functions of
 `tf_vqvae.training.commands`, imported (with TensorFlow) only when one runs,
@@ -45,6 +47,7 @@ from tf_vqvae.training.config import (
     ConfigError,
     PriorConfig,
     TrainConfig,
+    audio_train_config,
     int_or_off,
     load_config,
     saved_config_path,
@@ -184,6 +187,8 @@ def config_from_args(
         base = PRESETS[args.preset].config(config_class)
     elif os.path.exists(saved):
         base = load_config(saved, config_class)
+    elif config_class is TrainConfig and _is_audio(args.dataset):
+        base = audio_train_config()
     else:
         base = config_class()
     overrides = {}
@@ -200,6 +205,16 @@ def config_from_args(
         kind = overrides.get("quantizer", base.quantizer)
         overrides["quantizer_options"] = _quantizer_options(args, base, kind)
     return dataclasses.replace(base, **overrides)
+
+
+def _is_audio(dataset: str | None) -> bool:
+    """Whether `--dataset` names an audio dataset (the audio defaults
+    apply: `training.config.AUDIO_DEFAULTS`)."""
+    if dataset is None:
+        return False
+    from tf_vqvae.data import dataset_modality
+
+    return dataset_modality(dataset) == "audio"
 
 
 def _add_command(
@@ -408,6 +423,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_skip_bad_files(export_parser, "--calibration-data")
 
+    reconstruct_parser = _add_command(
+        commands,
+        "reconstruct",
+        "Turn a WAV file into its reconstruction by an audio VQ-VAE.",
+        "Encode a WAV file (any sample rate, down-mixed, resampled to "
+        "16 kHz) with --model-dir's audio VQ-VAE and write the decoded "
+        "waveform as a 16 kHz WAV of the same duration; prints its SNR.",
+    )
+    reconstruct_parser.add_argument("input", help="The WAV file to encode.")
+    reconstruct_parser.add_argument("output", help="The .wav file to write.")
+    reconstruct_parser.add_argument(
+        "--speaker",
+        default=None,
+        help="Speaker-conditioned models (train --speaker-conditioning): "
+        "decode as this speaker, a name of MODEL_DIR/speakers.json or an "
+        "id (another voice than the input's converts it).",
+    )
+
     verify_parser = _add_command(
         commands,
         "verify",
@@ -552,6 +585,21 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_reconstruct(args: argparse.Namespace) -> int:
+    result = _commands().reconstruct(
+        args.model_dir, args.input, args.output, speaker=args.speaker
+    )
+    speaker = result["speaker"]
+    snr = result["snr_db"]
+    print(
+        f"vqvae: {result['seconds']:.2f} s ({result['codes']} codes) "
+        f"reconstructed{f' as speaker {speaker}' if speaker else ''} in "
+        f"{result['output']}" + ("" if snr is None else f" (SNR {snr:.1f} dB)"),
+        flush=True,
+    )
+    return 0
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     commands = _commands()
     try:
@@ -604,6 +652,7 @@ _RUNNERS = {
     "evaluate": _run_evaluate,
     "inspect": _run_inspect,
     "export": _run_export,
+    "reconstruct": _run_reconstruct,
     "verify": _run_verify,
     "demo": _run_demo,
 }

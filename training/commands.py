@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import atomic
+from tf_vqvae import audio as audio_io
 from tf_vqvae.arg_checks import check_int
 from tf_vqvae.audio import write_wav
 from tf_vqvae.data import (
@@ -41,6 +42,7 @@ from tf_vqvae.data import (
     Images,
     Utterances,
     audio_pipeline,
+    dataset_modality,
     evaluation_batches,
     first_images,
     load_audio,
@@ -100,6 +102,7 @@ from tf_vqvae.training.layout import (
     MODEL_FILE,
     PRIOR_DIR,
     PRIOR_FILE,
+    RECONSTRUCTIONS_AUDIO_FILE,
     RECONSTRUCTIONS_FILE,
     SAMPLES_FILE,
 )
@@ -108,7 +111,12 @@ from tf_vqvae.training.locking import (
     LockedError,
     NotWritableError,
 )
-from tf_vqvae.training.runs import Run, TrainResult, UsageError
+from tf_vqvae.training.runs import (
+    AudioSegments,
+    Run,
+    TrainResult,
+    UsageError,
+)
 from tf_vqvae.training.runs import recover_config as recover_run_config
 from tf_vqvae.visualize import (
     code_grid,
@@ -142,6 +150,8 @@ NUM_VALIDATION_IMAGES = 16
 # the decoder's logits hold 256 floats for each).
 AUDIO_BATCH_SIZE = 32
 AUDIO_SAMPLES_PER_BATCH = 2**17
+# Validation segments of an audio run (TensorBoard, reconstructions.wav).
+NUM_VALIDATION_CLIPS = 4
 
 __all__ = [
     "FAILURES",
@@ -156,6 +166,7 @@ __all__ = [
     "evaluate",
     "export",
     "inspect",
+    "reconstruct",
     "recover_config",
     "sample",
     "train",
@@ -174,6 +185,14 @@ def train(
     (`config.on_collapse`; its verdicts in `codebook_health.json`), artifacts
     (`model.keras`, `calibration.npy`, `reconstructions.png`). Every check of
     the input comes before the first file is written.
+
+    The dataset says the modality (`tf_vqvae.data.dataset_modality`). On
+    audio the model is a 1D `VQVAE(modality="audio")` trained on random
+    crops of `config.segment_length` samples (`AudioSegments`), with the
+    dataset's speakers (`speakers.json`) conditioning the decoder when
+    `config.speaker_conditioning`; TensorBoard gets the clips
+    (`ReconstructionAudio`) and the run `reconstructions.wav` (each
+    original segment, then its reconstruction) instead of pictures.
 
     Args:
         config: the options.
@@ -202,6 +221,12 @@ def train(
 
 
 def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
+    modality = dataset_modality(config.dataset, config.data_dir)
+    problem = config.modality_errors(modality)
+    if problem is not None:
+        raise UsageError(problem)
+    if modality == "audio":
+        return _train_audio(run, config, verbose)
     images = artifacts.load_split(
         config.dataset, "train", config.data_dir, config.skip_bad_files
     )
@@ -224,6 +249,31 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     callbacks = tensorboard_callbacks(
         run.logs_dir, validation, write_graph=False
     )
+    # Keras all-reduces (MEAN) the first batch to build the model
+    # symbolically under multi-worker, and collective ops reject uint8:
+    # feed the [0, 1] floats the model would compute from it anyway.
+    to_float = to_unit_range if config.strategy == "multi-worker" else None
+    step, history, written = _fit_and_save(
+        run, config, images, callbacks, verbose, map_fn=to_float
+    )
+    written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
+    if not os.path.isfile(written["calibration"]):
+        artifacts.write_calibration_sample(images, run.write_dir)
+    written["reconstructions"] = _save_reconstructions(
+        model,
+        validation,
+        os.path.join(run.write_dir, RECONSTRUCTIONS_FILE),
+    )
+    return TrainResult(
+        model=model, step=step, history=history, artifacts=written
+    )
+
+
+def _fit_and_save(
+    run: Run, config: TrainConfig, data, callbacks, verbose, map_fn=None
+) -> tuple[int, dict, dict]:
+    """`run.fit` with `CodebookHealth` (unless `on_collapse` is off), then
+    `model.keras`; returns `(step, history, artifacts)`."""
     health = None
     if config.on_collapse != OFF:
         health = CodebookHealth(
@@ -233,12 +283,8 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
             log_dir=run.logs_dir,
             summary_path=os.path.join(run.write_dir, CODEBOOK_HEALTH_FILE),
         )
-        callbacks.append(health)
-    # Keras all-reduces (MEAN) the first batch to build the model
-    # symbolically under multi-worker, and collective ops reject uint8:
-    # feed the [0, 1] floats the model would compute from it anyway.
-    to_float = to_unit_range if config.strategy == "multi-worker" else None
-    step, history = run.fit(images, callbacks, verbose, map_fn=to_float)
+        callbacks = [*callbacks, health]
+    step, history = run.fit(data, callbacks, verbose, map_fn=map_fn)
     if health is not None and health.stopped_epoch is not None:
         raise CodebookCollapseError(
             f"Training stopped after epoch {health.stopped_epoch + 1} of "
@@ -250,16 +296,204 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
     written = run.finish("model", MODEL_FILE)
     if health is not None:
         written["codebook_health"] = health.summary_path
+    return step, history, written
+
+
+def _train_audio(
+    run: Run, config: TrainConfig, verbose: int | str
+) -> TrainResult:
+    utterances = artifacts.load_audio_split(
+        config.dataset, "train", config.data_dir, config.skip_bad_files
+    )
+    data = AudioSegments(utterances, config.segment_length)
+    waveforms, speakers = _validation_audio(config, utterances)
+    run.steps_per_epoch(data)
+    names = utterances.speaker_names
+    example_shape = data.example_shape
+    if config.speaker_conditioning:
+        example_shape = {"audio": example_shape, "speaker": ()}
+    model = run.start(
+        lambda: VQVAE(**config.model_kwargs("audio", len(names))),
+        example_shape,
+        jit_compile=config.jit_compile,
+    )
+    speakers_path = artifacts.write_speaker_names(
+        names, config.dataset, run.write_dir
+    )
+    callbacks = tensorboard_callbacks(
+        run.logs_dir, waveforms, write_graph=False, speakers=speakers
+    )
+    step, history, written = _fit_and_save(
+        run, config, data, callbacks, verbose
+    )
+    written["speakers"] = speakers_path
     written["calibration"] = os.path.join(run.write_dir, CALIBRATION_FILE)
     if not os.path.isfile(written["calibration"]):
-        artifacts.write_calibration_sample(images, run.write_dir)
-    written["reconstructions"] = _save_reconstructions(
+        artifacts.write_calibration_sample(
+            utterances, run.write_dir, config.segment_length
+        )
+    written["reconstructions"] = _save_audio_reconstructions(
         model,
-        validation,
-        os.path.join(run.write_dir, RECONSTRUCTIONS_FILE),
+        waveforms,
+        speakers,
+        os.path.join(run.write_dir, RECONSTRUCTIONS_AUDIO_FILE),
     )
     return TrainResult(
         model=model, step=step, history=history, artifacts=written
+    )
+
+
+def _validation_audio(
+    config: TrainConfig, train: Utterances
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed batch of `NUM_VALIDATION_CLIPS` segments spread over the
+    test split (the training split without one), and their speakers. A
+    bad file in the test split is an error like one in the training
+    split."""
+    _, _, named_split = parse_dataset(config.dataset)
+    source = train
+    if named_split is None:
+        try:
+            source = artifacts.load_audio_split(
+                config.dataset, "test", config.data_dir, config.skip_bad_files
+            )
+        except BadAudioFileError:
+            raise
+        except DatasetError:
+            source = train
+        if len(source) == 0:
+            source = train
+    return artifacts.audio_segments(
+        source, config.segment_length, NUM_VALIDATION_CLIPS
+    )
+
+
+def _save_audio_reconstructions(
+    model, waveforms: np.ndarray, speakers: np.ndarray, path: str
+) -> str:
+    """Writes one WAV: each original segment, 0.25 s of silence, its
+    reconstruction, 0.75 s of silence."""
+    speaker = speakers if model.num_speakers else None
+    reconstructions = model.decode(model.encode(waveforms), speaker=speaker)
+    short = np.zeros(audio_io.SAMPLE_RATE // 4, np.float32)
+    long = np.zeros(3 * audio_io.SAMPLE_RATE // 4, np.float32)
+    pieces = []
+    for original, reconstruction in zip(
+        waveforms[..., 0], np.asarray(reconstructions)[..., 0]
+    ):
+        pieces += [original, short, reconstruction, long]
+    return audio_io.write_wav(path, np.concatenate(pieces))
+
+
+def reconstruct(
+    model_dir: str,
+    input_path: str,
+    output_path: str,
+    speaker: str | int | None = None,
+) -> dict:
+    """Turns a WAV file into its reconstruction by `model_dir`'s audio
+    VQ-VAE: `decode(encode(x))`.
+
+    The input may have any sample rate and channels: it is down-mixed,
+    resampled to 16 kHz (`tf_vqvae.audio.read_wav`, `resample`), clipped
+    to [-1, 1], zero-padded to a multiple of the model's
+    `downsampling_factor` (64 samples per code) and the output trimmed
+    back to its length, written as 16 kHz PCM16 (`tf_vqvae.audio`).
+
+    Args:
+        model_dir: an audio run of `vqvae train`.
+        input_path: a WAV file.
+        output_path: the `.wav` to write (its directory must exist).
+        speaker: for a speaker-conditioned model (required): a name from
+            `speakers.json` or an id; decoding as another speaker than the
+            one speaking converts the voice.
+
+    Returns:
+        `{"output", "seconds", "codes", "speaker", "snr_db"}`: the written
+        path, its duration, the number of codes, the speaker name used (or
+        `None`) and the reconstruction's SNR against the 16 kHz input.
+
+    Raises:
+        UsageError: no trained model, an image model, a WAV that cannot be
+            read, a bad `output_path`, an unknown `speaker`, `speaker` for a
+            model without speakers or none for one with them.
+    """
+    if not str(output_path).lower().endswith(".wav") or not os.path.isdir(
+        os.path.dirname(output_path) or "."
+    ):
+        raise UsageError(
+            "`output` must be a .wav path in an existing directory. "
+            f"Received: output={output_path!r}"
+        )
+    vqvae, _ = artifacts.load_vqvae(model_dir, fallback=True)
+    if vqvae.modality != "audio":
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds an image model; `vqvae "
+            "reconstruct` takes a run trained on audio (e.g. --dataset "
+            f"speech). Received: model_dir={model_dir!r}"
+        )
+    speaker_id, speaker_name = _speaker_id(model_dir, vqvae, speaker)
+    try:
+        waveform, rate = audio_io.read_wav(input_path)
+    except audio_io.AudioFileError as error:
+        raise UsageError(
+            f"`input` must be a readable WAV file: {error}. "
+            f"Received: input={input_path!r}"
+        ) from None
+    waveform = np.clip(audio_io.resample(waveform, rate), -1.0, 1.0)
+    length = len(waveform)
+    factor = vqvae.downsampling_factor
+    padded = np.pad(waveform, (0, -length % factor))[None, :, None]
+    codes = vqvae.encode(padded)
+    ids = None if speaker_id is None else np.array([speaker_id], np.int32)
+    output = np.asarray(vqvae.decode(codes, speaker=ids))[0, :length, 0]
+    output = np.clip(output, -1.0, 1.0)
+    audio_io.write_wav(output_path, output)
+    noise = float(np.sum((output - waveform) ** 2))
+    signal = float(np.sum(waveform**2))
+    snr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else None
+    return {
+        "output": output_path,
+        "seconds": length / audio_io.SAMPLE_RATE,
+        "codes": int(codes.shape[1]),
+        "speaker": speaker_name,
+        "snr_db": None if snr is None else float(snr),
+    }
+
+
+def _speaker_id(
+    model_dir: str, vqvae, speaker
+) -> tuple[int | None, str | None]:
+    """`(id, name)` of `reconstruct`'s `speaker` (a name from
+    `speakers.json`, else an id), `(None, None)` for a model without
+    speakers."""
+    if vqvae.num_speakers is None:
+        if speaker is not None:
+            raise UsageError(
+                f"`speaker` needs a speaker-conditioned model, and "
+                f"{model_dir!r}'s decoder has no speakers (train with "
+                "--speaker-conditioning); leave out --speaker. "
+                f"Received: speaker={speaker!r}"
+            )
+        return None, None
+    names = artifacts.speaker_names(model_dir)
+    if names is None or len(names) != vqvae.num_speakers:
+        names = tuple(str(i) for i in range(vqvae.num_speakers))
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    if speaker is None:
+        raise UsageError(
+            f"`speaker` is needed: {model_dir!r}'s decoder is conditioned "
+            f"on {len(names)} speakers; pass --speaker with a name ({shown}) "
+            f"or an id in [0, {len(names)}). Received: speaker=None"
+        )
+    text = str(speaker).strip()
+    if text in names:
+        return names.index(text), text
+    if text.isdigit() and int(text) < len(names):
+        return int(text), names[int(text)]
+    raise UsageError(
+        f"`speaker` must be a speaker name of {model_dir!r} ({shown}) or an "
+        f"id in [0, {len(names)}). Received: speaker={speaker!r}"
     )
 
 

@@ -21,6 +21,7 @@ import os
 from tf_vqvae import atomic
 from tf_vqvae.options import (
     DATA_INITS,
+    DEFAULT_AUDIO_DATASET,
     DEFAULT_DATASET,
     LIKELIHOODS,
     OFF,
@@ -116,6 +117,27 @@ def _skip_bad_files_field(which: str):
         resumable=True,
     )
 
+
+# `vqvae train` on an audio dataset starts from these instead of the image
+# defaults (`audio_train_config`): the paper's audio encoder (six stride-2
+# convolutions, 64 samples per code, K=512) at a size that trains on 2 CPU
+# cores, and the paper's 256-way mu-law categorical decoder.
+AUDIO_DEFAULTS = {
+    "dataset": DEFAULT_AUDIO_DATASET,
+    "likelihood": "mu_law",
+    "num_downsamples": 6,
+    "num_embeddings": 512,
+    "embedding_dim": 64,
+    "num_hiddens": 64,
+    "num_residual_hiddens": 32,
+    "num_residual_blocks": 2,
+    "segment_length": 8192,
+    "global_batch_size": 8,
+    "learning_rate": 4e-4,
+}
+
+# The `likelihood` choices of audio models (`VQVAE(modality="audio")`).
+AUDIO_LIKELIHOODS = ("mu_law",)
 
 # Seeds reach int32 seed tensors and `keras.utils.set_random_seed`.
 MAX_SEED = 2**31 - 1
@@ -342,8 +364,25 @@ class TrainConfig(_Config):
     )
     likelihood: str = _arg(
         "mse",
-        f"Reconstruction loss: {describe_choices(LIKELIHOODS)}.",
+        f"Reconstruction loss: {describe_choices(LIKELIHOODS)} (audio "
+        f"datasets: default {AUDIO_DEFAULTS['likelihood']!r}).",
         choices=tuple(LIKELIHOODS),
+    )
+    segment_length: int | None = _field(
+        None,
+        "Audio datasets: samples per training crop, a multiple of "
+        f"2**num_downsamples (default {AUDIO_DEFAULTS['segment_length']}, "
+        f"{AUDIO_DEFAULTS['segment_length'] / 16000:g} s at 16 kHz); "
+        "exported models take waveforms of this length.",
+        audio=True,
+    )
+    speaker_conditioning: bool = _field(
+        False,
+        "Audio datasets: condition the decoder on the dataset's speakers (a "
+        "speaker embedding in every decoder layer; their names go to "
+        "MODEL_DIR/speakers.json); `vqvae reconstruct --speaker` then "
+        "converts voices.",
+        audio=True,
     )
     seed: int = _arg(
         0, "Seeds the weights, the codebook and the order of the data."
@@ -418,10 +457,67 @@ class TrainConfig(_Config):
         _check_rate("commitment_cost", self.commitment_cost)
         for name in ("min_code_usage", "min_perplexity"):
             _check_fraction(name, getattr(self, name))
+        if self.segment_length is not None:
+            _check_int("segment_length", self.segment_length, minimum=1)
+            factor = 2**self.num_downsamples
+            if self.segment_length % factor:
+                raise ConfigError(
+                    "`segment_length` must be a multiple of "
+                    f"2**num_downsamples={factor}. "
+                    f"Received: segment_length={self.segment_length}"
+                )
 
-    def model_kwargs(self) -> dict:
-        """Constructor arguments of `tf_vqvae.VQVAE`."""
-        return self._arguments()
+    def model_kwargs(
+        self, modality: str = "image", num_speakers: int | None = None
+    ) -> dict:
+        """Constructor arguments of `tf_vqvae.VQVAE` for a dataset of
+        `modality` (`"audio"`: a 1D model of waveforms, conditioned on
+        `num_speakers` speakers with `speaker_conditioning`)."""
+        arguments = self._arguments()
+        if modality == "audio":
+            arguments.update(modality="audio", spatial_dims=1)
+            if self.speaker_conditioning:
+                arguments["num_speakers"] = num_speakers
+        return arguments
+
+    def modality_errors(self, modality: str) -> str | None:
+        """Why this config cannot train on a dataset of `modality`
+        (`"image"` or `"audio"`), or `None`: an audio-only option on
+        images, an image likelihood on audio or the reverse."""
+        audio_likelihoods = AUDIO_LIKELIHOODS
+        if modality == "image":
+            for field in dataclasses.fields(self):
+                value = getattr(self, field.name)
+                if field.metadata.get("audio") and value not in (None, False):
+                    return (
+                        f"`{field.name}` is an option of audio datasets, and "
+                        f"{self.dataset!r} holds images; leave it out. "
+                        f"Received: {field.name}={value!r}"
+                    )
+            if self.likelihood in audio_likelihoods:
+                return (
+                    f"`likelihood` {self.likelihood!r} is for audio, and "
+                    f"{self.dataset!r} holds images; use 'mse' or "
+                    "'discretized_logistic'. "
+                    f"Received: likelihood={self.likelihood!r}"
+                )
+            return None
+        if self.likelihood not in audio_likelihoods:
+            return (
+                f"`likelihood` {self.likelihood!r} is for images, and "
+                f"{self.dataset!r} holds audio; use "
+                f"{' or '.join(map(repr, audio_likelihoods))} (the audio "
+                "defaults: `audio_train_config()`, or `vqvae train "
+                "--dataset speech` without --config). "
+                f"Received: likelihood={self.likelihood!r}"
+            )
+        if self.segment_length is None:
+            return (
+                "`segment_length` is needed for audio datasets "
+                f"(--segment-length, e.g. {AUDIO_DEFAULTS['segment_length']})."
+                f" Received: segment_length=None"
+            )
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,6 +646,12 @@ PRESETS = {
         ),
     ),
 }
+
+
+def audio_train_config(**overrides) -> TrainConfig:
+    """The `TrainConfig` `vqvae train` starts from on an audio dataset:
+    `AUDIO_DEFAULTS` over the defaults, then `overrides`."""
+    return TrainConfig(**{**AUDIO_DEFAULTS, **overrides})
 
 
 def int_or_off(text: str) -> int | str:

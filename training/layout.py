@@ -7,8 +7,14 @@ Layout:
     MODEL_DIR/logs/                 TensorBoard
     MODEL_DIR/model.keras           the trained `VQVAE`
     MODEL_DIR/calibration.npy       up to 256 uint8 training images spread
-                                    over the split, for int8 export
+                                    over the split, for int8 export (audio:
+                                    float32 segments (n, samples, 1))
     MODEL_DIR/reconstructions.png   originals beside reconstructions
+    MODEL_DIR/reconstructions.wav   audio: each original segment, then its
+                                    reconstruction, with silence between
+    MODEL_DIR/speakers.json         audio: the dataset's speaker names in id
+                                    order (the decoder's ids when it is
+                                    speaker-conditioned)
     MODEL_DIR/codebook_health.json  `CodebookHealth`'s verdict per epoch
     MODEL_DIR/prior/                the prior's run: config.json,
                                     checkpoints/, logs/, prior.keras
@@ -34,6 +40,8 @@ LOGS_DIR = "logs"
 MODEL_FILE = "model.keras"
 CALIBRATION_FILE = "calibration.npy"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
+RECONSTRUCTIONS_AUDIO_FILE = "reconstructions.wav"
+SPEAKERS_FILE = "speakers.json"
 CODEBOOK_HEALTH_FILE = "codebook_health.json"
 PRIOR_DIR = "prior"
 PRIOR_FILE = "prior.keras"

@@ -45,7 +45,13 @@ import keras
 import tensorflow as tf
 
 from tf_vqvae import atomic, precision
-from tf_vqvae.data import DatasetError, Images, training_pipeline
+from tf_vqvae.data import (
+    DatasetError,
+    Images,
+    Utterances,
+    audio_pipeline,
+    training_pipeline,
+)
 from tf_vqvae.distribute import mirrored_strategy
 from tf_vqvae.training.checkpointing import (
     CheckpointAndGuard,
@@ -170,6 +176,68 @@ def build_for_examples(model: keras.Model, example_shape) -> None:
         model.build({k: (None, *v) for k, v in example_shape.items()})
     else:
         model.build((None, *example_shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioSegments:
+    """The training examples of an audio run: random crops of
+    `segment_length` samples of `utterances` (`data.audio_pipeline`).
+
+    An epoch is one pass over the audio: as many segments as the split's
+    samples fill (`num_examples`). The stream of batches depends only on
+    the seed, so the batch of global step `s` is the same whether training
+    started at 0 or resumed at `s`.
+    """
+
+    utterances: Utterances
+    segment_length: int
+
+    @property
+    def num_examples(self) -> int:
+        return self.utterances.num_samples // self.segment_length
+
+    @property
+    def example_shape(self) -> tuple[int, int]:
+        return (self.segment_length, 1)
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        """Full batches of segments in one pass over the audio."""
+        return self.num_examples // global_batch_size
+
+    def batches(
+        self,
+        global_batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        end_step: int | None = None,
+    ) -> tf.data.Dataset:
+        """Batches `{"audio", "speaker"}` of global steps `start_step` to
+        `end_step` (default: the end of the epoch `start_step` is in)."""
+        if end_step is None:
+            steps = self.steps_per_epoch(global_batch_size)
+            end_step = (start_step // steps + 1) * steps
+        stream = audio_pipeline(
+            self.utterances, self.segment_length, global_batch_size, seed=seed
+        )
+        return stream.skip(int(start_step)).take(
+            int(end_step) - int(start_step)
+        )
+
+
+def training_batches(
+    data,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    end_step: int | None = None,
+) -> tf.data.Dataset:
+    """The batches of global steps `start_step` to `end_step` of `data`
+    (`Images` through `data.training_pipeline`, or `AudioSegments`)."""
+    if isinstance(data, AudioSegments):
+        return data.batches(global_batch_size, seed, start_step, end_step)
+    return training_pipeline(
+        data, global_batch_size, seed, start_step=start_step, end_step=end_step
+    )
 
 
 class Run:
@@ -322,7 +390,7 @@ class Run:
                 f"Received: {name}={getattr(self.config, name)!r}"
             )
 
-    def steps_per_epoch(self, data: Images) -> int:
+    def steps_per_epoch(self, data: Images | AudioSegments) -> int:
         """`config.steps_per_epoch`, or full batches in one pass over `data`.
 
         Raises:
@@ -330,9 +398,15 @@ class Run:
         """
         data_steps = data.steps_per_epoch(self.config.global_batch_size)
         if data_steps < 1:
+            what = (
+                f"segments of {data.segment_length} samples the training "
+                "audio fills"
+                if isinstance(data, AudioSegments)
+                else "training images"
+            )
             raise DatasetError(
-                f"`global_batch_size` must be at most the number of training "
-                f"images ({data.num_examples}). "
+                f"`global_batch_size` must be at most the number of {what} "
+                f"({data.num_examples}). "
                 f"Received: global_batch_size={self.config.global_batch_size}"
             )
         return self.config.steps_per_epoch or data_steps
@@ -537,7 +611,7 @@ class Run:
             epoch, offset = divmod(step, steps_per_epoch)
             last_epoch = config.epochs if offset == 0 else epoch + 1
             steps = steps_per_epoch - offset
-            dataset = training_pipeline(
+            dataset = training_batches(
                 data,
                 config.global_batch_size,
                 config.seed,
