@@ -1,0 +1,399 @@
+"""The training side of the CLI on audio: `vqvae train` on an audio
+dataset (artifacts, TensorBoard clips, resume), `vqvae reconstruct`,
+`vqvae export` of an audio run, and the one-line errors."""
+
+import io
+import json
+import os
+import wave
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from tf_vqvae.audio import read_wav, resample, write_wav
+from tf_vqvae.training import artifacts, cli, commands
+from tf_vqvae.training.config import TrainConfig, audio_train_config
+
+SEGMENT = 512
+# A tiny audio model: 64 samples per code, 8 codes per segment.
+TINY = [
+    "--segment-length",
+    str(SEGMENT),
+    "--global-batch-size",
+    "4",
+    "--num-embeddings",
+    "16",
+    "--embedding-dim",
+    "4",
+    "--num-hiddens",
+    "8",
+    "--num-residual-hiddens",
+    "4",
+    "--num-residual-blocks",
+    "1",
+]
+SPEAKERS = ("alice", "bob")
+
+
+def _tone(length, frequency, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 16000
+    wave_ = 0.5 * np.sin(2 * np.pi * frequency * t)
+    return (wave_ + 0.05 * rng.standard_normal(length)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """`audio-folder:` of two speakers: 3 training, 1 test tone each."""
+    root = tmp_path_factory.mktemp("corpus")
+    for split, count in (("train", 3), ("test", 1)):
+        for s, (name, base) in enumerate(zip(SPEAKERS, (220.0, 140.0))):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                write_wav(
+                    folder / f"u{i}.wav",
+                    _tone(2000 + 300 * i, base + 40 * i, 10 * s + i),
+                )
+    return f"audio-folder:{root}"
+
+
+def _train(model_dir, dataset, *flags):
+    argv = ["train", "--model-dir", str(model_dir), "--dataset", dataset]
+    return cli.main([*argv, *TINY, *flags])
+
+
+@pytest.fixture(scope="module")
+def speaker_run(corpus, tmp_path_factory):
+    """One epoch of a tiny speaker-conditioned audio VQ-VAE."""
+    keras.backend.clear_session()
+    model_dir = tmp_path_factory.mktemp("run") / "speech"
+    flags = ["--epochs", "1", "--steps-per-epoch", "3"]
+    assert _train(model_dir, corpus, "--speaker-conditioning", *flags) == 0
+    return model_dir
+
+
+def _accumulator(run_dir):
+    acc = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    acc.Reload()
+    return acc
+
+
+def _wav_samples(content: bytes) -> tuple[np.ndarray, int]:
+    with wave.open(io.BytesIO(content)) as file:
+        rate = file.getframerate()
+        frames = file.readframes(file.getnframes())
+    return np.frombuffer(frames, "<i2").astype(np.float64) / 32767, rate
+
+
+def test_train_audio_run(speaker_run, corpus):
+    config = json.loads((speaker_run / "config.json").read_text())
+    # The audio defaults, under the flags given.
+    assert config["likelihood"] == "mu_law"
+    assert config["num_downsamples"] == 6
+    assert config["segment_length"] == SEGMENT
+    assert config["speaker_conditioning"] is True
+    names = json.loads((speaker_run / "speakers.json").read_text())
+    assert names == {"dataset": corpus, "speaker_names": list(SPEAKERS)}
+    model, _ = artifacts.load_vqvae(str(speaker_run))
+    assert model.modality == "audio" and model.num_speakers == 2
+    assert model.example_shape == (SEGMENT, 1)
+    calibration = np.load(speaker_run / "calibration.npy")
+    assert calibration.dtype == np.float32
+    assert calibration.shape[1:] == (SEGMENT, 1)
+
+    # reconstructions.wav: each test segment, 0.25 s, its reconstruction,
+    # 0.75 s; the test split (2 utterances of 2000 samples) has 8 segments.
+    waves, speakers = artifacts.audio_segments(
+        artifacts.load_audio_split(corpus, "test"), SEGMENT, 4
+    )
+    recon = model.decode(model.encode(waves), speaker=speakers).numpy()
+    pieces = []
+    for original, reconstruction in zip(waves[..., 0], recon[..., 0]):
+        pieces += [original, np.zeros(4000), reconstruction, np.zeros(12000)]
+    expected = np.round(np.clip(np.concatenate(pieces), -1, 1) * 32767)
+    written, rate = read_wav(speaker_run / "reconstructions.wav")
+    assert rate == 16000
+    np.testing.assert_allclose(written * 32768, expected, atol=1)
+
+    # TensorBoard: the clips at 16 kHz; the reconstructions are the model's.
+    acc = _accumulator(speaker_run / "logs" / "audio")
+    assert sorted(acc.Tags()["tensors"]) == ["originals", "reconstructions"]
+    (event,) = acc.Tensors("reconstructions")
+    clips = event.tensor_proto.string_val[::2]
+    assert len(clips) == 4
+    for clip, reconstruction in zip(clips, recon[..., 0]):
+        samples, clip_rate = _wav_samples(clip)
+        assert clip_rate == 16000
+        np.testing.assert_allclose(
+            samples, np.clip(reconstruction, -1, 1), atol=1.5 / 32767
+        )
+    (event,) = acc.Tensors("originals")
+    samples, _ = _wav_samples(event.tensor_proto.string_val[0])
+    np.testing.assert_allclose(samples, waves[0, :, 0], atol=1.5 / 32767)
+    # CodebookHealth judged the audio epoch as it does images.
+    health = json.loads((speaker_run / "codebook_health.json").read_text())
+    assert len(health["epochs"]) == 1
+
+
+def _checkpoint_tensors(path):
+    reader = tf.train.load_checkpoint(path)
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.startswith("save_counter")
+        and name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    }
+
+
+@pytest.mark.slow
+def test_audio_resume_is_bit_identical(corpus, tmp_path):
+    flags = ["--steps-per-epoch", "3", "--on-collapse", "none"]
+    flags += ["--data-init", "kmeans++", "--dead-code-restart-steps", "2"]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert _train(reference, corpus, "--epochs", "2", *flags) == 0
+    assert _train(resumed, corpus, "--epochs", "1", *flags) == 0
+    assert _train(resumed, corpus, "--epochs", "2", *flags) == 0
+    expected = _checkpoint_tensors(str(reference / "checkpoints" / "ckpt-6"))
+    actual = _checkpoint_tensors(str(resumed / "checkpoints" / "ckpt-6"))
+    assert sorted(actual) == sorted(expected)
+    assert any("quantizer/embeddings" in name for name in expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
+def test_audio_batches_do_not_depend_on_the_start_step(corpus):
+    from tf_vqvae.training.runs import AudioSegments, training_batches
+
+    data = AudioSegments(artifacts.load_audio_split(corpus), SEGMENT)
+    assert data.num_examples == (3 * 2000 + 3 * 300) * 2 // SEGMENT
+    whole = list(training_batches(data, 4, seed=3, end_step=5))
+    assert len(whole) == 5
+    tail = list(training_batches(data, 4, seed=3, start_step=2, end_step=5))
+    for a, b in zip(whole[2:], tail):
+        np.testing.assert_array_equal(a["audio"], b["audio"])
+        np.testing.assert_array_equal(a["speaker"], b["speaker"])
+
+
+def _error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--likelihood", "mse"],
+            "vqvae train: error: `likelihood` 'mse' is for images, and "
+            "'{dataset}' holds audio; use 'mu_law' (the audio defaults: "
+            "`audio_train_config()`, or `vqvae train --dataset speech` "
+            "without --config). Received: likelihood='mse'",
+        ),
+        (
+            ["--segment-length", "1000"],
+            "vqvae train: error: `segment_length` must be a multiple of "
+            "2**num_downsamples=64. Received: segment_length=1000",
+        ),
+    ],
+    ids=["image-likelihood", "segment-length"],
+)
+def test_train_audio_usage_errors(corpus, tmp_path, capsys, flags, message):
+    assert _train(tmp_path / "run", corpus, *flags) == 2
+    assert _error(capsys) == message.format(dataset=corpus)
+    assert not (tmp_path / "run").exists()
+
+
+def test_audio_option_on_images(tmp_path, capsys):
+    argv = ["train", "--model-dir", str(tmp_path / "run"), "--dataset"]
+    assert cli.main([*argv, "photos", "--speaker-conditioning"]) == 2
+    assert _error(capsys) == (
+        "vqvae train: error: `speaker_conditioning` is an option of audio "
+        "datasets, and 'photos' holds images; leave it out. "
+        "Received: speaker_conditioning=True"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_audio_file(corpus, tmp_path, capsys):
+    root = tmp_path / "bad"
+    (root / "train" / "carol").mkdir(parents=True)
+    (root / "train" / "carol" / "x.wav").write_bytes(b"")
+    assert _train(tmp_path / "run", f"audio-folder:{root}") == 2
+    error = _error(capsys)
+    assert error.startswith("vqvae train: error: ")
+    assert str(root / "train" / "carol" / "x.wav") in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_reconstruct_any_wav(speaker_run, tmp_path, capsys):
+    # 22.05 kHz stereo, 16-bit: down-mixed and resampled to 16 kHz.
+    left, right = _tone(2205, 300, 1), _tone(2205, 500, 2)
+    stereo = np.round(np.stack([left, right], 1) * 32767).astype("<i2")
+    source = tmp_path / "in.wav"
+    with wave.open(str(source), "wb") as file:
+        file.setnchannels(2)
+        file.setsampwidth(2)
+        file.setframerate(22050)
+        file.writeframes(stereo.tobytes())
+    output = tmp_path / "out.wav"
+    argv = ["reconstruct", "--model-dir", str(speaker_run)]
+    assert cli.main([*argv, str(source), str(output), "--speaker", "bob"]) == 0
+    assert "(SNR " in capsys.readouterr().out
+    mono, rate = read_wav(source)
+    np.testing.assert_allclose(mono, stereo.mean(1) / 32768, atol=1e-7)
+    mono = resample(mono, rate)
+    assert len(mono) == 1600
+    model, _ = artifacts.load_vqvae(str(speaker_run))
+    padded = np.pad(np.clip(mono, -1, 1), (0, 64 - 1600 % 64))
+    codes = model.encode(padded[None, :, None].astype(np.float32))
+    decoded = model.decode(codes, speaker=np.array([1], np.int32)).numpy()
+    expected = np.round(np.clip(decoded[0, :1600, 0], -1, 1) * 32767)
+    written, rate = read_wav(output)
+    assert rate == 16000 and len(written) == 1600
+    # PCM16 rounding, and float32 noise of a separate call to the model.
+    np.testing.assert_allclose(written * 32768, expected, atol=3)
+    # The same speaker by id.
+    again = tmp_path / "again.wav"
+    assert cli.main([*argv, str(source), str(again), "--speaker", "1"]) == 0
+    assert again.read_bytes() == output.read_bytes()
+
+
+def test_reconstruct_errors(speaker_run, tmp_path, capsys):
+    source = tmp_path / "in.wav"
+    write_wav(source, _tone(1000, 200, 0))
+    argv = ["reconstruct", "--model-dir", str(speaker_run)]
+    out = str(tmp_path / "out.wav")
+    assert cli.main([*argv, str(source), out, "--speaker", "carol"]) == 2
+    assert _error(capsys) == (
+        "vqvae reconstruct: error: `speaker` must be a speaker name of "
+        f"{str(speaker_run)!r} (alice, bob) or an id in [0, 2). "
+        "Received: speaker='carol'"
+    )
+    assert cli.main([*argv, str(source), out]) == 2
+    assert _error(capsys).startswith(
+        "vqvae reconstruct: error: `speaker` is needed:"
+    )
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    assert cli.main([*argv, str(bad), out, "--speaker", "0"]) == 2
+    assert _error(capsys).startswith(
+        f"vqvae reconstruct: error: `input` must be a readable WAV file: "
+        f"{bad}: "
+    )
+    assert not os.path.exists(out)
+
+    # An image run.
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    (image_dir / "config.json").write_text(TrainConfig().to_json())
+    image_model = commands.VQVAE(
+        num_embeddings=8,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_hiddens=4,
+        num_residual_blocks=1,
+    )
+    image_model(np.zeros((1, 8, 8, 3), np.float32))
+    image_model.save(image_dir / "model.keras")
+    argv = ["reconstruct", "--model-dir", str(image_dir), str(source), out]
+    assert cli.main(argv) == 2
+    assert _error(capsys) == (
+        f"vqvae reconstruct: error: `model_dir` {str(image_dir)!r} holds an "
+        "image model; `vqvae reconstruct` takes a run trained on audio "
+        f"(e.g. --dataset speech). Received: model_dir={str(image_dir)!r}"
+    )
+
+
+def _export(model_dir, out, tflite):
+    return commands.export(
+        str(model_dir),
+        out_dir=str(out),
+        tflite=tflite,
+        quantization=("float32", "int8"),
+    )
+
+
+def test_audio_calibration_data(speaker_run, corpus):
+    saved = np.load(speaker_run / "calibration.npy")
+    found = artifacts.calibration_images(str(speaker_run), None, (SEGMENT, 1))
+    np.testing.assert_array_equal(found, saved)
+    # A dataset string: segments of its training split.
+    waves, _ = artifacts.audio_segments(
+        artifacts.load_audio_split(corpus), SEGMENT, 256
+    )
+    found = artifacts.calibration_images(str(speaker_run), corpus, (SEGMENT, 1))
+    np.testing.assert_array_equal(found, waves)
+    with pytest.raises(commands.UsageError) as raised:
+        artifacts.calibration_images(str(speaker_run), None, (1024, 1))
+    assert str(raised.value) == (
+        "`calibration_data` must hold waveforms of the model's shape "
+        f"(n, 1024, 1). Received: calibration_data="
+        f"{str(speaker_run / 'calibration.npy')!r} of shape {saved.shape}"
+    )
+
+
+@pytest.mark.slow
+def test_export_audio_run(speaker_run, tmp_path):
+    exported = _export(speaker_run, tmp_path / "export", tflite=False)
+    model, _ = artifacts.load_vqvae(str(speaker_run))
+    waves = np.load(speaker_run / "calibration.npy")[:3]
+    speaker = np.array([0, 1, 1], np.int32)
+    codes = model.encode(waves).numpy()
+    decoded = model.decode(codes, speaker=speaker).numpy()[..., 0]
+
+    loaded = tf.saved_model.load(exported["saved_model"])
+    encoded = loaded.signatures["encode"](waveforms=tf.constant(waves[..., 0]))
+    np.testing.assert_array_equal(encoded["codes"].numpy(), codes)
+    served = loaded.signatures["decode"](
+        codes=tf.constant(codes), speaker=tf.constant(speaker)
+    )
+    np.testing.assert_allclose(served["waveforms"].numpy(), decoded, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_export_audio_run_tflite(speaker_run, tmp_path):
+    """int8 calibrated on the run's calibration.npy waveforms."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    exported = _export(speaker_run, tmp_path / "export", tflite=True)
+    model, _ = artifacts.load_vqvae(str(speaker_run))
+    waves = np.load(speaker_run / "calibration.npy")[:1]
+    speaker = np.array([1], np.int32)
+    codes = model.encode(waves).numpy()
+    decoded = model.decode(codes, speaker=speaker).numpy()[..., 0]
+    files = sorted(os.listdir(exported["tflite"]))
+    assert "decoder_int8.tflite" in files and "encoder_float32.tflite" in files
+    interpreter = Interpreter(
+        os.path.join(exported["tflite"], "decoder_float32.tflite")
+    )
+    runner = interpreter.get_signature_runner()
+    result = runner(codes=codes, speaker=speaker)
+    np.testing.assert_allclose(result["waveforms"], decoded, atol=1e-5)
+    encoder = Interpreter(
+        os.path.join(exported["tflite"], "encoder_float32.tflite")
+    ).get_signature_runner()
+    np.testing.assert_array_equal(
+        encoder(waveforms=waves[..., 0])["codes"], codes
+    )
+
+
+def test_audio_train_config_defaults():
+    config = audio_train_config()
+    assert config.modality_errors("audio") is None
+    assert "num_speakers" not in config.model_kwargs("audio", 8)
+    conditioned = audio_train_config(speaker_conditioning=True)
+    kwargs = conditioned.model_kwargs("audio", 8)
+    assert kwargs["num_speakers"] == 8
+    assert kwargs["modality"] == "audio" and kwargs["spatial_dims"] == 1
+    assert (config.num_downsamples, config.num_embeddings) == (6, 512)
+    # Image defaults are untouched.
+    assert TrainConfig().model_kwargs() == TrainConfig()._arguments()
+    assert TrainConfig().likelihood == "mse"
+    assert TrainConfig().segment_length is None
