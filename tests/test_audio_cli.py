@@ -397,3 +397,55 @@ def test_audio_train_config_defaults():
     assert TrainConfig().model_kwargs() == TrainConfig()._arguments()
     assert TrainConfig().likelihood == "mse"
     assert TrainConfig().segment_length is None
+
+
+def test_reconstruction_audio_callback(tmp_path):
+    from tf_vqvae import VQVAE
+    from tf_vqvae.training.callbacks import ReconstructionAudio
+
+    model = VQVAE(
+        modality="audio",
+        spatial_dims=1,
+        num_downsamples=6,
+        num_embeddings=8,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_blocks=1,
+        num_residual_hiddens=4,
+    )
+    waves = np.stack([_tone(256, 300, 0), _tone(256, 500, 1)])[..., None]
+    model(waves)
+    callback = ReconstructionAudio(str(tmp_path), waves, model=model)
+    callback.on_epoch_end(0)
+    callback.on_epoch_end(1)
+    callback.on_train_end()
+    acc = _accumulator(tmp_path / "audio")
+    assert [e.step for e in acc.Tensors("originals")] == [0]
+    events = acc.Tensors("reconstructions")
+    assert [e.step for e in events] == [0, 1]
+    expected = np.clip(model.decode(model.encode(waves)).numpy(), -1, 1)
+    clips = events[-1].tensor_proto.string_val[::2]
+    for clip, reconstruction in zip(clips, expected[..., 0]):
+        samples, rate = _wav_samples(clip)
+        assert rate == 16000
+        np.testing.assert_allclose(samples, reconstruction, atol=1.5 / 32767)
+    with pytest.raises(ValueError) as raised:
+        ReconstructionAudio(str(tmp_path), np.zeros((2, 256), np.float32))
+    assert str(raised.value) == (
+        "`waveforms` must be a non-empty float batch of shape (batch, "
+        "samples, 1). Received: waveforms.shape=(2, 256), dtype=float32"
+    )
+
+
+def test_demo_presets():
+    from tf_vqvae.training.config import PRESETS
+
+    train = PRESETS["speech-demo"].train
+    assert train.modality_errors("audio") is None
+    assert PRESETS["demo"].train.modality_errors("image") is None
+    with pytest.raises(commands.UsageError) as raised:
+        commands.demo(dataset="cifar")
+    assert str(raised.value) == (
+        "`dataset` of the demo must be one of ['photos', 'speech']. "
+        "Received: dataset='cifar'"
+    )

@@ -456,33 +456,48 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = _add_command(
         commands,
         "demo",
-        "The whole pipeline on the offline photos, in a few minutes.",
-        "Train a VQ-VAE on 32x32 tiles of scikit-image's photos, train its "
-        "prior, sample, evaluate and export a SavedModel; prints where each "
-        "artifact is. The configs are `--preset demo` of train and "
-        "train-prior. Running it again resumes.",
+        "The whole pipeline on offline photos or speech, in a few minutes.",
+        "Train a VQ-VAE on 32x32 tiles of scikit-image's photos (--dataset "
+        "speech: on the eSpeak speech corpus), train its prior, sample, "
+        "evaluate and export a SavedModel and TFLite files; prints where "
+        "each artifact is (speech: the WAV files, and a held-out utterance "
+        "with its reconstruction). The configs are `--preset demo` (speech: "
+        "`--preset speech-demo`) of train and train-prior. Running it again "
+        "resumes.",
         model_dir=False,
+    )
+    demo_parser.add_argument(
+        "--dataset",
+        choices=("photos", "speech"),
+        default="photos",
+        help="photos (images) or speech (audio) (default: photos).",
     )
     _add_options(
         demo_parser,
-        ("--model-dir", str, "runs/demo", "Directory of the run."),
+        (
+            "--model-dir",
+            str,
+            None,
+            "Directory of the run (default: runs/demo, speech: "
+            "runs/speech-demo).",
+        ),
         (
             "--epochs",
             int,
             None,
-            f"VQ-VAE epochs (default: {demo.train.epochs}).",
+            f"VQ-VAE epochs (default: {demo.train.epochs}; the preset's).",
         ),
         (
             "--prior-epochs",
             int,
             None,
-            f"Prior epochs (default: {demo.prior.epochs}).",
+            f"Prior epochs (default: {demo.prior.epochs}; the preset's).",
         ),
         (
             "--steps-per-epoch",
             int,
             None,
-            "Default: one pass over the photos.",
+            "Default: one pass over the photos (speech: the preset's).",
         ),
     )
     return parser
@@ -617,6 +632,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         prior_epochs=args.prior_epochs,
         steps_per_epoch=args.steps_per_epoch,
+        dataset=args.dataset,
     )
     timings = result["timings"]
     print(

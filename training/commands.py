@@ -152,6 +152,10 @@ AUDIO_BATCH_SIZE = 32
 AUDIO_SAMPLES_PER_BATCH = 2**17
 # Validation segments of an audio run (TensorBoard, reconstructions.wav).
 NUM_VALIDATION_CLIPS = 4
+# `vqvae demo --dataset D`: the preset of each dataset.
+DEMO_PRESETS = {"photos": "demo", "speech": "speech-demo"}
+# Where the speech demo writes its held-out utterance and reconstruction.
+DEMO_DIR = "demo"
 
 __all__ = [
     "FAILURES",
@@ -1342,42 +1346,78 @@ def verify(path: str) -> None:
 
 
 def demo(
-    model_dir: str = "runs/demo",
+    model_dir: str | None = None,
     epochs: int | None = None,
     prior_epochs: int | None = None,
     steps_per_epoch: int | None = None,
     verbose: int | str = 1,
+    dataset: str = "photos",
 ) -> dict:
-    """The whole pipeline on the offline photos with `PRESETS["demo"]`:
-    train, train-prior, sample, evaluate, export. Returns name -> path of
-    every artifact (and the metrics under `"metrics"`, the times under
-    `"timings"`). Running it again resumes or reuses."""
-    preset = PRESETS["demo"]
+    """The whole pipeline offline: train, train-prior, sample, evaluate,
+    export. Returns name -> path of every artifact (and the metrics under
+    `"metrics"`, the times under `"timings"`). Running it again resumes or
+    reuses.
+
+    `dataset` `"photos"` uses `PRESETS["demo"]` (default `model_dir`
+    `runs/demo`); `"speech"` uses `PRESETS["speech-demo"]` (default
+    `runs/speech-demo`): an audio VQ-VAE and WaveNet prior on the eSpeak
+    corpus, which also reconstructs a held-out utterance
+    (`reconstruct`), and whose samples are WAV files.
+
+    Raises:
+        UsageError: another `dataset`.
+    """
+    if dataset not in DEMO_PRESETS:
+        raise UsageError(
+            f"`dataset` of the demo must be one of {sorted(DEMO_PRESETS)}. "
+            f"Received: dataset={dataset!r}"
+        )
+    preset = PRESETS[DEMO_PRESETS[dataset]]
+    model_dir = model_dir or f"runs/{DEMO_PRESETS[dataset]}"
+    audio = dataset == "speech"
     train_config = dataclasses.replace(
         preset.train,
         epochs=epochs or preset.train.epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch or preset.train.steps_per_epoch,
     )
     prior_config = dataclasses.replace(
         preset.prior,
         epochs=prior_epochs or preset.prior.epochs,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch or preset.prior.steps_per_epoch,
     )
+    steps = 6 if audio else 5
+    held_out = "speech" if audio else "photos"
     timings = {}
     started = time.time()
-    print(f"vqvae demo: 1/5 train the VQ-VAE in {model_dir}", flush=True)
+    print(f"vqvae demo: 1/{steps} train the VQ-VAE in {model_dir}", flush=True)
     written = dict(train(train_config, model_dir, verbose=verbose).artifacts)
     timings["train"] = time.time() - started
-    print("vqvae demo: 2/5 train the prior on the codes", flush=True)
+    print(f"vqvae demo: 2/{steps} train the prior on the codes", flush=True)
     result = train_prior(prior_config, model_dir, verbose=verbose)
     written.update(result.artifacts)
     timings["train_prior"] = time.time() - started - sum(timings.values())
-    print("vqvae demo: 3/5 sample", flush=True)
-    (written["samples"],) = sample(model_dir, n=64, seed=0)
-    print("vqvae demo: 4/5 evaluate on the held-out photos", flush=True)
+    print(f"vqvae demo: 3/{steps} sample", flush=True)
+    if audio:
+        paths = sample(model_dir, n=4, seed=0)
+        written.update({f"sample_{i}": path for i, path in enumerate(paths)})
+    else:
+        (written["samples"],) = sample(model_dir, n=64, seed=0)
+    print(
+        f"vqvae demo: 4/{steps} evaluate on the held-out {held_out}",
+        flush=True,
+    )
     metrics = evaluate(model_dir)
     written["evaluation"] = os.path.join(model_dir, EVALUATION_FILE)
-    print("vqvae demo: 5/5 export a SavedModel and TFLite files", flush=True)
+    if audio:
+        print(
+            f"vqvae demo: 5/{steps} reconstruct a held-out utterance",
+            flush=True,
+        )
+        written.update(_demo_reconstruction(model_dir, train_config))
+    print(
+        f"vqvae demo: {steps}/{steps} export a SavedModel and TFLite files",
+        flush=True,
+    )
     written.update(
         export(
             model_dir,
@@ -1388,6 +1428,29 @@ def demo(
     )
     timings["total"] = time.time() - started
     return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+def _demo_reconstruction(model_dir: str, config: TrainConfig) -> dict:
+    """The first utterance of the test split as `demo/original.wav` and
+    its reconstruction as `demo/reconstruction.wav` (as its own speaker)."""
+    utterances = artifacts.load_audio_split(
+        config.dataset, "test", config.data_dir, config.skip_bad_files
+    )
+    out_dir = os.path.join(model_dir, DEMO_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    original = audio_io.write_wav(
+        os.path.join(out_dir, "original.wav"), utterances.waveforms[0]
+    )
+    speaker = None
+    if config.speaker_conditioning:
+        speaker = int(utterances.speakers[0])
+    result = reconstruct(
+        model_dir,
+        original,
+        os.path.join(out_dir, "reconstruction.wav"),
+        speaker=speaker,
+    )
+    return {"original": original, "reconstruction": result["output"]}
 
 
 @contextlib.contextmanager

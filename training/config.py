@@ -654,6 +654,29 @@ def audio_train_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**AUDIO_DEFAULTS, **overrides})
 
 
+PRESETS["speech-demo"] = Preset(
+    description=(
+        "an audio VQ-VAE (64 samples per code, K=512) and WaveNet prior on "
+        "the offline speech corpus, a few minutes on 2 CPU cores (`vqvae "
+        "demo --dataset speech`)"
+    ),
+    train=audio_train_config(
+        epochs=3,
+        steps_per_epoch=100,
+        learning_rate=1e-3,
+        checkpoint_steps=100,
+    ),
+    prior=PriorConfig(
+        global_batch_size=32,
+        epochs=2,
+        steps_per_epoch=100,
+        learning_rate=1e-3,
+        num_layers=10,
+        checkpoint_steps=100,
+    ),
+)
+
+
 def int_or_off(text: str) -> int | str:
     """Parses a flag that takes an integer or `none` (`OFF`)."""
     if text.strip().lower() == OFF:
