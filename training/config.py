@@ -661,7 +661,7 @@ PRESETS["speech-demo"] = Preset(
         "demo --dataset speech`)"
     ),
     train=audio_train_config(
-        epochs=3,
+        epochs=2,
         steps_per_epoch=100,
         learning_rate=1e-3,
         checkpoint_steps=100,
