@@ -449,3 +449,24 @@ def test_demo_presets():
         "`dataset` of the demo must be one of ['photos', 'speech']. "
         "Received: dataset='cifar'"
     )
+
+
+def test_damaged_audio_model_is_rebuilt(speaker_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(speaker_run, copy, ignore=shutil.ignore_patterns("LOCK"))
+    model_file = copy / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    rebuilt, _ = artifacts.load_vqvae(str(copy), fallback=True)
+    assert "is damaged" in capsys.readouterr().err
+    original, _ = artifacts.load_vqvae(str(speaker_run))
+    assert (rebuilt.modality, rebuilt.num_speakers) == ("audio", 2)
+    waves = np.load(speaker_run / "calibration.npy")[:2]
+    speaker = np.array([1, 0], np.int32)
+    codes = original.encode(waves).numpy()
+    np.testing.assert_array_equal(rebuilt.encode(waves).numpy(), codes)
+    np.testing.assert_array_equal(
+        rebuilt.decode(codes, speaker=speaker).numpy(),
+        original.decode(codes, speaker=speaker).numpy(),
+    )
