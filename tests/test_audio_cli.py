@@ -470,3 +470,57 @@ def test_damaged_audio_model_is_rebuilt(speaker_run, tmp_path, capsys):
         rebuilt.decode(codes, speaker=speaker).numpy(),
         original.decode(codes, speaker=speaker).numpy(),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here, not fixed: after 3 steps every weight of a mu-law "
+    "audio VQVAE differs between 1 and 2 replicas by about lr per step "
+    "(the same batches reach both: checked), with or without speakers; "
+    "image models match (test_distribute_training)",
+)
+def test_audio_mirrored_matches_one_device(corpus, tmp_path):
+    import dataclasses
+
+    from conftest import REPLICA_DEVICES
+
+    config = audio_train_config(
+        dataset=corpus,
+        segment_length=SEGMENT,
+        global_batch_size=4,
+        num_embeddings=16,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_hiddens=4,
+        num_residual_blocks=1,
+        speaker_conditioning=True,
+        epochs=1,
+        steps_per_epoch=3,
+        learning_rate=1e-4,
+        on_collapse="none",
+        data_init="kmeans++",
+        dead_code_restart_steps=2,
+    )
+    single = commands.train(config, str(tmp_path / "single"), verbose=0)
+    mirrored = commands.train(
+        dataclasses.replace(
+            config, strategy="mirrored", devices=tuple(REPLICA_DEVICES)
+        ),
+        str(tmp_path / "mirrored"),
+        verbose=0,
+    )
+    assert mirrored.step == single.step == 3
+    # Paths without the model's name (`vqvae`, `vqvae_1`).
+    expected = {
+        v.path.split("/", 1)[-1]: np.asarray(v) for v in single.model.variables
+    }
+    actual = {
+        v.path.split("/", 1)[-1]: np.asarray(v)
+        for v in mirrored.model.variables
+    }
+    assert sorted(actual) == sorted(expected)
+    for path, value in expected.items():
+        np.testing.assert_allclose(
+            actual[path], value, rtol=0, atol=1e-5, err_msg=path
+        )
