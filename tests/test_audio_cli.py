@@ -151,7 +151,6 @@ def _checkpoint_tensors(path):
     }
 
 
-@pytest.mark.slow
 def test_audio_resume_is_bit_identical(corpus, tmp_path):
     flags = ["--steps-per-epoch", "3", "--on-collapse", "none"]
     flags += ["--data-init", "kmeans++", "--dead-code-restart-steps", "2"]
@@ -339,7 +338,6 @@ def test_audio_calibration_data(speaker_run, corpus):
     )
 
 
-@pytest.mark.slow
 def test_export_audio_run(speaker_run, tmp_path):
     exported = _export(speaker_run, tmp_path / "export", tflite=False)
     model, _ = artifacts.load_vqvae(str(speaker_run))
