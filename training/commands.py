@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import sys
 import time
 
 import keras
@@ -45,7 +44,6 @@ from tf_vqvae.data import (
     dataset_modality,
     evaluation_batches,
     first_images,
-    load_audio,
     load_labels,
     parse_dataset,
 )
@@ -570,7 +568,7 @@ def _training_codes(
     names (`None` unless `config.class_conditional`)."""
     skip = config.skip_bad_files or train_config.skip_bad_files
     if vqvae.modality == "audio":
-        utterances = _load_utterances(
+        utterances = artifacts.load_audio_split(
             train_config.dataset, "train", train_config.data_dir, skip
         )
         segment = int(vqvae.example_shape[0])
@@ -606,20 +604,6 @@ def _audio_batch_size(segment_length: int, requested: int) -> int:
     """`requested` segments a batch, fewer for long segments: at most
     `AUDIO_SAMPLES_PER_BATCH` waveform samples (at least one segment)."""
     return max(1, min(requested, AUDIO_SAMPLES_PER_BATCH // segment_length))
-
-
-def _load_utterances(
-    dataset: str, split: str, data_dir: str | None, skip_bad_files: bool
-) -> Utterances:
-    """`tf_vqvae.data.load_audio`, saying on stderr how many bad audio
-    files were left out (`skip_bad_files`)."""
-    utterances = load_audio(
-        dataset, split, data_dir, skip_bad_files=skip_bad_files
-    )
-    summary = utterances.skipped_summary()
-    if summary is not None:
-        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
-    return utterances
 
 
 def recover_config(model_dir: str, prior: bool = False) -> tuple[str, str]:
@@ -878,7 +862,7 @@ def _speaker_names(model_dir: str, prior, vqvae, label) -> tuple[str, ...]:
     text = "" if label is None else str(label).strip()
     if text and not text.isdigit():
         _, config = artifacts.load_vqvae(model_dir, fallback=True)
-        names = _load_utterances(
+        names = artifacts.load_audio_split(
             config.dataset, "train", config.data_dir, config.skip_bad_files
         ).speaker_names
         if len(names) == count:
@@ -1025,7 +1009,9 @@ def _evaluate_audio(
     into segments as long as the model's examples (batches of at most
     `AUDIO_SAMPLES_PER_BATCH` samples), plus `dead_codes` and, when the
     dataset has phoneme alignments, `_phoneme_discovery`."""
-    utterances = _load_utterances(dataset, split, data_dir, skip_bad_files)
+    utterances = artifacts.load_audio_split(
+        dataset, split, data_dir, skip_bad_files
+    )
     segment = int(vqvae.example_shape[0])
     batch_size = _audio_batch_size(segment, batch_size)
     prior = artifacts.trained_prior(model_dir, fallback=True)
@@ -1065,7 +1051,7 @@ def _phoneme_discovery(
     """
     _, _, named_split = parse_dataset(dataset)
     base = dataset if named_split is None else dataset[: -len(named_split) - 1]
-    train = _load_utterances(base, "train", data_dir, skip_bad_files)
+    train = artifacts.load_audio_split(base, "train", data_dir, skip_bad_files)
     if train.alignments is None:
         return {}
     factor = vqvae.downsampling_factor
@@ -1080,7 +1066,9 @@ def _phoneme_discovery(
     metrics = {"phoneme_mapping_split": "train"}
     for split in ("test", "test_voices"):
         try:
-            held_out = _load_utterances(base, split, data_dir, skip_bad_files)
+            held_out = artifacts.load_audio_split(
+                base, split, data_dir, skip_bad_files
+            )
         except BadAudioFileError:
             raise
         except DatasetError:

@@ -671,7 +671,10 @@ PRESETS["speech-demo"] = Preset(
         epochs=2,
         steps_per_epoch=100,
         learning_rate=1e-3,
-        num_layers=10,
+        num_layers=7,
+        residual_channels=32,
+        skip_channels=32,
+        dilation_cycle=7,
         checkpoint_steps=100,
     ),
 )
