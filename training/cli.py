@@ -1,6 +1,7 @@
 """The `vqvae` command line: train a VQ-VAE, then its prior, sample, evaluate.
 
     vqvae demo                                        # everything, offline
+    vqvae demo --dataset speech                       # the same on speech
     vqvae train --model-dir runs/photos               # scikit-image photos
     vqvae train --preset demo --model-dir runs/small  # the demo's config
     vqvae train --dataset tfds:cifar10 --model-dir runs/cifar --epochs 50
