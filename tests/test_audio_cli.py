@@ -191,7 +191,8 @@ def _error(capsys) -> str:
         (
             ["--likelihood", "mse"],
             "vqvae train: error: `likelihood` 'mse' is for images, and "
-            "'{dataset}' holds audio; use 'mu_law' (the audio defaults: "
+            "'{dataset}' holds audio; use 'mu_law' or 'mu_law_logistic' (the "
+            "audio defaults: "
             "`audio_train_config()`, or `vqvae train --dataset speech` "
             "without --config). Received: likelihood='mse'",
         ),
@@ -522,3 +523,21 @@ def test_audio_mirrored_matches_one_device(corpus, tmp_path):
         np.testing.assert_allclose(
             actual[path], value, rtol=0, atol=1e-5, err_msg=path
         )
+
+
+def test_logistic_likelihood_options(corpus, tmp_path, capsys):
+    from tf_vqvae import VQVAE
+
+    config = audio_train_config(
+        likelihood="mu_law_logistic", num_mixtures=3, encoder_input="linear"
+    )
+    assert config.modality_errors("audio") is None
+    model = VQVAE(**config.model_kwargs("audio"))
+    assert (model.likelihood, model.num_mixtures) == ("mu_law_logistic", 3)
+    assert model.encoder_input == "linear"
+    assert _train(tmp_path / "run", corpus, "--num-mixtures", "2") == 2
+    assert _error(capsys) == (
+        "vqvae train: error: `num_mixtures` is an option of --likelihood "
+        "mu_law_logistic. Received: num_mixtures=2 with likelihood='mu_law'"
+    )
+    assert not (tmp_path / "run").exists()

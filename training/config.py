@@ -137,7 +137,7 @@ AUDIO_DEFAULTS = {
 }
 
 # The `likelihood` choices of audio models (`VQVAE(modality="audio")`).
-AUDIO_LIKELIHOODS = ("mu_law",)
+AUDIO_LIKELIHOODS = ("mu_law", "mu_law_logistic")
 
 # Seeds reach int32 seed tensors and `keras.utils.set_random_seed`.
 MAX_SEED = 2**31 - 1
@@ -368,6 +368,18 @@ class TrainConfig(_Config):
         f"datasets: default {AUDIO_DEFAULTS['likelihood']!r}).",
         choices=tuple(LIKELIHOODS),
     )
+    num_mixtures: int | None = _arg(
+        None,
+        "Audio, --likelihood mu_law_logistic: components of the logistic "
+        "mixture (default: the model's).",
+        audio=True,
+    )
+    encoder_input: str | None = _arg(
+        None,
+        "Audio: what the encoder sees, 'mu_law' (companded waveforms, the "
+        "default) or 'linear'.",
+        audio=True,
+    )
     segment_length: int | None = _field(
         None,
         "Audio datasets: samples per training crop, a multiple of "
@@ -457,6 +469,13 @@ class TrainConfig(_Config):
         _check_rate("commitment_cost", self.commitment_cost)
         for name in ("min_code_usage", "min_perplexity"):
             _check_fraction(name, getattr(self, name))
+        if self.num_mixtures is not None:
+            _check_int("num_mixtures", self.num_mixtures, minimum=1)
+        if self.encoder_input not in (None, "linear", "mu_law"):
+            raise ConfigError(
+                "`encoder_input` must be 'linear' or 'mu_law'. "
+                f"Received: encoder_input={self.encoder_input!r}"
+            )
         if self.segment_length is not None:
             _check_int("segment_length", self.segment_length, minimum=1)
             factor = 2**self.num_downsamples
@@ -510,6 +529,14 @@ class TrainConfig(_Config):
                 "defaults: `audio_train_config()`, or `vqvae train "
                 "--dataset speech` without --config). "
                 f"Received: likelihood={self.likelihood!r}"
+            )
+        if self.num_mixtures is not None and (
+            self.likelihood != "mu_law_logistic"
+        ):
+            return (
+                "`num_mixtures` is an option of --likelihood "
+                f"mu_law_logistic. Received: num_mixtures={self.num_mixtures}"
+                f" with likelihood={self.likelihood!r}"
             )
         if self.segment_length is None:
             return (
