@@ -687,7 +687,11 @@ PRESETS["speech-demo"] = Preset(
         "the offline speech corpus, a few minutes on 2 CPU cores (`vqvae "
         "demo --dataset speech`)"
     ),
+    # Measured on this preset: with the companded encoder input the codebook
+    # collapsed to one code (perplexity 1.0, 7.28 bits per sample); on
+    # linear waveforms it kept a perplexity of 70 (6.49 bits per sample).
     train=audio_train_config(
+        encoder_input="linear",
         epochs=2,
         steps_per_epoch=100,
         learning_rate=1e-3,
