@@ -515,7 +515,8 @@ def test_commands_need_their_inputs(tmp_path, trained_dir, capsys):
         *[
             (
                 ["sample", "--model-dir", str(trained_dir), "--output", path],
-                "`output` must be a .png path in an existing directory. "
+                "`output` must be a .png path in an existing directory "
+                f"(the model in {str(trained_dir)!r} is an image model). "
                 f"Received: output={path!r}",
             )
             for path in (f"{empty}/a.png", str(tmp_path / "a.jpg"))
