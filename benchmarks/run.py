@@ -1062,7 +1062,16 @@ def machine() -> str:
             (line for line in lscpu.splitlines() if line.startswith("Flags")),
             "",
         )
-        avx512 = " (AVX-512)" if "avx512f" in flags else ""
+        names = set(flags.split())
+        bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in names]
+        # bfloat16's speed-up depends on these: AMX tiles or only the
+        # AVX-512 BF16 dot products (about 2x float32's FMA rate).
+        avx512 = (
+            f" (AVX-512; bfloat16: {', '.join(bf16) or 'none'}"
+            f"{'' if 'amx_bf16' in names else ', no AMX'})"
+            if "avx512f" in names
+            else ""
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         model, avx512 = platform.processor() or "unknown CPU", ""
     with open("/proc/meminfo") as f:
