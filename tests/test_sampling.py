@@ -258,3 +258,79 @@ def test_check_labels():
             f"conditional (num_classes={num_classes}). "
             f"Received: labels={labels!r} (of type {type(labels).__name__})."
         )
+
+
+# ------------------------------------------------- per-example seeds, noise
+def test_example_seeds_fold_the_index_into_the_seed():
+    seeds = sampling.example_seeds(7, 3, 4)
+    assert seeds.shape == (4, 2) and seeds.dtype == tf.int32
+    for row, index in zip(seeds.numpy(), range(3, 7)):
+        expected = tf.random.experimental.stateless_fold_in([7, 0], index)
+        np.testing.assert_array_equal(row, expected)
+    # An example's seed does not depend on the batch it is drawn in.
+    np.testing.assert_array_equal(sampling.example_seeds(7, 0, 7)[3:], seeds)
+    assert len({tuple(row) for row in seeds.numpy()}) == 4
+    assert not np.array_equal(sampling.example_seeds(8, 3, 4), seeds)
+    # Not the `[s, i]` seeds `vqvae sample` gives the prior's batches.
+    assert not any(
+        np.array_equal(row, [7, i]) for i, row in enumerate(seeds.numpy())
+    )
+    assert sampling.example_seeds(7, 0, 0).shape == (0, 2)
+
+
+def test_example_seeds_reject_bad_arguments():
+    for kwargs, message in [
+        (
+            dict(seed=None, start=0, count=1),
+            "`seed` must be an integer or a [2] integer tensor; per-example "
+            "seeds repeat a run. Received: seed=None",
+        ),
+        (
+            dict(seed=1, start=-1, count=1),
+            "`start` must be a non-negative integer. "
+            "Received: start=-1 (of type int).",
+        ),
+        (
+            dict(seed=1, start=0, count=2.0),
+            "`count` must be a non-negative integer. "
+            "Received: count=2.0 (of type float).",
+        ),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            sampling.example_seeds(**kwargs)
+        assert str(raised.value) == message
+
+
+def test_example_noise_rows_are_each_seeds_uniform_noise():
+    seeds = sampling.example_seeds(5, 0, 3)
+    noise = sampling.example_noise(seeds, (4, 6))
+    assert noise.shape == (3, 4, 6) and noise.dtype == tf.float32
+    for row, seed in zip(noise.numpy(), seeds):
+        np.testing.assert_array_equal(
+            row, tf.random.stateless_uniform((4, 6), seed=seed)
+        )
+    np.testing.assert_array_equal(
+        sampling.example_noise(seeds[1:], (4, 6)), noise[1:]
+    )
+    with pytest.raises(ValueError) as raised:
+        sampling.example_noise([1, 2], (4,))
+    assert str(raised.value) == (
+        "`seeds` must be integer stateless seeds of shape (n, 2). "
+        "Received: seeds.shape=(2,), dtype=int32"
+    )
+
+
+def test_decode_seed_only_for_generative_decoders():
+    class OnePass:
+        generative_decoder = False
+
+    class Generative:
+        generative_decoder = True
+
+    assert sampling.decode_seed(OnePass(), 3, 0, 2) == {}
+    assert sampling.decode_seed(object(), 3, 0, 2) == {}
+    seeds = sampling.decode_seed(Generative(), 3, 4, 2)
+    assert list(seeds) == ["seed"]
+    np.testing.assert_array_equal(
+        seeds["seed"], sampling.example_seeds(3, 4, 2)
+    )

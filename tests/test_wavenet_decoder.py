@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_vqvae import evaluation, likelihoods
+from tf_vqvae import evaluation, likelihoods, sampling
 from tf_vqvae.vqvae import VQVAE
 from tf_vqvae.wavenet import WaveNetDecoder
 
@@ -348,6 +348,33 @@ def test_vqvae_decode_generates_from_a_seed():
     assert not np.array_equal(a, other)
 
 
+def test_vqvae_decode_with_a_seed_per_example_ignores_the_batching():
+    model, x = _model(num_speakers=2)
+    codes = model.encode(x)
+    seeds = sampling.example_seeds(5, 0, 2)
+    both = model.decode(codes, [0, 1], seed=seeds)
+    # Each example alone, with its own seed: the same waveform.
+    for i in range(2):
+        alone = model.decode(codes[i : i + 1], [i], seed=seeds[i : i + 1])
+        np.testing.assert_array_equal(alone, both[i : i + 1])
+    # Example i is the cached generator on `example_noise` row i.
+    noise = sampling.example_noise(seeds, (32, 256))
+    classes = model.decoder.generate(
+        model.quantizer.lookup(codes), noise, tf.constant([0, 1])
+    )
+    np.testing.assert_array_equal(
+        both[..., 0], likelihoods.mu_law_decode(classes)
+    )
+    other = model.decode(codes, [0, 1], seed=sampling.example_seeds(6, 0, 2))
+    assert not np.array_equal(other, both)
+    with pytest.raises(ValueError) as raised:
+        model.decode(codes, [0, 1], seed=sampling.example_seeds(5, 0, 3))
+    assert str(raised.value) == (
+        "`seed` of shape (batch, 2) must have one seed per example "
+        "(batch=2). Received: seed.shape=(3, 2)"
+    )
+
+
 def test_vqvae_with_wavenet_decoder_saves_and_reloads(tmp_path):
     model, x = _model(num_speakers=2)
     speakers = np.array([1, 0])
@@ -471,3 +498,35 @@ def test_evaluate_audio_model_scores_the_wavenet_decoder_exactly():
     )
     # MSE/SNR are of generated waveforms (decode): finite, in range.
     assert np.isfinite(results["snr_db"]) and 0 <= results["mse"] <= 4
+
+
+def test_tensorboard_callbacks_generate_from_their_seed(tmp_path):
+    from tf_vqvae.training.callbacks import PriorSamples, ReconstructionAudio
+
+    model, x = _model(num_speakers=2)
+    speakers = np.array([1, 0], np.int32)
+    codes = model.encode(x)
+
+    def clips(seed):
+        return ReconstructionAudio(
+            str(tmp_path), x, speakers, model=model, seed=seed
+        ).reconstructions()
+
+    expected = model.decode(
+        codes, speakers, seed=sampling.example_seeds(3, 0, 2)
+    )
+    np.testing.assert_array_equal(clips(3), expected)
+    np.testing.assert_array_equal(clips(3), clips(3))
+    assert not np.array_equal(clips(4), expected)
+
+    def prior_samples(seed):
+        callback = PriorSamples(
+            str(tmp_path), lambda num, seed: codes, model, 2, seed=seed
+        )
+        return callback.decoded()
+
+    # Sample i as speaker i % num_speakers, from example seed i.
+    expected = model.decode(codes, [0, 1], seed=sampling.example_seeds(3, 0, 2))
+    np.testing.assert_array_equal(prior_samples(3), expected)
+    np.testing.assert_array_equal(prior_samples(3), prior_samples(3))
+    assert not np.array_equal(prior_samples(4), expected)

@@ -7,6 +7,12 @@ noise as an input):
 
     seed  --stateless_seed-->  [s, 0]  --uniform_noise-->  u ~ U[0, 1)
     codes = gumbel_argmax(logits, u, temperature, top_k)
+
+A generative decoder draws each example from its own seed, so a batch of
+any size gives every example the same waveform (`example_seeds`,
+`example_noise`, `decode_seed`):
+
+    (seed, index i)  --example_seeds-->  fold_in([s, 0], i)  --> noise_i
           = argmax(adjust_logits(logits, temperature, top_k) - log(-log u))
 
 `argmax(l + g)` with `g = -log(-log u)` standard Gumbel noise is a draw from
@@ -222,3 +228,90 @@ def prior_noise(prior: CodePrior, num: Any, seed: Any = None) -> tf.Tensor:
     """
     shape = [num, *prior.grid_shape, prior.num_embeddings]
     return uniform_noise(shape, seed)
+
+
+def example_seeds(seed: Any, start: int, count: int) -> tf.Tensor:
+    """int32 `(count, 2)`: the stateless seeds of examples `start`, ...,
+    `start + count - 1` of a run seeded by `seed`.
+
+    Example `i` gets `tf.random.experimental.stateless_fold_in(
+    stateless_seed(seed), i)`: a function of `seed` and `i` alone, so
+    examples drawn in batches of any size, or one at a time, get the same
+    seeds; and not `[s, i]`, the seed `vqvae sample` gives batch `i` of
+    the prior, so a batch's codes and its waveforms use unrelated noise.
+
+    Args:
+        seed: as in `stateless_seed` (not `None`: the point is to repeat).
+        start: the index of the first example, >= 0.
+        count: the number of seeds, >= 0.
+
+    Raises:
+        ValueError: for `seed=None`, or a negative `start` or `count`.
+    """
+    if seed is None:
+        raise ValueError(
+            "`seed` must be an integer or a [2] integer tensor; per-example "
+            "seeds repeat a run. Received: seed=None"
+        )
+    for name, value in (("start", start), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"`{name}` must be a non-negative integer. "
+                f"{describe(name, value)}"
+            )
+    base = stateless_seed(seed)
+    return tf.reshape(
+        tf.stack(
+            [
+                tf.random.experimental.stateless_fold_in(base, start + i)
+                for i in range(count)
+            ]
+        ),
+        [count, 2],
+    )
+
+
+def example_noise(seeds: Any, shape: Sequence[int]) -> tf.Tensor:
+    """float32 `(n, *shape)` uniform noise in [0, 1): row `i` is
+    `uniform_noise(shape, seeds[i])`, whatever the other rows.
+
+    Args:
+        seeds: int `(n, 2)` stateless seeds, e.g. `example_seeds(...)`.
+        shape: the static shape of one example's noise.
+
+    Raises:
+        ValueError: unless `seeds` has shape `(n, 2)`.
+    """
+    seeds = tf.convert_to_tensor(seeds)
+    if (
+        not seeds.dtype.is_integer
+        or seeds.shape.rank != 2
+        or seeds.shape[1] != 2
+    ):
+        raise ValueError(
+            "`seeds` must be integer stateless seeds of shape (n, 2). "
+            f"Received: seeds.shape={tuple(seeds.shape)}, "
+            f"dtype={seeds.dtype.name}"
+        )
+    seeds = tf.cast(seeds, tf.int32)
+    return tf.map_fn(
+        lambda seed: tf.random.stateless_uniform(shape, seed=seed),
+        seeds,
+        fn_output_signature=tf.TensorSpec(shape, tf.float32),
+    )
+
+
+def decode_seed(model: Any, seed: Any, start: int, count: int) -> dict:
+    """The `seed` keyword of `model.decode` for examples `start`, ...,
+    `start + count - 1` of a run seeded by `seed`: `{"seed":
+    example_seeds(seed, start, count)}` when the model's decoder generates
+    (`CodeModel.generative_decoder`), else `{}` (a one-pass decoder takes
+    no seed).
+
+    `model.decode(codes, speaker, **decode_seed(model, seed, start, n))`
+    gives the same waveforms for the same `seed` however the examples are
+    batched, and different ones for another `seed`.
+    """
+    if not getattr(model, "generative_decoder", False):
+        return {}
+    return {"seed": example_seeds(seed, start, count)}

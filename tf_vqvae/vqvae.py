@@ -218,6 +218,13 @@ def _layer_config(layer: keras.layers.Layer) -> dict:
     return config
 
 
+def _per_example(seed) -> bool:
+    """Whether `decode`'s `seed` holds one seed per example (rank 2)."""
+    if seed is None or isinstance(seed, int):
+        return False
+    return tf.convert_to_tensor(seed).shape.rank == 2
+
+
 def _on_device_of(losses: list, reference: tf.Tensor) -> list:
     """The `losses` placed on the same device as `reference`."""
     device = getattr(reference, "device", None)
@@ -948,9 +955,12 @@ class VQVAE(keras.Model):
         waveform generated sample by sample (`WaveNetDecoder.generate`:
         one step per sample, about `samples / speed` seconds, see the
         README's audio costs),
-        a function of `seed` (as in `tf_vqvae.sampling.uniform_noise`;
-        `None` draws one), with the logits divided by `temperature` and
-        the `"cached"` (default) or `"naive"` sampler. `seed`,
+        a function of `seed` (as in `tf_vqvae.sampling.uniform_noise`:
+        one seed for the batch's noise; `None` draws one; or int `(batch,
+        2)`, a stateless seed per example, `sampling.example_noise`, so
+        an example's waveform does not depend on the batch it is in:
+        `sampling.decode_seed`), with the logits divided by `temperature`
+        and the `"cached"` (default) or `"naive"` sampler. `seed`,
         `temperature` and `method` are refused by the other decoders."""
         if self.decoder_type != "wavenet":
             if seed is not None or temperature != 1.0 or method != "cached":
@@ -967,14 +977,21 @@ class VQVAE(keras.Model):
         num = (
             codes.shape[0] if codes.shape[0] is not None else tf.shape(codes)[0]
         )
-        noise = sampling.uniform_noise(
-            [
-                num,
-                codes.shape[1] * self.downsampling_factor,
-                likelihoods.MU_LAW_CLASSES,
-            ],
-            seed,
-        )
+        shape = [
+            codes.shape[1] * self.downsampling_factor,
+            likelihoods.MU_LAW_CLASSES,
+        ]
+        if _per_example(seed):
+            seed = tf.convert_to_tensor(seed)
+            if seed.shape[0] is not None and seed.shape[0] != codes.shape[0]:
+                raise ValueError(
+                    "`seed` of shape (batch, 2) must have one seed per "
+                    f"example (batch={codes.shape[0]}). "
+                    f"Received: seed.shape={tuple(seed.shape)}"
+                )
+            noise = sampling.example_noise(seed, shape)
+        else:
+            noise = sampling.uniform_noise([num, *shape], seed)
         samples = self.decoder.generate(
             z_q, noise, speaker, temperature=temperature, method=method
         )

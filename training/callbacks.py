@@ -48,7 +48,7 @@ from google.protobuf import text_format
 from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
-from tf_vqvae import atomic, codebook_ops
+from tf_vqvae import atomic, codebook_ops, sampling
 from tf_vqvae.audio import SAMPLE_RATE
 from tf_vqvae.evaluation import level_code_counts
 from tf_vqvae.options import ON_COLLAPSE
@@ -213,7 +213,9 @@ class ReconstructionAudio(_SummaryCallback):
     `log_dir/audio` (`tf.summary.audio` at `sample_rate`, one clip per
     waveform; the originals once, at the first epoch written, as they do
     not change). A reconstruction is `model.decode(model.encode(x))`, with
-    the waveform's speaker for a speaker-conditioned decoder.
+    the waveform's speaker for a speaker-conditioned decoder; a generative
+    decoder (`decoder="wavenet"`) generates waveform `i` from
+    `sampling.example_seeds(seed, i, 1)`, the same every epoch.
 
     Args:
         log_dir: the TensorBoard log directory.
@@ -224,6 +226,7 @@ class ReconstructionAudio(_SummaryCallback):
         every_n_epochs: write every n-th epoch.
         sample_rate: Hz (16,000, `tf_vqvae.audio.SAMPLE_RATE`).
         model: the VQ-VAE to call; default the model being trained.
+        seed: the generation seed of a generative decoder.
     """
 
     def __init__(
@@ -234,6 +237,7 @@ class ReconstructionAudio(_SummaryCallback):
         every_n_epochs: int = 1,
         sample_rate: int = SAMPLE_RATE,
         model: keras.Model | None = None,
+        seed: int = 0,
     ):
         super().__init__(log_dir, "audio", every_n_epochs)
         waveforms = np.asarray(waveforms)
@@ -254,6 +258,7 @@ class ReconstructionAudio(_SummaryCallback):
         )
         self.sample_rate = sample_rate
         self.vqvae = model
+        self.seed = seed
         self._originals_written = False
 
     def reconstructions(self) -> np.ndarray:
@@ -261,7 +266,10 @@ class ReconstructionAudio(_SummaryCallback):
         model = self.vqvae or self.model
         speaker = self.speakers if model.num_speakers else None
         codes = model.encode(self.waveforms)
-        return np.asarray(model.decode(codes, speaker=speaker), np.float32)
+        seed = sampling.decode_seed(model, self.seed, 0, len(self.waveforms))
+        return np.asarray(
+            model.decode(codes, speaker=speaker, **seed), np.float32
+        )
 
     def write(self, epoch, logs):
         count = len(self.waveforms)
@@ -505,7 +513,9 @@ class PriorSamples(_SummaryCallback):
     sample `i` as speaker `i % num_speakers`, the labels `prior_sample_fn`
     gives a speaker-conditional prior. Written to `log_dir/prior_samples`.
     The same `seed` every epoch, so the summaries show how the prior
-    changes rather than sampling noise.
+    changes rather than sampling noise; a generative decoder
+    (`decoder="wavenet"`) generates sample `i` from
+    `sampling.example_seeds(seed, i, 1)`.
 
     Args:
         log_dir: the TensorBoard log directory.
@@ -538,6 +548,9 @@ class PriorSamples(_SummaryCallback):
             )
         self.modality = getattr(decode_fn, "modality", "image")
         self.num_speakers = getattr(decode_fn, "num_speakers", None)
+        # The model whose `decode` is called, when known: a generative
+        # decoder takes per-sample seeds.
+        self._code_model = getattr(decode_fn, "__self__", decode_fn)
         if hasattr(decode_fn, "decode"):
             decode_fn = decode_fn.decode
         if not callable(decode_fn):
@@ -566,12 +579,15 @@ class PriorSamples(_SummaryCallback):
         """The decoded samples: images `(num, *spatial, channels)` in
         [0, 1], or waveforms `(num, samples, 1)` in [-1, 1]."""
         codes = tf.cast(self.sample_fn(self.num_samples, self.seed), tf.int32)
+        seed = sampling.decode_seed(
+            self._code_model, self.seed, 0, self.num_samples
+        )
         if self.num_speakers:
             speakers = np.arange(self.num_samples) % self.num_speakers
             return np.asarray(
-                self.decode_fn(codes, speaker=speakers.astype("int32"))
+                self.decode_fn(codes, speaker=speakers.astype("int32"), **seed)
             )
-        return np.asarray(self.decode_fn(codes))
+        return np.asarray(self.decode_fn(codes, **seed))
 
     def grid(self) -> np.ndarray:
         """The uint8 grid of decoded samples (image models)."""
@@ -599,6 +615,7 @@ def tensorboard_callbacks(
     every_n_epochs: int = 1,
     projector: bool = True,
     speakers=None,
+    seed: int = 0,
     **tensorboard_kwargs,
 ) -> list[keras.callbacks.Callback]:
     """The usual TensorBoard set for training a VQ-VAE.
@@ -613,6 +630,8 @@ def tensorboard_callbacks(
         validation_images: the fixed batch, e.g. 16 validation images, or
             float waveforms `(batch, samples, 1)` of an audio model.
         speakers: the waveforms' speaker ids (`ReconstructionAudio`).
+        seed: the generation seed of a generative decoder
+            (`ReconstructionAudio`).
         every_n_epochs: how often the pictures, histogram and projector are
             written (scalars are written every epoch).
         projector: whether to write the codebook for the projector.
@@ -624,7 +643,7 @@ def tensorboard_callbacks(
     validation_images = _check_images(validation_images)
     if validation_images.ndim == 3:
         pictures = ReconstructionAudio(
-            log_dir, validation_images, speakers, every_n_epochs
+            log_dir, validation_images, speakers, every_n_epochs, seed=seed
         )
     else:
         pictures = ReconstructionImages(

@@ -316,7 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
             "audio: one WAV file each, OUTPUT-000.wav, ... (-SPEAKER.wav "
             "when a speaker is chosen).",
         ),
-        ("--seed", int, 0, "Sampling seed."),
+        (
+            "--seed",
+            int,
+            0,
+            "Sampling seed of the prior and of a generative decoder (the "
+            "same seed gives the same files).",
+        ),
         ("--temperature", float, 1.0, "Divides the prior's logits."),
         (
             "--output",
@@ -440,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Speaker-conditioned models (train --speaker-conditioning): "
         "decode as this speaker, a name of MODEL_DIR/speakers.json or an "
         "id (another voice than the input's converts it).",
+    )
+    _add_options(
+        reconstruct_parser,
+        (
+            "--seed",
+            int,
+            0,
+            "Generation seed of a generative decoder (train --decoder "
+            "wavenet): the same seed writes the same file.",
+        ),
     )
 
     verify_parser = _add_command(
@@ -603,7 +619,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _run_reconstruct(args: argparse.Namespace) -> int:
     result = _commands().reconstruct(
-        args.model_dir, args.input, args.output, speaker=args.speaker
+        args.model_dir,
+        args.input,
+        args.output,
+        speaker=args.speaker,
+        seed=args.seed,
     )
     speaker = result["speaker"]
     snr = result["snr_db"]

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae import atomic
+from tf_vqvae import atomic, sampling
 from tf_vqvae import audio as audio_io
 from tf_vqvae.arg_checks import check_int
 from tf_vqvae.audio import write_wav
@@ -323,7 +323,11 @@ def _train_audio(
         names, config.dataset, run.write_dir
     )
     callbacks = tensorboard_callbacks(
-        run.logs_dir, waveforms, write_graph=False, speakers=speakers
+        run.logs_dir,
+        waveforms,
+        write_graph=False,
+        speakers=speakers,
+        seed=config.seed,
     )
     step, history, written = _fit_and_save(
         run, config, data, callbacks, verbose
@@ -339,6 +343,7 @@ def _train_audio(
         waveforms,
         speakers,
         os.path.join(run.write_dir, RECONSTRUCTIONS_AUDIO_FILE),
+        config.seed,
     )
     return TrainResult(
         model=model, step=step, history=history, artifacts=written
@@ -371,12 +376,17 @@ def _validation_audio(
 
 
 def _save_audio_reconstructions(
-    model, waveforms: np.ndarray, speakers: np.ndarray, path: str
+    model, waveforms: np.ndarray, speakers: np.ndarray, path: str, seed: int
 ) -> str:
     """Writes one WAV: each original segment, 0.25 s of silence, its
-    reconstruction, 0.75 s of silence."""
+    reconstruction (generated from `seed` by a generative decoder), 0.75 s
+    of silence."""
     speaker = speakers if model.num_speakers else None
-    reconstructions = model.decode(model.encode(waveforms), speaker=speaker)
+    reconstructions = model.decode(
+        model.encode(waveforms),
+        speaker=speaker,
+        **sampling.decode_seed(model, seed, 0, len(waveforms)),
+    )
     short = np.zeros(audio_io.SAMPLE_RATE // 4, np.float32)
     long = np.zeros(3 * audio_io.SAMPLE_RATE // 4, np.float32)
     pieces = []
@@ -392,9 +402,11 @@ def reconstruct(
     input_path: str,
     output_path: str,
     speaker: str | int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Turns a WAV file into its reconstruction by `model_dir`'s audio
-    VQ-VAE: `decode(encode(x))`.
+    VQ-VAE: `decode(encode(x))`; a generative decoder (`decoder="wavenet"`)
+    generates it from `seed` (the same seed, the same file).
 
     The input may have any sample rate and channels: it is down-mixed,
     resampled to 16 kHz (`tf_vqvae.audio.read_wav`, `resample`), clipped
@@ -409,6 +421,9 @@ def reconstruct(
         speaker: for a speaker-conditioned model (required): a name from
             `speakers.json` or an id; decoding as another speaker than the
             one speaking converts the voice.
+        seed: 0 to `MAX_SEED`, the generation seed of a generative decoder
+            (`sampling.example_seeds(seed, 0, 1)`); one-pass decoders do
+            not use it.
 
     Returns:
         `{"output", "seconds", "codes", "speaker", "snr_db"}`: the written
@@ -418,8 +433,9 @@ def reconstruct(
     Raises:
         UsageError: no trained model, an image model, a WAV that cannot be
             read, a bad `output_path`, an unknown `speaker`, `speaker` for a
-            model without speakers or none for one with them.
+            model without speakers or none for one with them, a bad `seed`.
     """
+    _check_seed(seed)
     if not str(output_path).lower().endswith(".wav") or not os.path.isdir(
         os.path.dirname(output_path) or "."
     ):
@@ -448,7 +464,10 @@ def reconstruct(
     padded = np.pad(waveform, (0, -length % factor))[None, :, None]
     codes = vqvae.encode(padded)
     ids = None if speaker_id is None else np.array([speaker_id], np.int32)
-    output = np.asarray(vqvae.decode(codes, speaker=ids))[0, :length, 0]
+    decoded = vqvae.decode(
+        codes, speaker=ids, **sampling.decode_seed(vqvae, seed, 0, 1)
+    )
+    output = np.asarray(decoded)[0, :length, 0]
     output = np.clip(output, -1.0, 1.0)
     audio_io.write_wav(output_path, output)
     noise = float(np.sum((output - waveform) ** 2))
@@ -549,7 +568,9 @@ def train_prior(
             )
         callbacks = [
             keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
-            PriorSamples(run.logs_dir, prior_sample_fn(prior), vqvae),
+            PriorSamples(
+                run.logs_dir, prior_sample_fn(prior), vqvae, seed=config.seed
+            ),
         ]
         step, history = run.fit(codes, callbacks, verbose)
         written = run.finish("prior", PRIOR_FILE)
@@ -707,15 +728,7 @@ def sample(
         raise UsageError(
             f"`n` must be an integer from 1 to {MAX_SAMPLES}. Received: n={n!r}"
         )
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, int)
-        or not 0 <= seed <= MAX_SEED
-    ):
-        raise UsageError(
-            f"`seed` must be an integer from 0 to {MAX_SEED}. "
-            f"Received: seed={seed!r}"
-        )
+    _check_seed(seed)
     if not temperature > 0 or temperature == float("inf"):
         raise UsageError(
             "`temperature` must be a positive number. "
@@ -774,6 +787,19 @@ def sample(
     return paths
 
 
+def _check_seed(seed) -> None:
+    """Raises `UsageError` unless `seed` is an integer in [0, MAX_SEED]."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UsageError(
+            f"`seed` must be an integer from 0 to {MAX_SEED}. "
+            f"Received: seed={seed!r}"
+        )
+
+
 def _sample_waveforms(
     vqvae, prior, model_dir, n, seed, temperature, output, label
 ) -> list[str]:
@@ -783,8 +809,11 @@ def _sample_waveforms(
     `SAMPLES_PER_GRID`, fewer for long sequences (about
     `AUDIO_SAMPLES_PER_BATCH` waveform samples per batch: the decoder's
     logits are 256 floats per sample), and batch `i` is drawn with the seed
-    `[seed, i]`. Each sample is written to `STEM-NNN.wav` (`NNN` counts
-    the samples) or `STEM-NNN-SPEAKER.wav` when a speaker is chosen: by
+    `[seed, i]`. A generative decoder (`decoder="wavenet"`) draws sample
+    `k`'s waveform from `sampling.example_seeds(seed, k, 1)`, so the same
+    `seed` gives the same files. Each sample is written to
+    `STEM-NNN.wav` (`NNN` counts the samples) or `STEM-NNN-SPEAKER.wav`
+    when a speaker is chosen: by
     `label` (a speaker-conditional prior and/or a decoder with speakers),
     every speaker in turn (a speaker-conditional prior without `label`, `n`
     samples each) or sample `i` as speaker `i % num_speakers` (only the
@@ -834,10 +863,10 @@ def _sample_waveforms(
             if conditional
             else distribution.sample(size, seed=batch_seed)
         )
-        decoded = (
-            vqvae.decode(codes, speaker=batch_labels)
-            if speakers
-            else vqvae.decode(codes)
+        decoded = vqvae.decode(
+            codes,
+            speaker=batch_labels if speakers else None,
+            **sampling.decode_seed(vqvae, seed, start, size),
         )
         for j, waveform in enumerate(np.asarray(decoded)[..., 0]):
             index = start + j
