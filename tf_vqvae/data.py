@@ -1432,12 +1432,15 @@ def audio_pipeline(
 ) -> tf.data.Dataset:
     """Fixed-length segments of the utterances, batched.
 
-    Training: an endless stream; each epoch visits every utterance once in
-    an order shuffled by `seed` (`shuffle(..., seed).repeat()`), and takes
-    from it a crop of `segment_length` samples at an offset drawn by a
-    stateless RNG seeded by `(seed, position in the stream)` (an utterance
-    shorter than that is zero-padded at the end); the same `seed` gives
-    the same batches. Evaluation: each utterance cut into consecutive
+    Training: an endless stream; epoch `e` visits every utterance once in
+    a random order drawn by a stateless RNG seeded by `(seed, -1 - e)`, and
+    takes from it a crop of `segment_length` samples at an offset drawn by
+    a stateless RNG seeded by `(seed, position in the stream)` (an
+    utterance shorter than that is zero-padded at the end); the same
+    `seed` gives the same batches, on every iteration of the dataset (a
+    seeded `shuffle` that reshuffles each iteration would not: `fit` under
+    `MirroredStrategy` iterates it once more than on one device, and
+    trained on other batches). Evaluation: each utterance cut into consecutive
     segments once, the last one zero-padded, in order; the last batch may
     be smaller.
 
@@ -1487,11 +1490,17 @@ def audio_pipeline(
 
     if training:
         count = len(lengths)
-        order = (
-            tf.data.Dataset.range(count)
-            .shuffle(count, seed=int(seed), reshuffle_each_iteration=True)
-            .repeat()
-        )
+
+        def epoch_order(epoch):
+            # `-1 - epoch` < 0: never the seed of a crop.
+            keys = tf.random.stateless_uniform(
+                [count],
+                seed=tf.stack([tf.constant(int(seed), tf.int64), -1 - epoch]),
+            )
+            order = tf.argsort(keys, stable=True)
+            return tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64))
+
+        order = tf.data.Dataset.counter().flat_map(epoch_order)
 
         def crop(position, index):
             room = tf.maximum(lengths_t[index] - segment_length, 0)
