@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from tf_vqvae import sampling
 from tf_vqvae.audio import read_wav, resample, write_wav
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import TrainConfig, audio_train_config
@@ -537,4 +538,245 @@ def test_logistic_likelihood_options(corpus, tmp_path, capsys):
         "vqvae train: error: `num_mixtures` is an option of --likelihood "
         "mu_law_logistic. Received: num_mixtures=2 with likelihood='mu_law'"
     )
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------- --decoder wavenet (issue 16)
+WAVENET = [
+    "--decoder",
+    "wavenet",
+    "--decoder-num-layers",
+    "2",
+    "--decoder-residual-channels",
+    "4",
+    "--decoder-skip-channels",
+    "4",
+    "--decoder-condition-channels",
+    "4",
+    "--decoder-dilation-cycle",
+    "2",
+]
+WAVENET_OPTIONS = dict(
+    residual_channels=4,
+    skip_channels=4,
+    condition_channels=4,
+    num_layers=2,
+    dilation_cycle=2,
+    kernel_size=2,
+)
+WAVENET_PRIOR = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--global-batch-size",
+    "4",
+    "--num-layers",
+    "2",
+    "--residual-channels",
+    "4",
+    "--skip-channels",
+    "4",
+    "--dilation-cycle",
+    "2",
+]
+
+
+@pytest.fixture(scope="module")
+def wavenet_run(corpus, tmp_path_factory):
+    """2 steps of a tiny WaveNet-decoder audio VQ-VAE, and its prior (about
+    25 s: generating the TensorBoard clips compiles the sampler; its tests
+    are slow)."""
+    keras.backend.clear_session()
+    model_dir = tmp_path_factory.mktemp("wavenet") / "run"
+    flags = ["--epochs", "1", "--steps-per-epoch", "2", *WAVENET]
+    assert _train(model_dir, corpus, *flags) == 0
+    argv = ["train-prior", "--model-dir", str(model_dir), *WAVENET_PRIOR]
+    assert cli.main(argv) == 0
+    return model_dir
+
+
+@pytest.mark.slow
+def test_train_wavenet_decoder_run(wavenet_run, corpus, tmp_path, capsys):
+    config = json.loads((wavenet_run / "config.json").read_text())
+    assert config["decoder"] == "wavenet"
+    assert config["decoder_options"] == WAVENET_OPTIONS
+    model, _ = artifacts.load_vqvae(str(wavenet_run))
+    assert model.generative_decoder
+    assert model.decoder_options == WAVENET_OPTIONS
+    assert len(model.decoder.blocks) == 2
+    # A parallel run's config keeps decoder="parallel" and no options.
+    parallel = audio_train_config()
+    assert (parallel.decoder, parallel.decoder_options) == ("parallel", {})
+    # The saved decoder is part of the run: another one is refused.
+    argv = ["train", "--model-dir", str(wavenet_run), "--decoder", "parallel"]
+    assert cli.main(argv) == 2
+    assert "decoder" in _error(capsys)
+    argv = ["train", "--model-dir", str(wavenet_run)]
+    assert cli.main([*argv, "--decoder-num-layers", "3"]) == 2
+    assert "decoder_options" in _error(capsys)
+    # export refuses a generative decoder with the library's one line.
+    out = tmp_path / "export"
+    argv = ["export", "--model-dir", str(wavenet_run), "--out", str(out)]
+    assert cli.main(argv) == 2
+    assert _error(capsys) == (
+        "vqvae export: error: This export supports one-pass decoders; this "
+        "model's decoder generates sample by sample (decoder='wavenet'), "
+        "which export does not trace yet. "
+        "Received: model.generative_decoder=True"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_wavenet_decoder_resumes_exactly(corpus, tmp_path):
+    flags = ["--steps-per-epoch", "2", "--on-collapse", "none", *WAVENET]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert _train(reference, corpus, "--epochs", "2", *flags) == 0
+    assert _train(resumed, corpus, "--epochs", "1", *flags) == 0
+    # Resumed without the decoder flags: config.json has them.
+    assert _train(resumed, corpus, "--epochs", "2") == 0
+    expected = _checkpoint_tensors(str(reference / "checkpoints" / "ckpt-4"))
+    actual = _checkpoint_tensors(str(resumed / "checkpoints" / "ckpt-4"))
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+    models = [artifacts.load_vqvae(str(run))[0] for run in (reference, resumed)]
+    assert models[1].decoder_options == WAVENET_OPTIONS
+    assert len(models[0].decoder.blocks) == 2
+    for a, b in zip(models[0].weights, models[1].weights, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=a.path)
+
+
+@pytest.mark.slow
+def test_wavenet_decoder_evaluate_is_teacher_forced(wavenet_run, corpus):
+    from tf_vqvae import evaluation
+
+    metrics = commands.evaluate(str(wavenet_run))
+    model, _ = artifacts.load_vqvae(str(wavenet_run))
+    utterances = artifacts.load_audio_split(corpus, "test")
+    batches = list(
+        commands.audio_pipeline(
+            utterances, SEGMENT, 256, seed=0, training=False
+        ).as_numpy_iterator()
+    )
+    # Exact bits of the teacher-forced logits, recomputed in numpy.
+    nats, count = 0.0, 0
+    for batch in batches:
+        x = batch["audio"]
+        logits = model.decoder_outputs(model.encode(x), waveforms=x).numpy()
+        y = np.sign(x[..., 0]) * np.log1p(255 * np.abs(x[..., 0]))
+        classes = np.clip(np.floor((y / np.log1p(255) + 1) * 128), 0, 255)
+        z = logits.astype(np.float64)
+        z -= z.max(-1, keepdims=True)
+        log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        picked = np.take_along_axis(
+            log_probs, classes.astype(int)[..., None], -1
+        )
+        nats -= picked.sum()
+        count += classes.size
+    assert metrics["reconstruction_bits_per_sample"] == pytest.approx(
+        nats / count / np.log(2), rel=1e-5
+    )
+    assert metrics["reconstruction_bits_per_sample"] == pytest.approx(
+        evaluation.reconstruction_bits_per_sample(
+            model, np.concatenate([b["audio"] for b in batches])
+        ),
+        rel=1e-5,
+    )
+    # The generated waveforms' MSE/SNR: the same on every run.
+    again = commands.evaluate(str(wavenet_run))
+    for name in ("mse", "snr_db"):
+        assert again[name] == metrics[name]
+
+
+@pytest.mark.slow
+def test_wavenet_decoder_sample_and_reconstruct_follow_the_seed(
+    wavenet_run, tmp_path, capsys
+):
+    def sample(name, seed):
+        output = tmp_path / name / "s.wav"
+        output.parent.mkdir()
+        argv = ["sample", "--model-dir", str(wavenet_run), "--n", "2"]
+        argv += ["--seed", str(seed), "--output", str(output)]
+        assert cli.main(argv) == 0
+        return [
+            (tmp_path / name / f"s-{i:03d}.wav").read_bytes() for i in range(2)
+        ]
+
+    first, again, other = sample("a", 5), sample("b", 5), sample("c", 6)
+    assert first == again
+    assert first[0] != first[1]
+    assert all(a != b for a, b in zip(first, other))
+
+    source = tmp_path / "in.wav"
+    write_wav(source, _tone(700, 200, 0))
+
+    def reconstruct(name, seed):
+        output = tmp_path / name
+        argv = ["reconstruct", "--model-dir", str(wavenet_run)]
+        argv += [str(source), str(output), "--seed", str(seed)]
+        assert cli.main(argv) == 0
+        return output.read_bytes()
+
+    first = reconstruct("r1.wav", 3)
+    assert first == reconstruct("r2.wav", 3)
+    assert first != reconstruct("r3.wav", 4)
+    written, rate = read_wav(tmp_path / "r1.wav")
+    assert rate == 16000 and len(written) == 700
+    # The library call the command makes, from example seed 0 of 3.
+    model, _ = artifacts.load_vqvae(str(wavenet_run))
+    mono, _ = read_wav(source)
+    padded = np.pad(mono, (0, -700 % 64))[None, :, None].astype(np.float32)
+    decoded = model.decode(
+        model.encode(padded), seed=sampling.example_seeds(3, 0, 1)
+    ).numpy()[0, :700, 0]
+    np.testing.assert_allclose(
+        written * 32768, np.round(np.clip(decoded, -1, 1) * 32767), atol=1
+    )
+
+
+@pytest.mark.parametrize(
+    "dataset, flags, message",
+    [
+        (
+            "photos",
+            ["--decoder", "wavenet"],
+            "vqvae train: error: `decoder` is an option of audio datasets, "
+            "and 'photos' holds images; leave it out. "
+            "Received: decoder='wavenet'",
+        ),
+        (
+            None,
+            ["--decoder", "wavenet", "--decoder-num-layers", "0"],
+            "vqvae train: error: `num_layers` must be an integer >= 1. "
+            "Received: num_layers=0 (of type int).",
+        ),
+        (
+            None,
+            ["--decoder", "wavenet", "--decoder-kernel-size", "1"],
+            "vqvae train: error: `kernel_size` must be an integer >= 2. "
+            "Received: kernel_size=1 (of type int).",
+        ),
+        (
+            None,
+            ["--decoder-num-layers", "3"],
+            "vqvae train: error: --decoder-num-layers is an option of "
+            "--decoder wavenet, not of 'parallel'. Received: num_layers=3",
+        ),
+        (
+            None,
+            ["--decoder", "wavenet", "--likelihood", "mu_law_logistic"],
+            "vqvae train: error: `decoder` 'wavenet' models the 8-bit mu-law "
+            "classes: use --likelihood mu_law. Received: decoder='wavenet', "
+            "likelihood='mu_law_logistic'",
+        ),
+    ],
+    ids=["images", "layers", "kernel", "without-wavenet", "likelihood"],
+)
+def test_wavenet_decoder_usage_errors(
+    corpus, tmp_path, capsys, dataset, flags, message
+):
+    assert _train(tmp_path / "run", dataset or corpus, *flags) == 2
+    assert _error(capsys) == message
     assert not (tmp_path / "run").exists()

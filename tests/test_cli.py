@@ -59,7 +59,9 @@ def test_help_documents_every_option(capsys):
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for field in dataclasses.fields(TrainConfig):
-        if field.metadata.get("quantizer_options"):
+        if field.metadata.get("quantizer_options") or field.metadata.get(
+            "decoder_options"
+        ):
             continue
         assert "--" + field.name.replace("_", "-") in text
         assert " ".join(field.metadata["help"].split()) in text
@@ -69,6 +71,11 @@ def test_help_documents_every_option(capsys):
         assert "--" + name.replace("_", "-") in text
         assert " ".join(option.help.split()) in text
         assert f"(--quantizer {'/'.join(kinds)}; default:" in text
+    # The decoder options: --decoder-NAME.
+    for name, (option, kinds) in options.decoder_option_declarations().items():
+        assert "--decoder-" + name.replace("_", "-") in text
+        assert " ".join(option.help.split()) in text
+        assert f"(--decoder {'/'.join(kinds)}; default:" in text
     for flag in ("--model-dir", "--config", "--no-jit-compile"):
         assert flag in text
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import json
 import subprocess
 import sys
 
@@ -37,6 +38,75 @@ def test_quantizer_declarations_match_the_layers(kind):
         default = parameters[option.layer_argument].default
         if default is not inspect.Parameter.empty:
             assert default == option.default, (kind, option.name)
+
+
+def test_decoder_declarations_match_the_layers():
+    """The WaveNet decoder's options are `WaveNetDecoder` arguments with
+    its defaults, the `VQVAE(decoder_options=...)` names; the parallel
+    decoder has none."""
+    from tf_vqvae.wavenet import WaveNetDecoder
+
+    parameters = inspect.signature(WaveNetDecoder.__init__).parameters
+    declared = options.DECODER_KINDS["wavenet"].options
+    assert vqvae.WAVENET_DECODER_OPTIONS == tuple(o.name for o in declared)
+    for option in declared:
+        assert parameters[option.name].default == option.default, option.name
+    assert options.DECODER_KINDS["parallel"].options == ()
+    assert sorted(options.DECODERS) == sorted(options.DECODER_KINDS)
+
+
+def test_decoder_options_resolve_with_defaults_and_checks():
+    assert options.resolve_decoder_options("wavenet", {"num_layers": 3}) == {
+        "residual_channels": 32,
+        "skip_channels": 32,
+        "condition_channels": 32,
+        "num_layers": 3,
+        "dilation_cycle": 10,
+        "kernel_size": 2,
+    }
+    assert options.resolve_decoder_options("parallel", None) == {}
+    cases = [
+        (
+            "parallel",
+            {"num_layers": 3},
+            "`decoder_options` has 'num_layers', which decoder 'parallel' "
+            "does not take (its options: none). Received: num_layers=3",
+        ),
+        (
+            "wavenet",
+            {"residual_channels": 0},
+            "`residual_channels` must be an integer >= 1. Received: "
+            "residual_channels=0 (of type int).",
+        ),
+        (
+            "wavenet",
+            {"kernel_size": 1},
+            "`kernel_size` must be an integer >= 2. Received: "
+            "kernel_size=1 (of type int).",
+        ),
+    ]
+    for kind, given, message in cases:
+        with pytest.raises(ValueError) as error:
+            options.resolve_decoder_options(kind, given)
+        assert str(error.value) == message
+
+
+def test_decoder_config_round_trip_and_model_kwargs():
+    from tf_vqvae.training.config import audio_train_config
+
+    config = audio_train_config(decoder="wavenet", decoder_options={})
+    assert config.decoder_options == options.resolve_decoder_options(
+        "wavenet", {}
+    )
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    kwargs = config.model_kwargs("audio")
+    assert kwargs["decoder"] == "wavenet"
+    assert kwargs["decoder_options"] == config.decoder_options
+    model = vqvae.VQVAE(**kwargs)
+    assert model.decoder_type == "wavenet"
+    # Image runs keep the parallel decoder and no options.
+    assert TrainConfig().model_kwargs()["decoder"] == "parallel"
+    assert TrainConfig().modality_errors("image") is None
 
 
 def test_quantizer_options_resolve_with_defaults_and_checks():
@@ -97,6 +167,8 @@ def test_every_quantizer_option_is_a_train_flag():
     flags = {flag for action in sub._actions for flag in action.option_strings}
     for name in options.quantizer_option_declarations():
         assert "--" + name.replace("_", "-") in flags
+    for name in options.decoder_option_declarations():
+        assert "--decoder-" + name.replace("_", "-") in flags
 
 
 def _choices(parser, command, flag):

@@ -41,7 +41,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae import likelihoods
+from tf_vqvae import likelihoods, sampling
 from tf_vqvae.data import audio_pipeline
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
 
@@ -555,7 +555,9 @@ def _split_audio_element(element):
     return element, None
 
 
-def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
+def evaluate_audio_model(
+    vqvae, dataset: tf.data.Dataset, prior=None, seed: int = 0
+) -> dict:
     """The numbers of `vqvae evaluate` for an audio model, over a dataset.
 
     Args:
@@ -566,6 +568,10 @@ def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
             The speakers go to the decoder when it has speakers, and to the
             prior as labels when it is conditional.
         prior: optional `CodePrior` over the model's codes.
+        seed: a generative decoder (`decoder="wavenet"`) generates the
+            `i`-th waveform of the dataset from
+            `sampling.example_seeds(seed, i, 1)` (the same numbers on every
+            run); its bits per sample are teacher forced, exact.
 
     Returns:
         A dict of Python numbers and strings: `likelihood` (`"mu_law"`),
@@ -606,10 +612,13 @@ def evaluate_audio_model(vqvae, dataset: tf.data.Dataset, prior=None) -> dict:
                     prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
                 )
             )
-        if decoder_speakers is None:
-            decoded = vqvae.decode(codes)
-        else:
-            decoded = vqvae.decode(codes, speaker=decoder_speakers)
+        decoded = vqvae.decode(
+            codes,
+            speaker=decoder_speakers,
+            **sampling.decode_seed(
+                vqvae, seed, num_waveforms, int(waveforms.shape[0])
+            ),
+        )
         squared_error += float(tf.reduce_sum(tf.square(decoded - waveforms)))
         signal += float(tf.reduce_sum(tf.square(waveforms)))
         num_waveforms += int(waveforms.shape[0])

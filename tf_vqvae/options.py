@@ -21,11 +21,14 @@ OFF = "none"
 
 @dataclasses.dataclass(frozen=True)
 class QuantizerOption:
-    """One option of a quantizer kind, as users see it.
+    """One option of a quantizer kind (or of a decoder kind), as users see
+    it.
 
     `VQVAE(quantizer=KIND, quantizer_options={name: value})` and the flag
     `vqvae train --NAME` (underscores as dashes) take it; the quantizer
-    layer receives it as its constructor argument `argument`.
+    layer receives it as its constructor argument `argument`. A decoder's
+    options: `VQVAE(decoder=KIND, decoder_options={name: value})` and
+    `vqvae train --decoder-NAME`, the decoder layer's argument `name`.
 
     Attributes:
         name: what users type (unique over all kinds; a kind that shares an
@@ -36,6 +39,7 @@ class QuantizerOption:
         choices: the allowed values of a `str` option.
         off: the option takes `None` (typed `OFF` on the command line).
         argument: the layer's constructor argument (default: `name`).
+        minimum: the least value of an `int` option (default: any).
     """
 
     name: str
@@ -45,6 +49,7 @@ class QuantizerOption:
     choices: tuple | None = None
     off: bool = False
     argument: str | None = None
+    minimum: int | None = None
 
     @property
     def layer_argument(self) -> str:
@@ -266,11 +271,84 @@ MODALITIES = {
     "image": "images (batch, *spatial, channels) in [0, 1] or uint8",
     "audio": "waveforms (batch, samples, 1) in [-1, 1]",
 }
-# `VQVAE(decoder=...)`: how an audio model's decoder produces p(x | z).
-DECODERS = {
-    "parallel": "transposed convolutions, all samples at once (fast)",
-    "wavenet": "the paper's autoregressive WaveNet (slow generation)",
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderKind:
+    """A kind of decoder `VQVAE(decoder=...)` can build.
+
+    Attributes:
+        description: one line for `--help`.
+        options: its own options (`VQVAE(decoder_options=...)`, `vqvae
+            train --decoder-NAME`), each the decoder layer's argument of
+            that name.
+    """
+
+    description: str
+    options: tuple = ()
+
+
+# `VQVAE(decoder=...)`: how an audio model's decoder produces p(x | z),
+# declared once. The defaults are `tf_vqvae.WaveNetDecoder`'s (a test
+# keeps them equal).
+DECODER_KINDS = {
+    "parallel": DecoderKind(
+        "transposed convolutions, all samples at once (fast)"
+    ),
+    "wavenet": DecoderKind(
+        "the paper's autoregressive WaveNet (slow generation)",
+        (
+            QuantizerOption(
+                "residual_channels",
+                int,
+                32,
+                "WaveNet decoder: channels of the embedded samples and the "
+                "residual stream.",
+                minimum=1,
+            ),
+            QuantizerOption(
+                "skip_channels",
+                int,
+                32,
+                "WaveNet decoder: channels of the skip connections and the "
+                "output head.",
+                minimum=1,
+            ),
+            QuantizerOption(
+                "condition_channels",
+                int,
+                32,
+                "WaveNet decoder: channels of the upsampled code features "
+                "(local conditioning).",
+                minimum=1,
+            ),
+            QuantizerOption(
+                "num_layers",
+                int,
+                10,
+                "WaveNet decoder: dilated causal layers.",
+                minimum=1,
+            ),
+            QuantizerOption(
+                "dilation_cycle",
+                int,
+                10,
+                "WaveNet decoder: dilations 1, 2, ..., 2**(n-1), repeated "
+                "over the layers.",
+                minimum=1,
+            ),
+            QuantizerOption(
+                "kernel_size",
+                int,
+                2,
+                "WaveNet decoder: taps of each dilated convolution.",
+                minimum=2,
+            ),
+        ),
+    ),
 }
+# `VQVAE(decoder=...)`: name -> description.
+DECODERS = {name: kind.description for name, kind in DECODER_KINDS.items()}
 # `VQVAE(data_init=...)`: the codebook drawn from the first batch's encoder
 # outputs (`None`: the quantizer's random codebook, the paper).
 DATA_INITS = {
@@ -342,6 +420,18 @@ def quantizer_option_declarations() -> dict:
     }
 
 
+def decoder_option_declarations() -> dict:
+    """Every decoder option: name -> `(QuantizerOption, kinds)`, as
+    `quantizer_option_declarations` (one `--decoder-NAME` flag each)."""
+    declared = {}
+    for kind_name, kind in DECODER_KINDS.items():
+        for option in kind.options:
+            declared.setdefault(option.name, (option, []))[1].append(kind_name)
+    return {
+        name: (opt, tuple(kinds)) for name, (opt, kinds) in declared.items()
+    }
+
+
 def resolve_quantizer_options(kind: str, given: dict | None) -> dict:
     """The options of quantizer `kind`: `given` over the declared defaults,
     every option present, in declaration order (`tuple` options as tuples).
@@ -350,13 +440,32 @@ def resolve_quantizer_options(kind: str, given: dict | None) -> dict:
         ValueError: for a name `kind` does not take, or a value of the
             wrong type.
     """
-    declared = {option.name: option for option in QUANTIZER_KINDS[kind].options}
+    return _resolve_options(
+        "quantizer", kind, QUANTIZER_KINDS[kind].options, given
+    )
+
+
+def resolve_decoder_options(kind: str, given: dict | None) -> dict:
+    """The options of decoder `kind` (a `DECODER_KINDS` name), as
+    `resolve_quantizer_options`: `{}` for `"parallel"`.
+
+    Raises:
+        ValueError: for a name `kind` does not take, a value of the wrong
+            type or below the option's minimum.
+    """
+    return _resolve_options("decoder", kind, DECODER_KINDS[kind].options, given)
+
+
+def _resolve_options(
+    what: str, kind: str, options: tuple, given: dict | None
+) -> dict:
+    declared = {option.name: option for option in options}
     given = dict(given or {})
     unknown = sorted(set(given) - set(declared))
     if unknown:
         takes = sorted(declared) or "none"
         raise ValueError(
-            f"`quantizer_options` has {unknown[0]!r}, which quantizer "
+            f"`{what}_options` has {unknown[0]!r}, which {what} "
             f"{kind!r} does not take (its options: {takes}). Received: "
             f"{unknown[0]}={given[unknown[0]]!r}"
         )
@@ -385,8 +494,16 @@ def _checked_option(option: QuantizerOption, value):
         value = float(value) if ok else value
         expected = "a number"
     elif option.type is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        expected = "an integer"
+        ok = (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (option.minimum is None or value >= option.minimum)
+        )
+        expected = (
+            "an integer"
+            if option.minimum is None
+            else f"an integer >= {option.minimum}"
+        )
     elif option.type is bool:
         ok = isinstance(value, bool)
         expected = "True or False"

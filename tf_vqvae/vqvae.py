@@ -42,14 +42,10 @@ INITIAL_LOG_SCALE = -2.0
 ENCODER_INPUTS = ("linear", "mu_law")
 
 
-# `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments.
-WAVENET_DECODER_OPTIONS = (
-    "residual_channels",
-    "skip_channels",
-    "condition_channels",
-    "num_layers",
-    "dilation_cycle",
-    "kernel_size",
+# `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments
+# (declared in `tf_vqvae.options.DECODER_KINDS`).
+WAVENET_DECODER_OPTIONS = tuple(
+    option.name for option in options.DECODER_KINDS["wavenet"].options
 )
 
 

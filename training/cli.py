@@ -34,10 +34,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from tf_vqvae.options import (
     OFF,
     TFLITE_QUANTIZATIONS,
+    decoder_option_declarations,
     describe_choices,
     quantizer_option_declarations,
 )
@@ -105,7 +107,10 @@ def add_config_flags(
     )
     for field in dataclasses.fields(config_class):
         if field.metadata.get("quantizer_options"):
-            _add_quantizer_option_flags(parser)
+            _add_option_flags(parser, _QUANTIZER_OPTIONS)
+            continue
+        if field.metadata.get("decoder_options"):
+            _add_option_flags(parser, _DECODER_OPTIONS)
             continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
@@ -125,23 +130,53 @@ def add_config_flags(
         parser.add_argument(flag, **kwargs)
 
 
-# `argparse` destinations of the quantizer options' flags.
-_OPTION_DEST = "quantizer_option_"
+@dataclasses.dataclass(frozen=True)
+class _KindOptions:
+    """The flags of one kind-dependent option set of `TrainConfig`: its
+    field (`quantizer_options`), the field naming the kind (`quantizer`),
+    the declarations, the flags' prefix and `argparse` destinations."""
+
+    field: str
+    kind_field: str
+    declarations: Callable[[], dict]
+    flag_prefix: str
+    dest_prefix: str
 
 
-def _add_quantizer_option_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per option of `tf_vqvae.options.QUANTIZER_KINDS` (e.g.
-    `--num-quantizers`), its help naming the kinds that take it."""
-    for name, (option, kinds) in quantizer_option_declarations().items():
-        flag = "--" + name.replace("_", "-")
+_QUANTIZER_OPTIONS = _KindOptions(
+    "quantizer_options",
+    "quantizer",
+    quantizer_option_declarations,
+    "--",
+    "quantizer_option_",
+)
+# `--decoder-num-layers`: the flag names the decoder (`--num-layers` alone
+# could be the encoder's).
+_DECODER_OPTIONS = _KindOptions(
+    "decoder_options",
+    "decoder",
+    decoder_option_declarations,
+    "--decoder-",
+    "decoder_option_",
+)
+
+
+def _add_option_flags(
+    parser: argparse.ArgumentParser, options: _KindOptions
+) -> None:
+    """One flag per declared option (e.g. `--num-quantizers` of
+    `tf_vqvae.options.QUANTIZER_KINDS`), its help naming the kinds that
+    take it."""
+    for name, (option, kinds) in options.declarations().items():
+        flag = options.flag_prefix + name.replace("_", "-")
         shown = OFF if option.default is None else option.default
         if isinstance(shown, tuple):
             shown = " ".join(map(str, shown))
         kwargs = dict(
             default=None,
-            dest=_OPTION_DEST + name,
-            help=f"{option.help} (--quantizer {'/'.join(kinds)}; default: "
-            f"{shown})",
+            dest=options.dest_prefix + name,
+            help=f"{option.help} (--{options.kind_field} {'/'.join(kinds)}; "
+            f"default: {shown})",
         )
         if option.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -156,24 +191,28 @@ def _add_quantizer_option_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
-def _quantizer_options(args: argparse.Namespace, base, kind: str) -> dict:
+def _kind_options(
+    args: argparse.Namespace, base, kind: str, options: _KindOptions
+) -> dict:
     """`base`'s options when it has the same kind, then the flags given;
     a flag of another kind's option is an error."""
-    options = dict(base.quantizer_options) if base.quantizer == kind else {}
-    for name, (option, kinds) in quantizer_option_declarations().items():
-        value = getattr(args, _OPTION_DEST + name, None)
+    same = getattr(base, options.kind_field) == kind
+    values = dict(getattr(base, options.field)) if same else {}
+    for name, (option, kinds) in options.declarations().items():
+        value = getattr(args, options.dest_prefix + name, None)
         if value is None:
             continue
         if kind not in kinds:
+            flag = options.flag_prefix + name.replace("_", "-")
             raise ConfigError(
-                f"--{name.replace('_', '-')} is an option of --quantizer "
+                f"{flag} is an option of --{options.kind_field} "
                 f"{' or '.join(kinds)}, not of {kind!r}. "
                 f"Received: {name}={value!r}"
             )
         if option.off and value == OFF:
             value = None
-        options[name] = tuple(value) if isinstance(value, list) else value
-    return options
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return values
 
 
 def config_from_args(
@@ -193,18 +232,21 @@ def config_from_args(
     else:
         base = config_class()
     overrides = {}
-    fields = dataclasses.fields(config_class)
-    for field in fields:
-        if field.metadata.get("quantizer_options"):
-            continue
-        value = getattr(args, field.name)
+    names = {field.name for field in dataclasses.fields(config_class)}
+    kind_options = [
+        options
+        for options in (_QUANTIZER_OPTIONS, _DECODER_OPTIONS)
+        if options.field in names
+    ]
+    for name in names - {options.field for options in kind_options}:
+        value = getattr(args, name)
         if value is not None:
-            overrides[field.name] = (
-                tuple(value) if isinstance(value, list) else value
-            )
-    if any(f.metadata.get("quantizer_options") for f in fields):
-        kind = overrides.get("quantizer", base.quantizer)
-        overrides["quantizer_options"] = _quantizer_options(args, base, kind)
+            overrides[name] = tuple(value) if isinstance(value, list) else value
+    for options in kind_options:
+        kind = overrides.get(
+            options.kind_field, getattr(base, options.kind_field)
+        )
+        overrides[options.field] = _kind_options(args, base, kind, options)
     return dataclasses.replace(base, **overrides)
 
 

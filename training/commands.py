@@ -60,6 +60,7 @@ from tf_vqvae.export import (
     export_tflite,
 )
 from tf_vqvae.export import verify as verify_export
+from tf_vqvae.export.common import check_model
 from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
 from tf_vqvae.speech_metrics import (
@@ -1271,8 +1272,9 @@ def export(
 
     Raises:
         UsageError: bad `model_name`, `version`, `max_batch_size` or
-            `out_dir`, no trained model, the version exists and not
-            `overwrite`, or int8 without calibration images.
+            `out_dir`, no trained model, a model whose decoder generates
+            (`decoder="wavenet"`), the version exists and not `overwrite`,
+            or int8 without calibration images.
         LockedError: another export into `out_dir` runs.
         NotWritableError: `out_dir` cannot be created or written.
     """
@@ -1288,6 +1290,12 @@ def export(
             f"Received: out={root!r}"
         )
     vqvae, config = artifacts.load_vqvae(model_dir, fallback=True)
+    try:
+        # A model no target exports (a generative decoder): one line, exit
+        # code 2, before anything is written.
+        check_model(vqvae, audio=True)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     prior = artifacts.trained_prior(model_dir, fallback=True)
     # One export at a time into `root`: its checks hold until it ends.
     with _locked_output(root):

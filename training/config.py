@@ -21,6 +21,7 @@ import os
 from tf_vqvae import atomic
 from tf_vqvae.options import (
     DATA_INITS,
+    DECODERS,
     DEFAULT_AUDIO_DATASET,
     DEFAULT_DATASET,
     LIKELIHOODS,
@@ -31,6 +32,7 @@ from tf_vqvae.options import (
     QUANTIZERS,
     STRATEGIES,
     describe_choices,
+    resolve_decoder_options,
     resolve_quantizer_options,
 )
 from tf_vqvae.training.layout import CONFIG_FILE, PRIOR_DIR
@@ -208,6 +210,13 @@ def _check_choice(name: str, value, choices: tuple) -> None:
         )
 
 
+def _default(field: dataclasses.Field):
+    """The default value of a config field."""
+    if field.default is dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
 class _Config:
     """JSON round trip, resume checks and the checks both configs share."""
 
@@ -380,6 +389,22 @@ class TrainConfig(_Config):
         "default) or 'linear'.",
         audio=True,
     )
+    decoder: str = _arg(
+        "parallel",
+        f"Audio datasets: the decoder, {describe_choices(DECODERS)}; "
+        "'wavenet' needs --likelihood mu_law, and its sample, reconstruct "
+        "and TensorBoard clips are generated from their seeds.",
+        choices=tuple(DECODERS),
+        audio=True,
+    )
+    decoder_options: dict = _arg(
+        {},
+        "The decoder's own options (`tf_vqvae.options.DECODER_KINDS`; each "
+        "is a flag of its own, e.g. --decoder-num-layers); saved with every "
+        "option of the kind, defaults included.",
+        decoder_options=True,
+        audio=True,
+    )
     segment_length: int | None = _field(
         None,
         "Audio datasets: samples per training crop, a multiple of "
@@ -443,6 +468,14 @@ class TrainConfig(_Config):
             except ValueError as error:
                 raise ConfigError(str(error)) from None
             object.__setattr__(self, "quantizer_options", resolved)
+        if self.decoder in DECODERS:
+            try:
+                resolved = resolve_decoder_options(
+                    self.decoder, self.decoder_options
+                )
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            object.__setattr__(self, "decoder_options", resolved)
         self._check_fields(
             positive=(
                 "num_embeddings",
@@ -507,7 +540,7 @@ class TrainConfig(_Config):
         if modality == "image":
             for field in dataclasses.fields(self):
                 value = getattr(self, field.name)
-                if field.metadata.get("audio") and value not in (None, False):
+                if field.metadata.get("audio") and value != _default(field):
                     return (
                         f"`{field.name}` is an option of audio datasets, and "
                         f"{self.dataset!r} holds images; leave it out. "
@@ -529,6 +562,12 @@ class TrainConfig(_Config):
                 "defaults: `audio_train_config()`, or `vqvae train "
                 "--dataset speech` without --config). "
                 f"Received: likelihood={self.likelihood!r}"
+            )
+        if self.decoder == "wavenet" and self.likelihood != "mu_law":
+            return (
+                "`decoder` 'wavenet' models the 8-bit mu-law classes: use "
+                "--likelihood mu_law. Received: decoder='wavenet', "
+                f"likelihood={self.likelihood!r}"
             )
         if self.num_mixtures is not None and (
             self.likelihood != "mu_law_logistic"
