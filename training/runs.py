@@ -477,6 +477,7 @@ class Run:
                 )
                 if self.config.strategy == "multi-worker":
                     _rank1_step_outputs(model)
+                    _per_input_symbolic_build(model)
                 model.optimizer.build(model.trainable_variables)
                 self.state = TrainingState(
                     model,
@@ -737,3 +738,33 @@ def _rank1_step_outputs(model: keras.Model) -> None:
         }
 
     model.train_step = step
+
+
+def _per_input_symbolic_build(model: keras.Model) -> None:
+    """Makes `model.fit` take dict batches under `MultiWorkerMirroredStrategy`.
+
+    Before training, Keras averages the first distributed batch across
+    replicas (`strategy.reduce("MEAN", batch, axis=None)`) for the shapes of
+    a symbolic build. `MirroredStrategy` reduces a nested batch input by
+    input; `MultiWorkerMirroredStrategy` tries to convert the whole dict to
+    one tensor and fails ("Attempt to convert a value ({'audio': PerReplica
+    ...}) with an unsupported type (<class 'dict'>)"), as on every audio run
+    (`{"audio", "speaker"}`). This reduces each input on its own, as
+    `MirroredStrategy` does; only this model instance changes.
+    """
+    strategy = model.distribute_strategy
+    symbolic_build = model._maybe_symbolic_build
+
+    def mean(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.reduce("MEAN", value, axis=None)
+        return value
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(mean, next(batches))
+                break
+        symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
