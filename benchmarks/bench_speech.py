@@ -331,7 +331,8 @@ def write_artifacts(docs_dir, vqvae, model_dir, held_out, voices, names):
     converted = {}
     for target in others:
         converted[target] = np.asarray(vqvae.convert_voice(waveform, target))
-        wav(f"converted_{names[target]}", converted[target])
+        # Voice names hold "+" (en-us+f2): "_" keeps the file names plain.
+        wav(f"converted_{names[target].replace('+', '_')}", converted[target])
     sample = os.path.join(model_dir, "bench_sample.wav")
     (path,) = commands.sample(
         model_dir, n=1, seed=0, output=sample, label=names[speaker]

@@ -703,7 +703,10 @@ def test_speech_tiny(tmp_path):
     files = result["artifacts"]["files"]
     assert sorted(files) == sorted(
         ["source", "reconstruction", "prior_sample", "mels"]
-        + [f"converted_{name}" for name in result["artifacts"]["targets"]]
+        + [
+            "converted_" + name.replace("+", "_")
+            for name in result["artifacts"]["targets"]
+        ]
     )
     for name, path in files.items():
         if name != "mels":
