@@ -1036,8 +1036,11 @@ def speech_section(data: dict | None) -> tuple[list[str], list]:
         f"({_percent(voices['baseline_accuracy'])}, "
         f"{voices['ratio']:.2f}x) | reported |",
         f"| no model: k-means (K={kmeans['k']}) on log-mel frames, held-out "
-        f"sentences (ratio) | - | {_percent(kmeans['test']['accuracy'])} "
-        f"({kmeans['test']['ratio']:.2f}x) | |",
+        f"sentences; held-out voices | - "
+        f"| {_percent(kmeans['test']['accuracy'])} "
+        f"({kmeans['test']['ratio']:.2f}x); "
+        f"{_percent(kmeans['test_voices']['accuracy'])} "
+        f"({kmeans['test_voices']['ratio']:.2f}x) | |",
         f"| speaker classifier on clean held-out sentences | - "
         f"| {_percent(classifier['accuracy'])} "
         f"({classifier['num_test']} utterances) | |",

@@ -645,7 +645,11 @@ def _speech_results(ratio_test=7.5, target_voice=0.85, content=0.9):
         "paper": bench_speech.PAPER,
         "targets": bench_speech.TARGETS,
         "phonemes": {"test": phonemes, "test_voices": phonemes},
-        "kmeans_logmel": {"k": 512, "test": phonemes},
+        "kmeans_logmel": {
+            "k": 512,
+            "test": phonemes,
+            "test_voices": phonemes,
+        },
         "classifier": {"accuracy": 0.99, "num_test": 240},
         "conversion": {
             "target_voice_accuracy": target_voice,
@@ -669,6 +673,10 @@ def test_speech_section_and_targets():
     assert "| ratio to the baseline | 6.8x | 6.00x | >= 6.8x |" in text
     assert "| phoneme classes | 41 | 60 | |" in text
     assert "25 min in all" in text
+    assert (
+        "| no model: k-means (K=512) on log-mel frames, held-out sentences; "
+        "held-out voices | - | 24.0% (6.00x); 24.0% (6.00x) | |" in text
+    )
     assert [(round(r, 3), t) for _, r, t in targets] == [
         (6.0, 6.8),
         (0.5, 0.8),
