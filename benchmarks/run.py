@@ -48,6 +48,7 @@ SECTIONS = (
     "export",
     "quantizers",
     "quantizer_quality",
+    "speech",
 )
 K_VALUES = (512, 8192, 65536)
 # Peers hold a dense N x K distance (and one-hot) matrix: 4 GiB each at
@@ -989,6 +990,95 @@ def summary_section(
     return [SUMMARY_TITLE, ""] + [f"- {b}" for b in bullets] + [""]
 
 
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def speech_section(data: dict | None) -> tuple[list[str], list]:
+    """Issue 16's measured speech results (`bench_speech.py`): a table
+    against the paper's and the issue's targets."""
+    title = "## 10. Speech: phoneme discovery and voice conversion (issue 16)"
+    if not data:
+        return [title, "", "(failed)", ""], []
+    paper, goal = data["paper"], data["targets"]
+    test, voices = data["phonemes"]["test"], data["phonemes"]["test_voices"]
+    kmeans = data["kmeans_logmel"]
+    conv, classifier = data["conversion"], data["classifier"]
+    corpus = data["corpus"]
+    c = data["config"]
+    minutes = data["timings"]["total"] / 60
+    lines = [
+        title,
+        "",
+        f"`bench_speech.py`: `--preset {data['preset']}` with speaker "
+        f"conditioning, {data['steps']} steps of batch "
+        f"{c['global_batch_size']} x {c['segment_length']} samples (K="
+        f"{c['num_embeddings']}, {2 ** c['num_downsamples']} samples per "
+        f"code, {c['num_hiddens']} hidden channels), on the eSpeak NG corpus "
+        f"(`train`: {corpus['train']['utterances']} utterances, "
+        f"{corpus['train']['hours']:.2f} h, {corpus['train']['speakers']} "
+        f"voices; `test`: {corpus['test']['utterances']} held-out "
+        f"sentences; `test_voices`: {corpus['test_voices']['utterances']} "
+        f"utterances of {corpus['test_voices']['speakers']} held-out "
+        f"voices); {minutes:.0f} min in all.",
+        "",
+        "| measure | paper (VCTK) | this run | target |",
+        "|---|---|---|---|",
+        f"| phoneme accuracy of the codes, held-out sentences "
+        f"| {_percent(paper['accuracy'])} | {_percent(test['accuracy'])} | |",
+        f"| most-frequent-phoneme baseline | {_percent(paper['baseline'])} "
+        f"| {_percent(test['baseline_accuracy'])} | |",
+        f"| ratio to the baseline | {paper['ratio']:.1f}x "
+        f"| {test['ratio']:.2f}x | >= {goal['ratio']}x |",
+        f"| phoneme classes | 41 | {test['num_classes']} | |",
+        f"| held-out voices: accuracy (baseline, ratio) | - "
+        f"| {_percent(voices['accuracy'])} "
+        f"({_percent(voices['baseline_accuracy'])}, "
+        f"{voices['ratio']:.2f}x) | reported |",
+        f"| no model: k-means (K={kmeans['k']}) on log-mel frames, held-out "
+        f"sentences; held-out voices | - "
+        f"| {_percent(kmeans['test']['accuracy'])} "
+        f"({kmeans['test']['ratio']:.2f}x); "
+        f"{_percent(kmeans['test_voices']['accuracy'])} "
+        f"({kmeans['test_voices']['ratio']:.2f}x) | |",
+        f"| speaker classifier on clean held-out sentences | - "
+        f"| {_percent(classifier['accuracy'])} "
+        f"({classifier['num_test']} utterances) | |",
+        f"| converted held-out utterances assigned the target voice | "
+        f"qualitative | {_percent(conv['target_voice_accuracy'])} "
+        f"({conv['num_utterances']} utterances) "
+        f"| >= {_percent(goal['target_voice'])} |",
+        f"| content kept: phoneme agreement converted / reconstruction | "
+        f"qualitative | {conv['content_ratio']:.2f} "
+        f"({_percent(conv['converted_phoneme_accuracy'])} / "
+        f"{_percent(conv['reconstruction_phoneme_accuracy'])}) "
+        f"| >= {goal['content']} |",
+        f"| reconstructions (own voice) assigned their speaker | - "
+        f"| {_percent(conv['reconstruction_target_voice_accuracy'])} | |",
+        f"| reconstruction SNR (mean) | - "
+        f"| {conv['reconstruction_snr_db_mean']:.2f} dB | |",
+        "",
+    ]
+    targets = [
+        (
+            "speech: phoneme accuracy / baseline, held-out sentences (x)",
+            test["ratio"],
+            goal["ratio"],
+        ),
+        (
+            "speech: converted utterances assigned the target voice",
+            conv["target_voice_accuracy"],
+            goal["target_voice"],
+        ),
+        (
+            "speech: content ratio, converted / reconstruction",
+            conv["content_ratio"],
+            goal["content"],
+        ),
+    ]
+    return lines, targets
+
+
 def wavenet_targets(sampling: dict | None) -> list:
     """Issue 15's target: cached WaveNet sampling >= 20x the naive one at
     4096 codes (from `bench_sampling.py`'s JSON)."""
@@ -1437,6 +1527,15 @@ def main(argv: list[str] | None = None) -> None:
             lines, t = quantizer_quality_section(data)
             parts.append(lines)
             targets += t
+
+    if "speech" in args.only:
+        extra = (
+            ["--tiny"] if tiny else ["--docs-dir", os.path.join(REPO, "docs")]
+        )
+        data = runner.run(sys.executable, "bench_speech.py", "speech", *extra)
+        lines, t = speech_section(data)
+        parts.append(lines)
+        targets += t
 
     targets += wavenet_targets(fragments.get("sampling"))
     summary = summary_section(

@@ -42,10 +42,16 @@ with the paper's encoder):
                      -> waveforms float32 (batch, S)
     sample           num, seed [, labels] [, speaker int32 (num,)]
                      -> codes int32 (num, n), waveforms float32 (num, S)
+    convert          waveforms float32 (batch, S), speaker int32 (batch,)
+                     -> waveforms float32 (batch, S): the speech said by
+                        `speaker` (`VQVAE.convert_voice`; speakers only)
 
 `speaker` is there when the model is conditioned on speakers
 (`num_speakers`): decoding codes with another speaker's id converts the
-voice. Waveforms out are each sample's expected value (`VQVAE.decode`).
+voice, and `convert` does it in one call. Exported with `image_size=None`,
+`convert` takes any length (padded to a multiple of 64 inside, cropped
+back), the other signatures multiples of 64. Waveforms out are each
+sample's expected value (`VQVAE.decode`).
 
 Every signature validates its request in the graph (see `checks`): wrong
 rank or size (a level count outside [1, L] included), codes outside [0, K)
@@ -155,14 +161,16 @@ class ServingFunctions:
             codes, self.shapes.num_embeddings, valid, self.shapes.num_levels
         )
 
-    def checked_waveforms(self, waveforms: tf.Tensor):
-        """`(waveforms, ok)` after the shape, finiteness and range checks."""
+    def checked_waveforms(self, waveforms: tf.Tensor, any_length=False):
+        """`(waveforms, ok)` after the shape, finiteness and range checks;
+        a dynamic length must be a multiple of the downsampling factor
+        unless `any_length`."""
         waveforms, valid = checks.check_grid(
             waveforms,
             "waveforms",
             ("samples",),
             self.shapes.image_size,
-            self.shapes.downsampling_factor,
+            1 if any_length else self.shapes.downsampling_factor,
             self.max_batch_size,
         )
         waveforms = checks.check_finite(waveforms, "waveforms", valid)
@@ -217,6 +225,14 @@ class ServingFunctions:
             if speaker is not None:
                 speaker = self.checked_speaker(speaker, codes)
         return {"waveforms": self._decode(codes, speaker)[..., 0]}
+
+    def convert_waveforms(
+        self, waveforms, speaker, validate: bool = True
+    ) -> dict:
+        if validate:
+            waveforms, valid = self.checked_waveforms(waveforms, True)
+            speaker = self.checked_speaker(speaker, waveforms, valid)
+        return {"waveforms": self.model.convert_voice(waveforms, speaker)}
 
     def _images(self, images, validate: bool) -> tf.Tensor:
         if validate:
@@ -296,6 +312,12 @@ class ServingFunctions:
             "decode": tf.function(
                 lambda codes, speaker: self.decode_waveforms(codes, speaker),
                 input_signature=[codes, speaker],
+            ),
+            "convert": tf.function(
+                lambda waveforms, speaker: self.convert_waveforms(
+                    waveforms, speaker
+                ),
+                input_signature=[waveforms, speaker],
             ),
         }
 
@@ -456,6 +478,8 @@ def _warmup_inputs(functions: ServingFunctions) -> dict[str, dict]:
                 **speaker,
             },
         }
+        if speaker:
+            requests["convert"] = {**waveforms, **speaker}
         if functions.sample_fn is not None:
             requests["sample"] = {
                 "num": tf.constant(1, tf.int32),

@@ -1,6 +1,7 @@
 """The training side of the CLI on audio: `vqvae train` on an audio
 dataset (artifacts, TensorBoard clips, resume), `vqvae reconstruct`,
-`vqvae export` of an audio run, and the one-line errors."""
+`vqvae convert`, `vqvae export` of an audio run, and the one-line
+errors."""
 
 import io
 import json
@@ -310,6 +311,125 @@ def test_reconstruct_errors(speaker_run, tmp_path, capsys):
         "image model; `vqvae reconstruct` takes a run trained on audio "
         f"(e.g. --dataset speech). Received: model_dir={str(image_dir)!r}"
     )
+
+
+def test_convert_any_length(speaker_run, tmp_path, capsys):
+    """`vqvae convert` is `VQVAE.convert_voice`: alice's tone (1000
+    samples, not a multiple of 64) said by bob; as its own speaker it is
+    the reconstruction."""
+    source = tmp_path / "in.wav"
+    write_wav(source, _tone(1000, 220, 0))
+    argv = ["convert", "--model-dir", str(speaker_run), str(source)]
+    bob, alice = tmp_path / "bob.wav", tmp_path / "alice.wav"
+    assert cli.main([*argv, str(bob), "--speaker", "bob"]) == 0
+    assert capsys.readouterr().out == (
+        f"vqvae: 0.06 s (16 codes) converted to speaker bob in {bob}\n"
+    )
+    assert cli.main([*argv, str(alice), "--speaker", "0"]) == 0
+    model, _ = artifacts.load_vqvae(str(speaker_run))
+    mono, _ = read_wav(source)
+    # The numpy reference of padding and cropping: 1000 -> 1024 samples.
+    padded = np.pad(mono, (0, 24))[None, :, None]
+    codes = model.encode(padded)
+    converted = {}
+    for path, speaker in ((bob, 1), (alice, 0)):
+        expected = model.decode(codes, speaker=np.array([speaker], "int32"))
+        expected = np.clip(np.asarray(expected)[0, :1000, 0], -1, 1)
+        written, rate = read_wav(path)
+        assert rate == 16000 and written.shape == (1000,)
+        np.testing.assert_allclose(written, expected, atol=3 / 32768)
+        converted[speaker] = np.asarray(model.convert_voice(mono, speaker))
+        np.testing.assert_allclose(converted[speaker], expected, atol=1e-6)
+    # The speaker embedding reaches the output (a barely trained model's
+    # outputs are all near 0, hence the small margin).
+    assert np.max(np.abs(converted[1] - converted[0])) > 1e-5
+    # As its own speaker: `vqvae reconstruct`'s output, byte for byte.
+    again = tmp_path / "again.wav"
+    reconstruct = ["reconstruct", "--model-dir", str(speaker_run), str(source)]
+    assert cli.main([*reconstruct, str(again), "--speaker", "0"]) == 0
+    assert again.read_bytes() == alice.read_bytes()
+
+
+def test_convert_errors(speaker_run, tmp_path, capsys):
+    source = tmp_path / "in.wav"
+    write_wav(source, _tone(1000, 200, 0))
+    out = str(tmp_path / "out.wav")
+    argv = ["convert", "--model-dir", str(speaker_run), str(source), out]
+    for speaker in ("carol", "2", "-1"):
+        assert cli.main([*argv, "--speaker", speaker]) == 2
+        assert _error(capsys) == (
+            "vqvae convert: error: `speaker` must be a speaker name of "
+            f"{str(speaker_run)!r} (alice, bob) or an id in [0, 2). "
+            f"Received: speaker={speaker!r}"
+        )
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    bad_argv = ["convert", "--model-dir", str(speaker_run), str(bad), out]
+    assert cli.main([*bad_argv, "--speaker", "0"]) == 2
+    assert _error(capsys).startswith(
+        f"vqvae convert: error: `input` must be a readable WAV file: {bad}: "
+    )
+    assert not os.path.exists(out)
+
+    # A run without speakers, and an image run.
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    config = audio_train_config(dataset="speech", segment_length=SEGMENT)
+    (plain_dir / "config.json").write_text(config.to_json())
+    plain = commands.VQVAE(
+        modality="audio",
+        spatial_dims=1,
+        num_downsamples=6,
+        num_embeddings=8,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_hiddens=4,
+        num_residual_blocks=1,
+    )
+    plain(np.zeros((1, SEGMENT, 1), np.float32))
+    plain.save(plain_dir / "model.keras")
+    argv = ["convert", "--model-dir", str(plain_dir), str(source), out]
+    assert cli.main([*argv, "--speaker", "0"]) == 2
+    assert _error(capsys) == (
+        "vqvae convert: error: `vqvae convert` needs a speaker-conditioned "
+        f"model, and {str(plain_dir)!r}'s decoder has no speakers (train "
+        "with --speaker-conditioning; `vqvae reconstruct` decodes without "
+        f"one). Received: model_dir={str(plain_dir)!r}"
+    )
+    with pytest.raises(ValueError) as info:
+        plain.convert_voice(np.zeros(100, np.float32), 0)
+    assert str(info.value) == (
+        "`convert_voice` needs a speaker-conditioned model, and "
+        f"`{plain.name}` has no speaker embedding (num_speakers=None; train "
+        "with num_speakers / --speaker-conditioning)."
+    )
+
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    (image_dir / "config.json").write_text(TrainConfig().to_json())
+    image_model = commands.VQVAE(
+        num_embeddings=8,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_hiddens=4,
+        num_residual_blocks=1,
+    )
+    image_model(np.zeros((1, 8, 8, 3), np.float32))
+    image_model.save(image_dir / "model.keras")
+    argv = ["convert", "--model-dir", str(image_dir), str(source), out]
+    assert cli.main([*argv, "--speaker", "0"]) == 2
+    assert _error(capsys) == (
+        f"vqvae convert: error: `model_dir` {str(image_dir)!r} holds an "
+        "image model; `vqvae convert` takes a run trained on audio "
+        f"(e.g. --dataset speech). Received: model_dir={str(image_dir)!r}"
+    )
+    with pytest.raises(ValueError) as info:
+        image_model.convert_voice(np.zeros(100, np.float32), 0)
+    assert str(info.value) == (
+        f"`convert_voice` takes an audio model; `{image_model.name}` has "
+        "modality='image'."
+    )
+    assert not os.path.exists(out)
 
 
 def _export(model_dir, out, tflite):

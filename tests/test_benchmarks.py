@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_vqvae import codebook_ops
+from tf_vqvae import audio, codebook_ops
 
 BENCH_DIR = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 sys.path.insert(0, os.path.abspath(BENCH_DIR))
@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.abspath(BENCH_DIR))
 import bench_import  # noqa: E402
 import bench_quality  # noqa: E402
 import bench_sampling  # noqa: E402
+import bench_speech  # noqa: E402
 import bench_train_step  # noqa: E402
 import bench_vq_layer  # noqa: E402
 import bench_wavenet_decoder  # noqa: E402
@@ -598,3 +599,126 @@ def test_wavenet_decoder_tiny():
     training = result["training"]
     assert training["wavenet"]["step_seconds"] > 0
     assert training["parallel"]["decoder_parameters"] > 0
+
+
+def test_speech_frames_are_centred_on_the_codes():
+    """`bench_speech.code_frames`' frame i is the log-mel of the 400
+    samples centred on code i's centre (sample 64 i + 32), zero outside
+    the waveform: checked window by window."""
+    from tf_vqvae.speech_metrics import log_mel_spectrogram
+
+    rng = np.random.default_rng(0)
+    waveform = rng.uniform(-0.5, 0.5, 1000).astype(np.float32)
+    frames = bench_speech.code_frames(waveform)
+    assert frames.shape == (16, 40)  # ceil(1000 / 64) codes
+    padded = np.concatenate([np.zeros(200), waveform, np.zeros(600)])
+    for i in range(16):
+        centre = 64 * i + 32 + 200  # in `padded`
+        window = padded[centre - 200 : centre + 200].astype(np.float32)
+        expected = log_mel_spectrogram(window, frame_step=400).numpy()[0]
+        np.testing.assert_allclose(frames[i], expected, rtol=1e-5, atol=1e-4)
+
+
+def _speech_results(ratio_test=7.5, target_voice=0.85, content=0.9):
+    phonemes = {
+        "accuracy": 0.3 * ratio_test / 7.5,
+        "baseline_accuracy": 0.04,
+        "ratio": ratio_test,
+        "num_classes": 60,
+        "num_scored": 1000,
+    }
+    return {
+        "preset": "speech-demo",
+        "steps": 600,
+        "config": {
+            "global_batch_size": 8,
+            "segment_length": 8192,
+            "num_embeddings": 512,
+            "num_downsamples": 6,
+            "num_hiddens": 128,
+        },
+        "corpus": {
+            "train": {"utterances": 960, "hours": 0.9, "speakers": 8},
+            "test": {"utterances": 240, "hours": 0.2, "speakers": 8},
+            "test_voices": {"utterances": 90, "hours": 0.1, "speakers": 3},
+        },
+        "paper": bench_speech.PAPER,
+        "targets": bench_speech.TARGETS,
+        "phonemes": {"test": phonemes, "test_voices": phonemes},
+        "kmeans_logmel": {
+            "k": 512,
+            "test": phonemes,
+            "test_voices": phonemes,
+        },
+        "classifier": {"accuracy": 0.99, "num_test": 240},
+        "conversion": {
+            "target_voice_accuracy": target_voice,
+            "converted_phoneme_accuracy": 0.27,
+            "reconstruction_phoneme_accuracy": 0.3,
+            "content_ratio": content,
+            "num_utterances": 48,
+            "reconstruction_snr_db_mean": 1.5,
+            "reconstruction_target_voice_accuracy": 0.9,
+        },
+        "timings": {"total": 1500.0},
+    }
+
+
+def test_speech_section_and_targets():
+    lines, targets = run.speech_section(_speech_results(6.0, 0.5, 0.95))
+    text = "\n".join(lines)
+    assert text.startswith(
+        "## 10. Speech: phoneme discovery and voice conversion (issue 16)"
+    )
+    assert "| ratio to the baseline | 6.8x | 6.00x | >= 6.8x |" in text
+    assert "| phoneme classes | 41 | 60 | |" in text
+    assert "25 min in all" in text
+    assert (
+        "| no model: k-means (K=512) on log-mel frames, held-out sentences; "
+        "held-out voices | - | 24.0% (6.00x); 24.0% (6.00x) | |" in text
+    )
+    assert [(round(r, 3), t) for _, r, t in targets] == [
+        (6.0, 6.8),
+        (0.5, 0.8),
+        (0.95, 0.8),
+    ]
+    assert run.speech_section(None) == (
+        [
+            "## 10. Speech: phoneme discovery and voice conversion (issue 16)",
+            "",
+            "(failed)",
+            "",
+        ],
+        [],
+    )
+
+
+@pytest.mark.slow
+def test_speech_tiny(tmp_path):
+    """The whole experiment at tiny sizes through run.py, artifacts too."""
+    out = tmp_path / "BENCHMARKS.md"
+    run.main(
+        ["--tiny", "--only", "speech", "--out", str(out)]
+        + ["--results-dir", str(tmp_path / "results")]
+    )
+    text = out.read_text()
+    assert "## 10. Speech: phoneme discovery and voice conversion" in text
+    assert text.count("speech: content ratio") == 1
+    docs = tmp_path / "docs"
+    result = bench_speech.main(
+        ["--tiny", "--docs-dir", str(docs), "--work-dir", str(tmp_path / "w")]
+    )
+    files = result["artifacts"]["files"]
+    assert sorted(files) == sorted(
+        ["source", "reconstruction", "prior_sample", "mels"]
+        + [
+            "converted_" + name.replace("+", "_")
+            for name in result["artifacts"]["targets"]
+        ]
+    )
+    for name, path in files.items():
+        if name != "mels":
+            waveform, rate = audio.read_wav(path)
+            assert rate == 16000 and 0 < len(waveform) <= 32000
+    assert result["conversion"]["num_utterances"] == 3
+    assert result["phonemes"]["test"]["num_scored"] > 0

@@ -22,7 +22,14 @@ def _contract(speakers: bool) -> dict:
     speaker = {"speaker": {"dtype": "int32", "shape": [-1]}} if speakers else {}
     waveforms = {"dtype": "float32", "shape": [-1, SAMPLES]}
     codes = {"dtype": "int32", "shape": [-1, CODES]}
+    convert = {
+        "convert": {
+            "inputs": {"waveforms": waveforms, **speaker},
+            "outputs": {"waveforms": waveforms},
+        }
+    }
     return {
+        **(convert if speakers else {}),
         "decode": {
             "inputs": {"codes": codes, **speaker},
             "outputs": {"waveforms": waveforms},
@@ -94,6 +101,60 @@ def test_decoding_as_another_speaker(exported):
     )
 
 
+def test_convert_signature(exported):
+    """`convert` (a plain `tf.saved_model.load`, as TF Serving sees it) is
+    `VQVAE.convert_voice`; as the source's own speaker it is
+    `serving_default`'s reconstruction."""
+    model, waves, speaker, version_dir = exported
+    if speaker is None:
+        assert "convert" not in saved_model.signature_contract(version_dir)
+        pytest.skip("the model has no speakers")
+    convert = tf.saved_model.load(str(version_dir)).signatures["convert"]
+    other = 1 - speaker
+    out = convert(waveforms=tf.constant(waves), speaker=tf.constant(other))
+    np.testing.assert_allclose(
+        out["waveforms"], model.convert_voice(waves, other), atol=1e-6
+    )
+    same = convert(waveforms=tf.constant(waves), speaker=tf.constant(speaker))
+    codes = model.encode(waves[..., None])
+    np.testing.assert_allclose(
+        same["waveforms"], model.decode(codes, speaker)[..., 0], atol=1e-6
+    )
+    assert np.max(np.abs(out["waveforms"] - same["waveforms"])) > 1e-5
+
+
+def test_convert_signature_any_length(tmp_path):
+    """Exported with `image_size=None`, `convert` takes any length: padded
+    to a multiple of 64 inside, cropped back."""
+    model = VQVAE(num_speakers=2, **TINY_AUDIO)
+    model.encode(chirp(batch=1))
+    version_dir = saved_model.export_saved_model(
+        model, tmp_path, "speech", image_size=None, max_batch_size=MAX_BATCH
+    )
+    convert = tf.saved_model.load(str(version_dir)).signatures["convert"]
+    waves = chirp(batch=2, samples=700)[..., 0]
+    speaker = np.array([1, 0], "int32")
+    out = convert(waveforms=tf.constant(waves), speaker=tf.constant(speaker))
+    # The numpy reference of padding and cropping: 700 -> 704 samples.
+    codes = model.encode(np.pad(waves, [(0, 0), (0, 4)])[..., None])
+    expected = np.asarray(model.decode(codes, speaker))[:, :700, 0]
+    assert out["waveforms"].shape == (2, 700)
+    np.testing.assert_allclose(out["waveforms"], expected, atol=1e-6)
+    session = serving.ServingSession(version_dir)
+    try:
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            session.run(
+                "convert",
+                {"waveforms": np.zeros((2, 0), "float32"), "speaker": speaker},
+            )
+        assert assertion_message(info.value.message) == (
+            "`waveforms` must have shape (batch, samples) with samples "
+            "positive. Received: waveforms.shape=(2, 0)"
+        )
+    finally:
+        session.close()
+
+
 def _bad_requests(num_speakers):
     good = np.zeros((2, SAMPLES), "float32")
     codes = np.zeros((2, CODES), "int32")
@@ -145,6 +206,33 @@ def _bad_requests(num_speakers):
                 "`speaker` must have shape (batch,). Received: "
                 "speaker.shape=(1,), batch=2.",
             ),
+            (
+                "convert",
+                {"waveforms": good, "speaker": np.array([0], "int32")},
+                "`speaker` must have shape (batch,). Received: "
+                "speaker.shape=(1,), batch=2.",
+            ),
+            (
+                "convert",
+                {"waveforms": good, "speaker": np.array([2, 0], "int32")},
+                "`speaker` must be integers in [0, 2) (num_speakers=2). "
+                "Received: min=0, max=2.",
+            ),
+            (
+                "convert",
+                {"waveforms": np.zeros((2, 256), "float32"), **speaker},
+                f"`waveforms` must have shape (batch, {SAMPLES}). "
+                "Received: waveforms.shape=(2, 256)",
+            ),
+            (
+                "convert",
+                {
+                    "waveforms": np.full((2, SAMPLES), -2.0, "float32"),
+                    **speaker,
+                },
+                "`waveforms` must be in [-1, 1] (divide 16-bit PCM by 32768). "
+                "Received: min=-2, max=-2.",
+            ),
         ]
     return cases
 
@@ -178,6 +266,15 @@ for name in sorted(os.listdir(out_dir)):
     runner = interpreter.get_signature_runner(key)
     if key == "decode":
         results[name] = runner(codes=data["codes"], **extra)["waveforms"]
+        if "other" in data:
+            # On a device: the encoder's codes decoded as another speaker.
+            encode = Interpreter(
+                model_path=os.path.join(out_dir, "encoder_float32.tflite")
+            ).get_signature_runner("encode")
+            codes = encode(waveforms=data["waveforms"])["codes"]
+            results["converted_" + name] = runner(
+                codes=codes, speaker=data["other"]
+            )["waveforms"]
     else:
         results[name] = runner(waveforms=data["waveforms"])["codes"]
 np.savez(out_path, **results)
@@ -257,6 +354,7 @@ def test_tflite_builtins_match_keras_in_litert(num_speakers, options, tmp_path):
     data = {"waveforms": waves, "codes": codes}
     if speaker is not None:
         data["speaker"] = speaker
+        data["other"] = 1 - speaker
     np.savez(tmp_path / "data.npz", **data)
     stdout = run_isolated(
         _ISOLATED_LITERT,
@@ -264,7 +362,9 @@ def test_tflite_builtins_match_keras_in_litert(num_speakers, options, tmp_path):
         str(tmp_path / "data.npz"),
         str(tmp_path / "out.npz"),
     )
-    assert json.loads(stdout) == names
+    decoders = [name for name in names if name.startswith("decoder")]
+    converted = [] if speaker is None else ["converted_" + n for n in decoders]
+    assert json.loads(stdout) == sorted(names + converted)
     results = np.load(tmp_path / "out.npz")
     reference = np.asarray(model.decode(codes, speaker))[..., 0]
     np.testing.assert_array_equal(results["encoder_float32.tflite"], codes)
@@ -278,6 +378,31 @@ def test_tflite_builtins_match_keras_in_litert(num_speakers, options, tmp_path):
     assert int8.shape == reference.shape
     # Within a few percent of the waveforms' full scale [-1, 1].
     assert float(np.max(np.abs(int8 - reference))) < 0.05
+    if speaker is not None:
+        # Voice conversion on a device: encoder file, then decoder file with
+        # another speaker's id, as `VQVAE.convert_voice`.
+        converted = np.asarray(model.convert_voice(waves, 1 - speaker))
+        np.testing.assert_allclose(
+            results["converted_decoder_float32.tflite"],
+            converted,
+            rtol=0,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            results["converted_decoder_float16.tflite"],
+            converted,
+            rtol=0,
+            atol=1e-3,
+        )
+        assert (
+            float(
+                np.max(
+                    np.abs(results["converted_decoder_int8.tflite"] - converted)
+                )
+            )
+            < 0.05
+        )
+        assert not np.allclose(converted, reference, atol=1e-5)
 
 
 def test_sample_signature_decodes_as_the_requested_speaker(tmp_path):

@@ -993,6 +993,86 @@ class VQVAE(keras.Model):
         )
         return likelihoods.mu_law_decode(samples)[..., None]
 
+    def convert_voice(self, waveforms, speaker, **decode_kwargs) -> tf.Tensor:
+        """Speech of any length said again in the voice of `speaker`.
+
+        `decode(encode(x), speaker)` (section 4.3 of the paper: the codes
+        keep the content, the decoder's speaker embedding sets the voice),
+        with the waveforms zero-padded at the end to a multiple of
+        `downsampling_factor` (64 samples per code for the paper's encoder)
+        and the output cropped back to the input's length. Decoding with the
+        utterance's own speaker is its reconstruction. Graph-safe (the
+        SavedModel `convert` signature traces it with a dynamic length).
+
+        Args:
+            waveforms: float in [-1, 1] at 16 kHz: one waveform
+                `(samples,)`, or a batch `(batch, samples)` or `(batch,
+                samples, 1)` of equal lengths; any `samples >= 1`.
+            speaker: the target speaker: an int id for the whole batch, or
+                int ids `(batch,)`, in `[0, num_speakers)`.
+            **decode_kwargs: `decode`'s `seed`, `temperature`, `method`
+                (`decoder="wavenet"` only).
+
+        Returns:
+            float32 waveforms of the input's shape, each sample's expected
+            value (the parallel decoder; see `decode`).
+
+        Raises:
+            ValueError: for an image model, a model without speakers
+                (`num_speakers=None`), waveforms of another rank or outside
+                [-1, 1], or speaker ids outside `[0, num_speakers)` or not
+                one per waveform (in a graph: `InvalidArgumentError` for
+                the value checks).
+            TypeError: for waveforms that are not floating point or
+                speaker ids that are not integers.
+        """
+        if self.modality != "audio":
+            raise ValueError(
+                f"`convert_voice` takes an audio model; `{self.name}` has "
+                f"modality={self.modality!r}."
+            )
+        if self.num_speakers is None:
+            raise ValueError(
+                f"`convert_voice` needs a speaker-conditioned model, and "
+                f"`{self.name}` has no speaker embedding (num_speakers=None; "
+                "train with num_speakers / --speaker-conditioning)."
+            )
+        waveforms = _as_float_waveforms(waveforms)
+        rank = waveforms.shape.rank
+        if rank not in (1, 2, 3) or (rank == 3 and waveforms.shape[-1] != 1):
+            raise ValueError(
+                "`waveforms` must have shape (samples,), (batch, samples) or "
+                f"(batch, samples, 1). Received: waveforms.shape="
+                f"{tuple(waveforms.shape)}"
+            )
+        batch = waveforms if rank > 1 else waveforms[tf.newaxis]
+        if rank < 3:
+            batch = batch[..., tf.newaxis]
+        speaker = tf.convert_to_tensor(speaker)
+        if speaker.shape.rank == 0:
+            if not speaker.dtype.is_integer:
+                raise TypeError(
+                    "`speaker` must be integer ids. "
+                    f"Received: speaker.dtype={speaker.dtype.name}"
+                )
+            speaker = tf.fill(tf.shape(batch)[:1], tf.cast(speaker, "int32"))
+        length = batch.shape[1]
+        if length == 0:
+            raise ValueError(
+                "`waveforms` must have at least one sample. Received: "
+                f"waveforms.shape={tuple(waveforms.shape)}"
+            )
+        if length is None:  # a graph with a dynamic length
+            length = tf.shape(batch)[1]
+        padding = -length % self.downsampling_factor
+        padded = tf.pad(batch, [[0, 0], [0, padding], [0, 0]])
+        codes = self.encode(padded)
+        decoded = self.decode(codes, speaker=speaker, **decode_kwargs)
+        decoded = decoded[:, :length]
+        if rank < 3:
+            decoded = decoded[..., 0]
+        return decoded if rank > 1 else decoded[0]
+
     def decoder_outputs(self, codes, speaker=None, waveforms=None) -> tf.Tensor:
         """The decoder's raw float32 outputs for int `codes`.
 

@@ -12,6 +12,7 @@
     TF_CONFIG='{...}' vqvae train --strategy multi-worker ...
     vqvae train --dataset speech --model-dir runs/speech   # audio defaults
     vqvae reconstruct --model-dir runs/speech in.wav out.wav
+    vqvae convert --model-dir runs/speech --speaker 3 in.wav out.wav
 
 This module only parses flags and prints. The commands are the functions of
 `tf_vqvae.training.commands`, imported (with TensorFlow) only when one runs,
@@ -500,6 +501,33 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    convert_parser = _add_command(
+        commands,
+        "convert",
+        "Say a WAV file's speech again in another voice.",
+        "Encode a WAV file (any sample rate, down-mixed, resampled to "
+        "16 kHz) with --model-dir's speaker-conditioned audio VQ-VAE "
+        "(train --speaker-conditioning) and decode its codes as --speaker: "
+        "the same words in that voice, a 16 kHz WAV of the same duration.",
+    )
+    convert_parser.add_argument("input", help="The WAV file to convert.")
+    convert_parser.add_argument("output", help="The .wav file to write.")
+    convert_parser.add_argument(
+        "--speaker",
+        required=True,
+        help="The target voice: a name of MODEL_DIR/speakers.json or an id.",
+    )
+    _add_options(
+        convert_parser,
+        (
+            "--seed",
+            int,
+            0,
+            "Generation seed of a generative decoder (train --decoder "
+            "wavenet): the same seed writes the same file.",
+        ),
+    )
+
     verify_parser = _add_command(
         commands,
         "verify",
@@ -678,6 +706,22 @@ def _run_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_convert(args: argparse.Namespace) -> int:
+    result = _commands().convert(
+        args.model_dir,
+        args.input,
+        args.output,
+        speaker=args.speaker,
+        seed=args.seed,
+    )
+    print(
+        f"vqvae: {result['seconds']:.2f} s ({result['codes']} codes) "
+        f"converted to speaker {result['speaker']} in {result['output']}",
+        flush=True,
+    )
+    return 0
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     commands = _commands()
     try:
@@ -732,6 +776,7 @@ _RUNNERS = {
     "inspect": _run_inspect,
     "export": _run_export,
     "reconstruct": _run_reconstruct,
+    "convert": _run_convert,
     "verify": _run_verify,
     "demo": _run_demo,
 }

@@ -164,6 +164,7 @@ __all__ = [
     "TrainingInterrupted",
     "UsageError",
     "VerificationError",
+    "convert",
     "demo",
     "encode_images",
     "evaluate",
@@ -421,7 +422,7 @@ def reconstruct(
         output_path: the `.wav` to write (its directory must exist).
         speaker: for a speaker-conditioned model (required): a name from
             `speakers.json` or an id; decoding as another speaker than the
-            one speaking converts the voice.
+            one speaking converts the voice (`convert`).
         seed: 0 to `MAX_SEED`, the generation seed of a generative decoder
             (`sampling.example_seeds(seed, 0, 1)`); one-pass decoders do
             not use it.
@@ -437,6 +438,60 @@ def reconstruct(
             model without speakers or none for one with them, a bad `seed`.
     """
     _check_seed(seed)
+    return _decode_wav(
+        model_dir, input_path, output_path, speaker, "reconstruct", seed
+    )
+
+
+def convert(
+    model_dir: str,
+    input_path: str,
+    output_path: str,
+    speaker: str | int,
+    seed: int = 0,
+) -> dict:
+    """Says a WAV file's speech again in another voice: `model_dir`'s
+    speaker-conditioned audio VQ-VAE encodes it and decodes its codes as
+    `speaker` (`VQVAE.convert_voice`; section 4.3 of the paper).
+
+    The input is read, resampled and padded as by `reconstruct`; the output
+    has the input's duration, 16 kHz PCM16.
+
+    Args:
+        model_dir: an audio run of `vqvae train --speaker-conditioning`.
+        input_path: a WAV file (any voice: the codes do not depend on it).
+        output_path: the `.wav` to write (its directory must exist).
+        speaker: the target voice: a name from `model_dir/speakers.json`
+            or an id in `[0, num_speakers)`.
+        seed: the generation seed of a generative decoder (as in
+            `reconstruct`).
+
+    Returns:
+        `{"output", "seconds", "codes", "speaker"}`: the written path, its
+        duration, the number of codes and the target speaker's name.
+
+    Raises:
+        UsageError: no trained model, an image model, a model without
+            speakers, an unknown `speaker`, a WAV that cannot be read, a
+            bad `output_path` or a bad `seed`.
+    """
+    _check_seed(seed)
+    result = _decode_wav(
+        model_dir, input_path, output_path, speaker, "convert", seed
+    )
+    del result["snr_db"]  # against the input's voice: not a quality measure
+    return result
+
+
+def _decode_wav(
+    model_dir: str,
+    input_path: str,
+    output_path: str,
+    speaker,
+    command: str,
+    seed: int,
+) -> dict:
+    """`reconstruct`'s and `convert`'s work: WAV in, decoded WAV out."""
     if not str(output_path).lower().endswith(".wav") or not os.path.isdir(
         os.path.dirname(output_path) or "."
     ):
@@ -448,8 +503,15 @@ def reconstruct(
     if vqvae.modality != "audio":
         raise UsageError(
             f"`model_dir` {model_dir!r} holds an image model; `vqvae "
-            "reconstruct` takes a run trained on audio (e.g. --dataset "
+            f"{command}` takes a run trained on audio (e.g. --dataset "
             f"speech). Received: model_dir={model_dir!r}"
+        )
+    if command == "convert" and vqvae.num_speakers is None:
+        raise UsageError(
+            f"`vqvae convert` needs a speaker-conditioned model, and "
+            f"{model_dir!r}'s decoder has no speakers (train with "
+            "--speaker-conditioning; `vqvae reconstruct` decodes without "
+            f"one). Received: model_dir={model_dir!r}"
         )
     speaker_id, speaker_name = _speaker_id(model_dir, vqvae, speaker)
     try:
@@ -461,23 +523,30 @@ def reconstruct(
         ) from None
     waveform = np.clip(audio_io.resample(waveform, rate), -1.0, 1.0)
     length = len(waveform)
-    factor = vqvae.downsampling_factor
-    padded = np.pad(waveform, (0, -length % factor))[None, :, None]
-    codes = vqvae.encode(padded)
-    ids = None if speaker_id is None else np.array([speaker_id], np.int32)
-    decoded = vqvae.decode(
-        codes, speaker=ids, **sampling.decode_seed(vqvae, seed, 0, 1)
-    )
-    output = np.asarray(decoded)[0, :length, 0]
+    if length == 0:
+        raise UsageError(
+            f"`input` holds no samples. Received: input={input_path!r}"
+        )
+    generation = sampling.decode_seed(vqvae, seed, 0, 1)
+    if speaker_id is None:
+        factor = vqvae.downsampling_factor
+        padded = np.pad(waveform, (0, -length % factor))[None, :, None]
+        decoded = vqvae.decode(vqvae.encode(padded), **generation)
+        output = np.asarray(decoded)[0, :length, 0]
+    else:
+        output = np.asarray(
+            vqvae.convert_voice(waveform, speaker_id, **generation)
+        )
     output = np.clip(output, -1.0, 1.0)
     audio_io.write_wav(output_path, output)
     noise = float(np.sum((output - waveform) ** 2))
     signal = float(np.sum(waveform**2))
     snr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else None
+    factor = vqvae.downsampling_factor
     return {
         "output": output_path,
         "seconds": length / audio_io.SAMPLE_RATE,
-        "codes": int(codes.shape[1]),
+        "codes": -(-length // factor),
         "speaker": speaker_name,
         "snr_db": None if snr is None else float(snr),
     }
