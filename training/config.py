@@ -405,6 +405,13 @@ class TrainConfig(_Config):
         decoder_options=True,
         audio=True,
     )
+    spectral_loss_weight: float | None = _arg(
+        None,
+        "Audio: weight of a multi-resolution STFT loss (spectral "
+        "convergence + log magnitude) on the decoded waveform, added to the "
+        "reconstruction loss (default: off).",
+        audio=True,
+    )
     segment_length: int | None = _field(
         None,
         "Audio datasets: samples per training crop, a multiple of "
@@ -509,6 +516,8 @@ class TrainConfig(_Config):
                 "`encoder_input` must be 'linear' or 'mu_law'. "
                 f"Received: encoder_input={self.encoder_input!r}"
             )
+        if self.spectral_loss_weight is not None:
+            _check_rate("spectral_loss_weight", self.spectral_loss_weight)
         if self.segment_length is not None:
             _check_int("segment_length", self.segment_length, minimum=1)
             factor = 2**self.num_downsamples
@@ -568,6 +577,13 @@ class TrainConfig(_Config):
                 "`decoder` 'wavenet' models the 8-bit mu-law classes: use "
                 "--likelihood mu_law. Received: decoder='wavenet', "
                 f"likelihood={self.likelihood!r}"
+            )
+        if self.decoder == "wavenet" and self.spectral_loss_weight:
+            return (
+                "`spectral_loss_weight` is for the parallel decoder (the "
+                "WaveNet decoder's output is teacher forced). Received: "
+                f"spectral_loss_weight={self.spectral_loss_weight}, "
+                "decoder='wavenet'"
             )
         if self.num_mixtures is not None and (
             self.likelihood != "mu_law_logistic"
