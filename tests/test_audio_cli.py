@@ -592,8 +592,12 @@ def test_reconstruction_audio_callback(tmp_path):
 def test_demo_presets():
     from tf_vqvae.training.config import PRESETS
 
-    train = PRESETS["speech-demo"].train
-    assert train.modality_errors("audio") is None
+    for name in ("speech-demo", "speech"):
+        train = PRESETS[name].train
+        assert train.modality_errors("audio") is None
+        # The presets' recipe: 32 samples per code, STFT loss on.
+        assert train.num_downsamples == 5 and train.spectral_loss_weight
+        assert train.segment_length % 2**train.num_downsamples == 0
     assert PRESETS["demo"].train.modality_errors("image") is None
     with pytest.raises(commands.UsageError) as raised:
         commands.demo(dataset="cifar")
