@@ -788,6 +788,9 @@ PRESETS["speech"] = Preset(
         "minutes on 2 CPU cores) and a larger WaveNet prior: a start for "
         "phoneme discovery and, with --speaker-conditioning, voice conversion"
     ),
+    # Measured (19.1 min on 2 cores shared with a benchmark; 24 held-out
+    # utterances): SNR 3.0 dB, log-mel distance 7.5 dB, code perplexity
+    # 256 of 512, 5.86 bits per sample for -log2 p(x|z).
     # 128 channels (num_residual_hiddens 64) at lr 2e-3 stalled in the
     # one run tried: over its first hundred steps the STFT loss stayed near
     # its start (5.3) with a code perplexity of 5, at 1 s a step.
