@@ -203,8 +203,13 @@ def _error(capsys) -> str:
             "vqvae train: error: `segment_length` must be a multiple of "
             "2**num_downsamples=64. Received: segment_length=1000",
         ),
+        (
+            ["--spectral-loss-weight", "-1"],
+            "vqvae train: error: `spectral_loss_weight` must be a "
+            "non-negative number. Received: spectral_loss_weight=-1.0",
+        ),
     ],
-    ids=["image-likelihood", "segment-length"],
+    ids=["image-likelihood", "segment-length", "spectral-loss-weight"],
 )
 def test_train_audio_usage_errors(corpus, tmp_path, capsys, flags, message):
     assert _train(tmp_path / "run", corpus, *flags) == 2
@@ -220,7 +225,34 @@ def test_audio_option_on_images(tmp_path, capsys):
         "datasets, and 'photos' holds images; leave it out. "
         "Received: speaker_conditioning=True"
     )
+    assert cli.main([*argv, "photos", "--spectral-loss-weight", "2"]) == 2
+    assert _error(capsys) == (
+        "vqvae train: error: `spectral_loss_weight` is an option of audio "
+        "datasets, and 'photos' holds images; leave it out. "
+        "Received: spectral_loss_weight=2.0"
+    )
     assert not (tmp_path / "run").exists()
+
+
+def test_spectral_loss_weight_reaches_the_model():
+    from tf_vqvae import VQVAE
+
+    config = audio_train_config(spectral_loss_weight=2.5)
+    assert config.modality_errors("audio") is None
+    assert VQVAE(**config.model_kwargs("audio")).spectral_loss_weight == 2.5
+    assert audio_train_config(
+        spectral_loss_weight=1.0, decoder="wavenet"
+    ).modality_errors("audio") == (
+        "`spectral_loss_weight` is for the parallel decoder (the WaveNet "
+        "decoder's output is teacher forced). Received: "
+        "spectral_loss_weight=1.0, decoder='wavenet'"
+    )
+    # Off by default, and image configs pass None (their models unchanged).
+    assert (
+        audio_train_config().model_kwargs("audio")["spectral_loss_weight"]
+        is None
+    )
+    assert TrainConfig().model_kwargs()["spectral_loss_weight"] is None
 
 
 def test_bad_audio_file(corpus, tmp_path, capsys):
@@ -560,8 +592,12 @@ def test_reconstruction_audio_callback(tmp_path):
 def test_demo_presets():
     from tf_vqvae.training.config import PRESETS
 
-    train = PRESETS["speech-demo"].train
-    assert train.modality_errors("audio") is None
+    for name in ("speech-demo", "speech"):
+        train = PRESETS[name].train
+        assert train.modality_errors("audio") is None
+        # The presets' recipe: 32 samples per code, STFT loss on.
+        assert train.num_downsamples == 5 and train.spectral_loss_weight
+        assert train.segment_length % 2**train.num_downsamples == 0
     assert PRESETS["demo"].train.modality_errors("image") is None
     with pytest.raises(commands.UsageError) as raised:
         commands.demo(dataset="cifar")

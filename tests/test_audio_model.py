@@ -13,6 +13,7 @@ from tf_vqvae.evaluation import (
     evaluate_audio_model,
     reconstruction_bits_per_sample,
 )
+from tf_vqvae.speech_metrics import log_mel_distance
 
 # The paper's audio encoder (six stride-2 window-4 convolutions), tiny.
 TINY_AUDIO = dict(
@@ -559,6 +560,10 @@ def test_evaluate_audio_model_over_a_dataset_matches_numpy():
         "bits_per_sample_prior": None,
         "mse": error / samples,
         "snr_db": 10 * np.log10((waves**2).sum() / error),
+        # Its numpy reference is in test_speech_metrics.
+        "log_mel_distance_db": float(
+            np.mean(log_mel_distance(waves, decoded[..., None].astype("f4")))
+        ),
         "num_levels": 1,
         "bits_per_position_uniform_prior": 4.0,
     }
@@ -736,3 +741,69 @@ def test_mu_law_logistic_log_scales_start_narrow():
     np.testing.assert_array_equal(bias, [0] * 6 + [INITIAL_LOG_SCALE] * 3)
     assert abs(params[..., 6:].mean() - INITIAL_LOG_SCALE) < 0.5
     assert abs(params[..., 3:6].mean()) < 0.5
+
+
+# ---------------------------------------------------------- spectral loss
+def test_spectral_loss_adds_the_weighted_stft_loss_of_the_decoded_waveform():
+    """The loss is the plain model's plus w * the STFT loss of `model(x)`
+    (same weights), and `spectral_loss` reports the unweighted term."""
+    from tf_vqvae.spectral import multi_resolution_stft_loss
+
+    waves = chirp(batch=2)
+    plain = VQVAE(**TINY_AUDIO)
+    weighted = VQVAE(spectral_loss_weight=0.5, **TINY_AUDIO)
+    plain(waves)
+    weighted(waves)
+    weighted.set_weights(plain.get_weights())
+    decoded = plain(waves)
+    np.testing.assert_array_equal(weighted(waves), decoded)
+    # Resolutions longer than the 512-sample clip are left out.
+    stft = float(
+        tf.reduce_mean(multi_resolution_stft_loss(waves, decoded, (256, 512)))
+    )
+    np.testing.assert_allclose(
+        float(tf.add_n(weighted.losses)),
+        float(tf.add_n(plain.losses)) + 0.5 * stft,
+        rtol=1e-5,
+    )
+    weighted.compile(optimizer="adam")
+    logs = weighted.evaluate(waves, batch_size=2, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["spectral_loss"], stft, rtol=1e-5)
+    assert "spectral_loss" not in plain.get_metrics_result()
+
+
+def test_spectral_loss_weight_config_and_round_trip(tmp_path):
+    model = VQVAE(spectral_loss_weight=1, **TINY_AUDIO)
+    assert model.get_config()["spectral_loss_weight"] == 1.0
+    assert VQVAE(**TINY_AUDIO).get_config()["spectral_loss_weight"] is None
+    waves = chirp(batch=2)
+    model(waves)
+    path = str(tmp_path / "spectral.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.spectral_loss_weight == 1.0
+    np.testing.assert_array_equal(loaded(waves), model(waves))
+    np.testing.assert_array_equal(
+        tf.add_n(loaded.losses), tf.add_n(model.losses)
+    )
+
+
+@pytest.mark.slow
+def test_spectral_loss_trains_the_decoded_spectrum():
+    """On one chirp batch the STFT loss of the decoded waveform falls."""
+    model = VQVAE(spectral_loss_weight=1.0, **TINY_AUDIO)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(chirp(batch=4), batch_size=4, epochs=30, verbose=0)
+    spectral_losses = history.history["spectral_loss"]
+    assert min(spectral_losses[-5:]) < 0.9 * spectral_losses[0]
+
+
+def test_spectral_loss_weight_bad_values():
+    message = "`spectral_loss_weight` must be None or a number >= 0"
+    for bad in [-1.0, "1", True, float("nan")]:
+        with pytest.raises(ValueError, match=message):
+            VQVAE(spectral_loss_weight=bad, **TINY_AUDIO)
+    with pytest.raises(ValueError, match=message + r".*modality='image'"):
+        VQVAE(spectral_loss_weight=1.0)
+    with pytest.raises(ValueError, match=message + r".*decoder='wavenet'"):
+        VQVAE(spectral_loss_weight=1.0, decoder="wavenet", **TINY_AUDIO)

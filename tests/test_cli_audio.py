@@ -10,7 +10,14 @@ import pytest
 import tensorflow as tf
 
 from tests.test_audio_model import TINY_AUDIO
-from tf_vqvae import VQVAE, WaveNetPrior, audio, data, speech
+from tf_vqvae import (
+    VQVAE,
+    WaveNetPrior,
+    audio,
+    data,
+    speech,
+    speech_metrics,
+)
 from tf_vqvae.training import artifacts, cli, commands
 from tf_vqvae.training.config import TrainConfig, save_config
 
@@ -314,6 +321,10 @@ def test_evaluate_reports_bits_snr_and_phoneme_discovery(
         "bits_per_sample_prior": (nats_x + nats_z) / bits,
         "mse": error / x.size,
         "snr_db": 10 * np.log10(np.sum(x.astype(np.float64) ** 2) / error),
+        # Its numpy reference is in test_speech_metrics.
+        "log_mel_distance_db": float(
+            np.mean(speech_metrics.log_mel_distance(x, decoded))
+        ),
         "num_levels": 1,
         "bits_per_position_uniform_prior": 4.0,
         "perplexity": np.exp(-np.sum(used * np.log(used))),

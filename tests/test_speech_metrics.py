@@ -723,3 +723,37 @@ def test_classifier_verdicts_feed_conversion_scores(trained_classifier):
     )
     assert scores.target_voice_accuracy == 1.0
     assert scores.content_ratio == 1.0
+
+
+def test_log_mel_distance_matches_numpy():
+    rng = np.random.default_rng(4)
+    t = np.arange(1200) / 16000
+    x = 0.4 * np.sin(2 * np.pi * 300 * t) + 0.05 * rng.standard_normal(
+        (2, 1200)
+    )
+    y = 0.2 * np.sin(2 * np.pi * 900 * t) + 0.05 * rng.standard_normal(
+        (2, 1200)
+    )
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    got = sm.log_mel_distance(x, y).numpy()
+    expected = []
+    for a, b in zip(x.astype(np.float64), y.astype(np.float64)):
+        args = (16000, 400, 160, 512, 40, 20.0, 8000.0)
+        diff_db = (10 / np.log(10)) * (
+            _numpy_log_mel(a, *args) - _numpy_log_mel(b, *args)
+        )
+        expected.append(np.mean(np.sqrt(np.mean(diff_db**2, axis=-1))))
+    assert got.shape == (2,)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    # Per waveform the same; identical waveforms are 0 dB apart.
+    np.testing.assert_allclose(
+        sm.log_mel_distance(x[1], y[1]), expected[1], rtol=1e-4
+    )
+    same = x[..., None]
+    np.testing.assert_allclose(sm.log_mel_distance(same, same), 0)
+    # Half the amplitude: every band 6.02 dB down.
+    np.testing.assert_allclose(
+        sm.log_mel_distance(x, 0.5 * x), 20 * np.log10(2), rtol=1e-3
+    )
+    with pytest.raises(ValueError, match="must have the same shape"):
+        sm.log_mel_distance(x, y[:1])

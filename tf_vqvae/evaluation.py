@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from tf_vqvae import likelihoods, sampling
 from tf_vqvae.data import audio_pipeline
+from tf_vqvae.speech_metrics import log_mel_distance
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
 
 LN2 = math.log(2.0)
@@ -555,6 +556,10 @@ def _split_audio_element(element):
     return element, None
 
 
+# `log_mel_distance`'s default frame (25 ms at 16 kHz).
+_LOG_MEL_FRAME = 400
+
+
 def evaluate_audio_model(
     vqvae, dataset: tf.data.Dataset, prior=None, seed: int = 0
 ) -> dict:
@@ -579,7 +584,11 @@ def evaluate_audio_model(
         `bits_per_sample_prior` (`None` without a prior),
         `reconstruction_bits_per_sample` (`-log2 p(x|z)` alone), `mse` and
         `snr_db` of the decoded waveforms (the expected value of each
-        sample) against the input, `num_levels`,
+        sample) against the input, `log_mel_distance_db` (their mean
+        `tf_vqvae.speech_metrics.log_mel_distance` from the inputs, per
+        waveform: the spectral error, blind to the phase that SNR
+        punishes; `None` for waveforms shorter than its 400-sample frame),
+        `num_levels`,
         `bits_per_position_uniform_prior`, `perplexity` and
         `codebook_usage` (codes pooled over the dataset and the levels).
 
@@ -589,7 +598,7 @@ def evaluate_audio_model(
     num_levels = int(vqvae.quantizer.num_levels)
     counts = np.zeros((num_levels, vqvae.num_embeddings))
     log_px_sum = uniform_sum = prior_sum = 0.0
-    signal = squared_error = 0.0
+    signal = squared_error = log_mel_sum = 0.0
     num_waveforms = num_samples = 0
     for element in dataset:
         waveforms, speakers = _split_audio_element(element)
@@ -621,6 +630,10 @@ def evaluate_audio_model(
         )
         squared_error += float(tf.reduce_sum(tf.square(decoded - waveforms)))
         signal += float(tf.reduce_sum(tf.square(waveforms)))
+        if waveforms.shape[1] >= _LOG_MEL_FRAME:
+            log_mel_sum += float(
+                tf.reduce_sum(log_mel_distance(waveforms, decoded))
+            )
         num_waveforms += int(waveforms.shape[0])
         num_samples += int(np.prod(waveforms.shape))
         counts += level_code_counts(
@@ -645,6 +658,11 @@ def evaluate_audio_model(
         "mse": squared_error / num_samples,
         "snr_db": 10.0 * math.log10(max(signal, 1e-12))
         - 10.0 * math.log10(max(squared_error, 1e-12)),
+        "log_mel_distance_db": (
+            log_mel_sum / num_waveforms
+            if waveforms.shape[1] >= _LOG_MEL_FRAME
+            else None
+        ),
         "num_levels": num_levels,
         "bits_per_position_uniform_prior": num_levels
         * math.log2(vqvae.num_embeddings),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_vqvae import likelihoods, options, sampling
+from tf_vqvae import likelihoods, options, sampling, spectral
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
@@ -243,6 +243,10 @@ class VQVAE(keras.Model):
         -mean(log p(x | z_q)) + vq_loss  (likelihood="mu_law", audio)
         -mean(log p(x | z_q)) + vq_loss  (likelihood="mu_law_logistic")
 
+    plus, for audio with `spectral_loss_weight` w, `w * L_stft(x, x_hat)`
+    (`tf_vqvae.spectral.multi_resolution_stft_loss` of the decoded
+    waveform `x_hat`, the expected value `model(x)` returns),
+
     where `vq_loss` is the quantizer's codebook and commitment loss (`"vq"`)
     or commitment loss only (`"ema"`, appendix A.1). All losses go through
     `add_loss`, so `compile(optimizer=...)` and `fit(images)` need no targets,
@@ -360,6 +364,17 @@ class VQVAE(keras.Model):
             or two codes in some short runs on speech), or `"linear"`
             the waveform as it is (models saved before this option). Images:
             always `"linear"` (their [-0.5, 0.5] shift).
+        spectral_loss_weight: audio with the parallel decoder only: `None`
+            (default, off) or a weight `w >= 0` of the multi-resolution
+            STFT loss on the decoded waveform
+            (`tf_vqvae.spectral.multi_resolution_stft_loss`: spectral
+            convergence plus log-magnitude distance at FFT sizes 256, 512
+            and 1024) added to the reconstruction loss. The per-sample
+            likelihood alone lets a small decoder's expected waveform sit
+            near silence (it learns the marginal); this term makes it match
+            the spectrum, with the phase free. Reported as the
+            `spectral_loss` metric (unweighted); `reconstruction_loss`
+            includes its weighted term.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -435,6 +450,7 @@ class VQVAE(keras.Model):
         decoder_options: dict | None = None,
         num_mixtures: int | None = None,
         encoder_input: str | None = None,
+        spectral_loss_weight: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -493,6 +509,21 @@ class VQVAE(keras.Model):
                 f"Received: encoder_input={encoder_input!r} with "
                 f"modality={modality!r}"
             )
+        if spectral_loss_weight is not None:
+            if (
+                isinstance(spectral_loss_weight, bool)
+                or not isinstance(spectral_loss_weight, (int, float))
+                or not spectral_loss_weight >= 0
+                or modality != "audio"
+                or decoder != "parallel"
+            ):
+                raise ValueError(
+                    "`spectral_loss_weight` must be None or a number >= 0, "
+                    "for modality='audio' with decoder='parallel'. "
+                    f"Received: spectral_loss_weight={spectral_loss_weight!r}"
+                    f" with modality={modality!r}, decoder={decoder!r}"
+                )
+            spectral_loss_weight = float(spectral_loss_weight)
         if isinstance(quantizer, dict):
             # A quantizer layer, as `get_config` writes it.
             quantizer = keras.saving.deserialize_keras_object(quantizer)
@@ -544,6 +575,7 @@ class VQVAE(keras.Model):
         self.decoder_options = decoder_options
         self.num_mixtures = num_mixtures
         self.encoder_input = encoder_input
+        self.spectral_loss_weight = spectral_loss_weight
         self.example_shape = self._checked_example_shape(example_shape)
 
         if is_layer:
@@ -589,6 +621,11 @@ class VQVAE(keras.Model):
             name="reconstruction_loss"
         )
         self.vq_loss_tracker = keras.metrics.Mean(name="vq_loss")
+        if spectral_loss_weight:
+            # Only then: other models' metrics stay as they were.
+            self.spectral_loss_tracker = keras.metrics.Mean(
+                name="spectral_loss"
+            )
 
     def _checked_example_shape(self, example_shape) -> tuple | None:
         if example_shape is None:
@@ -862,6 +899,22 @@ class VQVAE(keras.Model):
                     images, outputs, self.image_channels
                 )
             )
+        samples = images.shape[1]
+        if self.spectral_loss_weight and (samples is None or samples >= 4):
+            # Resolutions longer than the waveforms are left out (a short
+            # clip: its whole length).
+            fft_lengths = tuple(
+                n
+                for n in spectral.DEFAULT_FFT_LENGTHS
+                if samples is None or n <= samples
+            ) or (samples,)
+            spectral_loss = tf.reduce_mean(
+                spectral.multi_resolution_stft_loss(
+                    images, reconstructions, fft_lengths
+                )
+            )
+            self.spectral_loss_tracker.update_state(spectral_loss)
+            loss = loss + self.spectral_loss_weight * spectral_loss
         self.add_loss(loss)
         return reconstructions
 
@@ -1232,5 +1285,6 @@ class VQVAE(keras.Model):
             decoder_options=self.decoder_options,
             num_mixtures=self.num_mixtures,
             encoder_input=self.encoder_input,
+            spectral_loss_weight=self.spectral_loss_weight,
         )
         return config
