@@ -159,14 +159,15 @@ def check_finite(
         return tf.identity(tensor)
 
 
-def check_unit_range(
-    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+def _check_range(
+    tensor: tf.Tensor,
+    name: str,
+    valid: tf.Tensor | bool,
+    bounds: tuple[float, float],
+    hint: str,
 ) -> tf.Tensor:
-    """Rejects float values outside [0, 1]; returns `tensor` after the check.
-
-    Passes when `valid` (the result of earlier checks, e.g. finiteness) is
-    false, so only the first problem of a request is reported.
-    """
+    """Rejects values outside `bounds`, saying `hint` (what the range is
+    for); returns `tensor` after the check."""
     # Over a flat view (axis=None would use the static rank); an empty
     # request gives min=inf, max=-inf, which pass.
     flat = tf.reshape(tensor, [-1])
@@ -175,39 +176,10 @@ def check_unit_range(
     check = _assert(
         tf.logical_or(
             tf.logical_not(valid),
-            tf.logical_and(low >= 0.0, high <= 1.0),
+            tf.logical_and(low >= bounds[0], high <= bounds[1]),
         ),
         [
-            f"`{name}` must be in [0, 1] (float pixels; uint8 images go to "
-            "the _uint8 signatures). Received: min=",
-            tf.strings.as_string(low, shortest=True),
-            ", max=",
-            tf.strings.as_string(high, shortest=True),
-            ".",
-        ],
-        f"check_{name}_range",
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(tensor)
-
-
-def check_waveform_range(
-    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
-) -> tf.Tensor:
-    """Rejects samples outside [-1, 1]; returns `tensor` after the check.
-
-    Passes when `valid` is false, as `check_unit_range`.
-    """
-    flat = tf.reshape(tensor, [-1])
-    low = tf.reduce_min(flat)
-    high = tf.reduce_max(flat)
-    check = _assert(
-        tf.logical_or(
-            tf.logical_not(valid),
-            tf.logical_and(low >= -1.0, high <= 1.0),
-        ),
-        [
-            f"`{name}` must be in [-1, 1] (divide 16-bit PCM by 32768). "
+            f"`{name}` must be in [{bounds[0]:g}, {bounds[1]:g}] ({hint}). "
             "Received: min=",
             tf.strings.as_string(low, shortest=True),
             ", max=",
@@ -218,6 +190,35 @@ def check_waveform_range(
     )
     with tf.control_dependencies([check]):
         return tf.identity(tensor)
+
+
+def check_unit_range(
+    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects float values outside [0, 1]; returns `tensor` after the check.
+
+    Passes when `valid` (the result of earlier checks, e.g. finiteness) is
+    false, so only the first problem of a request is reported.
+    """
+    return _check_range(
+        tensor,
+        name,
+        valid,
+        (0.0, 1.0),
+        "float pixels; uint8 images go to the _uint8 signatures",
+    )
+
+
+def check_waveform_range(
+    tensor: tf.Tensor, name: str, valid: tf.Tensor | bool = True
+) -> tf.Tensor:
+    """Rejects samples outside [-1, 1]; returns `tensor` after the check.
+
+    Passes when `valid` is false, as `check_unit_range`.
+    """
+    return _check_range(
+        tensor, name, valid, (-1.0, 1.0), "divide 16-bit PCM by 32768"
+    )
 
 
 def check_codes(

@@ -1,4 +1,5 @@
-"""Tests of the gated PixelCNN prior: layers, causality, training, sampling."""
+"""Tests of the gated PixelCNN prior: layers, causality, training, sampling
+(what every autoregressive prior shares: test_autoregressive.py)."""
 
 import math
 import os
@@ -10,8 +11,6 @@ import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
 from tests.testing import run_layer_test
-from tf_vqvae import sampling
-from tf_vqvae.contracts import CodePrior
 from tf_vqvae.prior import (
     GatedPixelCNNBlock,
     MaskedConv2D,
@@ -235,34 +234,6 @@ def test_prior_output_shape_and_dtype():
     assert prior.compute_output_shape((2, 5, 6)) == (2, 5, 6, 7)
 
 
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "classes"])
-def test_prior_save_and_reload(tmp_path, num_classes):
-    prior = PixelCNNPrior(**TINY, num_classes=num_classes)
-    codes = _codes((2, 5, 6), 7)
-    inputs = (
-        codes
-        if num_classes is None
-        else {"codes": codes, "labels": np.array([0, 2], "int32")}
-    )
-    logits = prior(inputs)
-    config = prior.get_config()
-    assert PixelCNNPrior.from_config(config).get_config() == config
-    path = os.path.join(tmp_path, "prior.keras")
-    prior.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, PixelCNNPrior)
-    np.testing.assert_array_equal(restored(inputs), logits)
-    assert len(restored.weights) == len(prior.weights)
-
-
-def test_class_conditioning_changes_logits():
-    prior = PixelCNNPrior(**TINY, num_classes=3)
-    codes = _codes((1, 5, 6), 7)
-    a = prior({"codes": codes, "labels": np.array([0], "int32")})
-    b = prior({"codes": codes, "labels": np.array([1], "int32")})
-    assert np.abs(a - b).max() > 0
-
-
 def test_fit_reports_bits_per_code(tmp_path):
     keras.utils.set_random_seed(0)
     prior = PixelCNNPrior(**TINY)
@@ -347,32 +318,6 @@ def test_cached_sampler_equals_naive_sampler_variants():
         )
 
 
-def test_cached_sampler_equals_naive_after_training_with_labels():
-    # Trained weights give peaked logits, where a wrong window would show;
-    # the training data is a dict of codes and labels without targets.
-    keras.utils.set_random_seed(0)
-    prior = PixelCNNPrior(**TINY, num_classes=2)
-    prior.compile(optimizer=keras.optimizers.Adam(3e-2))
-    codes = np.tile(np.arange(6, dtype="int32") % 7, (16, 5, 1))
-    codes[8:] = (codes[8:] + 3) % 7
-    labels = (np.arange(16) >= 8).astype("int32")
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {"codes": codes, "labels": labels}
-    ).batch(16)
-    history = prior.fit(dataset, epochs=20, verbose=0).history
-    assert history["loss"][-1] < 0.5 * history["loss"][0]
-    noise = _noise(4, prior, seed=2)
-    sample_labels = np.array([0, 1, 0, 1], "int32")
-    cached = prior.sample_codes(noise, sample_labels)
-    np.testing.assert_array_equal(
-        cached, prior.sample_codes(noise, sample_labels, method="naive")
-    )
-    # Greedy decoding: every code is the argmax of its own conditional.
-    greedy = prior.sample_codes(noise, sample_labels, top_k=1).numpy()
-    logits = prior({"codes": greedy, "labels": sample_labels}).numpy()
-    np.testing.assert_array_equal(greedy, logits.argmax(-1))
-
-
 def test_mixed_precision_logits_and_samplers():
     keras.mixed_precision.set_global_policy("mixed_float16")
     prior = PixelCNNPrior(7, (3, 4), num_hiddens=8, num_layers=2)
@@ -383,16 +328,6 @@ def test_mixed_precision_logits_and_samplers():
     np.testing.assert_array_equal(
         prior.sample_codes(noise), prior.sample_codes(noise, method="naive")
     )
-
-
-def test_sampling_is_a_function_of_the_noise():
-    prior = PixelCNNPrior(**TINY)
-    a = prior.sample_codes(_noise(2, prior, seed=0))
-    b = prior.sample_codes(_noise(2, prior, seed=0))
-    c = prior.sample_codes(_noise(2, prior, seed=1))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.numpy().min() >= 0 and a.numpy().max() < 7
 
 
 def test_top_k_samples_are_among_the_k_most_likely():
@@ -406,60 +341,9 @@ def test_top_k_samples_are_among_the_k_most_likely():
     assert (chosen >= second).all()
 
 
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
-def test_prior_satisfies_the_code_prior_contract(num_classes):
-    prior = PixelCNNPrior(**TINY, num_classes=num_classes)
-    assert isinstance(prior, CodePrior)
-    assert prior.num_embeddings == 7
-    assert prior.grid_shape == (5, 6)
-    assert prior.num_classes == num_classes
-    labels = None if num_classes is None else np.array([0, 2], "int32")
-    # A seed's noise through the contract gives the distribution's codes.
-    noise = sampling.prior_noise(prior, 2, 11)
-    if labels is None:
-        expected = prior.distribution().sample(2, seed=11)
-    else:
-        expected = prior.distribution(labels=labels).sample(seed=11)
-    np.testing.assert_array_equal(prior.sample_codes(noise, labels), expected)
-
-
-@pytest.mark.parametrize("method", ["cached", "naive"])
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
-def test_sample_codes_traced_by_an_outer_function(method, num_classes):
-    # Inside another tf.function (as in export), the sampler's loop is part
-    # of that graph, not a nested function call, and gives the eager codes
-    # for a dynamic and for a static batch size.
-    prior = PixelCNNPrior(**TINY, num_classes=num_classes)
-    noise = _noise(3, prior, seed=3)
-    labels = None if num_classes is None else np.array([2, 0, 1], "int32")
-    eager = prior.sample_codes(noise, labels, top_k=5, method=method)
-
-    def sample(noise, labels=None):
-        return prior.sample_codes(noise, labels, top_k=5, method=method)
-
-    for batch in (None, 3):
-        spec = [tf.TensorSpec((batch, 5, 6, 7), tf.float32)]
-        if labels is not None:
-            spec.append(tf.TensorSpec((batch,), tf.int32))
-        traced = tf.function(sample, input_signature=spec)
-        args = (noise,) if labels is None else (noise, labels)
-        concrete = traced.get_concrete_function()
-        op_types = {op.type for op in concrete.graph.get_operations()}
-        assert "While" in op_types or "StatelessWhile" in op_types
-        assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}
-        codes = traced(*args)
-        assert codes.shape == (3, 5, 6)
-        np.testing.assert_array_equal(codes, eager, err_msg=str(batch))
-
-
 # -------------------------------------------------------------- bad input
 def test_invalid_prior_arguments():
     for kwargs, message in [
-        (
-            dict(num_embeddings=0),
-            "`num_embeddings` must be a positive integer. "
-            "Received: num_embeddings=0 (of type int).",
-        ),
         (
             dict(grid_shape=(8,)),
             "`grid_shape` must be a pair of positive integers (height, "
@@ -484,11 +368,6 @@ def test_invalid_prior_arguments():
             dict(kernel_size=1),
             "`kernel_size` must be an odd integer >= 3. "
             "Received: kernel_size=1 (of type int).",
-        ),
-        (
-            dict(num_classes=0),
-            "`num_classes` must be a positive integer. "
-            "Received: num_classes=0 (of type int).",
         ),
     ]:
         with pytest.raises(ValueError) as error:
@@ -562,30 +441,3 @@ def test_wrong_noise_shape():
         "`noise` must have shape (n, 5, 6, 7) (n, H, W, num_embeddings). "
         "Received: noise.shape=(2, 5, 6)"
     )
-
-
-# ---------------------------------------------------------------- export
-def test_cached_sampler_converts_to_tflite_builtins(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    prior = PixelCNNPrior(**TINY)
-    prior.build((None, 5, 6))
-    archive = keras.export.ExportArchive()
-    archive.track(prior)
-    archive.add_endpoint(
-        "sample",
-        lambda noise: {"codes": prior.sample_codes(noise, top_k=4)},
-        input_signature=[tf.TensorSpec((2, 5, 6, 7), tf.float32, name="noise")],
-    )
-    path = os.path.join(tmp_path, "sampler")
-    archive.write_out(path, verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        path, signature_keys=["sample"]
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    runner = Interpreter(
-        model_content=converter.convert()
-    ).get_signature_runner("sample")
-    noise = _noise(2, prior, seed=5)
-    codes = runner(noise=noise.numpy())["codes"]
-    np.testing.assert_array_equal(codes, prior.sample_codes(noise, top_k=4))

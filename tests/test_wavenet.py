@@ -1,7 +1,7 @@
-"""Tests of the WaveNet prior: layers, numpy reference, causality, sampling."""
+"""Tests of the WaveNet prior: layers, numpy reference, causality, sampling
+(what every autoregressive prior shares: test_autoregressive.py)."""
 
 import math
-import os
 
 import keras
 import numpy as np
@@ -9,8 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.testing import run_layer_test
-from tf_vqvae import precision, sampling
-from tf_vqvae.contracts import CodePrior
+from tf_vqvae import precision
 from tf_vqvae.wavenet import CausalConv1D, WaveNetBlock, WaveNetPrior
 
 TINY = dict(
@@ -273,30 +272,6 @@ def test_prior_output_shape_and_dtype():
     assert prior.grid_shape == (12,)
 
 
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "classes"])
-def test_prior_save_and_reload(tmp_path, num_classes):
-    prior = WaveNetPrior(**TINY, num_classes=num_classes)
-    labels = None if num_classes is None else np.array([0, 2], "int32")
-    inputs = _inputs(_codes((2, 12)), labels)
-    logits = prior(inputs)
-    config = prior.get_config()
-    assert WaveNetPrior.from_config(config).get_config() == config
-    path = os.path.join(tmp_path, "prior.keras")
-    prior.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, WaveNetPrior)
-    np.testing.assert_array_equal(restored(inputs), logits)
-    assert len(restored.weights) == len(prior.weights)
-
-
-def test_class_conditioning_changes_logits():
-    prior = WaveNetPrior(**TINY, num_classes=3)
-    codes = _codes((1, 12))
-    a = prior({"codes": codes, "labels": np.array([0], "int32")})
-    b = prior({"codes": codes, "labels": np.array([1], "int32")})
-    assert np.abs(a - b).max() > 0
-
-
 def test_fit_reports_bits_per_code_and_every_weight_trains():
     keras.utils.set_random_seed(0)
     prior = WaveNetPrior(**TINY, num_classes=2)
@@ -344,31 +319,6 @@ def test_cached_sampler_equals_naive_sampler(kwargs, options):
     np.testing.assert_array_equal(cached, naive)
 
 
-def test_cached_sampler_equals_naive_after_training_with_labels():
-    # Trained weights give peaked logits, where a wrong tap would show.
-    keras.utils.set_random_seed(0)
-    prior = WaveNetPrior(**{**TINY, "length": 20}, num_classes=2)
-    prior.compile(optimizer=keras.optimizers.Adam(3e-2))
-    codes = np.tile(np.arange(20, dtype="int32") % 7, (16, 1))
-    codes[8:] = (codes[8:] * 2) % 7
-    labels = (np.arange(16) >= 8).astype("int32")
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {"codes": codes, "labels": labels}
-    ).batch(16)
-    history = prior.fit(dataset, epochs=20, verbose=0).history
-    assert history["loss"][-1] < 0.5 * history["loss"][0]
-    noise = _noise(4, prior, seed=2)
-    sample_labels = np.array([0, 1, 0, 1], "int32")
-    np.testing.assert_array_equal(
-        prior.sample_codes(noise, sample_labels, temperature=0.7),
-        prior.sample_codes(noise, sample_labels, 0.7, method="naive"),
-    )
-    # Greedy decoding: every code is the argmax of its own conditional.
-    greedy = prior.sample_codes(noise, sample_labels, top_k=1).numpy()
-    logits = prior({"codes": greedy, "labels": sample_labels}).numpy()
-    np.testing.assert_array_equal(greedy, logits.argmax(-1))
-
-
 def test_mixed_bfloat16_logits_and_samplers():
     prior = WaveNetPrior(**TINY, dtype="mixed_bfloat16")
     logits = prior(_codes((2, 12)))
@@ -386,110 +336,9 @@ def test_mixed_bfloat16_logits_and_samplers():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_sampling_is_a_function_of_the_noise():
-    prior = WaveNetPrior(**TINY)
-    a = prior.sample_codes(_noise(2, prior, seed=0))
-    b = prior.sample_codes(_noise(2, prior, seed=0))
-    c = prior.sample_codes(_noise(2, prior, seed=1))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    assert a.numpy().min() >= 0 and a.numpy().max() < 7
-
-
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
-def test_prior_satisfies_the_code_prior_contract(num_classes):
-    prior = WaveNetPrior(**TINY, num_classes=num_classes)
-    assert isinstance(prior, CodePrior)
-    assert prior.num_embeddings == 7
-    assert prior.grid_shape == (12,)
-    assert prior.num_classes == num_classes
-    labels = None if num_classes is None else np.array([0, 2], "int32")
-    # A seed's noise through the contract gives the distribution's codes.
-    noise = sampling.prior_noise(prior, 2, 11)
-    if labels is None:
-        dist = prior.distribution()
-        expected = dist.sample(2, seed=11)
-    else:
-        dist = prior.distribution(labels=labels)
-        expected = dist.sample(seed=11)
-    assert dist.event_shape == [12]
-    assert expected.shape == (2, 12)
-    np.testing.assert_array_equal(prior.sample_codes(noise, labels), expected)
-
-
-@pytest.mark.parametrize("num_classes", [None, 3], ids=["plain", "labels"])
-def test_sample_codes_traced_by_an_outer_function(num_classes):
-    # Inside another tf.function (as in export), the sampler's loop is part
-    # of that graph and gives the eager codes for a static batch size.
-    prior = WaveNetPrior(**TINY, num_classes=num_classes)
-    noise = _noise(3, prior, seed=3)
-    labels = None if num_classes is None else np.array([2, 0, 1], "int32")
-    eager = prior.sample_codes(noise, labels, top_k=5)
-
-    def sample(noise, labels=None):
-        return prior.sample_codes(noise, labels, top_k=5)
-
-    spec = [tf.TensorSpec((3, 12, 7), tf.float32)]
-    if labels is not None:
-        spec.append(tf.TensorSpec((3,), tf.int32))
-    traced = tf.function(sample, input_signature=spec)
-    args = (noise,) if labels is None else (noise, labels)
-    op_types = {
-        op.type for op in traced.get_concrete_function().graph.get_operations()
-    }
-    assert "While" in op_types or "StatelessWhile" in op_types
-    assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}
-    np.testing.assert_array_equal(traced(*args), eager)
-
-
-def test_cached_sampler_converts_to_tflite_builtins(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from tf_vqvae.export import tflite
-
-    prior = WaveNetPrior(**TINY, num_classes=3)
-    prior.build({"codes": (None, 12), "labels": (None,)})
-    archive = keras.export.ExportArchive()
-    archive.track(prior)
-    archive.add_endpoint(
-        "sample",
-        lambda noise, labels: {
-            "codes": prior.sample_codes(noise, labels, top_k=4)
-        },
-        input_signature=[
-            tf.TensorSpec((2, 12, 7), tf.float32, name="noise"),
-            tf.TensorSpec((2,), tf.int32, name="labels"),
-        ],
-    )
-    path = os.path.join(tmp_path, "sampler")
-    archive.write_out(path, verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        path, signature_keys=["sample"]
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    model_path = os.path.join(tmp_path, "sampler.tflite")
-    with open(model_path, "wb") as f:
-        f.write(converter.convert())
-    ops = tflite.op_names(model_path)
-    assert "WHILE" in ops
-    assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
-    runner = Interpreter(model_path=model_path).get_signature_runner("sample")
-    noise = _noise(2, prior, seed=5)
-    labels = np.array([1, 2], "int32")
-    codes = runner(noise=noise.numpy(), labels=labels)["codes"]
-    np.testing.assert_array_equal(
-        codes, prior.sample_codes(noise, labels, top_k=4)
-    )
-
-
 # ------------------------------------------------------------ bad input
 def test_invalid_prior_arguments():
     for kwargs, message in [
-        (
-            dict(num_embeddings=0),
-            "`num_embeddings` must be a positive integer. "
-            "Received: num_embeddings=0 (of type int).",
-        ),
         (
             dict(length=0),
             "`length` must be a positive integer. "
@@ -519,11 +368,6 @@ def test_invalid_prior_arguments():
             dict(kernel_size=1),
             "`kernel_size` must be an integer >= 2. "
             "Received: kernel_size=1 (of type int).",
-        ),
-        (
-            dict(num_classes=0),
-            "`num_classes` must be a positive integer. "
-            "Received: num_classes=0 (of type int).",
         ),
     ]:
         with pytest.raises(ValueError) as error:

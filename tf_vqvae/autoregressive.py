@@ -35,6 +35,16 @@ def gate(x: tf.Tensor) -> tf.Tensor:
     return tf.tanh(a) * tf.sigmoid(b)
 
 
+def layer_conditions(embeddings, ids, num_layers: int, dtype) -> list:
+    """Per layer, the gate's conditioning vector `embeddings[l](ids)` in
+    `dtype` (a class's or a speaker's, `(batch, channels)`), or `None` for
+    every layer when `ids` is `None`."""
+    if ids is None:
+        return [None] * num_layers
+    ids = tf.cast(ids, "int32")
+    return [tf.cast(embedding(ids), dtype) for embedding in embeddings]
+
+
 def run_sampler(cache: dict, key: tuple, sample, *args) -> tf.Tensor:
     """`sample(*args)`, compiled once per `key` when called eagerly.
 
@@ -160,13 +170,9 @@ class AutoregressivePrior(keras.Model):
 
     def _conditions(self, labels) -> list:
         """Per layer, the class embedding of `labels` (or `None`)."""
-        if labels is None:
-            return [None] * self.num_layers
-        labels = tf.cast(labels, "int32")
-        return [
-            tf.cast(embedding(labels), self.compute_dtype)
-            for embedding in self.class_embeddings
-        ]
+        return layer_conditions(
+            self.class_embeddings, labels, self.num_layers, self.compute_dtype
+        )
 
     def _embed(self, codes) -> tf.Tensor:
         return tf.cast(

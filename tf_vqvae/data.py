@@ -79,6 +79,36 @@ class DatasetError(ValueError):
     """A dataset that cannot be used, with a message saying what to do."""
 
 
+class BadFileError(DatasetError):
+    """A file of a folder dataset that cannot be used (the base of
+    `BadImageFileError` and `BadAudioFileError`).
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, e.g. `"empty file (0 bytes)"`.
+    """
+
+    def __init__(self, message: str, path: str, reason: str):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+def _skipped_summary(
+    skipped: tuple[tuple[str, str], ...], kind: str, name: str, split: str
+) -> str | None:
+    """One line about the bad `kind` ("image", "audio") files a split left
+    out (`None` if there are none)."""
+    if not skipped:
+        return None
+    path, reason = skipped[0]
+    files = "file" if len(skipped) == 1 else "files"
+    return (
+        f"Skipped {len(skipped)} bad {kind} {files} of {name!r} "
+        f"split {split!r} (first: {path}: {reason})."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Images:
     """Decoded images of one split (or any fixed-size examples, e.g. the
@@ -110,14 +140,7 @@ class Images:
         """One line about the skipped files (`None` if there are none),
         e.g. `"Skipped 2 bad image files of 'folder:d' split 'train' (first:
         d/train/a/x.png: empty file (0 bytes))."`."""
-        if not self.skipped:
-            return None
-        path, reason = self.skipped[0]
-        files = "file" if len(self.skipped) == 1 else "files"
-        return (
-            f"Skipped {len(self.skipped)} bad image {files} of {self.name!r} "
-            f"split {self.split!r} (first: {path}: {reason})."
-        )
+        return _skipped_summary(self.skipped, "image", self.name, self.split)
 
 
 _DATASET_FORMS = (
@@ -592,18 +615,9 @@ _BAD_FILE_ADVICE = "or pass --skip-bad-files (skip_bad_files=True)"
 _UNREADABLE = "cannot be read"
 
 
-class BadImageFileError(DatasetError):
-    """A file of a `"folder:PATH"` dataset that cannot be used as an image.
-
-    Attributes:
-        path: the file.
-        reason: what is wrong with it, e.g. `"empty file (0 bytes)"`.
-    """
-
-    def __init__(self, message: str, path: str, reason: str):
-        super().__init__(message)
-        self.path = path
-        self.reason = reason
+class BadImageFileError(BadFileError):
+    """A file of a `"folder:PATH"` dataset that cannot be used as an image
+    (`path`, `reason`: see `BadFileError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1038,18 +1052,10 @@ _TFDS_SPEAKER_KEYS = ("speaker", "speaker_id")
 _TFDS_AUDIO_KEYS = ("audio", "speech")
 
 
-class BadAudioFileError(DatasetError):
-    """A file of an `"audio-folder:PATH"` dataset that cannot be used.
-
-    Attributes:
-        path: the file (a `.wav`, or the `.json` beside it).
-        reason: what is wrong with it, e.g. `"empty file (0 bytes)"`.
-    """
-
-    def __init__(self, message: str, path: str, reason: str):
-        super().__init__(message)
-        self.path = path
-        self.reason = reason
+class BadAudioFileError(BadFileError):
+    """A file of an `"audio-folder:PATH"` dataset that cannot be used
+    (`path`: the `.wav`, or the `.json` beside it; `reason`: see
+    `BadFileError`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1099,14 +1105,7 @@ class Utterances:
 
     def skipped_summary(self) -> str | None:
         """One line about the skipped files (`None` if there are none)."""
-        if not self.skipped:
-            return None
-        path, reason = self.skipped[0]
-        files = "file" if len(self.skipped) == 1 else "files"
-        return (
-            f"Skipped {len(self.skipped)} bad audio {files} of {self.name!r} "
-            f"split {self.split!r} (first: {path}: {reason})."
-        )
+        return _skipped_summary(self.skipped, "audio", self.name, self.split)
 
 
 def load_audio(

@@ -308,6 +308,21 @@ def _usage(counts: np.ndarray) -> tuple[float, float]:
     return float(np.exp(entropy)), float(used.mean())
 
 
+def _code_usage(counts: np.ndarray, num_embeddings: int) -> dict:
+    """The code statistics of an evaluation from its `(num_levels, K)`
+    code counts: `num_levels`, `bits_per_position_uniform_prior`, and the
+    `perplexity` and `codebook_usage` of the codes pooled over the levels."""
+    num_levels = counts.shape[0]
+    perplexity, usage = _usage(counts.sum(axis=0))
+    return {
+        "num_levels": num_levels,
+        "bits_per_position_uniform_prior": num_levels
+        * math.log2(num_embeddings),
+        "perplexity": perplexity,
+        "codebook_usage": usage,
+    }
+
+
 def prior_log_prob(prior, codes, num_embeddings: int, labels=None):
     """`log p(z)` per code grid in nats: float32 `(batch,)`.
 
@@ -321,6 +336,23 @@ def prior_log_prob(prior, codes, num_embeddings: int, labels=None):
         return tf.fill([batch], -num_codes * math.log(num_embeddings))
     distribution = prior.distribution(labels=labels)
     return tf.cast(distribution.log_prob(codes), tf.float32)
+
+
+def _code_log_prob_sums(vqvae, prior, codes, labels) -> tuple[float, float]:
+    """`log p(z)` in nats summed over a batch of codes: under the uniform
+    prior, and under `prior` (0.0 without one), which gets `labels` when it
+    is class conditional."""
+    uniform = float(
+        tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
+    )
+    if prior is None:
+        return uniform, 0.0
+    labels = labels if prior.num_classes is not None else None
+    return uniform, float(
+        tf.reduce_sum(
+            prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+        )
+    )
 
 
 def bits_per_dim(
@@ -504,24 +536,14 @@ def evaluate_model(
                 reconstruction_log_prob(vqvae, images, codes, gaussian_scale)
             )
         )
-        uniform_sum += float(
-            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
-        )
-        if prior is not None:
-            prior_labels = labels if prior.num_classes is not None else None
-            prior_sum += float(
-                tf.reduce_sum(
-                    prior_log_prob(
-                        prior, codes, vqvae.num_embeddings, prior_labels
-                    )
-                )
-            )
+        uniform, prior_nats = _code_log_prob_sums(vqvae, prior, codes, labels)
+        uniform_sum += uniform
+        prior_sum += prior_nats
 
     def to_bits(total):
         return -total / (num_images * dims * LN2)
 
     mse = squared_error / num_values
-    perplexity, usage = _usage(counts.sum(axis=0))
     levels = {}
     if num_levels > 1:
         per_level = [_usage(level) for level in counts]
@@ -540,11 +562,7 @@ def evaluate_model(
         "reconstruction_bits_per_dim": to_bits(log_px_sum),
         "mse": mse,
         "psnr": 10.0 * math.log10(1.0 / max(mse, 1e-12)),
-        "num_levels": num_levels,
-        "bits_per_position_uniform_prior": num_levels
-        * math.log2(vqvae.num_embeddings),
-        "perplexity": perplexity,
-        "codebook_usage": usage,
+        **_code_usage(counts, vqvae.num_embeddings),
         **levels,
     }
 
@@ -611,16 +629,9 @@ def evaluate_audio_model(
                 waveform_log_prob(vqvae, waveforms, codes, decoder_speakers)
             )
         )
-        uniform_sum += float(
-            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
-        )
-        if prior is not None:
-            labels = speakers if prior.num_classes is not None else None
-            prior_sum += float(
-                tf.reduce_sum(
-                    prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
-                )
-            )
+        uniform, prior_nats = _code_log_prob_sums(vqvae, prior, codes, speakers)
+        uniform_sum += uniform
+        prior_sum += prior_nats
         decoded = vqvae.decode(
             codes,
             speaker=decoder_speakers,
@@ -645,7 +656,6 @@ def evaluate_audio_model(
     def to_bits(total):
         return -total / (num_samples * LN2)
 
-    perplexity, usage = _usage(counts.sum(axis=0))
     return {
         "likelihood": likelihood_name(vqvae),
         "num_waveforms": num_waveforms,
@@ -663,11 +673,7 @@ def evaluate_audio_model(
             if waveforms.shape[1] >= _LOG_MEL_FRAME
             else None
         ),
-        "num_levels": num_levels,
-        "bits_per_position_uniform_prior": num_levels
-        * math.log2(vqvae.num_embeddings),
-        "perplexity": perplexity,
-        "codebook_usage": usage,
+        **_code_usage(counts, vqvae.num_embeddings),
     }
 
 

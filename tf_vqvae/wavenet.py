@@ -44,7 +44,12 @@ import tensorflow as tf
 
 from tf_vqvae import likelihoods, sampling
 from tf_vqvae.arg_checks import check_int, describe
-from tf_vqvae.autoregressive import AutoregressivePrior, gate, run_sampler
+from tf_vqvae.autoregressive import (
+    AutoregressivePrior,
+    gate,
+    layer_conditions,
+    run_sampler,
+)
 from tf_vqvae.precision import policy_scope
 
 
@@ -416,8 +421,108 @@ def output_head(hidden, logits, skip) -> tf.Tensor:
     return tf.cast(logits(tf.nn.relu(hidden(tf.nn.relu(skip)))), "float32")
 
 
+class _DilatedStack:
+    """What `WaveNetPrior` and `WaveNetDecoder` share (a mixin of theirs).
+
+    The host sets `residual_channels`, `skip_channels`, `num_layers`,
+    `dilation_cycle` and `kernel_size`, and keeps `blocks` (from
+    `_make_blocks`), `head_hidden` and `head_logits` (from `_make_head`);
+    it embeds its previous outputs with `_embed`.
+    """
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """The dilation of each layer."""
+        return layer_dilations(self.num_layers, self.dilation_cycle)
+
+    @property
+    def receptive_field(self) -> int:
+        """How many earlier positions the logits at a position can see."""
+        return 1 + (self.kernel_size - 1) * sum(self.dilations)
+
+    def _make_blocks(self, local_channels: int | None = None) -> list:
+        return [
+            WaveNetBlock(
+                self.residual_channels,
+                self.skip_channels,
+                dilation,
+                self.kernel_size,
+                use_residual=i < self.num_layers - 1,
+                local_channels=local_channels,
+                name=f"block{i}",
+            )
+            for i, dilation in enumerate(self.dilations)
+        ]
+
+    def _make_head(self, classes: int) -> tuple:
+        """`(head_hidden, head_logits)`, the 1x1 convolutions of
+        `output_head` with `classes` logits."""
+        return (
+            keras.layers.Conv1D(self.skip_channels, 1, name="head_hidden"),
+            keras.layers.Conv1D(classes, 1, name="head_logits"),
+        )
+
+    def _build_stack(self, embedding, sequence: tuple, gate_embeddings):
+        """Builds `embedding` (of the previous outputs), the blocks and the
+        head for `sequence = (batch, length)`, and the per-layer
+        `gate_embeddings` of the class or speaker ids."""
+        embedding.build(sequence)
+        for block in self.blocks:
+            block.build(sequence + (self.residual_channels,))
+        self.head_hidden.build(sequence + (self.skip_channels,))
+        self.head_logits.build(sequence + (self.skip_channels,))
+        for gate_embedding in gate_embeddings:
+            gate_embedding.build((sequence[0],))
+
+    def _head(self, skip) -> tf.Tensor:
+        return output_head(self.head_hidden, self.head_logits, skip)
+
+    def _draw_cached(
+        self, noise, conditions, temperature, top_k=None, features=None
+    ) -> tf.Tensor:
+        """Position by position, every layer on one position from its queue
+        (`stack_step`): int32 draws `(n, length)` for Gumbel-max `noise`
+        `(n, length, classes)`, with per-sample local `features` `(n,
+        length, L)` for blocks with `local_channels`."""
+        c = self.residual_channels
+        dtype = self.compute_dtype
+        # A static batch size keeps the loop variables' shapes fixed.
+        static_n = noise.shape[0]
+        n = static_n if static_n is not None else tf.shape(noise)[0]
+        length = noise.shape[1]
+
+        def body(t, previous, queues, draws_ta):
+            local = (
+                None if features is None else tf.gather(features, [t], axis=1)
+            )
+            skip, queues = stack_step(
+                self.blocks, queues, previous, t, conditions, local
+            )
+            logits = self._head(skip)[:, 0]
+            draw = sampling.gumbel_argmax(
+                logits, noise[:, t], temperature, top_k
+            )
+            return t + 1, self._embed(draw), queues, draws_ta.write(t, draw)
+
+        draws_ta = tf.TensorArray(
+            "int32", size=length, element_shape=[static_n]
+        )
+        _, _, _, draws_ta = tf.while_loop(
+            lambda t, *_: t < length,
+            body,
+            (
+                tf.constant(0),
+                tf.zeros([n, c], dtype),
+                empty_queues(self.blocks, n, c, dtype),
+                draws_ta,
+            ),
+            parallel_iterations=1,
+        )
+        return tf.transpose(draws_ta.stack())
+
+
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class WaveNetPrior(AutoregressivePrior):
+class WaveNetPrior(_DilatedStack, AutoregressivePrior):
     """Autoregressive prior over 1D VQ-VAE codes: a WaveNet [1].
 
     Models `p(z) = prod_t p(z[t] | z[<t])` over int codes `z` of shape
@@ -556,40 +661,20 @@ class WaveNetPrior(AutoregressivePrior):
             **kwargs,
         )
 
-    @property
-    def dilations(self) -> tuple[int, ...]:
-        """The dilation of each layer."""
-        return layer_dilations(self.num_layers, self.dilation_cycle)
-
-    @property
-    def receptive_field(self) -> int:
-        """How many earlier codes the logits at a position can depend on."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
-
     def _make_layers(self) -> None:
-        c, s = self.residual_channels, self.skip_channels
         self.embedding = keras.layers.Embedding(
-            self.num_embeddings, c, name="embedding"
+            self.num_embeddings, self.residual_channels, name="embedding"
         )
-        self.blocks = [
-            WaveNetBlock(
-                c,
-                s,
-                dilation,
-                self.kernel_size,
-                use_residual=i < self.num_layers - 1,
-                name=f"block{i}",
-            )
-            for i, dilation in enumerate(self.dilations)
-        ]
-        self.head_hidden = keras.layers.Conv1D(s, 1, name="head_hidden")
-        self.head_logits = keras.layers.Conv1D(
-            self.num_embeddings, 1, name="head_logits"
+        self.blocks = self._make_blocks()
+        self.head_hidden, self.head_logits = self._make_head(
+            self.num_embeddings
         )
         self.class_embeddings = (
             [
                 keras.layers.Embedding(
-                    self.num_classes, 2 * c, name=f"class_embedding{i}"
+                    self.num_classes,
+                    2 * self.residual_channels,
+                    name=f"class_embedding{i}",
                 )
                 for i in range(self.num_layers)
             ]
@@ -600,18 +685,9 @@ class WaveNetPrior(AutoregressivePrior):
     def build(self, input_shape):
         shape = self._codes_shape(input_shape)
         self._check_codes_shape(shape)
-        batch = shape[0]
-        sequence = (batch, self.length)
-        self.embedding.build(sequence)
-        for block in self.blocks:
-            block.build(sequence + (self.residual_channels,))
-        self.head_hidden.build(sequence + (self.skip_channels,))
-        self.head_logits.build(sequence + (self.skip_channels,))
-        for embedding in self.class_embeddings:
-            embedding.build((batch,))
-
-    def _head(self, skip) -> tf.Tensor:
-        return output_head(self.head_hidden, self.head_logits, skip)
+        self._build_stack(
+            self.embedding, (shape[0], self.length), self.class_embeddings
+        )
 
     def call(self, inputs, training=None):
         codes, labels = self._split_inputs(inputs)
@@ -624,34 +700,9 @@ class WaveNetPrior(AutoregressivePrior):
     def _sample_cached(self, noise, labels, temperature, top_k):
         """Code by code, every layer on one position from its queue
         (`stack_step`)."""
-        c = self.residual_channels
-        dtype = self.compute_dtype
-        # A static batch size keeps the loop variables' shapes fixed.
-        static_n = noise.shape[0]
-        n = static_n if static_n is not None else tf.shape(noise)[0]
-        conditions = self._conditions(labels)
-
-        def body(t, previous, queues, codes_ta):
-            skip, queues = stack_step(
-                self.blocks, queues, previous, t, conditions
-            )
-            logits = self._head(skip)[:, 0]
-            code = sampling.gumbel_argmax(
-                logits, noise[:, t], temperature, top_k
-            )
-            return t + 1, self._embed(code), queues, codes_ta.write(t, code)
-
-        queues = empty_queues(self.blocks, n, c, dtype)
-        codes_ta = tf.TensorArray(
-            "int32", size=self.length, element_shape=[static_n]
+        return self._draw_cached(
+            noise, self._conditions(labels), temperature, top_k
         )
-        _, _, _, codes_ta = tf.while_loop(
-            lambda t, *_: t < self.length,
-            body,
-            (tf.constant(0), tf.zeros([n, c], dtype), queues, codes_ta),
-            parallel_iterations=1,
-        )
-        return tf.transpose(codes_ta.stack())
 
     def get_config(self):
         config = super().get_config()
@@ -669,7 +720,7 @@ class WaveNetPrior(AutoregressivePrior):
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class WaveNetDecoder(keras.layers.Layer):
+class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
     """The paper's audio decoder: a WaveNet p(x | z, speaker) [1].
 
     Models the 8-bit mu-law classes `x` of a waveform (`S` samples) given
@@ -773,7 +824,7 @@ class WaveNetDecoder(keras.layers.Layer):
         self.dilation_cycle = dilation_cycle
         self.kernel_size = kernel_size
         self.num_speakers = num_speakers
-        c, s, h = residual_channels, skip_channels, condition_channels
+        c, h = residual_channels, condition_channels
         self.sample_embedding = keras.layers.Embedding(
             likelihoods.MU_LAW_CLASSES, c, name="sample_embedding"
         )
@@ -786,18 +837,7 @@ class WaveNetDecoder(keras.layers.Layer):
             )
             for i in range(num_upsamples)
         ]
-        self.blocks = [
-            WaveNetBlock(
-                c,
-                s,
-                dilation,
-                kernel_size,
-                use_residual=i < num_layers - 1,
-                local_channels=h,
-                name=f"block{i}",
-            )
-            for i, dilation in enumerate(self.dilations)
-        ]
+        self.blocks = self._make_blocks(local_channels=h)
         self.speaker_embeddings = (
             []
             if num_speakers is None
@@ -806,22 +846,11 @@ class WaveNetDecoder(keras.layers.Layer):
                 for i in range(num_layers)
             ]
         )
-        self.head_hidden = keras.layers.Conv1D(s, 1, name="head_hidden")
-        self.head_logits = keras.layers.Conv1D(
-            likelihoods.MU_LAW_CLASSES, 1, name="head_logits"
+        self.head_hidden, self.head_logits = self._make_head(
+            likelihoods.MU_LAW_CLASSES
         )
         # Compiled generators by (method, temperature); not state to save.
         object.__setattr__(self, "_compiled_samplers", {})
-
-    @property
-    def dilations(self) -> tuple[int, ...]:
-        """The dilation of each layer."""
-        return layer_dilations(self.num_layers, self.dilation_cycle)
-
-    @property
-    def receptive_field(self) -> int:
-        """How many previous samples the logits at a sample can see."""
-        return 1 + (self.kernel_size - 1) * sum(self.dilations)
 
     @property
     def upsampling_factor(self) -> int:
@@ -837,14 +866,9 @@ class WaveNetDecoder(keras.layers.Layer):
         for layer in self.upsamples:
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
-        sequence = (batch, samples)
-        self.sample_embedding.build(sequence)
-        for block in self.blocks:
-            block.build(sequence + (self.residual_channels,))
-        self.head_hidden.build(sequence + (self.skip_channels,))
-        self.head_logits.build(sequence + (self.skip_channels,))
-        for embedding in self.speaker_embeddings:
-            embedding.build((batch,))
+        self._build_stack(
+            self.sample_embedding, (batch, samples), self.speaker_embeddings
+        )
 
     def upsample(self, z_q) -> tf.Tensor:
         """The local conditioning features of `z_q`: `(batch, n *
@@ -862,22 +886,18 @@ class WaveNetDecoder(keras.layers.Layer):
                 f"speakers. Received: num_speakers={self.num_speakers}, "
                 f"speaker given: {speaker is not None}."
             )
-        if speaker is None:
-            return [None] * self.num_layers
-        speaker = tf.cast(speaker, "int32")
-        return [
-            tf.cast(embedding(speaker), self.compute_dtype)
-            for embedding in self.speaker_embeddings
-        ]
+        return layer_conditions(
+            self.speaker_embeddings,
+            speaker,
+            self.num_layers,
+            self.compute_dtype,
+        )
 
     def _embed(self, samples) -> tf.Tensor:
         return tf.cast(
             self.sample_embedding(tf.cast(samples, "int32")),
             self.compute_dtype,
         )
-
-    def _head(self, skip) -> tf.Tensor:
-        return output_head(self.head_hidden, self.head_logits, skip)
 
     def _check_samples(self, z_q, samples) -> None:
         length, count = z_q.shape[1], samples.shape[-1]
@@ -976,43 +996,12 @@ class WaveNetDecoder(keras.layers.Layer):
 
     def _generate_cached(self, inputs, noise, speaker, temperature):
         """Sample by sample, every layer on one position (`stack_step`)."""
-        c = self.residual_channels
-        dtype = self.compute_dtype
-        static_n = noise.shape[0]
-        n = static_n if static_n is not None else tf.shape(noise)[0]
-        length = noise.shape[1]
-        conditions = self._conditions(speaker)
-        features = self.upsample(inputs)
-
-        def body(t, previous, queues, samples_ta):
-            local = tf.gather(features, [t], axis=1)
-            skip, queues = stack_step(
-                self.blocks, queues, previous, t, conditions, local
-            )
-            logits = self._head(skip)[:, 0]
-            sample = sampling.gumbel_argmax(logits, noise[:, t], temperature)
-            return (
-                t + 1,
-                self._embed(sample),
-                queues,
-                samples_ta.write(t, sample),
-            )
-
-        samples_ta = tf.TensorArray(
-            "int32", size=length, element_shape=[static_n]
+        return self._draw_cached(
+            noise,
+            self._conditions(speaker),
+            temperature,
+            features=self.upsample(inputs),
         )
-        _, _, _, samples_ta = tf.while_loop(
-            lambda t, *_: t < length,
-            body,
-            (
-                tf.constant(0),
-                tf.zeros([n, c], dtype),
-                empty_queues(self.blocks, n, c, dtype),
-                samples_ta,
-            ),
-            parallel_iterations=1,
-        )
-        return tf.transpose(samples_ta.stack())
 
     def _generate_naive(self, inputs, noise, speaker, temperature):
         """Sample by sample, the whole network on the whole sequence."""

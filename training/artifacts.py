@@ -367,6 +367,15 @@ def _recorded_image_shape(model_dir: str) -> tuple | None:
     return tuple(int(d) for d in sample.shape[1:])
 
 
+def _say_skipped(split):
+    """`split` (`Images` or `Utterances`), after saying on stderr which bad
+    files it left out, if any."""
+    summary = split.skipped_summary()
+    if summary is not None:
+        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
+    return split
+
+
 def load_split(
     dataset: str,
     split: str = "train",
@@ -381,13 +390,9 @@ def load_split(
         BadImageFileError: a bad file, unless `skip_bad_files`.
         DatasetError: a dataset that cannot be loaded.
     """
-    images = load_images(
-        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    return _say_skipped(
+        load_images(dataset, split, data_dir, skip_bad_files=skip_bad_files)
     )
-    summary = images.skipped_summary()
-    if summary is not None:
-        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
-    return images
 
 
 def load_audio_split(
@@ -403,13 +408,9 @@ def load_audio_split(
         BadAudioFileError: a bad file, unless `skip_bad_files`.
         DatasetError: a dataset that cannot be loaded.
     """
-    utterances = load_audio(
-        dataset, split, data_dir, skip_bad_files=skip_bad_files
+    return _say_skipped(
+        load_audio(dataset, split, data_dir, skip_bad_files=skip_bad_files)
     )
-    summary = utterances.skipped_summary()
-    if summary is not None:
-        print(f"vqvae: {summary}", file=sys.stderr, flush=True)
-    return utterances
 
 
 def audio_segments(
