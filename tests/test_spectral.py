@@ -116,3 +116,23 @@ def test_bad_inputs():
             ValueError, match=r"Each of `fft_lengths` must be in \[4, samples"
         ):
             multi_resolution_stft_loss(x, y, fft_lengths)
+    with pytest.raises(ValueError, match="at least one FFT size"):
+        multi_resolution_stft_loss(x, y, ())
+
+
+def test_bfloat16_inputs_are_cast():
+    """Targets or reconstructions in bfloat16 (mixed_bfloat16) give the
+    loss of their float32 values."""
+    x, y = _signals()
+    x16 = tf.cast(x, tf.bfloat16)
+    y16 = tf.cast(y, tf.bfloat16)
+    for a, b in [(x16, y16), (x16, y), (x, y16)]:
+        got = multi_resolution_stft_loss(a, b, (64,))
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(
+            got,
+            multi_resolution_stft_loss(
+                tf.cast(a, tf.float32), tf.cast(b, tf.float32), (64,)
+            ),
+            rtol=1e-6,
+        )

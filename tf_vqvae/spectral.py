@@ -21,6 +21,8 @@ example, then over the batch).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 # FFT sizes at 16 kHz: 16, 32 and 64 ms windows (hops a quarter of them).
@@ -54,7 +56,9 @@ def _norm(spectra: tf.Tensor) -> tf.Tensor:
 
 
 def multi_resolution_stft_loss(
-    waveforms, reconstructions, fft_lengths=DEFAULT_FFT_LENGTHS
+    waveforms: tf.Tensor,
+    reconstructions: tf.Tensor,
+    fft_lengths: Sequence[int] = DEFAULT_FFT_LENGTHS,
 ) -> tf.Tensor:
     """Spectral convergence plus log-magnitude distance, per example.
 
@@ -62,8 +66,8 @@ def multi_resolution_stft_loss(
         waveforms: float `(batch, samples)` or `(batch, samples, 1)`, the
             targets.
         reconstructions: float, the same shape (the decoded waveforms).
-        fft_lengths: FFT (and window) sizes, each at most `samples`; the
-            hop is a quarter of each.
+        fft_lengths: one or more FFT (and window) sizes, each at most
+            `samples`; the hop is a quarter of each.
 
     Returns:
         float32 `(batch,)`: the mean over resolutions of `L_sc + L_mag`
@@ -71,9 +75,11 @@ def multi_resolution_stft_loss(
 
     Raises:
         ValueError: for inputs of different shapes, another rank or channel
-            count, or an FFT size longer than the waveforms or below 4.
+            count, no FFT size, or one longer than the waveforms or below 4.
     """
-    waveforms = tf.convert_to_tensor(waveforms, tf.float32)
+    # Cast, not converted with a dtype: bfloat16 targets (mixed_bfloat16)
+    # are refused by `convert_to_tensor(..., tf.float32)`.
+    waveforms = tf.cast(waveforms, tf.float32)
     reconstructions = tf.cast(reconstructions, tf.float32)
     if waveforms.shape != reconstructions.shape:
         raise ValueError(
@@ -90,6 +96,12 @@ def multi_resolution_stft_loss(
             f"1). Received: shape={tuple(waveforms.shape)}."
         )
     samples = waveforms.shape[1]
+    fft_lengths = tuple(fft_lengths)
+    if not fft_lengths:
+        raise ValueError(
+            "`fft_lengths` must hold at least one FFT size. "
+            "Received: fft_lengths=()"
+        )
     for fft_length in fft_lengths:
         if fft_length < 4 or (samples is not None and fft_length > samples):
             raise ValueError(
