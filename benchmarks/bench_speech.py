@@ -8,9 +8,9 @@ voice conversion on the offline eSpeak NG corpus (issue 16, items 4-5).
 Everything goes through the public machinery:
 
 1. `vqvae train` (`commands.train`) of a speaker-conditioned audio VQ-VAE
-   (64 samples per code) on `--dataset speech`, from the `--preset`'s
-   training config (default: `speech` when that preset exists, else
-   `speech-demo`) with `speaker_conditioning=True` and `--steps` steps.
+   on `--dataset speech`, from the `--preset`'s training config (default:
+   `speech` when that preset exists, else `speech-demo`; both 32 samples
+   per code) with `speaker_conditioning=True` and `--steps` steps.
 2. Phoneme discovery (`tf_vqvae.speech_metrics`, as `vqvae evaluate`): the
    code -> phoneme mapping fitted on `train`, scored on `test` (held-out
    sentences of the training voices) and `test_voices` (held-out voices)
