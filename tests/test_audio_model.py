@@ -799,8 +799,9 @@ def test_spectral_loss_trains_the_decoded_spectrum():
 
 
 def test_spectral_loss_weight_bad_values():
-    message = "`spectral_loss_weight` must be None or a number >= 0"
-    for bad in [-1.0, "1", True, float("nan")]:
+    # `TrainConfig` refuses inf too (`vqvae train --spectral-loss-weight`).
+    message = "`spectral_loss_weight` must be None or a finite number >= 0"
+    for bad in [-1.0, "1", True, float("nan"), float("inf")]:
         with pytest.raises(ValueError, match=message):
             VQVAE(spectral_loss_weight=bad, **TINY_AUDIO)
     with pytest.raises(ValueError, match=message + r".*modality='image'"):

@@ -365,7 +365,7 @@ class VQVAE(keras.Model):
             the waveform as it is (models saved before this option). Images:
             always `"linear"` (their [-0.5, 0.5] shift).
         spectral_loss_weight: audio with the parallel decoder only: `None`
-            (default, off) or a weight `w >= 0` of the multi-resolution
+            (default, off) or a finite weight `w >= 0` of the multi-resolution
             STFT loss on the decoded waveform
             (`tf_vqvae.spectral.multi_resolution_stft_loss`: spectral
             convergence plus log-magnitude distance at FFT sizes 256, 512
@@ -513,12 +513,13 @@ class VQVAE(keras.Model):
             if (
                 isinstance(spectral_loss_weight, bool)
                 or not isinstance(spectral_loss_weight, (int, float))
-                or not spectral_loss_weight >= 0
+                or not 0 <= spectral_loss_weight < float("inf")
                 or modality != "audio"
                 or decoder != "parallel"
             ):
                 raise ValueError(
-                    "`spectral_loss_weight` must be None or a number >= 0, "
+                    "`spectral_loss_weight` must be None or a finite number "
+                    ">= 0, "
                     "for modality='audio' with decoder='parallel'. "
                     f"Received: spectral_loss_weight={spectral_loss_weight!r}"
                     f" with modality={modality!r}, decoder={decoder!r}"
