@@ -7,12 +7,6 @@ noise as an input):
 
     seed  --stateless_seed-->  [s, 0]  --uniform_noise-->  u ~ U[0, 1)
     codes = gumbel_argmax(logits, u, temperature, top_k)
-
-A generative decoder draws each example from its own seed, so a batch of
-any size gives every example the same waveform (`example_seeds`,
-`example_noise`, `decode_seed`):
-
-    (seed, index i)  --example_seeds-->  fold_in([s, 0], i)  --> noise_i
           = argmax(adjust_logits(logits, temperature, top_k) - log(-log u))
 
 `argmax(l + g)` with `g = -log(-log u)` standard Gumbel noise is a draw from
@@ -20,6 +14,12 @@ any size gives every example the same waveform (`example_seeds`,
 divides the logits by the temperature and keeps the `top_k` largest. Every
 function here is made of graph ops that TFLite converts to builtins (no
 random categorical op), and none imports TensorFlow Probability.
+
+A generative decoder draws each example from its own seed, so a batch of
+any size gives every example the same waveform (`example_seeds`,
+`example_noise`, `decode_seed`):
+
+    (seed, index i)  --example_seeds-->  fold_in([s, 0], i)  --> noise_i
 
 References:
     [1] Maddison, Tarlow and Minka, 2014. A* Sampling.
@@ -304,9 +304,9 @@ def example_noise(seeds: Any, shape: Sequence[int]) -> tf.Tensor:
 def decode_seed(model: Any, seed: Any, start: int, count: int) -> dict:
     """The `seed` keyword of `model.decode` for examples `start`, ...,
     `start + count - 1` of a run seeded by `seed`: `{"seed":
-    example_seeds(seed, start, count)}` when the model's decoder generates
-    (`CodeModel.generative_decoder`), else `{}` (a one-pass decoder takes
-    no seed).
+    example_seeds(seed, start, count)}` (int32 `(count, 2)`) when the
+    model's decoder generates (`CodeModel.generative_decoder`), else `{}`
+    (a one-pass decoder takes no seed).
 
     `model.decode(codes, speaker, **decode_seed(model, seed, start, n))`
     gives the same waveforms for the same `seed` however the examples are
