@@ -10,6 +10,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_vqvae import speech_metrics as sm
 
@@ -757,3 +758,18 @@ def test_log_mel_distance_matches_numpy():
     )
     with pytest.raises(ValueError, match="must have the same shape"):
         sm.log_mel_distance(x, y[:1])
+
+
+def test_log_mel_distance_of_bfloat16_waveforms():
+    """bfloat16 waveforms (mixed_bfloat16 outputs) are cast to float32."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-0.5, 0.5, (2, 1200)).astype(np.float32)
+    y = rng.uniform(-0.5, 0.5, (2, 1200)).astype(np.float32)
+    x16, y16 = tf.cast(x, tf.bfloat16), tf.cast(y, tf.bfloat16)
+    expected = sm.log_mel_distance(
+        tf.cast(x16, tf.float32), tf.cast(y16, tf.float32)
+    )
+    for a, b in [(x16, y16), (x16, y16.numpy().astype(np.float32))]:
+        got = sm.log_mel_distance(a, b)
+        assert got.dtype == tf.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-6)

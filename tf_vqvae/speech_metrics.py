@@ -410,7 +410,9 @@ def log_mel_spectrogram(
 _DB_PER_NEPER = 10.0 / math.log(10.0)
 
 
-def log_mel_distance(reference, estimate, **mel_options) -> tf.Tensor:
+def log_mel_distance(
+    reference: tf.Tensor, estimate: tf.Tensor, **mel_options
+) -> tf.Tensor:
     """The log-mel spectral distance of `estimate` from `reference`, in dB.
 
     Per frame, the root mean square over mel bands of the difference of
@@ -434,8 +436,9 @@ def log_mel_distance(reference, estimate, **mel_options) -> tf.Tensor:
         ValueError: for waveforms of different shapes (or as
             `log_mel_spectrogram`).
     """
-    reference = tf.convert_to_tensor(reference, tf.float32)
-    estimate = tf.convert_to_tensor(estimate, tf.float32)
+    # Cast: `convert_to_tensor(..., tf.float32)` refuses bfloat16 tensors.
+    reference = tf.cast(reference, tf.float32)
+    estimate = tf.cast(estimate, tf.float32)
     if reference.shape != estimate.shape:
         raise ValueError(
             "`reference` and `estimate` must have the same shape. Received: "
