@@ -334,6 +334,9 @@ def test_ctrl_c_in_process_checkpoints_and_exits_130(tmp_path, capsys):
             time.sleep(0.005)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # What was installed before (Python's default_int_handler, or SIG_IGN
+    # when the test runner was started in the background by a shell).
+    handler_before = signal.getsignal(signal.SIGINT)
     threading.Thread(target=interrupt, daemon=True).start()
     argv = ["train", "--model-dir", str(model_dir), *TINY_MODEL_FLAGS]
     assert cli.main([*argv, *_EPOCHS]) == cli.EXIT_INTERRUPTED
@@ -350,8 +353,8 @@ def test_ctrl_c_in_process_checkpoints_and_exits_130(tmp_path, capsys):
     assert step >= 4
     assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"-{step}")
     assert not (model_dir / "LOCK").exists()
-    # The default handler is back once the command ended.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The previous handler is back once the command ended.
+    assert signal.getsignal(signal.SIGINT) is handler_before
     epochs = step // 4 + 1
     assert cli.main([*argv, "--epochs", str(epochs)]) == 0
     out = capsys.readouterr().out
