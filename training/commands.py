@@ -1086,19 +1086,29 @@ def evaluate(
             batches,
             tf.data.Dataset.from_tensor_slices(labels).batch(batch_size),
         )
-    results = evaluate_model(vqvae, batches, prior=prior)
-    used = round(results["codebook_usage"] * vqvae.num_embeddings)
-    metrics = {
-        "dataset": dataset,
-        "split": images.split,
-        **results,
-        "dead_codes": vqvae.num_embeddings - used,
-    }
+    metrics = _evaluation_metrics(
+        dataset,
+        images.split,
+        evaluate_model(vqvae, batches, prior=prior),
+        vqvae,
+    )
     atomic.write_text(
         os.path.join(model_dir, EVALUATION_FILE),
         json.dumps(metrics, indent=2) + "\n",
     )
     return metrics
+
+
+def _evaluation_metrics(dataset: str, split: str, results: dict, vqvae) -> dict:
+    """What `evaluate` reports: the dataset and split, `results`, and the
+    number of codes the split never used (`dead_codes`)."""
+    used = round(results["codebook_usage"] * vqvae.num_embeddings)
+    return {
+        "dataset": dataset,
+        "split": split,
+        **results,
+        "dead_codes": vqvae.num_embeddings - used,
+    }
 
 
 def _evaluate_audio(
@@ -1117,14 +1127,12 @@ def _evaluate_audio(
     batches = audio_pipeline(
         utterances, segment, batch_size, seed=0, training=False
     )
-    results = evaluate_audio_model(vqvae, batches, prior=prior)
-    used = round(results["codebook_usage"] * vqvae.num_embeddings)
-    metrics = {
-        "dataset": dataset,
-        "split": utterances.split,
-        **results,
-        "dead_codes": vqvae.num_embeddings - used,
-    }
+    metrics = _evaluation_metrics(
+        dataset,
+        utterances.split,
+        evaluate_audio_model(vqvae, batches, prior=prior),
+        vqvae,
+    )
     metrics.update(
         _phoneme_discovery(
             vqvae, dataset, data_dir, skip_bad_files, segment, batch_size
