@@ -48,8 +48,9 @@ for name, key, inputs in (
     runner = interpreter.get_signature_runner(key)
     (value,) = runner(**inputs).values()
     results[f"tflite/{key}"] = value
-# Levels: every prefix, one decoder (LiteRT resizes the level axis).
-levels = data["codes"].shape[-1] if data["codes"].ndim == 4 else 1
+# Levels: every prefix, one decoder (LiteRT resizes the level axis); codes
+# of one level have no level axis.
+levels = data["codes"].shape[-1] if data["codes"].ndim == 4 else 0
 for n in range(1, levels + 1):
     prefix = np.ascontiguousarray(data["codes"][..., :n])
     results[f"saved_model/decode_{n}"] = sigs["decode"](

@@ -52,19 +52,23 @@ def _grid(levels):
 
 
 @pytest.mark.parametrize(
-    "embedding_dim, trainable",
-    [(None, 0), (6, 4)],
-    ids=["no-projection", "projections"],
+    "embedding_dim, data_init, trainable, non_trainable",
+    [(None, False, 0, 0), (None, True, 2, 1), (6, True, 6, 1)],
+    ids=["no-projection", "data-init", "projections-data-init"],
 )
-def test_layer_conformance(embedding_dim, trainable):
+def test_layer_conformance(embedding_dim, data_init, trainable, non_trainable):
     dim = embedding_dim or len(LEVELS)
     run_layer_test(
         FiniteScalarQuantizer,
-        init_kwargs={"levels": LEVELS, "embedding_dim": embedding_dim},
+        init_kwargs={
+            "levels": LEVELS,
+            "embedding_dim": embedding_dim,
+            "data_init": data_init,
+        },
         input_data=_inputs((2, 3, 3, dim)),
         expected_output_shape=(2, 3, 3, dim),
         expected_num_trainable_weights=trainable,
-        expected_num_non_trainable_weights=0,
+        expected_num_non_trainable_weights=non_trainable,
     )
 
 
@@ -116,7 +120,7 @@ def test_index_code_index_is_the_identity_over_all_codes(levels):
     "shape", [(40, 4), (3, 5, 4), (2, 3, 2, 4, 4)], ids=["1d", "2d", "3d"]
 )
 def test_forward_equals_numpy_bound_and_round(shape):
-    layer = FiniteScalarQuantizer(LEVELS)
+    layer = FiniteScalarQuantizer(LEVELS, data_init=False)
     z = _inputs(shape)
     bounded = _reference_bound(z, LEVELS)
     # No value within 1e-4 of a rounding boundary (float32 vs float64).
@@ -129,7 +133,7 @@ def test_forward_equals_numpy_bound_and_round(shape):
 
 
 def test_gradient_is_straight_through_the_rounding():
-    layer = FiniteScalarQuantizer(LEVELS)
+    layer = FiniteScalarQuantizer(LEVELS, data_init=False)
     z = tf.constant(_inputs((6, 4)))
     weights = _inputs((6, 4), seed=2)
     with tf.GradientTape() as tape:
@@ -146,7 +150,9 @@ def test_gradient_is_straight_through_the_rounding():
 def test_projections_learn_straight_through_the_rounding():
     """With a linear loss, every gradient but `project_out`'s kernel is that
     of the same network without `round`; that kernel's is `z_q^T w`."""
-    layer = FiniteScalarQuantizer(LEVELS, embedding_dim=6, seed=3, name="fsq")
+    layer = FiniteScalarQuantizer(
+        LEVELS, embedding_dim=6, data_init=False, seed=3, name="fsq"
+    )
     z = tf.constant(_inputs((10, 6)))
     layer.build(z.shape)
     weights = _inputs((10, 6), seed=2)
@@ -174,6 +180,51 @@ def test_projections_learn_straight_through_the_rounding():
     )
 
 
+def test_data_init_standardises_each_channel_at_the_first_training_batch():
+    """Scale and shift against numpy's mean and std; later batches and
+    inference calls leave them alone; the forward, codes and gradients are
+    the reference's on the standardised inputs."""
+    layer = FiniteScalarQuantizer(LEVELS)
+    # Small, off-centre inputs: without the data init, one code.
+    z = _inputs((6, 50, 4), seed=3, scale=0.02) + np.float32(0.01)
+    layer(z, training=False)
+    assert int(layer.initialized.numpy()) == 0
+    assert np.unique(layer.encode(z)).size == 1
+    layer(np.zeros((0, 50, 4), "float32"), training=True)
+    assert int(layer.initialized.numpy()) == 0
+
+    weights = _inputs((6, 50, 4), seed=2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(z, training=True) * weights)
+    grads = tape.gradient(loss, [layer.input_scale, layer.input_shift])
+    flat = z.reshape(-1, 4).astype(np.float64)
+    scale = 1 / np.sqrt(flat.var(0) + 1e-6)
+    shift = -flat.mean(0) * scale
+    np.testing.assert_allclose(layer.input_scale, scale, rtol=1e-4)
+    np.testing.assert_allclose(layer.input_shift, shift, rtol=1e-4, atol=1e-6)
+    standard = z * scale.astype("float32") + shift.astype("float32")
+    z_q, index = _reference_codes(standard, LEVELS)
+    np.testing.assert_array_equal(layer.encode(z), index)
+    np.testing.assert_allclose(layer(z), z_q, atol=1e-6)
+    # At least 90% of the 5**3 x 8 grid's cells near the centre are used.
+    assert np.unique(index).size > 150
+    # d loss / d scale_c = sum over positions of w * bound'(z s + b) z / hw.
+    levels = np.asarray(LEVELS, np.float64)
+    half_l = (levels - 1) * (1 - 1e-3) / 2
+    offset_shift = np.tan(np.where(levels % 2 == 0, 0.5, 0.0) / half_l)
+    d_bound = (1 - np.tanh(standard + offset_shift) ** 2) * half_l
+    upstream = (weights * d_bound / (levels // 2)).reshape(-1, 4)
+    np.testing.assert_allclose(
+        grads[0], (upstream * flat).sum(0), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(grads[1], upstream.sum(0), rtol=1e-4, atol=1e-4)
+
+    before = [w.numpy() for w in layer.weights]
+    layer(_inputs((6, 50, 4), seed=9, scale=5.0), training=True)
+    for w, value in zip(layer.weights, before):
+        np.testing.assert_array_equal(w, value)
+
+
 def test_usage_metric_counts_the_codes():
     layer = FiniteScalarQuantizer((3, 4))
     z = _inputs((200, 2))
@@ -197,7 +248,7 @@ def test_mixed_precision_keeps_float32_arithmetic(policy):
     low = tf.cast(z, layer.compute_dtype)
     out = layer(low, training=True)
     assert out.dtype == layer.compute_dtype
-    assert all(w.dtype == "float32" for w in layer.weights)
+    assert {w.dtype for w in layer.weights} == {"float32", "int64"}
     keras.mixed_precision.set_global_policy("float32")
     reference = FiniteScalarQuantizer(LEVELS, embedding_dim=6, seed=1)
     reference.build(z.shape)

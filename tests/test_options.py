@@ -120,7 +120,8 @@ def test_quantizer_options_resolve_with_defaults_and_checks():
         "codebook_dim": None,
     }
     assert options.resolve_quantizer_options("fsq", {"levels": [3, 3]}) == {
-        "levels": (3, 3)
+        "levels": (3, 3),
+        "fsq_data_init": True,
     }
     cases = [
         (

@@ -173,6 +173,15 @@ QUANTIZER_KINDS = {
                 (8, 5, 5, 5),
                 "Values per FSQ channel; K is their product.",
             ),
+            QuantizerOption(
+                "fsq_data_init",
+                bool,
+                True,
+                "Scale and shift each FSQ channel to mean 0, variance 1 "
+                "from the first training batch (keeps small encoder "
+                "outputs from all rounding to one code).",
+                argument="data_init",
+            ),
         ),
     ),
     "lfq": QuantizerKind(

@@ -1251,6 +1251,12 @@ class VQVAE(keras.Model):
         if config.get("modality") == "audio":
             # Saved before `encoder_input` existed: they saw the waveform.
             config.setdefault("encoder_input", "linear")
+        if config.get("quantizer") == "fsq":
+            # Saved before FSQ's data init existed: no scale and shift.
+            config["quantizer_options"] = {
+                "fsq_data_init": False,
+                **(config.get("quantizer_options") or {}),
+            }
         return super().from_config(config, custom_objects=custom_objects)
 
     def get_config(self):

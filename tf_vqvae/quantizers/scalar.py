@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe
 from tf_vqvae.quantizers.grid import MAX_CODES, GridQuantizer
+from tf_vqvae.quantizers.vector import _all_reduce_sum
 
 # The reference code's margin: bounded values stay this fraction inside
 # the outermost rounding boundaries.
@@ -65,6 +66,15 @@ class FiniteScalarQuantizer(GridQuantizer):
     the input to `len(levels)` channels before the bound and `z_q` back to
     `embedding_dim` after it (float32 under any precision policy).
 
+    Data init (`data_init=True`, the default): a learned per-channel
+    affine `z * scale + shift` comes before the bound, set at the first
+    training batch so that each channel has mean 0 and variance 1 over the
+    batch (as Glow's ActNorm; the statistics are all-reduced, so N replicas
+    start where one device would). Without it, an encoder whose outputs
+    are small next to the rounding steps (|z| << 1 / L_i, common at
+    initialisation) puts every vector in the middle cell: one code, a
+    constant decoder input and no signal to grow out of it.
+
     Args:
         levels: `L`, the number of values of each channel, integers >= 2
             (default `(8, 5, 5, 5)`, K = 1000; the paper's recommendations:
@@ -73,13 +83,17 @@ class FiniteScalarQuantizer(GridQuantizer):
             `(8, 8, 8, 5, 5, 5)` for 64000).
         embedding_dim: D, the size of the input vectors; `None` (default)
             means `len(levels)` (no projections).
+        data_init: standardise each channel from the first training batch
+            (see above; default `True`). `False`: the bound sees the
+            (projected) inputs as they are, as in the paper's code.
         seed: seeds the projections' initial kernels.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: `z_e`, float tensor `(batch, ..., embedding_dim)` of any
             rank >= 2, e.g. `(batch, height, width, embedding_dim)`.
-        training: unused (FSQ has no state); accepted for the contract.
+        training: the first call with `training=True` (and a non-empty
+            batch) sets the data init's scale and shift.
 
     Returns:
         `z_q`: same shape as `inputs`, in the layer's compute dtype. The
@@ -121,12 +135,19 @@ class FiniteScalarQuantizer(GridQuantizer):
         self,
         levels: Sequence[int] = (8, 5, 5, 5),
         embedding_dim: int | None = None,
+        data_init: bool = True,
         seed: int = 0,
         **kwargs,
     ):
         levels = _check_levels(levels)
+        if not isinstance(data_init, (bool, np.bool_)):
+            raise TypeError(
+                "`data_init` must be True or False. "
+                f"{describe('data_init', data_init)}"
+            )
         super().__init__(levels, embedding_dim, seed, **kwargs)
         self.levels = levels
+        self.data_init = bool(data_init)
         levels = np.asarray(levels)
         half_range = (levels - 1) * (1 - _EPSILON) / 2
         offset = np.where(levels % 2 == 0, 0.5, 0.0)
@@ -137,9 +158,42 @@ class FiniteScalarQuantizer(GridQuantizer):
         self._shift = np.tan(offset / half_range).astype(np.float32)
         self._half_width = (levels // 2).astype(np.int32)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        if not self.data_init:
+            return
+        # Assigned in a replica context at the first training batch, hence
+        # an aggregation; float32 under any precision policy.
+        common = dict(
+            shape=(self.codebook_dim,),
+            dtype="float32",
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        self.input_scale = self.add_weight(
+            name="input_scale", initializer="ones", **common
+        )
+        self.input_shift = self.add_weight(
+            name="input_shift", initializer="zeros", **common
+        )
+        self.initialized = self.add_weight(
+            name="initialized",
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+
     def bound(self, z) -> tf.Tensor:
-        """`bound(z)`: float32 `[..., len(levels)]` before rounding."""
+        """`bound(z)`: float32 `[..., len(levels)]` before rounding (after
+        the data init's scale and shift, if any)."""
         z = tf.cast(z, "float32")
+        if self.data_init:
+            if not self.built:
+                self.build(tuple(z.shape[:-1]) + (self.embedding_dim,))
+            z = z * self.input_scale + self.input_shift
         return tf.tanh(z + self._shift) * self._half_range - self._offset
 
     def _digits(self, z: tf.Tensor) -> tf.Tensor:
@@ -153,11 +207,46 @@ class FiniteScalarQuantizer(GridQuantizer):
         return (tf.cast(digits, "float32") - half_width) / half_width
 
     def _quantize(self, z: tf.Tensor, training):
+        if training and self.data_init:
+            self._initialize_from(tf.stop_gradient(z))
         bounded = self.bound(z)
         normalized = bounded / self._half_width.astype(np.float32)
         return self._snap(normalized, self._digits_of_bound(bounded))
 
+    # Assignments stay outside `tf.cond`, and the all-reduces run on every
+    # training step: tf.distribute allows neither inside control flow.
+    def _initialize_from(self, z: tf.Tensor) -> None:
+        """Per-channel mean 0 and variance 1 over the global batch, at the
+        first non-empty training batch (two passes, all-reduced)."""
+        flat = tf.reshape(z, [-1, self.codebook_dim])
+        count = _all_reduce_sum(tf.cast(tf.shape(flat)[0], "float32"))
+        safe_count = tf.maximum(count, 1.0)
+        mean = _all_reduce_sum(tf.reduce_sum(flat, 0)) / safe_count
+        variance = (
+            _all_reduce_sum(tf.reduce_sum(tf.square(flat - mean), 0))
+            / safe_count
+        )
+        scale = tf.math.rsqrt(variance + 1e-6)
+        first = tf.logical_and(tf.equal(self.initialized, 0), count > 0)
+        self.input_scale.assign(
+            tf.where(first, scale, tf.convert_to_tensor(self.input_scale))
+        )
+        self.input_shift.assign(
+            tf.where(
+                first, -mean * scale, tf.convert_to_tensor(self.input_shift)
+            )
+        )
+        self.initialized.assign(
+            tf.where(first, tf.constant(1, "int64"), self.initialized)
+        )
+
     def get_config(self):
         config = super().get_config()
-        config.update(levels=list(self.levels))
+        config.update(levels=list(self.levels), data_init=self.data_init)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before data init existed have no scale and shift.
+        config.setdefault("data_init", False)
+        return cls(**config)
