@@ -15,7 +15,9 @@ outside the repository:
 
 `--sonnet-python` / `--torch-python` point at existing interpreters instead.
 Every benchmark runs in a subprocess and returns JSON (kept in
-`--results-dir`); this script turns them into tables with min/median/max and
+`--results-dir`, by default `benchmarks/results/`: committed with
+BENCHMARKS.md, so `--resume` can write the document again, or re-run one
+section by deleting its JSON); this script turns them into tables with min/median/max and
 ratios. Pairs timed in one process are compared round by round (the median
 of per-round ratios), which cancels most of the drift of a shared machine.
 """
@@ -1186,10 +1188,44 @@ def versions(python: str, modules: tuple) -> str:
     return ", ".join("==".join(line.split()) for line in out.splitlines())
 
 
+# Path-valued flags and how BENCHMARKS.md shows a value outside the
+# repository (the document never points at a reader's or this machine's
+# files).
+PATH_FLAGS = {
+    "--results-dir": "DIR",
+    "--venv-dir": "DIR",
+    "--sonnet-python": "PYTHON",
+    "--torch-python": "PYTHON",
+    "--quality-data": "cifar10_jpeg.tar.gz",
+    "--out": "FILE",
+}
+DEFAULT_RESULTS_DIR = os.path.join(HERE, "results")
+
+
+def shown_command(argv: list[str]) -> str:
+    """`python benchmarks/run.py ARGS` as BENCHMARKS.md shows it: path
+    values inside the repository relative to it, the others placeholders."""
+    shown, argv = [], list(argv)
+    while argv:
+        arg = argv.pop(0)
+        flag, eq, value = arg.partition("=")
+        if flag in PATH_FLAGS and (eq or argv):
+            value = value if eq else argv.pop(0)
+            path = os.path.abspath(value)
+            if os.path.commonpath([path, REPO]) == REPO:
+                value = os.path.relpath(path, REPO)
+            else:
+                value = PATH_FLAGS[flag]
+            shown += [flag, value]
+        else:
+            shown.append(arg)
+    return "python " + shlex.join(["benchmarks/run.py", *shown])
+
+
 def write_markdown(
     args, parts: list, targets: list, env: dict, summary: list
 ) -> None:
-    command = "python " + shlex.join(["benchmarks/run.py", *sys.argv[1:]])
+    command = shown_command(sys.argv[1:])
     target_rows = ["| target | measured | met |", "|---|---|---|"]
     for name, ratio, target in targets:
         met = "✅" if ratio >= target else "❌"
@@ -1253,7 +1289,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--results-dir",
         default=None,
-        help="raw JSON results and run.log (default: a new temp dir)",
+        help="raw JSON results and run.log (default: benchmarks/results, "
+        "kept with BENCHMARKS.md so it can be written again with --resume; "
+        "with --tiny, a new temp dir)",
     )
     parser.add_argument(
         "--resume",
@@ -1284,7 +1322,11 @@ def main(argv: list[str] | None = None) -> None:
         sync_readme(args.out, os.path.join(REPO, "README.md"))
         return
     if args.results_dir is None:
-        args.results_dir = tempfile.mkdtemp(prefix="tf_vqvae_bench_")
+        args.results_dir = (
+            tempfile.mkdtemp(prefix="tf_vqvae_bench_")
+            if args.tiny
+            else DEFAULT_RESULTS_DIR
+        )
     unknown = [s for s in args.only if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")

@@ -722,3 +722,23 @@ def test_speech_tiny(tmp_path):
             assert rate == 16000 and 0 < len(waveform) <= 32000
     assert result["conversion"]["num_utterances"] == 3
     assert result["phonemes"]["test"]["num_scored"] > 0
+
+
+def test_command_shows_no_path_outside_the_repository():
+    inside = os.path.join(run.REPO, "benchmarks", "results")
+    shown = run.shown_command(
+        [
+            "--resume",
+            "--results-dir",
+            inside,
+            "--venv-dir=/somewhere/venvs",
+            "--quality-data",
+            "/elsewhere/shared/data/cifar10_jpeg.tar.gz",
+            "--only",
+            "vq,step",
+        ]
+    )
+    assert shown == (
+        "python benchmarks/run.py --resume --results-dir benchmarks/results "
+        "--venv-dir DIR --quality-data cifar10_jpeg.tar.gz --only vq,step"
+    )
