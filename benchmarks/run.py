@@ -18,8 +18,9 @@ Every benchmark runs in a subprocess and returns JSON (kept in
 `--results-dir`, by default `benchmarks/results/`: committed with
 BENCHMARKS.md, so `--resume` can write the document again, or re-run one
 section by deleting its JSON); this script turns them into tables with
-min/median/max and ratios. Pairs timed in one process are compared round by round (the median
-of per-round ratios), which cancels most of the drift of a shared machine.
+min/median/max and ratios. Pairs timed in one process are compared round
+by round (the median of per-round ratios), which cancels most of the drift
+of a shared machine.
 """
 
 from __future__ import annotations
