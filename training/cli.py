@@ -251,6 +251,26 @@ def config_from_args(
     return dataclasses.replace(base, **overrides)
 
 
+def _add_wav_arguments(
+    parser: argparse.ArgumentParser, verb: str, speaker: dict
+) -> None:
+    """`input` and `output` WAV files, `--speaker` (argparse keywords
+    `speaker`) and `--seed`: what `reconstruct` and `convert` take."""
+    parser.add_argument("input", help=f"The WAV file to {verb}.")
+    parser.add_argument("output", help="The .wav file to write.")
+    parser.add_argument("--speaker", **speaker)
+    _add_options(
+        parser,
+        (
+            "--seed",
+            int,
+            0,
+            "Generation seed of a generative decoder (train --decoder "
+            "wavenet): the same seed writes the same file.",
+        ),
+    )
+
+
 def _is_audio(dataset: str | None) -> bool:
     """Whether `--dataset` names an audio dataset (the audio defaults
     apply: `training.config.AUDIO_DEFAULTS`)."""
@@ -481,23 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
         "16 kHz) with --model-dir's audio VQ-VAE and write the decoded "
         "waveform as a 16 kHz WAV of the same duration; prints its SNR.",
     )
-    reconstruct_parser.add_argument("input", help="The WAV file to encode.")
-    reconstruct_parser.add_argument("output", help="The .wav file to write.")
-    reconstruct_parser.add_argument(
-        "--speaker",
-        default=None,
-        help="Speaker-conditioned models (train --speaker-conditioning): "
-        "decode as this speaker, a name of MODEL_DIR/speakers.json or an "
-        "id (another voice than the input's converts it).",
-    )
-    _add_options(
+    _add_wav_arguments(
         reconstruct_parser,
-        (
-            "--seed",
-            int,
-            0,
-            "Generation seed of a generative decoder (train --decoder "
-            "wavenet): the same seed writes the same file.",
+        "encode",
+        dict(
+            default=None,
+            help="Speaker-conditioned models (train --speaker-conditioning): "
+            "decode as this speaker, a name of MODEL_DIR/speakers.json or an "
+            "id (another voice than the input's converts it).",
         ),
     )
 
@@ -510,21 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(train --speaker-conditioning) and decode its codes as --speaker: "
         "the same words in that voice, a 16 kHz WAV of the same duration.",
     )
-    convert_parser.add_argument("input", help="The WAV file to convert.")
-    convert_parser.add_argument("output", help="The .wav file to write.")
-    convert_parser.add_argument(
-        "--speaker",
-        required=True,
-        help="The target voice: a name of MODEL_DIR/speakers.json or an id.",
-    )
-    _add_options(
+    _add_wav_arguments(
         convert_parser,
-        (
-            "--seed",
-            int,
-            0,
-            "Generation seed of a generative decoder (train --decoder "
-            "wavenet): the same seed writes the same file.",
+        "convert",
+        dict(
+            required=True,
+            help="The target voice: a name of MODEL_DIR/speakers.json or an "
+            "id.",
         ),
     )
 
