@@ -790,7 +790,12 @@ def test_spectral_loss_weight_config_and_round_trip(tmp_path):
 
 @pytest.mark.slow
 def test_spectral_loss_trains_the_decoded_spectrum():
-    """On one chirp batch the STFT loss of the decoded waveform falls."""
+    """On one chirp batch the STFT loss of the decoded waveform falls.
+
+    Seeded: with some initialisations this tiny codebook collapses to one
+    code at once (perplexity 1), and the chirps' random phases then average
+    to a flat output whatever the decoder learns."""
+    keras.utils.set_random_seed(0)
     model = VQVAE(spectral_loss_weight=1.0, **TINY_AUDIO)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = model.fit(chirp(batch=4), batch_size=4, epochs=30, verbose=0)

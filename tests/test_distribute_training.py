@@ -65,6 +65,51 @@ def _assert_same_variables(actual_model, expected_model, atol=1e-5):
         )
 
 
+def _assert_same_up_to_flips(actual_model, expected_model, vectors: int):
+    """Mixed precision: equal up to a few nearest-code flips.
+
+    The per-replica and the whole-batch convolutions round differently in
+    bfloat16 (8 significant bits) and float16 (11), so a vector that near to
+    two codes may pick the other one on 2 replicas (measured on an AMD EPYC
+    without AMX, 4 steps of 512 vectors: about 6 flips in bfloat16, 1 in
+    float16; none on an Intel Xeon with AMX). A flip moves at most
+    1 - decay of EMA count from one code to another and the two codes' rows
+    by about |z - e| / count. So: at most 1% of the `vectors` flipped, the
+    flipped codes' rows within 1e-2, everything else within
+    `MIXED_PRECISION_ATOL` (a missing all-reduce would move every count by
+    about half).
+    """
+    quantizer = expected_model.quantizer
+    one_vector = 1.0 - quantizer.decay
+    moved = np.abs(
+        np.asarray(actual_model.quantizer.ema_cluster_size)
+        - np.asarray(quantizer.ema_cluster_size)
+    )
+    assert moved.sum() <= 2 * one_vector * 0.01 * vectors + 1e-6, moved
+    flipped = moved > 1e-6
+    for actual, expected in zip(
+        actual_model.variables, expected_model.variables
+    ):
+        assert actual.path == expected.path
+        a, e = np.asarray(actual), np.asarray(expected)
+        if a.shape[:1] == flipped.shape and actual.path.startswith(
+            quantizer.path + "/"
+        ):
+            # The counts' flipped rows were checked above.
+            if not actual.path.endswith("ema_cluster_size"):
+                np.testing.assert_allclose(
+                    a[flipped],
+                    e[flipped],
+                    rtol=0,
+                    atol=1e-2,
+                    err_msg=actual.path,
+                )
+            a, e = a[~flipped], e[~flipped]
+        np.testing.assert_allclose(
+            a, e, rtol=0, atol=MIXED_PRECISION_ATOL, err_msg=actual.path
+        )
+
+
 def _assert_moved(fresh, trained):
     """Training moved the weights: a comparison is not between two inits."""
     assert any(
@@ -138,9 +183,8 @@ def test_mirrored_matches_one_device_in_mixed_precision(tmp_path, precision):
     )
     assert mirrored.step == single.step == 4
     assert mirrored.model.decoder.compute_dtype == precision
-    _assert_same_variables(
-        mirrored.model, single.model, atol=MIXED_PRECISION_ATOL
-    )
+    # 4 steps of 8 images of 8 x 8 latent vectors.
+    _assert_same_up_to_flips(mirrored.model, single.model, vectors=4 * 8 * 64)
     np.testing.assert_allclose(
         mirrored.history["loss"], single.history["loss"], rtol=1e-4
     )
