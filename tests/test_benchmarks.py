@@ -190,6 +190,7 @@ def test_run_quantizers_section_tiny(tmp_path):
     assert "(failed)" not in text
 
 
+@pytest.mark.slow
 def test_train_step_tiny():
     impls = ["tf_vqvae", "kerasio", "tf_vqvae_bf16"]
     if HAVE_SONNET:
@@ -239,6 +240,7 @@ def _fake_cifar_archive(path):
     return archive
 
 
+@pytest.mark.slow
 def test_quality_tiny(tmp_path):
     archive = _fake_cifar_archive(tmp_path)
     impls = ["tf_vqvae", "tf_vqvae_bf16"] + (["sonnet"] if HAVE_SONNET else [])

@@ -123,10 +123,15 @@ def _assert_moved(fresh, trained):
 @pytest.mark.parametrize(
     "changes",
     [
-        dict(quantizer="vq"),
-        dict(quantizer="ema", data_init="kmeans++", dead_code_restart_steps=2),
+        # The gradient codebook's replicas: also tests/test_distribute.py.
+        pytest.param(dict(quantizer="vq"), marks=pytest.mark.slow, id="vq"),
+        pytest.param(
+            dict(
+                quantizer="ema", data_init="kmeans++", dead_code_restart_steps=2
+            ),
+            id="ema-kmeans-restarts",
+        ),
     ],
-    ids=["vq", "ema-kmeans-restarts"],
 )
 def test_mirrored_matches_one_device(tmp_path, changes, capsys):
     # Thresholds of 1: every epoch "collapses" (warn), so the verdicts
@@ -194,6 +199,7 @@ def test_mirrored_matches_one_device_in_mixed_precision(tmp_path, precision):
     _assert_moved(fresh, single.model)
 
 
+@pytest.mark.slow
 def test_mirrored_prior_matches_one_device(tmp_path):
     base = tmp_path / "run"
     commands.train(

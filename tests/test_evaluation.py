@@ -346,6 +346,7 @@ def test_public_names():
         assert name in tf_vqvae.__all__
 
 
+@pytest.mark.slow
 def test_sampling_benchmark_smoke(tmp_path, monkeypatch):
     # The script imports its sibling `common`, as when run from benchmarks/.
     monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))

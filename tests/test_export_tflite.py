@@ -242,6 +242,7 @@ def test_refuses_overwrite_and_cleans_up(exported, tmp_path, monkeypatch):
     verify(out)
 
 
+@pytest.mark.slow
 def test_benchmark_tiny_smoke_run(tmp_path):
     script = os.path.join(
         os.path.dirname(__file__), "..", "benchmarks", "bench_export.py"
