@@ -175,6 +175,7 @@ def test_quantizer_options_are_saved_whole_and_checked():
     assert model.get_config()["quantizer_options"] == {
         "levels": [4, 4],
         "fsq_data_init": True,
+        "fsq_saturation_penalty": 0.1,
     }
     assert model.num_embeddings == 16
     cases = [
@@ -182,8 +183,8 @@ def test_quantizer_options_are_saved_whole_and_checked():
             lambda: VQVAE(quantizer="fsq", quantizer_options={"decay": 0.9}),
             ValueError,
             "`quantizer_options` has 'decay', which quantizer 'fsq' does not "
-            "take (its options: ['fsq_data_init', 'levels']). Received: "
-            "decay=0.9",
+            "take (its options: ['fsq_data_init', 'fsq_saturation_penalty', "
+            "'levels']). Received: decay=0.9",
         ),
         (
             lambda: VQVAE(
@@ -568,6 +569,9 @@ def test_fsq_models_saved_before_the_data_init_load_without_it(
     model(images[:2])
     config = model.get_config()
     del config["quantizer_options"]["fsq_data_init"]
+    del config["quantizer_options"]["fsq_saturation_penalty"]
     restored = VQVAE.from_config(config)
     assert restored.quantizer.data_init is False
+    assert restored.quantizer.saturation_penalty == 0.0
     assert restored.quantizer_options["fsq_data_init"] is False
+    assert restored.quantizer_options["fsq_saturation_penalty"] == 0.0

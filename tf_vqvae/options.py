@@ -182,6 +182,14 @@ QUANTIZER_KINDS = {
                 "outputs from all rounding to one code).",
                 argument="data_init",
             ),
+            QuantizerOption(
+                "fsq_saturation_penalty",
+                float,
+                0.1,
+                "Weight of a loss on FSQ's tanh arguments beyond +-2 (keeps "
+                "channels out of the flat tails, where they stop coding).",
+                argument="saturation_penalty",
+            ),
         ),
     ),
     "lfq": QuantizerKind(

@@ -1252,9 +1252,10 @@ class VQVAE(keras.Model):
             # Saved before `encoder_input` existed: they saw the waveform.
             config.setdefault("encoder_input", "linear")
         if config.get("quantizer") == "fsq":
-            # Saved before FSQ's data init existed: no scale and shift.
+            # Saved before FSQ's data init and saturation penalty existed.
             config["quantizer_options"] = {
                 "fsq_data_init": False,
+                "fsq_saturation_penalty": 0.0,
                 **(config.get("quantizer_options") or {}),
             }
         return super().from_config(config, custom_objects=custom_objects)
