@@ -143,7 +143,7 @@ def _tf_step(impl: str, args, shape: tuple, tf):
 
         def forward(x):
             z_q = layer(x, training=True)
-            # FSQ adds no loss.
+            # The paper's FSQ (saturation_penalty=0) adds no loss.
             return z_q, tf.add_n([tf.constant(0.0), *layer.losses])
 
         return forward, layer.trainable_weights
