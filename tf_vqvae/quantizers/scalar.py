@@ -17,7 +17,8 @@ from tf_vqvae.quantizers.vector import _all_reduce_sum
 # the outermost rounding boundaries.
 _EPSILON = 1e-3
 # `saturation_penalty` acts where the tanh's argument leaves [-2, 2]
-# (tanh' < 0.071 there: the outermost level is reached at |u| < 1.3).
+# (tanh' < 0.071 there; for L <= 8 the outermost level starts below
+# |u| = 1.3, so the penalty never keeps a vector from any level).
 SATURATION_THRESHOLD = 2.0
 
 
