@@ -10,7 +10,8 @@ Everything goes through the public machinery:
 1. `vqvae train` (`commands.train`) of a speaker-conditioned audio VQ-VAE
    on `--dataset speech`, from the `--preset`'s training config (default:
    `speech` when that preset exists, else `speech-demo`; both 32 samples
-   per code) with `speaker_conditioning=True` and `--steps` steps.
+   per code) with `speaker_conditioning=True` and `--steps` steps (default:
+   the preset's own, 4000 for `speech`).
 2. Phoneme discovery (`tf_vqvae.speech_metrics`, as `vqvae evaluate`): the
    code -> phoneme mapping fitted on `train`, scored on `test` (held-out
    sentences of the training voices) and `test_voices` (held-out voices)
@@ -25,7 +26,7 @@ Everything goes through the public machinery:
    phoneme agreement of the re-encoded converted audio relative to the
    re-encoded reconstruction's.
 5. A small WaveNet prior (`commands.train_prior`, the preset's prior
-   config scaled to `--prior-steps`) for one `vqvae sample`.
+   config, `--prior-steps` steps, default the preset's) for one `vqvae sample`.
 
 With `--docs-dir`, writes short WAVs (16 kHz PCM16, at most 2 s each:
 source, reconstruction, the same sentence in two other voices, a prior
@@ -460,6 +461,14 @@ def run(args) -> dict:
     return results
 
 
+def _total_steps(config, fallback: int) -> int:
+    """A preset's steps (epochs x steps per epoch; `fallback` when its
+    epochs are whole passes over the data)."""
+    if config.steps_per_epoch is None:
+        return fallback
+    return config.epochs * config.steps_per_epoch
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="smoke run")
@@ -469,8 +478,18 @@ def main(argv: list[str] | None = None) -> dict:
         help="training recipe, a name of training.config.PRESETS "
         f"(default: {default_preset()!r})",
     )
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--prior-steps", type=int, default=None)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="VQ-VAE steps (default: the preset's epochs x steps per epoch)",
+    )
+    parser.add_argument(
+        "--prior-steps",
+        type=int,
+        default=None,
+        help="prior steps (default: the preset's prior epochs x steps)",
+    )
     parser.add_argument("--classifier-epochs", type=int, default=None)
     parser.add_argument(
         "--convert", type=int, default=None, help="utterances to convert"
@@ -485,10 +504,16 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(
             f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}"
         )
+    preset = PRESETS[args.preset]
     defaults = (
         dict(steps=2, prior_steps=2, classifier_epochs=1, convert=3)
         if args.tiny
-        else dict(steps=600, prior_steps=300, classifier_epochs=20, convert=48)
+        else dict(
+            steps=_total_steps(preset.train, 600),
+            prior_steps=_total_steps(preset.prior, 300),
+            classifier_epochs=20,
+            convert=48,
+        )
     )
     for name, value in defaults.items():
         if getattr(args, name) is None:

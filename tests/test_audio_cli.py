@@ -595,8 +595,10 @@ def test_demo_presets():
     for name in ("speech-demo", "speech"):
         train = PRESETS[name].train
         assert train.modality_errors("audio") is None
-        # The presets' recipe: 32 samples per code, STFT loss on.
+        # The presets' recipe: 32 samples per code, STFT loss on, k-means++
+        # codebook seeding.
         assert train.num_downsamples == 5 and train.spectral_loss_weight
+        assert train.data_init == "kmeans++"
         assert train.segment_length % 2**train.num_downsamples == 0
     assert PRESETS["demo"].train.modality_errors("image") is None
     with pytest.raises(commands.UsageError) as raised:

@@ -49,6 +49,14 @@ from tf_vqvae.vqvae import as_waveforms, to_unit_range
 LN2 = math.log(2.0)
 
 
+def _graph(fn):
+    """`fn` as a `tf.function` that traces once per input shape: a model's
+    forward pass dispatched op by op in eager mode is 3x (encoder) to 8x
+    (a WaveNet prior's `log_prob`) slower on CPU than its graph, and the
+    evaluation loops below call these for every batch of a split."""
+    return tf.function(fn, reduce_retracing=True)
+
+
 def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
     if prior is None:
         return
@@ -338,21 +346,28 @@ def prior_log_prob(prior, codes, num_embeddings: int, labels=None):
     return tf.cast(distribution.log_prob(codes), tf.float32)
 
 
-def _code_log_prob_sums(vqvae, prior, codes, labels) -> tuple[float, float]:
-    """`log p(z)` in nats summed over a batch of codes: under the uniform
-    prior, and under `prior` (0.0 without one), which gets `labels` when it
-    is class conditional."""
-    uniform = float(
-        tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
-    )
-    if prior is None:
-        return uniform, 0.0
-    labels = labels if prior.num_classes is not None else None
-    return uniform, float(
-        tf.reduce_sum(
-            prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+def _code_log_prob_sums(vqvae, prior):
+    """A function of a batch of codes and its labels: `log p(z)` in nats
+    summed over the batch under the uniform prior, and under `prior` (0.0
+    without one), which gets the labels when it is class conditional."""
+    prior_sum = None
+    if prior is not None:
+        prior_sum = _graph(
+            lambda codes, labels: tf.reduce_sum(
+                prior_log_prob(prior, codes, vqvae.num_embeddings, labels)
+            )
         )
-    )
+
+    def sums(codes, labels) -> tuple[float, float]:
+        uniform = float(
+            tf.reduce_sum(prior_log_prob(None, codes, vqvae.num_embeddings))
+        )
+        if prior_sum is None:
+            return uniform, 0.0
+        labels = labels if prior.num_classes is not None else None
+        return uniform, float(prior_sum(codes, labels))
+
+    return sums
 
 
 def bits_per_dim(
@@ -499,11 +514,12 @@ def evaluate_model(
     rounded_squared_error = 0.0
     num_values = 0
     counts = np.zeros((num_levels, vqvae.num_embeddings))
+    encode, decode = _graph(vqvae.encode), _graph(vqvae.decode)
     for element in dataset:
         images, _ = _split_element(element)
         images = to_unit_range(images)
-        codes = vqvae.encode(images)
-        mean = vqvae.decode(codes)
+        codes = encode(images)
+        mean = decode(codes)
         squared_error += float(
             tf.reduce_sum(tf.square(tf.clip_by_value(mean, 0, 1) - images))
         )
@@ -524,19 +540,21 @@ def evaluate_model(
     prior_sum = 0.0
     num_images = 0
     dims = None
+    log_px = _graph(
+        lambda images, codes: tf.reduce_sum(
+            reconstruction_log_prob(vqvae, images, codes, gaussian_scale)
+        )
+    )
+    code_log_probs = _code_log_prob_sums(vqvae, prior)
     for element in dataset:
         images, labels = _split_element(element)
         images = to_unit_range(images)
-        codes = vqvae.encode(images)
+        codes = encode(images)
         _check_prior(vqvae, prior, codes)
         dims = int(np.prod(images.shape[1:]))
         num_images += int(images.shape[0])
-        log_px_sum += float(
-            tf.reduce_sum(
-                reconstruction_log_prob(vqvae, images, codes, gaussian_scale)
-            )
-        )
-        uniform, prior_nats = _code_log_prob_sums(vqvae, prior, codes, labels)
+        log_px_sum += float(log_px(images, codes))
+        uniform, prior_nats = code_log_probs(codes, labels)
         uniform_sum += uniform
         prior_sum += prior_nats
 
@@ -618,21 +636,35 @@ def evaluate_audio_model(
     log_px_sum = uniform_sum = prior_sum = 0.0
     signal = squared_error = log_mel_sum = 0.0
     num_waveforms = num_samples = 0
+    encode = _graph(vqvae.encode)
+    log_px = _graph(
+        lambda waveforms, codes, speakers: tf.reduce_sum(
+            waveform_log_prob(vqvae, waveforms, codes, speakers)
+        )
+    )
+    code_log_probs = _code_log_prob_sums(vqvae, prior)
+    # A generative decoder runs its own compiled sampler, seeded per example.
+    decode = (
+        vqvae.decode
+        if getattr(vqvae, "generative_decoder", False)
+        else _graph(vqvae.decode)
+    )
+    log_mel = _graph(
+        lambda waveforms, decoded: tf.reduce_sum(
+            log_mel_distance(waveforms, decoded)
+        )
+    )
     for element in dataset:
         waveforms, speakers = _split_audio_element(element)
         waveforms = as_waveforms(waveforms)
         decoder_speakers = speakers if vqvae.num_speakers else None
-        codes = vqvae.encode(waveforms)
+        codes = encode(waveforms)
         _check_prior(vqvae, prior, codes)
-        log_px_sum += float(
-            tf.reduce_sum(
-                waveform_log_prob(vqvae, waveforms, codes, decoder_speakers)
-            )
-        )
-        uniform, prior_nats = _code_log_prob_sums(vqvae, prior, codes, speakers)
+        log_px_sum += float(log_px(waveforms, codes, decoder_speakers))
+        uniform, prior_nats = code_log_probs(codes, speakers)
         uniform_sum += uniform
         prior_sum += prior_nats
-        decoded = vqvae.decode(
+        decoded = decode(
             codes,
             speaker=decoder_speakers,
             **sampling.decode_seed(
@@ -642,9 +674,7 @@ def evaluate_audio_model(
         squared_error += float(tf.reduce_sum(tf.square(decoded - waveforms)))
         signal += float(tf.reduce_sum(tf.square(waveforms)))
         if waveforms.shape[1] >= _LOG_MEL_FRAME:
-            log_mel_sum += float(
-                tf.reduce_sum(log_mel_distance(waveforms, decoded))
-            )
+            log_mel_sum += float(log_mel(waveforms, decoded))
         num_waveforms += int(waveforms.shape[0])
         num_samples += int(np.prod(waveforms.shape))
         counts += level_code_counts(
@@ -704,8 +734,9 @@ def utterance_codes(
     batches = audio_pipeline(
         utterances, segment_length, batch_size, seed=0, training=False
     )
+    encode = _graph(vqvae.encode)
     codes = np.concatenate(
-        [vqvae.encode(batch["audio"]).numpy() for batch in batches]
+        [encode(batch["audio"]).numpy() for batch in batches]
     )
     counts = [
         max(1, -(-len(waveform) // segment_length))

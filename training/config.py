@@ -748,6 +748,12 @@ def audio_train_config(**overrides) -> TrainConfig:
 # sequences).
 _SPEECH_VQVAE = dict(
     num_downsamples=5,
+    # k-means++ seeding: from a random choice of the first batch's vectors
+    # (mostly near-silent ones) the demo's code perplexity fell to 3-8 for
+    # its whole first epoch; seeded by k-means++ it recovered within 150
+    # steps (test split after 600 steps: SNR 2.4 vs 0.1 dB, perplexity 193
+    # vs 81, phoneme accuracy 25.1% vs 15.1%; one seed each).
+    data_init="kmeans++",
     likelihood="mu_law_logistic",
     num_mixtures=1,
     spectral_loss_weight=5.0,
