@@ -25,7 +25,7 @@ Everything goes through the public machinery:
    them), scored by `conversion_scores`: the classifier's verdict, and the
    phoneme agreement of the re-encoded converted audio relative to the
    re-encoded reconstruction's.
-5. A small WaveNet prior (`commands.train_prior`, the preset's prior
+5. A WaveNet prior (`commands.train_prior`, the preset's prior
    config, `--prior-steps` steps, default the preset's) for one `vqvae sample`.
 
 With `--docs-dir`, writes short WAVs (16 kHz PCM16, at most 2 s each:

@@ -593,3 +593,36 @@ def test_nearest_positions_bad_input(args, message):
     with pytest.raises(ValueError) as info:
         nearest_positions(model, **args)
     assert str(info.value) == message
+
+
+def test_audio_evaluation_errors_keep_their_message_on_later_batches():
+    """The loops run batches after the first as graphs; a bad speaker id
+    or an out-of-range waveform there still raises the eager `ValueError`
+    with its text (not a graph assertion)."""
+    from tests.test_audio_model import TINY_AUDIO, chirp
+    from tf_vqvae.data import Utterances
+    from tf_vqvae.evaluation import evaluate_audio_model, utterance_codes
+
+    model = VQVAE(**TINY_AUDIO, num_speakers=2)
+    waves = chirp(batch=4, samples=256)
+    batches = [
+        {"audio": waves[:2], "speaker": np.array([0, 1], "int32")},
+        {"audio": waves[2:], "speaker": np.array([1, 2], "int32")},
+    ]
+    with pytest.raises(ValueError) as raised:
+        evaluate_audio_model(model, batches)
+    assert str(raised.value) == (
+        "`speaker` ids must be in [0, num_speakers=2). "
+        "Received: ids from 1 to 2."
+    )
+    loud = waves[:, :, 0].copy()
+    loud[3] *= 3.0
+    utterances = Utterances(
+        name="chirps",
+        split="train",
+        waveforms=list(loud),
+        speakers=np.array([0, 1, 0, 1], "int32"),
+        speaker_names=("a", "b"),
+    )
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        utterance_codes(model, utterances, 256, batch_size=2)

@@ -120,6 +120,11 @@ class CodeModel(Protocol):
       (`tf_vqvae.options.LIKELIHOODS`; `"mu_law"` or `"mu_law_logistic"`
       for audio).
     - `quantizer`: a `Quantizer`.
+
+    `encode`, `decode` (of a one-pass decoder) and `decoder_outputs` must
+    trace into a `tf.function` for inputs of any batch size (TF ops, checks
+    as graph assertions when not executing eagerly):
+    `tf_vqvae.evaluation` runs them as graphs, as export does.
     """
 
     num_embeddings: int

@@ -31,7 +31,9 @@ the mu-law-quantized waveform; `bits_per_sample` and
 `reconstruction_bits_per_sample` report it per sample (`D` = samples).
 
 The functions take any `tf_vqvae.contracts.CodeModel` (and `CodePrior`) and
-use only the contracts' members.
+use only the contracts' members; after each loop's first batch they run the
+models' calls as graphs (`tf.function`), so those must trace, as the
+contracts say.
 """
 
 from __future__ import annotations
@@ -50,11 +52,38 @@ LN2 = math.log(2.0)
 
 
 def _graph(fn):
-    """`fn` as a `tf.function` that traces once per input shape: a model's
-    forward pass dispatched op by op in eager mode is 3x (encoder) to 8x
-    (a WaveNet prior's `log_prob`) slower on CPU than its graph, and the
-    evaluation loops below call these for every batch of a split."""
-    return tf.function(fn, reduce_retracing=True)
+    """`fn` for every batch of an evaluation loop: its first call eager, the
+    rest a `tf.function` (one trace per input shape).
+
+    A model's forward pass dispatched op by op in eager mode is 3x (encoder)
+    to 8x (a WaveNet prior's `log_prob`) slower on CPU than its graph. The
+    first call stays eager so that an unbuilt model is built (and its
+    initialisers run) outside any trace and the first batch's bad inputs
+    raise the models' own `ValueError`s; AutoGraph is off so that errors
+    raised while tracing keep their text.
+    """
+    graph = tf.function(fn, reduce_retracing=True, autograph=False)
+    calls = 0
+
+    def call(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return (fn if calls == 1 else graph)(*args, **kwargs)
+
+    return call
+
+
+def _check_speakers(vqvae, speakers) -> None:
+    """The eager `decode`'s error for speaker ids outside the model's range,
+    for every batch (the graphs would only assert)."""
+    if speakers is None or not vqvae.num_speakers:
+        return
+    ids = np.asarray(speakers)
+    if ids.size and not (ids.min() >= 0 and ids.max() < vqvae.num_speakers):
+        raise ValueError(
+            f"`speaker` ids must be in [0, num_speakers={vqvae.num_speakers})."
+            f" Received: ids from {ids.min():g} to {ids.max():g}."
+        )
 
 
 def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
@@ -658,6 +687,7 @@ def evaluate_audio_model(
         waveforms, speakers = _split_audio_element(element)
         waveforms = as_waveforms(waveforms)
         decoder_speakers = speakers if vqvae.num_speakers else None
+        _check_speakers(vqvae, decoder_speakers)
         codes = encode(waveforms)
         _check_prior(vqvae, prior, codes)
         log_px_sum += float(log_px(waveforms, codes, decoder_speakers))
@@ -736,7 +766,7 @@ def utterance_codes(
     )
     encode = _graph(vqvae.encode)
     codes = np.concatenate(
-        [encode(batch["audio"]).numpy() for batch in batches]
+        [encode(as_waveforms(batch["audio"])).numpy() for batch in batches]
     )
     counts = [
         max(1, -(-len(waveform) // segment_length))

@@ -790,12 +790,14 @@ PRESETS["speech-demo"] = Preset(
 
 PRESETS["speech"] = Preset(
     description=(
-        "the speech-demo VQ-VAE trained 6.7x longer (4000 steps, about 15 "
-        "minutes on 2 CPU cores) and a larger WaveNet prior: a start for "
+        "the speech-demo VQ-VAE trained 6.7x longer (4000 steps, about 10 "
+        "minutes on 2 CPU cores; the prior 5 more) and a larger WaveNet "
+        "prior: a start for "
         "phoneme discovery and, with --speaker-conditioning, voice conversion"
     ),
-    # Measured (19.1 min on 2 cores shared with a benchmark; 24 held-out
-    # utterances): SNR 3.0 dB, log-mel distance 7.5 dB, code perplexity
+    # Measured before the k-means++ seeding, with a random choice of the
+    # first batch's vectors (19.1 min on 2 cores shared with a benchmark; 24
+    # held-out utterances): SNR 3.0 dB, log-mel distance 7.5 dB, code perplexity
     # 256 of 512, 5.86 bits per sample for -log2 p(x|z).
     # 128 channels (num_residual_hiddens 64) at lr 2e-3 stalled in the
     # one run tried: over its first hundred steps the STFT loss stayed near
