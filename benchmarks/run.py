@@ -17,10 +17,11 @@ outside the repository:
 Every benchmark runs in a subprocess and returns JSON (kept in
 `--results-dir`, by default `benchmarks/results/`: committed with
 BENCHMARKS.md, so `--resume` can write the document again, or re-run one
-section by deleting its JSON); this script turns them into tables with
-min/median/max and ratios. Pairs timed in one process are compared round
-by round (the median of per-round ratios), which cancels most of the drift
-of a shared machine.
+section by deleting its JSON; `machines.json` records the CPU of each, and
+`--resume` re-runs those measured on another CPU); this script turns them
+into tables with min/median/max and ratios. Pairs timed in one process
+are compared round by round (the median of per-round ratios), which
+cancels most of the drift of a shared machine.
 """
 
 from __future__ import annotations
@@ -137,18 +138,52 @@ def ensure_venv(
 
 
 # ------------------------------------------------------------ subprocesses
+# Beside the results: the CPU each one was measured on (`cpu()`), so that
+# `--resume` never mixes machines in one BENCHMARKS.md.
+MACHINES_FILE = "machines.json"
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
         self.results_dir = args.results_dir
         os.makedirs(self.results_dir, exist_ok=True)
         self.log = open(os.path.join(self.results_dir, "run.log"), "a")
+        self.cpu = cpu()
+        self._machines_path = os.path.join(self.results_dir, MACHINES_FILE)
+        self.machines = (
+            _load_json(self._machines_path)
+            if os.path.exists(self._machines_path)
+            else {}
+        )
+
+    def keep(self, name: str, path: str) -> bool:
+        """Whether `--resume` keeps the result `name` at `path`: it exists
+        and was not recorded as measured on another CPU (results from
+        before the record are kept, with a note)."""
+        if not (self.args.resume and os.path.exists(path)):
+            return False
+        stamp = f"[{time.strftime('%H:%M:%S')}] {name}"
+        recorded = self.machines.get(name)
+        if recorded is None:
+            print(f"{stamp}: kept (its CPU was not recorded)", flush=True)
+            return True
+        if recorded != self.cpu:
+            print(f"{stamp}: measured on {recorded}; re-running", flush=True)
+            return False
+        print(f"{stamp}: kept", flush=True)
+        return True
+
+    def _record(self, name: str) -> None:
+        self.machines[name] = self.cpu
+        with open(self._machines_path, "w") as f:
+            json.dump(self.machines, f, indent=2, sort_keys=True)
+            f.write("\n")
 
     def run(self, python: str, script: str, name: str, *script_args) -> dict:
         """Runs `script` with `--out NAME.json`; returns its JSON or None."""
         out = os.path.join(self.results_dir, f"{name}.json")
-        if self.args.resume and os.path.exists(out):
-            print(f"[{time.strftime('%H:%M:%S')}] {name}: kept", flush=True)
+        if self.keep(name, out):
             return _load_json(out)
         cmd = [python, os.path.join(HERE, script), *map(str, script_args)]
         cmd += ["--out", out]
@@ -165,6 +200,7 @@ class Runner:
         if proc.returncode:
             print(f"  failed ({proc.returncode}); see run.log", flush=True)
             return None
+        self._record(name)
         return load()
 
     def run_fragment(self, script: str, name: str, *script_args) -> str | None:
@@ -177,7 +213,7 @@ class Runner:
         if not os.path.exists(path):
             return None
         md = os.path.join(self.results_dir, f"{name}.md")
-        if self.args.resume and os.path.exists(md):
+        if self.keep(name, md):
             return open(md).read()
         cmd = [sys.executable, path, *script_args]
         cmd += ["--json", os.path.join(self.results_dir, f"{name}.json")]
@@ -192,6 +228,7 @@ class Runner:
         if proc.returncode:
             print(f"  failed ({proc.returncode}); see run.log", flush=True)
             return None
+        self._record(name)
         return open(md).read()
 
 
@@ -1141,7 +1178,9 @@ def sync_readme(benchmarks_path: str, readme_path: str) -> bool:
     return updated != readme
 
 
-def machine() -> str:
+def cpu() -> str:
+    """The CPU, e.g. `"AMD EPYC (AVX-512; bfloat16: avx512_bf16, no AMX),
+    2 cores"`: what the timings depend on."""
     try:
         lscpu = subprocess.run(
             ["lscpu"], capture_output=True, text=True, check=True
@@ -1163,14 +1202,18 @@ def machine() -> str:
             f" (AVX-512; bfloat16: {', '.join(bf16) or 'none'}"
             f"{'' if 'amx_bf16' in names else ', no AMX'})"
             if "avx512f" in names
-            else ""
+            else " (no AVX-512)"
         )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         model, avx512 = platform.processor() or "unknown CPU", ""
+    return f"{model}{avx512}, {os.cpu_count()} cores"
+
+
+def machine() -> str:
     with open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
     return (
-        f"{model}{avx512}, {os.cpu_count()} cores, "
+        f"{cpu()}, "
         f"{mem_kb / 2**20:.0f} GiB RAM, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}"
     )

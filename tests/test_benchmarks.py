@@ -744,3 +744,41 @@ def test_command_shows_no_path_outside_the_repository():
         "python benchmarks/run.py --resume --results-dir benchmarks/results "
         "--venv-dir DIR --quality-data cifar10_jpeg.tar.gz --only vq,step"
     )
+
+
+def test_resume_keeps_only_results_of_this_cpu(tmp_path, capsys):
+    """`--resume` re-runs a result recorded on another CPU, keeps one of
+    this CPU, and keeps (with a note) one from before the record; a run
+    records its CPU."""
+    import types
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("same", "other", "unrecorded"):
+        (results / f"{name}.json").write_text("{}")
+    (results / run.MACHINES_FILE).write_text(
+        json.dumps({"same": run.cpu(), "other": "Another CPU, 64 cores"})
+    )
+    runner = run.Runner(
+        types.SimpleNamespace(results_dir=str(results), resume=True)
+    )
+    kept = {
+        name: runner.keep(name, str(results / f"{name}.json"))
+        for name in ("same", "other", "unrecorded", "missing")
+    }
+    assert kept == {
+        "same": True,
+        "other": False,
+        "unrecorded": True,
+        "missing": False,
+    }
+    out = capsys.readouterr().out
+    assert "other: measured on Another CPU, 64 cores; re-running" in out
+    assert "unrecorded: kept (its CPU was not recorded)" in out
+    runner._record("other")
+    recorded = json.loads((results / run.MACHINES_FILE).read_text())
+    assert recorded["other"] == run.cpu()
+    fresh = run.Runner(
+        types.SimpleNamespace(results_dir=str(results), resume=False)
+    )
+    assert not fresh.keep("same", str(results / "same.json"))
