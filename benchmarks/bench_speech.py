@@ -264,17 +264,28 @@ def conversion(vqvae, mapping, classifier, held_out, voices, count: int):
             result.append(np.asarray(vqvae.encode(padded))[0])
         return result
 
+    predicted = classifier.predict_speakers(converted)
     scores = conversion_scores(
         [held_out.alignments[i] for i in sources],
         codes(converted),
         codes(recon),
         mapping,
-        classifier.predict_speakers(converted),
+        predicted,
         np.asarray(targets),
         vqvae.downsampling_factor,
     )
+    # Where the conversions the classifier does not give the target go:
+    # the source's own voice means the codes carry the speaker.
+    source_speakers = held_out.speakers[sources]
     return {
         **dataclasses.asdict(scores),
+        "assigned_source_voice": float(np.mean(predicted == source_speakers)),
+        "assigned_other_voice": float(
+            np.mean(
+                (predicted != source_speakers)
+                & (predicted != np.asarray(targets))
+            )
+        ),
         "reconstruction_snr_db_mean": float(np.mean(snrs)),
         "reconstruction_target_voice_accuracy": float(
             np.mean(

@@ -15,6 +15,7 @@ PUBLIC = [
     "Encoder",
     "FiniteScalarQuantizer",
     "GatedPixelCNNBlock",
+    "LogMelFrames",
     "LookupFreeQuantizer",
     "MaskedConv2D",
     "PixelCNNPrior",

@@ -595,9 +595,11 @@ def test_demo_presets():
     for name in ("speech-demo", "speech"):
         train = PRESETS[name].train
         assert train.modality_errors("audio") is None
-        # The presets' recipe: 32 samples per code, STFT loss on, k-means++
-        # codebook seeding.
+        # The presets' recipe: log-mel frames in, 32 samples per code,
+        # K=2048, STFT loss on, k-means++ codebook seeding.
         assert train.num_downsamples == 5 and train.spectral_loss_weight
+        assert train.encoder_input == "log_mel"
+        assert train.num_embeddings == 2048
         assert train.data_init == "kmeans++"
         assert train.segment_length % 2**train.num_downsamples == 0
     assert PRESETS["demo"].train.modality_errors("image") is None
@@ -695,6 +697,26 @@ def test_logistic_likelihood_options(corpus, tmp_path, capsys):
     assert _error(capsys) == (
         "vqvae train: error: `num_mixtures` is an option of --likelihood "
         "mu_law_logistic. Received: num_mixtures=2 with likelihood='mu_law'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_encoder_input_flag(corpus, tmp_path, capsys):
+    """`--encoder-input` takes the library's choices (`log_mel` too) and
+    argparse refuses others (exit 2), before anything is written."""
+    from tf_vqvae.training.config import ConfigError
+
+    config = audio_train_config(encoder_input="log_mel")
+    assert config.model_kwargs("audio")["encoder_input"] == "log_mel"
+    with pytest.raises(ConfigError, match="`encoder_input` must be one of"):
+        audio_train_config(encoder_input="mel")
+    with pytest.raises(SystemExit) as raised:
+        _train(tmp_path / "run", corpus, "--encoder-input", "mel")
+    assert raised.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "vqvae train: error: argument --encoder-input: invalid choice: 'mel' "
+        "(choose from 'mu_law', 'linear', 'log_mel')"
     )
     assert not (tmp_path / "run").exists()
 

@@ -2,6 +2,8 @@
 conditioning, training on the pipeline's dict batches, saving, bad input,
 bits per sample and mixed precision."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -711,6 +713,37 @@ def test_encoder_input(encoder_input):
     )
 
 
+def test_log_mel_encoder_input(tmp_path):
+    """`"log_mel"`: the encoder reads `LogMelFrames` at the code rate (no
+    strided convolutions), learns, and the model round-trips bit-exactly."""
+    from tf_vqvae.spectral import LogMelFrames
+
+    model = VQVAE(encoder_input="log_mel", num_speakers=2, **TINY_AUDIO)
+    waves = chirp(batch=2)
+    speaker = np.array([1, 0], "int32")
+    inputs = {"audio": waves, "speaker": speaker}
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    first = model.fit(inputs, batch_size=2, epochs=1, verbose=0)
+    history = model.fit(inputs, batch_size=2, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < first.history["loss"][0]
+    assert model.encoder.num_downsamples == 0 and not model.encoder.downsamples
+    assert model.get_config()["num_downsamples"] == 6
+    frames = LogMelFrames(hop=64)(waves)
+    assert frames.shape == (2, SAMPLES // 64, 40)
+    np.testing.assert_allclose(
+        model.latents(waves), model.encoder(frames), rtol=1e-5, atol=1e-6
+    )
+    codes = model.encode(waves)
+    assert codes.shape == (2, SAMPLES // 64)
+    assert model.decode(codes, speaker).shape == waves.shape
+    path = str(tmp_path / "log_mel.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.encoder_input == "log_mel"
+    np.testing.assert_array_equal(loaded.encode(waves), codes)
+    np.testing.assert_array_equal(loaded(inputs), model(inputs))
+
+
 def test_encoder_input_defaults():
     assert VQVAE(**TINY_AUDIO).encoder_input == "mu_law"
     assert VQVAE().encoder_input == "linear"
@@ -727,6 +760,12 @@ def test_encoder_input_bad_values():
         VQVAE(encoder_input="log", **TINY_AUDIO)
     with pytest.raises(ValueError, match="`encoder_input` must be"):
         VQVAE(encoder_input="mu_law")
+    message = (
+        "`encoder_input` must be 'linear' or (audio only) 'mu_law' or "
+        "'log_mel'. Received: encoder_input='log_mel' with modality='image'"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VQVAE(encoder_input="log_mel")
 
 
 def test_mu_law_logistic_log_scales_start_narrow():

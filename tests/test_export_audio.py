@@ -296,8 +296,9 @@ print(json.dumps(sorted(results)))
             ),
             marks=pytest.mark.slow,
         ),
+        (2, dict(encoder_input="log_mel")),
     ],
-    ids=["plain", "speakers", "logistic"],
+    ids=["plain", "speakers", "logistic", "log_mel"],
 )
 def test_tflite_builtins_match_keras_in_litert(num_speakers, options, tmp_path):
     """Decoding speech in another voice on a device: the speaker model in

@@ -1,10 +1,15 @@
-"""The multi-resolution STFT loss against a float64 numpy reference."""
+"""The multi-resolution STFT loss and the log-mel front end against float64
+numpy references."""
 
+import re
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_vqvae.spectral import multi_resolution_stft_loss
+from tests.testing import numpy_log_mel, run_layer_test
+from tf_vqvae.spectral import LogMelFrames, multi_resolution_stft_loss
 
 
 def _numpy_magnitudes(x, fft_length):
@@ -136,3 +141,99 @@ def test_bfloat16_inputs_are_cast():
             ),
             rtol=1e-6,
         )
+
+
+# ------------------------------------------------------------ LogMelFrames
+
+
+def _centred(x, hop, frame_length):
+    """The zero padding that centres frame i on sample i * hop + hop / 2."""
+    left = frame_length // 2 - hop // 2
+    return np.pad(x, (left, frame_length - hop - left))
+
+
+def test_log_mel_frames_match_numpy():
+    """Frame i is the log-mel of the window centred on code i's centre:
+    the independent float64 reference on the zero-padded waveform."""
+    rng = np.random.default_rng(3)
+    t = np.arange(2000) / 16000
+    x = 0.4 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1700 * t)
+    x = (x + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    got = LogMelFrames(hop=40)(x[None, :, None]).numpy()[0]
+    expected = numpy_log_mel(
+        _centred(x.astype(np.float64), 40, 400),
+        16000, 400, 40, 512, 40, 20.0, 8000.0,
+    )  # fmt: skip
+    assert got.shape == (50, 40) == expected.shape
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=0)
+
+    small = LogMelFrames(
+        hop=64,
+        frame_length=128,
+        fft_length=256,
+        num_mel_bins=8,
+        lower_edge_hertz=100.0,
+        upper_edge_hertz=6000.0,
+    )(x[None, :1984, None]).numpy()[0]
+    expected = numpy_log_mel(
+        _centred(x[:1984].astype(np.float64), 64, 128),
+        16000, 128, 64, 256, 8, 100.0, 6000.0,
+    )  # fmt: skip
+    assert small.shape == (31, 8)
+    np.testing.assert_allclose(small, expected, atol=2e-4, rtol=0)
+
+
+def test_log_mel_frames_layer_conformance():
+    run_layer_test(
+        LogMelFrames,
+        dict(hop=16, frame_length=64, fft_length=64, num_mel_bins=6),
+        np.random.default_rng(0).uniform(-1, 1, (2, 128, 1)).astype("f4"),
+        expected_output_shape=(2, 8, 6),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+        run_training_check=False,
+    )
+
+
+def test_log_mel_frames_stay_float32_under_mixed_precision():
+    x = np.zeros((1, 64, 1), np.float32)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = LogMelFrames(hop=32, frame_length=64, fft_length=64)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    out = layer(x)
+    assert out.dtype == tf.float32
+    # Silence sits at the floor log(1e-6).
+    np.testing.assert_allclose(out, np.log(1e-6), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hop=0), "`hop` must be a positive integer"),
+        (
+            dict(hop=32, frame_length=16),
+            "`LogMelFrames` needs hop <= frame_length <= fft_length. "
+            "Received: hop=32, frame_length=16, fft_length=512",
+        ),
+        (
+            dict(hop=32, upper_edge_hertz=9000.0),
+            "`LogMelFrames` needs 0 <= lower_edge_hertz < upper_edge_hertz "
+            "<= sample_rate / 2. Received: lower_edge_hertz=20.0, "
+            "upper_edge_hertz=9000.0, sample_rate=16000",
+        ),
+        (dict(hop=32, log_offset=0.0), "`log_offset` must be > 0"),
+    ],
+)
+def test_log_mel_frames_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LogMelFrames(**kwargs)
+
+
+def test_log_mel_frames_bad_inputs():
+    layer = LogMelFrames(hop=32)
+    with pytest.raises(ValueError, match=r"divisible by hop=32"):
+        layer(np.zeros((1, 100, 1), np.float32))
+    with pytest.raises(ValueError, match=r"expects waveforms \(batch"):
+        LogMelFrames(hop=32)(np.zeros((1, 64, 2), np.float32))

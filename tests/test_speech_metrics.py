@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.testing import numpy_log_mel
 from tf_vqvae import speech_metrics as sm
 
 # ------------------------------------------------------------ code_phonemes
@@ -328,44 +329,13 @@ def test_mapping_recovers_phonemes_from_codes_of_aligned_speech():
 # ------------------------------------------------------------------ log-mel
 
 
-def _numpy_log_mel(x, sample_rate, frame_length, frame_step, fft_length,
-                   num_mel_bins, lower, upper):  # fmt: skip
-    """An independent float64 reference: framing, periodic Hann, rfft,
-    HTK-mel triangles (DC bin excluded), log(. + 1e-6)."""
-    num_frames = 1 + (len(x) - frame_length) // frame_step
-    n = np.arange(frame_length)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)
-    frames = np.stack(
-        [
-            x[t * frame_step : t * frame_step + frame_length] * window
-            for t in range(num_frames)
-        ]
-    )
-    power = np.abs(np.fft.rfft(frames, n=fft_length)) ** 2
-
-    def mel(hz):
-        return 1127.0 * np.log(1.0 + hz / 700.0)
-
-    bins = fft_length // 2 + 1
-    bin_mels = mel(np.linspace(0.0, sample_rate / 2, bins))
-    edges = np.linspace(mel(lower), mel(upper), num_mel_bins + 2)
-    weights = np.zeros((bins, num_mel_bins))
-    for m in range(num_mel_bins):
-        left, centre, right = edges[m], edges[m + 1], edges[m + 2]
-        for b in range(1, bins):
-            rising = (bin_mels[b] - left) / (centre - left)
-            falling = (right - bin_mels[b]) / (right - centre)
-            weights[b, m] = max(0.0, min(rising, falling))
-    return np.log(power @ weights + 1e-6)
-
-
 def test_log_mel_spectrogram_matches_numpy():
     rng = np.random.default_rng(3)
     t = np.arange(2000) / 16000
     x = 0.4 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1700 * t)
     x = (x + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
     got = sm.log_mel_spectrogram(x).numpy()
-    expected = _numpy_log_mel(
+    expected = numpy_log_mel(
         x.astype(np.float64), 16000, 400, 160, 512, 40, 20.0, 8000.0
     )
     assert got.shape == (1 + (2000 - 400) // 160, 40) == expected.shape
@@ -380,7 +350,7 @@ def test_log_mel_spectrogram_matches_numpy():
         lower_edge_hertz=100.0,
         upper_edge_hertz=6000.0,
     ).numpy()
-    expected = _numpy_log_mel(
+    expected = numpy_log_mel(
         x[:600].astype(np.float64), 16000, 128, 64, 256, 8, 100.0, 6000.0
     )
     np.testing.assert_allclose(small, expected, atol=2e-4, rtol=0)
@@ -741,7 +711,7 @@ def test_log_mel_distance_matches_numpy():
     for a, b in zip(x.astype(np.float64), y.astype(np.float64)):
         args = (16000, 400, 160, 512, 40, 20.0, 8000.0)
         diff_db = (10 / np.log(10)) * (
-            _numpy_log_mel(a, *args) - _numpy_log_mel(b, *args)
+            numpy_log_mel(a, *args) - numpy_log_mel(b, *args)
         )
         expected.append(np.mean(np.sqrt(np.mean(diff_db**2, axis=-1))))
     assert got.shape == (2,)

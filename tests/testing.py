@@ -175,3 +175,34 @@ def tflite_endpoints(layer, endpoints: dict, directory: str) -> dict:
         return call
 
     return {name: run(runner) for name, runner in runners.items()}
+
+
+def numpy_log_mel(x, sample_rate, frame_length, frame_step, fft_length,
+                   num_mel_bins, lower, upper):  # fmt: skip
+    """An independent float64 reference: framing, periodic Hann, rfft,
+    HTK-mel triangles (DC bin excluded), log(. + 1e-6)."""
+    num_frames = 1 + (len(x) - frame_length) // frame_step
+    n = np.arange(frame_length)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / frame_length)
+    frames = np.stack(
+        [
+            x[t * frame_step : t * frame_step + frame_length] * window
+            for t in range(num_frames)
+        ]
+    )
+    power = np.abs(np.fft.rfft(frames, n=fft_length)) ** 2
+
+    def mel(hz):
+        return 1127.0 * np.log(1.0 + hz / 700.0)
+
+    bins = fft_length // 2 + 1
+    bin_mels = mel(np.linspace(0.0, sample_rate / 2, bins))
+    edges = np.linspace(mel(lower), mel(upper), num_mel_bins + 2)
+    weights = np.zeros((bins, num_mel_bins))
+    for m in range(num_mel_bins):
+        left, centre, right = edges[m], edges[m + 1], edges[m + 2]
+        for b in range(1, bins):
+            rising = (bin_mels[b] - left) / (centre - left)
+            falling = (right - bin_mels[b]) / (right - centre)
+            weights[b, m] = max(0.0, min(rising, falling))
+    return np.log(power @ weights + 1e-6)

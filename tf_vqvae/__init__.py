@@ -19,6 +19,7 @@ _PUBLIC = {
     "Encoder": "tf_vqvae.networks",
     "FiniteScalarQuantizer": "tf_vqvae.quantizers",
     "GatedPixelCNNBlock": "tf_vqvae.prior",
+    "LogMelFrames": "tf_vqvae.spectral",
     "LookupFreeQuantizer": "tf_vqvae.quantizers",
     "MaskedConv2D": "tf_vqvae.prior",
     "PixelCNNPrior": "tf_vqvae.prior",

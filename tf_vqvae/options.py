@@ -283,6 +283,16 @@ LIKELIHOODS = {
         "a discretized logistic mixture over 8-bit mu-law audio samples"
     ),
 }
+# `VQVAE(encoder_input=...)`: what an audio encoder reads (images: always
+# "linear", their [-0.5, 0.5] shift).
+ENCODER_INPUTS = {
+    "mu_law": "the waveform mu-law companded (the audio default)",
+    "linear": "the waveform as it is",
+    "log_mel": (
+        "log-mel frames (25 ms windows, 40 bands), one per code, read by "
+        "an encoder without strided convolutions"
+    ),
+}
 # `VQVAE(modality=...)`: what the model's inputs are.
 MODALITIES = {
     "image": "images (batch, *spatial, channels) in [0, 1] or uint8",

@@ -38,8 +38,8 @@ DEFAULT_NUM_MIXTURES = 10
 # - / 6.3 / 6.4 / 5.8 (only -4 at 16x reached 3.9 dB SNR; single runs, so
 # -2, best or close at both).
 INITIAL_LOG_SCALE = -2.0
-# What an audio encoder sees: the waveform as it is, or mu-law companded.
-ENCODER_INPUTS = ("linear", "mu_law")
+# What an audio encoder reads (`tf_vqvae.options.ENCODER_INPUTS`).
+ENCODER_INPUTS = tuple(options.ENCODER_INPUTS)
 
 
 # `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments
@@ -361,9 +361,17 @@ class VQVAE(keras.Model):
             audio) the waveform companded by `likelihoods.mu_law_compress`
             (not quantized: speech at about 0.1 rms reaches about 0.4 rms;
             on the linear waveform, small models' codebooks collapsed to one
-            or two codes in some short runs on speech), or `"linear"`
-            the waveform as it is (models saved before this option). Images:
-            always `"linear"` (their [-0.5, 0.5] shift).
+            or two codes in some short runs on speech), `"linear"`
+            the waveform as it is (models saved before this option), or
+            `"log_mel"`: log-mel frames (`tf_vqvae.spectral.LogMelFrames`:
+            25 ms windows, 40 bands), one centred on each code, read by an
+            encoder without strided convolutions (its 3-wide convolution
+            and residual stack at the code rate). Without the waveform's
+            phase the codes keep more of the content and less of the
+            waveform's fine detail (on the speech corpus after 1000 steps:
+            phoneme discovery 5.4x the baseline against 3.2x from the
+            waveform, with the same reconstruction loss). Images: always
+            `"linear"` (their [-0.5, 0.5] shift).
         spectral_loss_weight: audio with the parallel decoder only: `None`
             (default, off) or a finite weight `w >= 0` of the multi-resolution
             STFT loss on the decoded waveform
@@ -505,7 +513,8 @@ class VQVAE(keras.Model):
             modality == "image" and encoder_input != "linear"
         ):
             raise ValueError(
-                "`encoder_input` must be 'linear' or (audio only) 'mu_law'. "
+                "`encoder_input` must be 'linear' or (audio only) "
+                f"{_either(c for c in ENCODER_INPUTS if c != 'linear')}. "
                 f"Received: encoder_input={encoder_input!r} with "
                 f"modality={modality!r}"
             )
@@ -611,9 +620,18 @@ class VQVAE(keras.Model):
         )
         # The layers take the model's dtype policy (`VQVAE(dtype=...)`, by
         # default the global one): Keras does not pass it down.
+        # The log-mel front end already gives one frame per code, so that
+        # encoder has no strided convolutions.
+        self.front_end = None
+        encoder_network = network
+        if encoder_input == "log_mel":
+            self.front_end = spectral.LogMelFrames(
+                2**num_downsamples, name="log_mel_frames"
+            )
+            encoder_network = {**network, "num_downsamples": 0}
         with policy_scope(self.dtype_policy):
             self.encoder = Encoder(
-                self.embedding_dim, name="encoder", **network
+                self.embedding_dim, name="encoder", **encoder_network
             )
         self._network_kwargs = network
         self.decoder = None
@@ -739,8 +757,12 @@ class VQVAE(keras.Model):
                     num_speakers=self.num_speakers,
                     **self._network_kwargs,
                 )
-        self.encoder.build(input_shape)
-        latent_shape = self.encoder.compute_output_shape(input_shape)
+        encoder_shape = input_shape
+        if self.front_end is not None:
+            self.front_end.build(input_shape)
+            encoder_shape = self.front_end.compute_output_shape(input_shape)
+        self.encoder.build(encoder_shape)
+        latent_shape = self.encoder.compute_output_shape(encoder_shape)
         if not self.quantizer.built:
             # A quantizer layer passed in (or deserialized) may come built.
             self.quantizer.build(latent_shape)
@@ -814,6 +836,8 @@ class VQVAE(keras.Model):
             encoder_inputs = images
             if self.encoder_input == "mu_law":
                 encoder_inputs = likelihoods.mu_law_compress(images)
+            elif self.front_end is not None:
+                encoder_inputs = self.front_end(images)
             return images, self.encoder(encoder_inputs, training=training)
         if unchecked:
             images = check_unit_range(images)
