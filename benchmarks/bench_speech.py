@@ -11,7 +11,7 @@ Everything goes through the public machinery:
    on `--dataset speech`, from the `--preset`'s training config (default:
    `speech` when that preset exists, else `speech-demo`; both 32 samples
    per code) with `speaker_conditioning=True` and `--steps` steps (default:
-   the preset's own, 4000 for `speech`).
+   the preset's own, 8000 for `speech`).
 2. Phoneme discovery (`tf_vqvae.speech_metrics`, as `vqvae evaluate`): the
    code -> phoneme mapping fitted on `train`, scored on `test` (held-out
    sentences of the training voices) and `test_voices` (held-out voices)

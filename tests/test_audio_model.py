@@ -728,6 +728,8 @@ def test_log_mel_encoder_input(tmp_path):
     assert history.history["loss"][-1] < first.history["loss"][0]
     assert model.encoder.num_downsamples == 0 and not model.encoder.downsamples
     assert model.get_config()["num_downsamples"] == 6
+    # Every argument is recorded by the model, none left to the defaults.
+    assert model.front_end.get_config()["frame_length"] == 400
     frames = LogMelFrames(hop=64)(waves)
     assert frames.shape == (2, SAMPLES // 64, 40)
     np.testing.assert_allclose(
@@ -742,6 +744,20 @@ def test_log_mel_encoder_input(tmp_path):
     assert loaded.encoder_input == "log_mel"
     np.testing.assert_array_equal(loaded.encode(waves), codes)
     np.testing.assert_array_equal(loaded(inputs), model(inputs))
+
+
+def test_log_mel_front_end_covers_long_hops():
+    """Past 400 samples per code the window and the DFT widen to the hop."""
+    model = VQVAE(
+        **{**TINY_AUDIO, "num_downsamples": 9}, encoder_input="log_mel"
+    )
+    config = model.front_end.get_config()
+    assert (config["hop"], config["frame_length"], config["fft_length"]) == (
+        512,
+        512,
+        512,
+    )
+    assert model.encode(chirp(batch=1, samples=1024)).shape == (1, 2)
 
 
 def test_encoder_input_defaults():

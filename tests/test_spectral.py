@@ -183,6 +183,23 @@ def test_log_mel_frames_match_numpy():
     np.testing.assert_allclose(small, expected, atol=2e-4, rtol=0)
 
 
+def test_log_mel_frames_are_centred_on_the_codes():
+    """A click at the centre of code i is loudest in frame i, and frames
+    symmetric around it are equally loud (the window is centred)."""
+    hop, frames = 32, 24
+    for i in (0, 5, 23):
+        x = np.zeros((1, hop * frames, 1), np.float32)
+        x[0, i * hop + hop // 2, 0] = 1.0
+        energy = LogMelFrames(hop=hop, frame_length=128, fft_length=128)(x)
+        energy = np.asarray(energy)[0].mean(axis=1)
+        assert int(np.argmax(energy)) == i
+        for d in (1, 2):
+            if 0 <= i - d and i + d < frames:
+                np.testing.assert_allclose(
+                    energy[i - d], energy[i + d], rtol=1e-4
+                )
+
+
 def test_log_mel_frames_layer_conformance():
     run_layer_test(
         LogMelFrames,

@@ -130,9 +130,10 @@ def multi_resolution_stft_loss(
 class LogMelFrames(keras.layers.Layer):
     """Log mel-filterbank energies, one frame every `hop` samples.
 
-    Frame `i` is the `frame_length`-sample window centred on sample
-    `i * hop + hop / 2` (the centre of code `i` when `hop` is the
-    downsampling factor), with zeros beyond the waveform's ends, so
+    Frame `i` is the `frame_length`-sample window starting at sample
+    `i * hop + hop // 2 - frame_length // 2`, so centred on sample
+    `i * hop + hop / 2` for even sizes (the centre of code `i` when `hop`
+    is the downsampling factor), with zeros beyond the waveform's ends, so
     `samples / hop` frames come out. Each frame is `log(M |DFT(w x)|^2 +
     log_offset)` with `w` the periodic Hann window, an `fft_length`-point
     DFT and `M` the HTK-mel filterbank of

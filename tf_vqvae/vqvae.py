@@ -160,6 +160,23 @@ def to_unit_range(images) -> tf.Tensor:
     return check_unit_range(_as_float(images))
 
 
+def _log_mel_options(hop: int) -> dict:
+    """`LogMelFrames` arguments of `encoder_input="log_mel"`, all given (a
+    saved model's features must not follow the layer's defaults): 25 ms
+    windows and a 512-point DFT, both widened to cover a longer hop."""
+    frame_length = max(400, hop)
+    return dict(
+        hop=hop,
+        frame_length=frame_length,
+        fft_length=max(512, 1 << (frame_length - 1).bit_length()),
+        num_mel_bins=40,
+        sample_rate=16_000,
+        lower_edge_hertz=20.0,
+        upper_edge_hertz=8000.0,
+        log_offset=1e-6,
+    )
+
+
 def _either(names) -> str:
     return " or ".join(map(repr, names))
 
@@ -254,8 +271,9 @@ class VQVAE(keras.Model):
 
     Audio (`modality="audio"`, `spatial_dims=1`): waveforms `(batch,
     samples, 1)`, float in [-1, 1] at 16 kHz, go into the encoder mu-law
-    companded (`encoder_input="mu_law"`, the default) or as they are
-    (`"linear"`); `num_downsamples=6` is the paper's audio
+    companded (`encoder_input="mu_law"`, the default), as they are
+    (`"linear"`) or as log-mel frames, one per code (`"log_mel"`);
+    `num_downsamples=6` is the paper's audio
     encoder (six window-4 stride-2 convolutions, 64 samples per code) with
     K=512.
     The decoder outputs a distribution over each sample's 8-bit mu-law
@@ -291,7 +309,9 @@ class VQVAE(keras.Model):
         num_residual_blocks: residual blocks in encoder and decoder (2).
         num_residual_hiddens: channels inside a residual block (256).
         num_downsamples: stride-2 convolutions; codes are
-            `2**num_downsamples` times smaller than the input on each axis.
+            `2**num_downsamples` times smaller than the input on each axis
+            (with `encoder_input="log_mel"` the front end's hop instead:
+            its encoder has none, the decoder has them all).
         commitment_cost: beta (0.25 in the paper).
         quantizer: the kind of quantizer, a key of
             `tf_vqvae.options.QUANTIZER_KINDS`: `"ema"`
@@ -626,7 +646,7 @@ class VQVAE(keras.Model):
         encoder_network = network
         if encoder_input == "log_mel":
             self.front_end = spectral.LogMelFrames(
-                2**num_downsamples, name="log_mel_frames"
+                name="log_mel_frames", **_log_mel_options(2**num_downsamples)
             )
             encoder_network = {**network, "num_downsamples": 0}
         with policy_scope(self.dtype_policy):

@@ -757,7 +757,10 @@ _SPEECH_VQVAE = dict(
     # (mostly near-silent ones) the demo's code perplexity fell to 3-8 for
     # its whole first epoch; seeded by k-means++ it recovered within 150
     # steps (test split after 600 steps: SNR 2.4 vs 0.1 dB, perplexity 193
-    # vs 81, phoneme accuracy 25.1% vs 15.1%; one seed each).
+    # vs 81, phoneme accuracy 25.1% vs 15.1%; one seed each; measured at
+    # K=512). At K=2048 a batch holds exactly K vectors (8 x 8192 / 32), so
+    # the seeding takes nearly all of the first batch; codes seeded with
+    # duplicates (silent frames) are re-seeded by the dead-code restarts.
     data_init="kmeans++",
     likelihood="mu_law_logistic",
     num_mixtures=1,
@@ -793,21 +796,24 @@ PRESETS["speech-demo"] = Preset(
 
 PRESETS["speech"] = Preset(
     description=(
-        "the speech-demo VQ-VAE trained 6.7x longer (4000 steps, about 10 "
-        "minutes on 2 CPU cores; the prior 5 more) and a larger WaveNet "
-        "prior: a start for "
-        "phoneme discovery and, with --speaker-conditioning, voice conversion"
+        "the speech-demo VQ-VAE trained 13x longer (8000 steps, about 13 "
+        "minutes on 2 CPU cores; the prior 8 more) and a larger WaveNet "
+        "prior: phoneme discovery and, with --speaker-conditioning, voice "
+        "conversion (benchmarks/bench_speech.py)"
     ),
-    # Measured before the k-means++ seeding, with a random choice of the
-    # first batch's vectors (19.1 min on 2 cores shared with a benchmark; 24
-    # held-out utterances): SNR 3.0 dB, log-mel distance 7.5 dB, code perplexity
-    # 256 of 512, 5.86 bits per sample for -log2 p(x|z).
+    # With speaker conditioning (bench_speech.py, 23 min in all): phoneme
+    # discovery 6.86x the baseline on held-out sentences at 8000 steps,
+    # 6.67x at 4000; conversions assigned the target voice 94% and 96%.
+    # Before log-mel input and k-means++ seeding (4000 steps, waveform in,
+    # K=512; 19.1 min on 2 cores shared with a benchmark; 24 held-out
+    # utterances): SNR 3.0 dB, log-mel distance 7.5 dB, code perplexity 256
+    # of 512, 5.86 bits per sample for -log2 p(x|z).
     # 128 channels (num_residual_hiddens 64) at lr 2e-3 stalled in the
     # one run tried: over its first hundred steps the STFT loss stayed near
     # its start (5.3) with a code perplexity of 5, at 1 s a step.
     train=audio_train_config(
         **_SPEECH_VQVAE,
-        epochs=20,
+        epochs=40,
         steps_per_epoch=200,
         checkpoint_steps=200,
     ),
