@@ -38,9 +38,6 @@ DEFAULT_NUM_MIXTURES = 10
 # - / 6.3 / 6.4 / 5.8 (only -4 at 16x reached 3.9 dB SNR; single runs, so
 # -2, best or close at both).
 INITIAL_LOG_SCALE = -2.0
-# What an audio encoder reads (`tf_vqvae.options.ENCODER_INPUTS`).
-ENCODER_INPUTS = tuple(options.ENCODER_INPUTS)
-
 
 # `decoder_options` of `decoder="wavenet"`: `WaveNetDecoder` arguments
 # (declared in `tf_vqvae.options.DECODER_KINDS`).
@@ -529,12 +526,13 @@ class VQVAE(keras.Model):
             )
         if encoder_input is None:
             encoder_input = "mu_law" if modality == "audio" else "linear"
-        if encoder_input not in ENCODER_INPUTS or (
+        if encoder_input not in options.ENCODER_INPUTS or (
             modality == "image" and encoder_input != "linear"
         ):
+            audio_only = [c for c in options.ENCODER_INPUTS if c != "linear"]
             raise ValueError(
                 "`encoder_input` must be 'linear' or (audio only) "
-                f"{_either(c for c in ENCODER_INPUTS if c != 'linear')}. "
+                f"{_either(audio_only)}. "
                 f"Received: encoder_input={encoder_input!r} with "
                 f"modality={modality!r}"
             )
@@ -638,8 +636,6 @@ class VQVAE(keras.Model):
             num_downsamples=num_downsamples,
             spatial_dims=spatial_dims,
         )
-        # The layers take the model's dtype policy (`VQVAE(dtype=...)`, by
-        # default the global one): Keras does not pass it down.
         # The log-mel front end already gives one frame per code, so that
         # encoder has no strided convolutions.
         self.front_end = None
@@ -649,6 +645,8 @@ class VQVAE(keras.Model):
                 name="log_mel_frames", **_log_mel_options(2**num_downsamples)
             )
             encoder_network = {**network, "num_downsamples": 0}
+        # The layers take the model's dtype policy (`VQVAE(dtype=...)`, by
+        # default the global one): Keras does not pass it down.
         with policy_scope(self.dtype_policy):
             self.encoder = Encoder(
                 self.embedding_dim, name="encoder", **encoder_network
