@@ -718,14 +718,16 @@ def test_log_mel_encoder_input(tmp_path):
     strided convolutions), learns, and the model round-trips bit-exactly."""
     from tf_vqvae.spectral import LogMelFrames
 
+    keras.utils.set_random_seed(0)
     model = VQVAE(encoder_input="log_mel", num_speakers=2, **TINY_AUDIO)
     waves = chirp(batch=2)
     speaker = np.array([1, 0], "int32")
     inputs = {"audio": waves, "speaker": speaker}
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    first = model.fit(inputs, batch_size=2, epochs=1, verbose=0)
-    history = model.fit(inputs, batch_size=2, epochs=5, verbose=0)
-    assert history.history["loss"][-1] < first.history["loss"][0]
+    # Adam at 1e-2 overshoots for the first few steps (the loss rises before
+    # it falls, on every seed tried), so the claim is about 20 steps.
+    loss = model.fit(inputs, batch_size=2, epochs=20, verbose=0).history["loss"]
+    assert loss[-1] < 0.85 * loss[0]
     assert model.encoder.num_downsamples == 0 and not model.encoder.downsamples
     assert model.get_config()["num_downsamples"] == 6
     # Every argument is recorded by the model, none left to the defaults.
