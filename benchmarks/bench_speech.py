@@ -4,6 +4,8 @@ voice conversion on the offline eSpeak NG corpus (issue 16, items 4-5).
     python benchmarks/bench_speech.py [--preset NAME] [--steps N]
         [--docs-dir docs] [--work-dir DIR] [--out out.json]
     python benchmarks/bench_speech.py --tiny        # seconds-long smoke run
+    python benchmarks/bench_speech.py --model-dir DIR [--prior-steps 0]
+        [--name speech_wavenet]                 # score a trained run
 
 Everything goes through the public machinery:
 
@@ -11,7 +13,9 @@ Everything goes through the public machinery:
    on `--dataset speech`, from the `--preset`'s training config (default:
    `speech` when that preset exists, else `speech-demo`; both 32 samples
    per code) with `speaker_conditioning=True` and `--steps` steps (default:
-   the preset's own, 8000 for `speech`).
+   the preset's own, 8000 for `speech`). `--model-dir DIR` scores a
+   run trained before (`vqvae train --speaker-conditioning ...`, e.g.
+   `--preset speech-wavenet`) instead: its `model.keras` and config.
 2. Phoneme discovery (`tf_vqvae.speech_metrics`, as `vqvae evaluate`): the
    code -> phoneme mapping fitted on `train`, scored on `test` (held-out
    sentences of the training voices) and `test_voices` (held-out voices)
@@ -24,14 +28,21 @@ Everything goes through the public machinery:
    utterances (`test`), each to another training voice (cycling through
    them), scored by `conversion_scores`: the classifier's verdict, and the
    phoneme agreement of the re-encoded converted audio relative to the
-   re-encoded reconstruction's.
+   re-encoded reconstruction's; the log-mel distance of the
+   reconstructions, and how periodic the source, the reconstructions and
+   the conversions are where they are loud (`frame_periodicity`: a decoder
+   that renders the pitch against one that renders the spectral envelope
+   with noise). A generative decoder (`decoder="wavenet"`) decodes from
+   `--seed`.
 5. A WaveNet prior (`commands.train_prior`, the preset's prior
-   config, `--prior-steps` steps, default the preset's) for one `vqvae sample`.
+   config, `--prior-steps` steps, default the preset's; 0: none) for one
+   `vqvae sample`.
 
 With `--docs-dir`, writes short WAVs (16 kHz PCM16, at most 2 s each:
 source, reconstruction, the same sentence in two other voices, a prior
-sample) and `speech_mels.png` (log-mel spectrograms of the source and the
-two conversions, one row each) there. The JSON has every number and
+sample) and `NAME_mels.png` (log-mel spectrograms of the source and the
+two conversions, one row each) there, each file
+named `NAME_...` (`--name`, default `speech`). The JSON has every number and
 timing; `run.py --only speech` renders it into BENCHMARKS.md.
 """
 
@@ -53,6 +64,8 @@ from tf_vqvae.evaluation import utterance_codes
 from tf_vqvae.speech_metrics import (
     conversion_scores,
     fit_code_to_phoneme,
+    frame_periodicity,
+    log_mel_distance,
     log_mel_spectrogram,
     phoneme_accuracy,
     phonemes_per_code,
@@ -101,7 +114,7 @@ def default_preset() -> str:
 
 
 def _configs(args, dataset: str):
-    """The `TrainConfig` and `PriorConfig` of the run."""
+    """The `TrainConfig` and `PriorConfig` (None: no prior) of the run."""
     preset = PRESETS[args.preset]
     train = dict(
         dataset=dataset,
@@ -122,7 +135,9 @@ def _configs(args, dataset: str):
         prior.update(TINY_PRIOR)
     return (
         dataclasses.replace(preset.train, **train),
-        dataclasses.replace(preset.prior, **prior),
+        dataclasses.replace(preset.prior, **prior)
+        if args.prior_steps
+        else None,
     )
 
 
@@ -226,10 +241,13 @@ def kmeans_baseline(splits: dict, k: int, seed: int, iterations: int = 20):
 
 
 # ----------------------------------------------------------- conversion
-def conversion(vqvae, mapping, classifier, held_out, voices, count: int):
+def conversion(
+    vqvae, mapping, classifier, held_out, voices, count: int, decoding: dict
+):
     """Converts `count` held-out utterances (spread over the speakers) to
-    other training voices; `conversion_scores` and the SNR of the
-    reconstructions."""
+    other training voices (`convert_voice(..., **decoding)`);
+    `conversion_scores`, the SNR and log-mel distance of the
+    reconstructions, and the periodicity of the loud frames."""
     # Round-robin over speakers, so every voice is a source.
     by_speaker = {
         s: [i for i in range(len(held_out)) if held_out.speakers[i] == s]
@@ -241,20 +259,21 @@ def conversion(vqvae, mapping, classifier, held_out, voices, count: int):
             if by_speaker[s] and len(picks) < count:
                 picks.append(by_speaker[s].pop(0))
     sources, targets, converted, recon = [], [], [], []
-    snrs = []
+    snrs, distances = [], []
     for n, i in enumerate(picks):
         waveform = held_out.waveforms[i]
         speaker = int(held_out.speakers[i])
         others = [v for v in voices if v != speaker]
         target = others[n % len(others)]
-        out = np.asarray(vqvae.convert_voice(waveform, target))
-        same = np.asarray(vqvae.convert_voice(waveform, speaker))
+        out = np.asarray(vqvae.convert_voice(waveform, target, **decoding))
+        same = np.asarray(vqvae.convert_voice(waveform, speaker, **decoding))
         sources.append(i)
         targets.append(target)
         converted.append(np.clip(out, -1, 1))
         recon.append(np.clip(same, -1, 1))
         noise = float(np.sum((same - waveform) ** 2))
         snrs.append(10 * np.log10(float(np.sum(waveform**2)) / noise))
+        distances.append(float(log_mel_distance(waveform, recon[-1])))
 
     def codes(waveforms):
         factor = vqvae.downsampling_factor
@@ -287,11 +306,31 @@ def conversion(vqvae, mapping, classifier, held_out, voices, count: int):
             )
         ),
         "reconstruction_snr_db_mean": float(np.mean(snrs)),
+        "reconstruction_log_mel_distance_db_mean": float(np.mean(distances)),
+        "periodicity": {
+            name: _periodicity(waveforms)
+            for name, waveforms in (
+                ("source", [held_out.waveforms[i] for i in sources]),
+                ("reconstruction", recon),
+                ("converted", converted),
+            )
+        },
         "reconstruction_target_voice_accuracy": float(
             np.mean(
                 classifier.predict_speakers(recon) == held_out.speakers[sources]
             )
         ),
+    }
+
+
+def _periodicity(waveforms) -> dict:
+    """`frame_periodicity` pooled over the loud frames of `waveforms`: the
+    mean, and the fraction of frames above 0.8 (clearly pitched)."""
+    peaks = np.concatenate([frame_periodicity(w) for w in waveforms])
+    return {
+        "mean": float(np.mean(peaks)),
+        "pitched_fraction": float(np.mean(peaks > 0.8)),
+        "frames": len(peaks),
     }
 
 
@@ -322,8 +361,12 @@ def mel_image(waveform: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.repeat(_colormap(scaled), 2, axis=0)
 
 
-def write_artifacts(docs_dir, vqvae, model_dir, held_out, voices, names):
-    """The WAVs and the mel PNG of one held-out utterance (first 2 s)."""
+def write_artifacts(
+    docs_dir, vqvae, model_dir, held_out, voices, names, prefix, decoding, prior
+):
+    """The WAVs and the mel PNG of one held-out utterance (first 2 s), named
+    `prefix_...`; `decoding`: `convert_voice`'s keyword arguments; `prior`:
+    whether `model_dir` has a prior to sample."""
     from tf_vqvae.visualize import save_image_grid
 
     os.makedirs(docs_dir, exist_ok=True)
@@ -334,23 +377,29 @@ def write_artifacts(docs_dir, vqvae, model_dir, held_out, voices, names):
     written = {}
 
     def wav(name, samples):
-        path = os.path.join(docs_dir, f"speech_{name}.wav")
+        path = os.path.join(docs_dir, f"{prefix}_{name}.wav")
         audio.write_wav(path, np.clip(samples, -1, 1))
         written[name] = path
 
     wav("source", waveform)
-    wav("reconstruction", np.asarray(vqvae.convert_voice(waveform, speaker)))
+    wav(
+        "reconstruction",
+        np.asarray(vqvae.convert_voice(waveform, speaker, **decoding)),
+    )
     converted = {}
     for target in others:
-        converted[target] = np.asarray(vqvae.convert_voice(waveform, target))
+        converted[target] = np.asarray(
+            vqvae.convert_voice(waveform, target, **decoding)
+        )
         # Voice names hold "+" (en-us+f2): "_" keeps the file names plain.
         wav(f"converted_{names[target].replace('+', '_')}", converted[target])
-    sample = os.path.join(model_dir, "bench_sample.wav")
-    (path,) = commands.sample(
-        model_dir, n=1, seed=0, output=sample, label=names[speaker]
-    )
-    prior_sample, _ = audio.read_wav(path)
-    wav("prior_sample", prior_sample[:MAX_CLIP])
+    if prior:
+        sample = os.path.join(model_dir, "bench_sample.wav")
+        (path,) = commands.sample(
+            model_dir, n=1, seed=0, output=sample, label=names[speaker]
+        )
+        prior_sample, _ = audio.read_wav(path)
+        wav("prior_sample", prior_sample[:MAX_CLIP])
 
     rows = [waveform, *converted.values()]
     mels = [log_mel_spectrogram(w, num_mel_bins=80).numpy() for w in rows]
@@ -360,7 +409,7 @@ def write_artifacts(docs_dir, vqvae, model_dir, held_out, voices, names):
     labels = [f"source ({names[speaker]})"] + [
         f"converted to {names[t]}" for t in others
     ]
-    png = os.path.join(docs_dir, "speech_mels.png")
+    png = os.path.join(docs_dir, f"{prefix}_mels.png")
     save_image_grid(png, images, ncols=1, padding=2, row_labels=labels)
     written["mels"] = png
     return {
@@ -377,7 +426,15 @@ def run(args) -> dict:
     timings = {}
     start = time.perf_counter()
     work = args.work_dir or tempfile.mkdtemp(prefix="bench_speech_")
-    if args.tiny:
+    if args.model_dir:
+        vqvae, train_config = artifacts.load_vqvae(args.model_dir)
+        if vqvae.num_speakers is None:
+            raise SystemExit(
+                f"bench_speech.py: error: {args.model_dir} holds a model "
+                "without speakers; train it with --speaker-conditioning"
+            )
+        dataset = train_config.dataset
+    elif args.tiny:
         root = os.path.join(work, "corpus")
         if not os.path.isdir(root):
             speech.build_corpus(root, TINY_CORPUS)
@@ -389,13 +446,17 @@ def run(args) -> dict:
         for split in ("train", "test", "test_voices")
     }
     timings["corpus"] = time.perf_counter() - start
-    train_config, prior_config = _configs(args, dataset)
-    model_dir = os.path.join(work, "run")
-
-    mark = time.perf_counter()
-    result = commands.train(train_config, model_dir, verbose=0)
-    timings["train"] = time.perf_counter() - mark
-    vqvae = result.model
+    if args.model_dir:
+        _, prior_config = _configs(args, dataset)
+        model_dir = args.model_dir
+        args.steps = _total_steps(train_config, None)
+    else:
+        train_config, prior_config = _configs(args, dataset)
+        model_dir = os.path.join(work, "run")
+        mark = time.perf_counter()
+        vqvae = commands.train(train_config, model_dir, verbose=0).model
+        timings["train"] = time.perf_counter() - mark
+    decoding = {"seed": args.seed} if vqvae.generative_decoder else {}
     names = artifacts.speaker_names(model_dir)
     segment = train_config.segment_length
     voices = sorted(int(s) for s in np.unique(splits["train"].speakers))
@@ -424,24 +485,40 @@ def run(args) -> dict:
 
     mark = time.perf_counter()
     converted = conversion(
-        vqvae, mapping, classifier.model, splits["test"], voices, args.convert
+        vqvae,
+        mapping,
+        classifier.model,
+        splits["test"],
+        voices,
+        args.convert,
+        decoding,
     )
     timings["conversion"] = time.perf_counter() - mark
 
-    mark = time.perf_counter()
-    commands.train_prior(prior_config, model_dir, verbose=0)
-    timings["prior"] = time.perf_counter() - mark
+    if args.prior_steps:
+        mark = time.perf_counter()
+        commands.train_prior(prior_config, model_dir, verbose=0)
+        timings["prior"] = time.perf_counter() - mark
 
     files = None
     if args.docs_dir:
         mark = time.perf_counter()
         files = write_artifacts(
-            args.docs_dir, vqvae, model_dir, splits["test"], voices, names
+            args.docs_dir,
+            vqvae,
+            model_dir,
+            splits["test"],
+            voices,
+            names,
+            args.name,
+            decoding,
+            prior=bool(args.prior_steps),
         )
         timings["artifacts"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start
     results = {
-        "preset": args.preset,
+        "preset": None if args.model_dir else args.preset,
+        "model_dir": bool(args.model_dir),
         "steps": args.steps,
         "prior_steps": args.prior_steps,
         "config": json.loads(train_config.to_json()),
@@ -504,6 +581,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--classifier-epochs", type=int, default=None)
     parser.add_argument(
         "--convert", type=int, default=None, help="utterances to convert"
+    )
+    parser.add_argument(
+        "--model-dir",
+        help="score this trained run (vqvae train --speaker-conditioning) "
+        "instead of training one; a prior is trained into it unless "
+        "--prior-steps 0",
+    )
+    parser.add_argument(
+        "--name", default="speech", help="file name prefix in --docs-dir"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs-dir", help="write the WAVs and PNG here")

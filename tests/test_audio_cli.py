@@ -603,6 +603,15 @@ def test_demo_presets():
         assert train.data_init == "kmeans++"
         assert train.segment_length % 2**train.num_downsamples == 0
     assert PRESETS["demo"].train.modality_errors("image") is None
+    # The WaveNet preset: the same encoder and codes, the paper's decoder
+    # and its categorical, no STFT loss (the config refuses one with it).
+    wavenet, speech = PRESETS["speech-wavenet"].train, PRESETS["speech"].train
+    assert wavenet.modality_errors("audio") is None
+    assert (wavenet.decoder, wavenet.likelihood) == ("wavenet", "mu_law")
+    assert not wavenet.spectral_loss_weight
+    for field in ("encoder_input", "num_embeddings", "num_downsamples"):
+        assert getattr(wavenet, field) == getattr(speech, field)
+    assert wavenet.segment_length % 2**wavenet.num_downsamples == 0
     with pytest.raises(commands.UsageError) as raised:
         commands.demo(dataset="cifar")
     assert str(raised.value) == (

@@ -724,6 +724,25 @@ def test_speech_tiny(tmp_path):
             assert rate == 16000 and 0 < len(waveform) <= 32000
     assert result["conversion"]["num_utterances"] == 3
     assert result["phonemes"]["test"]["num_scored"] > 0
+    for waveforms in result["conversion"]["periodicity"].values():
+        assert waveforms["frames"] > 0
+        assert 0 <= waveforms["pitched_fraction"] <= 1
+    # A trained run is scored as it is: no training, no prior with
+    # --prior-steps 0, files under another name.
+    again = bench_speech.main(
+        ["--tiny", "--model-dir", str(tmp_path / "w" / "run")]
+        + ["--prior-steps", "0", "--docs-dir", str(docs), "--name", "again"]
+    )
+    assert "train" not in again["timings"] and "prior" not in again["timings"]
+    assert again["steps"] == result["steps"]
+    assert again["phonemes"] == result["phonemes"]
+    assert sorted(again["artifacts"]["files"]) == sorted(
+        set(files) - {"prior_sample"}
+    )
+    assert all(
+        os.path.basename(path).startswith("again_")
+        for path in again["artifacts"]["files"].values()
+    )
 
 
 def test_command_shows_no_path_outside_the_repository():

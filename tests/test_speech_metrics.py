@@ -743,3 +743,69 @@ def test_log_mel_distance_of_bfloat16_waveforms():
         got = sm.log_mel_distance(a, b)
         assert got.dtype == tf.float32
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+# ------------------------------------------------------------- periodicity
+def _numpy_frame_periodicity(x, frame, hop, lags, floor_db):
+    """Frame by frame, lag by lag, with plain loops."""
+    starts = range(0, len(x) - frame + 1, hop)
+    energies = [
+        float(np.dot(x[s : s + frame], x[s : s + frame])) for s in starts
+    ]
+    peaks = []
+    for s, energy in zip(starts, energies):
+        if energy < max(energies) * 10 ** (-floor_db / 10):
+            continue
+        f = x[s : s + frame]
+        values = []
+        for lag in lags:
+            a, b = f[: frame - lag], f[lag:]
+            values.append(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+        peaks.append(max(values))
+    return np.array(peaks)
+
+
+def test_periodicity_matches_numpy_loops():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=3000) * np.repeat([1, 1e-3, 0.5, 1e-3, 1, 0.2], 500)
+    got = sm.frame_periodicity(
+        x, sample_rate=1000, frame_length=200, hop=50, min_hz=10, max_hz=40
+    )
+    want = _numpy_frame_periodicity(x, 200, 50, range(25, 101), 30.0)
+    assert 0 < len(want) < 57  # some frames are below the floor
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_periodicity_tells_pitch_from_noise():
+    def periodicity(x):
+        return float(np.mean(sm.frame_periodicity(x)))
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    # A 150 Hz "vowel": harmonics under a decaying envelope.
+    vowel = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8))
+    noise = np.random.default_rng(0).normal(size=rate)
+    assert periodicity(vowel) > 0.95
+    assert periodicity(noise) < 0.3
+    # Quiet frames are left out: silence around the vowel only adds the
+    # few frames that straddle its edges, while noise at -20 dB (within
+    # the 30 dB floor) counts.
+    padded = np.concatenate([np.zeros(8000), vowel, np.zeros(8000)])
+    assert periodicity(padded) == pytest.approx(periodicity(vowel), abs=0.02)
+    mixed = np.concatenate([vowel, 0.1 * noise])
+    assert periodicity(mixed) < periodicity(vowel) - 0.2
+
+
+@pytest.mark.parametrize(
+    "waveform, options, match",
+    [
+        (np.zeros((2, 1000)), {}, "1-D"),
+        (np.ones(100), {}, "at least"),
+        (np.zeros(1000), {}, "all zeros"),
+        (np.ones(1000), {"min_hz": 20.0}, "pitch range"),
+        (np.ones(1000), {"min_hz": 300.0, "max_hz": 200.0}, "pitch range"),
+    ],
+)
+def test_periodicity_refuses_bad_input(waveform, options, match):
+    with pytest.raises(ValueError, match=match):
+        sm.frame_periodicity(waveform, **options)

@@ -17,7 +17,8 @@ Voice conversion: a small speaker classifier on log-mel features
 voice a converted utterance has; `conversion_scores` combines its
 predictions with the phoneme agreement of the converted audio's codes
 (re-encoded) against the source's alignment, relative to the unconverted
-reconstruction's agreement.
+reconstruction's agreement. `frame_periodicity` says whether decoded speech
+has a pitch where it is loud.
 
 Multi-level codes (residual VQ, `(num_codes, num_levels)` per utterance)
 are scored on their first level: it carries the coarse content the later
@@ -451,6 +452,77 @@ def log_mel_distance(
         tf.reduce_mean(tf.square(difference), axis=-1)
     )
     return tf.reduce_mean(per_frame, axis=-1)
+
+
+def frame_periodicity(
+    waveform: ArrayLike,
+    sample_rate: int = 16000,
+    frame_length: int = 640,
+    hop: int = 160,
+    min_hz: float = 60.0,
+    max_hz: float = 400.0,
+    floor_db: float = 30.0,
+) -> np.ndarray:
+    """How periodic a waveform is where it is loud, frame by frame: voiced
+    speech has a pitch, noise does not.
+
+    For each frame (`frame_length` samples every `hop`), the largest
+    normalised autocorrelation over the lags of one pitch period between
+    `1 / max_hz` and `1 / min_hz`,
+    `r(t) = sum x[n] x[n+t] / sqrt(sum x[n]^2 sum x[n+t]^2)` with n over
+    the frame's first `frame_length - t` samples, for the frames whose
+    energy is within `floor_db` of the loudest frame's. About 1 for a sung
+    vowel or a pulse train, near 0.1-0.2 for white noise: the mean, or the
+    fraction of frames above 0.8, tells a decoder that renders harmonics
+    from one that renders the spectral envelope with noise, which a log-mel
+    distance at 25 ms resolution does not.
+
+    Args:
+        waveform: float `(samples,)`, at least `frame_length` samples.
+        sample_rate: Hz.
+        frame_length: samples per frame; longer than `sample_rate / min_hz`.
+        hop: samples between frame starts.
+        min_hz: the lowest pitch considered.
+        max_hz: the highest pitch considered.
+        floor_db: frames quieter than the loudest by more than this are
+            left out (silence and pauses).
+
+    Returns:
+        float64 `(loud_frames,)`, each in [-1, 1] (0 for a frame whose
+        lagged halves are silent).
+
+    Raises:
+        ValueError: for a waveform that is not 1-D, shorter than a frame, or
+            all zeros, or a pitch range a frame cannot hold.
+    """
+    x = np.asarray(waveform, np.float64)
+    if x.ndim != 1 or len(x) < frame_length:
+        raise ValueError(
+            "`waveform` must be 1-D with at least `frame_length` samples. "
+            f"Received: shape={x.shape}, frame_length={frame_length}"
+        )
+    shortest = int(math.floor(sample_rate / max_hz))
+    longest = int(math.ceil(sample_rate / min_hz))
+    if not 0 < min_hz < max_hz or longest >= frame_length or shortest < 1:
+        raise ValueError(
+            "The pitch range must satisfy 0 < min_hz < max_hz with a period "
+            "of `sample_rate / min_hz` shorter than `frame_length`. Received: "
+            f"min_hz={min_hz}, max_hz={max_hz}, frame_length={frame_length}"
+        )
+    count = 1 + (len(x) - frame_length) // hop
+    index = np.arange(frame_length)[None, :] + hop * np.arange(count)[:, None]
+    frames = x[index]
+    energy = np.sum(frames**2, axis=1)
+    if not np.any(energy > 0):
+        raise ValueError("`waveform` is all zeros: it has no loud frames.")
+    loud = frames[energy >= energy.max() * 10 ** (-floor_db / 10)]
+    best = np.full(len(loud), -1.0)
+    for lag in range(shortest, longest + 1):
+        head, tail = loud[:, :-lag], loud[:, lag:]
+        norm = np.sqrt(np.sum(head**2, axis=1) * np.sum(tail**2, axis=1))
+        r = np.sum(head * tail, axis=1) / np.maximum(norm, 1e-30)
+        best = np.maximum(best, r)
+    return best
 
 
 # --------------------------------------------------------- speaker classifier
