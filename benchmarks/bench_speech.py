@@ -73,6 +73,7 @@ from tf_vqvae.speech_metrics import (
 )
 from tf_vqvae.training import artifacts, commands
 from tf_vqvae.training.config import PRESETS
+from tf_vqvae.training.runs import UsageError
 
 # The paper (VCTK, 41 phoneme classes): 49.3% against 7.2%.
 PAPER = {"accuracy": 0.493, "baseline": 0.072, "ratio": 0.493 / 0.072}
@@ -427,7 +428,10 @@ def run(args) -> dict:
     start = time.perf_counter()
     work = args.work_dir or tempfile.mkdtemp(prefix="bench_speech_")
     if args.model_dir:
-        vqvae, train_config = artifacts.load_vqvae(args.model_dir)
+        try:
+            vqvae, train_config = artifacts.load_vqvae(args.model_dir)
+        except UsageError as error:  # no or a damaged model.keras
+            raise SystemExit(f"bench_speech.py: error: {error}") from None
         if vqvae.num_speakers is None:
             raise SystemExit(
                 f"bench_speech.py: error: {args.model_dir} holds a model "

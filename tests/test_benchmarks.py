@@ -801,3 +801,8 @@ def test_resume_keeps_only_results_of_this_cpu(tmp_path, capsys):
         types.SimpleNamespace(results_dir=str(results), resume=False)
     )
     assert not fresh.keep("same", str(results / "same.json"))
+
+
+def test_speech_model_dir_without_a_model_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="holds no trained VQ-VAE"):
+        bench_speech.main(["--model-dir", str(tmp_path), "--prior-steps", "0"])
