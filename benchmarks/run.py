@@ -40,6 +40,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -464,7 +465,9 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
     return lines + [""], targets
 
 
-def step_section(steps: dict) -> tuple[list[str], list]:
+def step_section(
+    steps: dict, bf16: Bf16Timing | None = None
+) -> tuple[list[str], list]:
     lines = [
         "## 2. Full training step",
         "",
@@ -482,6 +485,11 @@ def step_section(steps: dict) -> tuple[list[str], list]:
         "`VQVAE` under `mixed_bfloat16` (`--precision bfloat16`); "
         "`sonnet_bf16`: Sonnet's encoder and decoder fed bfloat16 (Sonnet 2 "
         "has no mixed-precision policy, so its weights are bfloat16 too).",
+        *(
+            ["", f"bfloat16 rows: {bf16.reason}."]
+            if bf16 is not None and not bf16.timed
+            else []
+        ),
         "",
         "| config | implementation | images/s (min / median / max) "
         "| GFLOP/s | of matmul peak | tf_vqvae ÷ it |",
@@ -812,6 +820,54 @@ def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
     return lines + [""], targets
 
 
+def quantizer_quality_summary(data: dict | None) -> str | None:
+    """Section 9 in one sentence (the summary's bullet)."""
+    res = (data or {}).get("results", {})
+    parts = []
+    ref = res.get("q_ema_k1024")
+    fsq = res.get("q_fsq")
+    if fsq:
+        text = (
+            f"FSQ uses {_used(fsq)} of its {fsq['num_embeddings']} codes "
+            f"({100 * _used_fraction(fsq):.1f}%)"
+        )
+        if ref:
+            text += (
+                f", test MSE {fsq['mse']:.5f} vs VQ-EMA's "
+                f"{ref['mse']:.5f} at K = {ref['num_embeddings']}"
+            )
+        parts.append(text)
+    rvq = res.get("q_rvq")
+    if rvq:
+        by_levels = rvq["mse_by_levels"]
+        parts.append(
+            f"residual VQ ({len(by_levels)} x {rvq['num_embeddings']}) test "
+            f"MSE {by_levels[0]:.5f} at 1 level to {by_levels[-1]:.5f} at "
+            f"{len(by_levels)}"
+        )
+    plain, rotcos = res.get("q_plain_k8192"), res.get("q_rotcos_k8192")
+    if plain and rotcos:
+        parts.append(
+            f"at K = {plain['num_embeddings']} without data init or "
+            f"restarts, the rotation trick with cosine distance uses "
+            f"{_used(rotcos)} codes vs {_used(plain)} (MSE {rotcos['mse']:.5f}"
+            f" vs {plain['mse']:.5f})"
+        )
+    lfq, big = res.get("q_lfq"), res.get("q_ema_k16384")
+    if lfq and big:
+        parts.append(
+            f"LFQ at K = {lfq['num_embeddings']} uses {_used(lfq)} codes "
+            f"(MSE {lfq['mse']:.5f}) vs VQ-EMA's {_used(big)} "
+            f"({big['mse']:.5f})"
+        )
+    if not parts:
+        return None
+    return (
+        f"Quantizers at an equal budget (CIFAR-10 JPEG, {data['steps']} "
+        "steps, the full test set): " + "; ".join(parts) + "."
+    )
+
+
 def precision_quality_section(runs: list) -> tuple[list[str], list]:
     """bfloat16 vs float32 on the quality runs (one per seed): issue 14's
     criteria, per seed and as the mean over seeds."""
@@ -919,10 +975,12 @@ def summary_section(
     sampling: dict | None,
     export: dict | None,
     quantizers: tuple[dict, dict] | None = None,
+    quantizer_quality: dict | None = None,
 ) -> list[str]:
     """The headline figures, as bullets; README quotes them verbatim.
 
-    `quantizers`: `(ours, peers)` of `quantizers_section`.
+    `quantizers`: `(ours, peers)` of `quantizers_section`;
+    `quantizer_quality`: `bench_quality.py`'s `q_*` runs (section 9).
 
     Every number comes from the same results as the tables below it, so the
     README (`sync_readme`) cannot disagree with BENCHMARKS.md.
@@ -1025,6 +1083,9 @@ def summary_section(
             + ", ".join(kind_parts)
             + "."
         )
+    quality_text = quantizer_quality_summary(quantizer_quality)
+    if quality_text:
+        bullets.append(quality_text)
     if not bullets:
         return []
     return [SUMMARY_TITLE, ""] + [f"- {b}" for b in bullets] + [""]
@@ -1176,6 +1237,30 @@ def sync_readme(benchmarks_path: str, readme_path: str) -> bool:
         with open(readme_path, "w") as f:
             f.write(updated)
     return updated != readme
+
+
+class Bf16Timing(NamedTuple):
+    timed: bool
+    reason: str
+
+
+def bf16_timing(choice: str, tiny: bool) -> Bf16Timing:
+    """Whether to time the bfloat16 rows (`--bf16`), and why."""
+    if choice != "auto":
+        return Bf16Timing(choice == "on", f"--bf16 {choice}")
+    if tiny:
+        return Bf16Timing(True, "timed (--tiny: every code path)")
+    from tf_vqvae.precision import resolve
+
+    resolution = resolve("auto")
+    if resolution.precision == "bfloat16":
+        return Bf16Timing(True, f"timed ({resolution.reason})")
+    return Bf16Timing(
+        False,
+        f"not timed ({resolution.reason}: TensorFlow would emulate "
+        "bfloat16, many times slower than float32, so the rows would time "
+        "the emulation; `--bf16 on` times them anyway)",
+    )
 
 
 def cpu() -> str:
@@ -1357,6 +1442,15 @@ def main(argv: list[str] | None = None) -> None:
         "--tiny", action="store_true", help="smoke run: tiny sizes"
     )
     parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time the bfloat16 rows (training step, prior sampling); auto: "
+        "where `--precision auto` picks bfloat16 (a CPU or GPU with native "
+        "bfloat16; elsewhere TensorFlow emulates it, many times slower than "
+        "float32) and in --tiny runs",
+    )
+    parser.add_argument(
         "--sync-readme",
         action="store_true",
         help="only copy BENCHMARKS.md's summary into README.md (no runs)",
@@ -1402,11 +1496,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     tiny = args.tiny
     repeats = 1 if tiny else args.repeats
+    bf16 = bf16_timing(args.bf16, tiny)
+    print(f"bfloat16 rows: {bf16.reason}", flush=True)
     warmup = 1 if tiny else 2
     common_args = ("--repeats", repeats, "--warmup", warmup)
     parts, targets = [], []
     vq, memory, torch, steps, fragments = {}, {}, {}, {}, {}
-    quality = quantizers = None
+    quality = quantizers = quantizer_quality = None
 
     if "vq" in args.only:
         n = 256 if tiny else 16384
@@ -1469,9 +1565,11 @@ def main(argv: list[str] | None = None) -> None:
     if "step" in args.only:
         for config in ("paper", "sonnet"):
             extra = ("--tiny",) if tiny else ("--repeats", repeats)
-            impls = "tf_vqvae,sonnet,kerasio,tf_vqvae_bf16"
-            if config == "paper":
-                impls += ",sonnet_bf16"
+            impls = "tf_vqvae,sonnet,kerasio"
+            if bf16.timed:
+                impls += ",tf_vqvae_bf16"
+                if config == "paper":
+                    impls += ",sonnet_bf16"
             steps[config] = runner.run(
                 sonnet_py,
                 "bench_train_step.py",
@@ -1482,7 +1580,7 @@ def main(argv: list[str] | None = None) -> None:
                 impls,
                 *extra,
             )
-        lines, t = step_section(steps)
+        lines, t = step_section(steps, bf16)
         parts.append(lines)
         targets += t
 
@@ -1491,9 +1589,10 @@ def main(argv: list[str] | None = None) -> None:
         ("export", "bench_export.py", "## 4. Export"),
     ):
         if section in args.only:
-            fragment = runner.run_fragment(
-                script, section, *(("--tiny",) if tiny else ())
-            )
+            script_args = ("--tiny",) if tiny else ()
+            if section == "sampling" and not bf16.timed:
+                script_args += ("--precisions", "float32")
+            fragment = runner.run_fragment(script, section, *script_args)
             raw = os.path.join(args.results_dir, f"{section}.json")
             if fragment is not None and os.path.exists(raw):
                 fragments[section] = _load_json(raw)
@@ -1613,6 +1712,7 @@ def main(argv: list[str] | None = None) -> None:
             lines, t = quantizer_quality_section(data)
             parts.append(lines)
             targets += t
+            quantizer_quality = data
 
     if "speech" in args.only:
         extra = (
@@ -1632,6 +1732,7 @@ def main(argv: list[str] | None = None) -> None:
         fragments.get("sampling"),
         fragments.get("export"),
         quantizers,
+        quantizer_quality,
     )
     write_markdown(args, parts, targets, env, summary)
     if os.path.abspath(args.out) == os.path.join(REPO, "BENCHMARKS.md"):

@@ -214,6 +214,23 @@ def test_flop_count_of_the_paper_config():
     assert flops == pytest.approx(7.13e8, rel=0.01)
 
 
+def test_bf16_rows_timed_where_auto_picks_bfloat16():
+    from tf_vqvae.precision import resolve
+
+    assert run.bf16_timing("on", tiny=False).timed
+    assert not run.bf16_timing("off", tiny=True).timed
+    assert run.bf16_timing("auto", tiny=True).timed
+    auto = run.bf16_timing("auto", tiny=False)
+    resolution = resolve("auto")
+    assert auto.timed == (resolution.precision == "bfloat16")
+    assert resolution.reason in auto.reason
+    off = run.Bf16Timing(False, "not timed (no bfloat16 here)")
+    lines, _ = run.step_section({}, off)
+    assert "bfloat16 rows: not timed (no bfloat16 here)." in lines
+    lines, _ = run.step_section({}, run.Bf16Timing(True, "timed"))
+    assert not any(line.startswith("bfloat16 rows") for line in lines)
+
+
 def test_import_does_not_load_heavy_modules():
     result = bench_import.main(["--tiny"])
     assert result["heavy_modules"] == []
@@ -368,6 +385,18 @@ def test_quantizer_quality_targets_from_results():
         "(issue 13)": (round(0.012 / 0.011, 4), 1.0),
     }
     assert run.quantizer_quality_section(None)[1] == []
+    assert run.quantizer_quality_summary(data) == (
+        "Quantizers at an equal budget (CIFAR-10 JPEG, 1500 steps, the full "
+        "test set): FSQ uses 995 of its 1000 codes (99.5%), test MSE 0.01040 "
+        "vs VQ-EMA's 0.01000 at K = 1024; residual VQ (8 x 256) test MSE "
+        "0.02000 at 1 level to 0.00600 at 8; at K = 8192 without data init "
+        "or restarts, the rotation trick with cosine distance uses 1300 codes "
+        "vs 400 (MSE 0.01100 vs 0.01200); LFQ at K = 16384 uses 3000 codes "
+        "(MSE 0.01300) vs VQ-EMA's 5000 (0.00950)."
+    )
+    assert run.quantizer_quality_summary(None) is None
+    summary = run.summary_section({}, {}, {}, None, None, None, None, data)
+    assert f"- {run.quantizer_quality_summary(data)}" in summary
 
 
 def _quality(seed, mse, perplexity, agreement, prior=None):
