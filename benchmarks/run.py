@@ -487,7 +487,13 @@ def step_section(
         "has no mixed-precision policy, so its weights are bfloat16 too).",
         *(
             ["", f"bfloat16 rows: {bf16.reason}."]
-            if bf16 is not None and not bf16.timed
+            if bf16 is not None
+            and not bf16.timed
+            and not any(
+                "bf16" in impl
+                for data in steps.values()
+                for impl in (data or {}).get("results", {})
+            )
             else []
         ),
         "",
@@ -864,7 +870,7 @@ def quantizer_quality_summary(data: dict | None) -> str | None:
         return None
     return (
         f"Quantizers at an equal budget (CIFAR-10 JPEG, {data['steps']} "
-        "steps, the full test set): " + "; ".join(parts) + "."
+        f"steps, {data['test_images']} test images): " + "; ".join(parts) + "."
     )
 
 
@@ -1258,8 +1264,8 @@ def bf16_timing(choice: str, tiny: bool) -> Bf16Timing:
     return Bf16Timing(
         False,
         f"not timed ({resolution.reason}: TensorFlow would emulate "
-        "bfloat16, many times slower than float32, so the rows would time "
-        "the emulation; `--bf16 on` times them anyway)",
+        "bfloat16 in software, so the rows would time the emulation; "
+        "`--bf16 on` times them anyway)",
     )
 
 
@@ -1447,8 +1453,8 @@ def main(argv: list[str] | None = None) -> None:
         default="auto",
         help="time the bfloat16 rows (training step, prior sampling); auto: "
         "where `--precision auto` picks bfloat16 (a CPU or GPU with native "
-        "bfloat16; elsewhere TensorFlow emulates it, many times slower than "
-        "float32) and in --tiny runs",
+        "bfloat16; elsewhere TensorFlow emulates it in software) and in "
+        "--tiny runs (results kept by --resume are shown as they are)",
     )
     parser.add_argument(
         "--sync-readme",
@@ -1496,8 +1502,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     tiny = args.tiny
     repeats = 1 if tiny else args.repeats
-    bf16 = bf16_timing(args.bf16, tiny)
-    print(f"bfloat16 rows: {bf16.reason}", flush=True)
+    bf16 = Bf16Timing(False, "no section with bfloat16 rows")
+    if {"step", "sampling"} & set(args.only):
+        bf16 = bf16_timing(args.bf16, tiny)
+        print(f"bfloat16 rows: {bf16.reason}", flush=True)
     warmup = 1 if tiny else 2
     common_args = ("--repeats", repeats, "--warmup", warmup)
     parts, targets = [], []

@@ -229,6 +229,27 @@ def test_bf16_rows_timed_where_auto_picks_bfloat16():
     assert "bfloat16 rows: not timed (no bfloat16 here)." in lines
     lines, _ = run.step_section({}, run.Bf16Timing(True, "timed"))
     assert not any(line.startswith("bfloat16 rows") for line in lines)
+    # Results kept by --resume that hold bf16 rows are shown as they are,
+    # without the note.
+    times = [1.0, 1.0]
+    row = {
+        "seconds": times,
+        "images_per_s": {"min": 1.0, "median": 1.0, "max": 1.0},
+        "gflops_per_s": 1.0,
+        "fraction_of_peak": 0.5,
+    }
+    kept = {
+        "paper": {
+            "results": {"tf_vqvae": row, "tf_vqvae_bf16": row},
+            "config_values": bench_train_step.models.CONFIGS["paper"].__dict__,
+            "train_step_gflop_per_image": 2.1,
+            "matmul_peak_gflops": 100.0,
+            "steps_per_epoch": 4,
+        }
+    }
+    lines, _ = run.step_section(kept, off)
+    assert not any(line.startswith("bfloat16 rows") for line in lines)
+    assert any("| paper | tf_vqvae_bf16 |" in line for line in lines)
 
 
 def test_import_does_not_load_heavy_modules():
@@ -386,15 +407,20 @@ def test_quantizer_quality_targets_from_results():
     }
     assert run.quantizer_quality_section(None)[1] == []
     assert run.quantizer_quality_summary(data) == (
-        "Quantizers at an equal budget (CIFAR-10 JPEG, 1500 steps, the full "
-        "test set): FSQ uses 995 of its 1000 codes (99.5%), test MSE 0.01040 "
-        "vs VQ-EMA's 0.01000 at K = 1024; residual VQ (8 x 256) test MSE "
-        "0.02000 at 1 level to 0.00600 at 8; at K = 8192 without data init "
-        "or restarts, the rotation trick with cosine distance uses 1300 codes "
-        "vs 400 (MSE 0.01100 vs 0.01200); LFQ at K = 16384 uses 3000 codes "
-        "(MSE 0.01300) vs VQ-EMA's 5000 (0.00950)."
+        "Quantizers at an equal budget (CIFAR-10 JPEG, 1500 steps, 10000 "
+        "test images): FSQ uses 995 of its 1000 codes (99.5%), test MSE "
+        "0.01040 vs VQ-EMA's 0.01000 at K = 1024; residual VQ (8 x 256) "
+        "test MSE 0.02000 at 1 level to 0.00600 at 8; at K = 8192 without "
+        "data init or restarts, the rotation trick with cosine distance uses "
+        "1300 codes vs 400 (MSE 0.01100 vs 0.01200); LFQ at K = 16384 uses "
+        "3000 codes (MSE 0.01300) vs VQ-EMA's 5000 (0.00950)."
     )
     assert run.quantizer_quality_summary(None) is None
+    partial = {**data, "results": {"q_fsq": data["results"]["q_fsq"]}}
+    assert run.quantizer_quality_summary(partial) == (
+        "Quantizers at an equal budget (CIFAR-10 JPEG, 1500 steps, 10000 "
+        "test images): FSQ uses 995 of its 1000 codes (99.5%)."
+    )
     summary = run.summary_section({}, {}, {}, None, None, None, None, data)
     assert f"- {run.quantizer_quality_summary(data)}" in summary
 
