@@ -222,13 +222,18 @@ class Runner:
         print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
         self.log.write(f"$ {shlex.join(cmd)} > {md}\n")
         self.log.flush()
-        with open(md, "w") as stdout:
+        # Written beside `md` and renamed on success, so an interrupted or
+        # failed run leaves nothing that `--resume` would keep.
+        partial = md + ".partial"
+        with open(partial, "w") as stdout:
             proc = subprocess.run(
                 cmd, stdout=stdout, stderr=self.log, env=env, cwd=REPO
             )
         if proc.returncode:
+            os.remove(partial)
             print(f"  failed ({proc.returncode}); see run.log", flush=True)
             return None
+        os.replace(partial, md)
         self._record(name)
         return open(md).read()
 
@@ -1750,4 +1755,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(
+            "run.py: interrupted; finished results stay in the results "
+            "directory (run again with --resume to keep them)"
+        )

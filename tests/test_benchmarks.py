@@ -861,3 +861,16 @@ def test_resume_keeps_only_results_of_this_cpu(tmp_path, capsys):
 def test_speech_model_dir_without_a_model_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="holds no trained VQ-VAE"):
         bench_speech.main(["--model-dir", str(tmp_path), "--prior-steps", "0"])
+
+
+def test_failed_fragment_leaves_nothing_resume_would_keep(
+    tmp_path, monkeypatch
+):
+    script = tmp_path / "bench_fail.py"
+    script.write_text("print('| half a table |')\nraise SystemExit(3)\n")
+    monkeypatch.setattr(run, "HERE", str(tmp_path))
+    results = tmp_path / "results"
+    args = type("Args", (), {"results_dir": str(results), "resume": True})()
+    runner = run.Runner(args)
+    assert runner.run_fragment("bench_fail.py", "fail") is None
+    assert sorted(os.listdir(results)) == ["run.log"]
