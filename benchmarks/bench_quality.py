@@ -19,11 +19,14 @@ Precision (issue 14): `tf_vqvae_bf16` is `tf_vqvae` trained under
 `mixed_bfloat16` (`tf_vqvae.precision`), same seed and images, compared per
 seed (`--seed`). With the same trained weights, `tf_vqvae`'s float32 codes
 are compared with those of a bfloat16 copy on every test position
-(`codes_bf16_agreement`). With `--prior-steps N`, a `PixelCNNPrior` is
-trained N steps on `tf_vqvae`'s training codes under each of float32 and
-bfloat16 (same seed and batches) and its negative log-likelihood of the
-test codes is reported in bits per code and as the prior's term of bits/dim
-(per image dimension: bits per code x codes / (32 x 32 x 3)).
+(`codes_bf16_agreement`), with what the differing codes cost: the test MSE
+of the float32 decoder on the copy's codes and of the copy alone. With
+`--prior-steps N`, a `PixelCNNPrior` is trained N steps on `tf_vqvae`'s
+training codes under each of float32 and bfloat16 (same seed and batches)
+and its negative log-likelihood of the test codes is reported in bits per
+code and as the prior's term of bits/dim (per image dimension: bits per
+code x codes / (32 x 32 x 3)); so is the float32 prior's, evaluated in
+bfloat16 with the same weights.
 
 Quantizers (issue 13): the `q_*` implementations are `VQVAE` with the same
 architecture and budget and another quantizer (`quantizer_runs`; `--tiny`
@@ -281,8 +284,8 @@ def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
     if levels > 1:
         result["mse_by_levels"] = prefix_mse(tf, model, test, args.eval_batch)
     if impl == "tf_vqvae":
-        result["codes_bf16_agreement"] = bf16_agreement(
-            tf, model, test, all_codes, args.eval_batch
+        result.update(
+            bf16_agreement(tf, model, test, all_codes, args.eval_batch)
         )
         if args.prior_steps:
             result["prior"] = prior_quality(tf, model, train, test, args)
@@ -300,19 +303,47 @@ def _encode_all(tf, model, images, batch: int):
     )
 
 
-def bf16_agreement(tf, model, test, codes, batch: int) -> float:
-    """The share of test positions where a bfloat16 copy of `model` (same
-    weights) picks the same code as `model`."""
-    import tf_vqvae
+def bf16_copy(model, input_shape: tuple):
+    """`model` rebuilt under `mixed_bfloat16` with the same weights."""
     from tf_vqvae.precision import dtype_policy
 
-    copy = tf_vqvae.VQVAE.from_config(
+    copy = type(model).from_config(
         {**model.get_config(), "dtype": dtype_policy("bfloat16")}
     )
-    copy.build((None, *test.shape[1:]))
+    copy.build((None, *input_shape))
     copy.set_weights(model.get_weights())
+    return copy
+
+
+def bf16_agreement(tf, model, test, codes, batch: int) -> dict:
+    """A bfloat16 copy of `model` (same weights) on the test set: the share
+    of positions where it picks the same code as `model`
+    (`codes_bf16_agreement`), the test MSE of `model`'s float32 decoder on
+    those codes (`mse_fp32_decoder_bf16_codes`: what the flipped codes
+    cost) and the copy's own MSE (`mse_bf16_inference`)."""
+    copy = bf16_copy(model, tuple(test.shape[1:]))
     bf16_codes = _encode_all(tf, copy, test, batch)
-    return float(tf.reduce_mean(tf.cast(bf16_codes == codes, tf.float32)))
+    decode, decode_bf16 = tf.function(model.decode), tf.function(copy.decode)
+    sums = [0.0, 0.0]
+    side = tf.reshape(bf16_codes, (int(test.shape[0]), -1)).shape[1]
+    grid = (int(round(math.sqrt(side))),) * 2
+    for begin in range(0, int(test.shape[0]), batch):
+        images = tf.cast(test[begin : begin + batch], tf.float32) / 255.0
+        chunk = tf.reshape(
+            bf16_codes[begin * side : (begin + int(images.shape[0])) * side],
+            (-1, *grid),
+        )
+        for i, fn in enumerate((decode, decode_bf16)):
+            x_hat = tf.cast(fn(chunk), tf.float32)
+            sums[i] += float(tf.reduce_sum(tf.square(x_hat - images)))
+    size = int(tf.size(test))
+    return {
+        "codes_bf16_agreement": float(
+            tf.reduce_mean(tf.cast(bf16_codes == codes, tf.float32))
+        ),
+        "mse_fp32_decoder_bf16_codes": sums[0] / size,
+        "mse_bf16_inference": sums[1] / size,
+    }
 
 
 def prior_quality(tf, model, train, test, args) -> dict:
@@ -357,25 +388,39 @@ def prior_quality(tf, model, train, test, args) -> dict:
         start = time.perf_counter()
         prior.fit(batches, epochs=1, verbose=0, shuffle=False)
         train_s = time.perf_counter() - start
-        nats = []
-        for begin in range(0, int(test_codes.shape[0]), args.eval_batch):
-            chunk = test_codes[begin : begin + args.eval_batch]
-            logits = prior(chunk)
-            nats.append(
-                tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(
-                        chunk, tf.cast(logits, tf.float32)
-                    )
-                )
-            )
-        bits = float(tf.add_n(nats)) / math.log(2.0)
-        per_code = bits / int(tf.size(test_codes))
         results[precision] = {
-            "bits_per_code": per_code,
-            "prior_bits_per_dim": bits / int(test_codes.shape[0]) / dims,
+            **_test_bits(tf, prior, test_codes, dims, args.eval_batch),
             "train_seconds": train_s,
         }
+        if precision == "float32":
+            # The same trained weights evaluated in bfloat16: what bfloat16
+            # arithmetic alone changes, without a second training run.
+            copy = bf16_copy(prior, tuple(test_codes.shape[1:]))
+            results["float32_weights_in_bfloat16"] = _test_bits(
+                tf, copy, test_codes, dims, args.eval_batch
+            )
     return results
+
+
+def _test_bits(tf, prior, test_codes, dims: int, batch: int) -> dict:
+    """The prior's negative log-likelihood of `test_codes`: bits per code
+    and the prior's term of bits/dim (`dims` image dimensions per grid)."""
+    nats = []
+    for begin in range(0, int(test_codes.shape[0]), batch):
+        chunk = test_codes[begin : begin + batch]
+        logits = prior(chunk)
+        nats.append(
+            tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    chunk, tf.cast(logits, tf.float32)
+                )
+            )
+        )
+    bits = float(tf.add_n(nats)) / math.log(2.0)
+    return {
+        "bits_per_code": bits / int(tf.size(test_codes)),
+        "prior_bits_per_dim": bits / int(test_codes.shape[0]) / dims,
+    }
 
 
 def run(args) -> dict:

@@ -561,8 +561,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     model_dir = tmp_path / "demo"
     argv = ["demo", "--model-dir", str(model_dir), "--epochs", "1"]
     argv += ["--prior-epochs", "1", "--steps-per-epoch", "3"]
+    # bfloat16 through every stage, export included (the default, `auto`,
+    # picks it on CPUs with bfloat16 instructions).
+    argv += ["--precision", "bfloat16"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
+    assert load_config(str(model_dir / "config.json")).precision == "bfloat16"
+    prior_config = load_config(
+        str(model_dir / "prior" / "config.json"), PriorConfig
+    )
+    assert prior_config.precision == "bfloat16"
     for line in (
         "vqvae demo: 1/5 train the VQ-VAE",
         "vqvae demo: 5/5 export a SavedModel and TFLite files",

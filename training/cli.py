@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 from tf_vqvae.options import (
     OFF,
+    PRECISIONS,
     TFLITE_QUANTIZATIONS,
     decoder_option_declarations,
     describe_choices,
@@ -562,6 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="photos",
         help="photos (images) or speech (audio) (default: photos).",
     )
+    demo_parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default=None,
+        help="Of the VQ-VAE and its prior: "
+        f"{describe_choices(PRECISIONS)} (default: the preset's, "
+        f"{demo.train.precision}).",
+    )
     _add_options(
         demo_parser,
         (
@@ -743,6 +752,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         prior_epochs=args.prior_epochs,
         steps_per_epoch=args.steps_per_epoch,
         dataset=args.dataset,
+        precision=args.precision,
     )
     timings = result["timings"]
     print(

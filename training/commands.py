@@ -1454,6 +1454,7 @@ def demo(
     steps_per_epoch: int | None = None,
     verbose: int | str = 1,
     dataset: str = "photos",
+    precision: str | None = None,
 ) -> dict:
     """The whole pipeline offline: train, train-prior, sample, evaluate,
     export. Returns name -> path of every artifact (and the metrics under
@@ -1464,7 +1465,8 @@ def demo(
     `runs/demo`); `"speech"` uses `PRESETS["speech-demo"]` (default
     `runs/speech-demo`): an audio VQ-VAE and WaveNet prior on the eSpeak
     corpus, which also reconstructs a held-out utterance
-    (`reconstruct`), and whose samples are WAV files.
+    (`reconstruct`), and whose samples are WAV files. `precision`, when
+    given, replaces the preset's for both models (`tf_vqvae.precision`).
 
     Raises:
         UsageError: another `dataset`.
@@ -1481,11 +1483,13 @@ def demo(
         preset.train,
         epochs=epochs or preset.train.epochs,
         steps_per_epoch=steps_per_epoch or preset.train.steps_per_epoch,
+        precision=precision or preset.train.precision,
     )
     prior_config = dataclasses.replace(
         preset.prior,
         epochs=prior_epochs or preset.prior.epochs,
         steps_per_epoch=steps_per_epoch or preset.prior.steps_per_epoch,
+        precision=precision or preset.prior.precision,
     )
     steps = 6 if audio else 5
     held_out = "speech" if audio else "photos"
