@@ -1025,21 +1025,35 @@ def demo_section(data: dict | None) -> tuple[list[str], list]:
     ]
     for name in sorted(results, key=lambda name: name != "float32"):
         r, m = results[name], results[name]["metrics"]
-        bpd = m.get("bits_per_dim_pixelcnn_prior")
+        cells = [
+            "-" if m.get(key) is None else f"{m[key]:{spec}}"
+            for key, spec in (
+                ("mse", ".5f"),
+                ("psnr", ".2f"),
+                ("perplexity", ".1f"),
+                ("bits_per_dim_pixelcnn_prior", ".3f"),
+            )
+        ]
         lines.append(
-            f"| `{name}` | {', '.join(r['resolved'])} | {r['seconds']:.0f} "
-            f"| {r['train_s']:.0f} | {r['train_prior_s']:.0f} "
-            f"| {m['mse']:.5f} | {m['psnr']:.2f} | {m['perplexity']:.1f} "
-            f"| {'-' if bpd is None else f'{bpd:.3f}'} |"
+            f"| `{name}` | {', '.join(r['resolved']) or '-'} "
+            f"| {r['seconds']:.0f} | {r['train_s']:.0f} "
+            f"| {r['train_prior_s']:.0f} | {' | '.join(cells)} |"
         )
     ratio = demo_speedup(data)
     if ratio is not None:
+        runs = len(results["auto"].get("seconds_all", [0]))
         lines += [
             "",
-            f"- `--precision auto` (here {results['auto']['resolved'][0]}) "
-            f"ran the demo {ratio:.2f}x as fast as float32.",
+            f"- `--precision auto` (here {_resolved(results['auto'])}) ran "
+            f"the demo {ratio:.2f}x as fast as float32 (median of {runs} "
+            f"run{'s' if runs > 1 else ''} each).",
         ]
     return lines + [""], []
+
+
+def _resolved(result: dict) -> str:
+    """The precision a demo run resolved to (`-` if not reported)."""
+    return ", ".join(result.get("resolved") or ["-"])
 
 
 def demo_speedup(data: dict | None) -> float | None:
@@ -1182,7 +1196,7 @@ def summary_section(
         bullets.append(
             f"`vqvae demo` from a fresh model directory: "
             f"{results['auto']['seconds']:.0f} s with `--precision auto` "
-            f"({results['auto']['resolved'][0]} here) vs "
+            f"({_resolved(results['auto'])} here) vs "
             f"{results['float32']['seconds']:.0f} s in float32 "
             f"({ratio:.2f}x)."
         )

@@ -965,7 +965,7 @@ def test_demo_section_and_summary():
     )
     assert (
         "- `--precision auto` (here bfloat16) ran the demo 1.50x as fast "
-        "as float32." in lines
+        "as float32 (median of 1 run each)." in lines
     )
     summary = run.summary_section({}, {}, {}, None, None, None, demo=data)
     assert (
@@ -973,6 +973,13 @@ def test_demo_section_and_summary():
         "auto` (bfloat16 here) vs 120 s in float32 (1.50x)." in summary
     )
     assert run.demo_speedup({"results": {"float32": {}}}) is None
+    # Metrics a demo's evaluation.json lacks show as "-".
+    del data["results"]["auto"]["metrics"]["psnr"]
+    lines, _ = run.demo_section(data)
+    assert (
+        "| `auto` | bfloat16 | 80 | 10 | 5 | 0.01000 | - | 50.0 | 4.500 |"
+        in (lines)
+    )
     assert run.demo_section(None)[0][2] == "(not run or failed)"
 
 

@@ -561,10 +561,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     model_dir = tmp_path / "demo"
     argv = ["demo", "--model-dir", str(model_dir), "--epochs", "1"]
     argv += ["--prior-epochs", "1", "--steps-per-epoch", "3"]
-    # bfloat16 through every stage, export included (the default, `auto`,
-    # picks it on CPUs with bfloat16 instructions).
-    argv += ["--precision", "bfloat16"]
-    assert cli.main(argv) == 0
+    # bfloat16 through every stage, export included (`--precision auto`
+    # picks it on CPUs with bfloat16 instructions; the default float32 runs
+    # in test_benchmarks.py's demo test).
+    assert cli.main([*argv, "--precision", "bfloat16"]) == 0
     out = capsys.readouterr().out
     assert load_config(str(model_dir / "config.json")).precision == "bfloat16"
     prior_config = load_config(
@@ -590,6 +590,10 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     ):
         assert (model_dir / path).exists(), path
         assert str(model_dir / os.path.dirname(path)) in out
+    # Run again without --precision: it resumes in the run's own (a
+    # different precision would be refused).
+    assert cli.main(argv) == 0
+    assert load_config(str(model_dir / "config.json")).precision == "bfloat16"
 
 
 def test_float16_resume_keeps_the_loss_scale(tmp_path, capsys):

@@ -89,6 +89,8 @@ from tf_vqvae.training.config import (
     ConfigError,
     PriorConfig,
     TrainConfig,
+    load_config,
+    saved_config_path,
 )
 from tf_vqvae.training.layout import (
     AUDIO_SAMPLES_FILE,
@@ -1466,7 +1468,8 @@ def demo(
     `runs/speech-demo`): an audio VQ-VAE and WaveNet prior on the eSpeak
     corpus, which also reconstructs a held-out utterance
     (`reconstruct`), and whose samples are WAV files. `precision`, when
-    given, replaces the preset's for both models (`tf_vqvae.precision`).
+    given, replaces the preset's for both models (`tf_vqvae.precision`);
+    when not, a demo already in `model_dir` resumes in its own.
 
     Raises:
         UsageError: another `dataset`.
@@ -1483,13 +1486,13 @@ def demo(
         preset.train,
         epochs=epochs or preset.train.epochs,
         steps_per_epoch=steps_per_epoch or preset.train.steps_per_epoch,
-        precision=precision or preset.train.precision,
+        precision=precision or _demo_precision(model_dir, preset.train),
     )
     prior_config = dataclasses.replace(
         preset.prior,
         epochs=prior_epochs or preset.prior.epochs,
         steps_per_epoch=steps_per_epoch or preset.prior.steps_per_epoch,
-        precision=precision or preset.prior.precision,
+        precision=precision or _demo_precision(model_dir, preset.prior),
     )
     steps = 6 if audio else 5
     held_out = "speech" if audio else "photos"
@@ -1534,6 +1537,16 @@ def demo(
     )
     timings["total"] = time.time() - started
     return {"artifacts": written, "metrics": metrics, "timings": timings}
+
+
+def _demo_precision(model_dir: str, config) -> str:
+    """The precision of the run of `config`'s kind already in `model_dir`
+    (a demo run again without `--precision` resumes in it), else
+    `config`'s."""
+    path = saved_config_path(model_dir, type(config))
+    if os.path.exists(path):
+        return load_config(path, type(config)).precision
+    return config.precision
 
 
 def _demo_reconstruction(model_dir: str, config: TrainConfig) -> dict:
