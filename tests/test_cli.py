@@ -596,6 +596,21 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert load_config(str(model_dir / "config.json")).precision == "bfloat16"
 
 
+def test_demo_refuses_another_precision_in_one_line(tmp_path, capsys):
+    model_dir = tmp_path / "demo"
+    model_dir.mkdir()
+    save_config(TrainConfig(precision="float32"), str(model_dir))
+    argv = ["demo", "--model-dir", str(model_dir), "--precision", "bfloat16"]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == (
+        f"vqvae demo: error: `model_dir` {str(model_dir)!r} holds a demo "
+        "trained in float32; run `vqvae demo` without --precision to resume "
+        "it, or pass a new --model-dir. Received: precision='bfloat16'\n"
+    )
+    assert sorted(os.listdir(model_dir)) == ["config.json"]
+
+
 def test_float16_resume_keeps_the_loss_scale(tmp_path, capsys):
     model_dir = tmp_path / "run"
     flags = ["--precision", "float16", "--quantizer", "vq"]

@@ -63,6 +63,7 @@ from tf_vqvae.export import verify as verify_export
 from tf_vqvae.export.common import check_model
 from tf_vqvae.export.saved_model import check_names
 from tf_vqvae.options import OFF, TFLITE_QUANTIZATIONS
+from tf_vqvae.precision import resolve as resolve_precision
 from tf_vqvae.speech_metrics import (
     fit_code_to_phoneme,
     phoneme_accuracy,
@@ -1486,13 +1487,13 @@ def demo(
         preset.train,
         epochs=epochs or preset.train.epochs,
         steps_per_epoch=steps_per_epoch or preset.train.steps_per_epoch,
-        precision=precision or _demo_precision(model_dir, preset.train),
+        precision=_demo_precision(model_dir, preset.train, precision),
     )
     prior_config = dataclasses.replace(
         preset.prior,
         epochs=prior_epochs or preset.prior.epochs,
         steps_per_epoch=steps_per_epoch or preset.prior.steps_per_epoch,
-        precision=precision or _demo_precision(model_dir, preset.prior),
+        precision=_demo_precision(model_dir, preset.prior, precision),
     )
     steps = 6 if audio else 5
     held_out = "speech" if audio else "photos"
@@ -1539,14 +1540,28 @@ def demo(
     return {"artifacts": written, "metrics": metrics, "timings": timings}
 
 
-def _demo_precision(model_dir: str, config) -> str:
+def _demo_precision(
+    model_dir: str, config, precision: str | None = None
+) -> str:
     """The precision of the run of `config`'s kind already in `model_dir`
     (a demo run again without `--precision` resumes in it), else
-    `config`'s."""
+    `precision` or `config`'s.
+
+    Raises:
+        UsageError: `precision` is given and is not the saved run's.
+    """
     path = saved_config_path(model_dir, type(config))
-    if os.path.exists(path):
-        return load_config(path, type(config)).precision
-    return config.precision
+    if not os.path.exists(path):
+        return precision or config.precision
+    saved = load_config(path, type(config)).precision
+    chosen = resolve_precision(precision).precision if precision else saved
+    if chosen != saved:
+        raise UsageError(
+            f"`model_dir` {model_dir!r} holds a demo trained in {saved}; run "
+            f"`vqvae demo` without --precision to resume it, or pass a new "
+            f"--model-dir. Received: precision={precision!r}"
+        )
+    return saved
 
 
 def _demo_reconstruction(model_dir: str, config: TrainConfig) -> dict:
