@@ -56,6 +56,7 @@ import shutil
 import tempfile
 import time
 
+import common
 import numpy as np
 import tensorflow as tf
 
@@ -629,4 +630,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -28,6 +28,7 @@ import json
 import statistics
 import time
 
+import common
 import keras
 import numpy as np
 import tensorflow as tf
@@ -81,7 +82,7 @@ def generation(samples: int, naive_samples: int, repeats: int) -> dict:
 
 
 def training(batch: int, samples: int, repeats: int) -> dict:
-    common = dict(
+    shared = dict(
         modality="audio",
         spatial_dims=1,
         num_downsamples=6,
@@ -94,7 +95,7 @@ def training(batch: int, samples: int, repeats: int) -> dict:
     x = x.astype("float32")
     results = {}
     for decoder in ("parallel", "wavenet"):
-        model = VQVAE(**common, decoder=decoder)
+        model = VQVAE(**shared, decoder=decoder)
         model.compile(optimizer=keras.optimizers.Adam(1e-4))
         for _ in range(2):
             model.train_on_batch(x)
@@ -133,4 +134,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

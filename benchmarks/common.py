@@ -17,6 +17,19 @@ import time
 from collections.abc import Callable
 
 
+def run_main(main: Callable[[], object]) -> None:
+    """Runs a benchmark script's `main`: Ctrl-C ends it with one line (no
+    traceback, exit status 130); an integer `main` returns is the exit
+    status."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    if isinstance(status, int):
+        sys.exit(status)
+
+
 def quiet_tensorflow() -> None:
     """Silences TensorFlow's C++ start-up logging (set before importing it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

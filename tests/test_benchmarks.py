@@ -273,6 +273,24 @@ def test_bf16_rows_timed_where_auto_picks_bfloat16():
     assert "- `sonnet`: tf_vqvae_bf16 ran at 2.25x sonnet." in lines
 
 
+def test_run_main_ends_an_interrupt_with_one_line(capsys, monkeypatch):
+    import common
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["bench_demo.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        common.run_main(interrupted)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "bench_demo.py: interrupted\n"
+    # An integer `main` returns is the exit status; anything else is 0.
+    with pytest.raises(SystemExit) as exit_info:
+        common.run_main(lambda: 3)
+    assert exit_info.value.code == 3
+    assert common.run_main(lambda: {"result": 1}) is None
+
+
 def test_import_does_not_load_heavy_modules():
     result = bench_import.main(["--tiny"])
     assert result["heavy_modules"] == []
