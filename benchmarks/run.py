@@ -93,6 +93,10 @@ QUANTIZER_SIZES = {
     "fsq": ("--levels", 8, 5, 5, 5),
     "lfq": ("--k", 2**14),
 }
+# A quantizer step takes milliseconds: the section times at least this many
+# (after `QUANTIZER_WARMUP`), so that two processes' medians compare.
+QUANTIZER_REPEATS = 50
+QUANTIZER_WARMUP = 5
 TINY_QUANTIZER_SIZES = {
     "rvq": ("--num-quantizers", 3, "--k", 16),
     "fsq": ("--levels", 4, 4),
@@ -390,6 +394,13 @@ def quantizer_ratio(ours: dict, peers: dict, kind: str) -> float | None:
     )
 
 
+def _steps_text(result: dict) -> str:
+    """How many steps each median of a `bench_vq_layer.py` result is."""
+    runs = next(iter(result.get("results", {}).values()), {})
+    count = len(runs.get("seconds", ()))
+    return f"each the median of {count} timed steps" if count else "medians"
+
+
 def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
     """Section 8: residual VQ, FSQ and LFQ against vector-quantize-pytorch.
 
@@ -416,8 +427,9 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
         "LFQ with entropy weight 0.1, commitment 0.25 and the same "
         "temperature. Each implementation runs alone in its own process "
         "(vector-quantize-pytorch in its torch venv): the ratio compares "
-        "medians of two processes, and the peak memory is the process's "
-        "peak RSS over all steps minus its RSS before the first.",
+        f"medians of two processes ({_steps_text(first)}), and the peak "
+        "memory is the process's peak RSS over all steps minus its RSS "
+        "before the first.",
         "",
         "| quantizer | sizes | implementation | vectors/s (min / median / "
         "max) | peak extra memory | tf_vqvae ÷ it |",
@@ -1774,8 +1786,18 @@ def main(argv: list[str] | None = None) -> None:
         n = 256 if tiny else 16384
         sizes = TINY_QUANTIZER_SIZES if tiny else QUANTIZER_SIZES
         ours, peers = {}, {}
+        timing = (
+            common_args
+            if tiny
+            else (
+                "--repeats",
+                max(repeats, QUANTIZER_REPEATS),
+                "--warmup",
+                QUANTIZER_WARMUP,
+            )
+        )
         for kind, (our_impl, peer_impl) in QUANTIZER_IMPLS.items():
-            flags = (*sizes[kind], "--n", n, "--d", 8 if tiny else 64)
+            flags = (*sizes[kind], "--n", n, "--d", 8 if tiny else 64, *timing)
             ours[kind] = runner.run(
                 sys.executable,
                 "bench_vq_layer.py",
@@ -1783,7 +1805,6 @@ def main(argv: list[str] | None = None) -> None:
                 "--impl",
                 our_impl,
                 *flags,
-                *common_args,
             )
             if torch_py:
                 peers[kind] = runner.run(
@@ -1793,7 +1814,6 @@ def main(argv: list[str] | None = None) -> None:
                     "--impl",
                     peer_impl,
                     *flags,
-                    *common_args,
                 )
         quantizers = (ours, peers)
         lines, t = quantizers_section(ours, peers)

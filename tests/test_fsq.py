@@ -234,6 +234,67 @@ def test_data_init_standardises_each_channel_at_the_first_training_batch():
         np.testing.assert_array_equal(w, value)
 
 
+def test_data_init_folded_into_the_projection_against_numpy():
+    """With projections, the data init's affine acts on the projected
+    inputs, `u = (x W + b) s + t`, though the layer folds it into the
+    kernel and bias: statistics, codes, forward and the gradient of every
+    trainable weight against numpy in float64."""
+    layer = FiniteScalarQuantizer(
+        LEVELS, embedding_dim=6, saturation_penalty=0.0, seed=3, name="fsq"
+    )
+    x = _inputs((4, 30, 6), seed=3, scale=0.3) + np.float32(0.2)
+    layer(x, training=True)
+    as64 = lambda w: w.numpy().astype(np.float64)  # noqa: E731
+    kernel, bias = as64(layer.project_in.kernel), as64(layer.project_in.bias)
+    flat = x.reshape(-1, 6).astype(np.float64)
+    projected = flat @ kernel + bias
+    scale = 1 / np.sqrt(projected.var(0) + 1e-6)
+    shift = -projected.mean(0) * scale
+    np.testing.assert_allclose(layer.input_scale, scale, rtol=1e-4)
+    np.testing.assert_allclose(layer.input_shift, shift, rtol=1e-4, atol=1e-5)
+
+    standard = projected * as64(layer.input_scale) + as64(layer.input_shift)
+    z_q, index = _reference_codes(standard, LEVELS)
+    # Away from rounding boundaries, where float32 and float64 agree.
+    bounded = _reference_bound(standard, LEVELS)
+    clear = (np.abs(bounded - np.round(bounded)) < 0.499).all(-1)
+    assert clear.mean() > 0.9
+    codes = layer.encode(x).numpy().reshape(-1)
+    np.testing.assert_array_equal(codes[clear], index[clear])
+    out_kernel = as64(layer.project_out.kernel)
+    out_bias = as64(layer.project_out.bias)
+    expected = z_q.astype(np.float64) @ out_kernel + out_bias
+    output = layer(x).numpy().reshape(-1, 6)
+    np.testing.assert_allclose(output[clear], expected[clear], atol=1e-5)
+
+    weights = _inputs((4, 30, 6), seed=2)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) * weights)
+    variables = [
+        layer.project_in.kernel,
+        layer.project_in.bias,
+        layer.input_scale,
+        layer.input_shift,
+    ]
+    grads = tape.gradient(loss, variables)
+    levels = np.asarray(LEVELS, np.float64)
+    half_l = (levels - 1) * (1 - 1e-3) / 2
+    offset_shift = np.tan(np.where(levels % 2 == 0, 0.5, 0.0) / half_l)
+    d_bound = (1 - np.tanh(standard + offset_shift) ** 2) * half_l
+    upstream = weights.reshape(-1, 6) @ out_kernel.T * d_bound / (levels // 2)
+    s = as64(layer.input_scale)
+    for grad, reference in zip(
+        grads,
+        (
+            flat.T @ (upstream * s),
+            (upstream * s).sum(0),
+            (upstream * projected).sum(0),
+            upstream.sum(0),
+        ),
+    ):
+        np.testing.assert_allclose(grad, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_saturation_penalty_and_its_gradient_against_numpy():
     """`w mean(relu(|u| - 2)^2)` on the tanh arguments `u`, added in every
     call; its gradient adds to the straight-through one."""

@@ -23,11 +23,7 @@ import tensorflow as tf
 from tf_vqvae import codebook_ops
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.metrics import CodebookUsage
-from tf_vqvae.quantizers.vector import (
-    _all_reduce_sum,
-    _straight_through,
-    check_latent_shape,
-)
+from tf_vqvae.quantizers.vector import _all_reduce_sum, check_latent_shape
 
 # `codebook()` returns the implicit codebook up to this many codes (a
 # 65536 x C float32 matrix is 256 KiB per channel); above it, `None`.
@@ -60,9 +56,10 @@ class GridQuantizer(keras.layers.Layer):
     Subclasses define `_digits(z)` (int32 digits of float32 `z`
     `[..., codebook_dim]`, the encoding), `_values(digits)` (the float32
     grid values of digits) and `_quantize(z, training)` (the
-    straight-through `z_q` of `z` and its digits, adding the losses).
-    `lookup(encode(z))` equals `call(z, training=False)` bit for bit,
-    because both map digits to values with `_values`.
+    straight-through `z_q` of `z` and its digits, adding the losses), whose
+    forward values must be the ones `_values` gives for those digits, with
+    the same arithmetic: then `lookup(encode(z))` equals
+    `call(z, training=False)` exactly.
     """
 
     # One code per position (a residual quantizer has several levels).
@@ -176,10 +173,6 @@ class GridQuantizer(keras.layers.Layer):
             )
         digits = codes_to_digits(tf.convert_to_tensor(codes), self._radices)
         return self._project_out(self._values(digits))
-
-    def _snap(self, z: tf.Tensor, digits: tf.Tensor):
-        """`_values(digits)` forward; the gradient goes to `z` unchanged."""
-        return _straight_through(z, self._values(digits)), digits
 
     def _digits(self, z: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe, is_number
 from tf_vqvae.quantizers.grid import MAX_CODES, GridQuantizer
-from tf_vqvae.quantizers.vector import _all_reduce_sum
+from tf_vqvae.quantizers.vector import _all_reduce_sum, _straight_through
 
 # The reference code's margin: bounded values stay this fraction inside
 # the outermost rounding boundaries.
@@ -223,26 +223,47 @@ class FiniteScalarQuantizer(GridQuantizer):
         if self.data_init:
             if not self.built:
                 self.build(tuple(z.shape[:-1]) + (self.embedding_dim,))
-            z = z * self.input_scale + self.input_shift
+            return z * self.input_scale + (self.input_shift + self._shift)
         return z + self._shift
 
     def _bound_of_argument(self, u: tf.Tensor) -> tf.Tensor:
         return tf.tanh(u) * self._half_range - self._offset
 
-    def _digits(self, z: tf.Tensor) -> tf.Tensor:
-        return self._digits_of_bound(self.bound(z))
+    def call(self, inputs, training=None):
+        if training and self.data_init:
+            self._check_shape(inputs.shape)
+            self._initialize_from(tf.stop_gradient(tf.cast(inputs, "float32")))
+        return super().call(inputs, training)
+
+    def _project_in(self, x: tf.Tensor) -> tf.Tensor:
+        """The tanh's argument `u` of inputs `x`: the projection, the data
+        init's affine and the shift. With both a projection and the data
+        init, the affine is folded into the projection's kernel and bias,
+        `(x W + b) s + t = x (W s) + (b s + t)`, a `(D, C)` product instead
+        of arithmetic on every vector (forward and backward)."""
+        if self.project_in is None:
+            return self._tanh_argument(x)
+        if not self.data_init:
+            return self.project_in(x) + self._shift
+        kernel = self.project_in.kernel * self.input_scale
+        bias = self.project_in.bias * self.input_scale + (
+            self.input_shift + self._shift
+        )
+        return keras.ops.matmul(x, kernel) + bias
+
+    def _digits(self, u: tf.Tensor) -> tf.Tensor:
+        return self._digits_of_bound(self._bound_of_argument(u))
 
     def _digits_of_bound(self, bounded: tf.Tensor) -> tf.Tensor:
         return tf.cast(tf.round(bounded), tf.int32) + self._half_width
 
     def _values(self, digits: tf.Tensor) -> tf.Tensor:
+        # `round(bound) / (L // 2)`, as `_quantize` computes it (the same
+        # multiplication, so `lookup(encode(z))` equals `call(z)` exactly).
         half_width = self._half_width.astype(np.float32)
-        return (tf.cast(digits, "float32") - half_width) / half_width
+        return (tf.cast(digits, "float32") - half_width) * (1 / half_width)
 
-    def _quantize(self, z: tf.Tensor, training):
-        if training and self.data_init:
-            self._initialize_from(tf.stop_gradient(z))
-        u = self._tanh_argument(z)
+    def _quantize(self, u: tf.Tensor, training):
         if self.saturation_penalty:
             excess = tf.nn.relu(tf.abs(u) - SATURATION_THRESHOLD)
             size = tf.maximum(tf.cast(tf.size(u), "float32"), 1.0)
@@ -252,24 +273,46 @@ class FiniteScalarQuantizer(GridQuantizer):
                 / size
             )
         bounded = self._bound_of_argument(u)
-        normalized = bounded / self._half_width.astype(np.float32)
-        return self._snap(normalized, self._digits_of_bound(bounded))
+        rounded = tf.round(bounded)
+        scale = 1 / self._half_width.astype(np.float32)
+        z_q = _straight_through(bounded * scale, rounded * scale)
+        return z_q, tf.cast(rounded, tf.int32) + self._half_width
 
-    # Assignments stay outside `tf.cond`, and the all-reduces run on every
-    # training step: tf.distribute allows neither inside control flow.
-    def _initialize_from(self, z: tf.Tensor) -> None:
-        """Per-channel mean 0 and variance 1 over the global batch, at the
-        first non-empty training batch (two passes, all-reduced)."""
-        flat = tf.reshape(z, [-1, self.codebook_dim])
-        count = _all_reduce_sum(tf.cast(tf.shape(flat)[0], "float32"))
+    # The assignments stay outside `tf.cond`, and the all-reduces run on
+    # every training step: tf.distribute allows neither inside control flow.
+    # Only the statistics over the batch sit in a `tf.cond`, so that an
+    # initialised layer (every step but the first) skips them.
+    def _initialize_from(self, x: tf.Tensor) -> None:
+        """Per-channel mean 0 and variance 1 of the projected inputs `x`
+        over the global batch, at the first non-empty training batch (two
+        passes, all-reduced)."""
+        x = tf.reshape(x, [-1, self.embedding_dim])
+        pending = tf.equal(self.initialized, 0)
+        size = self.codebook_dim + 1
+
+        def projected():
+            return x if self.project_in is None else self.project_in(x)
+
+        def moments():
+            count = tf.cast(tf.shape(x)[:1], "float32")
+            return tf.concat([count, tf.reduce_sum(projected(), 0)], 0)
+
+        def skipped():
+            return tf.zeros([size])
+
+        sums = _all_reduce_sum(tf.cond(pending, moments, skipped))
+        count = sums[0]
         safe_count = tf.maximum(count, 1.0)
-        mean = _all_reduce_sum(tf.reduce_sum(flat, 0)) / safe_count
-        variance = (
-            _all_reduce_sum(tf.reduce_sum(tf.square(flat - mean), 0))
-            / safe_count
+        mean = sums[1:] / safe_count
+        squares = _all_reduce_sum(
+            tf.cond(
+                pending,
+                lambda: tf.reduce_sum(tf.square(projected() - mean), 0),
+                lambda: tf.zeros([self.codebook_dim]),
+            )
         )
-        scale = tf.math.rsqrt(variance + 1e-6)
-        first = tf.logical_and(tf.equal(self.initialized, 0), count > 0)
+        scale = tf.math.rsqrt(squares / safe_count + 1e-6)
+        first = tf.logical_and(pending, count > 0)
         self.input_scale.assign(
             tf.where(first, scale, tf.convert_to_tensor(self.input_scale))
         )
