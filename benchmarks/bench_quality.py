@@ -80,6 +80,22 @@ def quantizer_runs(sizes: dict) -> dict[str, dict]:
         "q_fsq": dict(
             quantizer="fsq", quantizer_options={"levels": sizes["fsq"]}
         ),
+        # FSQ's two defaults against collapse, one and both turned off.
+        "q_fsq_no_penalty": dict(
+            quantizer="fsq",
+            quantizer_options={
+                "levels": sizes["fsq"],
+                "fsq_saturation_penalty": 0.0,
+            },
+        ),
+        "q_fsq_paper": dict(
+            quantizer="fsq",
+            quantizer_options={
+                "levels": sizes["fsq"],
+                "fsq_data_init": False,
+                "fsq_saturation_penalty": 0.0,
+            },
+        ),
         "q_rvq": dict(
             quantizer="rvq",
             num_embeddings=sizes["rvq_k"],
