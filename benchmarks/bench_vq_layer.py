@@ -63,6 +63,8 @@ TF_IMPLS = (
     "tf_vqvae_fsq",
     "tf_vqvae_lfq",
 )
+# `--max-seconds` never cuts the timing below this many rounds.
+MIN_REPEATS = 5
 TORCH_IMPLS = ("vqtorch", "vqtorch_rvq", "vqtorch_fsq", "vqtorch_lfq")
 IMPLS = TF_IMPLS + TORCH_IMPLS
 
@@ -301,7 +303,14 @@ def _time_interleaved(args, steps: dict) -> dict:
         for fn in steps.values():
             fn()
     times = {impl: [] for impl in steps}
-    for _ in range(args.repeats):
+    started = time.perf_counter()
+    for repeat in range(args.repeats):
+        if (
+            args.max_seconds
+            and repeat >= MIN_REPEATS
+            and time.perf_counter() - started > args.max_seconds
+        ):
+            break
         for impl, fn in steps.items():
             start = time.perf_counter()
             fn()
@@ -344,6 +353,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--levels", type=int, nargs="+", default=[8, 5, 5, 5], help="FSQ"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=0.0,
+        help=f"stop timing after this long, once {MIN_REPEATS} rounds are "
+        "timed (0: run every --repeats round)",
     )
     args = parser.parse_args(argv)
     torch_impls = [impl for impl in args.impl if impl in TORCH_IMPLS]

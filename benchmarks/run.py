@@ -93,10 +93,11 @@ QUANTIZER_SIZES = {
     "fsq": ("--levels", 8, 5, 5, 5),
     "lfq": ("--k", 2**14),
 }
-# A quantizer step takes milliseconds: the section times at least this many
-# (after `QUANTIZER_WARMUP`), so that two processes' medians compare.
+# The quantizer section times this many steps per process, so that two
+# processes' medians compare (a step takes milliseconds), or as many as fit
+# in `QUANTIZER_SECONDS` (at least 5: a peer's LFQ step takes 20 s).
 QUANTIZER_REPEATS = 50
-QUANTIZER_WARMUP = 5
+QUANTIZER_SECONDS = 60
 TINY_QUANTIZER_SIZES = {
     "rvq": ("--num-quantizers", 3, "--k", 16),
     "fsq": ("--levels", 4, 4),
@@ -394,13 +395,6 @@ def quantizer_ratio(ours: dict, peers: dict, kind: str) -> float | None:
     )
 
 
-def _steps_text(result: dict) -> str:
-    """How many steps each median of a `bench_vq_layer.py` result is."""
-    runs = next(iter(result.get("results", {}).values()), {})
-    count = len(runs.get("seconds", ()))
-    return f"each the median of {count} timed steps" if count else "medians"
-
-
 def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
     """Section 8: residual VQ, FSQ and LFQ against vector-quantize-pytorch.
 
@@ -427,12 +421,13 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
         "LFQ with entropy weight 0.1, commitment 0.25 and the same "
         "temperature. Each implementation runs alone in its own process "
         "(vector-quantize-pytorch in its torch venv): the ratio compares "
-        f"medians of two processes ({_steps_text(first)}), and the peak "
-        "memory is the process's peak RSS over all steps minus its RSS "
-        "before the first.",
+        "medians of two processes (each over the steps it timed: up to "
+        f"{QUANTIZER_REPEATS}, or as many as fit in {QUANTIZER_SECONDS} s "
+        "and at least 5), and the peak memory is the process's peak RSS "
+        "over all steps minus its RSS before the first.",
         "",
         "| quantizer | sizes | implementation | vectors/s (min / median / "
-        "max) | peak extra memory | tf_vqvae ÷ it |",
+        "max, steps) | peak extra memory | tf_vqvae ÷ it |",
         "|---|---|---|---|---|---|",
     ]
     targets = []
@@ -452,7 +447,8 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
             mem_text = f"{mem:.0f} MiB" if mem is not None else "-"
             lines.append(
                 f"| {kind} | {sizes} | {NAMES[impl]} "
-                f"| {_triple(res['vectors_per_s'])} | {mem_text} "
+                f"| {_triple(res['vectors_per_s'])} "
+                f"({res['vectors_per_s']['runs']} steps) | {mem_text} "
                 f"| {_ratio(row_ratio)} |"
             )
         if kind in peers and not peer:
@@ -1795,7 +1791,9 @@ def main(argv: list[str] | None = None) -> None:
                 "--repeats",
                 max(repeats, QUANTIZER_REPEATS),
                 "--warmup",
-                QUANTIZER_WARMUP,
+                warmup,
+                "--max-seconds",
+                QUANTIZER_SECONDS,
             )
         )
         for kind, (our_impl, peer_impl) in QUANTIZER_IMPLS.items():

@@ -67,6 +67,16 @@ def test_vq_layer_single_impl_reports_memory():
     assert result["results"]["tf_vqvae_ema"]["peak_extra_mb"] >= 0
 
 
+def test_vq_layer_max_seconds_stops_after_the_minimum_rounds():
+    result = bench_vq_layer.main(
+        ["--impl", "tf_vqvae", "--k", "8", "--n", "64", "--d", "4"]
+        + ["--warmup", "1", "--repeats", "1000", "--max-seconds", "1e-9"]
+    )
+    runs = result["results"]["tf_vqvae"]
+    assert len(runs["seconds"]) == bench_vq_layer.MIN_REPEATS
+    assert runs["vectors_per_s"]["runs"] == bench_vq_layer.MIN_REPEATS
+
+
 def test_vq_layer_rejects_unknown_impl():
     with pytest.raises(SystemExit):
         bench_vq_layer.main(["--impl", "tf_vqvae,nope"])
@@ -130,11 +140,12 @@ def test_quantizers_section_from_results():
     assert lines[0] == "## 8. Quantizers vs vector-quantize-pytorch (issue 13)"
     assert (
         "| rvq | 8 levels x K=1024 | vector-quantize-pytorch ResidualVQ "
-        "| 50 k / 100 k / 200 k | 400 MiB | 3.00x |"
+        "| 50 k / 100 k / 200 k (3 steps) | 400 MiB | 3.00x |"
     ) in table
     assert (
         "| fsq | levels (8, 5, 5, 5) (K=1000) | tf_vqvae "
-        "FiniteScalarQuantizer | 1.00 M / 2.00 M / 4.00 M | 20 MiB | - |"
+        "FiniteScalarQuantizer | 1.00 M / 2.00 M / 4.00 M (3 steps) | 20 MiB "
+        "| - |"
     ) in table
     assert "| lfq | K=2**14 | vector-quantize-pytorch LFQ (failed) |" in table
     assert [
