@@ -80,21 +80,18 @@ def quantizer_runs(sizes: dict) -> dict[str, dict]:
         "q_fsq": dict(
             quantizer="fsq", quantizer_options={"levels": sizes["fsq"]}
         ),
-        # FSQ's two defaults against collapse, one and both turned off.
-        "q_fsq_no_penalty": dict(
+        # FSQ with its optional saturation penalty, and without its data
+        # init (the paper's FSQ).
+        "q_fsq_penalty": dict(
             quantizer="fsq",
             quantizer_options={
                 "levels": sizes["fsq"],
-                "fsq_saturation_penalty": 0.0,
+                "fsq_saturation_penalty": 0.1,
             },
         ),
         "q_fsq_paper": dict(
             quantizer="fsq",
-            quantizer_options={
-                "levels": sizes["fsq"],
-                "fsq_data_init": False,
-                "fsq_saturation_penalty": 0.0,
-            },
+            quantizer_options={"levels": sizes["fsq"], "fsq_data_init": False},
         ),
         "q_rvq": dict(
             quantizer="rvq",

@@ -712,8 +712,8 @@ def quality_section(data: dict) -> tuple[list[str], list]:
 QUANTIZER_RUN_NAMES = {
     "q_ema_k1024": "VQ-EMA, `VQVAE` defaults",
     "q_fsq": "FSQ",
-    "q_fsq_no_penalty": "FSQ without the saturation penalty",
-    "q_fsq_paper": "FSQ as in the paper: no data init, no penalty",
+    "q_fsq_penalty": "FSQ with the saturation penalty at 0.1",
+    "q_fsq_paper": "FSQ as in the paper: no data init",
     "q_rvq": "residual VQ, quantizer dropout 0.5",
     "q_plain_k8192": "VQ-EMA, straight-through, no data init or restarts",
     "q_rotcos_k8192": "VQ-EMA, rotation trick + cosine, no data init or "

@@ -370,7 +370,7 @@ def test_quality_quantizers_tiny(tmp_path):
     expected_k = {
         "q_ema_k1024": sizes["k"],
         "q_fsq": int(np.prod(sizes["fsq"])),
-        "q_fsq_no_penalty": int(np.prod(sizes["fsq"])),
+        "q_fsq_penalty": int(np.prod(sizes["fsq"])),
         "q_fsq_paper": int(np.prod(sizes["fsq"])),
         "q_rvq": sizes["rvq_k"],
         "q_plain_k8192": sizes["big_k"],

@@ -38,8 +38,9 @@ def _train(strategy, quantizer, initial_weights, images, **kwargs):
         ("ema", {}),
         ("vq", {"data_init": "kmeans++", "dead_code_restart_steps": 2}),
         ("ema", {"data_init": "random", "dead_code_restart_steps": 2}),
-        # Data init, saturation penalty (FSQ) and entropy penalty (LFQ).
+        # Data init (FSQ), its saturation penalty, entropy penalty (LFQ).
         ("fsq", {}),
+        ("fsq", {"quantizer_options": {"fsq_saturation_penalty": 0.1}}),
         ("lfq", {}),
     ],
     ids=[
@@ -48,6 +49,7 @@ def _train(strategy, quantizer, initial_weights, images, **kwargs):
         "vq-kmeans-restart",
         "ema-init-restart",
         "fsq-defaults",
+        "fsq-saturation-penalty",
         "lfq-defaults",
     ],
 )

@@ -122,7 +122,7 @@ def test_quantizer_options_resolve_with_defaults_and_checks():
     assert options.resolve_quantizer_options("fsq", {"levels": [3, 3]}) == {
         "levels": (3, 3),
         "fsq_data_init": True,
-        "fsq_saturation_penalty": 0.1,
+        "fsq_saturation_penalty": 0.0,
     }
     cases = [
         (

@@ -175,7 +175,7 @@ def test_quantizer_options_are_saved_whole_and_checked():
     assert model.get_config()["quantizer_options"] == {
         "levels": [4, 4],
         "fsq_data_init": True,
-        "fsq_saturation_penalty": 0.1,
+        "fsq_saturation_penalty": 0.0,
     }
     assert model.num_embeddings == 16
     cases = [

@@ -79,18 +79,20 @@ class FiniteScalarQuantizer(GridQuantizer):
     initialisation) puts every vector in the middle cell: one code, a
     constant decoder input and no signal to grow out of it.
 
-    Saturation penalty (`saturation_penalty=w`, default 0.1): the layer
+    Saturation penalty (`saturation_penalty=w`, default 0: off): the layer
     adds, through `add_loss`,
 
         w * mean(max(|u| - 2, 0)^2),   u = z_i + tan(o_i / h_i)
 
-    (`u` the tanh's argument, after the data init's affine). Without it,
-    an encoder trained by Adam drifts channels deep into the tanh's flat
-    tails: the straight-through gradient keeps pointing outwards for
-    vectors that want a value beyond the outermost level, Adam's steps do
-    not shrink with the tanh's derivative, and a channel that sits in one
-    level codes nothing (BENCHMARKS.md, section 9: more codes used and a
-    lower test MSE with it). `0` gives the paper's FSQ (no losses at all).
+    (`u` the tanh's argument, after the data init's affine). It keeps
+    channels out of the tanh's flat tails, where Adam can drive them when
+    the straight-through gradient keeps pointing outwards (vectors that
+    want a value beyond the outermost level: Adam's steps do not shrink
+    with the tanh's derivative, and a channel stuck in one level codes
+    nothing). With the data init that did not happen on CIFAR-10, where the
+    penalty cost test MSE instead (BENCHMARKS.md, section 9: 0.1 against
+    0), so it is off by default: turn it on if a channel's usage collapses
+    onto its outermost levels.
 
     Args:
         levels: `L`, the number of values of each channel, integers >= 2
@@ -103,8 +105,8 @@ class FiniteScalarQuantizer(GridQuantizer):
         data_init: standardise each channel from the first training batch
             (see above; default `True`). `False`: the bound sees the
             (projected) inputs as they are, as in the paper's code.
-        saturation_penalty: `w` above, a non-negative number (default
-            0.1; 0: no loss).
+        saturation_penalty: `w` above, a non-negative number (default 0:
+            no loss, the paper's FSQ).
         seed: seeds the projections' initial kernels.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
@@ -156,7 +158,7 @@ class FiniteScalarQuantizer(GridQuantizer):
         levels: Sequence[int] = (8, 5, 5, 5),
         embedding_dim: int | None = None,
         data_init: bool = True,
-        saturation_penalty: float = 0.1,
+        saturation_penalty: float = 0.0,
         seed: int = 0,
         **kwargs,
     ):
