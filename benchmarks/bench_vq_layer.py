@@ -145,7 +145,7 @@ def _tf_step(impl: str, args, shape: tuple, tf):
 
         def forward(x):
             z_q = layer(x, training=True)
-            # The paper's FSQ (saturation_penalty=0) adds no loss.
+            # FSQ's defaults (saturation_penalty=0) add no loss.
             return z_q, tf.add_n([tf.constant(0.0), *layer.losses])
 
         return forward, layer.trainable_weights
@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> dict:
         "timed (0: run every --repeats round)",
     )
     args = parser.parse_args(argv)
+    if not args.max_seconds >= 0:
+        parser.error(f"--max-seconds must be >= 0, not {args.max_seconds}")
     torch_impls = [impl for impl in args.impl if impl in TORCH_IMPLS]
     if torch_impls and len(args.impl) > 1:
         parser.error(f"{torch_impls[0]} runs alone (its own venv and process)")

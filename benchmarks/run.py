@@ -1551,7 +1551,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep results already in --results-dir instead of re-running",
     )
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="timed rounds per benchmark (default 10; the quantizer section "
+        f"times up to {QUANTIZER_REPEATS} steps, at most "
+        f"{QUANTIZER_SECONDS} s)",
+    )
     parser.add_argument("--quality-steps", type=int, default=1500)
     parser.add_argument(
         "--quality-prior-steps",

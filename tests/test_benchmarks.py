@@ -80,6 +80,8 @@ def test_vq_layer_max_seconds_stops_after_the_minimum_rounds():
 def test_vq_layer_rejects_unknown_impl():
     with pytest.raises(SystemExit):
         bench_vq_layer.main(["--impl", "tf_vqvae,nope"])
+    with pytest.raises(SystemExit):
+        bench_vq_layer.main(["--impl", "tf_vqvae", "--max-seconds", "-1"])
 
 
 def test_quantizer_kinds_round_robin():

@@ -372,7 +372,11 @@ def test_codebook_is_none_above_65536_codes():
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_float32_arithmetic(policy):
-    z = _inputs((4, 5, 6))
+    """Projections (float32 weights) and the data init under a mixed
+    policy: the float32 layer's codes, and `lookup(encode(z)) == call(z)`
+    (2048 values: a weight autocast to 8 or 11 bits would move many of
+    them across a rounding boundary)."""
+    z = _inputs((8, 64, 6))
     keras.mixed_precision.set_global_policy(policy)
     layer = FiniteScalarQuantizer(LEVELS, embedding_dim=6, seed=1)
     low = tf.cast(z, layer.compute_dtype)
@@ -391,6 +395,7 @@ def test_mixed_precision_keeps_float32_arithmetic(policy):
     np.testing.assert_array_equal(
         out, tf.cast(reference(as_float32), layer.compute_dtype)
     )
+    np.testing.assert_array_equal(layer(low), layer.lookup(layer.encode(low)))
 
 
 def test_zero_size_batch():

@@ -59,7 +59,9 @@ class GridQuantizer(keras.layers.Layer):
     straight-through `z_q` of `z` and its digits, adding the losses), whose
     forward values must be the ones `_values` gives for those digits, with
     the same arithmetic: then `lookup(encode(z))` equals
-    `call(z, training=False)` exactly.
+    `call(z, training=False)`. Both see `z` as `_project_in` returns it (a
+    subclass may fold a transform of its own into it: FSQ's `z` is the
+    tanh's argument).
     """
 
     # One code per position (a residual quantizer has several levels).

@@ -106,7 +106,7 @@ class FiniteScalarQuantizer(GridQuantizer):
             (see above; default `True`). `False`: the bound sees the
             (projected) inputs as they are, as in the paper's code.
         saturation_penalty: `w` above, a non-negative number (default 0:
-            no loss, the paper's FSQ).
+            no loss, as in the paper).
         seed: seeds the projections' initial kernels.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
@@ -186,6 +186,9 @@ class FiniteScalarQuantizer(GridQuantizer):
         # but is undefined for L = 2); the two agree to 1e-3 for L >= 4.
         self._shift = np.tan(offset / half_range).astype(np.float32)
         self._half_width = (levels // 2).astype(np.int32)
+        # One constant for `_values` and `_quantize`, whose products must
+        # agree exactly.
+        self._inverse_half_width = (1 / (levels // 2)).astype(np.float32)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -216,8 +219,11 @@ class FiniteScalarQuantizer(GridQuantizer):
         )
 
     def bound(self, z) -> tf.Tensor:
-        """`bound(z)`: float32 `[..., len(levels)]` before rounding (after
-        the data init's scale and shift, if any)."""
+        """`bound(z)`: float32 `[..., len(levels)]` before rounding, of
+        projected inputs `z` `[..., len(levels)]` (after the data init's
+        scale and shift, if any). `encode` computes the same function with
+        the affine folded into the projection, so at a rounding boundary
+        the two can differ by float rounding."""
         return self._bound_of_argument(self._tanh_argument(z))
 
     def _tanh_argument(self, z) -> tf.Tensor:
@@ -247,23 +253,39 @@ class FiniteScalarQuantizer(GridQuantizer):
             return self._tanh_argument(x)
         if not self.data_init:
             return self.project_in(x) + self._shift
+        if not self._can_fold():
+            return self._tanh_argument(self.project_in(x))
         kernel = self.project_in.kernel * self.input_scale
         bias = self.project_in.bias * self.input_scale + (
             self.input_shift + self._shift
         )
         return keras.ops.matmul(x, kernel) + bias
 
+    def _can_fold(self) -> bool:
+        """Whether `project_in`'s weights can be read here as they are: not
+        under a mixed precision policy (inside this layer's call Keras
+        would autocast them to its compute dtype; `Dense`'s own call keeps
+        them float32) and not quantized by `Model.quantize`."""
+        return (
+            self.compute_dtype == self.variable_dtype
+            and getattr(self.project_in, "quantization_mode", None) is None
+        )
+
     def _digits(self, u: tf.Tensor) -> tf.Tensor:
         return self._digits_of_bound(self._bound_of_argument(u))
 
     def _digits_of_bound(self, bounded: tf.Tensor) -> tf.Tensor:
-        return tf.cast(tf.round(bounded), tf.int32) + self._half_width
+        return self._digits_of_rounded(tf.round(bounded))
+
+    def _digits_of_rounded(self, rounded: tf.Tensor) -> tf.Tensor:
+        return tf.cast(rounded, tf.int32) + self._half_width
 
     def _values(self, digits: tf.Tensor) -> tf.Tensor:
         # `round(bound) / (L // 2)`, as `_quantize` computes it (the same
-        # multiplication, so `lookup(encode(z))` equals `call(z)` exactly).
+        # multiplication, so `lookup(encode(z))` equals `call(z)`).
         half_width = self._half_width.astype(np.float32)
-        return (tf.cast(digits, "float32") - half_width) * (1 / half_width)
+        digits = tf.cast(digits, "float32")
+        return (digits - half_width) * self._inverse_half_width
 
     def _quantize(self, u: tf.Tensor, training):
         if self.saturation_penalty:
@@ -276,18 +298,19 @@ class FiniteScalarQuantizer(GridQuantizer):
             )
         bounded = self._bound_of_argument(u)
         rounded = tf.round(bounded)
-        scale = 1 / self._half_width.astype(np.float32)
+        scale = self._inverse_half_width
         z_q = _straight_through(bounded * scale, rounded * scale)
-        return z_q, tf.cast(rounded, tf.int32) + self._half_width
+        return z_q, self._digits_of_rounded(rounded)
 
     # The assignments stay outside `tf.cond`, and the all-reduces run on
     # every training step: tf.distribute allows neither inside control flow.
     # Only the statistics over the batch sit in a `tf.cond`, so that an
     # initialised layer (every step but the first) skips them.
     def _initialize_from(self, x: tf.Tensor) -> None:
-        """Per-channel mean 0 and variance 1 of the projected inputs `x`
-        over the global batch, at the first non-empty training batch (two
-        passes, all-reduced)."""
+        """Per-channel mean 0 and variance 1 of `project_in(x)` (`x` the
+        layer's float32 inputs) over the global batch, at the first
+        non-empty training batch (two passes, all-reduced; the projection
+        runs in each pass, on the first batch only)."""
         x = tf.reshape(x, [-1, self.embedding_dim])
         pending = tf.equal(self.initialized, 0)
         size = self.codebook_dim + 1
