@@ -63,8 +63,6 @@ TF_IMPLS = (
     "tf_vqvae_fsq",
     "tf_vqvae_lfq",
 )
-# `--max-seconds` never cuts the timing below this many rounds.
-MIN_REPEATS = 5
 TORCH_IMPLS = ("vqtorch", "vqtorch_rvq", "vqtorch_fsq", "vqtorch_lfq")
 IMPLS = TF_IMPLS + TORCH_IMPLS
 
@@ -307,7 +305,7 @@ def _time_interleaved(args, steps: dict) -> dict:
     for repeat in range(args.repeats):
         if (
             args.max_seconds
-            and repeat >= MIN_REPEATS
+            and repeat >= common.MIN_TIMED_ROUNDS
             and time.perf_counter() - started > args.max_seconds
         ):
             break
@@ -358,8 +356,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--max-seconds",
         type=float,
         default=0.0,
-        help=f"stop timing after this long, once {MIN_REPEATS} rounds are "
-        "timed (0: run every --repeats round)",
+        help="stop timing after this long, once "
+        f"{common.MIN_TIMED_ROUNDS} rounds are timed (0: run every "
+        "--repeats round)",
     )
     args = parser.parse_args(argv)
     if not args.max_seconds >= 0:

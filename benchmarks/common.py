@@ -16,6 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 
+# A time budget (`bench_vq_layer.py --max-seconds`) never cuts a timing
+# below this many rounds.
+MIN_TIMED_ROUNDS = 5
+
 
 def run_main(main: Callable[[], object]) -> None:
     """Runs a benchmark script's `main`: Ctrl-C ends it with one line (no

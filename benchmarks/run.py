@@ -42,6 +42,8 @@ import tempfile
 import time
 from typing import NamedTuple
 
+import common
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SECTIONS = (
@@ -423,8 +425,9 @@ def quantizers_section(ours: dict, peers: dict) -> tuple[list[str], list]:
         "(vector-quantize-pytorch in its torch venv): the ratio compares "
         "medians of two processes (each over the steps it timed: up to "
         f"{QUANTIZER_REPEATS}, or as many as fit in {QUANTIZER_SECONDS} s "
-        "and at least 5), and the peak memory is the process's peak RSS "
-        "over all steps minus its RSS before the first.",
+        f"and at least {common.MIN_TIMED_ROUNDS}), and the peak memory is "
+        "the process's peak RSS over all steps minus its RSS before the "
+        "first.",
         "",
         "| quantizer | sizes | implementation | vectors/s (min / median / "
         "max, steps) | peak extra memory | tf_vqvae ÷ it |",
