@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tf_vqvae import evaluation, likelihoods, sampling
 from tf_vqvae.vqvae import VQVAE
-from tf_vqvae.wavenet import WaveNetDecoder
+from tf_vqvae.wavenet import WaveNetDecoder, bucket_length
 
 TINY = dict(
     num_upsamples=2,
@@ -230,6 +230,31 @@ def test_cached_generation_equals_naive(kwargs, temperature):
     logits = decoder(z_q, cached, speaker=speaker).numpy() / temperature
     gumbel = -np.log(-np.log(np.clip(noise.numpy(), 1e-38, 1 - 6e-8)))
     np.testing.assert_array_equal(cached, np.argmax(logits + gumbel, -1))
+
+
+def test_cached_generation_compiles_once_per_bucket_of_lengths():
+    decoder = _decoder()
+    for codes in (9, 10):  # 36 and 40 samples: both in the bucket of 40
+        z_q, _ = _inputs(codes=codes)
+        noise = tf.random.stateless_uniform(
+            (2, 4 * codes, 256), seed=(codes, 1)
+        )
+        cached = decoder.generate(z_q, noise)
+        assert cached.shape == (2, 4 * codes)
+        naive = decoder.generate(z_q, noise, method="naive")
+        np.testing.assert_array_equal(cached, naive)
+    function = decoder._compiled_samplers[("cached", 1.0)]
+    assert function.experimental_get_tracing_count() == 1
+
+
+def test_bucket_length_pads_by_at_most_a_quarter_with_four_per_octave():
+    lengths = np.arange(1, 5000)
+    buckets = np.array([bucket_length(n) for n in lengths])
+    assert np.all(buckets >= lengths) and np.all(buckets < 1.25 * lengths + 1)
+    assert all(bucket_length(b) == b for b in set(buckets.tolist()))
+    for k in range(12):
+        octave = (lengths > 2**k) & (lengths <= 2 ** (k + 1))
+        assert len(set(buckets[octave].tolist())) <= 4
 
 
 def test_generate_rejects_bad_noise_and_options():

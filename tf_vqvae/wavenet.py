@@ -361,6 +361,14 @@ def run_stack(blocks, x, conditions, local_condition=None) -> tf.Tensor:
     return skip
 
 
+def bucket_length(length: int) -> int:
+    """`length` rounded up to a multiple of `2**(floor(log2(length)) - 2)`:
+    at most four lengths per octave, each at most 25% above the lengths it
+    holds (the cached generators compile once per bucket)."""
+    step = 2 ** max(int(length).bit_length() - 3, 0)
+    return -(-int(length) // step) * step
+
+
 def empty_queues(blocks, n, channels: int, dtype) -> list[tf.Tensor]:
     """Per block, its `(history, n, channels)` queue of zeros (the causal
     padding) for `stack_step`."""
@@ -478,18 +486,29 @@ class _DilatedStack:
         return output_head(self.head_hidden, self.head_logits, skip)
 
     def _draw_cached(
-        self, noise, conditions, temperature, top_k=None, features=None
+        self,
+        noise,
+        conditions,
+        temperature,
+        top_k=None,
+        features=None,
+        steps=None,
     ) -> tf.Tensor:
         """Position by position, every layer on one position from its queue
         (`stack_step`): int32 draws `(n, length)` for Gumbel-max `noise`
         `(n, length, classes)`, with per-sample local `features` `(n,
-        length, L)` for blocks with `local_channels`."""
+        length, L)` for blocks with `local_channels`. With `steps` (an int32
+        scalar tensor <= length) only the first `steps` positions are drawn
+        (the rest of the result is 0): a padded `noise` and `features` then
+        share one compiled loop across lengths."""
         c = self.residual_channels
         dtype = self.compute_dtype
         # A static batch size keeps the loop variables' shapes fixed.
         static_n = noise.shape[0]
         n = static_n if static_n is not None else tf.shape(noise)[0]
         length = noise.shape[1]
+        if steps is None:
+            steps = length
 
         def body(t, previous, queues, draws_ta):
             local = (
@@ -508,7 +527,7 @@ class _DilatedStack:
             "int32", size=length, element_shape=[static_n]
         )
         _, _, _, draws_ta = tf.while_loop(
-            lambda t, *_: t < length,
+            lambda t, *_: t < steps,
             body,
             (
                 tf.constant(0),
@@ -976,32 +995,49 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
             self.build(tuple(inputs.shape))
         if speaker is not None:
             speaker = tf.convert_to_tensor(speaker, "int32")
-        sample = (
-            self._generate_cached
-            if method == "cached"
-            else self._generate_naive
-        )
+        key = (method, float(temperature))
+        if method == "naive":
 
-        def compiled(inputs, noise, speaker):
-            return sample(inputs, noise, speaker, temperature)
+            def naive(inputs, noise, speaker):
+                return self._generate_naive(inputs, noise, speaker, temperature)
 
-        return run_sampler(
+            return run_sampler(
+                self._compiled_samplers, key, naive, inputs, noise, speaker
+            )
+
+        # The loop compiles (XLA) for one length: called eagerly, the noise
+        # and the features are padded to `bucket_length` and the loop stops
+        # at the true length, so clips of similar lengths share one
+        # compilation. The features are computed at the true length first
+        # (the upsampling convolutions see both neighbours, so padding the
+        # codes would change the last features); the loop is causal, so
+        # the padding changes no draw.
+        features = self.upsample(inputs)
+        length = samples if samples is not None else tf.shape(noise)[1]
+        if tf.executing_eagerly():
+            padding = [[0, 0], [0, bucket_length(samples) - samples], [0, 0]]
+            features = tf.pad(features, padding)
+            noise = tf.pad(noise, padding)
+
+        def cached(features, noise, speaker, steps):
+            return self._draw_cached(
+                noise,
+                self._conditions(speaker),
+                temperature,
+                features=features,
+                steps=steps,
+            )
+
+        draws = run_sampler(
             self._compiled_samplers,
-            (method, float(temperature)),
-            compiled,
-            inputs,
+            key,
+            cached,
+            features,
             noise,
             speaker,
+            tf.constant(length, "int32") if samples is not None else length,
         )
-
-    def _generate_cached(self, inputs, noise, speaker, temperature):
-        """Sample by sample, every layer on one position (`stack_step`)."""
-        return self._draw_cached(
-            noise,
-            self._conditions(speaker),
-            temperature,
-            features=self.upsample(inputs),
-        )
+        return draws[:, :length]
 
     def _generate_naive(self, inputs, noise, speaker, temperature):
         """Sample by sample, the whole network on the whole sequence."""
