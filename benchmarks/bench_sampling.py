@@ -16,7 +16,8 @@ cached sampler is also timed with the same weights under each other
 precision, alternating with the float32 one in each round, with the share of
 its codes equal to float32's; and the prior's training step (`fit`'s train
 function on random codes, batch `--train-batch`) is timed per precision,
-alternating rounds.
+alternating rounds (`--precision-repeats` of each, default 9: they are
+cheap, and this host's slow bursts skew fewer).
 
 WaveNet (`tf_vqvae.WaveNetPrior`, issue 15): for each sequence length
 (`--wavenet-lengths`, 1024 and 4096 codes by default; K as above, batch
@@ -58,6 +59,7 @@ TINY = dict(
     num_layers=2,
     warmup=1,
     repeats=2,
+    precision_repeats=2,
     train_batch=4,
     train_steps=2,
     wavenet_lengths=[16],
@@ -88,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["float32", "bfloat16"],
         choices=["float32", "bfloat16", "float16"],
         help="cached sampling and the training step per precision",
+    )
+    parser.add_argument(
+        "--precision-repeats",
+        type=int,
+        default=9,
+        help="rounds of the per-precision table (cheap next to the naive "
+        "sampler's, and this host's bursts need more than --repeats)",
     )
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=10)
@@ -208,7 +217,9 @@ def run_precisions(args: argparse.Namespace) -> list[dict]:
             return sample
 
         sampling = alternate(
-            {p: sampler(p) for p in priors}, args.warmup, args.repeats
+            {p: sampler(p) for p in priors},
+            args.warmup,
+            args.precision_repeats,
         )
         data = np.random.default_rng(args.seed).integers(
             0,
@@ -229,7 +240,7 @@ def run_precisions(args: argparse.Namespace) -> list[dict]:
                 return float(next(iter(logs.values())))
 
             steppers[precision] = steps
-        training = alternate(steppers, 1, args.repeats)
+        training = alternate(steppers, 1, args.precision_repeats)
         reference = args.precisions[0]
         for precision in args.precisions:
             rows.append(
@@ -375,8 +386,9 @@ def precision_markdown(args: argparse.Namespace, rows: list[dict]) -> str:
         f"rounds alternate between precisions. Cached sampling: seconds per "
         f"batch of {args.batch}; training step: seconds per step of "
         f"{args.train_batch} code grids (`fit`'s train function, "
-        f"{args.train_steps} steps per round); min / median / max. Speed-ups "
-        f"are {reference} ÷ precision (medians).",
+        f"{args.train_steps} steps per round); min / median / max of "
+        f"{args.precision_repeats} rounds. Speed-ups are {reference} ÷ "
+        "precision (medians).",
         "",
         "| grid | precision | cached sampling (s) | speed-up | codes equal "
         f"to {reference} | training step (s) | speed-up |",

@@ -101,7 +101,11 @@ def test_train_audio_run(speaker_run, corpus):
     assert config["segment_length"] == SEGMENT
     assert config["speaker_conditioning"] is True
     names = json.loads((speaker_run / "speakers.json").read_text())
-    assert names == {"dataset": corpus, "speaker_names": list(SPEAKERS)}
+    assert names == {
+        "dataset": corpus,
+        "speaker_names": list(SPEAKERS),
+        "trained_speakers": list(SPEAKERS),
+    }
     model, _ = artifacts.load_vqvae(str(speaker_run))
     assert model.modality == "audio" and model.num_speakers == 2
     assert model.example_shape == (SEGMENT, 1)
@@ -380,6 +384,65 @@ def test_convert_any_length(speaker_run, tmp_path, capsys):
     reconstruct = ["reconstruct", "--model-dir", str(speaker_run), str(source)]
     assert cli.main([*reconstruct, str(again), "--speaker", "0"]) == 0
     assert again.read_bytes() == alice.read_bytes()
+
+
+def test_held_out_speakers_are_refused(corpus, tmp_path, capsys):
+    """A speaker of the test split only (a held-out voice) has an id, but
+    its embedding never trains: convert and reconstruct refuse it."""
+    root = tmp_path / "corpus"
+    for split in ("train", "test"):
+        for name in SPEAKERS:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            write_wav(folder / "u0.wav", _tone(2000, 200, len(name)))
+    (root / "test" / "carol").mkdir()
+    write_wav(root / "test" / "carol" / "u0.wav", _tone(2000, 300, 7))
+    model_dir = tmp_path / "run"
+    flags = ["--epochs", "1", "--steps-per-epoch", "1"]
+    dataset = f"audio-folder:{root}"
+    assert _train(model_dir, dataset, "--speaker-conditioning", *flags) == 0
+    assert json.loads((model_dir / "speakers.json").read_text()) == {
+        "dataset": dataset,
+        "speaker_names": ["alice", "bob", "carol"],
+        "trained_speakers": ["alice", "bob"],
+    }
+    assert artifacts.trained_speaker_ids(str(model_dir)) == (0, 1)
+    capsys.readouterr()
+    source = tmp_path / "in.wav"
+    write_wav(source, _tone(1000, 200, 0))
+    out = tmp_path / "out.wav"
+    for command in ("convert", "reconstruct"):
+        argv = [command, "--model-dir", str(model_dir), str(source), str(out)]
+        for speaker in ("carol", "2"):
+            assert cli.main([*argv, "--speaker", speaker]) == 2
+            assert _error(capsys) == (
+                f"vqvae {command}: error: `speaker` 'carol' is not among the "
+                f"speakers of {str(model_dir)!r}'s training split, so its "
+                "embedding never trained (a dataset's speaker table also "
+                "holds its held-out voices); pass one of the 2 trained "
+                f"speakers (alice, bob). Received: speaker={speaker!r}"
+            )
+        assert not out.exists()
+        assert cli.main([*argv, "--speaker", "bob"]) == 0
+        out.unlink()
+
+
+def test_inspect_refuses_an_audio_model(speaker_run, capsys):
+    run = str(speaker_run)
+    assert cli.main(["inspect", "--model-dir", run]) == 2
+    assert _error(capsys) == (
+        "vqvae inspect: error: `vqvae inspect` draws the image patches of "
+        f"each code, and {run!r} holds an audio model (`vqvae evaluate` "
+        f"reports its code usage). Received: model_dir={run!r}"
+    )
+    assert (
+        cli.main(["evaluate", "--model-dir", run, "--dataset", "photos"]) == 2
+    )
+    assert _error(capsys) == (
+        f"vqvae evaluate: error: `dataset` 'photos' holds images, and {run!r} "
+        "holds an audio model; evaluate it on audio data (default: its "
+        "training dataset). Received: dataset='photos'"
+    )
 
 
 def test_convert_errors(speaker_run, tmp_path, capsys):
@@ -722,10 +785,10 @@ def test_encoder_input_flag(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
         _train(tmp_path / "run", corpus, "--encoder-input", "mel")
     assert raised.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error == (
+    assert capsys.readouterr().err == (
         "vqvae train: error: argument --encoder-input: invalid choice: 'mel' "
-        "(choose from 'mu_law', 'linear', 'log_mel')"
+        "(choose from 'mu_law', 'linear', 'log_mel') (see vqvae train "
+        "--help)\n"
     )
     assert not (tmp_path / "run").exists()
 
@@ -938,13 +1001,15 @@ def test_wavenet_decoder_sample_and_reconstruct_follow_the_seed(
         (
             None,
             ["--decoder", "wavenet", "--decoder-num-layers", "0"],
-            "vqvae train: error: `num_layers` must be an integer >= 1. "
+            "vqvae train: error: `decoder_options['num_layers']` must be an "
+            "integer >= 1. "
             "Received: num_layers=0 (of type int).",
         ),
         (
             None,
             ["--decoder", "wavenet", "--decoder-kernel-size", "1"],
-            "vqvae train: error: `kernel_size` must be an integer >= 2. "
+            "vqvae train: error: `decoder_options['kernel_size']` must be an "
+            "integer >= 2. "
             "Received: kernel_size=1 (of type int).",
         ),
         (

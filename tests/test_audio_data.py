@@ -64,6 +64,16 @@ def test_parse_dataset_and_modality(dataset, parsed, modality):
     assert data.dataset_modality(dataset) == modality
 
 
+def test_folder_paths_expand_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for kind in ("folder", "audio-folder"):
+        assert data.parse_dataset(f"{kind}:~/wavs") == (
+            kind,
+            str(tmp_path / "wavs"),
+            None,
+        )
+
+
 def test_image_and_audio_loaders_refuse_each_other():
     with pytest.raises(data.DatasetError) as info:
         data.load_images("speech")

@@ -153,14 +153,18 @@ def test_train_writes_artifacts(tmp_path, capsys):
         config, learning_rate=0.01
     )
 
-    # Running it again resumes: nothing left to train.
-    assert cli.main(["train", "--model-dir", str(model_dir)]) == 0
+    # Running it again resumes: nothing left to train, and config.json
+    # keeps the options the run trained with.
+    saved = (model_dir / "config.json").read_text()
+    argv = ["train", "--model-dir", str(model_dir), "--learning-rate", "0.5"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "vqvae: trained 3 steps" in out
+    assert "vqvae: trained no more steps (already at 3) in " in out
     assert (
         f"vqvae: {model_dir} is already trained (3 steps); raise --epochs "
         "to train it longer." in out
     )
+    assert (model_dir / "config.json").read_text() == saved
 
 
 def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
@@ -403,7 +407,10 @@ def test_prior_sample_evaluate(trained_dir, capsys):
     assert (trained_dir / "prior" / "logs" / "prior_samples").is_dir()
     # Again: resumes, nothing left to train.
     assert cli.main(argv) == 0
-    assert "vqvae: trained the prior 2 steps" in capsys.readouterr().out
+    assert (
+        "vqvae: trained the prior no more steps (already at 2) in "
+        in capsys.readouterr().out
+    )
     # Options that shape the prior must match the saved ones.
     prior_dir = trained_dir / "prior"
     assert cli.main([*argv, "--num-layers", "3"]) == cli.EXIT_USAGE
@@ -626,7 +633,7 @@ def test_float16_resume_keeps_the_loss_scale(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert f"resuming {model_dir} at step 3 of 6" in out
-    assert "vqvae: trained 6 steps" in out
+    assert "vqvae: trained 3 more steps (now at 6) in " in out
     reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
     names = reader.get_variable_to_shape_map()
     assert any("loss_scale" in name or "scale" in name for name in names)
@@ -1218,6 +1225,23 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
             "`num_embeddings` must be a positive integer at most 1048576. "
             "Received: num_embeddings=100000000",
         ),
+        # The quantizers' own checks, at the model's construction.
+        (
+            ["train", "--quantizer", "fsq", "--levels", "1", "5"],
+            "`levels` must be a non-empty sequence of integers >= 2. "
+            "Received: levels=(1, 5) (of type tuple).",
+        ),
+        (
+            ["train", "--quantizer", "lfq", "--num-embeddings", "1000"],
+            "`num_embeddings` (the 'lfq' quantizer's `codebook_size`) must be "
+            "a power of two from 2 to 2**30. Received: codebook_size=1000 (of "
+            "type int).",
+        ),
+        (
+            ["train", "--quantizer", "rvq", "--quantizer-dropout", "1.5"],
+            "`quantizer_dropout` must be a number in [0, 1]. "
+            "Received: quantizer_dropout=1.5 (of type float).",
+        ),
         (
             ["train", "--config", str(folder)],
             "`config` cannot be read (Is a directory); pass a config.json "
@@ -1311,6 +1335,29 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
             f"laid out {folder}/train/LABEL/*.png, pass folder:{folder}). "
             f"Received: calibration_data={str(folder)!r}",
         ),
+        *[
+            (
+                [command, "--model-dir", run, "--dataset", "speech"],
+                f"`dataset` 'speech' holds audio, and {run!r} holds an image "
+                f"model; {command} it on image data (default: its training "
+                "dataset). Received: dataset='speech'",
+            )
+            for command in ("evaluate", "inspect")
+        ],
+        (
+            [
+                "evaluate",
+                "--model-dir",
+                run,
+                "--dataset",
+                "tfds:mnist",
+                "--data-dir",
+                str(folder),
+            ],
+            f"`dataset` 'mnist' is not prepared in {folder}; run `tfds build "
+            "mnist` on a machine with network access and pass its folder as "
+            "--data-dir. Received: dataset='tfds:mnist'",
+        ),
         (
             ["verify", str(text_file)],
             "`path` must be an export directory. "
@@ -1326,6 +1373,55 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
         ), argv
         assert not (tmp_path / "run").exists()
         assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_tflite_options_without_tflite(trained_dir, capsys):
+    export = ["export", "--model-dir", str(trained_dir)]
+    out = str(trained_dir / "unwritten")
+    for flags, message in (
+        (
+            ["--quantization", "int8"],
+            "--quantization is an option of --tflite (the TFLite decoders); "
+            "add --tflite or leave it out.",
+        ),
+        (
+            ["--quantization", "int8", "--calibration-data", "x.npy"],
+            "--quantization and --calibration-data are options of --tflite "
+            "(the TFLite decoders); add --tflite or leave them out.",
+        ),
+    ):
+        assert cli.main([*export, "--out", out, *flags]) == cli.EXIT_USAGE
+        assert capsys.readouterr().err == f"vqvae export: error: {message}\n"
+    assert not os.path.exists(out)
+
+
+def test_argument_errors_are_one_line_exit_2(capsys):
+    cases = [
+        (
+            ["train", "--model-dir", "x", "--epochs", "1.5"],
+            "vqvae train: error: argument --epochs: invalid int value: '1.5' "
+            "(see vqvae train --help)",
+        ),
+        (
+            ["sample"],
+            "vqvae sample: error: the following arguments are required: "
+            "--model-dir (see vqvae sample --help)",
+        ),
+        (
+            ["train", "--model-dir", "x", "--nope", "3"],
+            "vqvae train: error: unrecognized arguments: --nope 3 (see vqvae "
+            "train --help)",
+        ),
+        (
+            ["--nope"],
+            "vqvae: error: unrecognized arguments: --nope (see vqvae --help)",
+        ),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as raised:
+            cli.main(argv)
+        assert raised.value.code == cli.EXIT_USAGE, argv
+        assert capsys.readouterr().err == message + "\n", argv
 
 
 @pytest.fixture

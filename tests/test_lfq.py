@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests.conftest import mirrored_strategy
 from tests.testing import run_layer_test, tflite_endpoints
-from tf_vqvae import LookupFreeQuantizer
+from tf_vqvae import VQVAE, LookupFreeQuantizer
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.quantizers import lookup_free
 
@@ -474,6 +474,16 @@ def test_bad_arguments_message():
         with pytest.raises(ValueError) as error:
             LookupFreeQuantizer(**kwargs)
         assert str(error.value) == message
+
+
+def test_vqvae_names_its_own_argument_in_the_layers_message():
+    with pytest.raises(ValueError) as error:
+        VQVAE(quantizer="lfq", num_embeddings=1000)
+    assert str(error.value) == (
+        "`num_embeddings` (the 'lfq' quantizer's `codebook_size`) must be a "
+        "power of two from 2 to 2**30. Received: codebook_size=1000 (of type "
+        "int)."
+    )
 
 
 def test_bad_input_shape_message():

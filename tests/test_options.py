@@ -75,14 +75,15 @@ def test_decoder_options_resolve_with_defaults_and_checks():
         (
             "wavenet",
             {"residual_channels": 0},
-            "`residual_channels` must be an integer >= 1. Received: "
+            "`decoder_options['residual_channels']` must be an integer >= 1. "
+            "Received: "
             "residual_channels=0 (of type int).",
         ),
         (
             "wavenet",
             {"kernel_size": 1},
-            "`kernel_size` must be an integer >= 2. Received: "
-            "kernel_size=1 (of type int).",
+            "`decoder_options['kernel_size']` must be an integer >= 2. "
+            "Received: kernel_size=1 (of type int).",
         ),
     ]
     for kind, given, message in cases:

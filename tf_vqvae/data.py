@@ -155,8 +155,9 @@ def parse_dataset(dataset: str) -> tuple[str, str, str | None]:
     """Splits a dataset string into `(kind, name, split)`.
 
     `kind` is `"photos"`, `"tfds"`, `"folder"`, `"speech"` or
-    `"audio-folder"`; `split` is `None` when the string names none. Raises
-    `DatasetError` for an unknown kind.
+    `"audio-folder"`; `split` is `None` when the string names none; a
+    folder's `~` is expanded (`os.path.expanduser`). Raises `DatasetError`
+    for an unknown kind.
     """
     if isinstance(dataset, str) and dataset:
         kind, _, rest = dataset.partition(":")
@@ -166,7 +167,9 @@ def parse_dataset(dataset: str) -> tuple[str, str, str | None]:
             name, _, split = rest.partition(":")
             return "tfds", name, split or None
         if kind in ("folder", "audio-folder") and rest:
-            return kind, rest, None
+            # A shell expands `~` only at the start of a word, not after
+            # `folder:`.
+            return kind, os.path.expanduser(rest), None
     raise DatasetError(
         f"`dataset` must be {_DATASET_FORMS}. Received: dataset={dataset!r}"
     )

@@ -500,11 +500,14 @@ def _resolve_options(
     resolved = {}
     for name, option in declared.items():
         value = given.get(name, option.default)
-        resolved[name] = _checked_option(option, value)
+        # A decoder's options share names with other layers' arguments
+        # (`num_layers`, `kernel_size`): its messages say whose they are.
+        label = f"{what}_options['{name}']" if what == "decoder" else name
+        resolved[name] = _checked_option(option, value, label)
     return resolved
 
 
-def _checked_option(option: QuantizerOption, value):
+def _checked_option(option: QuantizerOption, value, label: str):
     if value is None and option.off:
         return None
     if option.type is tuple:
@@ -548,7 +551,7 @@ def _checked_option(option: QuantizerOption, value):
         if option.off:
             expected += " or None"
         raise ValueError(
-            f"`{option.name}` must be {expected}. Received: "
+            f"`{label}` must be {expected}. Received: "
             f"{option.name}={value!r} (of type {type(value).__name__})."
         )
     return value

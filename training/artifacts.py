@@ -216,12 +216,18 @@ def class_names(model_dir: str) -> tuple[str, ...] | None:
 
 
 def write_speaker_names(
-    speaker_names: tuple[str, ...], dataset: str, model_dir: str
+    speaker_names: tuple[str, ...],
+    dataset: str,
+    model_dir: str,
+    trained: tuple[str, ...] | None = None,
 ) -> str:
     """Writes `model_dir/speakers.json` (an audio dataset's speaker names
-    in id order: the ids a speaker-conditioned decoder takes) atomically;
-    returns its path."""
+    in id order: the ids a speaker-conditioned decoder takes, and the
+    `trained` ones, those the training split has) atomically; returns its
+    path."""
     content = {"dataset": dataset, "speaker_names": list(speaker_names)}
+    if trained is not None:
+        content["trained_speakers"] = list(trained)
     return atomic.write_text(
         os.path.join(model_dir, SPEAKERS_FILE),
         json.dumps(content, indent=2) + "\n",
@@ -242,6 +248,22 @@ def speaker_names(model_dir: str) -> tuple[str, ...] | None:
             f"`model_dir` holds an unreadable {path} ({error}); train the "
             f"model again. Received: model_dir={model_dir!r}"
         ) from None
+
+
+def trained_speaker_ids(model_dir: str) -> tuple[int, ...] | None:
+    """The ids of the speakers `model_dir`'s training split has (the others'
+    embeddings never trained: a dataset's speaker table also holds its
+    held-out voices), in id order; `None` when `speakers.json` does not
+    say (an image run, or a run written before it kept them)."""
+    names = speaker_names(model_dir)
+    path = os.path.join(model_dir, SPEAKERS_FILE)
+    if names is None:
+        return None
+    with open(path) as file:
+        trained = json.load(file).get("trained_speakers")
+    if not isinstance(trained, list):
+        return None
+    return tuple(i for i, name in enumerate(names) if name in set(trained))
 
 
 def trained_prior(model_dir: str, fallback: bool = False):

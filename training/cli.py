@@ -328,8 +328,24 @@ def _add_skip_bad_files(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line, like every other
+    failure of `vqvae` (argparse prints the whole usage before them).
+    Subcommand parsers are of this class too (`add_subparsers` makes them
+    of the parser's own class)."""
+
+    # The parsers of the subcommands by name (set on the top-level parser).
+    subcommands: dict = {}
+
+    def error(self, message: str):
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {message} (see {self.prog} --help)\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vqvae",
         description="Train, sample, evaluate and export VQ-VAE models.",
     )
@@ -337,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommands = commands.choices
 
     train_parser = _add_command(
         commands,
@@ -418,6 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(
         evaluate_parser,
         ("--dataset", str, None, "Default: the training dataset."),
+        (
+            "--data-dir",
+            str,
+            None,
+            "Where TensorFlow Datasets looks for a prepared tfds: dataset "
+            "(default: the training run's).",
+        ),
         ("--split", str, "test", "The split."),
         (
             "--batch-size",
@@ -441,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(
         inspect_parser,
         ("--dataset", str, None, "Default: the training dataset."),
+        (
+            "--data-dir",
+            str,
+            None,
+            "Where TensorFlow Datasets looks for a prepared tfds: dataset "
+            "(default: the training run's).",
+        ),
         ("--split", str, "train", "The split."),
         ("--num-codes", int, 8, "Codes per picture (most / least used)."),
         ("--patches-per-code", int, 16, "Patches in each code's row."),
@@ -485,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantization",
         nargs="+",
         choices=tuple(TFLITE_QUANTIZATIONS),
-        default=list(TFLITE_QUANTIZATIONS),
-        help="TFLite decoder variants: "
+        default=None,
+        help="TFLite decoder variants, with --tflite: "
         f"{describe_choices(TFLITE_QUANTIZATIONS)} (default: all).",
     )
     export_parser.add_argument(
@@ -544,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_parser.add_argument("path")
 
     demo = PRESETS["demo"]
+    speech_demo = PRESETS["speech-demo"]
     demo_parser = _add_command(
         commands,
         "demo",
@@ -584,13 +616,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--epochs",
             int,
             None,
-            f"VQ-VAE epochs (default: {demo.train.epochs}; the preset's).",
+            f"VQ-VAE epochs (default: the preset's: {demo.train.epochs}, "
+            f"speech: {speech_demo.train.epochs}).",
         ),
         (
             "--prior-epochs",
             int,
             None,
-            f"Prior epochs (default: {demo.prior.epochs}; the preset's).",
+            f"Prior epochs (default: the preset's: {demo.prior.epochs}, "
+            f"speech: {speech_demo.prior.epochs}).",
         ),
         (
             "--steps-per-epoch",
@@ -618,9 +652,16 @@ def _run_training(args: argparse.Namespace) -> int:
     train = commands.train_prior if prior else commands.train
     started = time.time()
     result = train(config, args.model_dir)
+    what = "the prior " if prior else ""
+    trained = result.step - result.start_step
+    if result.start_step == 0:
+        summary = f"trained {what}{trained} steps"
+    elif trained:
+        summary = f"trained {what}{trained} more steps (now at {result.step})"
+    else:
+        summary = f"trained {what}no more steps (already at {result.step})"
     print(
-        f"vqvae: trained {'the prior ' if prior else ''}{result.step} steps "
-        f"in {time.time() - started:.0f} s.",
+        f"vqvae: {summary} in {time.time() - started:.0f} s.",
         flush=True,
     )
     _print_artifacts(result.artifacts)
@@ -642,6 +683,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     if args.label is None and os.path.isfile(classes):
         with open(classes) as file:
             count = len(json.load(file)["class_names"])
+        if wav:  # one file per sample; held-out speakers are left out
+            count = len(paths) // args.n
         of = f" of each of {count} classes" + ("" if wav else " (a row each)")
     where = paths[0]
     if len(paths) > 1:
@@ -658,6 +701,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         args.split,
         args.batch_size,
         skip_bad_files=args.skip_bad_files,
+        data_dir=args.data_dir,
     )
     _print_metrics(metrics)
     print(
@@ -675,6 +719,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         num_codes=args.num_codes,
         patches_per_code=args.patches_per_code,
         max_images=args.max_images,
+        data_dir=args.data_dir,
     )
     print("vqvae: codes inspected", flush=True)
     _print_artifacts(written)
@@ -682,13 +727,30 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    tflite_only = [
+        flag
+        for flag, value in (
+            ("--quantization", args.quantization),
+            ("--calibration-data", args.calibration_data),
+        )
+        if value is not None
+    ]
+    if tflite_only and not args.tflite:
+        are = "are options" if len(tflite_only) > 1 else "is an option"
+        print(
+            f"vqvae export: error: {' and '.join(tflite_only)} {are} of "
+            "--tflite (the TFLite decoders); add --tflite or leave "
+            f"{'them' if len(tflite_only) > 1 else 'it'} out.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     exported = _commands().export(
         args.model_dir,
         out_dir=args.out,
         model_name=args.model_name,
         version=args.version,
         tflite=args.tflite,
-        quantization=tuple(args.quantization),
+        quantization=tuple(args.quantization or TFLITE_QUANTIZATIONS),
         max_batch_size=args.max_batch_size,
         overwrite=args.overwrite,
         calibration_data=args.calibration_data,
@@ -797,7 +859,12 @@ _RUNNERS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Said by the command's parser, whose --help lists what it takes.
+        parser.subcommands.get(args.command, parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     if args.command is None:
         parser.print_help()
         return 0

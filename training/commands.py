@@ -272,7 +272,11 @@ def _train(run: Run, config: TrainConfig, verbose: int | str) -> TrainResult:
         os.path.join(run.write_dir, RECONSTRUCTIONS_FILE),
     )
     return TrainResult(
-        model=model, step=step, history=history, artifacts=written
+        model=model,
+        step=step,
+        history=history,
+        artifacts=written,
+        start_step=run.start_step,
     )
 
 
@@ -324,8 +328,9 @@ def _train_audio(
         example_shape,
         jit_compile=config.jit_compile,
     )
+    trained = sorted(set(np.asarray(utterances.speakers).tolist()))
     speakers_path = artifacts.write_speaker_names(
-        names, config.dataset, run.write_dir
+        names, config.dataset, run.write_dir, tuple(names[i] for i in trained)
     )
     callbacks = tensorboard_callbacks(
         run.logs_dir,
@@ -351,7 +356,11 @@ def _train_audio(
         config.seed,
     )
     return TrainResult(
-        model=model, step=step, history=history, artifacts=written
+        model=model,
+        step=step,
+        history=history,
+        artifacts=written,
+        start_step=run.start_step,
     )
 
 
@@ -582,12 +591,34 @@ def _speaker_id(
         )
     text = str(speaker).strip()
     if text in names:
-        return names.index(text), text
-    if text.isdigit() and int(text) < len(names):
-        return int(text), names[int(text)]
+        speaker_id = names.index(text)
+    elif text.isdigit() and int(text) < len(names):
+        speaker_id = int(text)
+    else:
+        raise UsageError(
+            f"`speaker` must be a speaker name of {model_dir!r} ({shown}) or "
+            f"an id in [0, {len(names)}). Received: speaker={speaker!r}"
+        )
+    _check_trained_speaker(model_dir, names, speaker_id, "speaker", speaker)
+    return speaker_id, names[speaker_id]
+
+
+def _check_trained_speaker(
+    model_dir: str, names: tuple[str, ...], speaker_id: int, what: str, value
+) -> None:
+    """Refuses a speaker the training split does not have: its embedding
+    (the decoder's, a speaker-conditional prior's) never trained."""
+    trained = artifacts.trained_speaker_ids(model_dir)
+    if not trained or speaker_id in trained or len(names) <= max(trained):
+        return
+    shown = ", ".join(names[i] for i in trained[:10])
+    shown += ", ..." if len(trained) > 10 else ""
     raise UsageError(
-        f"`speaker` must be a speaker name of {model_dir!r} ({shown}) or an "
-        f"id in [0, {len(names)}). Received: speaker={speaker!r}"
+        f"`{what}` {names[speaker_id]!r} is not among the speakers of "
+        f"{model_dir!r}'s training split, so its embedding never trained (a "
+        "dataset's speaker table also holds its held-out voices); pass one "
+        f"of the {len(trained)} trained speakers ({shown}). "
+        f"Received: {what}={value!r}"
     )
 
 
@@ -650,7 +681,11 @@ def train_prior(
         if class_names is not None:
             written["prior_classes"] = os.path.join(run.write_dir, CLASSES_FILE)
     return TrainResult(
-        model=prior, step=step, history=history, artifacts=written
+        model=prior,
+        step=step,
+        history=history,
+        artifacts=written,
+        start_step=run.start_step,
     )
 
 
@@ -888,9 +923,11 @@ def _sample_waveforms(
     `STEM-NNN.wav` (`NNN` counts the samples) or `STEM-NNN-SPEAKER.wav`
     when a speaker is chosen: by
     `label` (a speaker-conditional prior and/or a decoder with speakers),
-    every speaker in turn (a speaker-conditional prior without `label`, `n`
-    samples each) or sample `i` as speaker `i % num_speakers` (only the
-    decoder has speakers). One sample with no speaker is `output` itself.
+    every trained speaker in turn (a speaker-conditional prior without
+    `label`, `n` samples each) or the trained speakers in turn, one sample
+    each (only the decoder has speakers); "trained": those of the training
+    split (`artifacts.trained_speaker_ids`), a `label` of another is
+    refused. One sample with no speaker is `output` itself.
     """
     conditional = prior.num_classes is not None
     speakers = vqvae.num_speakers
@@ -904,17 +941,21 @@ def _sample_waveforms(
                 "train-prior --class-conditional` or leave out --label. "
                 f"Received: label={label!r}"
             )
-        labels = np.full(n, _label_id(model_dir, names, label), "int32")
+        label_id = _label_id(model_dir, names, label)
+        _check_trained_speaker(model_dir, names, label_id, "label", label)
+        labels = np.full(n, label_id, "int32")
     elif conditional:
-        if n * prior.num_classes > MAX_SAMPLES:
+        ids = _trained_ids(model_dir, prior.num_classes)
+        if n * len(ids) > MAX_SAMPLES:
             raise UsageError(
-                f"`n` times the {prior.num_classes} speakers of the prior "
-                f"must be at most {MAX_SAMPLES} (without --label, n samples "
-                f"of each speaker). Received: n={n}"
+                f"`n` times the {len(ids)} speakers of the prior must be at "
+                f"most {MAX_SAMPLES} (without --label, n samples of each "
+                f"speaker). Received: n={n}"
             )
-        labels = np.repeat(np.arange(prior.num_classes, dtype="int32"), n)
+        labels = np.repeat(ids, n)
     elif speakers:
-        labels = (np.arange(n) % speakers).astype("int32")
+        ids = _trained_ids(model_dir, speakers)
+        labels = ids[np.arange(n) % len(ids)]
     else:
         labels = None
     total = n if labels is None else len(labels)
@@ -952,6 +993,15 @@ def _sample_waveforms(
                 path = f"{stem}-{index:0{digits}d}-{name}.wav"
             paths.append(write_wav(path, waveform))
     return paths
+
+
+def _trained_ids(model_dir: str, count: int) -> np.ndarray:
+    """int32 ids of the trained speakers among `count` (all when the run
+    does not say which)."""
+    trained = artifacts.trained_speaker_ids(model_dir)
+    if not trained or max(trained) >= count:
+        return np.arange(count, dtype="int32")
+    return np.asarray(trained, "int32")
 
 
 def _speaker_names(model_dir: str, prior, vqvae, label) -> tuple[str, ...]:
@@ -1027,6 +1077,7 @@ def evaluate(
     split: str = "test",
     batch_size: int = 256,
     skip_bad_files: bool = False,
+    data_dir: str | None = None,
 ) -> dict:
     """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
     uniform and, if trained, the PixelCNN prior; MSE, PSNR, perplexity,
@@ -1041,7 +1092,8 @@ def evaluate(
     `test_voices` beside the most-frequent-phoneme baseline).
 
     Bad image files of a `folder:` dataset are left out (and counted) with
-    `skip_bad_files` or when the model was trained with it.
+    `skip_bad_files` or when the model was trained with it. `data_dir`:
+    where tfds finds `dataset` (default: the training run's).
     """
     if (
         isinstance(batch_size, bool)
@@ -1054,13 +1106,15 @@ def evaluate(
         )
     vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
     dataset = dataset or train_config.dataset
+    data_dir = data_dir or train_config.data_dir
+    _check_modality(vqvae, dataset, data_dir, model_dir, "evaluate")
     if vqvae.modality == "audio":
         metrics = _evaluate_audio(
             vqvae,
             model_dir,
             dataset,
             split,
-            train_config.data_dir,
+            data_dir,
             skip_bad_files or train_config.skip_bad_files,
             batch_size,
         )
@@ -1072,7 +1126,7 @@ def evaluate(
     images = artifacts.load_split(
         dataset,
         split,
-        train_config.data_dir,
+        data_dir,
         skip_bad_files or train_config.skip_bad_files,
     )
     _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
@@ -1082,7 +1136,7 @@ def evaluate(
         labels = load_labels(
             dataset,
             split,
-            train_config.data_dir,
+            data_dir,
             class_names=_class_names(model_dir, prior),
         ).labels
         batches = tf.data.Dataset.zip(
@@ -1100,6 +1154,19 @@ def evaluate(
         json.dumps(metrics, indent=2) + "\n",
     )
     return metrics
+
+
+def _check_modality(vqvae, dataset, data_dir, model_dir, command) -> None:
+    """Refuses a dataset of the other modality than the model's."""
+    holds = dataset_modality(dataset, data_dir)
+    if holds != vqvae.modality:
+        what = {"image": "images"}.get(holds, holds)
+        raise UsageError(
+            f"`dataset` {dataset!r} holds {what}, and {model_dir!r} holds "
+            f"an {vqvae.modality} model; {command} it on {vqvae.modality} "
+            f"data (default: its training dataset). Received: "
+            f"dataset={dataset!r}"
+        )
 
 
 def _evaluation_metrics(dataset: str, split: str, results: dict, vqvae) -> dict:
@@ -1205,8 +1272,10 @@ def inspect(
     patches_per_code: int = 16,
     max_images: int = 10_000,
     batch_size: int = 256,
+    data_dir: str | None = None,
 ) -> dict:
-    """What each code stands for: writes `model_dir/codes/`.
+    """What each code stands for: writes `model_dir/codes/` (image models;
+    `data_dir`: where tfds finds `dataset`, default the training run's).
 
     Encodes up to `max_images` images of the split (spread evenly over it)
     and writes `usage.png` (`tf_vqvae.visualize.usage_plot`: positions per
@@ -1240,9 +1309,18 @@ def inspect(
                 f"Received: {name}={value!r}"
             )
     vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
+    if vqvae.modality != "image":
+        raise UsageError(
+            f"`vqvae inspect` draws the image patches of each code, and "
+            f"{model_dir!r} holds an {vqvae.modality} model (`vqvae "
+            "evaluate` reports its code usage). "
+            f"Received: model_dir={model_dir!r}"
+        )
     dataset = dataset or train_config.dataset
+    data_dir = data_dir or train_config.data_dir
+    _check_modality(vqvae, dataset, data_dir, model_dir, "inspect")
     loaded = artifacts.load_split(
-        dataset, split, train_config.data_dir, train_config.skip_bad_files
+        dataset, split, data_dir, train_config.skip_bad_files
     )
     _check_channels(vqvae, loaded, model_dir, dataset, "inspect it on")
     images = artifacts.spread_sample(loaded, max_images)

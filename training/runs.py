@@ -92,12 +92,14 @@ class TrainResult:
         history: per-epoch metrics of this invocation (empty if the run was
             already complete).
         artifacts: name -> path of every file written.
+        start_step: the step this invocation started (resumed) at.
     """
 
     model: typing.Any
     step: int
     history: dict
     artifacts: dict
+    start_step: int = 0
 
 
 # One multi-worker strategy per process; mirrored ones come from
@@ -365,6 +367,7 @@ class Run:
                 f"Received: model_dir={model_dir!r}"
             )
         path = os.path.join(self.run_dir, CONFIG_FILE)
+        self._saved_config = None
         if not os.path.exists(path):
             if checkpoint_paths(checkpoint_dir(self.run_dir)):
                 raise UsageError(
@@ -375,6 +378,7 @@ class Run:
                 )
             return
         saved = load_config(path, type(self.config))
+        self._saved_config = saved
         different = self.config.incompatible_fields(saved)
         if different:
             name = different[0]
@@ -442,6 +446,8 @@ class Run:
             The model.
 
         Raises:
+            ConfigError: the model refuses its arguments (nothing is left
+                behind in a new directory).
             LockedError: another command holds the directory.
             NotWritableError: the directory cannot be created or written.
             CheckpointError: checkpoints exist but none can be read.
@@ -469,7 +475,12 @@ class Run:
             )
             keras.utils.set_random_seed(self.config.seed)
             with self.strategy.scope():
-                model = make_model()
+                try:
+                    model = make_model()
+                except (ValueError, TypeError) as error:
+                    # The model's own argument checks (e.g. a quantizer
+                    # option out of range): bad input, one line.
+                    raise ConfigError(str(error).strip()) from None
                 build_for_examples(model, example_shape)
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
@@ -566,6 +577,11 @@ class Run:
                 "steps); raise --epochs to train it longer.",
                 flush=True,
             )
+            # No step runs: config.json keeps the options it trained with
+            # (`start` wrote this invocation's, e.g. another learning rate).
+            saved = self._saved_config
+            if saved is not None and saved != config:
+                save_config(saved, self.write_dir)
         elif start_step:
             print(
                 f"vqvae: resuming {self.run_dir} at step {start_step} of "

@@ -68,7 +68,30 @@ def make_quantizer(
     resolved = options.resolve_quantizer_options(kind, quantizer_options)
     for option in declaration.options:
         kwargs[option.layer_argument] = resolved[option.name]
-    return QUANTIZER_CLASSES[kind](name=name, dtype=dtype, **kwargs)
+    try:
+        return QUANTIZER_CLASSES[kind](name=name, dtype=dtype, **kwargs)
+    except (ValueError, TypeError) as error:
+        # The layer names its own argument; say which one the user set.
+        renamed = {
+            argument: model_name
+            for model_name, argument in declaration.model_arguments.items()
+            if argument != model_name
+        }
+        renamed.update(
+            (option.layer_argument, option.name)
+            for option in declaration.options
+            if option.layer_argument != option.name
+        )
+        message = str(error)
+        for argument, model_name in renamed.items():
+            message = message.replace(
+                f"`{argument}`",
+                f"`{model_name}` (the {kind!r} quantizer's `{argument}`)",
+                1,
+            )
+        if message == str(error):
+            raise
+        raise type(error)(message) from None
 
 
 __all__ = [
