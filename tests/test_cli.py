@@ -155,8 +155,11 @@ def test_train_writes_artifacts(tmp_path, capsys):
 
     # Running it again resumes: nothing left to train, and config.json
     # keeps the options the run trained with.
-    saved = (model_dir / "config.json").read_text()
+    # config.json keeps how it trained (the learning rate), not where its
+    # data is (the tfds folder may have moved).
+    saved = load_config(str(model_dir / "config.json"))
     argv = ["train", "--model-dir", str(model_dir), "--learning-rate", "0.5"]
+    argv += ["--data-dir", str(tmp_path / "tfds")]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "vqvae: trained no more steps (already at 3) in " in out
@@ -164,7 +167,9 @@ def test_train_writes_artifacts(tmp_path, capsys):
         f"vqvae: {model_dir} is already trained (3 steps); raise --epochs "
         "to train it longer." in out
     )
-    assert (model_dir / "config.json").read_text() == saved
+    assert load_config(str(model_dir / "config.json")) == dataclasses.replace(
+        saved, data_dir=str(tmp_path / "tfds")
+    )
 
 
 def test_bad_input_exits_2_and_leaves_nothing(tmp_path, capsys):
@@ -1375,6 +1380,25 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
         assert not (tmp_path / "out").exists()
 
 
+def test_a_bug_in_building_the_model_is_not_a_usage_error(
+    tmp_path, capsys, monkeypatch
+):
+    """Only the library's argument checks (`... Received: ...`) become
+    exit 2; another ValueError at the model's construction is a bug."""
+
+    def broken(**kwargs):
+        raise ValueError("an internal error")
+
+    monkeypatch.setattr(commands, "VQVAE", broken)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    assert _train(tmp_path / "run") == cli.EXIT_FAILED
+    assert capsys.readouterr().err == (
+        "vqvae train: error: ValueError: an internal error (run with --debug "
+        "for the traceback)\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_export_refuses_tflite_options_without_tflite(trained_dir, capsys):
     export = ["export", "--model-dir", str(trained_dir)]
     out = str(trained_dir / "unwritten")
@@ -1413,8 +1437,9 @@ def test_argument_errors_are_one_line_exit_2(capsys):
             "train --help)",
         ),
         (
-            ["--nope"],
-            "vqvae: error: unrecognized arguments: --nope (see vqvae --help)",
+            ["--debug", "verify", "x"],
+            "vqvae: error: unrecognized arguments: --debug (a command's "
+            "options go after the command) (see vqvae --help)",
         ),
     ]
     for argv, message in cases:

@@ -240,7 +240,7 @@ def test_speaker_conditional_prior_and_decoder(tmp_path, corpus_dir, capsys):
         for i, label in enumerate(labels)
     ]
     assert capsys.readouterr().out == (
-        f"vqvae: 2 samples of each of 3 classes in {paths[0]} ... "
+        f"vqvae: 2 samples of each of 3 speakers in {paths[0]} ... "
         f"{paths[-1]} (6 WAV files)\n"
     )
     expected = _expected_waveforms(model_dir, 6, 1, labels, labels)
@@ -264,7 +264,7 @@ def test_speaker_conditional_prior_and_decoder(tmp_path, corpus_dir, capsys):
         for i, label in enumerate(labels)
     ]
     assert capsys.readouterr().out == (
-        f"vqvae: 2 samples of each of 2 classes in {paths[0]} ... "
+        f"vqvae: 2 samples of each of 2 speakers in {paths[0]} ... "
         f"{paths[-1]} (4 WAV files)\n"
     )
     expected = _expected_waveforms(model_dir, 4, 1, labels, labels)

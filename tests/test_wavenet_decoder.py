@@ -268,6 +268,15 @@ def test_generate_rejects_bad_noise_and_options():
         decoder.generate(z_q, tf.zeros((2, 20, 256)), method="fast")
     with pytest.raises(ValueError, match="speaker given: True"):
         decoder.generate(z_q, tf.zeros((2, 20, 256)), speaker=[0, 1])
+    dynamic = tf.function(
+        decoder.generate,
+        input_signature=[
+            tf.TensorSpec((2, None, 6)),
+            tf.TensorSpec((2, None, 256)),
+        ],
+    )
+    with pytest.raises(ValueError, match="needs a static number of codes"):
+        dynamic.get_concrete_function()
 
 
 def test_decoder_config_round_trip():

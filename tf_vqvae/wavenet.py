@@ -966,8 +966,9 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
             (`tf_vqvae.likelihoods.mu_law_decode` gives the waveform).
 
         Raises:
-            ValueError: for a bad option or a `noise` shape that does not
-                match `inputs`.
+            ValueError: for a bad option, a `noise` shape that does not
+                match `inputs`, or an unknown number of codes (a graph
+                traced with a dynamic length).
         """
         sampling.check_method(method)
         sampling.check_sampling_options(
@@ -989,6 +990,12 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
                 f"{self.upsampling_factor}, classes) for codes of shape "
                 f"{tuple(inputs.shape)}. "
                 f"Received: noise.shape={tuple(noise.shape)}"
+            )
+        if samples is None:
+            raise ValueError(
+                "`generate` needs a static number of codes (its loops are "
+                "built for one length): call it eagerly, or trace it with a "
+                f"fixed length. Received: inputs.shape={tuple(inputs.shape)}"
             )
         self._conditions(speaker)  # checks `speaker` against the table
         if not self.built:
@@ -1013,7 +1020,7 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
         # codes would change the last features); the loop is causal, so
         # the padding changes no draw.
         features = self.upsample(inputs)
-        length = samples if samples is not None else tf.shape(noise)[1]
+        length = samples
         if tf.executing_eagerly():
             padding = [[0, 0], [0, bucket_length(samples) - samples], [0, 0]]
             features = tf.pad(features, padding)
@@ -1035,7 +1042,7 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
             features,
             noise,
             speaker,
-            tf.constant(length, "int32") if samples is not None else length,
+            tf.constant(length, "int32"),
         )
         return draws[:, :length]
 

@@ -237,17 +237,8 @@ def write_speaker_names(
 def speaker_names(model_dir: str) -> tuple[str, ...] | None:
     """The speaker names of `model_dir`'s audio run, in id order (`None`
     for an image run, or one written before runs kept them)."""
-    path = os.path.join(model_dir, SPEAKERS_FILE)
-    try:
-        with open(path) as file:
-            return tuple(str(n) for n in json.load(file)["speaker_names"])
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(
-            f"`model_dir` holds an unreadable {path} ({error}); train the "
-            f"model again. Received: model_dir={model_dir!r}"
-        ) from None
+    content = _speakers_file(model_dir)
+    return None if content is None else content[0]
 
 
 def trained_speaker_ids(model_dir: str) -> tuple[int, ...] | None:
@@ -255,15 +246,31 @@ def trained_speaker_ids(model_dir: str) -> tuple[int, ...] | None:
     embeddings never trained: a dataset's speaker table also holds its
     held-out voices), in id order; `None` when `speakers.json` does not
     say (an image run, or a run written before it kept them)."""
-    names = speaker_names(model_dir)
+    content = _speakers_file(model_dir)
+    if content is None or content[1] is None:
+        return None
+    names, trained = content
+    return tuple(i for i, name in enumerate(names) if name in trained)
+
+
+def _speakers_file(model_dir: str) -> tuple[tuple, set | None] | None:
+    """`speakers.json`'s names and its trained names (`None` if absent)."""
     path = os.path.join(model_dir, SPEAKERS_FILE)
-    if names is None:
+    try:
+        with open(path) as file:
+            content = json.load(file)
+        names = tuple(str(n) for n in content["speaker_names"])
+        trained = content.get("trained_speakers")
+        if trained is not None:
+            trained = {str(n) for n in trained}
+    except FileNotFoundError:
         return None
-    with open(path) as file:
-        trained = json.load(file).get("trained_speakers")
-    if not isinstance(trained, list):
-        return None
-    return tuple(i for i, name in enumerate(names) if name in set(trained))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UsageError(
+            f"`model_dir` holds an unreadable {path} ({error}); train the "
+            f"model again. Received: model_dir={model_dir!r}"
+        ) from None
+    return names, trained
 
 
 def trained_prior(model_dir: str, fallback: bool = False):

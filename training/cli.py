@@ -335,7 +335,7 @@ class _Parser(argparse.ArgumentParser):
     of the parser's own class)."""
 
     # The parsers of the subcommands by name (set on the top-level parser).
-    subcommands: dict = {}
+    subcommands: dict | None = None
 
     def error(self, message: str):
         self.exit(
@@ -685,7 +685,8 @@ def _run_sample(args: argparse.Namespace) -> int:
             count = len(json.load(file)["class_names"])
         if wav:  # one file per sample; held-out speakers are left out
             count = len(paths) // args.n
-        of = f" of each of {count} classes" + ("" if wav else " (a row each)")
+        kind = "speakers" if wav else "classes"
+        of = f" of each of {count} {kind}" + ("" if wav else " (a row each)")
     where = paths[0]
     if len(paths) > 1:
         kind = "WAV files" if wav else "grids"
@@ -861,9 +862,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        # Said by the command's parser, whose --help lists what it takes.
-        parser.subcommands.get(args.command, parser).error(
-            f"unrecognized arguments: {' '.join(unknown)}"
+        tokens = sys.argv[1:] if argv is None else list(argv)
+        command = tokens.index(args.command) if args.command else len(tokens)
+        if all(token in tokens[command + 1 :] for token in unknown):
+            # Said by the command's parser, whose --help lists its options.
+            parser.subcommands[args.command].error(
+                f"unrecognized arguments: {' '.join(unknown)}"
+            )
+        parser.error(
+            f"unrecognized arguments: {' '.join(unknown)} (a command's "
+            "options go after the command)"
         )
     if args.command is None:
         parser.print_help()

@@ -607,9 +607,14 @@ def _check_trained_speaker(
     model_dir: str, names: tuple[str, ...], speaker_id: int, what: str, value
 ) -> None:
     """Refuses a speaker the training split does not have: its embedding
-    (the decoder's, a speaker-conditional prior's) never trained."""
+    (the decoder's, a speaker-conditional prior's) never trained. Only when
+    `names` are `speakers.json`'s (not ids standing in for them)."""
     trained = artifacts.trained_speaker_ids(model_dir)
-    if not trained or speaker_id in trained or len(names) <= max(trained):
+    if (
+        not trained
+        or speaker_id in trained
+        or artifacts.speaker_names(model_dir) != names
+    ):
         return
     shown = ", ".join(names[i] for i in trained[:10])
     shown += ", ..." if len(trained) > 10 else ""
@@ -1006,11 +1011,15 @@ def _trained_ids(model_dir: str, count: int) -> np.ndarray:
 
 def _speaker_names(model_dir: str, prior, vqvae, label) -> tuple[str, ...]:
     """Speaker names by id: the speaker-conditional prior's
-    (`classes.json`), else, for a decoder with speakers, those of the
-    training dataset when `label` is a name (ids as names otherwise)."""
+    (`classes.json`), else, for a decoder with speakers, the run's
+    (`speakers.json`), or those of the training dataset when `label` is a
+    name (ids as names otherwise)."""
     if prior.num_classes is not None:
         return _class_names(model_dir, prior)
     count = vqvae.num_speakers or 0
+    names = artifacts.speaker_names(model_dir)
+    if names is not None and len(names) == count:
+        return names
     text = "" if label is None else str(label).strip()
     if text and not text.isdigit():
         _, config = artifacts.load_vqvae(model_dir, fallback=True)

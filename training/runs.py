@@ -102,6 +102,10 @@ class TrainResult:
     start_step: int = 0
 
 
+# The resumable options that say how a run's steps were trained (the other
+# resumable ones say where its data is and how to run it).
+_TRAINED_WITH = ("epochs", "learning_rate")
+
 # One multi-worker strategy per process; mirrored ones come from
 # `tf_vqvae.distribute.mirrored_strategy`, which also keeps one per device set
 # (a second strategy restarts the collective instance keys and collides).
@@ -478,9 +482,13 @@ class Run:
                 try:
                     model = make_model()
                 except (ValueError, TypeError) as error:
-                    # The model's own argument checks (e.g. a quantizer
-                    # option out of range): bad input, one line.
-                    raise ConfigError(str(error).strip()) from None
+                    # The library's argument checks (e.g. a quantizer option
+                    # out of range) end with what they received: bad input,
+                    # one line. Anything else is a bug and keeps its
+                    # traceback.
+                    if "Received:" not in str(error):
+                        raise
+                    raise ConfigError(str(error).strip()) from error
                 build_for_examples(model, example_shape)
                 model.compile(
                     optimizer=keras.optimizers.Adam(self.config.learning_rate),
@@ -577,11 +585,17 @@ class Run:
                 "steps); raise --epochs to train it longer.",
                 flush=True,
             )
-            # No step runs: config.json keeps the options it trained with
-            # (`start` wrote this invocation's, e.g. another learning rate).
+            # No step runs: config.json keeps how the run was trained
+            # (`start` wrote this invocation's, e.g. another learning rate);
+            # where its data is and how to run it stay as given now.
             saved = self._saved_config
-            if saved is not None and saved != config:
-                save_config(saved, self.write_dir)
+            if saved is not None:
+                kept = dataclasses.replace(
+                    config,
+                    **{name: getattr(saved, name) for name in _TRAINED_WITH},
+                )
+                if kept != config:
+                    save_config(kept, self.write_dir)
         elif start_step:
             print(
                 f"vqvae: resuming {self.run_dir} at step {start_step} of "
