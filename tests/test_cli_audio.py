@@ -229,47 +229,38 @@ def test_speaker_conditional_prior_and_decoder(tmp_path, corpus_dir, capsys):
     assert artifacts.class_names(model_dir) == names
     capsys.readouterr()
 
-    # Without speakers.json's trained speakers (a run of an older
-    # version): every speaker in turn.
     output = str(tmp_path / "s.wav")
     argv = ["sample", "--model-dir", model_dir, "--output", output]
-    assert cli.main([*argv, "--n", "2", "--seed", "1"]) == 0
-    labels = np.repeat(np.arange(3), 2)
-    paths = [
-        str(tmp_path / f"s-00{i}-{names[label]}.wav")
-        for i, label in enumerate(labels)
-    ]
-    assert capsys.readouterr().out == (
-        f"vqvae: 2 samples of each of 3 speakers in {paths[0]} ... "
-        f"{paths[-1]} (6 WAV files)\n"
-    )
-    expected = _expected_waveforms(model_dir, 6, 1, labels, labels)
-    for path, waveform in zip(paths, expected):
-        np.testing.assert_allclose(_read(path), waveform, atol=1.5 / 32767)
-    for path in paths:
-        os.remove(path)
 
+    def two_of_each(ids):
+        """`sample --n 2` writes two samples of each speaker in `ids`."""
+        assert cli.main([*argv, "--n", "2", "--seed", "1"]) == 0
+        labels = np.repeat(ids, 2)
+        paths = [
+            str(tmp_path / f"s-00{i}-{names[label]}.wav")
+            for i, label in enumerate(labels)
+        ]
+        assert capsys.readouterr().out == (
+            f"vqvae: 2 samples of each of {len(ids)} speakers in {paths[0]} "
+            f"... {paths[-1]} ({len(paths)} WAV files)\n"
+        )
+        expected = _expected_waveforms(
+            model_dir, len(labels), 1, labels, labels
+        )
+        for path, waveform in zip(paths, expected):
+            np.testing.assert_allclose(_read(path), waveform, atol=1.5 / 32767)
+            os.remove(path)
+
+    # Without speakers.json's trained speakers (a run of an older
+    # version): every speaker in turn.
+    two_of_each([0, 1, 2])
     # As `vqvae train` writes it: the held-out voice (en+m1, id 0) is
     # left out, and refused as a label.
     trained = TINY_CORPUS.train_voices
     artifacts.write_speaker_names(names, dataset, model_dir, trained)
-    assert names[0] == "en+m1" and artifacts.trained_speaker_ids(model_dir) == (
-        1,
-        2,
-    )
-    assert cli.main([*argv, "--n", "2", "--seed", "1"]) == 0
-    labels = np.repeat([1, 2], 2)
-    paths = [
-        str(tmp_path / f"s-00{i}-{names[label]}.wav")
-        for i, label in enumerate(labels)
-    ]
-    assert capsys.readouterr().out == (
-        f"vqvae: 2 samples of each of 2 speakers in {paths[0]} ... "
-        f"{paths[-1]} (4 WAV files)\n"
-    )
-    expected = _expected_waveforms(model_dir, 4, 1, labels, labels)
-    for path, waveform in zip(paths, expected):
-        np.testing.assert_allclose(_read(path), waveform, atol=1.5 / 32767)
+    assert names[0] == "en+m1"
+    assert artifacts.trained_speaker_ids(model_dir) == (1, 2)
+    two_of_each([1, 2])
     assert cli.main([*argv, "--label", "en+m1"]) == cli.EXIT_USAGE
     assert capsys.readouterr().err == (
         "vqvae sample: error: `label` 'en+m1' is not among the speakers of "
