@@ -1020,7 +1020,6 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
         # codes would change the last features); the loop is causal, so
         # the padding changes no draw.
         features = self.upsample(inputs)
-        length = samples
         if tf.executing_eagerly():
             padding = [[0, 0], [0, bucket_length(samples) - samples], [0, 0]]
             features = tf.pad(features, padding)
@@ -1042,9 +1041,9 @@ class WaveNetDecoder(_DilatedStack, keras.layers.Layer):
             features,
             noise,
             speaker,
-            tf.constant(length, "int32"),
+            tf.constant(samples, "int32"),
         )
-        return draws[:, :length]
+        return draws[:, :samples]
 
     def _generate_naive(self, inputs, noise, speaker, temperature):
         """Sample by sample, the whole network on the whole sequence."""

@@ -607,14 +607,9 @@ def _check_trained_speaker(
     model_dir: str, names: tuple[str, ...], speaker_id: int, what: str, value
 ) -> None:
     """Refuses a speaker the training split does not have: its embedding
-    (the decoder's, a speaker-conditional prior's) never trained. Only when
-    `names` are `speakers.json`'s (not ids standing in for them)."""
-    trained = artifacts.trained_speaker_ids(model_dir)
-    if (
-        not trained
-        or speaker_id in trained
-        or artifacts.speaker_names(model_dir) != names
-    ):
+    (the decoder's, a speaker-conditional prior's) never trained."""
+    trained = _trained_ids(model_dir, names)
+    if speaker_id in trained:
         return
     shown = ", ".join(names[i] for i in trained[:10])
     shown += ", ..." if len(trained) > 10 else ""
@@ -625,6 +620,16 @@ def _check_trained_speaker(
         f"of the {len(trained)} trained speakers ({shown}). "
         f"Received: {what}={value!r}"
     )
+
+
+def _trained_ids(model_dir: str, names: tuple[str, ...]) -> np.ndarray:
+    """int32 ids of the trained speakers among `names`: all of them unless
+    `names` are the run's `speakers.json` names (not ids standing in for
+    them) and it says which trained."""
+    trained = artifacts.trained_speaker_ids(model_dir)
+    if not trained or artifacts.speaker_names(model_dir) != tuple(names):
+        return np.arange(len(names), dtype="int32")
+    return np.asarray(trained, "int32")
 
 
 def train_prior(
@@ -950,7 +955,7 @@ def _sample_waveforms(
         _check_trained_speaker(model_dir, names, label_id, "label", label)
         labels = np.full(n, label_id, "int32")
     elif conditional:
-        ids = _trained_ids(model_dir, prior.num_classes)
+        ids = _trained_ids(model_dir, names)
         if n * len(ids) > MAX_SAMPLES:
             raise UsageError(
                 f"`n` times the {len(ids)} speakers of the prior must be at "
@@ -959,7 +964,7 @@ def _sample_waveforms(
             )
         labels = np.repeat(ids, n)
     elif speakers:
-        ids = _trained_ids(model_dir, speakers)
+        ids = _trained_ids(model_dir, names)
         labels = ids[np.arange(n) % len(ids)]
     else:
         labels = None
@@ -998,15 +1003,6 @@ def _sample_waveforms(
                 path = f"{stem}-{index:0{digits}d}-{name}.wav"
             paths.append(write_wav(path, waveform))
     return paths
-
-
-def _trained_ids(model_dir: str, count: int) -> np.ndarray:
-    """int32 ids of the trained speakers among `count` (all when the run
-    does not say which)."""
-    trained = artifacts.trained_speaker_ids(model_dir)
-    if not trained or max(trained) >= count:
-        return np.arange(count, dtype="int32")
-    return np.asarray(trained, "int32")
 
 
 def _speaker_names(model_dir: str, prior, vqvae, label) -> tuple[str, ...]:
