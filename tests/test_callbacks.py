@@ -377,6 +377,27 @@ def test_codebook_health_fires_on_collapse_only(settings, collapses, capsys):
     )
 
 
+def test_codebook_health_remedies_for_fsq():
+    """FSQ has no codebook: its remedies are its own options and the
+    learning rate, never an empty item."""
+    fsq = VQVAE(**HEALTH_TINY, quantizer="fsq")
+    assert tb.CodebookHealth._remedies(fsq) == (
+        "--fsq-saturation-penalty 0.1 or a lower --learning-rate"
+    )
+    plain = VQVAE(
+        **HEALTH_TINY,
+        quantizer="fsq",
+        quantizer_options={
+            "fsq_data_init": False,
+            "fsq_saturation_penalty": 0.1,
+        },
+    )
+    plain.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert tb.CodebookHealth._remedies(plain) == (
+        "--fsq-data-init or a lower --learning-rate (now 0.001)"
+    )
+
+
 @pytest.mark.slow
 def test_codebook_health_quiet_on_the_demo_settings(capsys):
     from tf_vqvae.training.config import PRESETS

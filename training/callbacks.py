@@ -878,6 +878,12 @@ class CodebookHealth(keras.callbacks.Callback):
                 remedies.append("--data-init kmeans++")
             if getattr(model, "dead_code_restart_steps", "off") is None:
                 remedies.append("--dead-code-restart-steps 100")
+        if kind == "fsq":
+            quantizer = getattr(model, "quantizer", None)
+            if getattr(quantizer, "data_init", True) is False:
+                remedies.append("--fsq-data-init")
+            if getattr(quantizer, "saturation_penalty", None) == 0:
+                remedies.append("--fsq-saturation-penalty 0.1")
         learning_rate = ""
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None:
@@ -886,6 +892,8 @@ class CodebookHealth(keras.callbacks.Callback):
         remedies.append(f"a lower --learning-rate{learning_rate}")
         if kind != "fsq":
             remedies.append("--quantizer fsq (no codebook to collapse)")
+        if len(remedies) == 1:
+            return remedies[0]
         return ", ".join(remedies[:-1]) + " or " + remedies[-1]
 
     def on_epoch_end(self, epoch, logs=None):
