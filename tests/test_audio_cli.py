@@ -407,6 +407,12 @@ def test_held_out_speakers_are_refused(corpus, tmp_path, capsys):
         "trained_speakers": ["alice", "bob"],
     }
     assert artifacts.trained_speaker_ids(str(model_dir)) == (0, 1)
+    # A prior's TensorBoard samples are of the trained speakers only.
+    vqvae, _ = artifacts.load_vqvae(str(model_dir))
+    for names in (None, ("alice", "bob", "carol")):
+        np.testing.assert_array_equal(
+            commands._sample_speakers(str(model_dir), vqvae, names), [0, 1]
+        )
     capsys.readouterr()
     source = tmp_path / "in.wav"
     write_wav(source, _tone(1000, 200, 0))

@@ -233,17 +233,54 @@ def test_prior_samples_image(trained_run):
 
 def test_prior_sample_fn_uses_distribution():
     class FakeDistribution:
-        def sample(self, num, seed=None, labels=None):
-            return tf.fill((num, 2, 2), seed + labels)
+        def sample(self, num, seed=None, top_k=None):
+            return tf.fill((num, 2, 2), seed + top_k)
 
     class FakePrior:
         def distribution(self):
             return FakeDistribution()
 
-    sample = tb.prior_sample_fn(FakePrior(), labels=1)
+    sample = tb.prior_sample_fn(FakePrior(), top_k=1)
     codes = sample(3, 4)
     assert codes.dtype == tf.int32
     np.testing.assert_array_equal(codes, np.full((3, 2, 2), 5))
+
+
+def test_prior_sample_fn_draws_the_given_classes_in_turn():
+    drawn = []
+
+    class FakeDistribution:
+        def __init__(self, labels):
+            self.labels = labels
+
+        def sample(self, seed=None):
+            drawn.append(self.labels)
+            return tf.zeros((len(self.labels), 2, 2), tf.int32)
+
+    class FakePrior:
+        num_classes = 5
+
+        def distribution(self, labels):
+            return FakeDistribution(labels)
+
+    tb.prior_sample_fn(FakePrior())(7, 0)
+    tb.prior_sample_fn(FakePrior(), labels=[4, 2])(5, 0)
+    np.testing.assert_array_equal(drawn[0], [0, 1, 2, 3, 4, 0, 1])
+    np.testing.assert_array_equal(drawn[1], [4, 2, 4, 2, 4])
+    for labels in ([], [5], [-1], [1.5], [[1]]):
+        with pytest.raises(ValueError, match=r"`labels` must be .*num_classes"):
+            tb.prior_sample_fn(FakePrior(), labels=labels)
+
+
+def test_prior_samples_rejects_speakers_the_decoder_lacks(tmp_path):
+    class Decoder:
+        num_speakers = 3
+
+        def decode(self, codes, speaker=None):
+            return codes
+
+    with pytest.raises(ValueError, match=r"`speakers` .*num_speakers=3\)"):
+        tb.PriorSamples(str(tmp_path), len, Decoder(), speakers=[0, 3])
 
 
 def test_image_grid_layout_and_png(tmp_path):

@@ -1105,6 +1105,13 @@ def test_skip_bad_files_trains_and_counts_them(tmp_path, capsys):
     # The option is kept with the run, like --data-dir: evaluate skips too.
     assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
     assert capsys.readouterr().err == ""
+    # Its training split has them: skipped as trained, or an error with
+    # --no-skip-bad-files.
+    evaluate = ["evaluate", "--model-dir", str(model_dir), "--split", "train"]
+    assert cli.main(evaluate) == 0
+    assert "Skipped 4 bad image files" in capsys.readouterr().err
+    assert cli.main([*evaluate, "--no-skip-bad-files"]) == cli.EXIT_USAGE
+    assert "is not a readable image" in capsys.readouterr().err
     # It may change on resume (it does not change the model).
     argv = ["train", "--model-dir", str(model_dir), "--no-skip-bad-files"]
     assert cli.main(argv) == cli.EXIT_USAGE

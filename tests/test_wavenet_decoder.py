@@ -564,3 +564,9 @@ def test_tensorboard_callbacks_generate_from_their_seed(tmp_path):
     np.testing.assert_array_equal(prior_samples(3), expected)
     np.testing.assert_array_equal(prior_samples(3), prior_samples(3))
     assert not np.array_equal(prior_samples(4), expected)
+    # Only the given speakers, in turn (e.g. the trained ones).
+    only_one = PriorSamples(
+        str(tmp_path), lambda num, seed: codes, model, 2, seed=3, speakers=[1]
+    ).decoded()
+    expected = model.decode(codes, [1, 1], seed=sampling.example_seeds(3, 0, 2))
+    np.testing.assert_array_equal(only_one, expected)

@@ -480,27 +480,53 @@ class CodebookProjector(keras.callbacks.Callback):
             self.write_projector(epoch)
 
 
-def prior_sample_fn(prior, **sample_kwargs) -> Callable:
+def prior_sample_fn(prior, labels=None, **sample_kwargs) -> Callable:
     """`(num, seed) -> int32 codes` for a prior with a `distribution()`.
 
     Works with `PixelCNNPrior` (`prior.distribution().sample(num, seed=...)`)
     or anything with the same method; extra keyword arguments are passed to
     `sample`. A class-conditional prior (`num_classes` set) draws the
-    classes in turn: sample `i` is of class `i % num_classes`.
+    classes in turn: sample `i` is of class `labels[i % len(labels)]`,
+    `labels` (int ids) defaulting to every class (e.g. only the trained
+    speakers of a speaker-conditional prior).
     """
     num_classes = getattr(prior, "num_classes", None)
+    labels = _ids_in_turn(labels, num_classes, "labels", "num_classes")
 
     def sample(num: int, seed: int) -> tf.Tensor:
         if num_classes is None:
             distribution = prior.distribution()
             codes = distribution.sample(num, seed=seed, **sample_kwargs)
         else:
-            labels = np.arange(num, dtype="int32") % num_classes
-            distribution = prior.distribution(labels=labels)
+            distribution = prior.distribution(
+                labels=labels[np.arange(num) % len(labels)]
+            )
             codes = distribution.sample(seed=seed, **sample_kwargs)
         return tf.cast(codes, tf.int32)
 
     return sample
+
+
+def _ids_in_turn(ids, count: int | None, name: str, count_name: str):
+    """int32 `ids` (every id below `count` by default) checked to be
+    non-empty and below `count`; `None` when `count` is `None`."""
+    if count is None:
+        return None
+    if ids is None:
+        return np.arange(count, dtype="int32")
+    array = np.asarray(ids)
+    if (
+        array.ndim != 1
+        or array.size == 0
+        or not np.issubdtype(array.dtype, np.integer)
+        or array.min() < 0
+        or array.max() >= count
+    ):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of ints in [0, "
+            f"{count_name}={count}). Received: {name}={ids!r}"
+        )
+    return array.astype("int32")
 
 
 class PriorSamples(_SummaryCallback):
@@ -510,8 +536,9 @@ class PriorSamples(_SummaryCallback):
     audio model (`decode_fn` a `CodeModel` with `modality == "audio"`), the
     audio summary `prior_samples` (`tf.summary.audio`, one clip per sample
     at 16 kHz). A decoder conditioned on speakers (`num_speakers`) decodes
-    sample `i` as speaker `i % num_speakers`, the labels `prior_sample_fn`
-    gives a speaker-conditional prior. Written to `log_dir/prior_samples`.
+    sample `i` as speaker `speakers[i % len(speakers)]`, the labels
+    `prior_sample_fn(prior, labels=speakers)` gives a speaker-conditional
+    prior. Written to `log_dir/prior_samples`.
     The same `seed` every epoch, so the summaries show how the prior
     changes rather than sampling noise; a generative decoder
     (`decoder="wavenet"`) generates sample `i` from
@@ -527,6 +554,9 @@ class PriorSamples(_SummaryCallback):
         seed: the sampling seed.
         ncols: images per grid row.
         every_n_epochs: write every n-th epoch.
+        speakers: int speaker ids decoded in turn (a decoder with speakers;
+            default all of them), e.g. only those the training split has:
+            a held-out voice's embedding never trained.
     """
 
     def __init__(
@@ -538,6 +568,7 @@ class PriorSamples(_SummaryCallback):
         seed: int = 0,
         ncols: int = 8,
         every_n_epochs: int = 1,
+        speakers=None,
     ):
         super().__init__(log_dir, "prior_samples", every_n_epochs)
         if not callable(sample_fn):
@@ -548,6 +579,9 @@ class PriorSamples(_SummaryCallback):
             )
         self.modality = getattr(decode_fn, "modality", "image")
         self.num_speakers = getattr(decode_fn, "num_speakers", None)
+        self.speakers = _ids_in_turn(
+            speakers, self.num_speakers or None, "speakers", "num_speakers"
+        )
         # The model whose `decode` is called, when known: a generative
         # decoder takes per-sample seeds.
         self._code_model = getattr(decode_fn, "__self__", decode_fn)
@@ -582,11 +616,11 @@ class PriorSamples(_SummaryCallback):
         seed = sampling.decode_seed(
             self._code_model, self.seed, 0, self.num_samples
         )
-        if self.num_speakers:
-            speakers = np.arange(self.num_samples) % self.num_speakers
-            return np.asarray(
-                self.decode_fn(codes, speaker=speakers.astype("int32"), **seed)
-            )
+        if self.speakers is not None:
+            speakers = self.speakers[
+                np.arange(self.num_samples) % len(self.speakers)
+            ]
+            return np.asarray(self.decode_fn(codes, speaker=speakers, **seed))
         return np.asarray(self.decode_fn(codes, **seed))
 
     def grid(self) -> np.ndarray:

@@ -321,10 +321,11 @@ def _add_recover_config(parser: argparse.ArgumentParser) -> None:
 def _add_skip_bad_files(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--skip-bad-files",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help=f"Leave out files of {what} (a 'folder:' dataset) that are not "
-        "usable images, and print how many (default: as the model was "
-        "trained).",
+        "usable images, and print how many; --no-skip-bad-files stops at "
+        "the first (default: as the model was trained).",
     )
 
 

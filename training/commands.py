@@ -632,6 +632,18 @@ def _trained_ids(model_dir: str, names: tuple[str, ...]) -> np.ndarray:
     return np.asarray(trained, "int32")
 
 
+def _sample_speakers(
+    model_dir: str, vqvae, class_names: tuple[str, ...] | None
+) -> np.ndarray | None:
+    """The label and speaker ids `PriorSamples` draws in turn: the trained
+    speakers (a held-out voice's embeddings never trained), every class of
+    an image prior, `None` (all) when nothing says which."""
+    names = class_names
+    if names is None and vqvae.num_speakers:
+        names = artifacts.speaker_names(model_dir)
+    return None if names is None else _trained_ids(model_dir, tuple(names))
+
+
 def train_prior(
     config: PriorConfig, model_dir: str, verbose: int | str = 1
 ) -> TrainResult:
@@ -680,10 +692,15 @@ def train_prior(
             artifacts.write_class_names(
                 class_names, train_config.dataset, run.write_dir
             )
+        speakers = _sample_speakers(model_dir, vqvae, class_names)
         callbacks = [
             keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
             PriorSamples(
-                run.logs_dir, prior_sample_fn(prior), vqvae, seed=config.seed
+                run.logs_dir,
+                prior_sample_fn(prior, labels=speakers),
+                vqvae,
+                seed=config.seed,
+                speakers=speakers,
             ),
         ]
         step, history = run.fit(codes, callbacks, verbose)
@@ -1081,7 +1098,7 @@ def evaluate(
     dataset: str | None = None,
     split: str = "test",
     batch_size: int = 256,
-    skip_bad_files: bool = False,
+    skip_bad_files: bool | None = None,
     data_dir: str | None = None,
 ) -> dict:
     """`tf_vqvae.evaluation.evaluate_model` on one split (bits/dim with the
@@ -1097,8 +1114,8 @@ def evaluate(
     `test_voices` beside the most-frequent-phoneme baseline).
 
     Bad image files of a `folder:` dataset are left out (and counted) with
-    `skip_bad_files` or when the model was trained with it. `data_dir`:
-    where tfds finds `dataset` (default: the training run's).
+    `skip_bad_files`, by default (`None`) when the model was trained so.
+    `data_dir`: where tfds finds `dataset` (default: the training run's).
     """
     if (
         isinstance(batch_size, bool)
@@ -1113,6 +1130,8 @@ def evaluate(
     dataset = dataset or train_config.dataset
     data_dir = data_dir or train_config.data_dir
     _check_modality(vqvae, dataset, data_dir, model_dir, "evaluate")
+    if skip_bad_files is None:
+        skip_bad_files = train_config.skip_bad_files
     if vqvae.modality == "audio":
         metrics = _evaluate_audio(
             vqvae,
@@ -1120,7 +1139,7 @@ def evaluate(
             dataset,
             split,
             data_dir,
-            skip_bad_files or train_config.skip_bad_files,
+            skip_bad_files,
             batch_size,
         )
         atomic.write_text(
@@ -1132,7 +1151,7 @@ def evaluate(
         dataset,
         split,
         data_dir,
-        skip_bad_files or train_config.skip_bad_files,
+        skip_bad_files,
     )
     _check_channels(vqvae, images, model_dir, dataset, "evaluate it on")
     prior = artifacts.trained_prior(model_dir, fallback=True)
@@ -1416,7 +1435,7 @@ def export(
     max_batch_size: int = 64,
     overwrite: bool = False,
     calibration_data: str | None = None,
-    skip_bad_files: bool = False,
+    skip_bad_files: bool | None = None,
 ) -> dict:
     """Exports `model_dir`'s VQ-VAE (and prior, when trained) for serving.
 
@@ -1427,8 +1446,8 @@ def export(
     (`vqvae verify`). Reads no dataset: the int8 decoder is calibrated on
     `calibration_data` (a `.npy` file of images or a dataset string), by
     default the sample `vqvae train` wrote to `model_dir/calibration.npy`
-    (bad files of a `folder:` dataset are left out with `skip_bad_files`
-    or when the model was trained with it).
+    (bad files of a `folder:` dataset are left out with `skip_bad_files`,
+    by default (`None`) when the model was trained so).
 
     Returns:
         name -> path of each export.
@@ -1481,7 +1500,11 @@ def export(
                 calibration_data,
                 vqvae.example_shape,
                 config.data_dir,
-                skip_bad_files or config.skip_bad_files,
+                (
+                    config.skip_bad_files
+                    if skip_bad_files is None
+                    else skip_bad_files
+                ),
             )
             if calibration is None:
                 raise UsageError(
