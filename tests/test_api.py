@@ -70,6 +70,36 @@ def test_import_stays_light():
     assert out.strip() == "[]"
 
 
+def test_saved_models_load_in_either_import_order(tmp_path):
+    """Keras finds only registered classes: `import tf_vqvae` before
+    TensorFlow and Keras must register them once those are imported."""
+    import numpy as np
+
+    model = tf_vqvae.VQVAE(
+        num_embeddings=8, embedding_dim=4, num_hiddens=8, num_residual_hiddens=4
+    )
+    model(np.zeros((1, 8, 8, 3), "float32"))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loads = {
+        "import tf_vqvae, keras": "keras.saving.load_model",
+        "import tf_vqvae, tensorflow as tf": "tf.keras.models.load_model",
+        "import keras, tf_vqvae": "keras.saving.load_model",
+    }
+    for imports, load in loads.items():
+        code = f"{imports}; print(type({load}({path!r})).__name__)"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True
+        )
+        assert out.stdout.strip() == "VQVAE", (imports, out.stderr[-2000:])
+    # `import tf_vqvae` alone still imports neither.
+    code = "import sys, tf_vqvae; print('keras' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_version_is_a_string():
     assert isinstance(tf_vqvae.__version__, str)
     assert tf_vqvae.__version__.count(".") == 2

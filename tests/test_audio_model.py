@@ -384,6 +384,14 @@ def test_bad_inputs_have_clear_messages():
             "(divide 16-bit PCM by 32768).",
         ),
         (
+            lambda: plain.encode(waves[:, :100]),
+            ValueError,
+            "`plain` needs sample counts that are multiples of "
+            f"downsampling_factor={plain.downsampling_factor} "
+            "(2**num_downsamples), e.g. (None, 16384, 1). "
+            "Received: inputs.shape=(2, 100, 1)",
+        ),
+        (
             lambda: plain((waves * 32767).astype("int16")),
             TypeError,
             "Waveforms must be floating point in [-1, 1]. "

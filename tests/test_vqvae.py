@@ -137,6 +137,22 @@ def test_every_kind_fits_decodes_and_round_trips(quantizer, images, tmp_path):
         # A prefix of the levels decodes too (a lower bitrate).
         prefix = model.decode(codes[..., :1])
         assert prefix.shape == reconstructions.shape
+    # A code out of range is refused (FSQ's and LFQ's arithmetic would
+    # decode it silently; a codebook's gather fails in TensorFlow's words).
+    for bad in (16, -1):
+        wrong = tf.tensor_scatter_nd_update(
+            codes, [[0] * codes.shape.rank], [bad]
+        )
+        message = (
+            "`codes` must be integers in [0, 16) (num_embeddings=16). "
+            f"Received: values from {int(tf.reduce_min(wrong))} to "
+            f"{int(tf.reduce_max(wrong))}."
+        )
+        with pytest.raises(ValueError) as error:
+            model.decode(wrong)
+        assert str(error.value) == message
+        with pytest.raises(tf.errors.InvalidArgumentError, match="`codes`"):
+            tf.function(model.decode)(wrong)
     path = os.path.join(tmp_path, "vqvae.keras")
     model.save(path)
     restored = keras.saving.load_model(path)
@@ -311,11 +327,73 @@ def test_bad_inputs_have_clear_messages(images):
             "`encoder` expects spatial sizes divisible by "
             "2**num_downsamples=4. Received: inputs.shape=(1, 18, 16, 3)",
         ),
+        # The same once built (the encoder's own check ran at build only).
+        (
+            lambda: model.encode(np.zeros((1, 15, 16, 3), "float32")),
+            ValueError,
+            "`vqvae` needs spatial sizes that are multiples of "
+            "downsampling_factor=4 (2**num_downsamples), e.g. "
+            "(None, 32, 32, 3). Received: inputs.shape=(1, 15, 16, 3)",
+        ),
+        (
+            lambda: model.encode(None),
+            TypeError,
+            "`images` must be a tensor or an array of numbers. "
+            "Received: images=None.",
+        ),
+        (
+            lambda: model.encode("photo.png"),
+            TypeError,
+            "`images` must be a tensor or an array of numbers. "
+            "Received: images.dtype=string.",
+        ),
+        (
+            lambda: model.decode(None),
+            TypeError,
+            "`codes` must be a tensor or an array of numbers. "
+            "Received: codes=None.",
+        ),
+        (
+            lambda: model.decode([[[1, 2]], [[3]]]),
+            TypeError,
+            "`codes` must be a tensor or an array of numbers. Received: a "
+            "value of type list (Can't convert non-rectangular Python "
+            "sequence to Tensor.)",
+        ),
+        (
+            lambda: VQVAE(check_finite="no"),
+            TypeError,
+            "`check_finite` must be True or False. "
+            "Received: check_finite='no' (of type str).",
+        ),
     ]
     for call, error_type, message in cases:
         with pytest.raises(error_type) as error:
             call()
         assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        ((16, 16, 1), "was built for inputs of rank 4 with 3 channels"),
+        ((16, 16), "was built for inputs of rank 4 with 3 channels"),
+        ((12, 14, 3), "needs spatial sizes that are multiples of"),
+    ],
+)
+def test_fit_on_a_new_shape_is_checked_at_run_time(images, second, message):
+    """Keras retraces `fit` on a new input shape with `None` sizes (or an
+    unknown rank), where the static checks cannot see the problem."""
+    model = VQVAE(name="vqvae", **TINY)
+    model.compile(optimizer="adam")
+    model.fit(images[:8], batch_size=8, verbose=0)
+    model.fit(np.zeros((8, 32, 32, 3), "float32"), batch_size=8, verbose=0)
+    x = np.zeros((8, *second), "float32")
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        model.fit(x, batch_size=8, verbose=0)
+    received = " ".join(str(n) for n in x.shape)
+    assert f"`vqvae` {message}" in str(error.value)
+    assert f"Received: inputs.shape=] [{received}]" in str(error.value)
 
 
 def test_check_finite_rejects_nan_pixels(images):

@@ -2,12 +2,14 @@
 
 The public names load their modules (and TensorFlow) when first used, so
 TensorFlow-free parts such as `tf_vqvae.options` and `vqvae --help` start
-fast. When TensorFlow is already imported, `import tf_vqvae` loads them at
-once, which also registers the Keras classes for `keras.saving.load_model`
-(otherwise use a name first, e.g. `from tf_vqvae import VQVAE`).
+fast. The Keras classes are registered for `keras.saving.load_model` in
+either import order: at `import tf_vqvae` when TensorFlow is already
+imported, else as soon as `keras` is.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 from tf_vqvae.version import __version__
@@ -54,6 +56,56 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+def _register() -> None:
+    """Loads every public name (registering the Keras classes)."""
+    for name in _PUBLIC:
+        __getattr__(name)
+
+
+def _initializing(name: str) -> bool:
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+class _RegisterOnImport(importlib.abc.MetaPathFinder):
+    """Runs `_register` once TensorFlow and Keras are imported (each
+    imports the other while it initialises: whichever finishes last).
+    Keras finds a saved file's classes only among those registered (it
+    imports no module a file names outside its own packages), so `import
+    tf_vqvae` first must not leave `keras.saving.load_model` unable to
+    load."""
+
+    watched = ("tensorflow", "keras")
+
+    def __init__(self):
+        self._finding = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.watched or self._finding:
+            return None
+        # The spec the other finders give, its loader wrapped (a spec may
+        # be asked for without an import: the finder stays until one ran).
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module) -> None:
+            exec_module(module)
+            others = [n for n in self.watched if n != name]
+            if self in sys.meta_path and not any(map(_initializing, others)):
+                sys.meta_path.remove(self)
+                _register()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
 if "tensorflow" in sys.modules:
-    for _name in _PUBLIC:
-        __getattr__(_name)
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterOnImport())

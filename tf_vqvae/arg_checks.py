@@ -24,6 +24,15 @@ def check_int(name: str, value, minimum: int = 1) -> None:
         )
 
 
+def check_bool(name: str, value) -> None:
+    """Raises `TypeError` unless `value` is `True` or `False` (a string
+    such as "no" would be truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"`{name}` must be True or False. {describe(name, value)}"
+        )
+
+
 def is_number(value) -> bool:
     """A finite int or float (not a bool)."""
     return (

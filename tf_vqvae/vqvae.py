@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from tf_vqvae import likelihoods, options, sampling, spectral
-from tf_vqvae.arg_checks import check_int, describe
+from tf_vqvae.arg_checks import check_bool, check_int, describe
 from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.precision import policy_scope
@@ -52,9 +52,26 @@ _RANGE_MESSAGE = (
 )
 
 
+def _as_tensor(value, name: str) -> tf.Tensor:
+    """`value` as a tensor; what cannot be one (`None`, a string, ragged
+    nested lists) is a `TypeError` naming the argument."""
+    problem = f"`{name}` must be a tensor or an array of numbers. Received: "
+    if value is None:
+        raise TypeError(f"{problem}{name}=None.")
+    try:
+        tensor = tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{problem}a value of type {type(value).__name__} ({error})"
+        ) from None
+    if tensor.dtype == tf.string:
+        raise TypeError(f"{problem}{name}.dtype=string.")
+    return tensor
+
+
 def _as_float(images) -> tf.Tensor:
     """float32 images: uint8 divided by 255, floats cast (not checked)."""
-    images = tf.convert_to_tensor(images)
+    images = _as_tensor(images, "images")
     if images.dtype == tf.uint8:
         return tf.cast(images, "float32") / 255.0
     if not images.dtype.is_floating:
@@ -123,7 +140,7 @@ def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
 
 def _as_float_waveforms(waveforms) -> tf.Tensor:
     """float32 waveforms (floats cast, range not checked)."""
-    waveforms = tf.convert_to_tensor(waveforms)
+    waveforms = _as_tensor(waveforms, "waveforms")
     if not waveforms.dtype.is_floating:
         raise TypeError(
             "Waveforms must be floating point in [-1, 1]. "
@@ -595,6 +612,7 @@ class VQVAE(keras.Model):
         self.dead_code_restart_steps = dead_code_restart_steps
         self.spatial_dims = spatial_dims
         self.seed = seed
+        check_bool("check_finite", check_finite)
         self.check_finite = bool(check_finite)
         self.likelihood = likelihood
         self.modality = modality
@@ -815,23 +833,67 @@ class VQVAE(keras.Model):
             return likelihoods.num_logistic_params(self.num_mixtures)
         return _LIKELIHOODS[self.likelihood]
 
-    def _check_images(self, images: tf.Tensor) -> None:
-        shape = tuple(images.shape)
-        if len(shape) != self.spatial_dims + 2 or (
-            shape[-1] is not None and shape[-1] != self.image_channels
-        ):
-            raise ValueError(
-                f"`{self.name}` was built for inputs of rank "
-                f"{self.spatial_dims + 2} with {self.image_channels} "
-                f"channels, e.g. {self._example_input()}. "
-                f"Received: inputs.shape={shape}"
-            )
+    def _check_images(self, images: tf.Tensor) -> tf.Tensor:
+        """`images` after checking their rank, channels and sizes (multiples
+        of `downsampling_factor`, which the decoder gives back): statically
+        where the shape is known, else at run time (Keras retraces `fit` on
+        a new input shape with `None` sizes, or an unknown rank)."""
+        rank = self.spatial_dims + 2
+        channels = self.image_channels
+        factor = self.downsampling_factor
+        built_for = (
+            f"`{self.name}` was built for inputs of rank {rank} with "
+            f"{channels} channels, e.g. {self._example_input()}."
+        )
+        sizes = "sample counts" if self.modality == "audio" else "spatial sizes"
+        multiples = (
+            f"`{self.name}` needs {sizes} that are multiples of "
+            f"downsampling_factor={factor} (2**num_downsamples), e.g. "
+            f"{self._example_input()}."
+        )
+        shape = images.shape
+        if shape.rank is not None:
+            dims = tuple(shape)
+            if len(dims) != rank or dims[-1] not in (None, channels):
+                raise ValueError(f"{built_for} Received: inputs.shape={dims}")
+            if any(s is not None and s % factor for s in dims[1:-1]):
+                raise ValueError(f"{multiples} Received: inputs.shape={dims}")
+            if None not in dims[1:]:
+                return images
+        actual = tf.shape(images)
+        # Padded so that a wrong rank still slices (and fails the check).
+        padded = tf.concat([actual, tf.ones([rank], tf.int32)], 0)[:rank]
+        right_rank = tf.logical_and(
+            tf.equal(tf.size(actual), rank), tf.equal(padded[-1], channels)
+        )
+        checks = [
+            tf.debugging.Assert(
+                right_rank,
+                [f"{built_for} Received: inputs.shape=", actual],
+                summarize=rank + 1,
+                name="check_inputs_rank",
+            ),
+            tf.debugging.Assert(
+                tf.logical_or(
+                    tf.logical_not(right_rank),
+                    tf.reduce_all(tf.equal(padded[1:-1] % factor, 0)),
+                ),
+                [f"{multiples} Received: inputs.shape=", actual],
+                summarize=rank,
+                name="check_inputs_sizes",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        # Static only: a runtime `ensure_shape` could fail before the checks.
+        images.set_shape([None] * (rank - 1) + [channels])
+        return images
 
     def _as_inputs(self, inputs) -> tuple[tf.Tensor, bool]:
         """float32 inputs, and whether their range is still to check."""
         if self.modality == "audio":
             return _as_float_waveforms(inputs), True
-        images = tf.convert_to_tensor(inputs)
+        images = _as_tensor(inputs, "images")
         return _as_float(images), images.dtype != tf.uint8
 
     def _encode_vectors(self, images, training=None) -> tf.Tensor:
@@ -843,7 +905,7 @@ class VQVAE(keras.Model):
                 # Keras' default export signature calls the model with.
                 shape = {"audio": shape, "speaker": shape[:1]}
             self.build(shape)
-        self._check_images(images)
+        images = self._check_images(images)
         self._record_example_shape(images.shape)
         if self.check_finite:
             images = tf.debugging.assert_all_finite(
@@ -1202,8 +1264,11 @@ class VQVAE(keras.Model):
         return self._run_decoder(z_q, speaker, waveforms)
 
     def _checked_codes(self, codes) -> tf.Tensor:
-        """Integer `codes` of the model's rank, checked (the model built)."""
-        codes = tf.convert_to_tensor(codes)
+        """Integer `codes` of the model's rank in `[0, num_embeddings)`,
+        checked (the model built): a codebook's gather fails on a bad code
+        with TensorFlow's message on CPU and returns zeros on GPU, and FSQ's
+        and LFQ's arithmetic decodes it to a wrong image silently."""
+        codes = _as_tensor(codes, "codes")
         if not codes.dtype.is_integer:
             raise TypeError(
                 "`codes` must be an integer tensor. "
@@ -1222,7 +1287,15 @@ class VQVAE(keras.Model):
                 "The model must be built (called on images once, or loaded) "
                 "before `decode`."
             )
-        return codes
+        k = self.num_embeddings
+        return _check_range(
+            codes,
+            (0, k - 1),
+            f"`codes` must be integers in [0, {k}) (num_embeddings={k}). "
+            "Received: values from",
+            "",
+            "check_codes_range",
+        )
 
     def _run_decoder(self, z_q, speaker, waveforms) -> tf.Tensor:
         """float32 decoder outputs; the WaveNet decoder's are teacher forced
