@@ -133,9 +133,10 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
 
     Args:
         model: a built `CodeModel`, see `check_model`.
-        image_size: `(height, width)`; `None` for any size divisible by the
-            downsampling factor; `"auto"` for the model's `example_shape`
-            (any size where that is unknown).
+        image_size: `(height, width)` (`(samples,)` or `samples` for
+            audio); `None` for any size divisible by the downsampling
+            factor; `"auto"` for the model's `example_shape` (any size where
+            that is unknown).
 
     Raises:
         ValueError: for an `image_size` of another form, or sizes not
@@ -144,6 +145,13 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
     factor = model.downsampling_factor
     rank = len(model.example_shape) - 1
     axes = "(samples,)" if model.modality == "audio" else "(height, width)"
+    if (
+        rank == 1
+        and isinstance(image_size, int)
+        and not isinstance(image_size, bool)
+    ):
+        # One size alone is the tuple of one that audio takes.
+        image_size = (image_size,)
     if isinstance(image_size, str) and image_size == AUTO:
         image_size = tuple(model.example_shape[:rank])
     elif image_size is None:

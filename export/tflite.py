@@ -60,7 +60,8 @@ import tensorflow as tf
 
 from tf_vqvae import options, precision
 from tf_vqvae.arg_checks import describe
-from tf_vqvae.export import common
+from tf_vqvae.export import checks, common
+from tf_vqvae.vqvae import _as_tensor, _check_range
 
 QUANTIZATIONS = tuple(options.TFLITE_QUANTIZATIONS)
 # Ops that would need the Flex delegate or mean state left in the graph.
@@ -273,11 +274,114 @@ def representative_codes_from(model, images, batch_size: int = 8):
     return np.concatenate(codes).astype(np.int32)
 
 
+def _checked_quantization(quantization) -> tuple[str, ...]:
+    """`quantization` as a tuple of known names, in order, without repeats;
+    one name is a tuple of one (`tuple("int8")` would be its letters)."""
+    names = (quantization,) if isinstance(quantization, str) else quantization
+    try:
+        names = tuple(dict.fromkeys(names))
+    except TypeError:  # not iterable, or unhashable entries
+        names = ()
+    if not names or any(q not in QUANTIZATIONS for q in names):
+        raise ValueError(
+            "`quantization` must be a non-empty subset of "
+            f"{list(QUANTIZATIONS)}. Received: quantization={quantization!r}"
+        )
+    return names
+
+
+def _received(name: str, tensor: tf.Tensor) -> str:
+    return (
+        f"Received: {name} of dtype {tensor.dtype.name} and shape "
+        f"{tuple(tensor.shape)}."
+    )
+
+
+def _checked_calibration_inputs(
+    images, shapes: common.ExportShapes
+) -> tf.Tensor:
+    """`representative_images` checked against what the exported encoder
+    takes: a non-empty batch of its size, in the range `model.encode`
+    accepts (a wrong size would fail in the TFLite calibrator)."""
+    name = "representative_images"
+    audio = shapes.modality == "audio"
+    size = tuple(shapes.image_size)
+    if audio:
+        wanted = [size, (*size, 1)]
+        expected = (
+            f"`{name}` must be a non-empty batch of waveforms (n, {size[0]}) "
+            f"of the export's image_size={size}, floating point in [-1, 1]"
+        )
+        bounds, hint = (-1.0, 1.0), " (divide 16-bit PCM by 32768)"
+    else:
+        wanted = [(*size, shapes.channels)]
+        expected = (
+            f"`{name}` must be a non-empty batch of images "
+            f"(n, {', '.join(map(str, wanted[0]))}) of the export's "
+            f"image_size={size}, uint8 in [0, 255] or floating point in "
+            "[0, 1]"
+        )
+        bounds = (0.0, 1.0)
+        hint = " (divide 8-bit images by 255, or pass them as uint8)"
+    tensor = _as_tensor(images, name)
+    shape = tuple(tensor.shape)
+    dtype_ok = tensor.dtype.is_floating or (
+        not audio and tensor.dtype == tf.uint8
+    )
+    if not (dtype_ok and shape and shape[0] > 0 and shape[1:] in wanted):
+        raise ValueError(f"{expected}. {_received(name, tensor)}")
+    if tensor.dtype.is_floating:
+        _check_range(
+            tensor, bounds, f"{expected}. Received: values from", hint, name
+        )
+    return tensor
+
+
+def _checked_calibration_codes(
+    codes, shapes: common.ExportShapes
+) -> np.ndarray:
+    """`representative_codes` checked against what the exported decoder
+    takes (a bad code would fail in the TFLite calibrator's `GATHER`):
+    int32 `(n, *code_size)`, with a level axis of 1 to `num_levels`."""
+    name = "representative_codes"
+    k = shapes.num_embeddings
+    grid = shapes.decode_code_grid
+    dims = checks._describe_dims(shapes.code_axes, grid)
+    levels = ""
+    if shapes.num_levels > 1:
+        levels = f" with levels from 1 to {shapes.num_levels}"
+    expected = (
+        f"`{name}` must be a non-empty batch of integer codes in [0, {k}) "
+        f"(num_embeddings={k}) of shape (n, {dims}){levels}, as the encoder "
+        f"gives for the export's image_size={tuple(shapes.image_size)}"
+    )
+    tensor = _as_tensor(codes, name)
+    shape = tuple(tensor.shape)
+    shape_ok = (
+        len(shape) == len(grid) + 1
+        and shape[0] > 0
+        and all(
+            low <= size <= high
+            for size, (low, high) in zip(
+                shape[1:],
+                (d if isinstance(d, tuple) else (d, d) for d in grid),
+                strict=True,
+            )
+        )
+    )
+    if not (tensor.dtype.is_integer and shape_ok):
+        raise ValueError(f"{expected}. {_received(name, tensor)}")
+    _check_range(
+        tensor, (0, k - 1), f"{expected}. Received: values from", "", name
+    )
+    return np.asarray(tensor, np.int32)
+
+
 def export_tflite(
     model: keras.Model,
     out_dir: str | os.PathLike,
-    image_size: tuple[int, int] | str = common.AUTO,
-    quantization: Sequence[str] = QUANTIZATIONS,
+    image_size: tuple[int, ...] | int | str | None = common.AUTO,
+    quantization: Sequence[str] | str = QUANTIZATIONS,
     representative_images=None,
     representative_codes=None,
     encoder: bool = True,
@@ -293,17 +397,21 @@ def export_tflite(
             the module docstring).
         out_dir: directory for the files and `MANIFEST.json`; written under a
             temporary name and renamed into place.
-        image_size: `(height, width)` of the images, `(samples,)` of the
-            waveforms (codes are `2**num_downsamples` times smaller).
-            Default `"auto"`: the size
-            the model was trained on (its `example_shape`).
+        image_size: `(height, width)` of the images, `(samples,)` (or
+            `samples`) of the waveforms (codes are `2**num_downsamples`
+            times smaller). Default `"auto"`: the size the model was
+            trained on (its `example_shape`).
         quantization: any of `"float32"`, `"float16"`, `"int8"` for the
-            decoder (the encoder is always float32: int8 would change codes).
-        representative_images: real images (uint8 or float in [0, 1]) whose
-            codes calibrate int8; e.g. a few hundred training images. Real
+            decoder (the encoder is always float32: int8 would change codes);
+            one name alone is a tuple of one.
+        representative_images: real images `(n, height, width, channels)`
+            of `image_size` (uint8, or float in [0, 1]) whose codes
+            calibrate int8; e.g. a few hundred training images. Real
             waveforms `(n, samples)` in [-1, 1] for audio.
             Required for `"int8"` (unless `representative_codes` are given).
-        representative_codes: real int codes `(n, h, w)`, instead of images.
+        representative_codes: real int codes `(n, h, w)` (`(n, h, w,
+            levels)` for a quantizer with levels) in `[0, num_embeddings)`,
+            instead of images.
         encoder: also write `encoder_float32.tflite`.
         prior: optional `PixelCNNPrior` over the model's codes (any
             `tf_vqvae.contracts.CodePrior`): also write
@@ -315,8 +423,10 @@ def export_tflite(
         `{file name: path}` of the written `.tflite` files.
 
     Raises:
-        ValueError: for invalid arguments, missing calibration data, or a
-            conversion that would need non-builtin ops.
+        ValueError: for invalid arguments, missing calibration data or
+            calibration data of another shape, dtype or range than the
+            export takes (checked before any conversion), or a conversion
+            that would need non-builtin ops.
         FileExistsError: if `out_dir` exists and `overwrite` is False.
     """
     common.check_model(model, audio=True)
@@ -338,19 +448,21 @@ def export_tflite(
                 f"no size. Received: image_size={image_size!r}"
             )
         )
-    quantization = tuple(quantization)
-    unknown = [q for q in quantization if q not in QUANTIZATIONS]
-    if unknown or not quantization:
-        raise ValueError(
-            "`quantization` must be a non-empty subset of "
-            f"{list(QUANTIZATIONS)}. Received: quantization={quantization!r}"
-        )
+    quantization = _checked_quantization(quantization)
     int8 = "int8" in quantization
     if int8 and representative_codes is None and representative_images is None:
         raise ValueError(
             "int8 quantization needs real calibration data: pass "
             "`representative_images` (real images) or "
             "`representative_codes` (their codes from the encoder)."
+        )
+    if representative_codes is not None:
+        representative_codes = _checked_calibration_codes(
+            representative_codes, shapes
+        )
+    elif representative_images is not None:
+        representative_images = _checked_calibration_inputs(
+            representative_images, shapes
         )
     if isinstance(sampler_batch_size, bool) or not (
         isinstance(sampler_batch_size, int) and sampler_batch_size >= 1
@@ -374,8 +486,6 @@ def export_tflite(
         representative_codes = representative_codes_from(
             model, representative_images
         )
-    if int8:
-        representative_codes = np.asarray(representative_codes, np.int32)
 
     def representative():
         for i, codes in enumerate(representative_codes):

@@ -212,6 +212,50 @@ def test_tflite_decoder_takes_any_prefix_of_the_levels(tmp_path):
         np.testing.assert_allclose(got, model.decode(prefix), rtol=0, atol=1e-5)
 
 
+def test_calibration_codes_carry_the_level_axis(tmp_path):
+    """`representative_codes` of a residual VQ are checked as the decoder
+    takes them, `(n, h, w, levels)` with 1 to L levels, before conversion
+    (they used to fail in the TFLite calibrator)."""
+    model = VQVAE(
+        **TINY, quantizer="rvq", quantizer_options={"num_quantizers": 3}
+    )
+    model(photo_patches(size=16, count=2, seed=0))
+    must = (
+        "`representative_codes` must be a non-empty batch of integer codes "
+        "in [0, 16) (num_embeddings=16) of shape (n, 4, 4, levels) with "
+        "levels from 1 to 3, as the encoder gives for the export's "
+        "image_size=(16, 16). "
+    )
+    codes = np.zeros((2, 4, 4, 3), np.int32)
+    out_of_range = codes.copy()
+    out_of_range[1, 2, 3, 2] = 16
+    cases = [
+        (
+            codes[..., 0],
+            "representative_codes of dtype int32 and shape (2, 4, 4).",
+        ),
+        (
+            codes[..., :0],
+            "representative_codes of dtype int32 and shape (2, 4, 4, 0).",
+        ),
+        (
+            np.concatenate([codes, codes[..., :1]], -1),
+            "representative_codes of dtype int32 and shape (2, 4, 4, 4).",
+        ),
+        (out_of_range, "values from 0 to 16."),
+    ]
+    for bad, received in cases:
+        with pytest.raises(ValueError) as error:
+            export_tflite(
+                model,
+                tmp_path / "tflite",
+                quantization="int8",
+                representative_codes=bad,
+            )
+        assert str(error.value) == f"{must}Received: {received}"
+    assert not os.path.exists(tmp_path / "tflite")
+
+
 def test_a_prior_is_refused_for_levels_of_codes(tmp_path):
     from tf_vqvae.prior import PixelCNNPrior
 

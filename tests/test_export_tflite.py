@@ -175,6 +175,19 @@ def test_litert_in_fresh_process_matches_keras(exported, tmp_path):
     )
 
 
+# What each calibration argument must be, for the 16x16 model of `exported`.
+IMAGES_MUST = (
+    "`representative_images` must be a non-empty batch of images "
+    "(n, 16, 16, 3) of the export's image_size=(16, 16), uint8 in [0, 255] "
+    "or floating point in [0, 1]. "
+)
+CODES_MUST = (
+    "`representative_codes` must be a non-empty batch of integer codes in "
+    "[0, 16) (num_embeddings=16) of shape (n, 4, 4), as the encoder gives "
+    "for the export's image_size=(16, 16). "
+)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -191,20 +204,188 @@ def test_litert_in_fresh_process_matches_keras(exported, tmp_path):
             "'float16', 'int8']. Received: quantization=('int4',)",
         ),
         (
+            dict(quantization="int4"),
+            ValueError,
+            "`quantization` must be a non-empty subset of ['float32', "
+            "'float16', 'int8']. Received: quantization='int4'",
+        ),
+        (
             dict(quantization=("int8",)),
             ValueError,
             "int8 quantization needs real calibration data: pass "
             "`representative_images` (real images) or `representative_codes` "
             "(their codes from the encoder).",
         ),
+        (
+            dict(representative_images=np.zeros((4, 8, 8, 3), np.float32)),
+            ValueError,
+            IMAGES_MUST + "Received: representative_images of dtype float32 "
+            "and shape (4, 8, 8, 3).",
+        ),
+        (
+            dict(representative_images=np.zeros((2, 16, 16, 1), np.uint8)),
+            ValueError,
+            IMAGES_MUST + "Received: representative_images of dtype uint8 "
+            "and shape (2, 16, 16, 1).",
+        ),
+        (
+            dict(representative_images=np.zeros((2, 16, 16, 3), np.int32)),
+            ValueError,
+            IMAGES_MUST + "Received: representative_images of dtype int32 "
+            "and shape (2, 16, 16, 3).",
+        ),
+        (
+            dict(representative_images=np.zeros((0, 16, 16, 3), np.float32)),
+            ValueError,
+            IMAGES_MUST + "Received: representative_images of dtype float32 "
+            "and shape (0, 16, 16, 3).",
+        ),
+        (
+            dict(
+                representative_images=np.linspace(
+                    0.0, 255.0, 2 * 16 * 16 * 3
+                ).reshape(2, 16, 16, 3)
+            ),
+            ValueError,
+            IMAGES_MUST + "Received: values from 0 to 255 (divide 8-bit "
+            "images by 255, or pass them as uint8).",
+        ),
+        (
+            dict(representative_images=np.full((1, 16, 16, 3), np.nan)),
+            ValueError,
+            IMAGES_MUST + "Received: values from nan to nan (divide 8-bit "
+            "images by 255, or pass them as uint8).",
+        ),
+        (
+            dict(representative_codes=np.full((4, 4, 4), 99)),
+            ValueError,
+            CODES_MUST + "Received: values from 99 to 99.",
+        ),
+        (
+            dict(representative_codes=np.full((4, 4, 4), -1, np.int32)),
+            ValueError,
+            CODES_MUST + "Received: values from -1 to -1.",
+        ),
+        (
+            dict(representative_codes=np.full((4, 4, 4), 1.0)),
+            ValueError,
+            CODES_MUST + "Received: representative_codes of dtype float64 "
+            "and shape (4, 4, 4).",
+        ),
+        (
+            dict(representative_codes=np.zeros((2, 8, 8), np.int32)),
+            ValueError,
+            CODES_MUST + "Received: representative_codes of dtype int32 "
+            "and shape (2, 8, 8).",
+        ),
+        (
+            dict(representative_codes=np.zeros((0, 4, 4), np.int32)),
+            ValueError,
+            CODES_MUST + "Received: representative_codes of dtype int32 "
+            "and shape (0, 4, 4).",
+        ),
     ],
-    ids=["image-size", "quantization", "calibration"],
+    ids=[
+        "image-size",
+        "quantization",
+        "quantization-string",
+        "calibration",
+        "images-size",
+        "images-channels",
+        "images-dtype",
+        "images-empty",
+        "images-range",
+        "images-nan",
+        "codes-range",
+        "codes-negative",
+        "codes-dtype",
+        "codes-shape",
+        "codes-empty",
+    ],
 )
 def test_bad_arguments(exported, tmp_path, kwargs, error, message):
-    kwargs = dict(dict(image_size=IMAGE_SIZE), **kwargs)
+    """Refused before any conversion (bad calibration data used to fail
+    inside the TFLite calibrator), leaving nothing behind."""
+    kwargs = dict(dict(image_size=IMAGE_SIZE, quantization=("int8",)), **kwargs)
     with pytest.raises(error) as info:
         tflite.export_tflite(exported[0], str(tmp_path / "out"), **kwargs)
     assert str(info.value) == message
+    assert os.listdir(tmp_path) == []
+
+
+def test_one_quantization_name_alone_is_a_tuple_of_one(exported, tmp_path):
+    """`quantization="float32"` is `("float32",)`, not its letters."""
+    out = str(tmp_path / "out")
+    files = tflite.export_tflite(
+        exported[0], out, quantization="float32", encoder=False
+    )
+    assert sorted(files) == ["decoder_float32.tflite"]
+    assert manifest.read_manifest(out)["quantization"] == ["float32"]
+
+
+def test_int8_calibrated_on_codes_equals_calibrated_on_their_images(
+    exported, tmp_path
+):
+    """Checked `representative_codes` (any integer dtype) calibrate the
+    int8 decoder exactly as the images they are the codes of."""
+    model, images, _, files, _ = exported
+    codes = np.asarray(model.encode(images)).astype(np.int64)
+    (path,) = tflite.export_tflite(
+        model,
+        tmp_path / "out",
+        quantization="int8",
+        representative_codes=codes,
+        encoder=False,
+    ).values()
+    with open(path, "rb") as got, open(files["decoder_int8.tflite"], "rb") as f:
+        assert got.read() == f.read()
+
+
+def test_audio_calibration_waveforms_and_one_size_alone(tmp_path):
+    """An audio export takes `image_size=samples` as `(samples,)`, and its
+    calibration waveforms are checked against that length and [-1, 1]."""
+    model = VQVAE(
+        modality="audio",
+        spatial_dims=1,
+        num_downsamples=2,
+        num_embeddings=16,
+        embedding_dim=4,
+        num_hiddens=8,
+        num_residual_blocks=1,
+        num_residual_hiddens=4,
+    )
+    model(np.zeros((1, 64, 1), np.float32))
+    must = (
+        "`representative_images` must be a non-empty batch of waveforms "
+        "(n, 32) of the export's image_size=(32,), floating point in "
+        "[-1, 1]. "
+    )
+    cases = [
+        (
+            np.zeros((2, 64), np.float32),
+            must + "Received: representative_images of dtype float32 and "
+            "shape (2, 64).",
+        ),
+        (
+            np.full((2, 32, 1), 2.0, np.float32),
+            must + "Received: values from 2 to 2 (divide 16-bit PCM by 32768).",
+        ),
+        (
+            np.zeros((2, 32), np.int16),
+            must + "Received: representative_images of dtype int16 and "
+            "shape (2, 32).",
+        ),
+    ]
+    for waveforms, message in cases:
+        with pytest.raises(ValueError) as info:
+            tflite.export_tflite(
+                model,
+                str(tmp_path / "out"),
+                image_size=32,
+                quantization="int8",
+                representative_images=waveforms,
+            )
+        assert str(info.value) == message
     assert os.listdir(tmp_path) == []
 
 

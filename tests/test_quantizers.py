@@ -1,4 +1,5 @@
-"""VectorQuantizer / VectorQuantizerEMA against numpy references."""
+"""VectorQuantizer / VectorQuantizerEMA against numpy references, and the
+input checks every quantizer kind shares."""
 
 import keras
 import numpy as np
@@ -6,7 +7,14 @@ import pytest
 import tensorflow as tf
 
 from tests.testing import run_layer_test, tflite_encode
-from tf_vqvae import VectorQuantizer, VectorQuantizerEMA, codebook_ops
+from tf_vqvae import (
+    FiniteScalarQuantizer,
+    LookupFreeQuantizer,
+    ResidualVectorQuantizer,
+    VectorQuantizer,
+    VectorQuantizerEMA,
+    codebook_ops,
+)
 
 K, D = 6, 3
 
@@ -384,6 +392,76 @@ def test_bad_input_shape_message(shape, message):
     with pytest.raises(ValueError) as error:
         built.encode(np.zeros(shape, "float32"))
     assert str(error.value) == message
+
+
+# A layer of every kind: 16 codes (per level) of 4 channels.
+EVERY_KIND = {
+    "vq": lambda: VectorQuantizer(16, 4, name="q"),
+    "ema": lambda: VectorQuantizerEMA(16, 4, name="q"),
+    "rvq": lambda: ResidualVectorQuantizer(2, 16, 4, name="q"),
+    "fsq": lambda: FiniteScalarQuantizer((4, 4), embedding_dim=4, name="q"),
+    "lfq": lambda: LookupFreeQuantizer(16, embedding_dim=4, name="q"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EVERY_KIND))
+def test_every_kind_refuses_non_float_inputs_and_non_integer_codes(kind):
+    """Integer inputs used to be quantized as latents (or give int zeros),
+    float codes truncated to another code: each is refused, statically,
+    naming the argument; every float dtype still quantizes as float32."""
+    bad_inputs = (
+        "`inputs` of `q` must be a float tensor (batch, ..., "
+        "embedding_dim=4). Received: inputs of dtype int32 and shape "
+        "(2, 3, 4)."
+    )
+    unbuilt = EVERY_KIND[kind]()
+    with pytest.raises(TypeError) as error:
+        unbuilt.encode(np.ones((2, 3, 4), "int32"))
+    assert str(error.value) == bad_inputs
+    assert not unbuilt.built
+    with pytest.raises(TypeError) as error:
+        unbuilt(tf.ones((2, 3, 4), "int32"))
+    # Keras adds the call's arguments around the message.
+    assert bad_inputs in str(error.value)
+
+    layer = EVERY_KIND[kind]()
+    z = _inputs((2, 3, 4))
+    layer(z)
+    with pytest.raises(TypeError) as error:
+        tf.function(layer.encode)(tf.ones((2, 3, 4), "int64"))
+    assert bad_inputs.replace("int32", "int64") in str(error.value)
+    for codes in (np.array([[1.7]], "float32"), np.array([[True]])):
+        with pytest.raises(TypeError) as error:
+            layer.lookup(codes)
+        assert str(error.value) == (
+            "`codes` of `q` must be an integer tensor, values in "
+            "[0, num_embeddings=16). Received: codes of dtype "
+            f"{tf.as_dtype(codes.dtype).name} and shape (1, 1)."
+        )
+    wrong_dim = (
+        "`q` expects inputs of shape (batch, ..., 4): the last dimension "
+        "must equal embedding_dim=4. Received: inputs.shape=(2, 3, 5)"
+    )
+    with pytest.raises(ValueError) as error:
+        layer.encode(np.zeros((2, 3, 5), "float32"))
+    assert str(error.value) == wrong_dim
+
+    codes = layer.encode(z)
+    expected = layer(z, training=False)
+    for dtype in ("float16", "bfloat16", "float64"):
+        low = tf.cast(z, dtype)
+        as_float32 = tf.cast(low, "float32")
+        np.testing.assert_array_equal(
+            layer.encode(low), layer.encode(as_float32)
+        )
+        np.testing.assert_array_equal(
+            layer(low, training=False), layer(as_float32, training=False)
+        )
+    np.testing.assert_array_equal(layer.encode(tf.cast(z, "float64")), codes)
+    for dtype in ("int32", "int64", "uint8"):
+        np.testing.assert_allclose(
+            layer.lookup(tf.cast(codes, dtype)), expected, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize(

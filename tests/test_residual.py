@@ -468,6 +468,13 @@ def test_bad_levels_message():
     with pytest.raises(ValueError) as raised:
         unbuilt(np.zeros((2, D + 1), "float32"))
     assert str(raised.value) == (
-        f"`rvq` expects inputs of shape (batch, ..., {D}) with rank >= 2. "
+        f"`rvq` expects inputs of shape (batch, ..., {D}): the last "
+        f"dimension must equal embedding_dim={D}. "
         f"Received: inputs.shape=(2, {D + 1})"
+    )
+    with pytest.raises(ValueError) as raised:
+        unbuilt(np.zeros((D,), "float32"))
+    assert str(raised.value) == (
+        f"`rvq` expects inputs of shape (batch, ..., {D}) with rank >= 2. "
+        f"Received: inputs.shape=({D},)"
     )

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tf_vqvae import codebook_ops
 from tf_vqvae.arg_checks import check_int, describe
 from tf_vqvae.metrics import CodebookUsage
-from tf_vqvae.quantizers.vector import _all_reduce_sum, check_latent_shape
+from tf_vqvae.quantizers.vector import _all_reduce_sum, _QuantizerChecks
 
 # `codebook()` returns the implicit codebook up to this many codes (a
 # 65536 x C float32 matrix is 256 KiB per channel); above it, `None`.
@@ -50,7 +50,7 @@ def codes_to_digits(codes: tf.Tensor, radices) -> tf.Tensor:
     return (tf.cast(codes, tf.int32)[..., None] // basis) % radices
 
 
-class GridQuantizer(keras.layers.Layer):
+class GridQuantizer(_QuantizerChecks, keras.layers.Layer):
     """Base of `FiniteScalarQuantizer` and `LookupFreeQuantizer`; not public.
 
     Subclasses define `_digits(z)` (int32 digits of float32 `z`
@@ -106,9 +106,6 @@ class GridQuantizer(keras.layers.Layer):
             )
 
     # ------------------------------------------------------------------ build
-    def _check_shape(self, shape) -> None:
-        check_latent_shape(self, shape)
-
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         self._check_shape(input_shape)
@@ -128,15 +125,16 @@ class GridQuantizer(keras.layers.Layer):
         memory linear in the batch): TFLite converts them to builtins.
         """
         inputs = tf.convert_to_tensor(inputs)
+        self._check_inputs(inputs)
         if not self.built:
             self.build(inputs.shape)
-        self._check_shape(inputs.shape)
         z = self._project_in(tf.cast(inputs, "float32"))
         return digits_to_codes(self._digits(z), self._radices)
 
     def lookup(self, codes) -> tf.Tensor:
         """The vectors of int `codes` `(batch, ...)`: `(batch, ...,
         embedding_dim)` in the layer's compute dtype."""
+        codes = self._checked_codes(codes)
         return tf.cast(self._vectors(codes), self.compute_dtype)
 
     def codebook(self) -> tf.Tensor | None:
@@ -152,7 +150,7 @@ class GridQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):
-        self._check_shape(inputs.shape)
+        self._check_inputs(inputs)
         z = self._project_in(tf.cast(inputs, "float32"))
         z_q, digits = self._quantize(z, training)
         codes = digits_to_codes(digits, self._radices)

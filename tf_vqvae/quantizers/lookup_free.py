@@ -244,6 +244,8 @@ class LookupFreeQuantizer(GridQuantizer):
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is
             not `embedding_dim`.
+        TypeError: for inputs that are not float (any float dtype), or
+            `lookup` codes that are not integers.
 
     Example:
 

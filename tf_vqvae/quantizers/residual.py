@@ -18,6 +18,7 @@ from tf_vqvae.quantizers.vector import (
     VectorQuantizer,
     VectorQuantizerEMA,
     _all_reduce_sum,
+    _QuantizerChecks,
     _reshape_target,
     _rotation_trick,
     _straight_through,
@@ -44,7 +45,7 @@ _DROPOUT_STREAM = 4
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
-class ResidualVectorQuantizer(keras.layers.Layer):
+class ResidualVectorQuantizer(_QuantizerChecks, keras.layers.Layer):
     """Residual vector quantization: a stack of codebooks, one per level.
 
     Level i quantizes the residual that levels < i left, and the output is
@@ -131,7 +132,8 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         ValueError: for invalid arguments, or inputs whose last dimension is
             not `embedding_dim`.
         TypeError: for a non-boolean `shared_codebook` or `rotation_trick`,
-            or a non-integer `seed`.
+            a non-integer `seed`, inputs that are not float (any float
+            dtype), or `lookup` codes that are not integers.
 
     Example:
 
@@ -259,15 +261,6 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         )
 
     # ------------------------------------------------------------------ build
-    def _check_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) < 2 or shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"`{self.name}` expects inputs of shape (batch, ..., "
-                f"{self.embedding_dim}) with rank >= 2. "
-                f"Received: inputs.shape={shape}"
-            )
-
     def build(self, input_shape):
         self._check_shape(input_shape)
         for stage in self.stages:
@@ -289,9 +282,9 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         """
         n = self._check_levels("num_quantizers", num_quantizers)
         inputs = tf.convert_to_tensor(inputs)
+        self._check_inputs(inputs)
         if not self.built:
             self.build(inputs.shape)
-        self._check_shape(inputs.shape)
         residual = self._project_inputs(inputs)
         codes = []
         for level in range(n):
@@ -312,7 +305,7 @@ class ResidualVectorQuantizer(keras.layers.Layer):
         past the runtime n contribute zero, and the caller checks
         `1 <= n <= num_quantizers` (levels past `num_quantizers` are not
         read)."""
-        codes = tf.cast(tf.convert_to_tensor(codes), "int32")
+        codes = tf.cast(self._checked_codes(codes), "int32")
         rank = codes.shape.rank
         levels = codes.shape[-1] if rank else None
         if not rank or (
@@ -353,7 +346,7 @@ class ResidualVectorQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):
-        self._check_shape(inputs.shape)
+        self._check_inputs(inputs)
         z_e = inputs
         if self.check_finite:
             z_e = tf.debugging.assert_all_finite(

@@ -139,6 +139,8 @@ class FiniteScalarQuantizer(GridQuantizer):
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is
             not `embedding_dim`.
+        TypeError: for inputs that are not float (any float dtype), or
+            `lookup` codes that are not integers.
 
     Example:
 
@@ -239,7 +241,7 @@ class FiniteScalarQuantizer(GridQuantizer):
 
     def call(self, inputs, training=None):
         if training and self.data_init:
-            self._check_shape(inputs.shape)
+            self._check_inputs(inputs)
             self._initialize_from(tf.stop_gradient(tf.cast(inputs, "float32")))
         return super().call(inputs, training)
 

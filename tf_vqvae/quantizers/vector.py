@@ -40,6 +40,48 @@ def check_latent_shape(layer: keras.layers.Layer, shape) -> None:
         )
 
 
+def _shape_text(shape: tf.TensorShape) -> str:
+    return "unknown" if shape.rank is None else str(tuple(shape))
+
+
+class _QuantizerChecks:
+    """The input checks every quantizer kind shares (a mixin of the layers
+    with `name`, `embedding_dim` and `num_embeddings`).
+
+    Static: a dtype, and a shape as far as it is known when tracing, so
+    they cost nothing per step.
+    """
+
+    def _check_shape(self, shape) -> None:
+        check_latent_shape(self, shape)
+
+    def _check_inputs(self, inputs) -> None:
+        """Raises unless `inputs` are float `(batch, ..., embedding_dim)`:
+        integer inputs would be cast and quantized as if they were latents,
+        or give integer zeros."""
+        dtype = tf.as_dtype(inputs.dtype)
+        if not dtype.is_floating:
+            raise TypeError(
+                f"`inputs` of `{self.name}` must be a float tensor (batch, "
+                f"..., embedding_dim={self.embedding_dim}). Received: inputs "
+                f"of dtype {dtype.name} and shape {_shape_text(inputs.shape)}."
+            )
+        self._check_shape(inputs.shape)
+
+    def _checked_codes(self, codes) -> tf.Tensor:
+        """`codes` as a tensor, refused unless integer: a float code would
+        be truncated to another code without a word."""
+        codes = tf.convert_to_tensor(codes)
+        if not codes.dtype.is_integer:
+            k = self.num_embeddings
+            raise TypeError(
+                f"`codes` of `{self.name}` must be an integer tensor, values "
+                f"in [0, num_embeddings={k}). Received: codes of dtype "
+                f"{codes.dtype.name} and shape {_shape_text(codes.shape)}."
+            )
+        return codes
+
+
 def _check_non_negative_float(name: str, value) -> None:
     if not is_number(value) or value < 0:
         raise ValueError(
@@ -131,7 +173,7 @@ def _vq_loss(
     return loss(z_e, z_q)
 
 
-class _BaseVectorQuantizer(keras.layers.Layer):
+class _BaseVectorQuantizer(_QuantizerChecks, keras.layers.Layer):
     """Shared machinery of the two quantizers; not public."""
 
     # One code per position: codes are `(batch, *grid)`.
@@ -218,9 +260,6 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         )
 
     # ------------------------------------------------------------------ build
-    def _check_shape(self, shape) -> None:
-        check_latent_shape(self, shape)
-
     def build(self, input_shape):
         self._check_shape(input_shape)
         self.embeddings = self.add_weight(
@@ -274,6 +313,8 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         normalisation of both sides). Materialises the whole distance
         tensor; `encode` never does.
         """
+        inputs = tf.convert_to_tensor(inputs)
+        self._check_inputs(inputs)
         flat = self._search_inputs(inputs)
         d = codebook_ops.squared_distances(flat, self._codes())
         out_shape = tf.concat(
@@ -289,9 +330,9 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         exports trace this method as it is.
         """
         inputs = tf.convert_to_tensor(inputs)
+        self._check_inputs(inputs)
         if not self.built:
             self.build(inputs.shape)
-        self._check_shape(inputs.shape)
         codes = self._nearest(self._search_inputs(inputs))
         return tf.reshape(codes, _reshape_target(inputs.shape[:-1], inputs))
 
@@ -301,6 +342,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
         With `codebook_dim`, the code vectors projected out to
         `embedding_dim`. Returned in the layer's compute dtype.
         """
+        codes = self._checked_codes(codes)
         vectors = tf.gather(self._codes(), tf.cast(codes, "int32"))
         if self.project_out is not None:
             vectors = self.project_out(vectors)
@@ -314,7 +356,7 @@ class _BaseVectorQuantizer(keras.layers.Layer):
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=None):
-        self._check_shape(inputs.shape)
+        self._check_inputs(inputs)
         z_e = inputs
         if self.check_finite:
             z_e = tf.debugging.assert_all_finite(
@@ -628,6 +670,8 @@ _SHARED_DOC = """
     Raises:
         ValueError: for invalid arguments, or inputs whose last dimension is not
             `embedding_dim`.
+        TypeError: for inputs that are not float (any float dtype), or
+            `lookup` codes that are not integers.
 """
 
 
