@@ -137,8 +137,80 @@ def test_top_k_one_samples_the_most_likely_codes():
 
 def test_validate_args_rejects_out_of_range_codes():
     dist = PixelCNNPrior(**TINY).distribution(validate_args=True)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_embeddings"):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
         dist.log_prob(np.full((1, 3, 4), 5, "int32"))
+    assert error.value.message.startswith(
+        "`codes` must be in [0, num_embeddings=5)"
+    )
+
+
+def test_log_prob_and_prob_refuse_float_codes():
+    # TFP alone would truncate them to ints.
+    dist = PixelCNNPrior(**TINY).distribution()
+    message = (
+        "`codes` must be integer codes in [0, num_embeddings=5). "
+        "Received: codes.dtype=float32"
+    )
+    for compute in (dist.log_prob, dist.prob):
+        with pytest.raises(TypeError) as error:
+            compute(np.full((1, 3, 4), 1.5, "float32"))
+        assert str(error.value) == message
+
+
+def test_log_prob_codes_must_broadcast_against_the_labels():
+    dist = PixelCNNPrior(**TINY, num_classes=3).distribution(labels=[0, 1])
+    with pytest.raises(ValueError) as error:
+        dist.log_prob(_codes((3, 3, 4)))
+    assert str(error.value) == (
+        "`codes` must have shape (..., 3, 4) with leading axes that "
+        "broadcast against the distribution's batch_shape=(2,) (its "
+        "labels). Received: codes.shape=(3, 3, 4)"
+    )
+    assert dist.log_prob(_codes((4, 1, 3, 4))).shape == (4, 2)
+
+
+def test_labels_must_be_a_scalar_or_a_vector():
+    prior = PixelCNNPrior(**TINY, num_classes=3)
+    with pytest.raises(ValueError) as error:
+        prior.distribution(labels=[[0, 1]])
+    assert str(error.value) == (
+        "`labels` must be a scalar or of shape (batch,). "
+        "Received: labels.shape=(1, 2)"
+    )
+
+
+@pytest.mark.parametrize(
+    "sample_shape, error_type",
+    [
+        (-1, ValueError),
+        ([2, -1], ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+        ("2", TypeError),
+    ],
+)
+def test_invalid_sample_shapes(sample_shape, error_type):
+    dist = PixelCNNPrior(**TINY).distribution()
+    with pytest.raises(error_type) as error:
+        dist.sample(sample_shape, seed=0)
+    type_name = type(sample_shape).__name__
+    assert str(error.value) == (
+        "`sample_shape` must be a non-negative integer or a sequence of "
+        f"them. Received: sample_shape={sample_shape!r} (of type "
+        f"{type_name})."
+    )
+
+
+def test_valid_sample_shapes():
+    dist = PixelCNNPrior(**TINY).distribution()
+    for sample_shape, shape in [
+        ((), (3, 4)),
+        (0, (0, 3, 4)),
+        ([2, 1], (2, 1, 3, 4)),
+        (np.int64(2), (2, 3, 4)),
+        (tf.constant(1), (1, 3, 4)),
+    ]:
+        assert dist.sample(sample_shape, seed=0).shape == shape
 
 
 def test_wrong_noise_shape():

@@ -441,3 +441,36 @@ def test_wrong_noise_shape():
         "`noise` must have shape (n, 5, 6, 7) (n, H, W, num_embeddings). "
         "Received: noise.shape=(2, 5, 6)"
     )
+
+
+def test_noise_must_be_floating_point():
+    prior = PixelCNNPrior(**TINY)
+    with pytest.raises(TypeError) as error:
+        prior.sample_codes(np.zeros((2, 5, 6, 7), "int32"))
+    assert str(error.value) == (
+        "`noise` must be floating point uniform noise in [0, 1). "
+        "Received: noise.dtype=int32"
+    )
+
+
+@pytest.mark.parametrize("method", ["naive", "cached"])
+def test_sampling_loops_run_no_checks(method):
+    # The inputs are checked once, before the loop over positions: the
+    # naive sampler's calls of the network skip the checks of `call`.
+    prior = PixelCNNPrior(**TINY, num_classes=2)
+    sample = tf.function(
+        lambda noise, labels: prior.sample_codes(noise, labels, method=method)
+    )
+    graph = sample.get_concrete_function(
+        tf.TensorSpec([None, 5, 6, 7]), tf.TensorSpec([None], tf.int32)
+    ).graph.as_graph_def()
+    assert [node.op for node in graph.node].count("Assert") == 2  # labels
+    bodies = [f for f in graph.library.function if "body" in f.signature.name]
+    assert bodies
+    for body in bodies:
+        assert "Assert" not in [node.op for node in body.node_def]
+    noise = _noise(2, prior)
+    labels = tf.constant([0, 1])
+    np.testing.assert_array_equal(
+        sample(noise, labels), prior.sample_codes(noise, labels, method=method)
+    )

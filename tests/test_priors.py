@@ -1,7 +1,11 @@
 """Tests for `tf_vqvae.priors` and `options.PRIOR_KINDS`: the prior kind
-follows the code grid's rank, with the CLI's options of that kind."""
+follows the code grid's rank, with the CLI's options of that kind; and the
+input checks every kind shares (`tf_vqvae.autoregressive`)."""
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_vqvae import PixelCNNPrior, WaveNetPrior, options, priors
 from tf_vqvae.training.config import PriorConfig
@@ -73,4 +77,182 @@ def test_make_prior_refuses_another_kinds_options():
     assert str(error.value) == (
         "`grid_shape` must be (length,) for a WaveNetPrior. "
         "Received: grid_shape=(4, 4)"
+    )
+
+
+# ------------------------------------------------------------ input checks
+# Per kind: a tiny prior's grid, a grid of the wrong size and its options.
+KINDS = {
+    "pixelcnn": ((3, 4), (5, 5), dict(num_hiddens=4, num_layers=1)),
+    "wavenet": (
+        (6,),
+        (9,),
+        dict(residual_channels=4, skip_channels=4, num_layers=2),
+    ),
+}
+CODES_RANGE = "`codes` must be in [0, num_embeddings=5). Received: codes from"
+LABELS_RANGE = "`labels` must be in [0, num_classes=3). Received: labels from"
+
+
+def _prior(kind, num_classes=None):
+    grid, _, kwargs = KINDS[kind]
+    prior = priors.make_prior(5, grid, num_classes=num_classes, **kwargs)
+    prior.compile(optimizer=keras.optimizers.SGD(0.1))
+    return prior
+
+
+def _fit(prior, x):
+    return prior.fit(x, batch_size=4, epochs=1, verbose=0)
+
+
+def _off_grid(prior, shape, batch="batch"):
+    sizes = ", ".join(str(s) for s in prior.grid_shape)
+    return (
+        f"`{prior.name}` expects codes of shape ({batch}, {sizes}) "
+        f"(grid_shape). Received: codes.shape={shape}"
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fit_refuses_codes_off_the_grid(kind):
+    grid, wrong, _ = KINDS[kind]
+    prior = _prior(kind)
+    with pytest.raises(ValueError) as error:
+        _fit(prior, np.zeros((4, *wrong), "int32"))
+    assert str(error.value) == _off_grid(prior, (4, *wrong))
+    # After a fit on another shape Keras retraces the step with unknown
+    # sizes: the grid is then checked as the step runs.
+    prior = _prior(kind)
+    _fit(prior, np.zeros((4, *grid), "int32"))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        _fit(prior, np.zeros((4, *wrong), "int32"))
+    runtime_shape = " ".join(str(s) for s in (4, *wrong))
+    assert (
+        f"assertion failed: [{_off_grid(prior, '')}] [{runtime_shape}]"
+        in error.value.message
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fit_refuses_float_codes(kind):
+    grid = KINDS[kind][0]
+    with pytest.raises(TypeError) as error:
+        _fit(_prior(kind), np.zeros((4, *grid), "float32"))
+    # Keras adds its call context around errors from `call`.
+    assert (
+        "`codes` must be integer codes in [0, num_embeddings=5). "
+        "Received: codes.dtype=float32"
+    ) in str(error.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [5, -1])
+def test_fit_refuses_codes_out_of_range(kind, bad):
+    grid = KINDS[kind][0]
+    codes = np.zeros((4, *grid), "int64")
+    codes[1].flat[-1] = bad
+    low, high = min(bad, 0), max(bad, 0)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        _fit(_prior(kind), codes)
+    assert (
+        f"assertion failed: [{CODES_RANGE}] [{low}] [to] [{high}]"
+        in error.value.message
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_calls_and_log_prob_check_the_codes(kind):
+    grid, wrong, _ = KINDS[kind]
+    prior = _prior(kind)
+    dist = prior.distribution()
+    codes = np.zeros((2, *grid), "int32")
+    codes[0].flat[0] = 5
+    for compute in (prior, dist.log_prob):
+        with pytest.raises(ValueError) as error:
+            compute(codes)
+        assert f"{CODES_RANGE} 0 to 5." in str(error.value)
+    with pytest.raises(ValueError) as error:
+        dist.log_prob(np.zeros((1, *wrong), "int32"))
+    assert str(error.value) == _off_grid(prior, (1, *wrong), batch="...")
+    with pytest.raises(TypeError) as error:
+        dist.log_prob(np.zeros((1, *grid)))
+    assert str(error.value) == (
+        "`codes` must be integer codes in [0, num_embeddings=5). "
+        "Received: codes.dtype=float64"
+    )
+    # In a graph with unknown sizes, the same checks as it runs.
+    log_prob = tf.function(
+        dist.log_prob,
+        input_signature=[tf.TensorSpec([None] * (1 + len(grid)), tf.int32)],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        log_prob(np.zeros((1, *wrong), "int32"))
+    runtime_shape = " ".join(str(s) for s in (1, *wrong))
+    assert (
+        f"assertion failed: [{_off_grid(prior, '', batch='...')}] "
+        f"[{runtime_shape}]"
+    ) in error.value.message
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        log_prob(codes)
+    assert (
+        f"assertion failed: [{CODES_RANGE}] [0] [to] [5]"
+    ) in error.value.message
+    np.testing.assert_allclose(
+        log_prob(codes[1:]), dist.log_prob(codes[1:]), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_class_labels_are_checked(kind):
+    grid = KINDS[kind][0]
+    prior = _prior(kind, num_classes=3)
+    codes = np.zeros((2, *grid), "int32")
+    for labels, error_type, message in [
+        (np.array([0, 3]), ValueError, f"{LABELS_RANGE} 0 to 3."),
+        (np.array([-1, 0]), ValueError, f"{LABELS_RANGE} -1 to 0."),
+        (
+            np.zeros((2, 1), "int32"),
+            ValueError,
+            "`labels` must have shape (batch,), one class id per code grid "
+            "(batch=2). Received: labels.shape=(2, 1)",
+        ),
+        (
+            np.zeros(3, "int32"),
+            ValueError,
+            "`labels` must have shape (batch,), one class id per code grid "
+            "(batch=2). Received: labels.shape=(3,)",
+        ),
+        (
+            np.zeros(2, "float32"),
+            TypeError,
+            "`labels` must be integer class ids in [0, num_classes=3). "
+            "Received: labels.dtype=float32",
+        ),
+    ]:
+        with pytest.raises(error_type) as error:
+            prior({"codes": codes, "labels": labels})
+        assert message in str(error.value)
+        noise = tf.random.uniform((2, *grid, 5), seed=0)
+        with pytest.raises(error_type) as error:
+            prior.sample_codes(noise, labels)
+        assert str(error.value) == message
+    with pytest.raises(ValueError) as error:
+        prior.distribution(labels=[1, 3])
+    assert str(error.value) == f"{LABELS_RANGE} 1 to 3."
+    with pytest.raises(TypeError) as error:
+        prior.distribution(labels=0.5)
+    assert str(error.value) == (
+        "`labels` must be integer class ids in [0, num_classes=3). "
+        "Received: labels.dtype=float32"
+    )
+    # In `fit`, as the step runs.
+    inputs = {
+        "codes": np.zeros((4, *grid), "int32"),
+        "labels": np.array([0, 1, 2, 3]),
+    }
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        _fit(prior, inputs)
+    assert (
+        f"assertion failed: [{LABELS_RANGE}] [0] [to] [3]"
+        in error.value.message
     )

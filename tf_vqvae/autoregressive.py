@@ -6,7 +6,11 @@ walks the grid; everything the `tf_vqvae.contracts.CodePrior` contract
 sees is written once here, in `AutoregressivePrior`:
 
 - inputs: int codes `(batch, *grid_shape)`, or `{"codes": ..., "labels":
-  (batch,)}` for a class-conditional prior (`num_classes` set);
+  (batch,)}` for a class-conditional prior (`num_classes` set), checked
+  once where they enter (`call`, `sample_codes`, the distribution's
+  `log_prob`), never in a sampler's loop: dtype and known sizes at once,
+  sizes unknown while tracing and the values in `[0, num_embeddings)` and
+  `[0, num_classes)` at run time (`InvalidArgumentError` in `fit`);
 - training: `compile()` defaults to
   `SparseCategoricalCrossentropy(from_logits=True)` with the codes as their
   own targets, and `fit` shows `bits_per_code`;
@@ -19,13 +23,24 @@ sees is written once here, in `AutoregressivePrior`:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
 
 from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int
+
+try:
+    # Keras' symbolic build scope (not in its public API; the distributed
+    # training tests fail if a Keras release moves it).
+    from keras.src.backend import in_symbolic_scope
+except ImportError:  # pragma: no cover
+
+    def in_symbolic_scope() -> bool:
+        return False
 
 
 def gate(x: tf.Tensor) -> tf.Tensor:
@@ -43,6 +58,44 @@ def layer_conditions(embeddings, ids, num_layers: int, dtype) -> list:
         return [None] * num_layers
     ids = tf.cast(ids, "int32")
     return [tf.cast(embedding(ids), dtype) for embedding in embeddings]
+
+
+def _check_range(
+    values: tf.Tensor, bounds: tuple, message: str, hint: str, name: str
+) -> tf.Tensor:
+    """`values` after checking they lie in `bounds`: the VQ-VAE's range
+    check (`tf_vqvae.vqvae._check_range`), eagerly a `ValueError`, in a
+    graph (`fit`'s train step, a `tf.function`) an `InvalidArgumentError`
+    with the same text; one min and one max over `values`."""
+    # Imported here: tf_vqvae.vqvae imports this module (through wavenet).
+    from tf_vqvae.vqvae import _check_range as check_range
+
+    return check_range(values, bounds, message, hint, name)
+
+
+def _check_ids(
+    values: tf.Tensor, name: str, bound: str, size: int
+) -> tf.Tensor:
+    """`values` after checking they lie in `[0, size)`, `size` being the
+    argument `bound`: "`codes` must be in [0, num_embeddings=16). Received:
+    codes from -1 to 15." (`_check_range`)."""
+    return _check_range(
+        values,
+        (0, size - 1),
+        f"`{name}` must be in [0, {bound}={size}). Received: {name} from",
+        "",
+        f"check_{name}_range",
+    )
+
+
+def _assert_shape(tensor: tf.Tensor, condition, data: list, name: str):
+    """`tensor` after asserting `condition` at run time (the part of a shape
+    check that static shapes leave open, e.g. after Keras retraced `fit`'s
+    step with relaxed shapes)."""
+    # `summarize`: whole shapes in the message (the default shows 3 values).
+    check = tf.debugging.Assert(condition, data, summarize=8, name=name)
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
 
 
 def run_sampler(cache: dict, key: tuple, sample, *args) -> tf.Tensor:
@@ -78,8 +131,9 @@ class AutoregressivePrior(keras.Model):
     embedding of the labels per layer), sets `grid_axes` (the names of the
     grid axes in messages) and implements `build`, `call` (float32 logits
     `(batch, *grid_shape, num_embeddings)` that depend only on earlier
-    codes), `_sample_cached` and `get_config`. `_sample_naive` (the whole
-    network for every position, in raster order) is written here.
+    codes, of the inputs checked by `_checked_inputs`), `_sample_cached`
+    and `get_config`. `_sample_naive` (the whole network for every
+    position, in raster order) is written here.
 
     Args:
         num_embeddings: K, the number of codes.
@@ -108,6 +162,8 @@ class AutoregressivePrior(keras.Model):
         # Compiled samplers by (method, temperature, top_k), set past Keras'
         # attribute tracking: they are not state to save.
         object.__setattr__(self, "_compiled_samplers", {})
+        # False while the naive sampler traces its calls (`_own_codes`).
+        object.__setattr__(self, "_check_values", True)
 
     @classmethod
     def for_grid(
@@ -151,17 +207,170 @@ class AutoregressivePrior(keras.Model):
             )
         return tuple(input_shape)
 
-    def _check_codes_shape(self, shape) -> None:
-        shape = tuple(shape)
-        if len(shape) != 1 + len(self.grid_shape) or any(
+    def _codes_shape_text(self, any_batch: bool = False) -> str:
+        sizes = ", ".join(str(s) for s in self.grid_shape)
+        batch = "..." if any_batch else "batch"
+        return (
+            f"`{self.name}` expects codes of shape ({batch}, {sizes}) "
+            "(grid_shape). Received: codes.shape="
+        )
+
+    def _check_codes_shape(self, shape, any_batch: bool = False) -> None:
+        """Raises `ValueError` unless a static `shape` can be `(batch,
+        *grid_shape)` (`any_batch`: any leading axes, `(..., *grid_shape)`).
+        Unknown sizes pass: `_checked_codes` checks them at run time."""
+        shape = tf.TensorShape(shape)
+        if shape.rank is None:
+            return
+        dims = tuple(shape.as_list())
+        rank = len(self.grid_shape)
+        if (len(dims) < rank if any_batch else len(dims) != rank + 1) or any(
             s is not None and s != g
-            for s, g in zip(shape[1:], self.grid_shape, strict=True)
-        ):
-            sizes = ", ".join(str(s) for s in self.grid_shape)
-            raise ValueError(
-                f"`{self.name}` expects codes of shape (batch, {sizes}) "
-                f"(grid_shape). Received: codes.shape={shape}"
+            for s, g in zip(
+                dims[len(dims) - rank :], self.grid_shape, strict=True
             )
+        ):
+            raise ValueError(f"{self._codes_shape_text(any_batch)}{dims}")
+
+    def _checked_codes(
+        self, codes, any_batch: bool = False, check_values: bool = True
+    ) -> tf.Tensor:
+        """Integer `codes` `(batch, *grid_shape)` (`any_batch`: `(...,
+        *grid_shape)`) in `[0, num_embeddings)`, checked: the dtype and the
+        known sizes at once, the sizes unknown while tracing and (with
+        `check_values`) the values at run time (`_check_ids`).
+
+        Raises:
+            TypeError: for codes that are not integers.
+            ValueError: for a wrong shape, or eagerly for values out of
+                range (in a graph: `InvalidArgumentError`).
+        """
+        codes = tf.convert_to_tensor(codes)
+        if not codes.dtype.is_integer:
+            raise TypeError(
+                "`codes` must be integer codes in [0, num_embeddings="
+                f"{self.num_embeddings}). "
+                f"Received: codes.dtype={codes.dtype.name}"
+            )
+        self._check_codes_shape(codes.shape, any_batch)
+        rank = len(self.grid_shape)
+        if codes.shape.rank is None or None in codes.shape[-rank:].as_list():
+            shape = tf.shape(codes)
+            # Padded in front so that the slice exists at any rank.
+            grid = tf.concat([tf.fill([rank], -1), shape], 0)[-rank:]
+            rank_ok = (
+                tf.size(shape) >= rank
+                if any_batch
+                else tf.equal(tf.size(shape), rank + 1)
+            )
+            codes = _assert_shape(
+                codes,
+                tf.logical_and(
+                    rank_ok, tf.reduce_all(tf.equal(grid, self.grid_shape))
+                ),
+                [self._codes_shape_text(any_batch), shape],
+                "check_codes_shape",
+            )
+        if check_values:
+            codes = _check_ids(
+                codes, "codes", "num_embeddings", self.num_embeddings
+            )
+        return codes
+
+    def _checked_labels(
+        self,
+        labels,
+        like: tf.Tensor | None = None,
+        scalar_ok: bool = False,
+        check_values: bool = True,
+    ) -> tf.Tensor:
+        """Integer class `labels` in `[0, num_classes)`: `(batch,)`, the
+        batch of `like` (the codes or the noise), or with `scalar_ok` a
+        scalar or `(batch,)` of any batch; checked as `_checked_codes`
+        (`check_values`: the values, and a batch unknown while tracing, at
+        run time)."""
+        labels = tf.convert_to_tensor(labels)
+        if not labels.dtype.is_integer:
+            raise TypeError(
+                "`labels` must be integer class ids in [0, num_classes="
+                f"{self.num_classes}). "
+                f"Received: labels.dtype={labels.dtype.name}"
+            )
+        rank = labels.shape.rank
+        if scalar_ok:
+            if rank is not None and rank > 1:
+                raise ValueError(
+                    "`labels` must be a scalar or of shape (batch,). "
+                    f"Received: labels.shape={tuple(labels.shape)}"
+                )
+        elif rank is not None:
+            batch = None if like is None else like.shape[0]
+            if rank != 1 or (
+                batch is not None and labels.shape[0] not in (None, batch)
+            ):
+                of = "" if batch is None else f" (batch={batch})"
+                raise ValueError(
+                    "`labels` must have shape (batch,), one class id per "
+                    f"code grid{of}. "
+                    f"Received: labels.shape={tuple(labels.shape)}"
+                )
+            if (
+                check_values
+                and like is not None
+                and (batch is None or labels.shape[0] is None)
+            ):
+                labels = _assert_shape(
+                    labels,
+                    tf.reduce_all(
+                        tf.equal(tf.shape(labels), tf.shape(like)[:1])
+                    ),
+                    [
+                        "`labels` must have shape (batch,), one class id per "
+                        "code grid. Received: labels.shape=",
+                        tf.shape(labels),
+                        "batch=",
+                        tf.shape(like)[0],
+                    ],
+                    "check_labels_shape",
+                )
+        if check_values:
+            labels = _check_ids(
+                labels, "labels", "num_classes", self.num_classes
+            )
+        return labels
+
+    def _checked_inputs(self, inputs) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """`(codes, labels)` of `call`'s `inputs`, checked (`labels` is
+        `None` for an unconditional prior). The values are not checked in
+        the naive sampler's calls: its codes are its own draws, its labels
+        were checked by `sample_codes`."""
+        shapes = tf.nest.map_structure(
+            lambda x: tuple(tf.convert_to_tensor(x).shape), inputs
+        )
+        self._codes_shape(shapes)
+        codes, labels = self._split_inputs(inputs)
+        if in_symbolic_scope():
+            # Keras' symbolic build (`fit` under a tf.distribute strategy)
+            # calls the model for shapes only, on the replicas' mean of the
+            # first batch: int codes and labels arrive as floats.
+            codes = tf.cast(codes, "int32")
+            labels = None if labels is None else tf.cast(labels, "int32")
+        codes = self._checked_codes(codes, check_values=self._check_values)
+        if labels is not None:
+            labels = self._checked_labels(
+                labels, like=codes, check_values=self._check_values
+            )
+        return codes, labels
+
+    @contextlib.contextmanager
+    def _own_codes(self) -> Iterator[None]:
+        """Calls traced in this context skip `_checked_inputs`' value checks
+        (the naive sampler's, one per position)."""
+        object.__setattr__(self, "_check_values", False)
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_check_values", True)
 
     def _split_inputs(self, inputs):
         if isinstance(inputs, dict):
@@ -299,14 +508,26 @@ class AutoregressivePrior(keras.Model):
             int32 codes `(n, *grid_shape)`.
 
         Raises:
+            TypeError: for `noise` not floating point or `labels` not
+                integers.
             ValueError: for a bad option, `labels` given to an unconditional
-                prior (or missing for a conditional one), or a `noise` shape
-                other than `(n, *grid_shape, K)`.
+                prior (or missing for a conditional one), a `noise` shape
+                other than `(n, *grid_shape, K)`, `labels` not `(n,)`, or
+                eagerly for `labels` outside `[0, num_classes)` (in a
+                graph: `InvalidArgumentError`). The noise values are not
+                checked (a pass over them would cost some 4% of a sample):
+                `gumbel_argmax` clips them into (0, 1).
         """
         sampling.check_method(method)
         sampling.check_sampling_options(temperature, top_k, self.num_embeddings)
         sampling.check_labels(labels, self.num_classes)
-        noise = tf.convert_to_tensor(noise, "float32")
+        noise = tf.convert_to_tensor(noise)
+        if not noise.dtype.is_floating:
+            raise TypeError(
+                "`noise` must be floating point uniform noise in [0, 1). "
+                f"Received: noise.dtype={noise.dtype.name}"
+            )
+        noise = tf.cast(noise, "float32")
         expected = self.grid_shape + (self.num_embeddings,)
         if noise.shape.rank != len(expected) + 1 or (
             tuple(noise.shape[1:]) != expected
@@ -319,7 +540,7 @@ class AutoregressivePrior(keras.Model):
             )
         self._build_for_sampling()
         if labels is not None:
-            labels = tf.convert_to_tensor(labels, "int32")
+            labels = tf.cast(self._checked_labels(labels, like=noise), "int32")
         sample = (
             self._sample_cached if method == "cached" else self._sample_naive
         )
@@ -358,10 +579,11 @@ class AutoregressivePrior(keras.Model):
             return t + 1, tf.tensor_scatter_nd_update(codes, index, code)
 
         codes = tf.zeros(tf.concat([[n], self.grid_shape], 0), "int32")
-        _, codes = tf.while_loop(
-            lambda t, _: t < size,
-            body,
-            (tf.constant(0), codes),
-            parallel_iterations=1,
-        )
+        with self._own_codes():
+            _, codes = tf.while_loop(
+                lambda t, _: t < size,
+                body,
+                (tf.constant(0), codes),
+                parallel_iterations=1,
+            )
         return codes

@@ -14,6 +14,35 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tf_vqvae import sampling
+from tf_vqvae.arg_checks import describe
+
+
+def _check_sample_shape(sample_shape) -> None:
+    """Raises unless `sample_shape` is a non-negative int, a sequence of
+    them or an integer tensor of rank 0 or 1 (TFP would cast a float and
+    fail deep inside on a negative size)."""
+    problem = (
+        "`sample_shape` must be a non-negative integer or a sequence of "
+        f"them. {describe('sample_shape', sample_shape)}"
+    )
+    if isinstance(sample_shape, (list, tuple)) and not sample_shape:
+        return
+    if isinstance(sample_shape, bool) or (
+        isinstance(sample_shape, (list, tuple))
+        and any(isinstance(size, bool) for size in sample_shape)
+    ):
+        raise TypeError(problem)
+    try:
+        tensor = tf.convert_to_tensor(sample_shape)
+    except (TypeError, ValueError):
+        raise TypeError(problem) from None
+    if not tensor.dtype.is_integer:
+        raise TypeError(problem)
+    static = tf.get_static_value(tensor)
+    if tensor.shape.rank not in (0, 1) or (
+        static is not None and (static < 0).any()
+    ):
+        raise ValueError(problem)
 
 
 class CodePriorDistribution(tfp.distributions.Distribution):
@@ -42,7 +71,8 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         top_k: `None` or the number of most likely codes kept per position.
         method: `"cached"` (default) or `"naive"` sampler; same codes.
         validate_args: check that codes passed to `log_prob` are in
-            `[0, num_embeddings)`.
+            `[0, num_embeddings)` with TFP assertions (`InvalidArgumentError`
+            eagerly too); the prior's call checks them in any case.
         name: the distribution's name.
 
     Event shape `grid_shape` (`[H, W]`, `[length]`), dtype int32, batch
@@ -77,13 +107,10 @@ class CodePriorDistribution(tfp.distributions.Distribution):
             self._labels = (
                 None
                 if labels is None
-                else tf.convert_to_tensor(labels, "int32")
-            )
-            if self._labels is not None and self._labels.shape.rank > 1:
-                raise ValueError(
-                    "`labels` must be a scalar or of shape (batch,). "
-                    f"Received: labels.shape={tuple(self._labels.shape)}"
+                else tf.cast(
+                    prior._checked_labels(labels, scalar_ok=True), "int32"
                 )
+            )
             self._temperature = float(temperature)
             self._top_k = top_k
             self._method = method
@@ -135,6 +162,65 @@ class CodePriorDistribution(tfp.distributions.Distribution):
             return None
         return tf.tile(tf.reshape(self._labels, [-1]), [copies])
 
+    def sample(
+        self, sample_shape=(), seed=None, name: str = "sample", **kwargs
+    ) -> tf.Tensor:
+        """Codes `sample_shape + batch_shape + grid_shape`, int32.
+
+        `tfp.distributions.Distribution.sample`, with `sample_shape` checked
+        (a non-negative int or a sequence of them); `seed`, or the Gumbel-max
+        `noise=` `(*sample_shape, *batch, *grid_shape, K)` in [0, 1), as in
+        the class docstring.
+
+        Raises:
+            TypeError: for a `sample_shape` of floats, bools or strings.
+            ValueError: for a negative size or a wrong `noise` shape.
+        """
+        _check_sample_shape(sample_shape)
+        return super().sample(sample_shape, seed=seed, name=name, **kwargs)
+
+    def log_prob(self, value, name: str = "log_prob", **kwargs) -> tf.Tensor:
+        """`log p(codes)` in nats, float32 of the codes' leading shape.
+
+        `value`: int codes `(..., *grid_shape)` in `[0, num_embeddings)`
+        (their leading axes broadcast against `batch_shape`). TFP alone
+        would truncate float codes to ints: they raise here.
+
+        Raises:
+            TypeError: for codes that are not integers.
+            ValueError: for a wrong shape, or eagerly for codes outside `[0,
+                num_embeddings)` (in a graph: `InvalidArgumentError`; with
+                `validate_args`, `InvalidArgumentError` eagerly too).
+        """
+        return super().log_prob(self._checked_value(value), name, **kwargs)
+
+    def prob(self, value, name: str = "prob", **kwargs) -> tf.Tensor:
+        """`p(codes)`, `exp(log_prob(codes))`, checked as `log_prob`."""
+        return super().prob(self._checked_value(value), name, **kwargs)
+
+    def _checked_value(self, codes) -> tf.Tensor:
+        """int32 codes `(..., *grid_shape)` whose leading axes broadcast
+        against the batch shape; their values are checked by the prior's
+        call (and by `validate_args`)."""
+        codes = self._prior._checked_codes(
+            codes, any_batch=True, check_values=False
+        )
+        rank = len(self._prior.grid_shape)
+        if codes.shape.rank is not None:
+            try:
+                tf.broadcast_static_shape(
+                    codes.shape[: codes.shape.rank - rank], self.batch_shape
+                )
+            except ValueError:
+                sizes = ", ".join(str(s) for s in self._prior.grid_shape)
+                raise ValueError(
+                    f"`codes` must have shape (..., {sizes}) with leading "
+                    "axes that broadcast against the distribution's "
+                    f"batch_shape={tuple(self.batch_shape)} (its labels). "
+                    f"Received: codes.shape={tuple(codes.shape)}"
+                ) from None
+        return tf.cast(codes, tf.int32)
+
     def _sample_n(self, n, seed=None, noise=None):
         grid = list(self._prior.grid_shape)
         k = self._prior.num_embeddings
@@ -171,15 +257,11 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         rank = len(grid)
         codes = tf.convert_to_tensor(codes, tf.int32)
         if self.validate_args:
+            k = self._prior.num_embeddings
+            message = f"`codes` must be in [0, num_embeddings={k})"
             checks = [
-                tf.debugging.assert_non_negative(
-                    codes, message="codes must be >= 0"
-                ),
-                tf.debugging.assert_less(
-                    codes,
-                    self._prior.num_embeddings,
-                    message="codes must be < num_embeddings",
-                ),
+                tf.debugging.assert_non_negative(codes, message=message),
+                tf.debugging.assert_less(codes, k, message=message),
             ]
             with tf.control_dependencies(checks):
                 codes = tf.identity(codes)

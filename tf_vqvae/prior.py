@@ -374,7 +374,12 @@ class PixelCNNPrior(AutoregressivePrior):
         Logits `(batch, H, W, K)`, float32.
 
     Raises:
-        ValueError: for invalid arguments or input shapes.
+        TypeError: for codes or labels that are not integers.
+        ValueError: for invalid arguments, codes not on the (H, W) grid,
+            labels not `(batch,)`, or (eagerly) codes outside `[0, K)` or
+            labels outside `[0, num_classes)`. In a graph (`fit`'s train
+            step, a `tf.function`) what the static shapes leave open, and
+            the values, raise `InvalidArgumentError` with the same text.
 
     Example:
 
@@ -486,8 +491,7 @@ class PixelCNNPrior(AutoregressivePrior):
         return tf.cast(self.head_logits(tf.nn.relu(x)), "float32")
 
     def call(self, inputs, training=None):
-        codes, labels = self._split_inputs(inputs)
-        self._check_codes_shape(codes.shape)
+        codes, labels = self._checked_inputs(inputs)
         conditions = self._conditions(labels)
         x = self._embed(codes)
         v, h = x, x

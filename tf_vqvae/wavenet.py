@@ -611,7 +611,12 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         Logits `(batch, length, K)`, float32.
 
     Raises:
-        ValueError: for invalid arguments or input shapes.
+        TypeError: for codes or labels that are not integers.
+        ValueError: for invalid arguments, codes not on the (length,) grid,
+            labels not `(batch,)`, or (eagerly) codes outside `[0, K)` or
+            labels outside `[0, num_classes)`. In a graph (`fit`'s train
+            step, a `tf.function`) what the static shapes leave open, and
+            the values, raise `InvalidArgumentError` with the same text.
 
     Example:
 
@@ -709,8 +714,7 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         )
 
     def call(self, inputs, training=None):
-        codes, labels = self._split_inputs(inputs)
-        self._check_codes_shape(codes.shape)
+        codes, labels = self._checked_inputs(inputs)
         conditions = self._conditions(labels)
         embedded = self._embed(codes)
         x = tf.pad(embedded[:, :-1], [[0, 0], [1, 0], [0, 0]])
