@@ -29,6 +29,7 @@ from tf_vqvae.training.config import (
     load_config,
     save_config,
 )
+from tf_vqvae.training.interrupts import is_interrupt
 from tf_vqvae.visualize import to_uint8
 
 TINY = [
@@ -1485,16 +1486,63 @@ def test_unexpected_error_is_one_line_unless_debug(broken_verify, capsys):
     assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
 
 
-def test_ctrl_c_outside_training_exits_130(monkeypatch, capsys):
+# What pybind11 raises when SIGINT lands while TensorFlow's C++ code
+# translates one of the errors it raises and catches itself (seen on a real
+# Ctrl-C during `vqvae evaluate`'s tracing).
+PYBIND_INTERRUPT = RuntimeError(
+    "pybind11::error_already_set: MISMATCH of original and normalized active "
+    "exception types: ORIGINAL InvalidArgumentError REPLACED BY "
+    "KeyboardInterrupt: <EMPTY MESSAGE>"
+)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), PYBIND_INTERRUPT])
+def test_ctrl_c_outside_training_exits_130(monkeypatch, capsys, interrupt):
     def interrupted(path):
-        raise KeyboardInterrupt
+        raise interrupt
 
     monkeypatch.setattr(commands, "verify", interrupted)
     monkeypatch.delenv("VQVAE_DEBUG", raising=False)
     assert cli.main(["verify", "x"]) == cli.EXIT_INTERRUPTED == 130
     assert capsys.readouterr().err == "vqvae verify: interrupted\n"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(interrupt)):
         cli.main(["verify", "--debug", "x"])
+    assert is_interrupt(interrupt)
+    assert not is_interrupt(RuntimeError("unexpected"))
+
+
+def test_ctrl_c_a_library_swallowed_still_exits_130(monkeypatch, capsys):
+    """A real SIGINT whose KeyboardInterrupt library code catches (Keras'
+    deserialization catches every Exception; TensorFlow's error handling
+    may turn it into pybind11's RuntimeError), the command failing later
+    for it: reported as the interruption, not as that failure."""
+    import signal
+    import time
+
+    def swallowing(path):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise AttributeError("'PixelCNNPrior' object has no attribute 'x'")
+
+    monkeypatch.setattr(commands, "verify", swallowing)
+    monkeypatch.delenv("VQVAE_DEBUG", raising=False)
+    before = signal.getsignal(signal.SIGINT)
+    if before is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+    assert cli.main(["verify", "x"]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "vqvae verify: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is before
+
+    # Without a Ctrl-C the same failure is the command's error.
+    def broken(path):
+        raise AttributeError("broken")
+
+    monkeypatch.setattr(commands, "verify", broken)
+    assert cli.main(["verify", "x"]) == cli.EXIT_FAILED
+    assert "AttributeError: broken" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -361,6 +361,33 @@ def test_ctrl_c_in_process_checkpoints_and_exits_130(tmp_path, capsys):
     assert f"resuming {model_dir} at step {step} of {4 * epochs}" in out
 
 
+def test_ctrl_c_seen_as_pybind11_error_says_how_to_resume(
+    tmp_path, capsys, monkeypatch
+):
+    """SIGINT landing while TensorFlow's C++ code translates an error it
+    raises and catches itself (tracing does, for every missing op
+    attribute) reaches Python as pybind11's RuntimeError: still Ctrl-C."""
+    from tf_vqvae.training import runs
+
+    def fit(self, *args, **kwargs):
+        raise RuntimeError(
+            "pybind11::error_already_set: MISMATCH of original and "
+            "normalized active exception types: ORIGINAL InvalidArgumentError "
+            "REPLACED BY KeyboardInterrupt: <EMPTY MESSAGE>"
+        )
+
+    monkeypatch.setattr(runs.Run, "fit", fit)
+    model_dir = tmp_path / "run"
+    argv = ["train", "--model-dir", str(model_dir), *TINY_MODEL_FLAGS]
+    assert cli.main(argv) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == (
+        f"vqvae train: interrupted; {model_dir}/checkpoints/ckpt-0 is kept "
+        "as the newest checkpoint; resume with: vqvae train --model-dir "
+        f"{model_dir}\n"
+    )
+    assert not (model_dir / "LOCK").exists()
+
+
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, capsys):
     model_dir = tmp_path / "run"

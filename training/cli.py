@@ -57,6 +57,7 @@ from tf_vqvae.training.config import (
     load_config,
     saved_config_path,
 )
+from tf_vqvae.training.interrupts import is_interrupt, noting_interrupts
 from tf_vqvae.training.layout import (
     AUDIO_SAMPLES_FILE,
     CALIBRATION_FILE,
@@ -879,32 +880,40 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     prefix = f"vqvae {args.command}"
-    try:
-        commands = _commands()
+    with noting_interrupts() as interrupts:
         try:
-            return _RUNNERS[args.command](args)
-        except commands.USAGE_ERRORS as error:
-            print(f"{prefix}: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        except commands.FAILURES as error:
-            print(f"{prefix}: error: {error}", file=sys.stderr)
+            commands = _commands()
+            try:
+                return _RUNNERS[args.command](args)
+            except commands.USAGE_ERRORS as error:
+                if interrupts:
+                    raise KeyboardInterrupt from error
+                print(f"{prefix}: error: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            except commands.FAILURES as error:
+                if interrupts:
+                    raise KeyboardInterrupt from error
+                print(f"{prefix}: error: {error}", file=sys.stderr)
+                return EXIT_FAILED
+        except KeyboardInterrupt as error:
+            if debug:
+                raise
+            # Training's interruption says where it stopped and how to
+            # resume; a Ctrl-C anywhere else only that it happened.
+            print(f"{prefix}: {str(error) or 'interrupted'}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Exception as error:
+            if debug:
+                raise
+            if interrupts or is_interrupt(error):
+                print(f"{prefix}: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            print(
+                f"{prefix}: error: {_one_line(error)} (run with --debug for "
+                "the traceback)",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
-    except KeyboardInterrupt as error:
-        if debug:
-            raise
-        # Training's interruption says where it stopped and how to resume;
-        # a Ctrl-C anywhere else only that it happened.
-        print(f"{prefix}: {str(error) or 'interrupted'}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as error:
-        if debug:
-            raise
-        print(
-            f"{prefix}: error: {_one_line(error)} (run with --debug for the "
-            "traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
 
 
 def _one_line(error: BaseException) -> str:

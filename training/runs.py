@@ -66,6 +66,7 @@ from tf_vqvae.training.checkpointing import (
     read_saved_config,
 )
 from tf_vqvae.training.config import ConfigError, load_config, save_config
+from tf_vqvae.training.interrupts import is_interrupt
 from tf_vqvae.training.layout import (
     CONFIG_FILE,
     LOGS_DIR,
@@ -327,7 +328,7 @@ class Run:
             if latest
             else "no checkpoint was written"
         )
-        if kind is KeyboardInterrupt:
+        if is_interrupt(error) and not isinstance(error, TrainingInterrupted):
             raise TrainingInterrupted(
                 f"interrupted; {kept}; resume with: {self.resume_command}"
             ) from None
