@@ -85,6 +85,12 @@ def test_saved_models_load_in_either_import_order(tmp_path):
         "import tf_vqvae, keras": "keras.saving.load_model",
         "import tf_vqvae, tensorflow as tf": "tf.keras.models.load_model",
         "import keras, tf_vqvae": "keras.saving.load_model",
+        # A submodule first: it imports TensorFlow while half imported.
+        "from tf_vqvae import data; import keras": "keras.saving.load_model",
+        "from tf_vqvae import precision; import keras": (
+            "keras.saving.load_model"
+        ),
+        "import tf_vqvae.vqvae, keras": "keras.saving.load_model",
     }
     for imports, load in loads.items():
         code = f"{imports}; print(type({load}({path!r})).__name__)"

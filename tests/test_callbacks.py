@@ -267,6 +267,12 @@ def test_prior_sample_fn_draws_the_given_classes_in_turn():
     tb.prior_sample_fn(FakePrior(), labels=[4, 2])(5, 0)
     np.testing.assert_array_equal(drawn[0], [0, 1, 2, 3, 4, 0, 1])
     np.testing.assert_array_equal(drawn[1], [4, 2, 4, 2, 4])
+
+    class Unconditional:
+        num_classes = None
+
+    with pytest.raises(ValueError, match="only for a model with `num_class"):
+        tb.prior_sample_fn(Unconditional(), labels=[0])
     for labels in ([], [5], [-1], [1.5], [[1]]):
         with pytest.raises(ValueError, match=r"`labels` must be .*num_classes"):
             tb.prior_sample_fn(FakePrior(), labels=labels)
@@ -281,6 +287,21 @@ def test_prior_samples_rejects_speakers_the_decoder_lacks(tmp_path):
 
     with pytest.raises(ValueError, match=r"`speakers` .*num_speakers=3\)"):
         tb.PriorSamples(str(tmp_path), len, Decoder(), speakers=[0, 3])
+    # A bound `decode` is its model's: same speakers.
+    bound = tb.PriorSamples(str(tmp_path), len, Decoder().decode)
+    assert bound.num_speakers == 3
+    np.testing.assert_array_equal(bound.speakers, [0, 1, 2])
+
+    class Plain:
+        def decode(self, codes):
+            return codes
+
+    with pytest.raises(ValueError) as error:
+        tb.PriorSamples(str(tmp_path), len, Plain(), speakers=[0])
+    assert str(error.value) == (
+        "`speakers` are only for a model with `num_speakers` set, and it "
+        "has none. Received: speakers=[0]"
+    )
 
 
 def test_image_grid_layout_and_png(tmp_path):

@@ -256,3 +256,46 @@ def test_class_labels_are_checked(kind):
         f"assertion failed: [{LABELS_RANGE}] [0] [to] [3]"
         in error.value.message
     )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_labels_of_another_rank_after_a_retrace(kind):
+    """Keras retraces `fit` on labels of another rank with an unknown rank:
+    checked as the step runs (it failed inside the network before)."""
+    grid = KINDS[kind][0]
+    prior = _prior(kind, num_classes=3)
+    codes = np.zeros((4, *grid), "int32")
+    labels = np.array([0, 1, 2, 0], "int32")
+    _fit(prior, {"codes": codes, "labels": labels})
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        _fit(prior, {"codes": codes, "labels": labels[:, None]})
+    assert (
+        "assertion failed: [`labels` must have shape (batch,), one class id "
+        "per code grid. Received: labels.shape=] [4 1] [batch=] [4]"
+    ) in error.value.message
+
+
+def test_a_conditional_prior_fits_under_mirrored_strategy():
+    """Keras builds a model under a strategy from the replicas' mean of the
+    first batch (int codes arrive as floats): the dtype check lets that
+    symbolic call through, and training matches one device."""
+    from tests.conftest import mirrored_strategy
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 5, (8, 3, 4)).astype("int32")
+    labels = rng.integers(0, 3, 8).astype("int32")
+    data = tf.data.Dataset.from_tensor_slices(
+        ({"codes": codes, "labels": labels},)
+    ).batch(4)
+    losses = []
+    for strategy in (tf.distribute.get_strategy(), mirrored_strategy()):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            prior = priors.make_prior(
+                5, (3, 4), num_classes=3, num_hiddens=4, num_layers=1
+            )
+            prior.compile(optimizer=keras.optimizers.SGD(0.1))
+        history = prior.fit(data, epochs=2, verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)

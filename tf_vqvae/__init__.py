@@ -11,6 +11,8 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import threading
+import warnings
 
 from tf_vqvae.version import __version__
 
@@ -68,38 +70,64 @@ def _initializing(name: str) -> bool:
 
 
 class _RegisterOnImport(importlib.abc.MetaPathFinder):
-    """Runs `_register` once TensorFlow and Keras are imported (each
-    imports the other while it initialises: whichever finishes last).
-    Keras finds a saved file's classes only among those registered (it
-    imports no module a file names outside its own packages), so `import
-    tf_vqvae` first must not leave `keras.saving.load_model` unable to
-    load."""
-
-    watched = ("tensorflow", "keras")
+    """Runs `_register` as soon as TensorFlow and Keras are imported and no
+    module of this package is half imported (TensorFlow and Keras import
+    each other, and a submodule imported first, e.g. `from tf_vqvae import
+    data`, imports TensorFlow before it is complete: registering then would
+    import it again, half made). Keras finds a saved file's classes only
+    among those registered (it imports no module a file names outside its
+    own packages), so `import tf_vqvae` first must not leave
+    `keras.saving.load_model` unable to load."""
 
     def __init__(self):
-        self._finding = False
+        # Per thread: set while asking the other finders (no recursion).
+        self._local = threading.local()
+
+    @staticmethod
+    def _watched(name: str) -> bool:
+        return name in ("tensorflow", "keras") or name.startswith("tf_vqvae.")
 
     def find_spec(self, name, path=None, target=None):
-        if name not in self.watched or self._finding:
+        if getattr(self._local, "finding", False) or not self._watched(name):
             return None
         # The spec the other finders give, its loader wrapped (a spec may
         # be asked for without an import: the finder stays until one ran).
-        self._finding = True
+        self._local.finding = True
         try:
             spec = importlib.util.find_spec(name)
         finally:
-            self._finding = False
+            self._local.finding = False
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module) -> None:
             exec_module(module)
-            others = [n for n in self.watched if n != name]
-            if self in sys.meta_path and not any(map(_initializing, others)):
+            # `name` itself still counts as importing until this returns.
+            busy = [
+                other
+                for other in list(sys.modules)
+                if other != name and self._watched(other)
+            ]
+            if (
+                self in sys.meta_path
+                and "tensorflow" in sys.modules
+                and "keras" in sys.modules
+                and not any(map(_initializing, busy))
+            ):
                 sys.meta_path.remove(self)
-                _register()
+                try:
+                    _register()
+                except Exception as error:  # noqa: BLE001
+                    # The user's import of TensorFlow or Keras must not fail
+                    # for this: the names still load (and register) on use.
+                    warnings.warn(
+                        "tf_vqvae could not register its Keras classes on "
+                        f"import ({type(error).__name__}: {error}); use a "
+                        "name (e.g. `from tf_vqvae import VQVAE`) before "
+                        "`keras.saving.load_model`.",
+                        stacklevel=2,
+                    )
 
         spec.loader.exec_module = exec_then_register
         return spec

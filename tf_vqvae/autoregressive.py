@@ -34,13 +34,15 @@ from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int
 
 try:
-    # Keras' symbolic build scope (not in its public API; the distributed
-    # training tests fail if a Keras release moves it).
+    # Keras' symbolic build scope (not in its public API).
     from keras.src.backend import in_symbolic_scope
 except ImportError:  # pragma: no cover
 
     def in_symbolic_scope() -> bool:
-        return False
+        # A Keras that moved it: every trace counts as symbolic, so that
+        # `fit` under a strategy still builds (float codes are then refused
+        # only eagerly, as before the dtype check existed).
+        return not tf.executing_eagerly()
 
 
 def gate(x: tf.Tensor) -> tf.Tensor:
@@ -96,6 +98,13 @@ def _assert_shape(tensor: tf.Tensor, condition, data: list, name: str):
     check = tf.debugging.Assert(condition, data, summarize=8, name=name)
     with tf.control_dependencies([check]):
         return tf.identity(tensor)
+
+
+def _shape_tuple(shape):
+    """`shape` as a tuple; a `TensorShape` of unknown rank (Keras retraced
+    `fit` on inputs of another rank) as it is, for the run-time checks."""
+    shape = tf.TensorShape(shape)
+    return shape if shape.rank is None else tuple(shape.as_list())
 
 
 def run_sampler(cache: dict, key: tuple, sample, *args) -> tf.Tensor:
@@ -197,15 +206,15 @@ class AutoregressivePrior(keras.Model):
                     "set, with keys 'codes' and 'labels'. "
                     f"Received: inputs.shape={input_shape}"
                 )
-            return tuple(input_shape["codes"])
+            return _shape_tuple(input_shape["codes"])
         if self.num_classes is not None:
             raise ValueError(
                 f"`{self.name}` (num_classes={self.num_classes}) expects a "
                 f"dict input {{'codes': (batch, {self._grid_text()}), "
                 "'labels': (batch,)}. "
-                f"Received: inputs.shape={tuple(input_shape)}"
+                f"Received: inputs.shape={_shape_tuple(input_shape)}"
             )
-        return tuple(input_shape)
+        return _shape_tuple(input_shape)
 
     def _codes_shape_text(self, any_batch: bool = False) -> str:
         sizes = ", ".join(str(s) for s in self.grid_shape)
@@ -303,10 +312,11 @@ class AutoregressivePrior(keras.Model):
                     "`labels` must be a scalar or of shape (batch,). "
                     f"Received: labels.shape={tuple(labels.shape)}"
                 )
-        elif rank is not None:
+        else:
             batch = None if like is None else like.shape[0]
-            if rank != 1 or (
-                batch is not None and labels.shape[0] not in (None, batch)
+            if rank is not None and (
+                rank != 1
+                or (batch is not None and labels.shape[0] not in (None, batch))
             ):
                 of = "" if batch is None else f" (batch={batch})"
                 raise ValueError(
@@ -317,22 +327,25 @@ class AutoregressivePrior(keras.Model):
             if (
                 check_values
                 and like is not None
-                and (batch is None or labels.shape[0] is None)
+                and (rank is None or batch is None or labels.shape[0] is None)
             ):
+                shape = tf.shape(labels)
                 labels = _assert_shape(
                     labels,
-                    tf.reduce_all(
-                        tf.equal(tf.shape(labels), tf.shape(like)[:1])
+                    tf.logical_and(
+                        tf.equal(tf.size(shape), 1),
+                        tf.reduce_all(tf.equal(shape[:1], tf.shape(like)[:1])),
                     ),
                     [
                         "`labels` must have shape (batch,), one class id per "
                         "code grid. Received: labels.shape=",
-                        tf.shape(labels),
+                        shape,
                         "batch=",
                         tf.shape(like)[0],
                     ],
                     "check_labels_shape",
                 )
+                labels.set_shape([None])
         if check_values:
             labels = _check_ids(
                 labels, "labels", "num_classes", self.num_classes
@@ -345,7 +358,7 @@ class AutoregressivePrior(keras.Model):
         the naive sampler's calls: its codes are its own draws, its labels
         were checked by `sample_codes`."""
         shapes = tf.nest.map_structure(
-            lambda x: tuple(tf.convert_to_tensor(x).shape), inputs
+            lambda x: tf.convert_to_tensor(x).shape, inputs
         )
         self._codes_shape(shapes)
         codes, labels = self._split_inputs(inputs)

@@ -509,8 +509,14 @@ def prior_sample_fn(prior, labels=None, **sample_kwargs) -> Callable:
 
 def _ids_in_turn(ids, count: int | None, name: str, count_name: str):
     """int32 `ids` (every id below `count` by default) checked to be
-    non-empty and below `count`; `None` when `count` is `None`."""
+    non-empty and below `count`; `None` when `count` is `None` (then `ids`
+    must be `None`: nothing takes them)."""
     if count is None:
+        if ids is not None:
+            raise ValueError(
+                f"`{name}` are only for a model with `{count_name}` set, and "
+                f"it has none. Received: {name}={ids!r}"
+            )
         return None
     if ids is None:
         return np.arange(count, dtype="int32")
@@ -577,14 +583,15 @@ class PriorSamples(_SummaryCallback):
                 f"Received: sample_fn={sample_fn!r} "
                 f"(of type {type(sample_fn).__name__})."
             )
-        self.modality = getattr(decode_fn, "modality", "image")
-        self.num_speakers = getattr(decode_fn, "num_speakers", None)
+        # The model whose `decode` is called, when known (`decode_fn` the
+        # model or its bound `decode`): its modality, its speakers, and a
+        # generative decoder takes per-sample seeds.
+        self._code_model = getattr(decode_fn, "__self__", decode_fn)
+        self.modality = getattr(self._code_model, "modality", "image")
+        self.num_speakers = getattr(self._code_model, "num_speakers", None)
         self.speakers = _ids_in_turn(
             speakers, self.num_speakers or None, "speakers", "num_speakers"
         )
-        # The model whose `decode` is called, when known: a generative
-        # decoder takes per-sample seeds.
-        self._code_model = getattr(decode_fn, "__self__", decode_fn)
         if hasattr(decode_fn, "decode"):
             decode_fn = decode_fn.decode
         if not callable(decode_fn):

@@ -692,15 +692,17 @@ def train_prior(
             artifacts.write_class_names(
                 class_names, train_config.dataset, run.write_dir
             )
-        speakers = _sample_speakers(model_dir, vqvae, class_names)
+        ids = _sample_speakers(model_dir, vqvae, class_names)
         callbacks = [
             keras.callbacks.TensorBoard(run.logs_dir, write_graph=False),
             PriorSamples(
                 run.logs_dir,
-                prior_sample_fn(prior, labels=speakers),
+                prior_sample_fn(
+                    prior, labels=None if class_names is None else ids
+                ),
                 vqvae,
                 seed=config.seed,
-                speakers=speakers,
+                speakers=ids if vqvae.num_speakers else None,
             ),
         ]
         step, history = run.fit(codes, callbacks, verbose)
