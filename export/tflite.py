@@ -61,7 +61,7 @@ import tensorflow as tf
 from tf_vqvae import options, precision
 from tf_vqvae.arg_checks import describe
 from tf_vqvae.export import checks, common
-from tf_vqvae.vqvae import _as_tensor, _check_range
+from tf_vqvae.tensor_checks import as_tensor, check_range
 
 QUANTIZATIONS = tuple(options.TFLITE_QUANTIZATIONS)
 # Ops that would need the Flex delegate or mean state left in the graph.
@@ -323,7 +323,7 @@ def _checked_calibration_inputs(
         )
         bounds = (0.0, 1.0)
         hint = " (divide 8-bit images by 255, or pass them as uint8)"
-    tensor = _as_tensor(images, name)
+    tensor = as_tensor(images, name)
     shape = tuple(tensor.shape)
     dtype_ok = tensor.dtype.is_floating or (
         not audio and tensor.dtype == tf.uint8
@@ -331,7 +331,7 @@ def _checked_calibration_inputs(
     if not (dtype_ok and shape and shape[0] > 0 and shape[1:] in wanted):
         raise ValueError(f"{expected}. {_received(name, tensor)}")
     if tensor.dtype.is_floating:
-        _check_range(
+        check_range(
             tensor, bounds, f"{expected}. Received: values from", hint, name
         )
     return tensor
@@ -355,7 +355,7 @@ def _checked_calibration_codes(
         f"(num_embeddings={k}) of shape (n, {dims}){levels}, as the encoder "
         f"gives for the export's image_size={tuple(shapes.image_size)}"
     )
-    tensor = _as_tensor(codes, name)
+    tensor = as_tensor(codes, name)
     shape = tuple(tensor.shape)
     shape_ok = (
         len(shape) == len(grid) + 1
@@ -371,7 +371,7 @@ def _checked_calibration_codes(
     )
     if not (tensor.dtype.is_integer and shape_ok):
         raise ValueError(f"{expected}. {_received(name, tensor)}")
-    _check_range(
+    check_range(
         tensor, (0, k - 1), f"{expected}. Received: values from", "", name
     )
     return np.asarray(tensor, np.int32)

@@ -144,9 +144,8 @@ def test_every_kind_fits_decodes_and_round_trips(quantizer, images, tmp_path):
             codes, [[0] * codes.shape.rank], [bad]
         )
         message = (
-            "`codes` must be integers in [0, 16) (num_embeddings=16). "
-            f"Received: values from {int(tf.reduce_min(wrong))} to "
-            f"{int(tf.reduce_max(wrong))}."
+            "`codes` must be in [0, num_embeddings=16). Received: codes "
+            f"from {int(tf.reduce_min(wrong))} to {int(tf.reduce_max(wrong))}."
         )
         with pytest.raises(ValueError) as error:
             model.decode(wrong)
@@ -356,9 +355,9 @@ def test_bad_inputs_have_clear_messages(images):
         (
             lambda: model.decode([[[1, 2]], [[3]]]),
             TypeError,
-            "`codes` must be a tensor or an array of numbers. Received: a "
-            "value of type list (Can't convert non-rectangular Python "
-            "sequence to Tensor.)",
+            "`codes` must be a tensor or an array of numbers. Received: "
+            "codes=[[[1, 2]], [[3]]] (of type list): Can't convert "
+            "non-rectangular Python sequence to Tensor.",
         ),
         (
             lambda: VQVAE(check_finite="no"),

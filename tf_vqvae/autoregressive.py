@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int
+from tf_vqvae.tensor_checks import assert_at_run_time, check_ids
 
 try:
     # Keras' symbolic build scope (not in its public API).
@@ -60,44 +61,6 @@ def layer_conditions(embeddings, ids, num_layers: int, dtype) -> list:
         return [None] * num_layers
     ids = tf.cast(ids, "int32")
     return [tf.cast(embedding(ids), dtype) for embedding in embeddings]
-
-
-def _check_range(
-    values: tf.Tensor, bounds: tuple, message: str, hint: str, name: str
-) -> tf.Tensor:
-    """`values` after checking they lie in `bounds`: the VQ-VAE's range
-    check (`tf_vqvae.vqvae._check_range`), eagerly a `ValueError`, in a
-    graph (`fit`'s train step, a `tf.function`) an `InvalidArgumentError`
-    with the same text; one min and one max over `values`."""
-    # Imported here: tf_vqvae.vqvae imports this module (through wavenet).
-    from tf_vqvae.vqvae import _check_range as check_range
-
-    return check_range(values, bounds, message, hint, name)
-
-
-def _check_ids(
-    values: tf.Tensor, name: str, bound: str, size: int
-) -> tf.Tensor:
-    """`values` after checking they lie in `[0, size)`, `size` being the
-    argument `bound`: "`codes` must be in [0, num_embeddings=16). Received:
-    codes from -1 to 15." (`_check_range`)."""
-    return _check_range(
-        values,
-        (0, size - 1),
-        f"`{name}` must be in [0, {bound}={size}). Received: {name} from",
-        "",
-        f"check_{name}_range",
-    )
-
-
-def _assert_shape(tensor: tf.Tensor, condition, data: list, name: str):
-    """`tensor` after asserting `condition` at run time (the part of a shape
-    check that static shapes leave open, e.g. after Keras retraced `fit`'s
-    step with relaxed shapes)."""
-    # `summarize`: whole shapes in the message (the default shows 3 values).
-    check = tf.debugging.Assert(condition, data, summarize=8, name=name)
-    with tf.control_dependencies([check]):
-        return tf.identity(tensor)
 
 
 def _shape_tuple(shape):
@@ -247,7 +210,7 @@ class AutoregressivePrior(keras.Model):
         """Integer `codes` `(batch, *grid_shape)` (`any_batch`: `(...,
         *grid_shape)`) in `[0, num_embeddings)`, checked: the dtype and the
         known sizes at once, the sizes unknown while tracing and (with
-        `check_values`) the values at run time (`_check_ids`).
+        `check_values`) the values at run time (`check_ids`).
 
         Raises:
             TypeError: for codes that are not integers.
@@ -272,7 +235,7 @@ class AutoregressivePrior(keras.Model):
                 if any_batch
                 else tf.equal(tf.size(shape), rank + 1)
             )
-            codes = _assert_shape(
+            codes = assert_at_run_time(
                 codes,
                 tf.logical_and(
                     rank_ok, tf.reduce_all(tf.equal(grid, self.grid_shape))
@@ -281,7 +244,7 @@ class AutoregressivePrior(keras.Model):
                 "check_codes_shape",
             )
         if check_values:
-            codes = _check_ids(
+            codes = check_ids(
                 codes, "codes", "num_embeddings", self.num_embeddings
             )
         return codes
@@ -330,7 +293,7 @@ class AutoregressivePrior(keras.Model):
                 and (rank is None or batch is None or labels.shape[0] is None)
             ):
                 shape = tf.shape(labels)
-                labels = _assert_shape(
+                labels = assert_at_run_time(
                     labels,
                     tf.logical_and(
                         tf.equal(tf.size(shape), 1),
@@ -347,7 +310,7 @@ class AutoregressivePrior(keras.Model):
                 )
                 labels.set_shape([None])
         if check_values:
-            labels = _check_ids(
+            labels = check_ids(
                 labels, "labels", "num_classes", self.num_classes
             )
         return labels

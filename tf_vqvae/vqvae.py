@@ -11,6 +11,12 @@ from tf_vqvae.contracts import Quantizer
 from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.precision import policy_scope
 from tf_vqvae.quantizers import make_quantizer
+from tf_vqvae.tensor_checks import (
+    as_tensor,
+    assert_at_run_time,
+    check_ids,
+    check_range,
+)
 from tf_vqvae.wavenet import WaveNetDecoder
 
 # The names are `tf_vqvae.options.LIKELIHOODS` (a test keeps them equal).
@@ -52,26 +58,9 @@ _RANGE_MESSAGE = (
 )
 
 
-def _as_tensor(value, name: str) -> tf.Tensor:
-    """`value` as a tensor; what cannot be one (`None`, a string, ragged
-    nested lists) is a `TypeError` naming the argument."""
-    problem = f"`{name}` must be a tensor or an array of numbers. Received: "
-    if value is None:
-        raise TypeError(f"{problem}{name}=None.")
-    try:
-        tensor = tf.convert_to_tensor(value)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{problem}a value of type {type(value).__name__} ({error})"
-        ) from None
-    if tensor.dtype == tf.string:
-        raise TypeError(f"{problem}{name}.dtype=string.")
-    return tensor
-
-
 def _as_float(images) -> tf.Tensor:
     """float32 images: uint8 divided by 255, floats cast (not checked)."""
-    images = _as_tensor(images, "images")
+    images = as_tensor(images, "images")
     if images.dtype == tf.uint8:
         return tf.cast(images, "float32") / 255.0
     if not images.dtype.is_floating:
@@ -87,28 +76,6 @@ _WAVEFORM_RANGE_MESSAGE = (
 )
 
 
-def _check_range(
-    values: tf.Tensor, bounds: tuple, message: str, hint: str, name: str
-) -> tf.Tensor:
-    """`values` after checking they lie in `bounds` (see
-    `check_unit_range`)."""
-    low = tf.reduce_min(values)
-    high = tf.reduce_max(values)
-    if tf.executing_eagerly():
-        low, high = float(low), float(high)
-        # An empty batch gives low=inf, high=-inf: nothing out of range.
-        if not (low >= bounds[0] and high <= bounds[1]):
-            raise ValueError(f"{message} {low:g} to {high:g}{hint}.")
-        return values
-    check = tf.debugging.Assert(
-        tf.logical_and(low >= bounds[0], high <= bounds[1]),
-        [message, low, "to", high],
-        name=name,
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(values)
-
-
 def check_unit_range(images: tf.Tensor) -> tf.Tensor:
     """Returns float `images` after checking they lie in [0, 1].
 
@@ -117,7 +84,7 @@ def check_unit_range(images: tf.Tensor) -> tf.Tensor:
     which XLA compiles away. NaN is out of range. Costs one min and one max
     over the batch.
     """
-    return _check_range(
+    return check_range(
         images,
         (0.0, 1.0),
         _RANGE_MESSAGE,
@@ -129,7 +96,7 @@ def check_unit_range(images: tf.Tensor) -> tf.Tensor:
 def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
     """Returns float `waveforms` after checking they lie in [-1, 1]; errors
     as `check_unit_range`."""
-    return _check_range(
+    return check_range(
         waveforms,
         (-1.0, 1.0),
         _WAVEFORM_RANGE_MESSAGE,
@@ -140,7 +107,7 @@ def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
 
 def _as_float_waveforms(waveforms) -> tf.Tensor:
     """float32 waveforms (floats cast, range not checked)."""
-    waveforms = _as_tensor(waveforms, "waveforms")
+    waveforms = as_tensor(waveforms, "waveforms")
     if not waveforms.dtype.is_floating:
         raise TypeError(
             "Waveforms must be floating point in [-1, 1]. "
@@ -866,25 +833,21 @@ class VQVAE(keras.Model):
         right_rank = tf.logical_and(
             tf.equal(tf.size(actual), rank), tf.equal(padded[-1], channels)
         )
-        checks = [
-            tf.debugging.Assert(
-                right_rank,
-                [f"{built_for} Received: inputs.shape=", actual],
-                summarize=rank + 1,
-                name="check_inputs_rank",
+        images = assert_at_run_time(
+            images,
+            right_rank,
+            [f"{built_for} Received: inputs.shape=", actual],
+            "check_inputs_rank",
+        )
+        images = assert_at_run_time(
+            images,
+            tf.logical_or(
+                tf.logical_not(right_rank),
+                tf.reduce_all(tf.equal(padded[1:-1] % factor, 0)),
             ),
-            tf.debugging.Assert(
-                tf.logical_or(
-                    tf.logical_not(right_rank),
-                    tf.reduce_all(tf.equal(padded[1:-1] % factor, 0)),
-                ),
-                [f"{multiples} Received: inputs.shape=", actual],
-                summarize=rank,
-                name="check_inputs_sizes",
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            images = tf.identity(images)
+            [f"{multiples} Received: inputs.shape=", actual],
+            "check_inputs_sizes",
+        )
         # Static only: a runtime `ensure_shape` could fail before the checks.
         images.set_shape([None] * (rank - 1) + [channels])
         return images
@@ -893,7 +856,7 @@ class VQVAE(keras.Model):
         """float32 inputs, and whether their range is still to check."""
         if self.modality == "audio":
             return _as_float_waveforms(inputs), True
-        images = _as_tensor(inputs, "images")
+        images = as_tensor(inputs, "images")
         return _as_float(images), images.dtype != tf.uint8
 
     def _encode_vectors(self, images, training=None) -> tf.Tensor:
@@ -954,7 +917,7 @@ class VQVAE(keras.Model):
                 f"Received: speaker.shape={tuple(speaker.shape)}"
             )
         speaker = tf.cast(speaker, "int32")
-        return _check_range(
+        return check_range(
             speaker,
             (0, self.num_speakers - 1),
             f"`speaker` ids must be in [0, num_speakers={self.num_speakers})."
@@ -1268,7 +1231,7 @@ class VQVAE(keras.Model):
         checked (the model built): a codebook's gather fails on a bad code
         with TensorFlow's message on CPU and returns zeros on GPU, and FSQ's
         and LFQ's arithmetic decodes it to a wrong image silently."""
-        codes = _as_tensor(codes, "codes")
+        codes = as_tensor(codes, "codes")
         if not codes.dtype.is_integer:
             raise TypeError(
                 "`codes` must be an integer tensor. "
@@ -1287,15 +1250,7 @@ class VQVAE(keras.Model):
                 "The model must be built (called on images once, or loaded) "
                 "before `decode`."
             )
-        k = self.num_embeddings
-        return _check_range(
-            codes,
-            (0, k - 1),
-            f"`codes` must be integers in [0, {k}) (num_embeddings={k}). "
-            "Received: values from",
-            "",
-            "check_codes_range",
-        )
+        return check_ids(codes, "codes", "num_embeddings", self.num_embeddings)
 
     def _run_decoder(self, z_q, speaker, waveforms) -> tf.Tensor:
         """float32 decoder outputs; the WaveNet decoder's are teacher forced
