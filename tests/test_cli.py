@@ -1113,6 +1113,11 @@ def test_skip_bad_files_trains_and_counts_them(tmp_path, capsys):
     assert "Skipped 4 bad image files" in capsys.readouterr().err
     assert cli.main([*evaluate, "--no-skip-bad-files"]) == cli.EXIT_USAGE
     assert "is not a readable image" in capsys.readouterr().err
+    # A class-conditional prior's labels follow the same files.
+    prior = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
+    assert cli.main([*prior, "--class-conditional"]) == 0
+    assert cli.main(evaluate) == 0
+    assert "bits_per_dim_pixelcnn_prior" in capsys.readouterr().out
     # It may change on resume (it does not change the model).
     argv = ["train", "--model-dir", str(model_dir), "--no-skip-bad-files"]
     assert cli.main(argv) == cli.EXIT_USAGE
@@ -1282,7 +1287,7 @@ def test_every_bad_option_is_one_line_exit_2(trained_dir, tmp_path, capsys):
             (
                 ["train", "--strategy", "mirrored", "--devices", device],
                 "`devices` must name devices of this machine (/cpu:0, "
-                f"/cpu:1). Received: devices=[{device!r}]",
+                f"/cpu:1). Received: devices=[{device!r}] (of type list).",
             )
             for device in ("/gpu:7", "/cpu:9", "bogus")
         ],

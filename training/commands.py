@@ -751,7 +751,12 @@ def _training_codes(
     codes = encode_images(vqvae, images)
     if not config.class_conditional:
         return codes, None
-    classes = load_labels(train_config.dataset, "train", train_config.data_dir)
+    classes = load_labels(
+        train_config.dataset,
+        "train",
+        train_config.data_dir,
+        skip_bad_files=skip,
+    )
     labelled = tf.data.Dataset.zip(
         codes.dataset, tf.data.Dataset.from_tensor_slices(classes.labels)
     ).map(lambda c, label: {"codes": c, "labels": label})
@@ -1164,6 +1169,7 @@ def evaluate(
             split,
             data_dir,
             class_names=_class_names(model_dir, prior),
+            skip_bad_files=skip_bad_files,
         ).labels
         batches = tf.data.Dataset.zip(
             batches,
