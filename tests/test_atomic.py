@@ -234,3 +234,41 @@ def test_killed_write_leaves_a_staging_file_the_next_write_removes(tmp_path):
     assert name.startswith(".tmp-model.keras@") and name.endswith(".keras")
     atomic.write_text(tmp_path / "model.keras", "whole")
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_every_writer_expands_the_home_directory(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert atomic.write_text("~/a.txt", "a") == str(home / "a.txt")
+    assert atomic.write_bytes("~/b.bin", b"b") == str(home / "b.bin")
+
+    def save(staging):
+        assert os.path.dirname(staging) == str(home)
+        with open(staging, "w") as file:
+            file.write("c")
+
+    assert atomic.write_file("~/c.keras", save) == str(home / "c.keras")
+    with atomic.staged_directory("~/d/1") as staging:
+        assert os.path.dirname(staging) == str(home / "d")
+        open(os.path.join(staging, "f"), "w").close()
+    with pytest.raises(FileExistsError) as info:
+        with atomic.staged_directory("~/d/1"):
+            pass
+    assert str(info.value) == (
+        "'~/d/1' already exists. Pass `overwrite=True` to replace it."
+    )
+    assert os.path.dirname(atomic.make_staging_dir("~", "tmp", "e")) == str(
+        home
+    )
+    assert sorted(n for n in os.listdir(home) if n[0] != ".") == [
+        "a.txt",
+        "b.bin",
+        "c.keras",
+        "d",
+    ]
+    assert (home / "c.keras").read_text() == "c"
+    assert os.listdir(home / "d" / "1") == ["f"]
+    assert os.listdir(work) == []  # no literal "~" folder

@@ -154,3 +154,118 @@ def test_mu_law_decode_bin_centres_and_round_trip():
     y_x = np.sign(x) * np.log1p(255 * np.abs(x)) / np.log(256)
     y_b = np.sign(back) * np.log1p(255 * np.abs(back)) / np.log(256)
     assert np.abs(y_x - y_b).max() <= 1 / 128 + 1e-6
+
+
+def _square_48k(samples=4800):
+    """A full-scale 1 kHz square wave at 48 kHz."""
+    t = np.arange(samples) / 48_000
+    return np.sign(np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+
+
+def test_resample_clips_the_filters_overshoot():
+    square = _square_48k()
+    # The polyphase filter rings past each edge (Gibbs), beyond full scale.
+    raw = signal.resample_poly(square, 1, 3)
+    assert np.abs(raw).max() > 1.1
+    out = audio.resample(square, 48_000)
+    assert np.abs(out).max() == 1.0 and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.clip(raw, -1, 1), atol=1e-6)
+    # Equal rates: unchanged, not clipped.
+    loud = np.array([0.5, 1.5], np.float32)
+    np.testing.assert_array_equal(audio.resample(loud, 16_000), loud)
+    assert len(audio.resample(square, np.int64(48_000))) == 1600
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ((0,), "rate"),
+        ((-48_000,), "rate"),
+        ((44_100.5,), "rate"),
+        (("16000",), "rate"),
+        ((48_000, 0), "target_rate"),
+    ],
+    ids=["zero", "negative", "fraction", "string", "target"],
+)
+def test_resample_refuses_bad_rates(args, name):
+    with pytest.raises(ValueError) as info:
+        audio.resample(np.zeros(480, np.float32), *args)
+    value = args[-1]
+    assert str(info.value) == (
+        f"`{name}` must be a positive integer. "
+        f"Received: {name}={value!r} (of type {type(value).__name__})."
+    )
+
+
+def test_write_wav_takes_int16_as_pcm(tmp_path):
+    tone = _tone(16_000)[:, 0]
+    pcm = np.round(tone * 32767).astype(np.int16)
+    path = audio.write_wav(tmp_path / "pcm.wav", pcm)
+    rate, samples = wavfile.read(path)
+    assert rate == 16_000
+    np.testing.assert_array_equal(samples, pcm)  # not clipped to +-1
+    waveform, _ = audio.read_wav(path)
+    np.testing.assert_array_equal(waveform, pcm / np.float32(32768))
+
+
+@pytest.mark.parametrize(
+    "waveform, rate, message",
+    [
+        (
+            np.array([0.1, np.nan, 0.2]),
+            16_000,
+            "`waveform` samples must be finite (not NaN or infinity). "
+            "Received: waveform[1]=nan.",
+        ),
+        (
+            np.array([0.1, 0.2, -np.inf], np.float32),
+            16_000,
+            "`waveform` samples must be finite (not NaN or infinity). "
+            "Received: waveform[2]=-inf.",
+        ),
+        (
+            np.array([0, 1000, -1000], np.int32),
+            16_000,
+            "`waveform` must be float in [-1, 1] or int16 (16-bit PCM). "
+            "Received: waveform.dtype=int32.",
+        ),
+        (
+            np.zeros(3),
+            0,
+            "`sample_rate` must be a positive integer. "
+            "Received: sample_rate=0 (of type int).",
+        ),
+        (
+            np.zeros(3),
+            -5,
+            "`sample_rate` must be a positive integer. "
+            "Received: sample_rate=-5 (of type int).",
+        ),
+        (
+            np.zeros(3),
+            44_100.7,
+            "`sample_rate` must be a positive integer. "
+            "Received: sample_rate=44100.7 (of type float).",
+        ),
+    ],
+    ids=["nan", "inf", "int32", "rate0", "rate-5", "rate-fraction"],
+)
+def test_write_wav_refuses_bad_input_with_one_line(
+    tmp_path, waveform, rate, message
+):
+    with pytest.raises(ValueError) as info:
+        audio.write_wav(tmp_path / "x.wav", waveform, rate)
+    assert str(info.value) == message
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_wav_expands_the_home_directory(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    path = audio.write_wav("~/x.wav", np.zeros(10, np.float32))
+    assert path == str(home / "x.wav")
+    assert os.listdir(home) == ["x.wav"] and os.listdir(work) == []
+    assert audio.read_wav("~/x.wav")[1] == 16_000

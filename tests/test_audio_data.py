@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from scipy.io import wavfile
 
-from tf_vqvae import audio, data, speech
+from tf_vqvae import audio, data, speech, vqvae
 
 TINY = speech.CorpusConfig(
     num_train_sentences=2,
@@ -211,6 +211,90 @@ def test_audio_folder_bad_files(tmp_path):
     )
 
 
+def _bad_file_message(path, reason, dataset):
+    return (
+        f"`dataset` file {str(path)!r} is not usable audio: {reason}. Fix or "
+        "remove it, or pass --skip-bad-files (skip_bad_files=True). "
+        f"Received: dataset={dataset!r}"
+    )
+
+
+def test_audio_folder_waveforms_are_in_range(tmp_path):
+    """A float WAV beyond [-1, 1] is a bad file; a full-scale PCM file
+    resampled (the filter overshoots) is clipped back to [-1, 1]."""
+    t = np.arange(9600) / 48_000
+    square = np.sign(np.sin(2 * np.pi * 1000 * t)) * 32767
+    os.makedirs(tmp_path / "train/s")
+    os.makedirs(tmp_path / "train/t")
+    wavfile.write(tmp_path / "train/t/square.wav", 48_000, square.astype("i2"))
+    loud = 1.8 * np.sin(2 * np.pi * 300 * np.arange(2000) / 16_000)
+    loud_path = tmp_path / "train/s/loud.wav"
+    wavfile.write(loud_path, 16_000, loud.astype("f4"))
+    nan_path = tmp_path / "train/s/nan.wav"
+    wavfile.write(nan_path, 16_000, np.array([0.1, np.nan, 0.2], "f4"))
+    dataset = f"audio-folder:{tmp_path}"
+    with pytest.raises(data.BadAudioFileError) as info:
+        data.load_audio(dataset)
+    reason = "samples outside [-1, 1] (peak 1.8)"
+    assert info.value.path == str(loud_path) and info.value.reason == reason
+    assert str(info.value) == (
+        f"`dataset` file {str(loud_path)!r} is not usable audio: {reason} "
+        "(2 bad files in all). Fix or remove them, or pass --skip-bad-files "
+        f"(skip_bad_files=True). Received: dataset={dataset!r}"
+    )
+    utterances = data.load_audio(dataset, skip_bad_files=True)
+    assert utterances.skipped == (
+        (str(loud_path), reason),
+        (str(nan_path), "samples that are not finite (sample 1 is nan)"),
+    )
+    (waveform,) = utterances.waveforms
+    assert len(waveform) == 3200 and np.abs(waveform).max() == 1.0
+    # What `fit` checks on every batch.
+    batch = next(iter(data.audio_pipeline(utterances, 512, 2, seed=0)))
+    vqvae.as_waveforms(batch["audio"])
+
+
+@pytest.mark.parametrize("rate", [0, -8000, "16000", 16000.0, True, None])
+def test_audio_folder_sidecar_sample_rate_must_be_a_positive_integer(
+    tmp_path, rate
+):
+    os.makedirs(tmp_path / "train/s")
+    audio.write_wav(tmp_path / "train/s/a.wav", np.zeros(1600, np.float32))
+    audio.write_wav(tmp_path / "train/s/b.wav", np.zeros(800, np.float32))
+    sidecar = tmp_path / "train/s/a.json"
+    sidecar.write_text(
+        json.dumps({"alignment": [[0, 1600, "a"]], "sample_rate": rate})
+    )
+    dataset = f"audio-folder:{tmp_path}"
+    reason = f"sidecar 'sample_rate' is not a positive integer ({rate!r})"
+    with pytest.raises(data.BadAudioFileError) as info:
+        data.load_audio(dataset)
+    assert info.value.path == str(sidecar)
+    assert str(info.value) == _bad_file_message(sidecar, reason, dataset)
+    utterances = data.load_audio(dataset, skip_bad_files=True)
+    assert utterances.skipped == ((str(sidecar), reason),)
+    assert [len(w) for w in utterances.waveforms] == [800]
+
+
+def test_speech_cache_dir_expands_the_home_directory(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    one = speech.CorpusConfig(
+        num_train_sentences=1,
+        num_test_sentences=1,
+        train_voices="en-us+m3",  # one voice, as a tuple of one
+        test_voices=(),
+    )
+    utterances = data.load_audio("speech", corpus=one, cache_dir="~/cache")
+    assert utterances.speaker_names == ("en-us+m3",) and len(utterances) == 1
+    assert os.listdir(home / "cache") == ["speech"]
+    assert os.listdir(work) == []  # no literal "~" folder
+    assert np.abs(utterances.waveforms[0]).max() <= 1.0
+
+
 def test_audio_folder_missing_or_empty(tmp_path):
     with pytest.raises(data.DatasetError) as info:
         data.load_audio(f"audio-folder:{tmp_path / 'nope'}")
@@ -336,21 +420,55 @@ def test_evaluation_pipeline_covers_every_sample_once():
         (
             {"segment_length": 0},
             "`segment_length` must be a positive integer. "
-            "Received: segment_length=0",
+            "Received: segment_length=0 (of type int).",
         ),
         (
             {"global_batch_size": 2.5},
             "`global_batch_size` must be a positive integer. "
-            "Received: global_batch_size=2.5",
+            "Received: global_batch_size=2.5 (of type float).",
+        ),
+        (
+            {"global_batch_size": "2"},
+            "`global_batch_size` must be a positive integer. "
+            "Received: global_batch_size='2' (of type str).",
+        ),
+        (
+            {"global_batch_size": True},
+            "`global_batch_size` must be a positive integer. "
+            "Received: global_batch_size=True (of type bool).",
+        ),
+        (
+            {"seed": None},
+            "`seed` must be a non-negative integer. "
+            "Received: seed=None (of type NoneType).",
+        ),
+        (
+            {"seed": -1},
+            "`seed` must be a non-negative integer. "
+            "Received: seed=-1 (of type int).",
         ),
     ],
-    ids=["segment", "batch"],
+    ids=["segment", "batch", "batch-str", "batch-bool", "seed", "seed-neg"],
 )
 def test_pipeline_bad_arguments(kwargs, message):
-    arguments = {"segment_length": 8, "global_batch_size": 2, **kwargs}
+    arguments = {"segment_length": 8, "global_batch_size": 2, "seed": 0}
     with pytest.raises(ValueError) as info:
-        data.audio_pipeline(_utterances([10]), seed=0, **arguments)
+        data.audio_pipeline(_utterances([10]), **{**arguments, **kwargs})
     assert str(info.value) == message
+
+
+def test_pipeline_takes_numpy_integers_and_ignores_the_seed_for_evaluation():
+    utterances = _utterances([50, 30])
+    batches = data.audio_pipeline(
+        utterances, np.int64(16), np.int32(2), seed=np.int64(7)
+    ).take(3)
+    plain = data.audio_pipeline(utterances, 16, 2, seed=7).take(3)
+    for a, b in zip(batches, plain, strict=True):
+        np.testing.assert_array_equal(a["audio"], b["audio"])
+    evaluation = data.audio_pipeline(
+        utterances, 16, 2, seed=None, training=False
+    )
+    assert sum(len(b["audio"]) for b in evaluation) == 4 + 2
 
 
 def test_speech_pipeline_feeds_a_batch(corpus):

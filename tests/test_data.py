@@ -120,6 +120,52 @@ def test_pipeline_batch_larger_than_split():
     )
 
 
+def _int_message(name, value, kind="a positive"):
+    return (
+        f"`{name}` must be {kind} integer. "
+        f"Received: {name}={value!r} (of type {type(value).__name__})."
+    )
+
+
+@pytest.mark.parametrize("value", [0, -4, 2.5, "4", True, None])
+def test_image_batch_sizes_must_be_positive_integers(value):
+    images = _images(np.zeros((8, 2, 2, 1)))
+    calls = {
+        "global_batch_size": [
+            lambda: data.training_pipeline(images, value, seed=0),
+            lambda: images.steps_per_epoch(value),
+        ],
+        "batch_size": [lambda: data.evaluation_batches(images, value)],
+        "count": [lambda: data.first_images(images, value)],
+    }
+    for name, functions in calls.items():
+        for function in functions:
+            with pytest.raises(ValueError) as info:
+                function()
+            assert str(info.value) == _int_message(name, value)
+
+
+@pytest.mark.parametrize("seed", [None, -1, 1.5, "0"])
+def test_image_pipeline_seed_must_be_a_non_negative_integer(seed):
+    images = _images(np.zeros((8, 2, 2, 1)))
+    with pytest.raises(ValueError) as info:
+        data.training_pipeline(images, 4, seed=seed)
+    assert str(info.value) == _int_message("seed", seed, "a non-negative")
+
+
+def test_image_pipeline_takes_numpy_integers():
+    images = _images(np.arange(8)[:, None, None, None])
+    batches = data.training_pipeline(images, np.int64(4), seed=np.int32(3))
+    plain = data.training_pipeline(images, 4, seed=3)
+    assert [b.numpy().tolist() for b in batches] == [
+        b.numpy().tolist() for b in plain
+    ]
+    assert images.steps_per_epoch(np.int64(3)) == 2
+    assert data.first_images(images, np.int64(3)).shape == (3, 1, 1, 1)
+    evaluation = data.evaluation_batches(images, np.int64(3))
+    assert [len(b) for b in evaluation] == [3, 3, 2]
+
+
 def test_pipeline_batches_are_uint8_and_model_ready():
     images = data.load_images("photos:test")
     batch = next(iter(data.training_pipeline(images, 16, seed=0)))

@@ -170,7 +170,22 @@ def test_corpus_dir_builds_once_into_the_cache(tmp_path, monkeypatch):
         (
             {"num_train_sentences": 0},
             "`num_train_sentences` must be a positive integer. "
-            "Received: num_train_sentences=0",
+            "Received: num_train_sentences=0 (of type int).",
+        ),
+        (
+            {"num_test_sentences": True},
+            "`num_test_sentences` must be a positive integer. "
+            "Received: num_test_sentences=True (of type bool).",
+        ),
+        (
+            {"train_voices": ("en-us+m3", 7)},
+            "`train_voices` must be eSpeak voice names, e.g. ('en-us+m3', "
+            "'en+m1'). Received: train_voices=('en-us+m3', 7) (of type tuple).",
+        ),
+        (
+            {"test_voices": None},
+            "`test_voices` must be eSpeak voice names, e.g. ('en-us+m3', "
+            "'en+m1'). Received: test_voices=None (of type NoneType).",
         ),
         (
             {"train_voices": ("en-us+m3",), "test_voices": ("en-us+m3",)},
@@ -179,12 +194,27 @@ def test_corpus_dir_builds_once_into_the_cache(tmp_path, monkeypatch):
             "test_voices=('en-us+m3',)",
         ),
     ],
-    ids=["sentences", "voices"],
+    ids=["sentences", "sentences-bool", "voice-int", "voices-none", "voices"],
 )
 def test_bad_corpus_config(kwargs, message):
     with pytest.raises(ValueError) as info:
         speech.CorpusConfig(**kwargs)
     assert str(info.value) == message
+
+
+def test_one_voice_name_is_a_tuple_of_one():
+    config = speech.CorpusConfig(train_voices="en-us+m3", test_voices="en+m1")
+    assert config.train_voices == ("en-us+m3",)
+    assert config.test_voices == ("en+m1",)
+    assert config == speech.CorpusConfig(
+        train_voices=["en-us+m3"], test_voices=("en+m1",)
+    )
+
+
+def test_cache_dir_expands_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TF_VQVAE_CACHE_DIR", "~/cache")
+    assert speech.cache_dir() == str(tmp_path / "cache")
 
 
 def test_too_many_sentences(tmp_path):

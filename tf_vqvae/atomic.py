@@ -19,6 +19,10 @@ processes and of other hosts are left alone, and so are `.old-` directories
 `staged_directory(..., overwrite=True)` leaves the previous version only
 there.
 
+Every path may start with `~` (the user's home, `os.path.expanduser`): the
+writers expand it, so `write_text("~/notes.txt", ...)` writes into the home
+directory, not into a folder named `~`.
+
 Files and directories are created with the permissions a plain `open` or
 `mkdir` gives under the user's umask (`0o666` / `0o777` minus the umask), not
 `tempfile`'s owner-only `0o600` / `0o700`: a server running as another user
@@ -79,7 +83,7 @@ def remove_stale(parent: str | os.PathLike) -> list[str]:
     Returns:
         The paths removed.
     """
-    parent = os.fspath(parent)
+    parent = os.path.expanduser(os.fspath(parent))
     removed = []
     try:
         names = os.listdir(parent)
@@ -126,7 +130,7 @@ def make_staging_dir(parent: str | os.PathLike, kind: str, label: str) -> str:
     Returns:
         The directory's path.
     """
-    parent = os.fspath(parent)
+    parent = os.path.expanduser(os.fspath(parent))
     remove_stale(parent)
     while True:
         path = os.path.join(parent, staging_name(kind, label))
@@ -164,13 +168,14 @@ def write_file(path: str | os.PathLike, save: Callable[[str], object]) -> str:
     the staging file is removed.
 
     Args:
-        path: the final file; its directory must exist.
+        path: the final file (a leading `~` is expanded); its directory
+            must exist.
         save: writes the file, e.g. `lambda p: model.save(p)`.
 
     Returns:
-        `path`.
+        `path`, `~` expanded.
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     tmp = _staging_file(path)
     try:
         save(tmp)
@@ -190,7 +195,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> str:
     """Writes `data` to `path` through a staging file and a rename.
 
     Returns:
-        `path`.
+        `path`, `~` expanded.
     """
 
     def save(tmp: str) -> None:
@@ -208,7 +213,7 @@ def write_text(
     """Writes `text` to `path` through a staging file and a rename.
 
     Returns:
-        `path`.
+        `path`, `~` expanded.
     """
     return write_bytes(path, text.encode(encoding))
 
@@ -230,7 +235,7 @@ def staged_directory(
     old directory is put back.
 
     Args:
-        path: the final directory.
+        path: the final directory (a leading `~` is expanded).
         overwrite: replace an existing `path`.
 
     Raises:
@@ -238,7 +243,7 @@ def staged_directory(
             again at the rename, for a directory created meanwhile).
     """
     given = os.fspath(path)
-    path = os.path.abspath(given)
+    path = os.path.abspath(os.path.expanduser(given))
     if os.path.exists(path) and not overwrite:
         raise _exists_error(given)
     os.makedirs(os.path.dirname(path), exist_ok=True)

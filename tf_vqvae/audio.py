@@ -24,6 +24,8 @@ import wave
 
 import numpy as np
 
+from tf_vqvae.arg_checks import check_int
+
 SAMPLE_RATE = 16_000
 MU_LAW_CLASSES = 256
 MU = MU_LAW_CLASSES - 1
@@ -48,7 +50,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     (not clipped). Several channels are averaged.
 
     Args:
-        path: the file.
+        path: the file (a leading `~` is expanded).
 
     Returns:
         `(waveform, sample_rate)`: float32 `(samples,)` and the file's rate.
@@ -58,7 +60,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             unsupported encoding (e.g. A-law, 12-bit PCM), or no samples'
             chunk.
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     try:
         with open(path, "rb") as file:
             content = file.read()
@@ -135,21 +137,53 @@ def _parse_wav(path: str, content: bytes) -> tuple[np.ndarray, int]:
     return waveform.astype(np.float32), int(rate)
 
 
+def _checked_int(name: str, value, minimum: int = 1) -> int:
+    """`value` as an int after `check_int` (numpy integers accepted)."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    check_int(name, value, minimum)
+    return value
+
+
 def wav_bytes(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A mono 16-bit PCM WAV file's bytes for `waveform` (clipped to [-1,
-    1], scaled by 32767 and rounded)."""
-    waveform = np.asarray(waveform, np.float64)
+    """A mono 16-bit PCM WAV file's bytes for `waveform`.
+
+    A float waveform is clipped to [-1, 1], scaled by 32767 and rounded;
+    an int16 one is taken as 16-bit PCM and written unchanged.
+
+    Raises:
+        ValueError: `waveform` is not 1-D, not float or int16, or holds NaN
+            or infinity; `sample_rate` is not a positive integer.
+    """
+    sample_rate = _checked_int("sample_rate", sample_rate)
+    waveform = np.asarray(waveform)
     if waveform.ndim != 1:
         raise ValueError(
             "`waveform` must be 1-D (samples,). "
             f"Received: waveform.shape={waveform.shape}"
         )
-    samples = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0)
+    if waveform.dtype == np.int16:
+        samples = waveform
+    elif waveform.dtype.kind == "f":
+        finite = np.isfinite(waveform)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise ValueError(
+                "`waveform` samples must be finite (not NaN or infinity). "
+                f"Received: waveform[{index}]={float(waveform[index])!r}."
+            )
+        samples = np.round(np.clip(waveform, -1.0, 1.0) * 32767.0)
+    else:
+        # Other integers have no one meaning (8-bit PCM? 32-bit? indices?).
+        raise ValueError(
+            "`waveform` must be float in [-1, 1] or int16 (16-bit PCM). "
+            f"Received: waveform.dtype={waveform.dtype.name}."
+        )
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as file:
         file.setnchannels(1)
         file.setsampwidth(2)
-        file.setframerate(int(sample_rate))
+        file.setframerate(sample_rate)
         file.writeframes(samples.astype("<i2").tobytes())
     return buffer.getvalue()
 
@@ -159,13 +193,18 @@ def write_wav(
     waveform: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
 ) -> str:
-    """Writes `waveform` (float in [-1, 1], 1-D) as a mono PCM16 WAV file.
+    """Writes `waveform` (1-D) as a mono PCM16 WAV file.
 
-    Written through `tf_vqvae.atomic` (a staging file and a rename), so a
-    reader never sees half a file.
+    `waveform` is float in [-1, 1] (clipped to it, scaled by 32767) or
+    int16 PCM (written unchanged); see `wav_bytes`. Written through
+    `tf_vqvae.atomic` (a staging file and a rename), so a reader never sees
+    half a file; a leading `~` in `path` is expanded.
 
     Returns:
-        `path`.
+        `path` (`~` expanded).
+
+    Raises:
+        ValueError: as `wav_bytes`.
     """
     from tf_vqvae import atomic
 
@@ -179,17 +218,25 @@ def resample(
 
     Polyphase filtering (`scipy.signal.resample_poly`, its default Kaiser
     window) by `target_rate / rate` in lowest terms; the output has
-    `ceil(len * target_rate / rate)` samples. Returned unchanged (as
-    float32) when the rates are equal.
+    `ceil(len * target_rate / rate)` samples and is clipped to [-1, 1]:
+    the filter rings past a sharp full-scale edge (a full-scale 1 kHz
+    square wave at 48 kHz comes out at 1.16), an artefact, not the signal.
+    Returned unchanged (as float32) when the rates are equal.
+
+    Raises:
+        ValueError: `rate` or `target_rate` is not a positive integer.
     """
+    rate = _checked_int("rate", rate)
+    target_rate = _checked_int("target_rate", target_rate)
     waveform = np.asarray(waveform, np.float32)
-    if int(rate) == int(target_rate):
+    if rate == target_rate:
         return waveform
     from scipy import signal
 
-    divisor = math.gcd(int(rate), int(target_rate))
-    up, down = int(target_rate) // divisor, int(rate) // divisor
-    return signal.resample_poly(waveform, up, down).astype(np.float32)
+    divisor = math.gcd(rate, target_rate)
+    up, down = target_rate // divisor, rate // divisor
+    resampled = signal.resample_poly(waveform, up, down)
+    return np.clip(resampled, -1.0, 1.0).astype(np.float32)
 
 
 def mu_law_encode(waveform: np.ndarray) -> np.ndarray:

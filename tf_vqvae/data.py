@@ -55,7 +55,14 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_vqvae.audio import SAMPLE_RATE, AudioFileError, read_wav, resample
+from tf_vqvae.arg_checks import check_int
+from tf_vqvae.audio import (
+    SAMPLE_RATE,
+    AudioFileError,
+    _checked_int,
+    read_wav,
+    resample,
+)
 from tf_vqvae.options import DEFAULT_AUDIO_DATASET, DEFAULT_DATASET
 
 PHOTO_NAMES = (
@@ -133,7 +140,12 @@ class Images:
     skipped: tuple[tuple[str, str], ...] = ()
 
     def steps_per_epoch(self, global_batch_size: int) -> int:
-        """Full batches in one pass over the images."""
+        """Full batches in one pass over the images.
+
+        Raises:
+            ValueError: `global_batch_size` is not a positive integer.
+        """
+        global_batch_size = _checked_int("global_batch_size", global_batch_size)
         return self.num_examples // global_batch_size
 
     def skipped_summary(self) -> str | None:
@@ -370,8 +382,9 @@ def training_pipeline(
 
     Args:
         images: from `load_images`.
-        global_batch_size: examples per step over all replicas.
-        seed: shuffling seed.
+        global_batch_size: examples per step over all replicas (a positive
+            integer).
+        seed: shuffling seed (a non-negative integer).
         start_step: global step of the first batch.
         end_step: global step after the last batch (default: the end of
             the epoch `start_step` is in).
@@ -382,8 +395,12 @@ def training_pipeline(
         `(global_batch_size, height, width, channels)`.
 
     Raises:
+        ValueError: `global_batch_size` or `seed` is not an integer (at
+            least 1, at least 0).
         DatasetError: if the split has fewer images than one batch.
     """
+    global_batch_size = _checked_int("global_batch_size", global_batch_size)
+    seed = _checked_int("seed", seed, 0)
     steps = images.steps_per_epoch(global_batch_size)
     if steps < 1:
         raise DatasetError(
@@ -395,7 +412,6 @@ def training_pipeline(
         images.num_examples, _MAX_SHUFFLE_BUFFER
     )
     cached = images.dataset.cache()
-    seed = int(seed)
     first_epoch, offset = divmod(int(start_step), steps)
     last_epoch = -(-int(end_step) // steps) if end_step else first_epoch + 1
     last_epoch = max(last_epoch, first_epoch + 1)
@@ -430,7 +446,12 @@ def training_pipeline(
 def evaluation_batches(
     images: Images, batch_size: int, limit: int | None = None
 ) -> tf.data.Dataset:
-    """Images in their fixed order, batched (last batch may be smaller)."""
+    """Images in their fixed order, batched (last batch may be smaller).
+
+    Raises:
+        ValueError: `batch_size` is not a positive integer.
+    """
+    batch_size = _checked_int("batch_size", batch_size)
     dataset = images.dataset
     if limit is not None:
         dataset = dataset.take(limit)
@@ -438,7 +459,13 @@ def evaluation_batches(
 
 
 def first_images(images: Images, count: int) -> np.ndarray:
-    """The first `count` images (uint8 numpy), e.g. a fixed validation set."""
+    """The first `count` images (uint8 numpy), e.g. a fixed validation set
+    (all of them if there are fewer).
+
+    Raises:
+        ValueError: `count` is not a positive integer.
+    """
+    count = _checked_int("count", count)
     batch = next(iter(images.dataset.batch(count).take(1)))
     return batch.numpy()
 
@@ -1148,7 +1175,8 @@ def load_audio(
         data_dir: where tfds looks for prepared datasets.
         skip_bad_files: for `"audio-folder:"`, leave out unusable files
             (unreadable, not WAV, truncated, an unsupported encoding, no
-            samples, a bad `.json` sidecar) and list them in
+            samples, float samples outside [-1, 1] or not finite, a bad
+            `.json` sidecar) and list them in
             `Utterances.skipped` instead of raising.
         corpus: the `tf_vqvae.speech.CorpusConfig` of `"speech"` (default
             `tf_vqvae.speech.DEFAULT_CORPUS`).
@@ -1164,7 +1192,7 @@ def load_audio(
             `skip_bad_files`.
         DatasetError: an image dataset, an unknown split, a missing or
             empty folder (or every file bad), a tfds dataset without audio
-            or without a sample rate.
+            or without a sample rate, or with float samples outside [-1, 1].
     """
     kind, name, named_split = parse_dataset(dataset)
     split = named_split or split
@@ -1239,7 +1267,16 @@ def _read_sidecar(path: str, rate: int, length: int) -> dict | None:
             raise AudioFileError(path, "sidecar 'text' is not a string")
         found["text"] = content["text"]
     if "alignment" in content:
-        scale = SAMPLE_RATE / content.get("sample_rate", rate)
+        sidecar_rate = content.get("sample_rate", rate)
+        try:
+            check_int("sample_rate", sidecar_rate)
+        except ValueError:
+            raise AudioFileError(
+                path,
+                "sidecar 'sample_rate' is not a positive integer "
+                f"({sidecar_rate!r})",
+            ) from None
+        scale = SAMPLE_RATE / sidecar_rate
         try:
             rows = [
                 (int(start), int(end), str(name))
@@ -1264,6 +1301,20 @@ def _read_sidecar(path: str, rate: int, length: int) -> dict | None:
             )
         found["alignment"] = rows
     return found
+
+
+def _range_problem(waveform: np.ndarray) -> str | None:
+    """Why samples as read are not a waveform in [-1, 1] (float WAV data
+    is read as it is, not clipped), or `None`."""
+    finite = np.isfinite(waveform)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        value = float(waveform[index])
+        return f"samples that are not finite (sample {index} is {value})"
+    peak = float(np.abs(waveform).max(initial=0.0))
+    if peak > 1.0:
+        return f"samples outside [-1, 1] (peak {peak:.4g})"
+    return None
 
 
 def _phoneme_table(sidecars: list[str]) -> tuple[str, ...]:
@@ -1303,6 +1354,10 @@ def _load_audio_folder(
             waveform, rate = read_wav(path)
             if len(waveform) == 0:
                 raise AudioFileError(path, "no samples")
+            problem = _range_problem(waveform)
+            if problem:
+                raise AudioFileError(path, problem)
+            # In range here; `resample` clips its filter's overshoot.
             waveform = resample(waveform, rate)
             sidecar = _read_sidecar(
                 os.path.splitext(path)[0] + ".json", rate, len(waveform)
@@ -1400,10 +1455,16 @@ def _load_tfds_audio(
     has_text = isinstance(features.get("text"), tfds.features.Text)
     ds = _tfds_split(builder, dataset, name, split, data_dir)
     waveforms, speakers, texts = [], [], []
-    for example in ds.as_numpy_iterator():
+    for number, example in enumerate(ds.as_numpy_iterator()):
         samples = np.asarray(example[key], np.float64) / scale
         if samples.ndim == 2:
             samples = samples.mean(axis=1)
+        problem = _range_problem(samples)
+        if problem:
+            raise DatasetError(
+                f"`dataset` example {number} of split {split!r} is not "
+                f"usable audio: {problem}. Received: dataset={dataset!r}"
+            )
         waveforms.append(resample(samples.astype(np.float32), int(rate)))
         speakers.append(int(example[speaker_key]) if speaker_key else 0)
         if has_text:
@@ -1450,7 +1511,9 @@ def audio_pipeline(
         utterances: from `load_audio`.
         segment_length: samples per segment.
         global_batch_size: segments per batch over all replicas.
-        seed: the order and crops of training.
+        seed: the order and crops of training, a non-negative integer
+            (`None` is refused: there is no unseeded mode, the batches must
+            be the same on every iteration); ignored when not `training`.
         training: random crops, repeated (`True`) or every segment once.
 
     Returns:
@@ -1458,22 +1521,18 @@ def audio_pipeline(
         segment_length, 1), "speaker": int32 (batch,)}`.
 
     Raises:
-        ValueError: a non-positive `segment_length` or `global_batch_size`.
+        ValueError: `segment_length` or `global_batch_size` is not a
+            positive integer, or (training) `seed` not a non-negative one.
         DatasetError: no utterances.
     """
-    for arg, value in (
-        ("segment_length", segment_length),
-        ("global_batch_size", global_batch_size),
-    ):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(
-                f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
-            )
+    segment_length = _checked_int("segment_length", segment_length)
+    global_batch_size = _checked_int("global_batch_size", global_batch_size)
+    if training:
+        seed = _checked_int("seed", seed, 0)
     if len(utterances) == 0:
         raise DatasetError(
             f"{utterances.name!r} split {utterances.split!r} has no utterances."
         )
-    segment_length = int(segment_length)
     lengths = np.asarray([len(w) for w in utterances.waveforms], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     flat = tf.constant(np.concatenate(utterances.waveforms).astype(np.float32))

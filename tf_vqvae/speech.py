@@ -53,6 +53,7 @@ import threading
 import numpy as np
 
 from tf_vqvae import audio
+from tf_vqvae.arg_checks import check_int, describe
 
 ESPEAK_SAMPLE_RATE = 22_050
 # Bumped whenever the files a build writes change for the same inputs.
@@ -87,8 +88,10 @@ class CorpusConfig:
     Attributes:
         num_train_sentences: sentences of the `train` split.
         num_test_sentences: held-out sentences (`test` and `test_voices`).
-        train_voices: eSpeak voices of `train` and `test`.
-        test_voices: held-out voices, speaking only the held-out sentences.
+        train_voices: eSpeak voices of `train` and `test` (one name alone,
+            e.g. `"en-us+m3"`, is one voice).
+        test_voices: held-out voices, speaking only the held-out sentences
+            (one name alone is one voice).
         seed: picks the sentences and seeds eSpeak's noise.
     """
 
@@ -100,12 +103,23 @@ class CorpusConfig:
 
     def __post_init__(self):
         for name in ("num_train_sentences", "num_test_sentences"):
+            check_int(name, getattr(self, name))
+        for name in ("train_voices", "test_voices"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            # A bare string would otherwise be split into one-letter voices.
+            voices = (value,) if isinstance(value, str) else value
+            try:
+                voices = tuple(voices)
+            except TypeError:
+                voices = None
+            if voices is None or not all(
+                isinstance(v, str) and v for v in voices
+            ):
                 raise ValueError(
-                    f"`{name}` must be a positive integer. "
-                    f"Received: {name}={value!r}"
+                    f"`{name}` must be eSpeak voice names, e.g. "
+                    f"('en-us+m3', 'en+m1'). {describe(name, value)}"
                 )
+            object.__setattr__(self, name, voices)
         voices = (*self.train_voices, *self.test_voices)
         if not self.train_voices or len(set(voices)) != len(voices):
             raise ValueError(
@@ -113,8 +127,6 @@ class CorpusConfig:
                 f"twice. Received: train_voices={self.train_voices!r}, "
                 f"test_voices={self.test_voices!r}"
             )
-        object.__setattr__(self, "train_voices", tuple(self.train_voices))
-        object.__setattr__(self, "test_voices", tuple(self.test_voices))
 
 
 DEFAULT_CORPUS = CorpusConfig()
@@ -364,17 +376,17 @@ def build_corpus(root: str | os.PathLike, config: CorpusConfig) -> str:
 
     Built in a staging directory beside `root` and renamed into place
     (`tf_vqvae.atomic.staged_directory`): `root` appears complete or not at
-    all.
+    all. A leading `~` in `root` is expanded.
 
     Returns:
-        `root`.
+        `root`, `~` expanded.
 
     Raises:
         FileExistsError: if `root` exists.
     """
     from tf_vqvae import atomic
 
-    root = os.fspath(root)
+    root = os.path.expanduser(os.fspath(root))
     splits = _split_sentences(config)
     voices = {
         "train": config.train_voices,
@@ -446,11 +458,11 @@ def _identity(config: CorpusConfig) -> dict:
 
 
 def cache_dir() -> str:
-    """`$TF_VQVAE_CACHE_DIR`, else `$XDG_CACHE_HOME/tf-vqvae` (default
-    `~/.cache/tf-vqvae`)."""
+    """`$TF_VQVAE_CACHE_DIR` (a leading `~` expanded), else
+    `$XDG_CACHE_HOME/tf-vqvae` (default `~/.cache/tf-vqvae`)."""
     explicit = os.environ.get("TF_VQVAE_CACHE_DIR")
     if explicit:
-        return explicit
+        return os.path.expanduser(explicit)
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
@@ -470,14 +482,16 @@ def corpus_dir(
 
     Args:
         config: the corpus.
-        cache: the cache folder (default `cache_dir()`).
+        cache: the cache folder (default `cache_dir()`); a leading `~` is
+            expanded.
 
     Returns:
         The corpus folder.
     """
     identity = json.dumps(_identity(config), sort_keys=True).encode()
     key = f"v{CORPUS_FORMAT}-{hashlib.sha256(identity).hexdigest()[:16]}"
-    parent = os.path.join(cache or cache_dir(), "speech")
+    cache = os.path.expanduser(os.fspath(cache)) if cache else cache_dir()
+    parent = os.path.join(cache, "speech")
     root = os.path.join(parent, key)
     if os.path.isfile(os.path.join(root, "corpus.json")):
         return root
