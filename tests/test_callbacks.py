@@ -759,3 +759,170 @@ def test_usage_per_level_and_projector_only_with_a_codebook(
         metadata = os.path.join(codebook_dir, "codebook_metadata.tsv")
         with open(metadata) as f:
             assert len(f.read().splitlines()) == rows + 1
+
+
+# ------------------------------------------------- mistakes before training
+AUDIO_TINY = dict(
+    modality="audio",
+    spatial_dims=1,
+    num_downsamples=2,
+    num_embeddings=8,
+    embedding_dim=4,
+    num_hiddens=8,
+    num_residual_hiddens=4,
+    num_residual_blocks=1,
+)
+
+
+def _waves(batch=2, samples=64):
+    t = np.arange(batch * samples, dtype=np.float32) / 5.0
+    return (0.3 * np.sin(t)).reshape(batch, samples, 1)
+
+
+def _fit_once(model, data, callbacks):
+    """One step of `fit`; the callbacks' `on_train_begin` runs first."""
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(data, epochs=1, verbose=0, callbacks=callbacks)
+
+
+def test_image_callbacks_refuse_an_audio_model_before_training(tmp_path):
+    model = VQVAE(**AUDIO_TINY)
+    images = photo_patches(size=16, count=2, seed=0)
+    callbacks = tb.tensorboard_callbacks(str(tmp_path), images)
+    with pytest.raises(ValueError) as info:
+        _fit_once(model, tf.data.Dataset.from_tensors(_waves()), callbacks)
+    assert str(info.value) == (
+        "`ReconstructionImages` is for image models; the model is an audio "
+        "model (modality='audio'): use `ReconstructionAudio` with waveforms "
+        "(batch, samples, 1), or `tensorboard_callbacks` with them. "
+        "Received: images.shape=(2, 16, 16, 3)"
+    )
+    assert not model.optimizer.iterations.numpy()
+    with pytest.raises(ValueError) as info:
+        tb.CodeUsage(str(tmp_path), images, model=model)
+    assert str(info.value) == (
+        "`CodeUsage` needs waveforms (batch, samples, 1) for an audio model "
+        "(modality='audio'), and was given images (batch, height, width, "
+        "channels). Received: images.shape=(2, 16, 16, 3)"
+    )
+
+
+def test_audio_callbacks_refuse_an_image_model_before_training(tmp_path):
+    model = VQVAE(**TINY)
+    images = photo_patches(size=16, count=4, seed=0)
+    callbacks = tb.tensorboard_callbacks(str(tmp_path), _waves())
+    with pytest.raises(ValueError) as info:
+        _fit_once(model, tf.data.Dataset.from_tensors(images), callbacks)
+    assert str(info.value) == (
+        "`ReconstructionAudio` is for audio models; the model is an image "
+        "model (modality='image'): use `ReconstructionImages` with images "
+        "(batch, height, width, channels), or `tensorboard_callbacks` with "
+        "them (one image: add the batch axis, images[None]). "
+        "Received: waveforms.shape=(2, 64, 1)"
+    )
+    assert not model.optimizer.iterations.numpy()
+
+
+def test_one_grayscale_image_is_not_taken_for_waveforms(tmp_path):
+    image = photo_patches(size=16, count=1, seed=0)[0, ..., :1]
+    with pytest.raises(TypeError) as info:
+        tb.tensorboard_callbacks(str(tmp_path), image)
+    assert str(info.value) == (
+        "`images` of shape (batch, samples, 1) are waveforms and must be "
+        "floating point in [-1, 1]; one image needs its batch axis "
+        "(images[None]). Received: images.shape=(16, 16, 1), "
+        "images.dtype=uint8"
+    )
+    # As floats it reads as 16 waveforms, until the model is known.
+    model = VQVAE(**TINY)
+    floats = image / 255.0
+    with pytest.raises(ValueError) as info:
+        tb.CodeUsage(str(tmp_path), floats, model=model)
+    assert str(info.value) == (
+        "`CodeUsage` needs images (batch, height, width, channels) for an "
+        "image model (modality='image'), and was given waveforms (batch, "
+        "samples, 1) (one image: add the batch axis, images[None]). "
+        "Received: images.shape=(16, 16, 1)"
+    )
+
+
+@pytest.mark.parametrize(
+    "speakers, message",
+    [
+        (
+            None,
+            "`speakers` must be given for a model conditioned on speakers "
+            "(num_speakers=2): one id per waveform. Received: speakers=None",
+        ),
+        (
+            [0, 1, 0],
+            "`speakers` must hold one id per waveform (2). "
+            "Received: speakers=[0, 1, 0]",
+        ),
+        (
+            [0, 2],
+            "`speakers` must be a non-empty sequence of ints in [0, "
+            "num_speakers=2). Received: speakers=[0, 2]",
+        ),
+    ],
+    ids=["missing", "count", "range"],
+)
+def test_audio_callbacks_check_the_speakers_before_training(
+    tmp_path, speakers, message
+):
+    model = VQVAE(**AUDIO_TINY, num_speakers=2)
+    callbacks = tb.tensorboard_callbacks(
+        str(tmp_path), _waves(), speakers=speakers
+    )
+    data = tf.data.Dataset.from_tensors(
+        {"audio": _waves(), "speaker": np.array([0, 1], "int32")}
+    )
+    with pytest.raises(ValueError) as info:
+        _fit_once(model, data, callbacks)
+    assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        tb.ReconstructionAudio(str(tmp_path), _waves(), speakers, model=model)
+    assert str(info.value) == message
+
+
+def test_prior_samples_refuses_the_prior_in_place_of_its_sample_fn(tmp_path):
+    from tf_vqvae import PixelCNNPrior
+
+    prior = PixelCNNPrior(16, (4, 4), num_hiddens=8, num_layers=1)
+    model = VQVAE(**TINY)
+    with pytest.raises(TypeError) as info:
+        tb.PriorSamples(str(tmp_path), prior, model)
+    assert str(info.value) == (
+        "`sample_fn` must be a function (num, seed) -> codes, such as "
+        "prior_sample_fn(prior), not the prior itself. "
+        f"Received: sample_fn={prior!r} (of type PixelCNNPrior)."
+    )
+    with pytest.raises(TypeError) as info:
+        tb.PriorSamples(str(tmp_path), tb.prior_sample_fn(prior), prior)
+    assert str(info.value) == (
+        "`decode_fn` must be callable on codes, or a VQVAE. "
+        f"Received: decode_fn={prior!r} (of type PixelCNNPrior)."
+    )
+
+
+def test_log_dirs_expand_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    images = photo_patches(size=16, count=2, seed=0)
+    callbacks = tb.tensorboard_callbacks("~/logs", images)
+    callbacks.append(
+        tb.CodebookHealth(log_dir="~/logs", summary_path="~/health.json")
+    )
+    home = str(tmp_path / "home")
+    assert callbacks[0].log_dir == os.path.join(home, "logs")
+    for callback in callbacks[1:4]:
+        assert callback.log_dir == os.path.join(home, "logs")
+    assert callbacks[4].summary_path == os.path.join(home, "health.json")
+    model = VQVAE(**TINY)
+    model(images)
+    callbacks[3].set_model(model)
+    callbacks[3].write_projector(0)
+    assert os.path.isfile(
+        os.path.join(home, "logs", "codebook", "projector_config.pbtxt")
+    )
+    assert not os.path.exists(tmp_path / "~")

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.conftest import mirrored_strategy
 from tests.testing import photo_patches
 from tf_vqvae import VQVAE, VectorQuantizer
+from tf_vqvae.distribute import mirrored_strategy as shared_strategy
 
 TINY = dict(
     num_embeddings=16,
@@ -127,3 +128,46 @@ def test_restart_candidates_are_the_same_rows_on_two_replicas(
     result = strategy.run(candidates, args=(shards,))
     for rows in strategy.experimental_local_results(result):
         np.testing.assert_array_equal(rows.numpy(), one)
+
+
+# ------------------------------------------------------- device name checks
+MACHINE = "(/cpu:0, /cpu:1)"
+
+
+@pytest.mark.parametrize(
+    "devices", [["/gpu:7"], ["/cpu:9"], ["banana"], ["/cpu:0", "gpu0"]]
+)
+def test_mirrored_strategy_refuses_devices_the_machine_lacks(devices):
+    with pytest.raises(ValueError) as info:
+        shared_strategy(devices)
+    assert str(info.value) == (
+        f"`devices` must name devices of this machine {MACHINE}. "
+        f"Received: devices={devices!r} (of type list)."
+    )
+
+
+def test_mirrored_strategy_refuses_a_device_named_twice():
+    devices = ["/cpu:0", "/device:CPU:0"]
+    with pytest.raises(ValueError) as info:
+        shared_strategy(devices)
+    assert str(info.value) == (
+        "`devices` must name each device once. "
+        f"Received: devices={devices!r} (of type list)."
+    )
+
+
+@pytest.mark.parametrize("devices", ["/cpu:0", [None], [0], 5])
+def test_mirrored_strategy_refuses_what_is_no_list_of_names(devices):
+    with pytest.raises(TypeError) as info:
+        shared_strategy(devices)
+    assert str(info.value) == (
+        "`devices` must be a list of device names such as '/gpu:0', or "
+        f"None. Received: devices={devices!r} (of type "
+        f"{type(devices).__name__})."
+    )
+
+
+def test_mirrored_strategy_shares_one_strategy_per_device_set():
+    two = mirrored_strategy()
+    assert shared_strategy(("/device:CPU:1", "/cpu:0")) is two
+    assert two.num_replicas_in_sync == 2

@@ -626,3 +626,124 @@ def test_audio_evaluation_errors_keep_their_message_on_later_batches():
     )
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         utterance_codes(model, utterances, 256, batch_size=2)
+
+
+# ------------------------------------------------------- argument mistakes
+@pytest.mark.parametrize("scale", [0.0, -1.0, math.inf, math.nan, "0.1"])
+def test_gaussian_scale_must_be_positive_and_finite(scale):
+    model = _vqvae("mse")
+    images = _images()
+    expected = (
+        "`gaussian_scale` must be a positive finite number or None. "
+        f"Received: gaussian_scale={scale!r} (of type {type(scale).__name__})."
+    )
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(2)
+    for call in (
+        lambda: bits_per_dim(model, None, images, gaussian_scale=scale),
+        lambda: evaluate_model(model, dataset, gaussian_scale=scale),
+        lambda: tf_vqvae.evaluation.reconstruction_log_prob(
+            model, images, gaussian_scale=scale
+        ),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == expected
+
+
+def test_a_given_gaussian_scale_is_used():
+    model = _vqvae("mse")
+    images = _images()
+    sigma = fit_gaussian_scale(model, images)
+    np.testing.assert_allclose(
+        bits_per_dim(model, None, images, gaussian_scale=np.float32(sigma)),
+        bits_per_dim(model, None, images),
+        rtol=1e-5,
+    )
+
+
+def test_bits_per_dim_refuses_what_is_no_prior():
+    model = _vqvae("mse")
+    images = _images()
+    # The images slipped into the prior's place.
+    with pytest.raises(TypeError) as info:
+        bits_per_dim(model, images, None)
+    assert str(info.value) == (
+        "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts.CodePrior, "
+        "e.g. PixelCNNPrior or WaveNetPrior) or None. Received: "
+        "prior=<array of shape (2, 8, 8, 3)> (of type ndarray)."
+    )
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(2)
+    for call in (
+        lambda: bits_per_dim(model, model, images),
+        lambda: evaluate_model(model, dataset, prior=model),
+    ):
+        with pytest.raises(TypeError) as info:
+            call()
+        assert str(info.value) == (
+            "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts."
+            "CodePrior, e.g. PixelCNNPrior or WaveNetPrior) or None. "
+            f"Received: prior={model!r} (of type VQVAE)."
+        )
+
+
+def test_image_and_audio_functions_refuse_the_other_modality():
+    from tests.test_audio_model import TINY_AUDIO, chirp
+    from tf_vqvae.evaluation import bits_per_sample, evaluate_audio_model
+
+    audio_model = VQVAE(**TINY_AUDIO)
+    waves = chirp(batch=2, samples=128)
+    audio_model(waves)
+    image_model = _vqvae("mse")
+    images = _images()
+    cases = [
+        (
+            lambda: bits_per_dim(audio_model, None, waves),
+            "`vqvae` must be an image model (modality='image') for "
+            "`bits_per_dim`; for audio models use `bits_per_sample`. "
+            "Received: a model with modality='audio'.",
+        ),
+        (
+            lambda: evaluate_model(
+                audio_model, tf.data.Dataset.from_tensors(waves)
+            ),
+            "`vqvae` must be an image model (modality='image') for "
+            "`evaluate_model`; for audio models use `evaluate_audio_model`. "
+            "Received: a model with modality='audio'.",
+        ),
+        (
+            lambda: bits_per_sample(image_model, None, waves),
+            "`vqvae` must be an audio model (modality='audio') for "
+            "`bits_per_sample`; for image models use `bits_per_dim`. "
+            "Received: a model with modality='image'.",
+        ),
+        (
+            lambda: evaluate_audio_model(
+                image_model, tf.data.Dataset.from_tensors(images)
+            ),
+            "`vqvae` must be an audio model (modality='audio') for "
+            "`evaluate_audio_model`; for image models use `evaluate_model`. "
+            "Received: a model with modality='image'.",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_bits_per_dim_and_evaluate_model_refuse_an_unbuilt_model():
+    model = VQVAE(**TINY_VQVAE)
+    images = _images()
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(2)
+    for name, call in (
+        ("bits_per_dim", lambda: bits_per_dim(model, None, images)),
+        ("evaluate_model", lambda: evaluate_model(model, dataset)),
+        ("codes_dataset", lambda: codes_dataset(model, dataset)),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == (
+            "`vqvae` must be built (called on images once, or loaded) "
+            f"before `{name}`."
+        )
+    assert not model.built

@@ -148,6 +148,35 @@ def test_policy_scope_restores_the_global_policy():
     assert keras.config.dtype_policy().name == "float32"
 
 
+def test_dtype_policy_takes_a_policy_object():
+    policy = keras.DTypePolicy("mixed_bfloat16")
+    assert precision.dtype_policy(policy) is policy
+    with precision.policy_scope(policy) as inside:
+        assert inside is policy
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+    # `resolve` takes names only, and says so for a policy too.
+    with pytest.raises(ValueError, match="^`precision` must be one of"):
+        precision.resolve(policy)
+
+
+@pytest.mark.parametrize("bad", [None, 16, ["float32"]])
+def test_dtype_policy_refuses_other_objects(bad):
+    expected = (
+        "`precision` must be one of 'float32', 'bfloat16', 'float16', "
+        f"'auto', or a `keras.DTypePolicy`. Received: precision={bad!r} "
+        f"(of type {type(bad).__name__})."
+    )
+    with pytest.raises(ValueError) as info:
+        precision.dtype_policy(bad)
+    assert str(info.value) == expected
+    with pytest.raises(ValueError) as info:
+        with precision.policy_scope(bad):
+            pass
+    assert str(info.value) == expected
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def _images(n=8, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, 16, 16, 3)).astype("uint8")

@@ -44,6 +44,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae import likelihoods, sampling
+from tf_vqvae.arg_checks import describe, is_number
+from tf_vqvae.contracts import CodePrior
 from tf_vqvae.data import audio_pipeline
 from tf_vqvae.speech_metrics import log_mel_distance
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
@@ -86,8 +88,23 @@ def _check_speakers(vqvae, speakers) -> None:
         )
 
 
-def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
+def _check_prior(vqvae, prior, codes: tf.Tensor | None = None) -> None:
+    """`prior` is `None` or a `CodePrior`; with `codes`, one over them."""
     if prior is None:
+        return
+    if not isinstance(prior, CodePrior):
+        # Arrays (images slipped into `prior`'s place) by shape, not repr.
+        shown = (
+            f"Received: prior=<array of shape {tuple(prior.shape)}> (of type "
+            f"{type(prior).__name__})."
+            if hasattr(prior, "shape") and hasattr(prior, "dtype")
+            else describe("prior", prior)
+        )
+        raise TypeError(
+            "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts."
+            f"CodePrior, e.g. PixelCNNPrior or WaveNetPrior) or None. {shown}"
+        )
+    if codes is None:
         return
     grid = tuple(codes.shape[1:])
     if (
@@ -99,6 +116,39 @@ def _check_prior(vqvae, prior, codes: tf.Tensor) -> None:
             f"{vqvae.num_embeddings} and grid_shape={grid}. Received: "
             f"prior.num_embeddings={prior.num_embeddings}, "
             f"prior.grid_shape={tuple(prior.grid_shape)}."
+        )
+
+
+def _check_modality(vqvae, modality: str, function: str, other: str) -> None:
+    """`vqvae` is a `modality` model, else a line pointing to `other`, the
+    function for the other modality."""
+    if vqvae.modality != modality:
+        raise ValueError(
+            f"`vqvae` must be an {modality} model (modality={modality!r}) for "
+            f"`{function}`; for {vqvae.modality} models use `{other}`. "
+            f"Received: a model with modality={vqvae.modality!r}."
+        )
+
+
+def _check_built(vqvae, function: str) -> None:
+    if vqvae.example_shape is None:
+        raise ValueError(
+            "`vqvae` must be built (called on images once, or loaded) "
+            f"before `{function}`."
+        )
+
+
+def _check_gaussian_scale(gaussian_scale) -> None:
+    """`None` (fitted) or a positive finite sigma."""
+    if gaussian_scale is None:
+        return
+    number = is_number(gaussian_scale) or isinstance(
+        gaussian_scale, np.floating
+    )
+    if not (number and 0 < gaussian_scale < math.inf):
+        raise ValueError(
+            "`gaussian_scale` must be a positive finite number or None. "
+            f"{describe('gaussian_scale', gaussian_scale)}"
         )
 
 
@@ -134,7 +184,11 @@ def reconstruction_log_prob(
         codes: `vqvae.encode(images)` if already computed.
         gaussian_scale: sigma for `likelihood="mse"` models (default: fitted
             on `images`, see `fit_gaussian_scale`); ignored otherwise.
+
+    Raises:
+        ValueError: a `gaussian_scale` that is not a positive number.
     """
+    _check_gaussian_scale(gaussian_scale)
     images = to_unit_range(images)
     if codes is None:
         codes = vqvae.encode(images)
@@ -223,8 +277,12 @@ def bits_per_sample(
         A Python float.
 
     Raises:
-        ValueError: if the prior's codebook size or grid does not match.
+        TypeError: a `prior` that is no `CodePrior`.
+        ValueError: an image model, or a prior whose codebook size or grid
+            does not match.
     """
+    _check_modality(vqvae, "audio", "bits_per_sample", "bits_per_dim")
+    _check_prior(vqvae, prior)
     waveforms = as_waveforms(waveforms)
     codes = vqvae.encode(waveforms)
     _check_prior(vqvae, prior, codes)
@@ -421,8 +479,15 @@ def bits_per_dim(
         A Python float.
 
     Raises:
-        ValueError: if the prior's codebook size or grid does not match.
+        TypeError: a `prior` that is no `CodePrior`.
+        ValueError: an audio or unbuilt model, a `gaussian_scale` that is
+            not a positive number, or a prior whose codebook size or grid
+            does not match.
     """
+    _check_modality(vqvae, "image", "bits_per_dim", "bits_per_sample")
+    _check_built(vqvae, "bits_per_dim")
+    _check_prior(vqvae, prior)
+    _check_gaussian_scale(gaussian_scale)
     images = to_unit_range(images)
     codes = vqvae.encode(images)
     _check_prior(vqvae, prior, codes)
@@ -476,11 +541,7 @@ def codes_dataset(
             for elements without labels.
     """
     spec, label_spec = _split_element(image_dataset.element_spec)
-    if vqvae.example_shape is None:
-        raise ValueError(
-            "`vqvae` must be built (called on images once, or loaded) "
-            "before `codes_dataset`."
-        )
+    _check_built(vqvae, "codes_dataset")
     # One example is `example_shape`; a batch has one axis more.
     rank = len(vqvae.example_shape) + 1
     if spec.shape.rank != rank:
@@ -536,7 +597,17 @@ def evaluate_model(
         `perplexity` and `codebook_usage` (codes pooled over the dataset
         and the levels), and, for more than one level, the lists
         `level_perplexity` and `level_codebook_usage` (each level alone).
+
+    Raises:
+        TypeError: a `prior` that is no `CodePrior`.
+        ValueError: an audio or unbuilt model, a `gaussian_scale` that is
+            not a positive number, an empty dataset, or a prior whose
+            codebook size or grid does not match.
     """
+    _check_modality(vqvae, "image", "evaluate_model", "evaluate_audio_model")
+    _check_built(vqvae, "evaluate_model")
+    _check_prior(vqvae, prior)
+    _check_gaussian_scale(gaussian_scale)
     num_levels = int(vqvae.quantizer.num_levels)
     uses_gaussian = vqvae.likelihood != "discretized_logistic"
     squared_error = 0.0
@@ -658,8 +729,12 @@ def evaluate_audio_model(
         `codebook_usage` (codes pooled over the dataset and the levels).
 
     Raises:
-        ValueError: for an empty dataset or a prior that does not match.
+        TypeError: a `prior` that is no `CodePrior`.
+        ValueError: an image model, an empty dataset or a prior that does
+            not match.
     """
+    _check_modality(vqvae, "audio", "evaluate_audio_model", "evaluate_model")
+    _check_prior(vqvae, prior)
     num_levels = int(vqvae.quantizer.num_levels)
     counts = np.zeros((num_levels, vqvae.num_embeddings))
     log_px_sum = uniform_sum = prior_sum = 0.0

@@ -71,12 +71,16 @@ class Resolution:
         return POLICIES[self.precision]
 
 
+def _choices() -> str:
+    return ", ".join(repr(p) for p in PRECISIONS)
+
+
 def check_precision(precision: str) -> None:
     """Raises `ValueError` unless `precision` is one of `PRECISIONS`."""
-    if precision not in PRECISIONS:
-        choices = ", ".join(repr(p) for p in PRECISIONS)
+    # Not a string: `in` on the dict would hash it (a DTypePolicy cannot be).
+    if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(
-            f"`precision` must be one of {choices}. "
+            f"`precision` must be one of {_choices()}. "
             f"{describe('precision', precision)}"
         )
 
@@ -147,9 +151,26 @@ def resolve(
     )
 
 
-def dtype_policy(precision: str = "auto") -> keras.DTypePolicy:
+def dtype_policy(
+    precision: str | keras.DTypePolicy = "auto",
+) -> keras.DTypePolicy:
     """The Keras dtype policy of `precision` (resolved if `"auto"`), for
-    `VQVAE(dtype=...)` / `PixelCNNPrior(dtype=...)`."""
+    `VQVAE(dtype=...)` / `PixelCNNPrior(dtype=...)`.
+
+    Args:
+        precision: one of `PRECISIONS`, or a Keras dtype policy (returned
+            as it is).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(precision, keras.DTypePolicy):
+        return precision
+    if not isinstance(precision, str):
+        raise ValueError(
+            f"`precision` must be one of {_choices()}, or a "
+            f"`keras.DTypePolicy`. {describe('precision', precision)}"
+        )
     return keras.DTypePolicy(resolve(precision).policy)
 
 
@@ -164,11 +185,11 @@ def policy_scope(
 
     Yields:
         The policy in force.
+
+    Raises:
+        ValueError: `precision` is neither.
     """
-    if isinstance(precision, str):
-        policy = dtype_policy(precision)
-    else:
-        policy = precision
+    policy = dtype_policy(precision)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:

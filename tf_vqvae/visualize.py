@@ -12,11 +12,22 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_vqvae.arg_checks import describe
+
+# How far float images may stray from [0, 1] and still be read in [0, 1]
+# scale (clipped): a decoder's mean overshoots a little (`likelihood="mse"`
+# is unbounded), while 8-bit values given as floats or [-1, 1] images are
+# far out.
+OVERSHOOT = 0.5
+
 
 def to_uint8(images) -> np.ndarray:
     """Images as uint8 in [0, 255].
 
     uint8 is kept; floats are read in [0, 1] scale, clipped and rounded.
+    Floats further than `OVERSHOOT` outside [0, 1] are refused, as the
+    models refuse them (`tf_vqvae.vqvae.check_unit_range`'s message); NaN
+    is shown black.
 
     Args:
         images: array-like, uint8 or floating point.
@@ -26,6 +37,8 @@ def to_uint8(images) -> np.ndarray:
 
     Raises:
         TypeError: for other dtypes.
+        ValueError: for floats in another scale, e.g. 8-bit values as floats
+            (0 to 255) or [-1, 1].
     """
     images = np.asarray(images)
     if images.dtype == np.uint8:
@@ -35,8 +48,16 @@ def to_uint8(images) -> np.ndarray:
             "`images` must be uint8 in [0, 255] or floating point in [0, 1]. "
             f"Received: images.dtype={images.dtype}"
         )
-    scaled = np.clip(np.nan_to_num(images.astype(np.float64)), 0.0, 1.0)
-    return np.round(scaled * 255.0).astype(np.uint8)
+    values = np.nan_to_num(images.astype(np.float64), nan=0.0)
+    if values.size and (
+        values.min() < -OVERSHOOT or values.max() > 1.0 + OVERSHOOT
+    ):
+        # The models' own check, for its message (a Keras import, so only
+        # here).
+        from tf_vqvae.vqvae import check_unit_range
+
+        check_unit_range(tf.constant(values, tf.float32))
+    return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def image_grid(images, ncols: int = 8, padding: int = 1) -> np.ndarray:
@@ -179,21 +200,36 @@ def save_image_grid(
     """Writes `image_grid(images, ncols, padding)` to `path` as a PNG.
 
     Written to a temporary file and renamed, so a reader never sees half a
-    PNG. Any `tf.io.gfile` path works (local, GCS, ...). With `row_labels`
-    (one string per row), the rows are named on the left (`label_rows`).
+    PNG; if writing fails, the temporary file is removed. Any `tf.io.gfile`
+    path works (local, GCS, ...; `~` is expanded). With `row_labels` (one
+    string per row), the rows are named on the left (`label_rows`).
 
     Returns:
         The uint8 grid that was written.
+
+    Raises:
+        ValueError: `path` is a directory, or bad images (`image_grid`).
     """
+    path = os.path.expanduser(os.fspath(path))
+    if tf.io.gfile.isdir(path):
+        raise ValueError(
+            "`path` must name a PNG file, not a directory. "
+            f"{describe('path', path)}"
+        )
     grid = image_grid(images, ncols=ncols, padding=padding)
     if row_labels is not None:
         grid = label_rows(
             grid, row_labels, np.shape(images)[1], padding=padding
         )
-    path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    tf.io.write_file(tmp, tf.io.encode_png(grid))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    try:
+        tf.io.write_file(tmp, tf.io.encode_png(grid))
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        # Also on Ctrl-C: no staging file left beside `path`.
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
     return grid
 
 
@@ -331,10 +367,23 @@ def usage_plot(counts, width: int = 640, height: int = 240) -> np.ndarray:
 
     Returns:
         uint8 `(height, width, 3)`.
+
+    Raises:
+        ValueError: no counts, or negative or non-finite ones.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     counts = np.asarray(counts, "float64").reshape(-1)
+    if counts.size == 0:
+        raise ValueError(
+            "`counts` must hold one count per code, at least one. "
+            "Received: counts.shape=(0,)."
+        )
+    if not np.all(np.isfinite(counts) & (counts >= 0)):
+        raise ValueError(
+            "`counts` must be non-negative and finite. Received: counts from "
+            f"{counts.min():g} to {counts.max():g}."
+        )
     k = len(counts)
     total = counts.sum()
     used = int(np.count_nonzero(counts))

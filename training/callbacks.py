@@ -49,7 +49,9 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.projector import projector_config_pb2
 
 from tf_vqvae import atomic, codebook_ops, sampling
+from tf_vqvae.arg_checks import describe
 from tf_vqvae.audio import SAMPLE_RATE
+from tf_vqvae.contracts import CodePrior
 from tf_vqvae.evaluation import level_code_counts
 from tf_vqvae.options import ON_COLLAPSE
 from tf_vqvae.visualize import image_grid, save_image_grid, side_by_side
@@ -104,8 +106,10 @@ def _check_images(images) -> np.ndarray:
         if not np.issubdtype(images.dtype, np.floating):
             raise TypeError(
                 "`images` of shape (batch, samples, 1) are waveforms and "
-                "must be floating point in [-1, 1]. "
-                f"Received: images.dtype={images.dtype}"
+                "must be floating point in [-1, 1]; one image needs its "
+                "batch axis (images[None]). "
+                f"Received: images.shape={images.shape}, "
+                f"images.dtype={images.dtype}"
             )
         return images
     if images.ndim != 4 or images.shape[0] == 0:
@@ -123,16 +127,64 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
+# What a fixed batch holds for a model of each modality, and the callback
+# that shows its reconstructions.
+_BATCHES = {
+    "audio": "waveforms (batch, samples, 1)",
+    "image": "images (batch, height, width, channels)",
+}
+_PICTURES = {"audio": "ReconstructionAudio", "image": "ReconstructionImages"}
+
+
+def _check_modality(
+    callback: str, name: str, batch: np.ndarray, model, shows=None
+) -> None:
+    """`batch` (and the callback, for one that `shows` one modality) suit
+    `model`'s modality: one line now, not a shape error after an epoch."""
+    modality = getattr(model, "modality", None)
+    if modality not in _BATCHES:
+        return
+    given = "audio" if batch.ndim == 3 else "image"
+    # A single image (height, width, 1) reads as a batch of waveforms.
+    single = (
+        " (one image: add the batch axis, images[None])"
+        if modality == "image" and given == "audio"
+        else ""
+    )
+    received = f"Received: {name}.shape={batch.shape}"
+    if shows is not None and shows != modality:
+        raise ValueError(
+            f"`{callback}` is for {shows} models; the model is an "
+            f"{modality} model (modality={modality!r}): use "
+            f"`{_PICTURES[modality]}` with {_BATCHES[modality]}, or "
+            f"`tensorboard_callbacks` with them{single}. {received}"
+        )
+    if given != modality:
+        raise ValueError(
+            f"`{callback}` needs {_BATCHES[modality]} for an {modality} "
+            f"model (modality={modality!r}), and was given "
+            f"{_BATCHES[given]}{single}. {received}"
+        )
+
+
 class _SummaryCallback(keras.callbacks.Callback):
     """Owns one `tf.summary` writer for `log_dir/run_name`."""
 
     def __init__(self, log_dir: str, run_name: str, every_n_epochs: int):
         super().__init__()
         _check_every(every_n_epochs)
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = os.path.expanduser(os.fspath(log_dir))
         self.run_name = run_name
         self.every_n_epochs = every_n_epochs
         self._writer = None
+        self.vqvae = None
+
+    def _check_model(self, model) -> None:
+        """Raises if the callback cannot show `model` (the VQ-VAE)."""
+
+    def on_train_begin(self, logs=None):
+        # Mistakes fail here, before the first epoch, not at its end.
+        self._check_model(self.vqvae or self.model)
 
     @property
     def run_dir(self) -> str:
@@ -190,12 +242,21 @@ class ReconstructionImages(_SummaryCallback):
         self.images = _check_images(images)
         self.pairs_per_row = pairs_per_row
         self.vqvae = model
+        if model is not None:
+            self._check_model(model)
+
+    def _check_model(self, model) -> None:
+        _check_modality(
+            "ReconstructionImages", "images", self.images, model, "image"
+        )
 
     def grid(self) -> np.ndarray:
         """The uint8 grid of the fixed batch and its reconstructions."""
         model = self.vqvae or self.model
         reconstructions = model.decode(model.encode(self.images))
-        pairs = side_by_side(self.images, np.asarray(reconstructions))
+        # The mean of an `mse` decoder is unbounded: shown clipped.
+        reconstructions = np.clip(np.asarray(reconstructions), 0.0, 1.0)
+        pairs = side_by_side(self.images, reconstructions)
         return image_grid(pairs, ncols=2 * self.pairs_per_row)
 
     def write(self, epoch, logs):
@@ -256,10 +317,36 @@ class ReconstructionAudio(_SummaryCallback):
         self.speakers = (
             None if speakers is None else np.asarray(speakers, np.int32)
         )
+        self._given_speakers = speakers  # checked once the model is known
         self.sample_rate = sample_rate
         self.vqvae = model
         self.seed = seed
         self._originals_written = False
+        if model is not None:
+            self._check_model(model)
+
+    def _check_model(self, model) -> None:
+        _check_modality(
+            "ReconstructionAudio", "waveforms", self.waveforms, model, "audio"
+        )
+        num_speakers = getattr(model, "num_speakers", None)
+        if not num_speakers:
+            return  # `speakers` are ignored.
+        if self._given_speakers is None:
+            raise ValueError(
+                "`speakers` must be given for a model conditioned on "
+                f"speakers (num_speakers={num_speakers}): one id per "
+                "waveform. Received: speakers=None"
+            )
+        ids = _ids_in_turn(
+            self._given_speakers, num_speakers, "speakers", "num_speakers"
+        )
+        if len(ids) != len(self.waveforms):
+            raise ValueError(
+                f"`speakers` must hold one id per waveform "
+                f"({len(self.waveforms)}). "
+                f"Received: speakers={self._given_speakers!r}"
+            )
 
     def reconstructions(self) -> np.ndarray:
         """float32 `(batch, samples, 1)`: the fixed batch reconstructed."""
@@ -342,6 +429,11 @@ class CodeUsage(_SummaryCallback):
         super().__init__(log_dir, "codebook", every_n_epochs)
         self.images = _check_images(images)
         self.vqvae = model
+        if model is not None:
+            self._check_model(model)
+
+    def _check_model(self, model) -> None:
+        _check_modality("CodeUsage", "images", self.images, model)
 
     def level_counts(self) -> tf.Tensor:
         """float32 `[num_levels, num_embeddings]` code counts over the fixed
@@ -414,12 +506,21 @@ class CodebookProjector(keras.callbacks.Callback):
     ):
         super().__init__()
         _check_every(every_n_epochs)
-        self.log_dir = os.fspath(log_dir)
+        self.log_dir = os.path.expanduser(os.fspath(log_dir))
         self.images = None if images is None else _check_images(images)
         self.every_n_epochs = every_n_epochs
         self.vqvae = model
         self._variable = None
         self._manager = None
+        if model is not None:
+            self._check_model(model)
+
+    def _check_model(self, model) -> None:
+        if self.images is not None:
+            _check_modality("CodebookProjector", "images", self.images, model)
+
+    def on_train_begin(self, logs=None):
+        self._check_model(self.vqvae or self.model)
 
     @property
     def run_dir(self) -> str:
@@ -583,6 +684,14 @@ class PriorSamples(_SummaryCallback):
                 f"Received: sample_fn={sample_fn!r} "
                 f"(of type {type(sample_fn).__name__})."
             )
+        # A prior (a Keras model: callable, on codes) in its place would
+        # fail only at the first epoch's end.
+        if isinstance(sample_fn, (CodePrior, keras.layers.Layer)):
+            raise TypeError(
+                "`sample_fn` must be a function (num, seed) -> codes, such "
+                "as prior_sample_fn(prior), not the prior itself. "
+                f"{describe('sample_fn', sample_fn)}"
+            )
         # The model whose `decode` is called, when known (`decode_fn` the
         # model or its bound `decode`): its modality, its speakers, and a
         # generative decoder takes per-sample seeds.
@@ -594,7 +703,7 @@ class PriorSamples(_SummaryCallback):
         )
         if hasattr(decode_fn, "decode"):
             decode_fn = decode_fn.decode
-        if not callable(decode_fn):
+        if not callable(decode_fn) or isinstance(decode_fn, CodePrior):
             raise TypeError(
                 "`decode_fn` must be callable on codes, or a VQVAE. "
                 f"Received: decode_fn={decode_fn!r} "
@@ -632,7 +741,8 @@ class PriorSamples(_SummaryCallback):
 
     def grid(self) -> np.ndarray:
         """The uint8 grid of decoded samples (image models)."""
-        return image_grid(self.decoded(), ncols=self.ncols)
+        # The mean of an `mse` decoder is unbounded: shown clipped.
+        return image_grid(np.clip(self.decoded(), 0.0, 1.0), ncols=self.ncols)
 
     def write(self, epoch, logs):
         description = f"Decoded prior samples, seed {self.seed}."
@@ -681,6 +791,7 @@ def tensorboard_callbacks(
     Returns:
         A list of callbacks for `fit`.
     """
+    log_dir = os.path.expanduser(os.fspath(log_dir))
     validation_images = _check_images(validation_images)
     if validation_images.ndim == 3:
         pictures = ReconstructionAudio(
@@ -850,9 +961,13 @@ class CodebookHealth(keras.callbacks.Callback):
         self.on_collapse = on_collapse
         self.min_usage = _check_fraction("min_usage", min_usage)
         self.min_perplexity = _check_fraction("min_perplexity", min_perplexity)
-        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.log_dir = (
+            None if log_dir is None else os.path.expanduser(os.fspath(log_dir))
+        )
         self.summary_path = (
-            None if summary_path is None else os.fspath(summary_path)
+            None
+            if summary_path is None
+            else os.path.expanduser(os.fspath(summary_path))
         )
         self.vqvae = model
         self.verdicts: list[CodebookVerdict] = []
