@@ -1629,3 +1629,25 @@ def test_quantizer_flags_of_another_kind_exit_2(tmp_path, capsys):
         "of 'ema'. Received: levels=[4, 4]\n"
     )
     assert not model_dir.exists()
+
+
+def test_pictures_of_an_overshooting_model_are_clipped(tmp_path):
+    """The `"mse"` mean image is unbounded: a young model's reconstructions
+    far above 1 still make a picture (white), not a refused float scale."""
+    from tf_vqvae import VQVAE
+
+    model = VQVAE(
+        num_embeddings=8, embedding_dim=4, num_hiddens=8, num_residual_hiddens=4
+    )
+    images = photo_crops(8, 4, seed=0)
+    model(images)
+    bias = model.decoder.upsamples[-1].bias
+    bias.assign(tf.fill(bias.shape, 3.0))
+    assert float(tf.reduce_min(model(images))) > 1.5
+    path = str(tmp_path / "r.png")
+    commands._save_reconstructions(model, images, path)
+    from tf_vqvae.visualize import image_grid, side_by_side
+
+    white = np.ones(images.shape, "float32")
+    expected = image_grid(side_by_side(images, white), ncols=8)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)

@@ -909,7 +909,7 @@ def sample(
         codes = distribution.sample(seed=tf.constant([seed, 0]))
         save_image_grid(
             output,
-            vqvae.decode(codes).numpy(),
+            _picture(vqvae.decode(codes)),
             ncols=n,
             row_labels=_class_names(model_dir, prior),
         )
@@ -925,7 +925,7 @@ def sample(
     for i, path in enumerate(paths):
         size = min(SAMPLES_PER_GRID, n - i * SAMPLES_PER_GRID)
         codes = distribution.sample(size, seed=tf.constant([seed, i]))
-        save_image_grid(path, vqvae.decode(codes).numpy(), ncols=min(8, size))
+        save_image_grid(path, _picture(vqvae.decode(codes)), ncols=min(8, size))
     return paths
 
 
@@ -1753,10 +1753,17 @@ def _validation_images(config: TrainConfig, train_images: Images):
     return pool[np.unique(picks.astype(int))]
 
 
+def _picture(images) -> np.ndarray:
+    """Decoded images clipped to [0, 1]: the mean image of the `"mse"`
+    likelihood is not bounded (a young model's overshoots), and the
+    picture functions refuse floats far outside [0, 1]."""
+    return np.clip(np.asarray(images), 0.0, 1.0)
+
+
 def _save_reconstructions(model, images, path: str) -> str:
     """Writes originals beside their reconstructions as a PNG grid."""
     reconstructions = model(images, training=False)
     save_image_grid(
-        path, side_by_side(images, reconstructions.numpy()), ncols=8
+        path, side_by_side(images, _picture(reconstructions)), ncols=8
     )
     return path
