@@ -32,7 +32,11 @@ import tensorflow as tf
 
 from tf_vqvae import sampling
 from tf_vqvae.arg_checks import check_int
-from tf_vqvae.tensor_checks import assert_at_run_time, check_ids
+from tf_vqvae.tensor_checks import (
+    as_integer_tensor,
+    assert_at_run_time,
+    check_ids,
+)
 
 try:
     # Keras' symbolic build scope (not in its public API).
@@ -217,13 +221,11 @@ class AutoregressivePrior(keras.Model):
             ValueError: for a wrong shape, or eagerly for values out of
                 range (in a graph: `InvalidArgumentError`).
         """
-        codes = tf.convert_to_tensor(codes)
-        if not codes.dtype.is_integer:
-            raise TypeError(
-                "`codes` must be integer codes in [0, num_embeddings="
-                f"{self.num_embeddings}). "
-                f"Received: codes.dtype={codes.dtype.name}"
-            )
+        codes = as_integer_tensor(
+            codes,
+            "codes",
+            f"integer codes in [0, num_embeddings={self.num_embeddings})",
+        )
         self._check_codes_shape(codes.shape, any_batch)
         rank = len(self.grid_shape)
         if codes.shape.rank is None or None in codes.shape[-rank:].as_list():
@@ -261,13 +263,11 @@ class AutoregressivePrior(keras.Model):
         scalar or `(batch,)` of any batch; checked as `_checked_codes`
         (`check_values`: the values, and a batch unknown while tracing, at
         run time)."""
-        labels = tf.convert_to_tensor(labels)
-        if not labels.dtype.is_integer:
-            raise TypeError(
-                "`labels` must be integer class ids in [0, num_classes="
-                f"{self.num_classes}). "
-                f"Received: labels.dtype={labels.dtype.name}"
-            )
+        labels = as_integer_tensor(
+            labels,
+            "labels",
+            f"integer class ids in [0, num_classes={self.num_classes})",
+        )
         rank = labels.shape.rank
         if scalar_ok:
             if rank is not None and rank > 1:

@@ -30,6 +30,18 @@ def as_tensor(value, name: str) -> tf.Tensor:
     return tensor
 
 
+def as_integer_tensor(value, name: str, expected: str) -> tf.Tensor:
+    """`value` as an integer tensor (any int dtype), else a `TypeError`:
+    "`codes` must be {expected}. Received: codes.dtype=float32"."""
+    tensor = as_tensor(value, name)
+    if not tensor.dtype.is_integer:
+        raise TypeError(
+            f"`{name}` must be {expected}. "
+            f"Received: {name}.dtype={tensor.dtype.name}"
+        )
+    return tensor
+
+
 def check_range(
     values: tf.Tensor, bounds: tuple, message: str, hint: str, name: str
 ) -> tf.Tensor:

@@ -12,6 +12,7 @@ from tf_vqvae.networks import Decoder, Encoder
 from tf_vqvae.precision import policy_scope
 from tf_vqvae.quantizers import make_quantizer
 from tf_vqvae.tensor_checks import (
+    as_integer_tensor,
     as_tensor,
     assert_at_run_time,
     check_ids,
@@ -900,12 +901,7 @@ class VQVAE(keras.Model):
                 f"`{self.name}` has no speaker embedding (num_speakers="
                 "None); decode without `speaker`."
             )
-        speaker = tf.convert_to_tensor(speaker)
-        if not speaker.dtype.is_integer:
-            raise TypeError(
-                "`speaker` must be integer ids. "
-                f"Received: speaker.dtype={speaker.dtype.name}"
-            )
+        speaker = as_integer_tensor(speaker, "speaker", "integer ids")
         if speaker.shape.rank != 1 or (
             speaker.shape[0] is not None
             and batch_size is not None
@@ -1171,11 +1167,7 @@ class VQVAE(keras.Model):
             batch = batch[..., tf.newaxis]
         speaker = tf.convert_to_tensor(speaker)
         if speaker.shape.rank == 0:
-            if not speaker.dtype.is_integer:
-                raise TypeError(
-                    "`speaker` must be integer ids. "
-                    f"Received: speaker.dtype={speaker.dtype.name}"
-                )
+            speaker = as_integer_tensor(speaker, "speaker", "integer ids")
             speaker = tf.fill(tf.shape(batch)[:1], tf.cast(speaker, "int32"))
         length = batch.shape[1]
         if length == 0:
@@ -1231,12 +1223,7 @@ class VQVAE(keras.Model):
         checked (the model built): a codebook's gather fails on a bad code
         with TensorFlow's message on CPU and returns zeros on GPU, and FSQ's
         and LFQ's arithmetic decodes it to a wrong image silently."""
-        codes = as_tensor(codes, "codes")
-        if not codes.dtype.is_integer:
-            raise TypeError(
-                "`codes` must be an integer tensor. "
-                f"Received: codes.dtype={codes.dtype.name}"
-            )
+        codes = as_integer_tensor(codes, "codes", "an integer tensor")
         levels = self.quantizer.num_levels > 1
         rank = self.spatial_dims + 1 + levels
         if codes.shape.rank != rank:
