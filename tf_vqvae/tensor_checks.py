@@ -51,10 +51,13 @@ def check_range(
     low = tf.reduce_min(values)
     high = tf.reduce_max(values)
     if tf.executing_eagerly():
-        low, high = float(low), float(high)
-        # An empty batch gives low=inf, high=-inf: nothing out of range.
+        # Ints as ints (a code of 1000000, not 1e+06).
+        text = str if values.dtype.is_integer else "{:g}".format
+        low, high = low.numpy().item(), high.numpy().item()
+        # An empty batch gives low=inf, high=-inf (ints: their max and min):
+        # nothing out of range.
         if not (low >= bounds[0] and high <= bounds[1]):
-            raise ValueError(f"{message} {low:g} to {high:g}{hint}.")
+            raise ValueError(f"{message} {text(low)} to {text(high)}{hint}.")
         return values
     check = tf.debugging.Assert(
         tf.logical_and(low >= bounds[0], high <= bounds[1]),
