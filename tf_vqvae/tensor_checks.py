@@ -68,6 +68,46 @@ def check_range(
         return tf.identity(values)
 
 
+_RANGE_MESSAGE = (
+    "Images must be uint8 in [0, 255] or floating point in [0, 1]. "
+    "Received: floating point images with values from"
+)
+
+
+_WAVEFORM_RANGE_MESSAGE = (
+    "Waveforms must be floating point in [-1, 1]. Received: values from"
+)
+
+
+def check_unit_range(images: tf.Tensor) -> tf.Tensor:
+    """Returns float `images` after checking they lie in [0, 1].
+
+    Eagerly a `ValueError`; in a graph (`fit`, `tf.function`, exports) an
+    `InvalidArgumentError` from a `tf.debugging.Assert` with the same text,
+    which XLA compiles away. NaN is out of range. Costs one min and one max
+    over the batch.
+    """
+    return check_range(
+        images,
+        (0.0, 1.0),
+        _RANGE_MESSAGE,
+        " (divide 8-bit images by 255, or pass them as uint8)",
+        "check_images_range",
+    )
+
+
+def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
+    """Returns float `waveforms` after checking they lie in [-1, 1]; errors
+    as `check_unit_range`."""
+    return check_range(
+        waveforms,
+        (-1.0, 1.0),
+        _WAVEFORM_RANGE_MESSAGE,
+        " (divide 16-bit PCM by 32768)",
+        "check_waveforms_range",
+    )
+
+
 def check_ids(values: tf.Tensor, name: str, bound: str, size: int) -> tf.Tensor:
     """Integer `values` (codes, labels) after checking they lie in `[0,
     size)`, `size` being the argument `bound`: "`codes` must be in [0,

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe
+from tf_vqvae.tensor_checks import check_unit_range
 
 # How far float images may stray from [0, 1] and still be read in [0, 1]
 # scale (clipped): a decoder's mean overshoots a little (`likelihood="mse"`
@@ -26,7 +27,7 @@ def to_uint8(images) -> np.ndarray:
 
     uint8 is kept; floats are read in [0, 1] scale, clipped and rounded.
     Floats further than `OVERSHOOT` outside [0, 1] are refused, as the
-    models refuse them (`tf_vqvae.vqvae.check_unit_range`'s message); NaN
+    models refuse them (`tensor_checks.check_unit_range`'s message); NaN
     is shown black.
 
     Args:
@@ -52,10 +53,7 @@ def to_uint8(images) -> np.ndarray:
     if values.size and (
         values.min() < -OVERSHOOT or values.max() > 1.0 + OVERSHOOT
     ):
-        # The models' own check, for its message (a Keras import, so only
-        # here).
-        from tf_vqvae.vqvae import check_unit_range
-
+        # The models' own check, for its message.
         check_unit_range(tf.constant(values, tf.float32))
     return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
 

@@ -17,6 +17,8 @@ from tf_vqvae.tensor_checks import (
     assert_at_run_time,
     check_ids,
     check_range,
+    check_unit_range,
+    check_waveform_range,
 )
 from tf_vqvae.wavenet import WaveNetDecoder
 
@@ -53,12 +55,6 @@ WAVENET_DECODER_OPTIONS = tuple(
 )
 
 
-_RANGE_MESSAGE = (
-    "Images must be uint8 in [0, 255] or floating point in [0, 1]. "
-    "Received: floating point images with values from"
-)
-
-
 def _as_float(images) -> tf.Tensor:
     """float32 images: uint8 divided by 255, floats cast (not checked)."""
     images = as_tensor(images, "images")
@@ -70,40 +66,6 @@ def _as_float(images) -> tf.Tensor:
             f"Received: images.dtype={images.dtype.name}"
         )
     return tf.cast(images, "float32")
-
-
-_WAVEFORM_RANGE_MESSAGE = (
-    "Waveforms must be floating point in [-1, 1]. Received: values from"
-)
-
-
-def check_unit_range(images: tf.Tensor) -> tf.Tensor:
-    """Returns float `images` after checking they lie in [0, 1].
-
-    Eagerly a `ValueError`; in a graph (`fit`, `tf.function`, exports) an
-    `InvalidArgumentError` from a `tf.debugging.Assert` with the same text,
-    which XLA compiles away. NaN is out of range. Costs one min and one max
-    over the batch.
-    """
-    return check_range(
-        images,
-        (0.0, 1.0),
-        _RANGE_MESSAGE,
-        " (divide 8-bit images by 255, or pass them as uint8)",
-        "check_images_range",
-    )
-
-
-def check_waveform_range(waveforms: tf.Tensor) -> tf.Tensor:
-    """Returns float `waveforms` after checking they lie in [-1, 1]; errors
-    as `check_unit_range`."""
-    return check_range(
-        waveforms,
-        (-1.0, 1.0),
-        _WAVEFORM_RANGE_MESSAGE,
-        " (divide 16-bit PCM by 32768)",
-        "check_waveforms_range",
-    )
 
 
 def _as_float_waveforms(waveforms) -> tf.Tensor:
