@@ -198,6 +198,24 @@ def test_staged_directory_failure_keeps_the_old_one(tmp_path, monkeypatch):
     assert os.listdir(target) == ["old"]
 
 
+def test_failure_removes_the_empty_parents_it_created(tmp_path):
+    # An interrupted export to a new `out/vqvae/1` leaves no empty
+    # `out/vqvae` behind; parents that existed, or that others filled
+    # meanwhile, stay.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.staged_directory(tmp_path / "kept" / "out" / "vqvae" / "1"):
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == ["kept"]
+    assert os.listdir(tmp_path / "kept") == []
+
+    with pytest.raises(RuntimeError):
+        with atomic.staged_directory(tmp_path / "out" / "vqvae" / "1"):
+            (tmp_path / "out" / "other").mkdir()
+            raise RuntimeError
+    assert os.listdir(tmp_path / "out") == ["other"]
+
+
 def test_directory_created_meanwhile_is_not_replaced(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(FileExistsError):

@@ -246,8 +246,14 @@ def staged_directory(
     path = os.path.abspath(os.path.expanduser(given))
     if os.path.exists(path) and not overwrite:
         raise _exists_error(given)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = make_staging_dir(os.path.dirname(path), "tmp", os.path.basename(path))
+    created = _make_parents(os.path.dirname(path))
+    try:
+        tmp = make_staging_dir(
+            os.path.dirname(path), "tmp", os.path.basename(path)
+        )
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield tmp
         if os.path.exists(path) and not overwrite:
@@ -255,7 +261,32 @@ def staged_directory(
         _rename_into_place(tmp, path)
     except BaseException:
         _remove(tmp)
+        _remove_empty(created)
         raise
+
+
+def _make_parents(directory: str) -> list[str]:
+    """`os.makedirs(directory)`; returns the directories it created,
+    deepest first."""
+    created = []
+    while not os.path.exists(directory):
+        created.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    os.makedirs(created[0] if created else directory, exist_ok=True)
+    return created
+
+
+def _remove_empty(directories: list[str]) -> None:
+    """Removes `directories` (deepest first) while they are empty: a failed
+    or interrupted build leaves no empty parents it created behind."""
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 def _exists_error(path: str) -> FileExistsError:
