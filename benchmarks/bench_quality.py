@@ -40,6 +40,8 @@ shrinks their code counts, `TINY_QUANTIZER_SIZES`):
     q_rotcos_k8192   the same with the rotation trick and cosine distance
     q_lfq            LookupFreeQuantizer, K = 2**14
     q_ema_k16384     the defaults at K = 2**14 (LFQ's neighbour)
+    q_fsq_k15360     FiniteScalarQuantizer (8, 8, 8, 6, 5): K = 15360, the
+                     paper's levels nearest 2**14 (FSQ at a large codebook)
 
 Each reports the test MSE, perplexity and used codes (pooled over the
 levels' `L x K` codes for residual VQ, and per level).
@@ -64,10 +66,22 @@ import models
 
 # Issue 13's code counts (`--tiny`: small ones, same code paths).
 QUANTIZER_SIZES = dict(
-    k=1024, rvq_k=256, rvq_levels=8, big_k=8192, lfq_k=2**14, fsq=(8, 5, 5, 5)
+    k=1024,
+    rvq_k=256,
+    rvq_levels=8,
+    big_k=8192,
+    lfq_k=2**14,
+    fsq=(8, 5, 5, 5),
+    big_fsq=(8, 8, 8, 6, 5),
 )
 TINY_QUANTIZER_SIZES = dict(
-    k=16, rvq_k=8, rvq_levels=3, big_k=64, lfq_k=2**6, fsq=(4, 4)
+    k=16,
+    rvq_k=8,
+    rvq_levels=3,
+    big_k=64,
+    lfq_k=2**6,
+    fsq=(4, 4),
+    big_fsq=(4, 4, 4),
 )
 # Isolates the gradient rule and the distance from codebook collapse cures.
 NO_CURES = {"data_init": None, "dead_code_restart_steps": None}
@@ -112,6 +126,10 @@ def quantizer_runs(sizes: dict) -> dict[str, dict]:
         ),
         "q_lfq": dict(quantizer="lfq", num_embeddings=sizes["lfq_k"]),
         "q_ema_k16384": dict(quantizer="ema", num_embeddings=sizes["lfq_k"]),
+        # FSQ near the same K (the paper's levels for K = 15360).
+        "q_fsq_k15360": dict(
+            quantizer="fsq", quantizer_options={"levels": sizes["big_fsq"]}
+        ),
     }
 
 

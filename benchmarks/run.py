@@ -723,6 +723,7 @@ QUANTIZER_RUN_NAMES = {
     "restarts",
     "q_lfq": "LFQ",
     "q_ema_k16384": "VQ-EMA, `VQVAE` defaults",
+    "q_fsq_k15360": "FSQ (8, 8, 8, 6, 5)",
 }
 
 
@@ -886,6 +887,13 @@ def quantizer_quality_summary(data: dict | None) -> str | None:
             f"LFQ at K = {lfq['num_embeddings']} uses {_used(lfq)} codes "
             f"(MSE {lfq['mse']:.5f}) vs VQ-EMA's {_used(big)} "
             f"({big['mse']:.5f})"
+        )
+    big_fsq = res.get("q_fsq_k15360")
+    if big_fsq and big:
+        parts.append(
+            f"FSQ at K = {big_fsq['num_embeddings']} uses {_used(big_fsq)} "
+            f"codes (MSE {big_fsq['mse']:.5f}) vs VQ-EMA's {_used(big)} at "
+            f"K = {big['num_embeddings']}"
         )
     if not parts:
         return None

@@ -378,6 +378,7 @@ def test_quality_quantizers_tiny(tmp_path):
         "q_rotcos_k8192": sizes["big_k"],
         "q_lfq": sizes["lfq_k"],
         "q_ema_k16384": sizes["lfq_k"],
+        "q_fsq_k15360": int(np.prod(sizes["big_fsq"])),
     }
     assert {impl: r["num_embeddings"] for impl, r in res.items()} == expected_k
     for impl, r in res.items():
@@ -434,6 +435,7 @@ def test_quantizer_quality_targets_from_results():
             "q_rotcos_k8192": _run(0.0110, 8192, 8192 - 1300),
             "q_lfq": _run(0.0130, 2**14, 2**14 - 3000),
             "q_ema_k16384": _run(0.0095, 2**14, 2**14 - 5000),
+            "q_fsq_k15360": _run(0.0110, 15360, 15360 - 4000),
         },
     }
     lines, targets = run.quantizer_quality_section(data)
@@ -441,6 +443,7 @@ def test_quantizer_quality_targets_from_results():
     assert "| `q_rvq` | residual VQ, quantizer dropout 0.5 | 8 x 256 " in table
     assert "| 2000 (97.7%) | 60 |" in table  # 8 x 256 - 48 used
     assert "| MSE | 0.02000 | 0.01500 |" in table
+    assert "| `q_fsq_k15360` | FSQ (8, 8, 8, 6, 5) | 15360 | 0.01100 |" in table
     labels = {label: (round(value, 4), need) for label, value, need in targets}
     assert labels == {
         "FSQ uses >= 99% of its codes on the test set (99.5%, issue 13)": (
@@ -468,7 +471,9 @@ def test_quantizer_quality_targets_from_results():
         "test MSE 0.02000 at 1 level to 0.00600 at 8; at K = 8192 without "
         "data init or restarts, the rotation trick with cosine distance uses "
         "1300 codes vs 400 (MSE 0.01100 vs 0.01200); LFQ at K = 16384 uses "
-        "3000 codes (MSE 0.01300) vs VQ-EMA's 5000 (0.00950)."
+        "3000 codes (MSE 0.01300) vs VQ-EMA's 5000 (0.00950); FSQ at "
+        "K = 15360 uses 4000 codes (MSE 0.01100) vs VQ-EMA's 5000 at "
+        "K = 16384."
     )
     assert run.quantizer_quality_summary(None) is None
     partial = {**data, "results": {"q_fsq": data["results"]["q_fsq"]}}
