@@ -727,6 +727,24 @@ def test_export_and_verify(trained_dir, tmp_path, capsys):
     assert cli.main(["verify", str(tmp_path / "missing")]) == 2
 
 
+def test_export_is_all_or_nothing(trained_dir, tmp_path, capsys, monkeypatch):
+    # Ctrl-C while the TFLite files are written: the SavedModel version
+    # written before is removed, so the same command runs again.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "export_tflite", interrupted)
+    out = tmp_path / "models"
+    argv = ["export", "--model-dir", str(trained_dir), "--out", str(out)]
+    argv += ["--tflite", "--quantization", "float32"]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.endswith("vqvae export: interrupted\n")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert cli.main(argv) == 0
+    assert sorted(os.listdir(out)) == ["vqvae", "vqvae_tflite"]
+
+
 def test_export_reads_no_dataset(tmp_path, capsys):
     """`vqvae export` needs only the model dir: int8 is calibrated on the
     sample `vqvae train` wrote, or on --calibration-data."""

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -1455,7 +1456,9 @@ def export(
     `calibration_data` (a `.npy` file of images or a dataset string), by
     default the sample `vqvae train` wrote to `model_dir/calibration.npy`
     (bad files of a `folder:` dataset are left out with `skip_bad_files`,
-    by default (`None`) when the model was trained so).
+    by default (`None`) when the model was trained so). All or nothing: if
+    the TFLite files fail (or Ctrl-C), the SavedModel version this call
+    wrote is removed again.
 
     Returns:
         name -> path of each export.
@@ -1537,16 +1540,31 @@ def export(
             )
         }
         if tflite:
-            export_tflite(
-                vqvae,
-                tflite_dir,
-                quantization=tuple(quantization),
-                representative_images=calibration,
-                prior=prior,
-                overwrite=overwrite,
-            )
+            try:
+                export_tflite(
+                    vqvae,
+                    tflite_dir,
+                    quantization=tuple(quantization),
+                    representative_images=calibration,
+                    prior=prior,
+                    overwrite=overwrite,
+                )
+            except BaseException:
+                if not overwrite:
+                    # All or nothing: the same command again (after Ctrl-C
+                    # or a fix) must not find the version this one wrote.
+                    _remove_new_version(exported["saved_model"])
+                raise
             exported["tflite"] = tflite_dir
         return exported
+
+
+def _remove_new_version(version_dir: str) -> None:
+    """Removes a version directory this export created, and its model
+    directory if that is left empty."""
+    shutil.rmtree(version_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(version_dir))
 
 
 def verify(path: str) -> None:
