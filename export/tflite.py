@@ -60,6 +60,7 @@ import tensorflow as tf
 
 from tf_vqvae import options, precision
 from tf_vqvae.arg_checks import describe
+from tf_vqvae.contracts import prior_event_shape
 from tf_vqvae.export import checks, common
 from tf_vqvae.tensor_checks import as_tensor, check_range
 
@@ -124,18 +125,19 @@ def prior_sampler_fn(
 ) -> tuple[Callable, list[tf.TensorSpec]]:
     """The prior's Gumbel-max sampler with its uniform noise as an input.
 
-    `noise` float32 `(batch_size, *grid_shape, K)` uniform in [0, 1)
-    (`(batch_size, H, W, K)` for a `PixelCNNPrior`, `(batch_size, length,
-    K)` for a `WaveNetPrior`; and, for a class-conditional prior, `labels`
-    int32 `(batch_size,)`) -> `{"codes": int32 (batch_size,
-    *grid_shape)}`: `prior.sample_codes(noise,
+    `noise` float32 `(batch_size, *event_shape, K)` uniform in [0, 1)
+    (`(batch_size, H, W, K)` for a `PixelCNNPrior`, `(batch_size, H, W, L,
+    K)` for one over L levels, `(batch_size, length, K)` for a
+    `WaveNetPrior`; and, for a class-conditional prior, `labels` int32
+    `(batch_size,)`) -> `{"codes": int32 (batch_size, *event_shape)}`:
+    `prior.sample_codes(noise,
     labels)` traced as it is (graph ops only, static shapes for a static
     batch, so it converts to builtins), hence the same codes as in Python.
     TFLite has no builtin random categorical op, so the app draws the noise
     (`tf_vqvae.sampling.prior_noise` gives the noise of a seed).
     """
     noise = tf.TensorSpec(
-        (batch_size, *prior.grid_shape, prior.num_embeddings),
+        (batch_size, *prior_event_shape(prior), prior.num_embeddings),
         tf.float32,
         name="noise",
     )

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tests.test_prior import TINY as TINY_PIXELCNN
 from tests.test_wavenet import TINY as TINY_WAVENET
 from tf_vqvae import sampling
-from tf_vqvae.contracts import CodePrior
+from tf_vqvae.contracts import CodePrior, prior_event_shape
 from tf_vqvae.export import tflite
 from tf_vqvae.prior import PixelCNNPrior
 from tf_vqvae.wavenet import WaveNetPrior
@@ -21,6 +21,8 @@ from tf_vqvae.wavenet import WaveNetPrior
 KINDS = {
     "pixelcnn": (PixelCNNPrior, TINY_PIXELCNN),
     "wavenet": (WaveNetPrior, TINY_WAVENET),
+    # A prior over 3 levels of residual VQ codes per position.
+    "pixelcnn-levels": (PixelCNNPrior, {**TINY_PIXELCNN, "num_levels": 3}),
 }
 
 
@@ -31,12 +33,12 @@ def _prior(kind, **kwargs):
 
 def _codes(prior, n, seed=0):
     rng = np.random.default_rng(seed)
-    shape = (n,) + prior.grid_shape
+    shape = (n,) + prior.event_shape
     return rng.integers(0, prior.num_embeddings, size=shape).astype("int32")
 
 
 def _noise(n, prior, seed=0):
-    shape = (n,) + prior.grid_shape + (prior.num_embeddings,)
+    shape = (n,) + prior.event_shape + (prior.num_embeddings,)
     return tf.random.stateless_uniform(shape, seed=(seed, 7))
 
 
@@ -72,12 +74,17 @@ def test_class_conditioning_changes_logits(kind):
 
 _PIXELCNN_CODES = np.tile(np.arange(6, dtype="int32") % 7, (8, 5, 1))
 _WAVENET_CODES = np.tile(np.arange(20, dtype="int32") % 7, (8, 1))
+# Levels: level l holds the codes + 2 l (mod 7).
+_LEVEL_CODES = (
+    _PIXELCNN_CODES[..., None] + 2 * np.arange(3, dtype="int32")
+) % 7
 
 
 @pytest.mark.parametrize(
     "kind, kwargs, first, second, temperature",
     [
         ("pixelcnn", {}, _PIXELCNN_CODES, (_PIXELCNN_CODES + 3) % 7, 1.0),
+        ("pixelcnn-levels", {}, _LEVEL_CODES, (_LEVEL_CODES + 3) % 7, 1.0),
         (
             "wavenet",
             {"length": 20},
@@ -86,7 +93,7 @@ _WAVENET_CODES = np.tile(np.arange(20, dtype="int32") % 7, (8, 1))
             0.7,
         ),
     ],
-    ids=["pixelcnn", "wavenet-length20-tempered"],
+    ids=["pixelcnn", "pixelcnn-levels", "wavenet-length20-tempered"],
 )
 def test_cached_sampler_equals_naive_after_training_with_labels(
     kind, kwargs, first, second, temperature
@@ -132,7 +139,10 @@ def test_prior_satisfies_the_code_prior_contract(kind, num_classes):
     prior = _prior(kind, num_classes=num_classes)
     assert isinstance(prior, CodePrior)
     assert prior.num_embeddings == 7
-    assert prior.grid_shape == {"pixelcnn": (5, 6), "wavenet": (12,)}[kind]
+    assert prior.grid_shape == ((12,) if kind == "wavenet" else (5, 6))
+    levels = (3,) if kind == "pixelcnn-levels" else ()
+    assert prior.event_shape == prior.grid_shape + levels
+    assert prior_event_shape(prior) == prior.event_shape
     assert prior.num_classes == num_classes
     labels = None if num_classes is None else np.array([0, 2], "int32")
     # A seed's noise through the contract gives the distribution's codes.
@@ -143,8 +153,8 @@ def test_prior_satisfies_the_code_prior_contract(kind, num_classes):
     else:
         dist = prior.distribution(labels=labels)
         expected = dist.sample(seed=11)
-    assert dist.event_shape == list(prior.grid_shape)
-    assert expected.shape == (2,) + prior.grid_shape
+    assert dist.event_shape == list(prior.event_shape)
+    assert expected.shape == (2,) + prior.event_shape
     np.testing.assert_array_equal(prior.sample_codes(noise, labels), expected)
 
 
@@ -156,6 +166,7 @@ _TRACED = [
     for kind, methods, batches in [
         ("pixelcnn", ("cached", "naive"), (None, 3)),
         ("wavenet", ("cached",), (3,)),
+        ("pixelcnn-levels", ("cached",), (3,)),
     ]
     for method in methods
     for num_classes in (None, 3)
@@ -184,7 +195,7 @@ def test_sample_codes_traced_by_an_outer_function(
         return prior.sample_codes(noise, labels, top_k=5, method=method)
 
     for batch in batches:
-        noise_shape = (batch,) + prior.grid_shape + (prior.num_embeddings,)
+        noise_shape = (batch,) + prior.event_shape + (prior.num_embeddings,)
         spec = [tf.TensorSpec(noise_shape, tf.float32)]
         if labels is not None:
             spec.append(tf.TensorSpec((batch,), tf.int32))
@@ -195,12 +206,13 @@ def test_sample_codes_traced_by_an_outer_function(
         assert "While" in op_types or "StatelessWhile" in op_types
         assert not op_types & {"PartitionedCall", "StatefulPartitionedCall"}
         codes = traced(*args)
-        assert codes.shape == (3,) + prior.grid_shape
+        assert codes.shape == (3,) + prior.event_shape
         np.testing.assert_array_equal(codes, eager, err_msg=str(batch))
 
 
 @pytest.mark.parametrize(
-    "kind, num_classes", [("pixelcnn", None), ("wavenet", 3)]
+    "kind, num_classes",
+    [("pixelcnn", None), ("wavenet", 3), ("pixelcnn-levels", 3)],
 )
 def test_cached_sampler_converts_to_tflite_builtins(
     tmp_path, kind, num_classes
@@ -208,9 +220,9 @@ def test_cached_sampler_converts_to_tflite_builtins(
     from ai_edge_litert.interpreter import Interpreter
 
     prior = _prior(kind, num_classes=num_classes)
-    codes_shape = (None,) + prior.grid_shape
+    codes_shape = (None,) + prior.event_shape
     noise_spec = tf.TensorSpec(
-        (2,) + prior.grid_shape + (prior.num_embeddings,),
+        (2,) + prior.event_shape + (prior.num_embeddings,),
         tf.float32,
         name="noise",
     )

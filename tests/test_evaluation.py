@@ -100,6 +100,41 @@ def test_bits_per_dim_matches_numpy(likelihood):
         np.testing.assert_allclose(actual, expected, rtol=1e-5)
 
 
+def test_bits_per_dim_with_a_prior_over_levels():
+    # Residual VQ codes (batch, 4, 4, 3) under a prior over their levels:
+    # log p(z) sums the log-softmax of all 4 x 4 x 3 codes.
+    keras.utils.set_random_seed(0)
+    model = VQVAE(
+        **TINY_VQVAE,
+        likelihood="discretized_logistic",
+        quantizer="rvq",
+        quantizer_options={"num_quantizers": 3},
+    )
+    images = _images()
+    model(images)
+    prior = PixelCNNPrior(6, (4, 4), num_hiddens=8, num_layers=2, num_levels=3)
+    codes = model.encode(images).numpy()
+    assert codes.shape == (2, 4, 4, 3)
+    logits = prior(codes).numpy().astype("float64")
+    log_softmax = logits - special.logsumexp(logits, axis=-1, keepdims=True)
+    log_pz = np.take_along_axis(log_softmax, codes[..., None], -1).sum(
+        axis=(1, 2, 3, 4)
+    )
+    log_px = _numpy_log_px(model, images, codes)
+    expected = np.mean(-(log_px + log_pz) / (192 * math.log(2)))
+    np.testing.assert_allclose(
+        bits_per_dim(model, prior, images), expected, rtol=1e-5
+    )
+    # A prior over one code per position does not model these codes.
+    with pytest.raises(ValueError) as error:
+        bits_per_dim(model, _prior(), images)
+    assert str(error.value) == (
+        "`prior` must model the VQ-VAE's codes: num_embeddings=6 and "
+        "grid_shape=(4, 4) and num_levels=3. Received: "
+        "prior.num_embeddings=6, prior.grid_shape=(4, 4), prior.num_levels=1."
+    )
+
+
 def test_bits_per_dim_accepts_float_images():
     model = _vqvae("discretized_logistic")
     images = _images()

@@ -341,6 +341,114 @@ def test_top_k_samples_are_among_the_k_most_likely():
     assert (chosen >= second).all()
 
 
+# ----------------------------------------------------------------- levels
+LEVELS = dict(TINY, num_hiddens=32, num_levels=3)
+
+
+@pytest.mark.parametrize(
+    "position", [(2, 3, 0), (2, 3, 1), (0, 0, 2), (4, 5, 0)]
+)
+def test_levels_dependency_structure(position):
+    # The code at (i, j, m) changes the logits of the same position's later
+    # levels (l > m) and of every level of the later positions in the
+    # spatial receptive field, and nothing at or before (i, j, m).
+    keras.utils.set_random_seed(0)
+    prior = PixelCNNPrior(**LEVELS)
+    codes = _codes((1, 5, 6, 3), 7)
+    changed = codes.copy()
+    changed[(0,) + position] = (codes[(0,) + position] + 1) % 7
+    diff = np.abs(prior(changed) - prior(codes)).max(axis=-1)[0] > 0
+
+    i, j, m = position
+    expected = np.repeat(
+        _receptive_field((5, 6), 3, 3, (i, j))[..., None], 3, axis=-1
+    )
+    expected[i, j, m + 1 :] = True
+    np.testing.assert_array_equal(diff, expected)
+    order = np.arange(5 * 6 * 3).reshape(5, 6, 3)
+    assert not (diff & (order <= order[position])).any()
+
+
+def test_level_head_matches_numpy():
+    # logits[l] = W2 relu(h + b_l + sum_{m<l} e_m[z_m]) + c2, with
+    # h = W1 relu(skip) + c1, from the layers' weights.
+    rng = np.random.default_rng(4)
+    prior = PixelCNNPrior(**{**LEVELS, "num_hiddens": 4})
+    codes = _codes((2, 5, 6, 3), 7, seed=5)
+    prior(codes)
+    skip = rng.normal(size=(2, 5, 6, 4)).astype("float32")
+    w1, c1 = (w.numpy() for w in prior.head_hidden.weights)
+    w2, c2 = (w.numpy() for w in prior.head_logits.weights)
+    table = prior.level_context.embeddings.numpy()
+    bias = prior.level_bias.embeddings.numpy()
+    hidden = np.maximum(skip, 0) @ w1[0, 0] + c1
+    expected = np.zeros((2, 5, 6, 3, 7))
+    for level in range(3):
+        context = bias[level] + sum(
+            table[m * 7 + codes[..., m]] for m in range(level)
+        )
+        expected[..., level, :] = np.maximum(hidden + context, 0) @ w2[0, 0]
+    expected += c2
+    np.testing.assert_allclose(
+        prior._head(skip, codes), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_levels_log_prob_and_samplers():
+    prior = PixelCNNPrior(**{**LEVELS, "num_classes": 2})
+    labels = np.array([1, 0], "int32")
+    codes = _codes((2, 5, 6, 3), 7, seed=6)
+    logits = prior({"codes": codes, "labels": labels}).numpy()
+    assert logits.shape == (2, 5, 6, 3, 7)
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = np.take_along_axis(log_softmax, codes[..., None], -1)
+    np.testing.assert_allclose(
+        prior.distribution(labels=labels).log_prob(codes),
+        expected.sum(axis=(1, 2, 3, 4)),
+        rtol=1e-5,
+    )
+    noise = tf.random.stateless_uniform((2, 5, 6, 3, 7), seed=(1, 2))
+    for options in (dict(), dict(temperature=0.5, top_k=2)):
+        cached = prior.sample_codes(noise, labels, **options)
+        assert cached.shape == (2, 5, 6, 3)
+        np.testing.assert_array_equal(
+            cached, prior.sample_codes(noise, labels, method="naive", **options)
+        )
+
+
+def test_levels_under_mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    prior = PixelCNNPrior(7, (3, 4), num_hiddens=8, num_layers=2, num_levels=2)
+    assert prior.level_context.compute_dtype == "bfloat16"
+    assert prior(_codes((2, 3, 4, 2), 7)).dtype == tf.float32
+    noise = tf.random.stateless_uniform((2, 3, 4, 2, 7), seed=(3, 4))
+    np.testing.assert_array_equal(
+        prior.sample_codes(noise), prior.sample_codes(noise, method="naive")
+    )
+
+
+def test_levels_bad_input():
+    with pytest.raises(ValueError) as error:
+        PixelCNNPrior(**{**TINY, "num_levels": 0})
+    assert str(error.value) == (
+        "`num_levels` must be a positive integer. "
+        "Received: num_levels=0 (of type int)."
+    )
+    prior = PixelCNNPrior(**{**TINY, "num_levels": 3}, name="levels")
+    with pytest.raises(ValueError) as error:
+        prior(_codes((2, 5, 6), 7))
+    assert str(error.value) == (
+        "`levels` expects codes of shape (batch, 5, 6, 3) "
+        "(grid_shape, num_levels). Received: codes.shape=(2, 5, 6)"
+    )
+    with pytest.raises(ValueError) as error:
+        prior.sample_codes(tf.zeros((2, 5, 6, 7)))
+    assert str(error.value) == (
+        "`noise` must have shape (n, 5, 6, 3, 7) (n, H, W, level, "
+        "num_embeddings). Received: noise.shape=(2, 5, 6, 7)"
+    )
+
+
 # -------------------------------------------------------------- bad input
 def test_invalid_prior_arguments():
     for kwargs, message in [

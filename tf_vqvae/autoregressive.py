@@ -67,6 +67,15 @@ def layer_conditions(embeddings, ids, num_layers: int, dtype) -> list:
     return [tf.cast(embedding(ids), dtype) for embedding in embeddings]
 
 
+def _sum_levels(vectors: tf.Tensor) -> tf.Tensor:
+    """`(..., L, C)` -> `(..., C)`, summed level by level in order (a fixed
+    order of additions, so the cached and the naive samplers agree)."""
+    total = vectors[..., 0, :]
+    for level in range(1, vectors.shape[-2]):
+        total = total + vectors[..., level, :]
+    return total
+
+
 def _shape_tuple(shape):
     """`shape` as a tuple; a `TensorShape` of unknown rank (Keras retraced
     `fit` on inputs of another rank) as it is, for the run-time checks."""
@@ -111,10 +120,19 @@ class AutoregressivePrior(keras.Model):
     and `get_config`. `_sample_naive` (the whole network for every
     position, in raster order) is written here.
 
+    With `num_levels = L > 1` (a prior over the levels of residual VQ
+    codes) every code array gains a trailing level axis: codes `(batch,
+    *grid_shape, L)`, logits `(batch, *grid_shape, L, K)`, the `event_shape`
+    `(*grid_shape, L)`; the order is raster order over the grid and, at each
+    position, level 0 to L - 1 (the naive sampler walks `event_shape` in
+    raster order, the level axis innermost). `_embed` then sums one
+    embedding per level (`embedding` has `L * K` rows).
+
     Args:
-        num_embeddings: K, the number of codes.
+        num_embeddings: K, the number of codes (of one level).
         grid_shape: the code grid, already validated by the subclass.
         num_classes: `None` or the number of class labels.
+        num_levels: L, codes per grid position (default 1).
         **kwargs: base `keras.Model` arguments.
     """
 
@@ -125,15 +143,18 @@ class AutoregressivePrior(keras.Model):
         num_embeddings: int,
         grid_shape: tuple[int, ...],
         num_classes: int | None = None,
+        num_levels: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_int("num_embeddings", num_embeddings)
         if num_classes is not None:
             check_int("num_classes", num_classes)
+        check_int("num_levels", num_levels)
         self.num_embeddings = num_embeddings
         self.grid_shape = tuple(grid_shape)
         self.num_classes = num_classes
+        self.num_levels = num_levels
         self.bits_per_code_tracker = keras.metrics.Mean(name="bits_per_code")
         # Compiled samplers by (method, temperature, top_k), set past Keras'
         # attribute tracking: they are not state to save.
@@ -158,9 +179,17 @@ class AutoregressivePrior(keras.Model):
             **kwargs,
         )
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one code grid: `grid_shape`, then the level axis
+        when `num_levels > 1`."""
+        levels = (self.num_levels,) if self.num_levels > 1 else ()
+        return self.grid_shape + levels
+
     # ---------------------------------------------------------------- inputs
     def _grid_text(self) -> str:
-        return ", ".join(self.grid_axes)
+        levels = ("level",) if self.num_levels > 1 else ()
+        return ", ".join(self.grid_axes + levels)
 
     def _codes_shape(self, input_shape):
         if isinstance(input_shape, dict):
@@ -184,11 +213,12 @@ class AutoregressivePrior(keras.Model):
         return _shape_tuple(input_shape)
 
     def _codes_shape_text(self, any_batch: bool = False) -> str:
-        sizes = ", ".join(str(s) for s in self.grid_shape)
+        sizes = ", ".join(str(s) for s in self.event_shape)
         batch = "..." if any_batch else "batch"
+        what = "grid_shape, num_levels" if self.num_levels > 1 else "grid_shape"
         return (
             f"`{self.name}` expects codes of shape ({batch}, {sizes}) "
-            "(grid_shape). Received: codes.shape="
+            f"({what}). Received: codes.shape="
         )
 
     def _check_codes_shape(self, shape, any_batch: bool = False) -> None:
@@ -199,11 +229,11 @@ class AutoregressivePrior(keras.Model):
         if shape.rank is None:
             return
         dims = tuple(shape.as_list())
-        rank = len(self.grid_shape)
+        rank = len(self.event_shape)
         if (len(dims) < rank if any_batch else len(dims) != rank + 1) or any(
             s is not None and s != g
             for s, g in zip(
-                dims[len(dims) - rank :], self.grid_shape, strict=True
+                dims[len(dims) - rank :], self.event_shape, strict=True
             )
         ):
             raise ValueError(f"{self._codes_shape_text(any_batch)}{dims}")
@@ -227,7 +257,7 @@ class AutoregressivePrior(keras.Model):
             f"integer codes in [0, num_embeddings={self.num_embeddings})",
         )
         self._check_codes_shape(codes.shape, any_batch)
-        rank = len(self.grid_shape)
+        rank = len(self.event_shape)
         if codes.shape.rank is None or None in codes.shape[-rank:].as_list():
             shape = tf.shape(codes)
             # Padded in front so that the slice exists at any rank.
@@ -240,7 +270,7 @@ class AutoregressivePrior(keras.Model):
             codes = assert_at_run_time(
                 codes,
                 tf.logical_and(
-                    rank_ok, tf.reduce_all(tf.equal(grid, self.grid_shape))
+                    rank_ok, tf.reduce_all(tf.equal(grid, self.event_shape))
                 ),
                 [self._codes_shape_text(any_batch), shape],
                 "check_codes_shape",
@@ -360,14 +390,23 @@ class AutoregressivePrior(keras.Model):
         )
 
     def _embed(self, codes) -> tf.Tensor:
-        return tf.cast(
-            self.embedding(tf.cast(codes, "int32")), self.compute_dtype
-        )
+        """The embedding of `codes` `(..., *[L])`: `(..., C)`, the sum over
+        the levels of each level's embedding when `num_levels > 1`."""
+        codes = tf.cast(codes, "int32")
+        if self.num_levels == 1:
+            return tf.cast(self.embedding(codes), self.compute_dtype)
+        vectors = self.embedding(codes + self._level_offsets())
+        return tf.cast(_sum_levels(vectors), self.compute_dtype)
+
+    def _level_offsets(self) -> tf.Tensor:
+        """int32 `(L,)`: level l's rows start at `l * K` in a table of all
+        levels' codes."""
+        return tf.range(self.num_levels, dtype=tf.int32) * self.num_embeddings
 
     def _build_for_sampling(self) -> None:
         if self.built:
             return
-        shape = (None,) + self.grid_shape
+        shape = (None,) + self.event_shape
         if self.num_classes is None:
             self.build(shape)
         else:
@@ -439,7 +478,7 @@ class AutoregressivePrior(keras.Model):
                 `tf_vqvae.distributions.CodePriorDistribution`.
 
         Returns:
-            A `CodePriorDistribution`: event shape `grid_shape`, dtype
+            A `CodePriorDistribution`: event shape `event_shape`, dtype
             int32; `log_prob` in nats per grid.
         """
         from tf_vqvae.distributions import CodePriorDistribution
@@ -469,7 +508,7 @@ class AutoregressivePrior(keras.Model):
         noise.
 
         Args:
-            noise: float `(n, *grid_shape, K)` uniform in [0, 1): the
+            noise: float `(n, *event_shape, K)` uniform in [0, 1): the
                 Gumbel-max noise, one vector per position. The same noise
                 gives the same codes.
             labels: int `(n,)` class labels (class-conditional priors only).
@@ -481,14 +520,14 @@ class AutoregressivePrior(keras.Model):
                 for every code). Both give identical codes.
 
         Returns:
-            int32 codes `(n, *grid_shape)`.
+            int32 codes `(n, *event_shape)`.
 
         Raises:
             TypeError: for `noise` not floating point or `labels` not
                 integers.
             ValueError: for a bad option, `labels` given to an unconditional
                 prior (or missing for a conditional one), a `noise` shape
-                other than `(n, *grid_shape, K)`, `labels` not `(n,)`, or
+                other than `(n, *event_shape, K)`, `labels` not `(n,)`, or
                 eagerly for `labels` outside `[0, num_classes)` (in a
                 graph: `InvalidArgumentError`). The noise values are not
                 checked (a pass over them would cost some 4% of a sample):
@@ -504,7 +543,7 @@ class AutoregressivePrior(keras.Model):
                 f"Received: noise.dtype={noise.dtype.name}"
             )
         noise = tf.cast(noise, "float32")
-        expected = self.grid_shape + (self.num_embeddings,)
+        expected = self.event_shape + (self.num_embeddings,)
         if noise.shape.rank != len(expected) + 1 or (
             tuple(noise.shape[1:]) != expected
         ):
@@ -533,7 +572,7 @@ class AutoregressivePrior(keras.Model):
         """Position by position in raster order, the whole network on the
         whole grid for each."""
         n = tf.shape(noise)[0]
-        size = math.prod(self.grid_shape)
+        size = math.prod(self.event_shape)
         inputs_of = (
             (lambda codes: codes)
             if labels is None
@@ -542,7 +581,7 @@ class AutoregressivePrior(keras.Model):
 
         def body(t, codes):
             position, rest = [], t
-            for size_of_axis in reversed(self.grid_shape):
+            for size_of_axis in reversed(self.event_shape):
                 position.insert(0, rest % size_of_axis)
                 rest = rest // size_of_axis
             index = tf.stack(
@@ -554,7 +593,7 @@ class AutoregressivePrior(keras.Model):
             )
             return t + 1, tf.tensor_scatter_nd_update(codes, index, code)
 
-        codes = tf.zeros(tf.concat([[n], self.grid_shape], 0), "int32")
+        codes = tf.zeros(tf.concat([[n], self.event_shape], 0), "int32")
         with self._own_codes():
             _, codes = tf.while_loop(
                 lambda t, _: t < size,

@@ -154,14 +154,18 @@ class CodePrior(Protocol):
 
     - `num_embeddings`: K, the number of code values.
     - `grid_shape`: the code grid `(*code_grid)` it models.
+    - `num_levels` (optional, default 1): codes per grid position (a prior
+      over the levels of residual VQ codes); more than one adds a trailing
+      level axis to every code array below (`prior_event_shape`).
     - `num_classes`: the number of class labels it is conditioned on, or
       `None` for an unconditional prior.
     - `distribution(labels=None, temperature=1.0, top_k=None)`: a
       `tfp.distributions.Distribution` over int32 grids with `log_prob`
       (nats per grid) and `sample(n, seed=...)`.
     - `sample_codes(noise, labels=None, temperature=1.0, top_k=None)`: int32
-      codes `(n, *grid_shape)` drawn by Gumbel-max from uniform `noise`
-      `(n, *grid_shape, num_embeddings)`; the same noise gives the same codes.
+      codes `(n, *event_shape)` drawn by Gumbel-max from uniform `noise`
+      `(n, *event_shape, num_embeddings)`; the same noise gives the same
+      codes.
       Built from graph ops that TFLite converts to builtins (a static batch
       size), so export traces it as it is.
 
@@ -178,3 +182,10 @@ class CodePrior(Protocol):
     def sample_codes(
         self, noise: Any, labels: Any = None, **kwargs: Any
     ) -> tf.Tensor: ...
+
+
+def prior_event_shape(prior: CodePrior) -> tuple[int, ...]:
+    """The shape of one draw of `prior`: its `grid_shape`, then its
+    `num_levels` when there is more than one level."""
+    levels = int(getattr(prior, "num_levels", 1))
+    return tuple(prior.grid_shape) + ((levels,) if levels > 1 else ())

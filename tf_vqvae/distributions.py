@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from tf_vqvae import sampling
 from tf_vqvae.arg_checks import describe
+from tf_vqvae.contracts import prior_event_shape
 
 
 def _check_sample_shape(sample_shape) -> None:
@@ -50,8 +51,8 @@ class CodePriorDistribution(tfp.distributions.Distribution):
 
     For a `PixelCNNPrior` over `(H, W)` grids or a `WaveNetPrior` over
     `(length,)` sequences (any prior with the `AutoregressivePrior` call:
-    int codes `(batch, *grid_shape)` -> float logits
-    `(batch, *grid_shape, K)`):
+    int codes `(batch, *event_shape)` -> float logits
+    `(batch, *event_shape, K)`):
     `p(z) = prod_p Categorical(z[p]; softmax(adjust(logits[p])))` over the
     positions `p` of the grid, where `logits = prior(z)` depend only on the
     codes before `p` in raster order and `adjust` divides by
@@ -75,15 +76,16 @@ class CodePriorDistribution(tfp.distributions.Distribution):
             eagerly too); the prior's call checks them in any case.
         name: the distribution's name.
 
-    Event shape `grid_shape` (`[H, W]`, `[length]`), dtype int32, batch
+    Event shape the prior's `event_shape` (`[H, W]`, `[length]`; `[H, W,
+    L]` for a prior over `L` levels of codes), dtype int32, batch
     shape `labels.shape` (or `[]`).
 
     Example:
 
     >>> dist = prior.distribution()
-    >>> codes = dist.sample(16, seed=0)          # int32 (16, *grid_shape)
+    >>> codes = dist.sample(16, seed=0)          # int32 (16, *event_shape)
     >>> dist.log_prob(codes)                     # float32 (16,), nats
-    >>> dist.sample(2, noise=u)                  # u: (2, *grid_shape, K)
+    >>> dist.sample(2, noise=u)                  # u: (2, *event_shape, K)
     """
 
     def __init__(
@@ -142,10 +144,10 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         return self._top_k
 
     def _event_shape(self):
-        return tf.TensorShape(self._prior.grid_shape)
+        return tf.TensorShape(prior_event_shape(self._prior))
 
     def _event_shape_tensor(self):
-        return tf.constant(self._prior.grid_shape, tf.int32)
+        return tf.constant(prior_event_shape(self._prior), tf.int32)
 
     def _batch_shape(self):
         if self._labels is None:
@@ -165,11 +167,11 @@ class CodePriorDistribution(tfp.distributions.Distribution):
     def sample(
         self, sample_shape=(), seed=None, name: str = "sample", **kwargs
     ) -> tf.Tensor:
-        """Codes `sample_shape + batch_shape + grid_shape`, int32.
+        """Codes `sample_shape + batch_shape + event_shape`, int32.
 
         `tfp.distributions.Distribution.sample`, with `sample_shape` checked
         (a non-negative int or a sequence of them); `seed`, or the Gumbel-max
-        `noise=` `(*sample_shape, *batch, *grid_shape, K)` in [0, 1), as in
+        `noise=` `(*sample_shape, *batch, *event_shape, K)` in [0, 1), as in
         the class docstring.
 
         Raises:
@@ -182,7 +184,7 @@ class CodePriorDistribution(tfp.distributions.Distribution):
     def log_prob(self, value, name: str = "log_prob", **kwargs) -> tf.Tensor:
         """`log p(codes)` in nats, float32 of the codes' leading shape.
 
-        `value`: int codes `(..., *grid_shape)` in `[0, num_embeddings)`
+        `value`: int codes `(..., *event_shape)` in `[0, num_embeddings)`
         (their leading axes broadcast against `batch_shape`). TFP alone
         would truncate float codes to ints: they raise here.
 
@@ -199,20 +201,22 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         return super().prob(self._checked_value(value), name, **kwargs)
 
     def _checked_value(self, codes) -> tf.Tensor:
-        """int32 codes `(..., *grid_shape)` whose leading axes broadcast
+        """int32 codes `(..., *event_shape)` whose leading axes broadcast
         against the batch shape; their values are checked by the prior's
         call (and by `validate_args`)."""
         codes = self._prior._checked_codes(
             codes, any_batch=True, check_values=False
         )
-        rank = len(self._prior.grid_shape)
+        rank = len(prior_event_shape(self._prior))
         if codes.shape.rank is not None:
             try:
                 tf.broadcast_static_shape(
                     codes.shape[: codes.shape.rank - rank], self.batch_shape
                 )
             except ValueError:
-                sizes = ", ".join(str(s) for s in self._prior.grid_shape)
+                sizes = ", ".join(
+                    str(s) for s in prior_event_shape(self._prior)
+                )
                 raise ValueError(
                     f"`codes` must have shape (..., {sizes}) with leading "
                     "axes that broadcast against the distribution's "
@@ -222,7 +226,7 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         return tf.cast(codes, tf.int32)
 
     def _sample_n(self, n, seed=None, noise=None):
-        grid = list(self._prior.grid_shape)
+        grid = list(prior_event_shape(self._prior))
         k = self._prior.num_embeddings
         static_n = tf.get_static_value(n)
         n = int(static_n) if static_n is not None else n
@@ -236,7 +240,14 @@ class CodePriorDistribution(tfp.distributions.Distribution):
             noise = tf.convert_to_tensor(noise, tf.float32)
             expected = [n] + batch + grid + [k]
             if noise.shape.as_list() != expected:
-                axes = ", ".join(getattr(self._prior, "grid_axes", ()))
+                axes = ", ".join(
+                    getattr(self._prior, "grid_axes", ())
+                    + (
+                        ("level",)
+                        if len(grid) > len(self._prior.grid_shape)
+                        else ()
+                    )
+                )
                 raise ValueError(
                     f"`noise` must have shape {tuple(expected)} "
                     f"(sample, *batch, {axes}, num_embeddings). "
@@ -253,7 +264,7 @@ class CodePriorDistribution(tfp.distributions.Distribution):
         return tf.reshape(codes, [n] + batch + grid)
 
     def _log_prob(self, codes):
-        grid = list(self._prior.grid_shape)
+        grid = list(prior_event_shape(self._prior))
         rank = len(grid)
         codes = tf.convert_to_tensor(codes, tf.int32)
         if self.validate_args:

@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from tf_vqvae import likelihoods, sampling
 from tf_vqvae.arg_checks import describe, is_number
-from tf_vqvae.contracts import CodePrior
+from tf_vqvae.contracts import CodePrior, prior_event_shape
 from tf_vqvae.data import audio_pipeline
 from tf_vqvae.speech_metrics import log_mel_distance
 from tf_vqvae.vqvae import as_waveforms, to_unit_range
@@ -106,16 +106,24 @@ def _check_prior(vqvae, prior, codes: tf.Tensor | None = None) -> None:
         )
     if codes is None:
         return
-    grid = tuple(codes.shape[1:])
+    shape = tuple(codes.shape[1:])
+    levels = vqvae.quantizer.num_levels
+    grid = shape[:-1] if levels > 1 else shape
     if (
         prior.num_embeddings != vqvae.num_embeddings
-        or tuple(prior.grid_shape) != grid
+        or prior_event_shape(prior) != shape
     ):
+        of_levels = f" and num_levels={levels}" if levels > 1 else ""
+        prior_levels = (
+            f", prior.num_levels={getattr(prior, 'num_levels', 1)}"
+            if levels > 1 or getattr(prior, "num_levels", 1) > 1
+            else ""
+        )
         raise ValueError(
             "`prior` must model the VQ-VAE's codes: num_embeddings="
-            f"{vqvae.num_embeddings} and grid_shape={grid}. Received: "
-            f"prior.num_embeddings={prior.num_embeddings}, "
-            f"prior.grid_shape={tuple(prior.grid_shape)}."
+            f"{vqvae.num_embeddings} and grid_shape={grid}{of_levels}. "
+            f"Received: prior.num_embeddings={prior.num_embeddings}, "
+            f"prior.grid_shape={tuple(prior.grid_shape)}{prior_levels}."
         )
 
 

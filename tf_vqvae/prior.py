@@ -363,15 +363,34 @@ class PixelCNNPrior(AutoregressivePrior):
         kernel_size: odd k >= 3 of the masked convolutions.
         num_classes: `None` (unconditional) or the number of classes for
             class conditioning.
+        num_levels: L, codes per position (default 1). With L > 1 the
+            prior models the levels of residual VQ codes (`VQVAE(
+            quantizer="rvq")`), see "Levels" below.
         **kwargs: base `keras.Model` arguments (`name`, `dtype`, ...).
 
+    Levels (`num_levels = L > 1`): codes `(batch, H, W, L)`, drawn position
+    by position in raster order and, at each position, level by level.
+    The input of the gated stacks is the sum of one embedding per level,
+    so the stacks see every level of the earlier positions; the head then
+    adds what the position's earlier levels say, one learned vector per
+    (level, code) and one per level:
+
+        h = conv_1x1(relu(skip))                      # the position's context
+        c_l = b_l + sum_{m < l} e_m[z[i, j, m]]       # its levels before l
+        logits[i, j, l] = conv_1x1_K(relu(h + c_l))
+
+    (a depth head in the spirit of RQ-Transformer's [3], one layer deep).
+    `-log2 p` of a grid is then the sum over its `H W L` codes.
+
     Call arguments:
-        inputs: int codes `(batch, H, W)`, or with `num_classes` a dict
-            `{"codes": (batch, H, W), "labels": (batch,)}`.
+        inputs: int codes `(batch, H, W)` (`(batch, H, W, L)` with levels),
+            or with `num_classes` a dict `{"codes": ..., "labels":
+            (batch,)}`.
         training: unused (no dropout or batch statistics).
 
     Returns:
-        Logits `(batch, H, W, K)`, float32.
+        Logits `(batch, H, W, K)` (`(batch, H, W, L, K)` with levels),
+        float32.
 
     Raises:
         TypeError: for codes or labels that are not integers.
@@ -393,6 +412,8 @@ class PixelCNNPrior(AutoregressivePrior):
             PixelCNN Decoders.
         [2] Ramachandran et al., 2017. Fast Generation for Convolutional
             Autoregressive Models.
+        [3] Lee et al., 2022. Autoregressive Image Generation using
+            Residual Quantization.
     """
 
     grid_axes = ("H", "W")
@@ -405,6 +426,7 @@ class PixelCNNPrior(AutoregressivePrior):
         num_layers: int = 8,
         kernel_size: int = 3,
         num_classes: int | None = None,
+        num_levels: int = 1,
         **kwargs,
     ):
         if (
@@ -422,7 +444,9 @@ class PixelCNNPrior(AutoregressivePrior):
         check_int("num_hiddens", num_hiddens)
         check_int("num_layers", num_layers)
         _check_kernel_size(kernel_size)
-        super().__init__(num_embeddings, grid_shape, num_classes, **kwargs)
+        super().__init__(
+            num_embeddings, grid_shape, num_classes, num_levels, **kwargs
+        )
         self.num_hiddens = num_hiddens
         self.num_layers = num_layers
         self.kernel_size = kernel_size
@@ -436,9 +460,19 @@ class PixelCNNPrior(AutoregressivePrior):
         num_embeddings, num_hiddens = self.num_embeddings, self.num_hiddens
         kernel_size, num_classes = self.kernel_size, self.num_classes
         num_layers = self.num_layers
+        levels = self.num_levels
         self.embedding = keras.layers.Embedding(
-            num_embeddings, num_hiddens, name="embedding"
+            levels * num_embeddings, num_hiddens, name="embedding"
         )
+        # The head's per-(level, code) vectors e_m and per-level b_l.
+        self.level_context = self.level_bias = None
+        if levels > 1:
+            self.level_context = keras.layers.Embedding(
+                levels * num_embeddings, num_hiddens, name="level_context"
+            )
+            self.level_bias = keras.layers.Embedding(
+                levels, num_hiddens, name="level_bias"
+            )
         self.blocks = [
             GatedPixelCNNBlock(
                 num_hiddens,
@@ -476,7 +510,7 @@ class PixelCNNPrior(AutoregressivePrior):
         c = self.num_hiddens
         batch = shape[0]
         grid = (batch,) + self.grid_shape
-        self.embedding.build(grid)
+        self.embedding.build((batch,) + self.event_shape)
         for block, skip in zip(self.blocks, self.skips, strict=True):
             block.build(grid + (2 * c,))
             skip.build(grid + (c,))
@@ -484,11 +518,78 @@ class PixelCNNPrior(AutoregressivePrior):
         self.head_logits.build(grid + (c,))
         for embedding in self.class_embeddings:
             embedding.build((batch,))
+        if self.num_levels > 1:
+            self.level_context.build((batch,) + self.event_shape)
+            self.level_bias.build((self.num_levels,))
 
     # ------------------------------------------------------------------ call
-    def _head(self, skip) -> tf.Tensor:
-        x = self.head_hidden(tf.nn.relu(skip))
-        return tf.cast(self.head_logits(tf.nn.relu(x)), "float32")
+    def _head(self, skip, codes=None) -> tf.Tensor:
+        """float32 logits from the summed skips `(batch, H, W, C)`; with
+        levels, of every level given the position's `codes` `(batch, H, W,
+        L)` (level l sees levels < l only)."""
+        hidden = self.head_hidden(tf.nn.relu(skip))
+        if self.num_levels == 1:
+            return self._logits(hidden)
+        vectors = self._level_vectors(
+            tf.cast(codes, "int32") + self._level_offsets()
+        )
+        contexts, earlier = [], None
+        for level in range(self.num_levels):
+            context = self._level_context(level, earlier)
+            contexts.append(tf.broadcast_to(context, tf.shape(hidden)))
+            vector = vectors[..., level, :]
+            earlier = vector if earlier is None else earlier + vector
+        return self._logits(hidden[..., None, :] + tf.stack(contexts, -2))
+
+    def _logits(self, x) -> tf.Tensor:
+        """float32 `conv_1x1_K(relu(x))` of `x` `(batch, H, W, C)` or, with
+        levels, `(batch, H, W, L, C)`."""
+        x = tf.nn.relu(x)
+        if x.shape.rank == 4:
+            return tf.cast(self.head_logits(x), "float32")
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [shape[0], shape[1], -1, self.num_hiddens])
+        logits = tf.reshape(
+            self.head_logits(flat),
+            tf.concat([shape[:-1], [self.num_embeddings]], 0),
+        )
+        return tf.cast(logits, "float32")
+
+    def _level_vectors(self, rows) -> tf.Tensor:
+        """The head's vectors `e_m[z]` of rows `m K + z` of `level_context`."""
+        return tf.cast(self.level_context(rows), self.compute_dtype)
+
+    def _level_context(self, level: int, earlier):
+        """`c_l`: the level's bias `b_l` `(C,)`, plus `earlier` (the sum of
+        the position's `e_m[z_m]`, `m < l`, added in order) when `l > 0`."""
+        bias = self.level_bias(tf.constant([level], "int32"))[0]
+        bias = tf.cast(bias, self.compute_dtype)
+        return bias if earlier is None else earlier + bias
+
+    def _draw(self, skip, noise, temperature, top_k):
+        """The cached sampler's draw at one position: `(code, embedded)`
+        from the summed skips `(n, 1, 1, C)` and the position's noise
+        `(n, K)` (`(n, L, K)` with levels, one draw per level in order):
+        int32 `(n,)` (`(n, L)`) and its embedding `(n, 1, 1, C)`. The same
+        arithmetic as `_head` at that position."""
+        if self.num_levels == 1:
+            logits = self._head(skip)[:, 0, 0]
+            code = sampling.gumbel_argmax(logits, noise, temperature, top_k)
+            return code, self._embed(code)[:, None, None, :]
+        hidden = self.head_hidden(tf.nn.relu(skip))
+        codes, earlier = [], None
+        for level in range(self.num_levels):
+            context = self._level_context(level, earlier)
+            logits = self._logits(hidden + context)[:, 0, 0]
+            code = sampling.gumbel_argmax(
+                logits, noise[:, level], temperature, top_k
+            )
+            codes.append(code)
+            row = code + level * self.num_embeddings
+            vector = self._level_vectors(row)[:, None, None, :]
+            earlier = vector if earlier is None else earlier + vector
+        codes = tf.stack(codes, axis=-1)
+        return codes, self._embed(codes)[:, None, None, :]
 
     def call(self, inputs, training=None):
         codes, labels = self._checked_inputs(inputs)
@@ -504,7 +605,7 @@ class PixelCNNPrior(AutoregressivePrior):
             h = block.horizontal(h, h, v_to_h, condition)
             s = skip_conv(h)
             skip = s if skip is None else skip + s
-        return self._head(skip)
+        return self._head(skip, codes)
 
     # -------------------------------------------------------------- sampling
     def _sample_cached(self, noise, labels, temperature, top_k):
@@ -526,6 +627,9 @@ class PixelCNNPrior(AutoregressivePrior):
         n = static_n if static_n is not None else tf.shape(noise)[0]
         conditions = self._conditions(labels)
         blocks = list(zip(self.blocks, self.skips, conditions, strict=True))
+        # With levels, codes carry a trailing level axis (axis 2 of a row).
+        levels = [self.num_levels] if self.num_levels > 1 else []
+        level_axis = [2] if levels else []
 
         def zeros(rows, cols):
             return tf.zeros([n, rows, cols, ch], dtype)
@@ -570,17 +674,15 @@ class PixelCNNPrior(AutoregressivePrior):
                     h = block.horizontal(window, h, v_to_h, condition, "VALID")
                     s = skip_conv(h)
                     skip = s if skip is None else skip + s
-                logits = self._head(skip)[:, 0, 0]
-                code = sampling.gumbel_argmax(
-                    logits, noise[:, i, j], temperature, top_k
+                code, embedded = self._draw(
+                    skip, noise[:, i, j], temperature, top_k
                 )
-                embedded = self._embed(code)[:, None, None, :]
                 new_lefts[0] = tf.concat([lefts[0][:, :, 1:], embedded], 2)
                 return j + 1, new_lefts, row_ta.write(j, code)
 
             lefts = [zeros(1, c) for _ in range(self.num_layers)]
             row_ta = tf.TensorArray(
-                "int32", size=width, element_shape=[static_n]
+                "int32", size=width, element_shape=[static_n, *levels]
             )
             _, _, row_ta = tf.while_loop(
                 lambda j, *_: j < width,
@@ -588,14 +690,14 @@ class PixelCNNPrior(AutoregressivePrior):
                 (tf.constant(0), lefts, row_ta),
                 parallel_iterations=1,
             )
-            row_codes = tf.transpose(row_ta.stack())
+            row_codes = tf.transpose(row_ta.stack(), [1, 0, *level_axis])
             embedded_row = pad_columns(self._embed(row_codes)[:, None])
             new_histories[0] = tf.concat([histories[0][:, 1:], embedded_row], 1)
             return i + 1, new_histories, codes_ta.write(i, row_codes)
 
         histories = [zeros(c, width + 2 * c) for _ in range(self.num_layers)]
         codes_ta = tf.TensorArray(
-            "int32", size=height, element_shape=[static_n, width]
+            "int32", size=height, element_shape=[static_n, width, *levels]
         )
         _, _, codes_ta = tf.while_loop(
             lambda i, *_: i < height,
@@ -603,7 +705,9 @@ class PixelCNNPrior(AutoregressivePrior):
             (tf.constant(0), histories, codes_ta),
             parallel_iterations=1,
         )
-        return tf.transpose(codes_ta.stack(), [1, 0, 2])
+        return tf.transpose(
+            codes_ta.stack(), [1, 0, 2, *[a + 1 for a in level_axis]]
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -614,5 +718,6 @@ class PixelCNNPrior(AutoregressivePrior):
             num_layers=self.num_layers,
             kernel_size=self.kernel_size,
             num_classes=self.num_classes,
+            num_levels=self.num_levels,
         )
         return config

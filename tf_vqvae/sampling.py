@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_vqvae.arg_checks import describe
-from tf_vqvae.contracts import CodePrior
+from tf_vqvae.contracts import CodePrior, prior_event_shape
 
 METHODS = ("cached", "naive")
 """Autoregressive samplers of the priors' `sample_codes`; same codes."""
@@ -217,16 +217,17 @@ def prior_noise(prior: CodePrior, num: Any, seed: Any = None) -> tf.Tensor:
     """The Gumbel-max noise of `num` samples of `prior`, from `seed`.
 
     Args:
-        prior: a `CodePrior` (only its `grid_shape` and `num_embeddings`
-            are read).
+        prior: a `CodePrior` (only its `grid_shape`, `num_levels` and
+            `num_embeddings` are read).
         num: the number of samples, an int or an int32 scalar tensor.
         seed: as in `stateless_seed`.
 
     Returns:
-        float32 `(num, *grid_shape, num_embeddings)`, uniform in [0, 1):
-        the `noise` of `prior.sample_codes`.
+        float32 `(num, *event_shape, num_embeddings)`, uniform in [0, 1):
+        the `noise` of `prior.sample_codes` (`event_shape`:
+        `contracts.prior_event_shape`).
     """
-    shape = [num, *prior.grid_shape, prior.num_embeddings]
+    shape = [num, *prior_event_shape(prior), prior.num_embeddings]
     return uniform_noise(shape, seed)
 
 
