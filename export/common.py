@@ -190,19 +190,20 @@ def export_shapes(model, image_size=AUTO) -> ExportShapes:
 def check_prior(prior, shapes: ExportShapes) -> None:
     """Raises unless `prior` is a `CodePrior` over the codes of `shapes`:
     its `grid_shape` the code grid of any rank (`(h, w)` of an image model,
-    `(length,)` of an audio one), one code per position (no prior models
-    levels yet)."""
+    `(length,)` of an audio one) and its `num_levels` the model's (a prior
+    over the levels of residual VQ codes for a multi-level quantizer)."""
     if not isinstance(prior, CodePrior):
         raise TypeError(
             "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts."
             "CodePrior, e.g. PixelCNNPrior or WaveNetPrior). "
             f"Received: prior={prior!r} (of type {type(prior).__name__})."
         )
-    if shapes.num_levels > 1:
+    prior_levels = int(getattr(prior, "num_levels", 1))
+    if prior_levels != shapes.num_levels:
         raise ValueError(
-            "`prior` models one code per position; `model` has "
-            f"{shapes.num_levels} levels of codes per position, and no prior "
-            "over levels exists yet. Received: "
+            f"`prior` must model {shapes.num_levels} code(s) per position, "
+            "the levels of `model`'s codes (a PixelCNNPrior(num_levels=...) "
+            f"for residual VQ). Received: prior.num_levels={prior_levels}, "
             f"model num_levels={shapes.num_levels}"
         )
     grid = tuple(prior.grid_shape)

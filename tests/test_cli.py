@@ -1579,8 +1579,8 @@ def test_ctrl_c_a_library_swallowed_still_exits_130(monkeypatch, capsys):
 )
 def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
     """`vqvae train --quantizer KIND` with the kind's flags, recorded in
-    config.json and resumed; evaluate, and the prior (a multi-level model
-    refuses it with exit 2)."""
+    config.json and resumed; evaluate, and the prior (over the levels of
+    the codes for rvq)."""
     model_dir = tmp_path / "run"
     assert _train(model_dir, *TINY_QUANTIZER_FLAGS[quantizer]) == 0
     saved = json.loads((model_dir / "config.json").read_text())
@@ -1618,25 +1618,20 @@ def test_every_quantizer_kind_through_the_commands(tmp_path, capsys, quantizer):
     # Export of every kind (the level axis, TFLite):
     # tests/test_export_quantizers.py.
 
+    # The prior: over the levels of residual VQ codes for rvq.
     prior = ["train-prior", "--model-dir", str(model_dir), *PRIOR_TINY]
-    capsys.readouterr()
-    if levels > 1:
-        for argv in (prior, ["sample", "--model-dir", str(model_dir)]):
-            assert cli.main(argv) == cli.EXIT_USAGE
-            command = argv[0]
-            assert capsys.readouterr().err == (
-                f"vqvae {command}: error: `vqvae {command}` needs one code "
-                f"per position, but the model in {str(model_dir)!r} has "
-                f"{levels} levels of codes per position (--quantizer rvq) "
-                "and no prior over levels exists yet. "
-                f"Received: num_levels={levels}\n"
-            )
-        assert not (model_dir / "prior").exists()
-    else:
-        assert cli.main(prior) == 0
-        argv = ["sample", "--model-dir", str(model_dir), "--n", "2"]
-        assert cli.main(argv) == 0
-        assert (model_dir / "samples.png").is_file()
+    assert cli.main(prior) == 0
+    restored = keras.saving.load_model(str(model_dir / "prior" / "prior.keras"))
+    assert restored.num_levels == levels
+    argv = ["sample", "--model-dir", str(model_dir), "--n", "2"]
+    assert cli.main(argv) == 0
+    assert (model_dir / "samples.png").is_file()
+    assert cli.main(["evaluate", "--model-dir", str(model_dir)]) == 0
+    metrics = json.loads((model_dir / "evaluation.json").read_text())
+    assert (
+        metrics["bits_per_dim_pixelcnn_prior"]
+        > (metrics["reconstruction_bits_per_dim"])
+    )
 
 
 def test_quantizer_flags_of_another_kind_exit_2(tmp_path, capsys):

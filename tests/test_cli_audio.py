@@ -403,3 +403,21 @@ def test_evaluate_reports_bits_snr_and_phoneme_discovery(
         assert name in out
     assert 0 < metrics["phoneme_baseline_accuracy_test"] < 1
     assert metrics["phoneme_num_classes_test"] > 5
+
+
+def test_levels_of_audio_codes_have_no_prior():
+    # The WaveNet prior models one code per position: train-prior and
+    # sample refuse a residual VQ audio model with one line.
+    model = VQVAE(
+        **{**TINY_AUDIO, "quantizer": "rvq"},
+        quantizer_options={"num_quantizers": 2},
+    )
+    for command in ("train-prior", "sample"):
+        with pytest.raises(commands.UsageError) as error:
+            commands._check_levels_have_a_prior(model, "runs/a", command)
+        assert str(error.value) == (
+            f"`vqvae {command}` on levels of codes (--quantizer rvq) needs 2D "
+            "code grids (images), and the model in 'runs/a' has 2 levels of "
+            "1D codes (the WaveNet prior models one code per position). "
+            "Received: num_levels=2"
+        )

@@ -256,17 +256,31 @@ def test_calibration_codes_carry_the_level_axis(tmp_path):
     assert not os.path.exists(tmp_path / "tflite")
 
 
-def test_a_prior_is_refused_for_levels_of_codes(tmp_path):
+def test_a_prior_over_levels_exports_its_sampler(tmp_path):
+    # Residual VQ codes: a prior over their levels gives the `sample`
+    # signature (codes with the level axis, decoded); a prior over one code
+    # per position is refused.
     from tf_vqvae.prior import PixelCNNPrior
 
     model = VQVAE(**TINY, quantizer="rvq")
     model(photo_patches(size=16, count=2, seed=0))
-    prior = PixelCNNPrior(num_embeddings=16, grid_shape=(4, 4), num_layers=1)
+    levels = model.quantizer.num_levels
+    flat = PixelCNNPrior(num_embeddings=16, grid_shape=(4, 4), num_layers=1)
     with pytest.raises(ValueError) as error:
-        export_saved_model(model, tmp_path, prior=prior, warmup=False)
+        export_saved_model(model, tmp_path, prior=flat, warmup=False)
     assert str(error.value) == (
-        "`prior` models one code per position; `model` has 4 levels of "
-        "codes per position, and no prior over levels exists yet. "
-        "Received: model num_levels=4"
+        f"`prior` must model {levels} code(s) per position, the levels of "
+        "`model`'s codes (a PixelCNNPrior(num_levels=...) for residual VQ). "
+        f"Received: prior.num_levels=1, model num_levels={levels}"
     )
     assert not os.path.exists(tmp_path / "vqvae")
+
+    prior = PixelCNNPrior(16, (4, 4), num_layers=1, num_levels=levels)
+    prior(np.zeros((1, 4, 4, levels), "int32"))
+    version_dir = export_saved_model(model, tmp_path, prior=prior, warmup=False)
+    sample = tf.saved_model.load(version_dir).signatures["sample"]
+    out = sample(num=tf.constant(3), seed=tf.constant(5))
+    expected = prior.distribution().sample(3, seed=5)
+    assert out["codes"].shape == (3, 4, 4, levels)
+    np.testing.assert_array_equal(out["codes"], expected)
+    np.testing.assert_allclose(out["images"], model.decode(expected), atol=1e-5)

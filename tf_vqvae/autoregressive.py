@@ -137,6 +137,8 @@ class AutoregressivePrior(keras.Model):
     """
 
     grid_axes: tuple[str, ...] = ()
+    # Whether the kind takes `num_levels > 1` (`priors.make_prior`).
+    supports_levels: bool = False
 
     def __init__(
         self,

@@ -417,6 +417,7 @@ class PixelCNNPrior(AutoregressivePrior):
     """
 
     grid_axes = ("H", "W")
+    supports_levels = True
 
     def __init__(
         self,

@@ -4,6 +4,9 @@ grid: `make_prior` builds the kind whose grid rank is the grid's.
     prior = make_prior(512, (8, 8))        # PixelCNNPrior (images)
     prior = make_prior(512, (256,), num_classes=8, num_layers=10)
                                            # WaveNetPrior (audio, speakers)
+    prior = make_prior(256, (8, 8), num_levels=4)
+                                           # PixelCNNPrior over 4 levels
+                                           # (residual VQ codes)
 
 The CLI (`vqvae train-prior`) and `tf_vqvae.training.artifacts` build priors
 only through here, so a new kind of prior is one entry in `PRIOR_KINDS` and
@@ -25,6 +28,7 @@ def make_prior(
     num_embeddings: int,
     grid_shape: tuple[int, ...],
     num_classes: int | None = None,
+    num_levels: int = 1,
     **arguments,
 ) -> AutoregressivePrior:
     """A new prior over code grids of `grid_shape`, of the kind for its rank.
@@ -35,6 +39,8 @@ def make_prior(
             (WaveNet).
         num_classes: `None`, or the number of class labels (e.g. speakers)
             to condition on.
+        num_levels: codes per position (residual VQ's levels); more than
+            one needs a kind with `supports_levels` (the PixelCNN).
         **arguments: the kind's own constructor arguments
             (`PRIOR_KINDS[kind].arguments`); others are an error.
 
@@ -43,7 +49,8 @@ def make_prior(
 
     Raises:
         ValueError: no kind models grids of that rank, an argument the kind
-            does not take, or the class's own checks.
+            does not take, levels the kind does not model, or the class's
+            own checks.
     """
     grid_shape = tuple(grid_shape)
     kind = prior_kind_for_rank(len(grid_shape))
@@ -54,6 +61,15 @@ def make_prior(
             f"arguments: {list(PRIOR_KINDS[kind].arguments)}). "
             f"Received: {unknown[0]}={arguments[unknown[0]]!r}"
         )
-    return PRIOR_CLASSES[kind].for_grid(
+    cls = PRIOR_CLASSES[kind]
+    if num_levels != 1:
+        if not cls.supports_levels:
+            raise ValueError(
+                f"A {kind!r} prior models one code per position; a prior "
+                "over levels of codes (residual VQ) exists for 2D code grids "
+                f"only (PixelCNNPrior). Received: num_levels={num_levels}"
+            )
+        arguments["num_levels"] = num_levels
+    return cls.for_grid(
         num_embeddings, grid_shape, num_classes=num_classes, **arguments
     )

@@ -142,16 +142,18 @@ def load_prior(model_dir: str, fallback: bool = False):
         if shape is None or None in shape:
             return
         grid_shape = model.code_shape(tuple(shape))
+        levels = model.quantizer.num_levels
         names = class_names(model_dir) if config.class_conditional else None
-        example_shape = grid_shape
+        example_shape = grid_shape + ((levels,) if levels > 1 else ())
         if names is not None:
-            example_shape = {"codes": grid_shape, "labels": ()}
+            example_shape = {"codes": example_shape, "labels": ()}
         yield _as_trained(
             lambda: new_prior(
                 model.num_embeddings,
                 grid_shape,
                 None if names is None else len(names),
                 config,
+                num_levels=levels,
             ),
             example_shape,
             config.learning_rate,
@@ -172,16 +174,18 @@ def new_prior(
     grid_shape: tuple,
     num_classes: int | None,
     config: PriorConfig,
+    num_levels: int = 1,
 ):
-    """An unbuilt prior over `grid_shape` of the kind for its rank
-    (`tf_vqvae.priors.make_prior`), with `config`'s options for that kind:
-    what `vqvae train-prior` trains and a damaged `prior.keras` is rebuilt
-    as."""
+    """An unbuilt prior over `grid_shape` (and `num_levels` codes per
+    position) of the kind for its rank (`tf_vqvae.priors.make_prior`), with
+    `config`'s options for that kind: what `vqvae train-prior` trains and a
+    damaged `prior.keras` is rebuilt as."""
     kind = prior_kind_for_rank(len(grid_shape))
     return priors.make_prior(
         num_embeddings,
         grid_shape,
         num_classes=num_classes,
+        num_levels=num_levels,
         **config.prior_kwargs(kind),
     )
 

@@ -673,12 +673,14 @@ def train_prior(
     """
     with Run(config, model_dir, part=PRIOR_DIR) as run:
         vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
-        _check_one_code_per_position(vqvae, model_dir, "train-prior")
+        _check_levels_have_a_prior(vqvae, model_dir, "train-prior")
         codes, class_names = _training_codes(vqvae, train_config, config)
-        grid_shape = codes.image_shape
-        example_shape = grid_shape
+        # Residual VQ codes carry a trailing level axis.
+        levels = vqvae.quantizer.num_levels
+        example_shape = codes.image_shape
+        grid_shape = example_shape[:-1] if levels > 1 else example_shape
         if class_names is not None:
-            example_shape = {"codes": grid_shape, "labels": ()}
+            example_shape = {"codes": example_shape, "labels": ()}
         run.steps_per_epoch(codes)
         prior = run.start(
             lambda: artifacts.new_prior(
@@ -686,6 +688,7 @@ def train_prior(
                 grid_shape,
                 None if class_names is None else len(class_names),
                 config,
+                num_levels=levels,
             ),
             example_shape,
         )
@@ -888,7 +891,7 @@ def sample(
             f"(the model in {model_dir!r} is an {vqvae.modality} model). "
             f"Received: output={output!r}"
         )
-    _check_one_code_per_position(vqvae, model_dir, "sample")
+    _check_levels_have_a_prior(vqvae, model_dir, "sample")
     prior = artifacts.load_prior(model_dir, fallback=True)
     if vqvae.modality == "audio":
         output = output or os.path.join(model_dir, AUDIO_SAMPLES_FILE)
@@ -1733,15 +1736,16 @@ def _locked_output(root: str):
                 os.rmdir(root)  # only if empty
 
 
-def _check_one_code_per_position(vqvae, model_dir: str, command: str) -> None:
-    """The prior models one code per position: refuse a quantizer with
-    levels (residual VQ) until a prior over levels exists."""
+def _check_levels_have_a_prior(vqvae, model_dir: str, command: str) -> None:
+    """Levels of codes (residual VQ) have a prior on 2D code grids only
+    (`PixelCNNPrior(num_levels=...)`): refuse them on audio models."""
     levels = vqvae.quantizer.num_levels
-    if levels > 1:
+    if levels > 1 and vqvae.spatial_dims != 2:
         raise UsageError(
-            f"`vqvae {command}` needs one code per position, but the model "
-            f"in {model_dir!r} has {levels} levels of codes per position "
-            "(--quantizer rvq) and no prior over levels exists yet. "
+            f"`vqvae {command}` on levels of codes (--quantizer rvq) needs "
+            f"2D code grids (images), and the model in {model_dir!r} has "
+            f"{levels} levels of {vqvae.spatial_dims}D codes (the WaveNet "
+            "prior models one code per position). "
             f"Received: num_levels={levels}"
         )
 
