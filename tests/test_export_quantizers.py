@@ -284,3 +284,16 @@ def test_a_prior_over_levels_exports_its_sampler(tmp_path):
     assert out["codes"].shape == (3, 4, 4, levels)
     np.testing.assert_array_equal(out["codes"], expected)
     np.testing.assert_allclose(out["images"], model.decode(expected), atol=1e-5)
+    # And the TFLite sampler, run by LiteRT: the same codes.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_vqvae import sampling
+
+    tflite_dir = tmp_path / "tflite"
+    export_tflite(model, tflite_dir, quantization=("float32",), prior=prior)
+    path = str(tflite_dir / "prior_sampler_float32.tflite")
+    runner = Interpreter(model_path=path).get_signature_runner("sample")
+    noise = sampling.prior_noise(prior, 1, 3)
+    codes = runner(noise=noise.numpy())["codes"]
+    assert codes.shape == (1, 4, 4, levels)
+    np.testing.assert_array_equal(codes, prior.sample_codes(noise))
