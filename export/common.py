@@ -200,10 +200,15 @@ def check_prior(prior, shapes: ExportShapes) -> None:
         )
     prior_levels = int(getattr(prior, "num_levels", 1))
     if prior_levels != shapes.num_levels:
+        hint = (
+            " (a PixelCNNPrior(num_levels=...) for residual VQ)"
+            if shapes.modality == "image"
+            else " (no prior models levels of 1D codes)"
+        )
         raise ValueError(
             f"`prior` must model {shapes.num_levels} code(s) per position, "
-            "the levels of `model`'s codes (a PixelCNNPrior(num_levels=...) "
-            f"for residual VQ). Received: prior.num_levels={prior_levels}, "
+            f"the levels of `model`'s codes{hint}. Received: "
+            f"prior.num_levels={prior_levels}, "
             f"model num_levels={shapes.num_levels}"
         )
     grid = tuple(prior.grid_shape)

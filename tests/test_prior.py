@@ -383,6 +383,7 @@ def test_level_head_matches_numpy():
     bias = prior.level_bias.embeddings.numpy()
     hidden = np.maximum(skip, 0) @ w1[0, 0] + c1
     expected = np.zeros((2, 5, 6, 3, 7))
+    assert table.shape == (2 * 7, 4)  # no level reads the last one's
     for level in range(3):
         context = bias[level] + sum(
             table[m * 7 + codes[..., m]] for m in range(level)
@@ -418,16 +419,25 @@ def test_levels_log_prob_and_samplers():
 
 def test_levels_under_mixed_bfloat16():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    prior = PixelCNNPrior(7, (3, 4), num_hiddens=8, num_layers=2, num_levels=2)
+    prior = PixelCNNPrior(7, (3, 4), num_hiddens=8, num_layers=2, num_levels=3)
     assert prior.level_context.compute_dtype == "bfloat16"
-    assert prior(_codes((2, 3, 4, 2), 7)).dtype == tf.float32
-    noise = tf.random.stateless_uniform((2, 3, 4, 2, 7), seed=(3, 4))
+    assert prior(_codes((2, 3, 4, 3), 7)).dtype == tf.float32
+    noise = tf.random.stateless_uniform((2, 3, 4, 3, 7), seed=(3, 4))
     np.testing.assert_array_equal(
         prior.sample_codes(noise), prior.sample_codes(noise, method="naive")
     )
 
 
 def test_levels_bad_input():
+    from tf_vqvae import WaveNetPrior
+
+    with pytest.raises(ValueError) as error:
+        WaveNetPrior(7, 12, num_levels=3)
+    assert str(error.value) == (
+        "A WaveNetPrior models one code per position (num_levels=1); a "
+        "prior over levels of codes is a PixelCNNPrior. "
+        "Received: num_levels=3"
+    )
     with pytest.raises(ValueError) as error:
         PixelCNNPrior(**{**TINY, "num_levels": 0})
     assert str(error.value) == (

@@ -92,6 +92,12 @@ def test_make_prior_over_levels():
         "levels of codes (residual VQ) exists for 2D code grids only "
         "(PixelCNNPrior). Received: num_levels=3"
     )
+    with pytest.raises(ValueError) as error:
+        priors.make_prior(16, (12,), num_levels=True)
+    assert str(error.value) == (
+        "`num_levels` must be a positive integer. "
+        "Received: num_levels=True (of type bool)."
+    )
 
 
 # ------------------------------------------------------------ input checks

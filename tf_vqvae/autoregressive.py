@@ -153,6 +153,12 @@ class AutoregressivePrior(keras.Model):
         if num_classes is not None:
             check_int("num_classes", num_classes)
         check_int("num_levels", num_levels)
+        if num_levels != 1 and not self.supports_levels:
+            raise ValueError(
+                f"A {type(self).__name__} models one code per position "
+                "(num_levels=1); a prior over levels of codes is a "
+                f"PixelCNNPrior. Received: num_levels={num_levels}"
+            )
         self.num_embeddings = num_embeddings
         self.grid_shape = tuple(grid_shape)
         self.num_classes = num_classes

@@ -465,11 +465,12 @@ class PixelCNNPrior(AutoregressivePrior):
         self.embedding = keras.layers.Embedding(
             levels * num_embeddings, num_hiddens, name="embedding"
         )
-        # The head's per-(level, code) vectors e_m and per-level b_l.
+        # The head's per-(level, code) vectors e_m (no level reads the
+        # last one's) and per-level b_l.
         self.level_context = self.level_bias = None
         if levels > 1:
             self.level_context = keras.layers.Embedding(
-                levels * num_embeddings, num_hiddens, name="level_context"
+                (levels - 1) * num_embeddings, num_hiddens, name="level_context"
             )
             self.level_bias = keras.layers.Embedding(
                 levels, num_hiddens, name="level_bias"
@@ -520,7 +521,9 @@ class PixelCNNPrior(AutoregressivePrior):
         for embedding in self.class_embeddings:
             embedding.build((batch,))
         if self.num_levels > 1:
-            self.level_context.build((batch,) + self.event_shape)
+            self.level_context.build(
+                (batch,) + self.grid_shape + (self.num_levels - 1,)
+            )
             self.level_bias.build((self.num_levels,))
 
     # ------------------------------------------------------------------ call
@@ -531,15 +534,17 @@ class PixelCNNPrior(AutoregressivePrior):
         hidden = self.head_hidden(tf.nn.relu(skip))
         if self.num_levels == 1:
             return self._logits(hidden)
+        # The last level's codes condition no level.
         vectors = self._level_vectors(
-            tf.cast(codes, "int32") + self._level_offsets()
+            tf.cast(codes, "int32")[..., :-1] + self._level_offsets()[:-1]
         )
         contexts, earlier = [], None
         for level in range(self.num_levels):
             context = self._level_context(level, earlier)
             contexts.append(tf.broadcast_to(context, tf.shape(hidden)))
-            vector = vectors[..., level, :]
-            earlier = vector if earlier is None else earlier + vector
+            if level + 1 < self.num_levels:
+                vector = vectors[..., level, :]
+                earlier = vector if earlier is None else earlier + vector
         return self._logits(hidden[..., None, :] + tf.stack(contexts, -2))
 
     def _logits(self, x) -> tf.Tensor:
@@ -586,9 +591,10 @@ class PixelCNNPrior(AutoregressivePrior):
                 logits, noise[:, level], temperature, top_k
             )
             codes.append(code)
-            row = code + level * self.num_embeddings
-            vector = self._level_vectors(row)[:, None, None, :]
-            earlier = vector if earlier is None else earlier + vector
+            if level + 1 < self.num_levels:
+                row = code + level * self.num_embeddings
+                vector = self._level_vectors(row)[:, None, None, :]
+                earlier = vector if earlier is None else earlier + vector
         codes = tf.stack(codes, axis=-1)
         return codes, self._embed(codes)[:, None, None, :]
 

@@ -15,6 +15,7 @@ one in `PRIOR_CLASSES`.
 
 from __future__ import annotations
 
+from tf_vqvae.arg_checks import check_int
 from tf_vqvae.autoregressive import AutoregressivePrior
 from tf_vqvae.options import PRIOR_KINDS, prior_kind_for_rank
 from tf_vqvae.prior import PixelCNNPrior
@@ -62,6 +63,7 @@ def make_prior(
             f"Received: {unknown[0]}={arguments[unknown[0]]!r}"
         )
     cls = PRIOR_CLASSES[kind]
+    check_int("num_levels", num_levels)
     if num_levels != 1:
         if not cls.supports_levels:
             raise ValueError(

@@ -1459,9 +1459,10 @@ def export(
     `calibration_data` (a `.npy` file of images or a dataset string), by
     default the sample `vqvae train` wrote to `model_dir/calibration.npy`
     (bad files of a `folder:` dataset are left out with `skip_bad_files`,
-    by default (`None`) when the model was trained so). All or nothing: if
-    the TFLite files fail (or Ctrl-C), the SavedModel version this call
-    wrote is removed again.
+    by default (`None`) when the model was trained so). All or nothing for
+    a new version: if the TFLite files fail (or Ctrl-C), the SavedModel
+    version this call created is removed again (with `overwrite` of an
+    existing version, the new SavedModel stays: the old one is gone).
 
     Returns:
         name -> path of each export.
@@ -1529,6 +1530,7 @@ def export(
                     "dataset such as folder:PATH) or leave out int8. "
                     f"Received: quantization={tuple(quantization)}"
                 )
+        new_version = not os.path.exists(target)
         exported = {
             "saved_model": os.fspath(
                 export_saved_model(
@@ -1553,7 +1555,7 @@ def export(
                     overwrite=overwrite,
                 )
             except BaseException:
-                if not overwrite:
+                if new_version:
                     # All or nothing: the same command again (after Ctrl-C
                     # or a fix) must not find the version this one wrote.
                     _remove_new_version(exported["saved_model"])
