@@ -35,7 +35,10 @@ shrinks their code counts, `TINY_QUANTIZER_SIZES`):
     q_ema_k1024      the defaults (EMA codebook, data init, restarts), K=1024
     q_fsq            FiniteScalarQuantizer (8, 5, 5, 5): K = 1000
     q_rvq            ResidualVectorQuantizer, 8 levels x K=256, quantizer
-                     dropout 0.5; test MSE for each prefix of 1..8 levels
+                     dropout 0.5; test MSE for each prefix of 1..8 levels;
+                     with `--prior-steps N`, a `PixelCNNPrior(num_levels=8)`
+                     trained N steps on its codes: test bits per code (and
+                     per level) against the uniform prior's 8
     q_plain_k8192    EMA codebook, K=8192, data init and restarts off
     q_rotcos_k8192   the same with the rotation trick and cosine distance
     q_lfq            LookupFreeQuantizer, K = 2**14
@@ -314,6 +317,10 @@ def train_and_evaluate(impl: str, config, tf, train, test, args) -> dict:
     }
     if levels > 1:
         result["mse_by_levels"] = prefix_mse(tf, model, test, args.eval_batch)
+        if args.prior_steps:
+            result["levels_prior"] = levels_prior_quality(
+                tf, model, train, test, args
+            )
     if impl == "tf_vqvae":
         result.update(
             bf16_agreement(tf, model, test, all_codes, args.eval_batch)
@@ -433,6 +440,75 @@ def prior_quality(tf, model, train, test, args) -> dict:
     return results
 
 
+def levels_prior_quality(tf, model, train, test, args) -> dict:
+    """A `PixelCNNPrior(num_levels=L)` trained on a multi-level `model`'s
+    training codes `(N, h, w, L)` (the `--prior-*` sizes and steps): test
+    bits per code, per level, and its term of bits/dim, next to the uniform
+    prior's `log2 K` bits per code."""
+    import keras
+
+    import tf_vqvae
+
+    levels = model.quantizer.num_levels
+
+    def codes_of(images):
+        flat = _encode_all(tf, model, images, args.eval_batch)
+        return tf.reshape(flat, (int(images.shape[0]), -1, levels))
+
+    train_codes, test_codes = codes_of(train), codes_of(test)
+    side = int(round(math.sqrt(int(train_codes.shape[1]))))
+    train_codes = tf.reshape(train_codes, (-1, side, side, levels))
+    test_codes = tf.reshape(test_codes, (-1, side, side, levels))
+    keras.utils.set_random_seed(args.seed)
+    prior = tf_vqvae.PixelCNNPrior(
+        model.num_embeddings,
+        (side, side),
+        num_hiddens=args.prior_hiddens,
+        num_layers=args.prior_layers,
+        num_levels=levels,
+    )
+    prior.compile(optimizer=keras.optimizers.Adam(3e-4))
+    batches = training_batches(
+        tf,
+        train_codes,
+        args.prior_batch,
+        args.prior_steps,
+        args.seed,
+        images_in=False,
+    )
+    start = time.perf_counter()
+    prior.fit(batches, epochs=1, verbose=0, shuffle=False)
+    train_s = time.perf_counter() - start
+    nats = tf.zeros([levels], tf.float64)
+    for begin in range(0, int(test_codes.shape[0]), args.eval_batch):
+        chunk = test_codes[begin : begin + args.eval_batch]
+        per_code = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            chunk, tf.cast(prior(chunk), tf.float32)
+        )
+        nats += tf.cast(tf.reduce_sum(per_code, axis=(0, 1, 2)), tf.float64)
+    per_level = (
+        nats / math.log(2.0) / int(test_codes.shape[0]) / side**2
+    ).numpy()
+    bits = float(per_level.sum()) * side**2
+    dims = int(math.prod(test.shape[1:]))
+    return {
+        "num_levels": levels,
+        "steps": args.prior_steps,
+        "num_hiddens": args.prior_hiddens,
+        "num_layers": args.prior_layers,
+        "batch_size": args.prior_batch,
+        "bits_per_code": bits / (side**2 * levels),
+        "bits_per_code_by_level": [float(b) for b in per_level],
+        "uniform_bits_per_code": math.log2(model.num_embeddings),
+        "prior_bits_per_dim": bits / dims,
+        "uniform_prior_bits_per_dim": side**2
+        * levels
+        * math.log2(model.num_embeddings)
+        / dims,
+        "train_seconds": train_s,
+    }
+
+
 def _test_bits(tf, prior, test_codes, dims: int, batch: int) -> dict:
     """The prior's negative log-likelihood of `test_codes`: bits per code
     and the prior's term of bits/dim (`dims` image dimensions per grid)."""
@@ -501,7 +577,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--prior-steps",
         type=int,
         default=0,
-        help="train a prior per precision on tf_vqvae's codes (0: no)",
+        help="train a prior per precision on tf_vqvae's codes, and a prior "
+        "over the levels of q_rvq's codes (0: no)",
     )
     parser.add_argument("--prior-batch", type=int, default=32)
     parser.add_argument("--prior-hiddens", type=int, default=64)

@@ -735,6 +735,31 @@ def _used_fraction(r: dict) -> float:
     return 1.0 - r["dead_fraction"]
 
 
+def levels_prior_lines(prior: dict | None) -> list[str]:
+    """Section 9's paragraph on the prior over residual VQ levels."""
+    if not prior:
+        return []
+    by_level = prior["bits_per_code_by_level"]
+    return [
+        "",
+        f"A `PixelCNNPrior(num_levels={prior['num_levels']})` trained "
+        f"{prior['steps']} steps on these codes (hidden "
+        f"{prior['num_hiddens']}, {prior['num_layers']} layers, batch "
+        f"{prior['batch_size']}; {prior['train_seconds']:.0f} s): "
+        f"{prior['bits_per_code']:.3f} bits per test code against the "
+        f"uniform prior's {prior['uniform_bits_per_code']:.0f}, so "
+        f"{prior['prior_bits_per_dim']:.3f} bits/dim for the codes instead "
+        f"of {prior['uniform_prior_bits_per_dim']:.3f}. Bits per code at "
+        "each level:",
+        "",
+        "| level | "
+        + " | ".join(str(n + 1) for n in range(len(by_level)))
+        + " |",
+        "|---" * (len(by_level) + 1) + "|",
+        "| bits | " + " | ".join(f"{b:.3f}" for b in by_level) + " |",
+    ]
+
+
 def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
     """Section 9: issue 13's quality criteria from `bench_quality.py`'s
     `q_*` runs (same architecture, steps, batch, seed and images)."""
@@ -786,6 +811,7 @@ def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
             "|---" * (len(by_levels) + 1) + "|",
             "| MSE | " + " | ".join(f"{m:.5f}" for m in by_levels) + " |",
         ]
+        lines += levels_prior_lines(rvq.get("levels_prior"))
     targets = []
     ref = res.get("q_ema_k1024")
     fsq = res.get("q_fsq")
@@ -1853,7 +1879,16 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
         else:
-            extra = ["--tiny"] if tiny else ["--steps", args.quality_steps]
+            extra = (
+                ["--tiny", "--prior-steps", "2"]
+                if tiny
+                else [
+                    "--steps",
+                    args.quality_steps,
+                    "--prior-steps",
+                    args.quality_prior_steps,
+                ]
+            )
             data = runner.run(
                 sys.executable,
                 "bench_quality.py",

@@ -363,7 +363,15 @@ def test_quality_quantizers_tiny(tmp_path):
     archive = _fake_cifar_archive(tmp_path)
     impls = bench_quality.QUANTIZER_IMPLS
     result = bench_quality.main(
-        ["--tiny", "--data", str(archive), "--impl", ",".join(impls)]
+        [
+            "--tiny",
+            "--data",
+            str(archive),
+            "--impl",
+            ",".join(impls),
+            "--prior-steps",
+            "2",
+        ]
     )
     res = result["results"]
     sizes = bench_quality.TINY_QUANTIZER_SIZES
@@ -393,6 +401,16 @@ def test_quality_quantizers_tiny(tmp_path):
     assert len(rvq["mse_by_levels"]) == sizes["rvq_levels"]
     # All levels: the same decode as the pooled test MSE.
     assert rvq["mse_by_levels"][-1] == pytest.approx(rvq["mse"], rel=1e-5)
+    # The prior over the levels: per-level bits add up to the total.
+    prior = rvq["levels_prior"]
+    assert prior["num_levels"] == sizes["rvq_levels"]
+    assert len(prior["bits_per_code_by_level"]) == sizes["rvq_levels"]
+    assert prior["bits_per_code"] == pytest.approx(
+        np.mean(prior["bits_per_code_by_level"]), rel=1e-6
+    )
+    assert prior["uniform_bits_per_code"] == np.log2(sizes["rvq_k"])
+    assert 0 < prior["bits_per_code"] < 3 * prior["uniform_bits_per_code"]
+    assert "levels_prior" not in res["q_ema_k1024"]
     lines, targets = run.quantizer_quality_section(result)
     assert lines[0] == "## 9. Quantizer quality (issue 13)"
     assert len(targets) == 6
@@ -430,6 +448,20 @@ def test_quantizer_quality_targets_from_results():
                 8,
                 mse_by_levels=[0.02, 0.015, 0.012, 0.01]
                 + [0.009, 0.008, 0.0065, 0.0060],
+                levels_prior=dict(
+                    num_levels=8,
+                    steps=1500,
+                    num_hiddens=64,
+                    num_layers=8,
+                    batch_size=32,
+                    train_seconds=90.0,
+                    bits_per_code=6.5,
+                    bits_per_code_by_level=[5.0, 6.0, 6.5, 6.75]
+                    + [7.0, 7.0, 6.75, 7.0],
+                    uniform_bits_per_code=8.0,
+                    prior_bits_per_dim=1.083,
+                    uniform_prior_bits_per_dim=1.333,
+                ),
             ),
             "q_plain_k8192": _run(0.0120, 8192, 8192 - 400),
             "q_rotcos_k8192": _run(0.0110, 8192, 8192 - 1300),
@@ -443,6 +475,13 @@ def test_quantizer_quality_targets_from_results():
     assert "| `q_rvq` | residual VQ, quantizer dropout 0.5 | 8 x 256 " in table
     assert "| 2000 (97.7%) | 60 |" in table  # 8 x 256 - 48 used
     assert "| MSE | 0.02000 | 0.01500 |" in table
+    assert (
+        "A `PixelCNNPrior(num_levels=8)` trained 1500 steps on these codes "
+        "(hidden 64, 8 layers, batch 32; 90 s): 6.500 bits per test code "
+        "against the uniform prior's 8, so 1.083 bits/dim for the codes "
+        "instead of 1.333." in table
+    )
+    assert "| bits | 5.000 | 6.000 | 6.500 |" in table
     assert "| `q_fsq_k15360` | FSQ (8, 8, 8, 6, 5) | 15360 | 0.01100 |" in table
     labels = {label: (round(value, 4), need) for label, value, need in targets}
     assert labels == {
