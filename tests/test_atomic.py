@@ -216,6 +216,26 @@ def test_failure_removes_the_empty_parents_it_created(tmp_path):
     assert os.listdir(tmp_path / "out") == ["other"]
 
 
+def test_a_parent_removed_meanwhile_is_made_again(tmp_path, monkeypatch):
+    # Another writer's failure removes the empty parent it created just
+    # after this one found it: the parent is made again, once.
+    make = atomic.make_staging_dir
+    raced = []
+
+    def racing(parent, kind, label):
+        if not raced:
+            raced.append(parent)
+            os.rmdir(parent)
+            raise FileNotFoundError(parent)
+        return make(parent, kind, label)
+
+    monkeypatch.setattr(atomic, "make_staging_dir", racing)
+    with atomic.staged_directory(tmp_path / "new" / "1") as staging:
+        open(os.path.join(staging, "f"), "w").close()
+    assert raced == [str(tmp_path / "new")]
+    assert os.listdir(tmp_path / "new" / "1") == ["f"]
+
+
 def test_directory_created_meanwhile_is_not_replaced(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(FileExistsError):

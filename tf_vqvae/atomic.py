@@ -246,11 +246,16 @@ def staged_directory(
     path = os.path.abspath(os.path.expanduser(given))
     if os.path.exists(path) and not overwrite:
         raise _exists_error(given)
-    created = _make_parents(os.path.dirname(path))
+    parent = os.path.dirname(path)
+    created = _make_parents(parent)
     try:
-        tmp = make_staging_dir(
-            os.path.dirname(path), "tmp", os.path.basename(path)
-        )
+        try:
+            tmp = make_staging_dir(parent, "tmp", os.path.basename(path))
+        except FileNotFoundError:
+            # Another writer's failure removed the empty parent it had
+            # just created (`_remove_empty`): make it again, once.
+            created += _make_parents(parent)
+            tmp = make_staging_dir(parent, "tmp", os.path.basename(path))
     except BaseException:
         _remove_empty(created)
         raise
