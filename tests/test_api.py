@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 import tf_vqvae
 
@@ -70,6 +71,7 @@ def test_import_stays_light():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_saved_models_load_in_either_import_order(tmp_path):
     """Keras finds only registered classes: `import tf_vqvae` before
     TensorFlow and Keras must register them once those are imported."""

@@ -84,7 +84,14 @@ _LEVEL_CODES = (
     "kind, kwargs, first, second, temperature",
     [
         ("pixelcnn", {}, _PIXELCNN_CODES, (_PIXELCNN_CODES + 3) % 7, 1.0),
-        ("pixelcnn-levels", {}, _LEVEL_CODES, (_LEVEL_CODES + 3) % 7, 1.0),
+        pytest.param(
+            "pixelcnn-levels",
+            {},
+            _LEVEL_CODES,
+            (_LEVEL_CODES + 3) % 7,
+            1.0,
+            marks=pytest.mark.slow,
+        ),
         (
             "wavenet",
             {"length": 20},

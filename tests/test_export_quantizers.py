@@ -284,11 +284,21 @@ def test_a_prior_over_levels_exports_its_sampler(tmp_path):
     assert out["codes"].shape == (3, 4, 4, levels)
     np.testing.assert_array_equal(out["codes"], expected)
     np.testing.assert_allclose(out["images"], model.decode(expected), atol=1e-5)
-    # And the TFLite sampler, run by LiteRT: the same codes.
+
+
+@pytest.mark.slow
+def test_a_prior_over_levels_exports_its_tflite_sampler(tmp_path):
+    # The TFLite sampler over levels, run by LiteRT: the prior's codes.
     from ai_edge_litert.interpreter import Interpreter
 
     from tf_vqvae import sampling
+    from tf_vqvae.prior import PixelCNNPrior
 
+    model = VQVAE(**TINY, quantizer="rvq")
+    model(photo_patches(size=16, count=2, seed=0))
+    levels = model.quantizer.num_levels
+    prior = PixelCNNPrior(16, (4, 4), num_layers=1, num_levels=levels)
+    prior(np.zeros((1, 4, 4, levels), "int32"))
     tflite_dir = tmp_path / "tflite"
     export_tflite(model, tflite_dir, quantization=("float32",), prior=prior)
     path = str(tflite_dir / "prior_sampler_float32.tflite")
