@@ -735,11 +735,24 @@ def _used_fraction(r: dict) -> float:
     return 1.0 - r["dead_fraction"]
 
 
-def levels_prior_lines(prior: dict | None) -> list[str]:
-    """Section 9's paragraph on the prior over residual VQ levels."""
+def levels_prior_lines(
+    prior: dict | None, level_stats: list | None = None
+) -> list[str]:
+    """Section 9's paragraph on the prior over residual VQ levels, with each
+    level's test-code entropy (`log2` of its perplexity: what a prior that
+    knew only each level's code frequencies would reach) when given."""
     if not prior:
         return []
     by_level = prior["bits_per_code_by_level"]
+    entropy = []
+    if level_stats:
+        entropy = [
+            "| entropy of the level's codes | "
+            + " | ".join(
+                f"{math.log2(level['perplexity']):.3f}" for level in level_stats
+            )
+            + " |"
+        ]
     return [
         "",
         f"A `PixelCNNPrior(num_levels={prior['num_levels']})` trained "
@@ -750,13 +763,22 @@ def levels_prior_lines(prior: dict | None) -> list[str]:
         f"uniform prior's {prior['uniform_bits_per_code']:.0f}, so "
         f"{prior['prior_bits_per_dim']:.3f} bits/dim for the codes instead "
         f"of {prior['uniform_prior_bits_per_dim']:.3f}. Bits per code at "
-        "each level:",
+        "each level"
+        + (
+            ", beside the entropy of the level's test codes (what a prior "
+            "that knew only each level's code frequencies would reach):"
+            if entropy
+            else ":"
+        ),
         "",
         "| level | "
         + " | ".join(str(n + 1) for n in range(len(by_level)))
         + " |",
         "|---" * (len(by_level) + 1) + "|",
-        "| bits | " + " | ".join(f"{b:.3f}" for b in by_level) + " |",
+        "| bits per code under the prior | "
+        + " | ".join(f"{b:.3f}" for b in by_level)
+        + " |",
+        *entropy,
     ]
 
 
@@ -811,7 +833,7 @@ def quantizer_quality_section(data: dict | None) -> tuple[list[str], list]:
             "|---" * (len(by_levels) + 1) + "|",
             "| MSE | " + " | ".join(f"{m:.5f}" for m in by_levels) + " |",
         ]
-        lines += levels_prior_lines(rvq.get("levels_prior"))
+        lines += levels_prior_lines(rvq.get("levels_prior"), rvq.get("levels"))
     targets = []
     ref = res.get("q_ema_k1024")
     fsq = res.get("q_fsq")

@@ -416,15 +416,15 @@ def test_quality_quantizers_tiny(tmp_path):
     assert len(targets) == 6
 
 
-def _run(mse, k, dead, levels=1, **extra):
+def _run(mse, k, dead, num_levels=1, **extra):
     return dict(
         mse=mse,
         psnr_db=-10 * np.log10(mse),
         perplexity=10.0,
         num_embeddings=k,
-        num_levels=levels,
+        num_levels=num_levels,
         dead_codes=dead,
-        dead_fraction=dead / (k * levels),
+        dead_fraction=dead / (k * num_levels),
         train_seconds=60.0,
         **extra,
     )
@@ -448,6 +448,7 @@ def test_quantizer_quality_targets_from_results():
                 8,
                 mse_by_levels=[0.02, 0.015, 0.012, 0.01]
                 + [0.009, 0.008, 0.0065, 0.0060],
+                levels=[{"perplexity": 10.0}] * 8,
                 levels_prior=dict(
                     num_levels=8,
                     steps=1500,
@@ -481,7 +482,9 @@ def test_quantizer_quality_targets_from_results():
         "against the uniform prior's 8, so 1.083 bits/dim for the codes "
         "instead of 1.333." in table
     )
-    assert "| bits | 5.000 | 6.000 | 6.500 |" in table
+    assert "| bits per code under the prior | 5.000 | 6.000 | 6.500 |" in table
+    # Each level's own code entropy (log2 perplexity, 10.0 here) beside it.
+    assert "| entropy of the level's codes | 3.322 | 3.322 |" in table
     assert "| `q_fsq_k15360` | FSQ (8, 8, 8, 6, 5) | 15360 | 0.01100 |" in table
     labels = {label: (round(value, 4), need) for label, value, need in targets}
     assert labels == {
