@@ -387,9 +387,6 @@ def bf16_agreement(tf, model, test, codes, batch: int) -> dict:
 def prior_quality(tf, model, train, test, args) -> dict:
     """Bits per code of the test codes under priors trained on `model`'s
     training codes in each of `PRIOR_PRECISIONS`."""
-    import keras
-
-    import tf_vqvae
     from tf_vqvae.precision import dtype_policy
 
     train_codes = tf.reshape(
@@ -406,26 +403,9 @@ def prior_quality(tf, model, train, test, args) -> dict:
     dims = int(math.prod(test.shape[1:]))
     results = {}
     for precision in PRIOR_PRECISIONS:
-        keras.utils.set_random_seed(args.seed)
-        prior = tf_vqvae.PixelCNNPrior(
-            model.num_embeddings,
-            (side, side),
-            num_hiddens=args.prior_hiddens,
-            num_layers=args.prior_layers,
-            dtype=dtype_policy(precision),
+        prior, train_s = _train_prior(
+            tf, model, train_codes, args, dtype=dtype_policy(precision)
         )
-        prior.compile(optimizer=keras.optimizers.Adam(3e-4))
-        batches = training_batches(
-            tf,
-            train_codes,
-            args.prior_batch,
-            args.prior_steps,
-            args.seed,
-            images_in=False,
-        )
-        start = time.perf_counter()
-        prior.fit(batches, epochs=1, verbose=0, shuffle=False)
-        train_s = time.perf_counter() - start
         results[precision] = {
             **_test_bits(tf, prior, test_codes, dims, args.eval_batch),
             "train_seconds": train_s,
@@ -440,32 +420,21 @@ def prior_quality(tf, model, train, test, args) -> dict:
     return results
 
 
-def levels_prior_quality(tf, model, train, test, args) -> dict:
-    """A `PixelCNNPrior(num_levels=L)` trained on a multi-level `model`'s
-    training codes `(N, h, w, L)` (the `--prior-*` sizes and steps): test
-    bits per code, per level, and its term of bits/dim, next to the uniform
-    prior's `log2 K` bits per code."""
+def _train_prior(tf, model, train_codes, args, **options):
+    """A `PixelCNNPrior` (the `--prior-*` sizes, seeded) trained
+    `args.prior_steps` steps on `train_codes` `(N, h, w[, L])`; returns it and
+    the training seconds. `options`: more `PixelCNNPrior` arguments."""
     import keras
 
     import tf_vqvae
 
-    levels = model.quantizer.num_levels
-
-    def codes_of(images):
-        flat = _encode_all(tf, model, images, args.eval_batch)
-        return tf.reshape(flat, (int(images.shape[0]), -1, levels))
-
-    train_codes, test_codes = codes_of(train), codes_of(test)
-    side = int(round(math.sqrt(int(train_codes.shape[1]))))
-    train_codes = tf.reshape(train_codes, (-1, side, side, levels))
-    test_codes = tf.reshape(test_codes, (-1, side, side, levels))
     keras.utils.set_random_seed(args.seed)
     prior = tf_vqvae.PixelCNNPrior(
         model.num_embeddings,
-        (side, side),
+        tuple(int(s) for s in train_codes.shape[1:3]),
         num_hiddens=args.prior_hiddens,
         num_layers=args.prior_layers,
-        num_levels=levels,
+        **options,
     )
     prior.compile(optimizer=keras.optimizers.Adam(3e-4))
     batches = training_batches(
@@ -478,7 +447,28 @@ def levels_prior_quality(tf, model, train, test, args) -> dict:
     )
     start = time.perf_counter()
     prior.fit(batches, epochs=1, verbose=0, shuffle=False)
-    train_s = time.perf_counter() - start
+    return prior, time.perf_counter() - start
+
+
+def levels_prior_quality(tf, model, train, test, args) -> dict:
+    """A `PixelCNNPrior(num_levels=L)` trained on a multi-level `model`'s
+    training codes `(N, h, w, L)` (the `--prior-*` sizes and steps): test
+    bits per code, per level, and its term of bits/dim, next to the uniform
+    prior's `log2 K` bits per code."""
+
+    levels = model.quantizer.num_levels
+
+    def codes_of(images):
+        flat = _encode_all(tf, model, images, args.eval_batch)
+        return tf.reshape(flat, (int(images.shape[0]), -1, levels))
+
+    train_codes, test_codes = codes_of(train), codes_of(test)
+    side = int(round(math.sqrt(int(train_codes.shape[1]))))
+    train_codes = tf.reshape(train_codes, (-1, side, side, levels))
+    test_codes = tf.reshape(test_codes, (-1, side, side, levels))
+    prior, train_s = _train_prior(
+        tf, model, train_codes, args, num_levels=levels
+    )
     nats = tf.zeros([levels], tf.float64)
     for begin in range(0, int(test_codes.shape[0]), args.eval_batch):
         chunk = test_codes[begin : begin + args.eval_batch]
