@@ -200,11 +200,8 @@ def check_prior(prior, shapes: ExportShapes) -> None:
         )
     prior_levels = int(getattr(prior, "num_levels", 1))
     if prior_levels != shapes.num_levels:
-        hint = (
-            " (a PixelCNNPrior(num_levels=...) for residual VQ)"
-            if shapes.modality == "image"
-            else " (no prior models levels of 1D codes)"
-        )
+        kind = "PixelCNNPrior" if shapes.modality == "image" else "WaveNetPrior"
+        hint = f" (a {kind}(num_levels=...) for residual VQ)"
         raise ValueError(
             f"`prior` must model {shapes.num_levels} code(s) per position, "
             f"the levels of `model`'s codes{hint}. Received: "

@@ -23,6 +23,7 @@ KINDS = {
     "wavenet": (WaveNetPrior, TINY_WAVENET),
     # A prior over 3 levels of residual VQ codes per position.
     "pixelcnn-levels": (PixelCNNPrior, {**TINY_PIXELCNN, "num_levels": 3}),
+    "wavenet-levels": (WaveNetPrior, {**TINY_WAVENET, "num_levels": 2}),
 }
 
 
@@ -146,9 +147,11 @@ def test_prior_satisfies_the_code_prior_contract(kind, num_classes):
     prior = _prior(kind, num_classes=num_classes)
     assert isinstance(prior, CodePrior)
     assert prior.num_embeddings == 7
-    assert prior.grid_shape == ((12,) if kind == "wavenet" else (5, 6))
-    levels = (3,) if kind == "pixelcnn-levels" else ()
-    assert prior.event_shape == prior.grid_shape + levels
+    assert prior.grid_shape == ((12,) if kind.startswith("wavenet") else (5, 6))
+    levels = KINDS[kind][1].get("num_levels", 1)
+    assert prior.event_shape == prior.grid_shape + (
+        (levels,) if levels > 1 else ()
+    )
     assert prior_event_shape(prior) == prior.event_shape
     assert prior.num_classes == num_classes
     labels = None if num_classes is None else np.array([0, 2], "int32")
@@ -219,7 +222,12 @@ def test_sample_codes_traced_by_an_outer_function(
 
 @pytest.mark.parametrize(
     "kind, num_classes",
-    [("pixelcnn", None), ("wavenet", 3), ("pixelcnn-levels", 3)],
+    [
+        ("pixelcnn", None),
+        ("wavenet", 3),
+        ("pixelcnn-levels", 3),
+        ("wavenet-levels", None),
+    ],
 )
 def test_cached_sampler_converts_to_tflite_builtins(
     tmp_path, kind, num_classes

@@ -57,13 +57,13 @@ def corpus_dir(tmp_path_factory):
     return root
 
 
-def _audio_run(model_dir, corpus_dir, num_speakers=None, steps=4):
+def _audio_run(model_dir, corpus_dir, num_speakers=None, steps=4, **kwargs):
     """A model dir as `vqvae train` leaves it for an audio dataset: a tiny
-    audio VQ-VAE trained a few steps on 1024-sample crops, `model.keras`
-    and `config.json`."""
+    audio VQ-VAE (`TINY_AUDIO` and `kwargs`) trained a few steps on
+    1024-sample crops, `model.keras` and `config.json`."""
     dataset = f"audio-folder:{corpus_dir}"
     utterances = data.load_audio(dataset, "train")
-    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+    model = VQVAE(num_speakers=num_speakers, **{**TINY_AUDIO, **kwargs})
     batches = data.audio_pipeline(utterances, SEGMENT, 4, seed=0)
     if num_speakers is None:
         batches = batches.map(lambda batch: batch["audio"])
@@ -405,19 +405,59 @@ def test_evaluate_reports_bits_snr_and_phoneme_discovery(
     assert metrics["phoneme_num_classes_test"] > 5
 
 
-def test_levels_of_audio_codes_have_no_prior():
-    # The WaveNet prior models one code per position: train-prior and
-    # sample refuse a residual VQ audio model with one line.
-    model = VQVAE(
-        **{**TINY_AUDIO, "quantizer": "rvq"},
+@pytest.fixture(scope="module")
+def levels_run(tmp_path_factory, corpus_dir):
+    """A residual VQ audio run (2 levels) with its WaveNet prior over the
+    levels, trained by `vqvae train-prior`."""
+    model_dir = str(tmp_path_factory.mktemp("rvq") / "run")
+    _audio_run(
+        model_dir,
+        corpus_dir,
+        quantizer="rvq",
         quantizer_options={"num_quantizers": 2},
     )
-    for command in ("train-prior", "sample"):
-        with pytest.raises(commands.UsageError) as error:
-            commands._check_levels_have_a_prior(model, "runs/a", command)
-        assert str(error.value) == (
-            f"`vqvae {command}` on levels of codes (--quantizer rvq) needs 2D "
-            "code grids (images), and the model in 'runs/a' has 2 levels of "
-            "1D codes (the WaveNet prior models one code per position). "
-            "Received: num_levels=2"
-        )
+    assert cli.main(["train-prior", "--model-dir", model_dir, *PRIOR_TINY]) == 0
+    return model_dir
+
+
+def test_prior_over_levels_of_audio_codes_samples(levels_run, tmp_path):
+    # train-prior fits a WaveNet over the levels; sample decodes its draws.
+    prior = artifacts.load_prior(levels_run)
+    assert isinstance(prior, WaveNetPrior)
+    assert prior.event_shape == (SEGMENT // 64, 2)
+    output = str(tmp_path / "s.wav")
+    argv = ["sample", "--model-dir", levels_run, "--seed", "4"]
+    assert cli.main([*argv, "--n", "2", "--output", output]) == 0
+    expected = _expected_waveforms(levels_run, 2, seed=4)
+    for i, waveform in enumerate(expected):
+        path = str(tmp_path / f"s-00{i}.wav")
+        np.testing.assert_allclose(_read(path), waveform, atol=1.5 / 32767)
+
+
+@pytest.mark.slow
+def test_prior_over_levels_of_audio_codes_evaluates(levels_run, corpus_dir):
+    # evaluate scores the test codes under the prior (numpy: -log p summed
+    # over positions and levels).
+    model_dir = levels_run
+    prior = artifacts.load_prior(model_dir)
+    assert cli.main(["evaluate", "--model-dir", model_dir]) == 0
+    with open(os.path.join(model_dir, "evaluation.json")) as file:
+        metrics = json.load(file)
+    vqvae, _ = artifacts.load_vqvae(model_dir)
+    x = np.concatenate(
+        _segments(data.load_audio(f"audio-folder:{corpus_dir}", "test"))
+    )
+    codes = vqvae.encode(x).numpy()
+    assert codes.shape == (len(x), SEGMENT // 64, 2)
+    log_probs = _log_softmax(vqvae.decoder_outputs(codes).numpy())
+    classes = audio.mu_law_encode(x[..., 0])
+    nats_x = -np.take_along_axis(log_probs, classes[..., None], -1).sum()
+    prior_log_probs = _log_softmax(prior(codes).numpy())
+    nats_z = -np.take_along_axis(prior_log_probs, codes[..., None], -1).sum()
+    assert metrics["num_levels"] == 2
+    assert metrics["bits_per_sample_prior"] == pytest.approx(
+        (nats_x + nats_z) / (x.size * np.log(2)), rel=1e-4
+    )
+    assert metrics["bits_per_sample_uniform_prior"] == pytest.approx(
+        (nats_x + codes.size * np.log(16)) / (x.size * np.log(2)), rel=1e-4
+    )

@@ -15,9 +15,15 @@ SAMPLES = 512
 CODES = SAMPLES // 64
 
 
-def _model_and_prior(num_classes=None, num_speakers=None):
-    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO)
+def _model_and_prior(num_classes=None, num_speakers=None, levels=1):
+    rvq = (
+        dict(quantizer="rvq", quantizer_options={"num_quantizers": levels})
+        if levels > 1
+        else {}
+    )
+    model = VQVAE(num_speakers=num_speakers, **TINY_AUDIO, **rvq)
     model.encode(chirp(batch=1, samples=SAMPLES))
+    codes_shape = (None, CODES) + ((levels,) if levels > 1 else ())
     prior = WaveNetPrior(
         num_embeddings=16,
         length=CODES,
@@ -26,30 +32,38 @@ def _model_and_prior(num_classes=None, num_speakers=None):
         num_layers=3,
         dilation_cycle=2,
         num_classes=num_classes,
+        num_levels=levels,
     )
     prior.build(
-        (None, CODES)
+        codes_shape
         if num_classes is None
-        else {"codes": (None, CODES), "labels": (None,)}
+        else {"codes": codes_shape, "labels": (None,)}
     )
     return model, prior
 
 
 @pytest.mark.parametrize(
-    "num_classes, num_speakers",
-    [pytest.param(None, None, marks=pytest.mark.slow), (2, 2)],
-    ids=["plain", "speakers"],
+    "num_classes, num_speakers, levels",
+    [
+        pytest.param(None, None, 1, marks=pytest.mark.slow),
+        pytest.param(2, 2, 1, marks=pytest.mark.slow),
+        (2, 2, 2),
+    ],
+    ids=["plain", "speakers", "speakers-rvq-levels"],
 )
 def test_sample_signature_is_the_priors_sampler(
-    num_classes, num_speakers, tmp_path
+    num_classes, num_speakers, levels, tmp_path
 ):
-    model, prior = _model_and_prior(num_classes, num_speakers)
+    # With residual VQ codes the prior models their levels: codes (num,
+    # length, L), decoded by every level.
+    model, prior = _model_and_prior(num_classes, num_speakers, levels)
     version_dir = saved_model.export_saved_model(
         model, tmp_path, "speech", prior=prior, max_batch_size=4
     )
     contract = saved_model.signature_contract(version_dir)["sample"]
+    level_axis = [levels] if levels > 1 else []
     assert contract["outputs"] == {
-        "codes": {"dtype": "int32", "shape": [-1, CODES]},
+        "codes": {"dtype": "int32", "shape": [-1, CODES, *level_axis]},
         "waveforms": {"dtype": "float32", "shape": [-1, SAMPLES]},
     }
     sample = saved_model.load(version_dir).signatures["sample"]
@@ -139,4 +153,18 @@ def test_check_prior_compares_grids_of_any_rank():
     assert str(error.value).startswith(
         "`prior` must be a tf_vqvae prior (a tf_vqvae.contracts.CodePrior, "
         "e.g. PixelCNNPrior or WaveNetPrior)."
+    )
+
+
+def test_check_prior_compares_levels_of_audio_codes():
+    model, prior = _model_and_prior(levels=2)
+    shapes = common.export_shapes(model)
+    common.check_prior(prior, shapes)
+    one_level = WaveNetPrior(num_embeddings=16, length=CODES)
+    with pytest.raises(ValueError) as error:
+        common.check_prior(one_level, shapes)
+    assert str(error.value) == (
+        "`prior` must model 2 code(s) per position, the levels of `model`'s "
+        "codes (a WaveNetPrior(num_levels=...) for residual VQ). Received: "
+        "prior.num_levels=1, model num_levels=2"
     )

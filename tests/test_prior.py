@@ -429,15 +429,6 @@ def test_levels_under_mixed_bfloat16():
 
 
 def test_levels_bad_input():
-    from tf_vqvae import WaveNetPrior
-
-    with pytest.raises(ValueError) as error:
-        WaveNetPrior(7, 12, num_levels=3)
-    assert str(error.value) == (
-        "A WaveNetPrior models one code per position (num_levels=1); a "
-        "prior over levels of codes is a PixelCNNPrior. "
-        "Received: num_levels=3"
-    )
     with pytest.raises(ValueError) as error:
         PixelCNNPrior(**{**TINY, "num_levels": 0})
     assert str(error.value) == (

@@ -85,13 +85,9 @@ def test_make_prior_over_levels():
     assert isinstance(prior, PixelCNNPrior)
     assert (prior.grid_shape, prior.event_shape) == ((4, 4), (4, 4, 3))
     assert priors.make_prior(16, (4, 4), num_levels=1).num_levels == 1
-    with pytest.raises(ValueError) as error:
-        priors.make_prior(16, (12,), num_levels=3)
-    assert str(error.value) == (
-        "A 'wavenet' prior models one code per position; a prior over "
-        "levels of codes (residual VQ) exists for 2D code grids only "
-        "(PixelCNNPrior). Received: num_levels=3"
-    )
+    prior = priors.make_prior(16, (12,), num_levels=3, num_layers=2)
+    assert isinstance(prior, WaveNetPrior)
+    assert (prior.event_shape, prior.num_layers) == ((12, 3), 2)
     with pytest.raises(ValueError) as error:
         priors.make_prior(16, (12,), num_levels=True)
     assert str(error.value) == (

@@ -28,7 +28,7 @@ def _codes(shape, num_embeddings=7, seed=0):
 
 
 def _noise(n, prior, seed=0):
-    shape = (n,) + prior.grid_shape + (prior.num_embeddings,)
+    shape = (n,) + prior.event_shape + (prior.num_embeddings,)
     return tf.random.stateless_uniform(shape, seed=(seed, 7))
 
 
@@ -73,7 +73,12 @@ def _numpy_logits(prior, codes, labels=None):
         return x @ w[f"{name}/kernel"][0] + w[f"{name}/bias"]
 
     name = prior.name
-    x = w[f"{name}/embedding/embeddings"][codes]
+    table = w[f"{name}/embedding/embeddings"]
+    k, levels = prior.num_embeddings, prior.num_levels
+    if levels == 1:
+        x = table[codes]
+    else:  # one embedding per level, summed
+        x = sum(table[m * k + codes[..., m]] for m in range(levels))
     x = np.concatenate([np.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
     skip = 0.0
     for i, dilation in enumerate(prior.dilations):
@@ -89,7 +94,19 @@ def _numpy_logits(prior, codes, labels=None):
         if i < prior.num_layers - 1:
             x = x + dense(g, f"{block}/residual_output")
     hidden = dense(np.maximum(skip, 0.0), f"{name}/head_hidden")
-    return dense(np.maximum(hidden, 0.0), f"{name}/head_logits")
+    if levels == 1:
+        return dense(np.maximum(hidden, 0.0), f"{name}/head_logits")
+    # The depth head: level l adds b_l and e_m[z_m] of the levels m < l.
+    context = w[f"{name}/level_context/embeddings"]
+    bias = w[f"{name}/level_bias/embeddings"]
+    assert context.shape[0] == (levels - 1) * k  # the last level's unread
+    logits = []
+    for level in range(levels):
+        c = bias[level] + sum(
+            context[m * k + codes[..., m]] for m in range(level)
+        )
+        logits.append(dense(np.maximum(hidden + c, 0.0), f"{name}/head_logits"))
+    return np.stack(logits, axis=-2)
 
 
 def _log_softmax(z):
@@ -165,13 +182,17 @@ def test_wavenet_block_matches_numpy():
 # ------------------------------------------------------- log_prob
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(kernel_size=3, num_classes=3)],
-    ids=["k2", "k3-classes"],
+    [
+        dict(),
+        dict(kernel_size=3, num_classes=3),
+        dict(num_levels=3, num_classes=3),
+    ],
+    ids=["k2", "k3-classes", "levels-classes"],
 )
 def test_log_prob_matches_numpy(kwargs):
     keras.utils.set_random_seed(0)
     prior = WaveNetPrior(**{**TINY, **kwargs})
-    codes = _codes((3, 12), seed=1)
+    codes = _codes((3,) + prior.event_shape, seed=1)
     labels = None if prior.num_classes is None else np.array([0, 2, 1])
     prior(_inputs(codes, labels))
     _set_random_weights(prior, 5)
@@ -181,7 +202,7 @@ def test_log_prob_matches_numpy(kwargs):
         prior(_inputs(codes, labels)), logits, rtol=1e-4, atol=1e-4
     )
     picked = np.take_along_axis(_log_softmax(logits), codes[..., None], -1)
-    expected = picked[..., 0].sum(-1)
+    expected = picked.reshape(3, -1).sum(-1)
     dist = prior.distribution(labels=labels)
     log_prob = dist.log_prob(codes)
     assert log_prob.shape == (3,)
@@ -195,7 +216,7 @@ def test_log_prob_matches_numpy(kwargs):
         prior.distribution(labels=labels, temperature=2.0, top_k=3).log_prob(
             codes
         ),
-        picked[..., 0].sum(-1),
+        picked.reshape(3, -1).sum(-1),
         rtol=1e-5,
         atol=1e-4,
     )
@@ -253,6 +274,35 @@ def test_causality_and_receptive_field(kwargs, position):
     )
 
 
+@pytest.mark.parametrize("position", [(3, 0), (3, 1), (0, 2), (11, 0)])
+def test_levels_dependency_structure(position):
+    # The code at (t, m) changes the logits of the same position's later
+    # levels (l > m) and of every level of the positions whose receptive
+    # field holds t, and nothing at or before (t, m).
+    keras.utils.set_random_seed(0)
+    prior = WaveNetPrior(
+        **{**TINY, "residual_channels": 32, "skip_channels": 32},
+        num_levels=3,
+    )
+    codes = _codes((1, 12, 3))
+    changed = codes.copy()
+    changed[(0,) + position] = (codes[(0,) + position] + 1) % 7
+    diff = np.abs(prior(changed) - prior(codes)).max(axis=-1)[0] > 0
+
+    t, m = position
+    expected = np.repeat(
+        _dependent_positions(prior.dilations, prior.kernel_size, 12, t)[
+            :, None
+        ],
+        3,
+        axis=1,
+    )
+    expected[t, m + 1 :] = True
+    np.testing.assert_array_equal(diff, expected)
+    order = np.arange(12 * 3).reshape(12, 3)
+    assert not (diff & (order <= order[position])).any()
+
+
 def test_dilations_and_receptive_field_of_the_defaults():
     prior = WaveNetPrior(512, 4096)
     assert prior.dilations == tuple(2**i for i in range(10))
@@ -304,8 +354,14 @@ def test_fit_reports_bits_per_code_and_every_weight_trains():
         (dict(), dict()),
         (dict(kernel_size=3), dict(temperature=0.5, top_k=3)),
         (dict(num_classes=3), dict(temperature=2.0, top_k=2)),
+        (dict(num_levels=3, num_classes=3), dict(temperature=0.5, top_k=3)),
     ],
-    ids=["k2", "k3-tempered-top_k", "classes-tempered-top_k"],
+    ids=[
+        "k2",
+        "k3-tempered-top_k",
+        "classes-tempered-top_k",
+        "levels-classes-tempered-top_k",
+    ],
 )
 def test_cached_sampler_equals_naive_sampler(kwargs, options):
     # One option set per case: every (method, temperature, top_k) compiles
@@ -315,7 +371,7 @@ def test_cached_sampler_equals_naive_sampler(kwargs, options):
     labels = None if prior.num_classes is None else np.array([0, 2, 1])
     naive = prior.sample_codes(noise, labels, method="naive", **options)
     cached = prior.sample_codes(noise, labels, **options)
-    assert cached.dtype == tf.int32 and cached.shape == (3, 12)
+    assert cached.dtype == tf.int32 and cached.shape == (3,) + prior.event_shape
     np.testing.assert_array_equal(cached, naive)
 
 
@@ -403,4 +459,26 @@ def test_wrong_input_shapes():
         "`labels` must be given exactly when the prior is class "
         "conditional (num_classes=None). "
         "Received: labels=[0, 1] (of type list)."
+    )
+
+
+def test_levels_wrong_input_shapes():
+    prior = WaveNetPrior(**TINY, num_levels=3, name="levels")
+    with pytest.raises(ValueError) as error:
+        prior(_codes((2, 12)))
+    assert str(error.value) == (
+        "`levels` expects codes of shape (batch, 12, 3) "
+        "(grid_shape, num_levels). Received: codes.shape=(2, 12)"
+    )
+    with pytest.raises(ValueError) as error:
+        prior.sample_codes(tf.zeros((2, 12, 7)))
+    assert str(error.value) == (
+        "`noise` must have shape (n, 12, 3, 7) (n, length, level, "
+        "num_embeddings). Received: noise.shape=(2, 12, 7)"
+    )
+    with pytest.raises(ValueError) as error:
+        WaveNetPrior(**TINY, num_levels=0)
+    assert str(error.value) == (
+        "`num_levels` must be a positive integer. "
+        "Received: num_levels=0 (of type int)."
     )

@@ -126,7 +126,21 @@ class AutoregressivePrior(keras.Model):
     `(*grid_shape, L)`; the order is raster order over the grid and, at each
     position, level 0 to L - 1 (the naive sampler walks `event_shape` in
     raster order, the level axis innermost). `_embed` then sums one
-    embedding per level (`embedding` has `L * K` rows).
+    embedding per level (`embedding` has `L * K` rows), so the network sees
+    every level of the earlier positions, and the depth head written here
+    adds what the position's own earlier levels say, one learned vector per
+    (level, code) and one per level:
+
+        h = conv_1x1(relu(skip))                      # the position's context
+        c_l = b_l + sum_{m < l} e_m[z[..., m]]        # its levels before l
+        logits[..., l, :] = conv_1x1_K(relu(h + c_l))
+
+    (in the spirit of RQ-Transformer's depth transformer, one layer deep).
+    A subclass with levels makes the head's layers with
+    `_make_level_layers`, builds them with `_build_level_layers`, and ends
+    `call` with `_level_logits(h, codes)` and its cached sampler's step
+    with `_draw_levels(h, noise)`; its 1x1 convolution to K logits is
+    `head_logits`.
 
     Args:
         num_embeddings: K, the number of codes (of one level).
@@ -137,8 +151,6 @@ class AutoregressivePrior(keras.Model):
     """
 
     grid_axes: tuple[str, ...] = ()
-    # Whether the kind takes `num_levels > 1` (`priors.make_prior`).
-    supports_levels: bool = False
 
     def __init__(
         self,
@@ -153,12 +165,6 @@ class AutoregressivePrior(keras.Model):
         if num_classes is not None:
             check_int("num_classes", num_classes)
         check_int("num_levels", num_levels)
-        if num_levels != 1 and not self.supports_levels:
-            raise ValueError(
-                f"A {type(self).__name__} models one code per position "
-                "(num_levels=1); a prior over levels of codes is a "
-                f"PixelCNNPrior. Received: num_levels={num_levels}"
-            )
         self.num_embeddings = num_embeddings
         self.grid_shape = tuple(grid_shape)
         self.num_classes = num_classes
@@ -410,6 +416,96 @@ class AutoregressivePrior(keras.Model):
         """int32 `(L,)`: level l's rows start at `l * K` in a table of all
         levels' codes."""
         return tf.range(self.num_levels, dtype=tf.int32) * self.num_embeddings
+
+    # ------------------------------------------------------ the depth head
+    def _make_level_layers(self, channels: int) -> None:
+        """The depth head's `level_context`, the vectors `e_m` of levels
+        `m < L - 1` (no level reads the last one's), and `level_bias`, the
+        `b_l`, each `channels` wide; `None` for a one-level prior."""
+        self.level_context = self.level_bias = None
+        if self.num_levels > 1:
+            self.level_context = keras.layers.Embedding(
+                (self.num_levels - 1) * self.num_embeddings,
+                channels,
+                name="level_context",
+            )
+            self.level_bias = keras.layers.Embedding(
+                self.num_levels, channels, name="level_bias"
+            )
+
+    def _build_level_layers(self, batch) -> None:
+        if self.num_levels > 1:
+            self.level_context.build(
+                (batch,) + self.grid_shape + (self.num_levels - 1,)
+            )
+            self.level_bias.build((self.num_levels,))
+
+    def _level_logits(self, hidden, codes) -> tf.Tensor:
+        """float32 logits `(batch, *grid_shape, L, K)` of every level from
+        the head's `hidden` `(batch, *grid_shape, C)` and the position's
+        `codes` `(batch, *grid_shape, L)` (level l sees levels < l only)."""
+        # The last level's codes condition no level.
+        vectors = self._level_vectors(
+            tf.cast(codes, "int32")[..., :-1] + self._level_offsets()[:-1]
+        )
+        contexts, earlier = [], None
+        for level in range(self.num_levels):
+            context = self._level_context(level, earlier)
+            contexts.append(tf.broadcast_to(context, tf.shape(hidden)))
+            if level + 1 < self.num_levels:
+                vector = vectors[..., level, :]
+                earlier = vector if earlier is None else earlier + vector
+        return self._logits(hidden[..., None, :] + tf.stack(contexts, -2))
+
+    def _draw_levels(self, hidden, noise, temperature, top_k) -> tf.Tensor:
+        """A cached sampler's draw of one position's levels: int32 `(n, L)`
+        from the head's `hidden` `(n, *ones, C)` and the Gumbel-max `noise`
+        `(n, L, K)`, level by level with the arithmetic of
+        `_level_logits`."""
+        codes, earlier = [], None
+        ones = [1] * (hidden.shape.rank - 2)
+        for level in range(self.num_levels):
+            context = self._level_context(level, earlier)
+            logits = tf.reshape(
+                self._logits(hidden + context), [-1, self.num_embeddings]
+            )
+            code = sampling.gumbel_argmax(
+                logits, noise[:, level], temperature, top_k
+            )
+            codes.append(code)
+            if level + 1 < self.num_levels:
+                row = code + level * self.num_embeddings
+                vector = tf.reshape(
+                    self._level_vectors(row), [-1, *ones, hidden.shape[-1]]
+                )
+                earlier = vector if earlier is None else earlier + vector
+        return tf.stack(codes, axis=-1)
+
+    def _logits(self, x) -> tf.Tensor:
+        """float32 `head_logits(relu(x))` of `x` `(batch, *grid_shape, C)`
+        or, with a level axis, `(batch, *grid_shape, L, C)`."""
+        x = tf.nn.relu(x)
+        if x.shape.rank == len(self.grid_shape) + 2:
+            return tf.cast(self.head_logits(x), "float32")
+        # The last grid axis and the levels as one axis of the convolution.
+        shape = tf.shape(x)
+        flat = tf.reshape(x, tf.concat([shape[:-3], [-1, x.shape[-1]]], 0))
+        logits = tf.reshape(
+            self.head_logits(flat),
+            tf.concat([shape[:-1], [self.num_embeddings]], 0),
+        )
+        return tf.cast(logits, "float32")
+
+    def _level_vectors(self, rows) -> tf.Tensor:
+        """The head's vectors `e_m[z]` of rows `m K + z` of `level_context`."""
+        return tf.cast(self.level_context(rows), self.compute_dtype)
+
+    def _level_context(self, level: int, earlier):
+        """`c_l`: the level's bias `b_l` `(C,)`, plus `earlier` (the sum of
+        the position's `e_m[z_m]`, `m < l`, added in order) when `l > 0`."""
+        bias = self.level_bias(tf.constant([level], "int32"))[0]
+        bias = tf.cast(bias, self.compute_dtype)
+        return bias if earlier is None else earlier + bias
 
     def _build_for_sampling(self) -> None:
         if self.built:

@@ -417,7 +417,6 @@ class PixelCNNPrior(AutoregressivePrior):
     """
 
     grid_axes = ("H", "W")
-    supports_levels = True
 
     def __init__(
         self,
@@ -465,16 +464,7 @@ class PixelCNNPrior(AutoregressivePrior):
         self.embedding = keras.layers.Embedding(
             levels * num_embeddings, num_hiddens, name="embedding"
         )
-        # The head's per-(level, code) vectors e_m (no level reads the
-        # last one's) and per-level b_l.
-        self.level_context = self.level_bias = None
-        if levels > 1:
-            self.level_context = keras.layers.Embedding(
-                (levels - 1) * num_embeddings, num_hiddens, name="level_context"
-            )
-            self.level_bias = keras.layers.Embedding(
-                levels, num_hiddens, name="level_bias"
-            )
+        self._make_level_layers(num_hiddens)
         self.blocks = [
             GatedPixelCNNBlock(
                 num_hiddens,
@@ -520,57 +510,17 @@ class PixelCNNPrior(AutoregressivePrior):
         self.head_logits.build(grid + (c,))
         for embedding in self.class_embeddings:
             embedding.build((batch,))
-        if self.num_levels > 1:
-            self.level_context.build(
-                (batch,) + self.grid_shape + (self.num_levels - 1,)
-            )
-            self.level_bias.build((self.num_levels,))
+        self._build_level_layers(batch)
 
     # ------------------------------------------------------------------ call
     def _head(self, skip, codes=None) -> tf.Tensor:
         """float32 logits from the summed skips `(batch, H, W, C)`; with
         levels, of every level given the position's `codes` `(batch, H, W,
-        L)` (level l sees levels < l only)."""
+        L)` (the depth head, `_level_logits`)."""
         hidden = self.head_hidden(tf.nn.relu(skip))
         if self.num_levels == 1:
             return self._logits(hidden)
-        # The last level's codes condition no level.
-        vectors = self._level_vectors(
-            tf.cast(codes, "int32")[..., :-1] + self._level_offsets()[:-1]
-        )
-        contexts, earlier = [], None
-        for level in range(self.num_levels):
-            context = self._level_context(level, earlier)
-            contexts.append(tf.broadcast_to(context, tf.shape(hidden)))
-            if level + 1 < self.num_levels:
-                vector = vectors[..., level, :]
-                earlier = vector if earlier is None else earlier + vector
-        return self._logits(hidden[..., None, :] + tf.stack(contexts, -2))
-
-    def _logits(self, x) -> tf.Tensor:
-        """float32 `conv_1x1_K(relu(x))` of `x` `(batch, H, W, C)` or, with
-        levels, `(batch, H, W, L, C)`."""
-        x = tf.nn.relu(x)
-        if x.shape.rank == 4:
-            return tf.cast(self.head_logits(x), "float32")
-        shape = tf.shape(x)
-        flat = tf.reshape(x, [shape[0], shape[1], -1, self.num_hiddens])
-        logits = tf.reshape(
-            self.head_logits(flat),
-            tf.concat([shape[:-1], [self.num_embeddings]], 0),
-        )
-        return tf.cast(logits, "float32")
-
-    def _level_vectors(self, rows) -> tf.Tensor:
-        """The head's vectors `e_m[z]` of rows `m K + z` of `level_context`."""
-        return tf.cast(self.level_context(rows), self.compute_dtype)
-
-    def _level_context(self, level: int, earlier):
-        """`c_l`: the level's bias `b_l` `(C,)`, plus `earlier` (the sum of
-        the position's `e_m[z_m]`, `m < l`, added in order) when `l > 0`."""
-        bias = self.level_bias(tf.constant([level], "int32"))[0]
-        bias = tf.cast(bias, self.compute_dtype)
-        return bias if earlier is None else earlier + bias
+        return self._level_logits(hidden, codes)
 
     def _draw(self, skip, noise, temperature, top_k):
         """The cached sampler's draw at one position: `(code, embedded)`
@@ -583,19 +533,7 @@ class PixelCNNPrior(AutoregressivePrior):
             code = sampling.gumbel_argmax(logits, noise, temperature, top_k)
             return code, self._embed(code)[:, None, None, :]
         hidden = self.head_hidden(tf.nn.relu(skip))
-        codes, earlier = [], None
-        for level in range(self.num_levels):
-            context = self._level_context(level, earlier)
-            logits = self._logits(hidden + context)[:, 0, 0]
-            code = sampling.gumbel_argmax(
-                logits, noise[:, level], temperature, top_k
-            )
-            codes.append(code)
-            if level + 1 < self.num_levels:
-                row = code + level * self.num_embeddings
-                vector = self._level_vectors(row)[:, None, None, :]
-                earlier = vector if earlier is None else earlier + vector
-        codes = tf.stack(codes, axis=-1)
+        codes = self._draw_levels(hidden, noise, temperature, top_k)
         return codes, self._embed(codes)[:, None, None, :]
 
     def call(self, inputs, training=None):

@@ -40,8 +40,7 @@ def make_prior(
             (WaveNet).
         num_classes: `None`, or the number of class labels (e.g. speakers)
             to condition on.
-        num_levels: codes per position (residual VQ's levels); more than
-            one needs a kind with `supports_levels` (the PixelCNN).
+        num_levels: codes per position (residual VQ's levels).
         **arguments: the kind's own constructor arguments
             (`PRIOR_KINDS[kind].arguments`); others are an error.
 
@@ -50,8 +49,7 @@ def make_prior(
 
     Raises:
         ValueError: no kind models grids of that rank, an argument the kind
-            does not take, levels the kind does not model, or the class's
-            own checks.
+            does not take, or the class's own checks.
     """
     grid_shape = tuple(grid_shape)
     kind = prior_kind_for_rank(len(grid_shape))
@@ -62,16 +60,11 @@ def make_prior(
             f"arguments: {list(PRIOR_KINDS[kind].arguments)}). "
             f"Received: {unknown[0]}={arguments[unknown[0]]!r}"
         )
-    cls = PRIOR_CLASSES[kind]
     check_int("num_levels", num_levels)
-    if num_levels != 1:
-        if not cls.supports_levels:
-            raise ValueError(
-                f"A {kind!r} prior models one code per position; a prior "
-                "over levels of codes (residual VQ) exists for 2D code grids "
-                f"only (PixelCNNPrior). Received: num_levels={num_levels}"
-            )
-        arguments["num_levels"] = num_levels
-    return cls.for_grid(
-        num_embeddings, grid_shape, num_classes=num_classes, **arguments
+    return PRIOR_CLASSES[kind].for_grid(
+        num_embeddings,
+        grid_shape,
+        num_classes=num_classes,
+        num_levels=num_levels,
+        **arguments,
     )

@@ -485,6 +485,13 @@ class _DilatedStack:
     def _head(self, skip) -> tf.Tensor:
         return output_head(self.head_hidden, self.head_logits, skip)
 
+    def _draw_step(self, skip, noise, temperature, top_k) -> tf.Tensor:
+        """The cached sampler's draw at one position: int32 `(n,)` from the
+        summed skips `(n, 1, C)` and the position's Gumbel-max noise `(n,
+        classes)`."""
+        logits = self._head(skip)[:, 0]
+        return sampling.gumbel_argmax(logits, noise, temperature, top_k)
+
     def _draw_cached(
         self,
         noise,
@@ -517,14 +524,13 @@ class _DilatedStack:
             skip, queues = stack_step(
                 self.blocks, queues, previous, t, conditions, local
             )
-            logits = self._head(skip)[:, 0]
-            draw = sampling.gumbel_argmax(
-                logits, noise[:, t], temperature, top_k
-            )
+            draw = self._draw_step(skip, noise[:, t], temperature, top_k)
             return t + 1, self._embed(draw), queues, draws_ta.write(t, draw)
 
+        # Draws of several levels (a prior's) keep their level axis.
+        levels = noise.shape[2:-1].as_list()
         draws_ta = tf.TensorArray(
-            "int32", size=length, element_shape=[static_n]
+            "int32", size=length, element_shape=[static_n, *levels]
         )
         _, _, _, draws_ta = tf.while_loop(
             lambda t, *_: t < steps,
@@ -537,7 +543,9 @@ class _DilatedStack:
             ),
             parallel_iterations=1,
         )
-        return tf.transpose(draws_ta.stack())
+        return tf.transpose(
+            draws_ta.stack(), [1, 0, *range(2, 2 + len(levels))]
+        )
 
 
 @keras.saving.register_keras_serializable(package="tf_vqvae")
@@ -600,15 +608,35 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         kernel_size: k >= 2 taps of each dilated convolution (WaveNet: 2).
         num_classes: `None` (unconditional) or the number of classes (e.g.
             speakers) for class conditioning.
+        num_levels: L, codes per position (default 1). With L > 1 the
+            prior models the levels of residual VQ codes (an audio
+            `VQVAE(quantizer="rvq")`), see "Levels" below.
         **kwargs: base `keras.Model` arguments (e.g. `dtype` for a mixed
             precision policy; the logits stay float32).
 
+    Levels (`num_levels = L > 1`): codes `(batch, length, L)`, drawn
+    position by position and, at each position, level by level. The
+    stack's input is the sum of one embedding per level (position t sees
+    every level of `z[t - 1]`), and the head adds what the position's
+    earlier levels say, one learned vector per (level, code) and one per
+    level:
+
+        h = conv_1x1(relu(skip))                      # the position's context
+        c_l = b_l + sum_{m < l} e_m[z[t, m]]          # its levels before l
+        logits[t, l] = conv_1x1_K(relu(h + c_l))
+
+    as `PixelCNNPrior`'s levels (`tf_vqvae.autoregressive`). The cached
+    sampler draws the L codes of a position in order, then runs the stack
+    on their summed embedding.
+
     Call arguments:
-        inputs: int codes `(batch, length)`, or with `num_classes` set a
-            dict `{"codes": (batch, length), "labels": (batch,)}`.
+        inputs: int codes `(batch, length)` (`(batch, length, L)` with
+            levels), or with `num_classes` set a dict `{"codes": ...,
+            "labels": (batch,)}`.
 
     Returns:
-        Logits `(batch, length, K)`, float32.
+        Logits `(batch, length, K)` (`(batch, length, L, K)` with levels),
+        float32.
 
     Raises:
         TypeError: for codes or labels that are not integers.
@@ -643,6 +671,7 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         dilation_cycle: int = 10,
         kernel_size: int = 2,
         num_classes: int | None = None,
+        num_levels: int = 1,
         **kwargs,
     ):
         check_int("length", length)
@@ -651,7 +680,9 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         check_int("num_layers", num_layers)
         check_int("dilation_cycle", dilation_cycle)
         _check_kernel_size(kernel_size)
-        super().__init__(num_embeddings, (length,), num_classes, **kwargs)
+        super().__init__(
+            num_embeddings, (length,), num_classes, num_levels, **kwargs
+        )
         self.length = length
         self.residual_channels = residual_channels
         self.skip_channels = skip_channels
@@ -687,12 +718,15 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
 
     def _make_layers(self) -> None:
         self.embedding = keras.layers.Embedding(
-            self.num_embeddings, self.residual_channels, name="embedding"
+            self.num_levels * self.num_embeddings,
+            self.residual_channels,
+            name="embedding",
         )
         self.blocks = self._make_blocks()
         self.head_hidden, self.head_logits = self._make_head(
             self.num_embeddings
         )
+        self._make_level_layers(self.skip_channels)
         self.class_embeddings = (
             [
                 keras.layers.Embedding(
@@ -712,13 +746,28 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
         self._build_stack(
             self.embedding, (shape[0], self.length), self.class_embeddings
         )
+        self._build_level_layers(shape[0])
 
     def call(self, inputs, training=None):
         codes, labels = self._checked_inputs(inputs)
         conditions = self._conditions(labels)
         embedded = self._embed(codes)
         x = tf.pad(embedded[:, :-1], [[0, 0], [1, 0], [0, 0]])
-        return self._head(run_stack(self.blocks, x, conditions))
+        return self._head(run_stack(self.blocks, x, conditions), codes)
+
+    def _head(self, skip, codes=None) -> tf.Tensor:
+        """float32 logits from the summed skips `(batch, length, S)`; with
+        levels, of every level given the position's `codes` `(batch,
+        length, L)` (the depth head, `_level_logits`)."""
+        if self.num_levels == 1:
+            return super()._head(skip)
+        return self._level_logits(self.head_hidden(tf.nn.relu(skip)), codes)
+
+    def _draw_step(self, skip, noise, temperature, top_k) -> tf.Tensor:
+        if self.num_levels == 1:
+            return super()._draw_step(skip, noise, temperature, top_k)
+        hidden = self.head_hidden(tf.nn.relu(skip))
+        return self._draw_levels(hidden, noise, temperature, top_k)
 
     def _sample_cached(self, noise, labels, temperature, top_k):
         """Code by code, every layer on one position from its queue
@@ -738,6 +787,7 @@ class WaveNetPrior(_DilatedStack, AutoregressivePrior):
             dilation_cycle=self.dilation_cycle,
             kernel_size=self.kernel_size,
             num_classes=self.num_classes,
+            num_levels=self.num_levels,
         )
         return config
 

@@ -673,7 +673,6 @@ def train_prior(
     """
     with Run(config, model_dir, part=PRIOR_DIR) as run:
         vqvae, train_config = artifacts.load_vqvae(model_dir, fallback=True)
-        _check_levels_have_a_prior(vqvae, model_dir, "train-prior")
         codes, class_names = _training_codes(vqvae, train_config, config)
         # Residual VQ codes carry a trailing level axis.
         levels = vqvae.quantizer.num_levels
@@ -891,7 +890,6 @@ def sample(
             f"(the model in {model_dir!r} is an {vqvae.modality} model). "
             f"Received: output={output!r}"
         )
-    _check_levels_have_a_prior(vqvae, model_dir, "sample")
     prior = artifacts.load_prior(model_dir, fallback=True)
     if vqvae.modality == "audio":
         output = output or os.path.join(model_dir, AUDIO_SAMPLES_FILE)
@@ -1736,20 +1734,6 @@ def _locked_output(root: str):
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(root)  # only if empty
-
-
-def _check_levels_have_a_prior(vqvae, model_dir: str, command: str) -> None:
-    """Levels of codes (residual VQ) have a prior on 2D code grids only
-    (`PixelCNNPrior(num_levels=...)`): refuse them on audio models."""
-    levels = vqvae.quantizer.num_levels
-    if levels > 1 and vqvae.spatial_dims != 2:
-        raise UsageError(
-            f"`vqvae {command}` on levels of codes (--quantizer rvq) needs "
-            f"2D code grids (images), and the model in {model_dir!r} has "
-            f"{levels} levels of {vqvae.spatial_dims}D codes (the WaveNet "
-            "prior models one code per position). "
-            f"Received: num_levels={levels}"
-        )
 
 
 def _validation_images(config: TrainConfig, train_images: Images):
