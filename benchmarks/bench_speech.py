@@ -36,7 +36,8 @@ Everything goes through the public machinery:
    `--seed`.
 5. A WaveNet prior (`commands.train_prior`, the preset's prior
    config, `--prior-steps` steps, default the preset's; 0: none) for one
-   `vqvae sample`.
+   `vqvae sample`, and its bits per code on the `test` codes
+   (`prior_test_bits`; per level for a residual VQ run).
 
 With `--docs-dir`, writes short WAVs (16 kHz PCM16, at most 2 s each:
 source, reconstruction, the same sentence in two other voices, a prior
@@ -141,6 +142,43 @@ def _configs(args, dataset: str):
         if args.prior_steps
         else None,
     )
+
+
+# ---------------------------------------------------------------- prior
+def prior_test_bits(vqvae, prior, utterances, segment: int) -> dict:
+    """The prior's negative log-likelihood of `utterances`' codes, cut into
+    segments as `vqvae train-prior` cuts the training split (the last one
+    of each utterance zero-padded): bits per code, per level (residual VQ),
+    beside each level's code entropy (what a prior without context would
+    reach) and the uniform prior's `log2 K`."""
+    levels, k = vqvae.quantizer.num_levels, vqvae.num_embeddings
+    conditional = prior.num_classes is not None
+    batches = data.audio_pipeline(
+        utterances, segment, 8, seed=0, training=False
+    )
+    codes = commands.encode_images(vqvae, batches, with_labels=conditional)
+    nats, counts = np.zeros(levels), np.zeros((levels, k))
+    for batch in codes.dataset.batch(16):
+        z = batch["codes"] if conditional else batch
+        per_code = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            z, prior(batch)
+        )
+        nats += np.reshape(per_code.numpy(), (-1, levels)).sum(0)
+        flat = np.reshape(z.numpy(), (-1, levels))
+        for level in range(levels):
+            counts[level] += np.bincount(flat[:, level], minlength=k)
+    positions = counts[0].sum()
+    p = counts / positions
+    entropy = -np.sum(p * np.log2(np.where(p > 0, p, 1.0)), axis=1)
+    by_level = nats / np.log(2.0) / positions
+    return {
+        "num_levels": levels,
+        "num_codes": int(positions * levels),
+        "bits_per_code": float(by_level.mean()),
+        "bits_per_code_by_level": [float(b) for b in by_level],
+        "entropy_by_level": [float(h) for h in entropy],
+        "uniform_bits_per_code": float(np.log2(k)),
+    }
 
 
 # ------------------------------------------------------------- phonemes
@@ -500,10 +538,12 @@ def run(args) -> dict:
     )
     timings["conversion"] = time.perf_counter() - mark
 
+    prior_test = None
     if args.prior_steps:
         mark = time.perf_counter()
-        commands.train_prior(prior_config, model_dir, verbose=0)
+        prior = commands.train_prior(prior_config, model_dir, verbose=0).model
         timings["prior"] = time.perf_counter() - mark
+        prior_test = prior_test_bits(vqvae, prior, splits["test"], segment)
 
     files = None
     if args.docs_dir:
@@ -546,6 +586,7 @@ def run(args) -> dict:
             "epochs": args.classifier_epochs,
         },
         "conversion": converted,
+        "prior_test": prior_test,
         "artifacts": files,
         "timings": timings,
     }

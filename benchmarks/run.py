@@ -1341,6 +1341,7 @@ def speech_section(data: dict | None) -> tuple[list[str], list]:
         f"| {_percent(conv['reconstruction_target_voice_accuracy'])} | |",
         f"| reconstruction SNR (mean) | - "
         f"| {conv['reconstruction_snr_db_mean']:.2f} dB | |",
+        *_prior_test_rows(data.get("prior_test")),
         "",
     ]
     targets = [
@@ -1361,6 +1362,35 @@ def speech_section(data: dict | None) -> tuple[list[str], list]:
         ),
     ]
     return lines, targets
+
+
+def _prior_test_rows(prior: dict | None) -> list[str]:
+    """The WaveNet prior's bits per test code (`bench_speech.prior_test_bits`)
+    beside the uniform prior's and the codes' entropy, per level for
+    residual VQ; none for a result without a prior."""
+    if not prior:
+        return []
+    uniform = prior["uniform_bits_per_code"]
+    rows = [
+        f"| WaveNet prior, bits per held-out code (uniform: {uniform:g}) | - "
+        f"| {prior['bits_per_code']:.3f} | |",
+    ]
+    if prior["num_levels"] == 1:
+        (entropy,) = prior["entropy_by_level"]
+        rows.append(
+            "| entropy of the held-out codes (a prior without context) | - "
+            f"| {entropy:.3f} | |"
+        )
+        return rows
+    by_level = zip(
+        prior["bits_per_code_by_level"], prior["entropy_by_level"], strict=True
+    )
+    levels = "; ".join(f"{bits:.3f} ({h:.3f})" for bits, h in by_level)
+    rows.append(
+        "| the same per level (in brackets: the level's code entropy) | - "
+        f"| {levels} | |"
+    )
+    return rows
 
 
 def wavenet_targets(sampling: dict | None) -> list:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_vqvae import audio, codebook_ops
+from tf_vqvae import audio, codebook_ops, data
+from tf_vqvae.training import artifacts
 
 BENCH_DIR = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 sys.path.insert(0, os.path.abspath(BENCH_DIR))
@@ -873,6 +874,40 @@ def test_speech_section_and_targets():
         (0.5, 0.8),
         (0.95, 0.8),
     ]
+    assert "WaveNet prior" not in text  # no prior_test: no rows
+    # The prior's test bits, one level and several (residual VQ).
+    one = dict(
+        num_levels=1,
+        bits_per_code=7.25,
+        bits_per_code_by_level=[7.25],
+        entropy_by_level=[9.5],
+        uniform_bits_per_code=11.0,
+    )
+    text = "\n".join(
+        run.speech_section({**_speech_results(), "prior_test": one})[0]
+    )
+    assert (
+        "| WaveNet prior, bits per held-out code (uniform: 11) | - "
+        "| 7.250 | |\n"
+        "| entropy of the held-out codes (a prior without context) | - "
+        "| 9.500 | |" in text
+    )
+    levels = dict(
+        num_levels=2,
+        bits_per_code=6.5,
+        bits_per_code_by_level=[5.0, 8.0],
+        entropy_by_level=[7.0, 8.5],
+        uniform_bits_per_code=9.0,
+    )
+    text = "\n".join(
+        run.speech_section({**_speech_results(), "prior_test": levels})[0]
+    )
+    assert (
+        "| WaveNet prior, bits per held-out code (uniform: 9) | - "
+        "| 6.500 | |\n"
+        "| the same per level (in brackets: the level's code entropy) | - "
+        "| 5.000 (7.000); 8.000 (8.500) | |" in text
+    )
     assert run.speech_section(None) == (
         [
             "## 10. Speech: phoneme discovery and voice conversion (issue 16)",
@@ -913,6 +948,33 @@ def test_speech_tiny(tmp_path):
             assert rate == 16000 and 0 < len(waveform) <= 32000
     assert result["conversion"]["num_utterances"] == 3
     assert result["phonemes"]["test"]["num_scored"] > 0
+    # The prior's test bits: -log2 p of the held-out codes, recomputed
+    # with the prior's distribution over the same segments.
+    run_dir = str(tmp_path / "w" / "run")
+    vqvae, _ = artifacts.load_vqvae(run_dir)
+    prior = artifacts.load_prior(run_dir)
+    test = data.load_audio(f"audio-folder:{tmp_path / 'w' / 'corpus'}", "test")
+    segments = np.concatenate(
+        [
+            np.pad(w, (0, -len(w) % 1024)).reshape(-1, 1024, 1)
+            for w in test.waveforms
+        ]
+    )
+    codes = vqvae.encode(segments)
+    bits = -np.sum(prior.distribution().log_prob(codes)) / np.log(2)
+    scored = result["prior_test"]
+    assert scored["num_codes"] == codes.numpy().size
+    assert scored["bits_per_code"] == pytest.approx(
+        bits / codes.numpy().size, rel=1e-4
+    )
+    counts = (
+        np.bincount(codes.numpy().ravel(), minlength=16) / codes.numpy().size
+    )
+    used = counts[counts > 0]
+    assert scored["entropy_by_level"] == [
+        pytest.approx(-np.sum(used * np.log2(used)), rel=1e-5)
+    ]
+    assert scored["uniform_bits_per_code"] == 4.0
     for waveforms in result["conversion"]["periodicity"].values():
         assert waveforms["frames"] > 0
         assert 0 <= waveforms["pitched_fraction"] <= 1
