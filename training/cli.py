@@ -374,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
         "images, WaveNet for audio).",
         "Train an autoregressive prior on the codes of --model-dir's VQ-VAE "
         "over its training split: a gated PixelCNN over 2D codes (images), "
-        "a WaveNet over 1D codes (audio); writes "
-        f"--model-dir/{PRIOR_DIR}. Running it again resumes.",
+        "a WaveNet over 1D codes (audio), over every level of residual VQ "
+        f"codes (--quantizer rvq); writes --model-dir/{PRIOR_DIR}. Running "
+        "it again resumes.",
     )
     add_config_flags(prior_parser, PriorConfig)
     _add_recover_config(prior_parser)
