@@ -15,7 +15,6 @@ one in `PRIOR_CLASSES`.
 
 from __future__ import annotations
 
-from tf_vqvae.arg_checks import check_int
 from tf_vqvae.autoregressive import AutoregressivePrior
 from tf_vqvae.options import PRIOR_KINDS, prior_kind_for_rank
 from tf_vqvae.prior import PixelCNNPrior
@@ -60,7 +59,6 @@ def make_prior(
             f"arguments: {list(PRIOR_KINDS[kind].arguments)}). "
             f"Received: {unknown[0]}={arguments[unknown[0]]!r}"
         )
-    check_int("num_levels", num_levels)
     return PRIOR_CLASSES[kind].for_grid(
         num_embeddings,
         grid_shape,
